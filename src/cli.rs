@@ -1,0 +1,330 @@
+//! The command line: one `*Args` struct per subcommand, doc comments as the help text,
+//! and one exit status per kind of failure (1: the user's spec or data, 2: environment or
+//! internal).
+
+use std::path::{Path, PathBuf};
+
+use chrono::{NaiveDate, Utc};
+use clap::{Args, Parser, Subcommand};
+
+use crate::generate::{self, ShopSize};
+use crate::progress::Progress;
+use crate::run::{self, RunReport, RunRequest};
+use crate::spec::{LoadOptions, Pipeline, SpecError, parse_date};
+use crate::storage::{Location, Storage};
+
+/// segflow: customer segments from e-commerce Parquet, as a scheduled SQL pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "segflow", version, about)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a pipeline once for one logical date and publish its outputs.
+    Run(RunArgs),
+    /// Check pipeline specs and plan every SQL step against the sources, reading no data.
+    Validate(ValidateArgs),
+    /// Write deterministic sample shop data (customers, orders, order_items, checkouts).
+    Generate(GenerateArgs),
+    /// Generate a small sample shop, run the shipped nightly pipeline on it, show the result.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The pipeline YAML file.
+    pub pipeline: PathBuf,
+    /// The run's logical date (YYYY-MM-DD); orders after the end of this day are ignored.
+    /// Defaults to yesterday (UTC), the last complete day.
+    #[arg(long, value_parser = date_arg)]
+    pub as_of: Option<NaiveDate>,
+    /// Override a pipeline var: --var name=value (repeatable). The value must fit the
+    /// var's declared type.
+    #[arg(long = "var", value_parser = var_arg)]
+    pub vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// Pipeline YAML files.
+    #[arg(required = true)]
+    pub pipelines: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct GenerateArgs {
+    /// Number of customers.
+    #[arg(long, default_value_t = 10_000)]
+    pub customers: u64,
+    /// Number of orders (exact).
+    #[arg(long, default_value_t = 50_000)]
+    pub orders: u64,
+    /// Where to write: a folder path or URL; each table goes in a subfolder.
+    #[arg(long)]
+    pub out: String,
+    /// Random seed; the same seed, sizes and end date give the same files.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// The last day of the generated history (YYYY-MM-DD). Defaults to yesterday (UTC).
+    #[arg(long, value_parser = date_arg)]
+    pub end: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Folder for the demo's data, pipeline and outputs.
+    #[arg(long, default_value = "segflow-demo")]
+    pub dir: PathBuf,
+    /// Number of customers in the sample shop.
+    #[arg(long, default_value_t = 20_000)]
+    pub customers: u64,
+    /// Number of orders in the sample shop.
+    #[arg(long, default_value_t = 80_000)]
+    pub orders: u64,
+}
+
+fn date_arg(text: &str) -> Result<NaiveDate, String> {
+    parse_date(text).ok_or_else(|| format!("'{text}' is not a date; write it as YYYY-MM-DD"))
+}
+
+fn var_arg(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{text}' is not name=value"))
+}
+
+/// A failed command: the error to print, and whose fault it was.
+pub enum Failure {
+    User(anyhow::Error),
+    Environment(anyhow::Error),
+}
+
+impl Failure {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Failure::User(_) => 1,
+            Failure::Environment(_) => 2,
+        }
+    }
+
+    pub fn error(&self) -> &anyhow::Error {
+        match self {
+            Failure::User(e) | Failure::Environment(e) => e,
+        }
+    }
+}
+
+impl From<SpecError> for Failure {
+    fn from(error: SpecError) -> Self {
+        match error {
+            SpecError::Read { .. } => Failure::User(error.into()),
+            SpecError::Invalid { .. } => Failure::User(error.into()),
+        }
+    }
+}
+
+impl From<run::RunError> for Failure {
+    fn from(error: run::RunError) -> Self {
+        if error.is_user_fault() {
+            Failure::User(error.into())
+        } else {
+            Failure::Environment(error.into())
+        }
+    }
+}
+
+impl From<generate::GenerateError> for Failure {
+    fn from(error: generate::GenerateError) -> Self {
+        match error {
+            generate::GenerateError::Storage(_) => Failure::User(error.into()),
+            _ => Failure::Environment(error.into()),
+        }
+    }
+}
+
+impl From<crate::storage::StorageError> for Failure {
+    fn from(error: crate::storage::StorageError) -> Self {
+        Failure::User(error.into())
+    }
+}
+
+pub async fn execute(cli: Cli) -> Result<(), Failure> {
+    match cli.command {
+        Command::Run(args) => run_command(args).await,
+        Command::Validate(args) => validate_command(args).await,
+        Command::Generate(args) => generate_command(args).await,
+        Command::Demo(args) => demo_command(args).await,
+    }
+}
+
+fn yesterday() -> NaiveDate {
+    Utc::now().date_naive().pred_opt().expect("yesterday exists")
+}
+
+async fn run_command(args: RunArgs) -> Result<(), Failure> {
+    let options = LoadOptions {
+        var_overrides: args.vars,
+        ..LoadOptions::default()
+    };
+    let pipeline = Pipeline::load(&args.pipeline, &options)?;
+    let request = RunRequest::new(args.as_of.unwrap_or_else(yesterday));
+    let report = run::run(&pipeline, &request, &Progress::for_terminal()).await?;
+    print_report(&report);
+    Ok(())
+}
+
+async fn validate_command(args: ValidateArgs) -> Result<(), Failure> {
+    let mut failures = Vec::new();
+    for path in &args.pipelines {
+        let checked = match Pipeline::load(path, &LoadOptions::default()) {
+            Ok(pipeline) => run::plan_only(&pipeline, yesterday())
+                .await
+                .map(|()| pipeline.steps.len())
+                .map_err(Failure::from),
+            Err(error) => Err(Failure::from(error)),
+        };
+        match checked {
+            Ok(steps) => println!("{}: ok ({steps} steps planned)", path.display()),
+            Err(failure) => {
+                println!("{}: failed", path.display());
+                failures.push(failure);
+            }
+        }
+    }
+    match failures.len() {
+        0 => Ok(()),
+        1 => Err(failures.pop().expect("one failure")),
+        _ => {
+            let environment = failures
+                .iter()
+                .any(|f| matches!(f, Failure::Environment(_)));
+            let text: Vec<String> = failures
+                .iter()
+                .map(|f| format!("{:#}", f.error()))
+                .collect();
+            let error = anyhow::anyhow!("{} pipelines failed:\n{}", failures.len(), text.join("\n"));
+            Err(if environment {
+                Failure::Environment(error)
+            } else {
+                Failure::User(error)
+            })
+        }
+    }
+}
+
+async fn generate_command(args: GenerateArgs) -> Result<(), Failure> {
+    let out = Location::parse(&args.out)?.as_folder();
+    let size = ShopSize {
+        customers: args.customers,
+        orders: args.orders,
+        seed: args.seed,
+        end: args.end.unwrap_or_else(yesterday),
+    };
+    let started = std::time::Instant::now();
+    let made = generate::generate(&size, &out, &Storage::new(), &Progress::for_terminal()).await?;
+    println!(
+        "Wrote {} customers, {} orders, {} order items and {} checkouts to {out} in {:.1}s.",
+        made.customers,
+        made.orders,
+        made.order_items,
+        made.checkouts,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+/// The shipped nightly pipeline and its SQL, embedded so that `segflow demo` works from any
+/// folder and from an installed binary.
+const EMBEDDED: &[(&str, &str)] = &[
+    (
+        "pipelines/nightly_segments.yaml",
+        include_str!("../pipelines/nightly_segments.yaml"),
+    ),
+    (
+        "queries/customer_features.sql",
+        include_str!("../queries/customer_features.sql"),
+    ),
+    ("queries/rfm.sql", include_str!("../queries/rfm.sql")),
+];
+
+async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
+    let dir = std::path::absolute(&args.dir)
+        .map_err(|e| Failure::User(anyhow::anyhow!("cannot use {}: {e}", args.dir.display())))?;
+    for (relative, text) in EMBEDDED {
+        write_file(&dir.join(relative), text)?;
+    }
+    let data = dir.join("data");
+    let out = dir.join("out");
+    let as_of = yesterday();
+    println!("Generating a sample shop in {} ...", data.display());
+    let size = ShopSize {
+        customers: args.customers,
+        orders: args.orders,
+        seed: 42,
+        end: as_of,
+    };
+    let data_location = Location::parse(&format!("{}/", data.display()))?;
+    generate::generate(&size, &data_location, &Storage::new(), &Progress::for_terminal()).await?;
+
+    let env_data = data.display().to_string();
+    let env_out = out.display().to_string();
+    let env = move |name: &str| match name {
+        "SEGFLOW_DATA" => Some(env_data.clone()),
+        "SEGFLOW_OUT" => Some(env_out.clone()),
+        _ => std::env::var(name).ok(),
+    };
+    let options = LoadOptions {
+        var_overrides: Vec::new(),
+        env: &env,
+    };
+    let pipeline_file = dir.join("pipelines/nightly_segments.yaml");
+    let pipeline = Pipeline::load(&pipeline_file, &options)?;
+    println!("Running {} for as_of {as_of} ...", pipeline_file.display());
+    let report = run::run(&pipeline, &RunRequest::new(as_of), &Progress::for_terminal()).await?;
+    print_report(&report);
+    let first = report
+        .outputs
+        .first()
+        .map(|o| o.manifest.table.clone())
+        .unwrap_or_default();
+    println!(
+        "\nQuery the result, for example with DuckDB:\n  duckdb -c \"SELECT * FROM read_parquet('{}/{first}/as_of=*/*.parquet', hive_partitioning=true) LIMIT 10\"",
+        out.display()
+    );
+    Ok(())
+}
+
+fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
+    let fail = |e: std::io::Error| Failure::Environment(anyhow::anyhow!("cannot write {}: {e}", path.display()));
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent).map_err(fail)?;
+    }
+    std::fs::write(path, text).map_err(fail)
+}
+
+fn print_report(report: &RunReport) {
+    println!(
+        "Published {} for as_of {} (run {}) in {:.1}s:",
+        report.pipeline,
+        report.as_of,
+        report.run_id,
+        report.elapsed.as_secs_f64()
+    );
+    let width = report
+        .outputs
+        .iter()
+        .map(|o| o.manifest.table.len())
+        .max()
+        .unwrap_or(5)
+        .max(5);
+    println!("  {:<width$}  {:>10}  location", "table", "rows");
+    for output in &report.outputs {
+        println!(
+            "  {:<width$}  {:>10}  {}as_of={}/",
+            output.manifest.table, output.manifest.rows, output.url, report.as_of
+        );
+    }
+}

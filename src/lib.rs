@@ -1,0 +1,14 @@
+//! segflow turns raw e-commerce Parquet into customer segments, as SQL pipelines declared in
+//! YAML. Data flows one way through the modules: `spec` (what to run) -> `storage` (where
+//! things live) -> `engine` (DataFusion) -> `publish` (atomic Parquet outputs), with `run`
+//! tying one run together and `cli` on top.
+
+pub mod cli;
+pub mod engine;
+pub mod generate;
+pub mod progress;
+pub mod publish;
+pub mod run;
+pub mod spec;
+pub mod sql;
+pub mod storage;

@@ -1,0 +1,49 @@
+use std::io::IsTerminal;
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use segflow::cli::{self, Cli};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: could not start the async runtime: {error}");
+            return ExitCode::from(2);
+        }
+    };
+    match runtime.block_on(cli::execute(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            let error = failure.error();
+            eprintln!("error: {error}");
+            for cause in error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(failure.exit_code())
+        }
+    }
+}
+
+/// Structured logs on stderr. On a terminal the progress display tells the story, so only
+/// warnings are logged unless `SEGFLOW_LOG` (or `RUST_LOG`) asks for more; elsewhere (CI,
+/// cron, the daemon) every decision is logged at info. `SEGFLOW_LOG_FORMAT=json` for
+/// machine-read logs.
+fn init_logging() {
+    let default = if std::io::stderr().is_terminal() { "warn" } else { "info" };
+    let filter = std::env::var("SEGFLOW_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| default.to_string());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(EnvFilter::new(filter))
+        .with_writer(std::io::stderr);
+    if std::env::var("SEGFLOW_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}

@@ -1,0 +1,191 @@
+//! One run of a pipeline for one logical date: register the sources (checked), plan every
+//! step, stage every output, and only then commit them. A failure before the commits leaves
+//! every published output as it was; the scheduler calls this same function.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use chrono::NaiveDate;
+
+use crate::engine::{Engine, EngineError, Params, StepResult};
+use crate::progress::Progress;
+use crate::publish::{Manifest, PublishError, Publisher, RunIdentity, Staged};
+use crate::spec::Pipeline;
+use crate::storage::Storage;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    #[error("could not create a scratch folder for intermediate results")]
+    Scratch(#[source] std::io::Error),
+}
+
+impl RunError {
+    pub fn is_user_fault(&self) -> bool {
+        match self {
+            RunError::Engine(e) => e.is_user_fault(),
+            RunError::Publish(e) => e.is_user_fault(),
+            RunError::Scratch(_) => false,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub as_of: NaiveDate,
+    pub run_id: String,
+}
+
+impl RunRequest {
+    /// A request with a fresh run id; ids sort by start time (UUIDv7).
+    pub fn new(as_of: NaiveDate) -> RunRequest {
+        RunRequest {
+            as_of,
+            run_id: uuid::Uuid::now_v7().simple().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub pipeline: String,
+    pub as_of: NaiveDate,
+    pub run_id: String,
+    pub outputs: Vec<PublishedOutput>,
+    pub elapsed: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub struct PublishedOutput {
+    pub url: String,
+    pub manifest: Manifest,
+}
+
+/// Plans every step against the sources' schemas without scanning data: what
+/// `segflow validate` checks beyond the spec itself.
+pub async fn plan_only(pipeline: &Pipeline, as_of: NaiveDate) -> Result<(), RunError> {
+    let engine = prepare(pipeline, Storage::new()).await?;
+    let params = Params::new(as_of, &pipeline.vars);
+    for step in &pipeline.steps {
+        engine.add_step(step, &params, StepResult::View).await?;
+    }
+    Ok(())
+}
+
+pub async fn run(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    progress: &Progress,
+) -> Result<RunReport, RunError> {
+    let started = Instant::now();
+    tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, "Run started.");
+    let storage = Storage::new();
+    progress.message("checking sources");
+    let engine = prepare(pipeline, storage.clone()).await?;
+
+    let scratch = tempfile::Builder::new()
+        .prefix("segflow-run-")
+        .tempdir()
+        .map_err(RunError::Scratch)?;
+    let params = Params::new(request.as_of, &pipeline.vars);
+    let readers = step_readers(pipeline);
+    for step in &pipeline.steps {
+        progress.message(format!("step {}", step.name));
+        // A step that later steps read is computed once into scratch Parquet; one that is
+        // only published streams straight from its plan into the output files.
+        let result = if readers.get(step.name.as_str()).copied().unwrap_or(0) > 0 {
+            StepResult::Materialize {
+                scratch: scratch.path(),
+            }
+        } else {
+            StepResult::View
+        };
+        engine.add_step(step, &params, result).await?;
+        tracing::info!(pipeline = %pipeline.name, step = %step.name, "Step ready.");
+    }
+
+    let publisher = Publisher::new(
+        storage,
+        RunIdentity {
+            pipeline: pipeline.name.clone(),
+            as_of: request.as_of,
+            run_id: request.run_id.clone(),
+        },
+    );
+    let staged = match stage_outputs(pipeline, &engine, &publisher, progress).await {
+        Ok(staged) => staged,
+        Err(error) => {
+            publisher.discard_run(&pipeline.outputs).await;
+            return Err(error);
+        }
+    };
+
+    progress.message("publishing");
+    let mut outputs = Vec::new();
+    for (output, staged) in pipeline.outputs.iter().zip(staged) {
+        let manifest = publisher.commit(staged).await?;
+        tracing::info!(
+            pipeline = %pipeline.name,
+            table = %output.table,
+            rows = manifest.rows,
+            url = %output.location,
+            "Output published."
+        );
+        outputs.push(PublishedOutput {
+            url: output.location.to_string(),
+            manifest,
+        });
+    }
+    progress.finish();
+    let report = RunReport {
+        pipeline: pipeline.name.clone(),
+        as_of: request.as_of,
+        run_id: request.run_id.clone(),
+        outputs,
+        elapsed: started.elapsed(),
+    };
+    tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, seconds = report.elapsed.as_secs_f64(), "Run finished.");
+    Ok(report)
+}
+
+async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunError> {
+    let engine = Engine::new(&pipeline.engine, storage)?;
+    for source in &pipeline.sources {
+        engine.register_source(source).await?;
+    }
+    Ok(engine)
+}
+
+async fn stage_outputs(
+    pipeline: &Pipeline,
+    engine: &Engine,
+    publisher: &Publisher,
+    progress: &Progress,
+) -> Result<Vec<Staged>, RunError> {
+    let mut staged = Vec::new();
+    for output in &pipeline.outputs {
+        progress.message(format!("writing {}", output.table));
+        let stream = engine.stream(&output.table).await?;
+        let on_rows = |rows: u64| progress.message(format!("writing {}: {rows} rows", output.table));
+        staged.push(
+            publisher
+                .stage(&output.table, &output.location, &output.options, stream, &on_rows)
+                .await?,
+        );
+    }
+    Ok(staged)
+}
+
+/// How many steps read each step.
+fn step_readers(pipeline: &Pipeline) -> HashMap<&str, usize> {
+    let mut readers = HashMap::new();
+    for step in &pipeline.steps {
+        for table in &step.sql.tables {
+            *readers.entry(table.as_str()).or_insert(0) += 1;
+        }
+    }
+    readers
+}

@@ -1,0 +1,207 @@
+//! Bad input a user would make: each gets exit 1, a message naming the file, line, table or
+//! column, and leaves what was published exactly as it was.
+
+use std::path::Path;
+
+use crate::common::{AS_OF, Project, copy_dir};
+
+struct Case {
+    name: &'static str,
+    /// Breaks the project; returns extra `segflow run` arguments.
+    break_it: fn(&Project) -> Vec<String>,
+    /// Every piece must appear in stderr.
+    expect: &'static [&'static str],
+}
+
+fn replace(project: &Project, file: &str, from: &str, to: &str) {
+    project.edit(file, |text| {
+        assert!(text.contains(from), "{file} has no '{from}'");
+        text.replacen(from, to, 1)
+    });
+}
+
+const PIPELINE: &str = "pipelines/nightly_segments.yaml";
+const RFM: &str = "queries/rfm.sql";
+
+const CASES: &[Case] = &[
+    Case {
+        name: "invalid YAML",
+        break_it: |p| {
+            replace(p, PIPELINE, "steps:\n", "steps: [\n");
+            vec![]
+        },
+        expect: &["nightly_segments.yaml:"],
+    },
+    Case {
+        name: "unknown key",
+        break_it: |p| {
+            replace(p, PIPELINE, "    columns:\n      order_id", "    colums:\n      order_id");
+            vec![]
+        },
+        expect: &["nightly_segments.yaml:", "unknown field `colums`"],
+    },
+    Case {
+        name: "missing SQL file",
+        break_it: |p| {
+            replace(p, PIPELINE, "../queries/rfm.sql", "../queries/rfm_scores.sql");
+            vec![]
+        },
+        expect: &["nightly_segments.yaml:", "step 'rfm': cannot read SQL file", "rfm_scores.sql"],
+    },
+    Case {
+        name: "SQL syntax error",
+        break_it: |p| {
+            replace(p, RFM, "SELECT customer_id,\n       recency_days", "SELEKT customer_id,\n       recency_days");
+            vec![]
+        },
+        expect: &["step 'rfm'", "rfm.sql", "not valid SQL"],
+    },
+    Case {
+        name: "unknown table",
+        break_it: |p| {
+            replace(p, RFM, "FROM customer_features", "FROM customer_feature");
+            vec![]
+        },
+        expect: &["rfm.sql reads table 'customer_feature'", "did you mean 'customer_features'"],
+    },
+    Case {
+        name: "unknown column",
+        break_it: |p| {
+            replace(p, RFM, "paid_orders AS frequency", "paid_order AS frequency");
+            vec![]
+        },
+        expect: &["step 'rfm'", "rfm.sql", "paid_order"],
+    },
+    Case {
+        name: "step cycle",
+        break_it: |p| {
+            replace(p, "queries/customer_features.sql", "FROM customers c", "FROM customers c JOIN rfm r USING (customer_id)");
+            vec![]
+        },
+        expect: &["cycle", "customer_features", "rfm"],
+    },
+    Case {
+        name: "DDL in a step",
+        break_it: |p| {
+            std::fs::write(p.path().join(RFM), "DROP TABLE orders").unwrap();
+            vec![]
+        },
+        expect: &["step 'rfm'", "`DROP TABLE` statement", "may only query"],
+    },
+    Case {
+        name: "source URL with no files",
+        break_it: |p| {
+            std::fs::create_dir_all(p.path().join("empty/orders")).unwrap();
+            replace(p, PIPELINE, "${SEGFLOW_DATA:-data}/orders/", "empty/orders/");
+            vec![]
+        },
+        expect: &["source 'orders': no Parquet files at file://", "empty/orders/"],
+    },
+    Case {
+        name: "corrupt Parquet file",
+        break_it: |p| {
+            std::fs::write(p.data().join("orders/part-00000.parquet"), b"PAR1 this is not parquet").unwrap();
+            vec![]
+        },
+        expect: &["source 'orders':", "orders/part-00000.parquet is not a readable Parquet file"],
+    },
+    Case {
+        name: "missing declared column",
+        break_it: |p| {
+            replace(p, PIPELINE, "      status: string\n", "      status: string\n      discount: decimal(12,2)\n");
+            vec![]
+        },
+        expect: &["source 'orders':", "has no column 'discount' (declared as decimal(12,2))"],
+    },
+    Case {
+        name: "wrong column type",
+        break_it: |p| {
+            replace(p, PIPELINE, "      status: string\n", "      status: bigint\n");
+            vec![]
+        },
+        expect: &["source 'orders': column 'status' in file://", "is Utf8, but is declared as bigint"],
+    },
+    Case {
+        name: "var of the wrong type",
+        break_it: |p| {
+            replace(p, PIPELINE, "\nsources:\n", "\nvars:\n  lapse_days: 90\n\nsources:\n");
+            vec!["--var".into(), "lapse_days=ninety".into()]
+        },
+        expect: &["nightly_segments.yaml:", "--var lapse_days=ninety: 'ninety' is not an int"],
+    },
+    Case {
+        name: "unknown parameter in SQL",
+        break_it: |p| {
+            replace(p, RFM, "WHERE paid_orders > 0", "WHERE paid_orders > $min_orders");
+            vec![]
+        },
+        expect: &["step 'rfm'", "rfm.sql", "$min_orders, which is not a pipeline var"],
+    },
+    Case {
+        name: "parameter used as the wrong type",
+        break_it: |p| {
+            replace(p, PIPELINE, "\nsources:\n", "\nvars:\n  min_orders: { type: date, value: 2024-01-01 }\n\nsources:\n");
+            replace(p, RFM, "WHERE paid_orders > 0", "WHERE paid_orders > $min_orders");
+            vec![]
+        },
+        expect: &["step 'rfm'", "rfm.sql"],
+    },
+];
+
+fn restore_spec(project: &Project) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["pipelines", "queries"] {
+        let _ = std::fs::remove_dir_all(project.path().join(folder));
+        copy_dir(&root.join(folder), &project.path().join(folder));
+    }
+}
+
+fn restore(project: &Project, pristine_data: &Path) {
+    restore_spec(project);
+    let _ = std::fs::remove_dir_all(project.data());
+    copy_dir(pristine_data, &project.data());
+}
+
+#[test]
+fn bad_input_fails_clearly_and_loses_nothing() {
+    let project = Project::new(300, 900);
+    let first = project.run_nightly(AS_OF);
+    assert_eq!(first.code, 0, "{first:?}");
+    let published = project.snapshot();
+    let pristine = tempfile::tempdir().unwrap();
+    copy_dir(&project.data(), pristine.path());
+
+    let mut failures = Vec::new();
+    for case in CASES {
+        restore(&project, pristine.path());
+        let extra = (case.break_it)(&project);
+        let pipeline = project.pipeline();
+        let mut args = vec!["run", pipeline.to_str().unwrap(), "--as-of", AS_OF];
+        args.extend(extra.iter().map(String::as_str));
+        let outcome = project.segflow(&args);
+        let missing: Vec<&&str> = case.expect.iter().filter(|e| !outcome.stderr.contains(**e)).collect();
+        if outcome.code != 1 || !missing.is_empty() || !outcome.stderr.starts_with("error: ") {
+            failures.push(format!("{}: missing {missing:?}\n{outcome:?}", case.name));
+        }
+        if project.snapshot() != published {
+            failures.push(format!("{}: published outputs changed", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+}
+
+#[test]
+fn validate_lists_every_problem_at_once() {
+    let project = Project::new(50, 100);
+    replace(&project, PIPELINE, "../queries/rfm.sql", "../queries/rfm_scores.sql");
+    replace(&project, PIPELINE, "table: rfm,", "table: rfmm,");
+    let outcome = project.segflow(&["validate", project.pipeline().to_str().unwrap()]);
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(outcome.stderr.contains("2 problems"), "{outcome:?}");
+    assert!(outcome.stderr.contains("output names table 'rfmm'"), "{outcome:?}");
+
+    restore_spec(&project);
+    let outcome = project.segflow(&["validate", project.pipeline().to_str().unwrap()]);
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert!(outcome.stdout.contains("ok (2 steps planned)"), "{outcome:?}");
+}

@@ -1,0 +1,195 @@
+//! Helpers shared by the integration tests: the real binary, sample data made by the real
+//! `segflow generate`, a copy of the shipped pipeline to break, and Parquet readers.
+
+use std::collections::BTreeMap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use datafusion::arrow::record_batch::RecordBatch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use segflow::publish::Manifest;
+
+pub const END: &str = "2026-06-30";
+pub const AS_OF: &str = "2026-03-31";
+
+pub struct Outcome {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl std::fmt::Debug for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "exit {}\n--- stdout\n{}\n--- stderr\n{}", self.code, self.stdout, self.stderr)
+    }
+}
+
+pub fn segflow() -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_segflow"));
+    command.env_remove("SEGFLOW_DATA").env_remove("SEGFLOW_OUT");
+    command.env("SEGFLOW_LOG", "warn");
+    command
+}
+
+pub fn outcome(output: std::process::Output) -> Outcome {
+    Outcome {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+pub fn run(command: &mut Command) -> Outcome {
+    outcome(command.output().expect("the segflow binary starts"))
+}
+
+/// A scratch project: a copy of the shipped pipeline and queries, generated data in
+/// `data/`, outputs in `out/`.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new(customers: u64, orders: u64) -> Project {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        for folder in ["pipelines", "queries"] {
+            copy_dir(&root.join(folder), &dir.path().join(folder));
+        }
+        let project = Project { dir };
+        let generated = run(segflow().args([
+            "generate",
+            "--customers",
+            &customers.to_string(),
+            "--orders",
+            &orders.to_string(),
+            "--end",
+            END,
+            "--out",
+            project.data().to_str().unwrap(),
+        ]));
+        assert_eq!(generated.code, 0, "{generated:?}");
+        project
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn data(&self) -> PathBuf {
+        self.path().join("data")
+    }
+
+    pub fn out(&self) -> PathBuf {
+        self.path().join("out")
+    }
+
+    pub fn pipeline(&self) -> PathBuf {
+        self.path().join("pipelines/nightly_segments.yaml")
+    }
+
+    /// `segflow <args>` in the project folder, with data and outputs in the project.
+    pub fn segflow(&self, args: &[&str]) -> Outcome {
+        run(&mut self.command(args))
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut command = segflow();
+        command
+            .current_dir(self.path())
+            .env("SEGFLOW_DATA", self.data())
+            .env("SEGFLOW_OUT", self.out())
+            .args(args);
+        command
+    }
+
+    pub fn run_nightly(&self, as_of: &str) -> Outcome {
+        let pipeline = self.pipeline();
+        self.segflow(&["run", pipeline.to_str().unwrap(), "--as-of", as_of])
+    }
+
+    pub fn edit(&self, relative: &str, change: impl FnOnce(String) -> String) {
+        let path = self.path().join(relative);
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, change(text)).unwrap();
+    }
+
+    pub fn manifest(&self, table: &str, as_of: &str) -> Manifest {
+        let path = self
+            .out()
+            .join(table)
+            .join(format!("_segflow/manifests/as_of={as_of}.json"));
+        let text = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        serde_json::from_str(&text).unwrap()
+    }
+
+    /// The rows of an output, read the atomic way: the manifest, then exactly its files.
+    pub fn published(&self, table: &str, as_of: &str) -> Vec<RecordBatch> {
+        let manifest = self.manifest(table, as_of);
+        manifest
+            .files
+            .iter()
+            .flat_map(|file| read_parquet(&self.out().join(table).join(&file.path)))
+            .collect()
+    }
+
+    /// Every file under `out/` with its bytes: a fingerprint of what is published.
+    pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        if self.out().exists() {
+            collect_files(&self.out(), &mut files);
+        }
+        files
+    }
+}
+
+fn collect_files(dir: &Path, files: &mut BTreeMap<PathBuf, Vec<u8>>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            collect_files(&path, files);
+        } else {
+            files.insert(path.clone(), std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+pub fn read_parquet(path: &Path) -> Vec<RecordBatch> {
+    let file = File::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    ParquetRecordBatchReaderBuilder::try_new(file)
+        .unwrap()
+        .build()
+        .unwrap()
+        .map(|batch| batch.unwrap())
+        .collect()
+}
+
+/// Every Parquet file of a generated table.
+pub fn read_table(dir: &Path) -> Vec<RecordBatch> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "parquet"))
+        .collect();
+    paths.sort();
+    paths.iter().flat_map(|p| read_parquet(p)).collect()
+}
+
+pub fn rows(batches: &[RecordBatch]) -> usize {
+    batches.iter().map(RecordBatch::num_rows).sum()
+}

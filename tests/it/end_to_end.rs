@@ -1,0 +1,193 @@
+//! The shipped nightly pipeline on generated data, checked against figures computed here
+//! from the raw Parquet by plain iteration.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use datafusion::arrow::array::{
+    AsArray, RecordBatch,
+};
+use datafusion::arrow::datatypes::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
+
+use crate::common::{AS_OF, Project, read_table, rows};
+
+fn i64s(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    batch.column_by_name(name).unwrap().as_primitive::<Int64Type>().iter().collect()
+}
+
+fn i32s(batch: &RecordBatch, name: &str) -> Vec<Option<i32>> {
+    batch.column_by_name(name).unwrap().as_primitive::<Int32Type>().iter().collect()
+}
+
+fn cents(batch: &RecordBatch, name: &str) -> Vec<Option<i128>> {
+    let column = batch.column_by_name(name).unwrap().as_primitive::<Decimal128Type>();
+    assert_eq!(column.scale(), 2, "{name} keeps cents");
+    column.iter().collect()
+}
+
+fn micros(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<TimestampMicrosecondType>()
+        .iter()
+        .collect()
+}
+
+fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
+    let column = batch.column_by_name(name).unwrap();
+    let column = datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
+    column.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect()
+}
+
+#[derive(Debug, Default, PartialEq)]
+struct Expected {
+    paid_orders: i64,
+    net_cents: i128,
+    last_order_day: Option<NaiveDate>,
+}
+
+
+fn day_of(micros: i64) -> NaiveDate {
+    chrono::DateTime::from_timestamp_micros(micros).unwrap().date_naive()
+}
+
+/// ceil(5 * k / n) where k counts values as good or worse than each value.
+fn scores(values: &BTreeMap<i64, i128>, higher_is_better: bool) -> BTreeMap<i64, i32> {
+    let n = values.len() as i128;
+    values
+        .iter()
+        .map(|(&id, &v)| {
+            let k = values
+                .values()
+                .filter(|&&other| if higher_is_better { other <= v } else { other >= v })
+                .count() as i128;
+            (id, ((5 * k + n - 1) / n) as i32)
+        })
+        .collect()
+}
+
+#[test]
+fn nightly_run_publishes_what_the_raw_orders_say() {
+    let project = Project::new(2_500, 9_000);
+    let outcome = project.run_nightly(AS_OF);
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    assert!(outcome.stdout.contains("customer_features"), "{outcome:?}");
+
+    let as_of = NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d").unwrap();
+    let cutoff = as_of.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
+
+    // What the raw data says, computed by iterating its rows.
+    let mut expected: BTreeMap<i64, Expected> = BTreeMap::new();
+    for batch in read_table(&project.data().join("customers")) {
+        for (id, created) in i64s(&batch, "customer_id").into_iter().zip(micros(&batch, "created_at")) {
+            if created.unwrap() < cutoff {
+                expected.insert(id.unwrap(), Expected::default());
+            }
+        }
+    }
+    let mut orders_after_as_of = 0;
+    for batch in read_table(&project.data().join("orders")) {
+        let ids = i64s(&batch, "customer_id");
+        let at = micros(&batch, "ordered_at");
+        let total = cents(&batch, "total_amount");
+        let refunded = cents(&batch, "refunded_amount");
+        let status = strings(&batch, "status");
+        for i in 0..batch.num_rows() {
+            let at = at[i].unwrap();
+            if at >= cutoff {
+                orders_after_as_of += 1;
+                continue;
+            }
+            if status[i] != "paid" {
+                continue;
+            }
+            let e = expected.get_mut(&ids[i].unwrap()).expect("an order's customer signed up before it");
+            e.paid_orders += 1;
+            e.net_cents += total[i].unwrap() - refunded[i].unwrap();
+            e.last_order_day = e.last_order_day.max(Some(day_of(at)));
+        }
+    }
+    assert!(orders_after_as_of > 0, "the data must reach past as_of for this test to mean anything");
+
+    // What segflow published.
+    let features = project.published("customer_features", AS_OF);
+    assert_eq!(rows(&features), expected.len());
+    assert_eq!(project.manifest("customer_features", AS_OF).rows as usize, expected.len());
+    let mut seen = BTreeSet::new();
+    for batch in &features {
+        let ids = i64s(batch, "customer_id");
+        let paid = i64s(batch, "paid_orders");
+        let net = cents(batch, "net_revenue");
+        let days = i64s(batch, "days_since_last_order");
+        for i in 0..batch.num_rows() {
+            let id = ids[i].unwrap();
+            let e = &expected[&id];
+            assert_eq!(paid[i].unwrap(), e.paid_orders, "paid orders of customer {id}");
+            assert_eq!(net[i].unwrap(), e.net_cents, "net revenue of customer {id}");
+            let expected_days = e.last_order_day.map(|d| (as_of - d).num_days());
+            assert_eq!(days[i], expected_days, "days since last order of customer {id}");
+            seen.insert(id);
+        }
+    }
+    assert_eq!(seen.len(), expected.len(), "one row per customer");
+
+    // RFM: every buyer scored, with the documented quintile rule recomputed here.
+    let buyers: BTreeMap<i64, &Expected> =
+        expected.iter().filter(|(_, e)| e.paid_orders > 0).map(|(id, e)| (*id, e)).collect();
+    let recency: BTreeMap<i64, i128> = buyers
+        .iter()
+        .map(|(id, e)| (*id, (as_of - e.last_order_day.unwrap()).num_days() as i128))
+        .collect();
+    let frequency = buyers.iter().map(|(id, e)| (*id, e.paid_orders as i128)).collect();
+    let monetary = buyers.iter().map(|(id, e)| (*id, e.net_cents)).collect();
+    let (r, f, m) = (scores(&recency, false), scores(&frequency, true), scores(&monetary, true));
+    let rfm = project.published("rfm", AS_OF);
+    assert_eq!(rows(&rfm), buyers.len());
+    let mut score_counts = [0usize; 6];
+    for batch in &rfm {
+        let ids = i64s(batch, "customer_id");
+        let (rs, fs, ms) = (i32s(batch, "r_score"), i32s(batch, "f_score"), i32s(batch, "m_score"));
+        for i in 0..batch.num_rows() {
+            let id = ids[i].unwrap();
+            assert_eq!(rs[i].unwrap(), r[&id], "r_score of {id}");
+            assert_eq!(fs[i].unwrap(), f[&id], "f_score of {id}");
+            assert_eq!(ms[i].unwrap(), m[&id], "m_score of {id}");
+            score_counts[rs[i].unwrap() as usize] += 1;
+        }
+    }
+    assert!(score_counts[1..].iter().all(|&n| n > 0), "every recency score is used: {score_counts:?}");
+}
+
+#[test]
+fn rerunning_an_as_of_replaces_its_files() {
+    let project = Project::new(500, 1_500);
+    let first = project.run_nightly(AS_OF);
+    assert_eq!(first.code, 0, "{first:?}");
+    let first_manifest = project.manifest("rfm", AS_OF);
+    let second = project.run_nightly(AS_OF);
+    assert_eq!(second.code, 0, "{second:?}");
+    let second_manifest = project.manifest("rfm", AS_OF);
+    assert_ne!(first_manifest.run_id, second_manifest.run_id);
+    assert_eq!(first_manifest.rows, second_manifest.rows);
+
+    let partition = project.out().join(format!("rfm/as_of={AS_OF}"));
+    let mut on_disk: Vec<String> = std::fs::read_dir(&partition)
+        .unwrap()
+        .map(|e| format!("as_of={AS_OF}/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    on_disk.sort();
+    let mut listed: Vec<String> = second_manifest.files.iter().map(|f| f.path.clone()).collect();
+    listed.sort();
+    assert_eq!(on_disk, listed, "only the latest run's files remain in the partition");
+    let staging = project.out().join("rfm/_segflow/staging");
+    assert!(
+        !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),
+        "no staging left behind"
+    );
+
+    // Another as_of is a partition of its own; the first stays.
+    let other = project.run_nightly("2026-04-30");
+    assert_eq!(other.code, 0, "{other:?}");
+    assert_eq!(project.manifest("rfm", AS_OF), second_manifest);
+}

@@ -1,0 +1,9 @@
+//! Integration tests: the real binary, real Parquet files, a real S3 server on loopback and
+//! real readers (DuckDB and pyarrow).
+
+mod bad_input;
+mod common;
+mod crash;
+mod end_to_end;
+mod readers;
+mod s3;
