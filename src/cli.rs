@@ -161,7 +161,10 @@ pub async fn execute(cli: Cli) -> Result<(), Failure> {
 }
 
 fn yesterday() -> NaiveDate {
-    Utc::now().date_naive().pred_opt().expect("yesterday exists")
+    Utc::now()
+        .date_naive()
+        .pred_opt()
+        .expect("yesterday exists")
 }
 
 async fn run_command(args: RunArgs) -> Result<(), Failure> {
@@ -205,7 +208,8 @@ async fn validate_command(args: ValidateArgs) -> Result<(), Failure> {
                 .iter()
                 .map(|f| format!("{:#}", f.error()))
                 .collect();
-            let error = anyhow::anyhow!("{} pipelines failed:\n{}", failures.len(), text.join("\n"));
+            let error =
+                anyhow::anyhow!("{} pipelines failed:\n{}", failures.len(), text.join("\n"));
             Err(if environment {
                 Failure::Environment(error)
             } else {
@@ -267,7 +271,13 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         end: as_of,
     };
     let data_location = Location::parse(&format!("{}/", data.display()))?;
-    generate::generate(&size, &data_location, &Storage::new(), &Progress::for_terminal()).await?;
+    generate::generate(
+        &size,
+        &data_location,
+        &Storage::new(),
+        &Progress::for_terminal(),
+    )
+    .await?;
 
     let env_data = data.display().to_string();
     let env_out = out.display().to_string();
@@ -283,7 +293,12 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     let pipeline_file = dir.join("pipelines/nightly_segments.yaml");
     let pipeline = Pipeline::load(&pipeline_file, &options)?;
     println!("Running {} for as_of {as_of} ...", pipeline_file.display());
-    let report = run::run(&pipeline, &RunRequest::new(as_of), &Progress::for_terminal()).await?;
+    let report = run::run(
+        &pipeline,
+        &RunRequest::new(as_of),
+        &Progress::for_terminal(),
+    )
+    .await?;
     print_report(&report);
     let first = report
         .outputs
@@ -298,7 +313,9 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
 }
 
 fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| Failure::Environment(anyhow::anyhow!("cannot write {}: {e}", path.display()));
+    let fail = |e: std::io::Error| {
+        Failure::Environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+    };
     if let Some(parent) = path.parent() {
         std::fs::create_dir_all(parent).map_err(fail)?;
     }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use datafusion::arrow::datatypes::DataType;
 use datafusion::common::ParamValues;
+use datafusion::common::tree_node::Transformed;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -20,6 +21,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
 use datafusion::scalar::ScalarValue;
@@ -56,7 +58,9 @@ pub enum EngineError {
         expected: String,
         hint: String,
     },
-    #[error("source '{table}': column '{column}' in {file} is {found}, but is declared as {expected}")]
+    #[error(
+        "source '{table}': column '{column}' in {file} is {found}, but is declared as {expected}"
+    )]
     WrongType {
         table: String,
         file: String,
@@ -135,14 +139,19 @@ impl Engine {
         }
         // Plain Utf8 strings: every Parquet reader understands them, while the string-view
         // type DataFusion prefers would leak into published files' Arrow schema.
-        config.options_mut().execution.parquet.schema_force_view_types = false;
+        config
+            .options_mut()
+            .execution
+            .parquet
+            .schema_force_view_types = false;
         let memory_limit = settings.memory_limit.or_else(default_memory_limit);
-        let mut runtime = RuntimeEnvBuilder::new()
-            .with_disk_manager_builder(DiskManagerBuilder::default());
+        let mut runtime =
+            RuntimeEnvBuilder::new().with_disk_manager_builder(DiskManagerBuilder::default());
         if let Some(limit) = memory_limit {
             let pool = FairSpillPool::new(limit);
             let top_consumers = NonZeroUsize::new(5).expect("5 is not zero");
-            runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(pool, top_consumers)));
+            runtime =
+                runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(pool, top_consumers)));
         }
         let runtime = runtime.build_arc().map_err(EngineError::Setup)?;
         let state = SessionStateBuilder::new()
@@ -165,8 +174,11 @@ impl Engine {
         let store = self.storage.store(&source.location, &source.options)?;
         self.storage.register_all(self.ctx.runtime_env().as_ref());
         let location = self.storage.source_location(&source.location);
-        let files = self.parquet_files(&source.name, &location, store.as_ref()).await?;
-        self.check_columns(source, &location, &files, &store).await?;
+        let files = self
+            .parquet_files(&source.name, &location, store.as_ref())
+            .await?;
+        self.check_columns(source, &location, &files, &store)
+            .await?;
         self.register_listing(&source.name, &location).await
     }
 
@@ -221,8 +233,14 @@ impl Engine {
             .collect()
             .await;
         for (meta, schema) in schemas {
-            let file = location.join(&location.relative(&meta.location)).to_string();
-            let file = if location.is_folder() { file } else { location.to_string() };
+            let file = location
+                .join(&location.relative(&meta.location))
+                .to_string();
+            let file = if location.is_folder() {
+                file
+            } else {
+                location.to_string()
+            };
             let schema = schema.map_err(|source_err| EngineError::UnreadableFile {
                 table: source.name.clone(),
                 file: file.clone(),
@@ -330,14 +348,9 @@ impl Engine {
             .sql_with_options(&step.sql.text, read_only)
             .await
             .map_err(|e| self.plan_error(step, e))?;
-        let used = frame
-            .logical_plan()
-            .get_parameter_types()
-            .map_err(|e| self.plan_error(step, e))?;
+        let used = parameter_types(frame.logical_plan()).map_err(|e| self.plan_error(step, e))?;
         let mut bound: HashMap<String, ScalarValue> = HashMap::new();
-        let mut used: Vec<_> = used.into_iter().collect();
-        used.sort_by(|a, b| a.0.cmp(&b.0));
-        for (id, inferred) in used {
+        for (id, wanted) in used {
             let name = id.trim_start_matches('$');
             let Some(value) = params.values.get(name) else {
                 let hint = did_you_mean(name, params.values.keys().map(String::as_str));
@@ -347,18 +360,20 @@ impl Engine {
                 ));
             };
             let scalar = value.to_scalar();
-            let scalar = match inferred {
-                Some(wanted) if wanted != scalar.data_type() => {
-                    scalar.cast_to(&wanted).map_err(|_| {
+            let scalar = match wanted {
+                Some(wanted) if wanted != scalar.data_type() => value
+                    .fits(&wanted)
+                    .then(|| scalar.cast_to(&wanted).ok())
+                    .flatten()
+                    .ok_or_else(|| {
                         self.plan_message(
                             step,
                             format!(
-                                "uses {id} as {wanted}, but the var is a {} ({value})",
+                                "uses {id} where it expects {wanted}, but {name} is a {} ({value})",
                                 value.var_type()
                             ),
                         )
-                    })?
-                }
+                    })?,
                 _ => scalar,
             };
             bound.insert(name.to_string(), scalar);
@@ -410,6 +425,24 @@ impl Engine {
     }
 }
 
+/// The parameters a plan uses, with the type each place expects where DataFusion can tell
+/// (from the column it is compared with or assigned to), sorted by name.
+fn parameter_types(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>, DataFusionError> {
+    let inferred = plan
+        .clone()
+        .transform_up_with_subqueries(|node| {
+            let schema = Arc::clone(node.schema());
+            node.map_expressions(|expr| {
+                let (expr, _) = expr.infer_placeholder_types(&schema)?;
+                Ok(Transformed::yes(expr))
+            })
+        })?
+        .data;
+    let mut types: Vec<_> = inferred.get_parameter_types()?.into_iter().collect();
+    types.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(types)
+}
+
 /// The Arrow schema of a Parquet file, from its footer alone.
 async fn read_footer_schema(
     store: Arc<dyn ObjectStore>,
@@ -437,7 +470,10 @@ struct Footer {
 }
 
 impl MetadataFetch for &mut Footer {
-    fn fetch(&mut self, range: std::ops::Range<u64>) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+    fn fetch(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
         Box::pin(async move {
             self.store
                 .get_range(&self.path, range)

@@ -77,15 +77,36 @@ const PARETO_ALPHA: f64 = 1.16;
 const MAX_WEIGHT: f64 = 400.0;
 
 const COLLECTIONS: [&str; 12] = [
-    "new-arrivals", "bestsellers", "outerwear", "knitwear", "shirts", "trousers", "shoes",
-    "accessories", "bags", "home", "beauty", "sale",
+    "new-arrivals",
+    "bestsellers",
+    "outerwear",
+    "knitwear",
+    "shirts",
+    "trousers",
+    "shoes",
+    "accessories",
+    "bags",
+    "home",
+    "beauty",
+    "sale",
 ];
 const COUNTRIES: [(&str, f64); 10] = [
-    ("US", 0.38), ("GB", 0.12), ("DE", 0.10), ("CA", 0.08), ("FR", 0.07), ("AU", 0.06),
-    ("NL", 0.05), ("SE", 0.05), ("NO", 0.04), ("JP", 0.05),
+    ("US", 0.38),
+    ("GB", 0.12),
+    ("DE", 0.10),
+    ("CA", 0.08),
+    ("FR", 0.07),
+    ("AU", 0.06),
+    ("NL", 0.05),
+    ("SE", 0.05),
+    ("NO", 0.04),
+    ("JP", 0.05),
 ];
 const CHANNELS: [(&str, f64); 4] = [
-    ("online_store", 0.68), ("mobile_app", 0.22), ("pos", 0.07), ("marketplace", 0.03),
+    ("online_store", 0.68),
+    ("mobile_app", 0.22),
+    ("pos", 0.07),
+    ("marketplace", 0.03),
 ];
 const TAGS: [&str; 4] = ["vip", "wholesale", "newsletter", "influencer"];
 
@@ -176,7 +197,9 @@ fn chunk_range(chunk: usize, customers: u64) -> (u64, u64) {
 
 /// The random stream of one customer (or one product) of a seed.
 fn rng_for(seed: u64, stream: u64, id: u64) -> SmallRng {
-    SmallRng::seed_from_u64(splitmix(seed ^ splitmix(stream.wrapping_add(id.wrapping_mul(0x9E37_79B9_7F4A_7C15)))))
+    SmallRng::seed_from_u64(splitmix(
+        seed ^ splitmix(stream.wrapping_add(id.wrapping_mul(0x9E37_79B9_7F4A_7C15))),
+    ))
 }
 
 fn splitmix(mut x: u64) -> u64 {
@@ -284,7 +307,8 @@ fn products(seed: u64) -> Vec<Product> {
             let normal: f64 = rng.sample(rand_distr::StandardNormal);
             let dollars = (38.0 * (0.7 * normal).exp()).clamp(4.0, 480.0);
             Product {
-                collection: COLLECTIONS[(id as usize * 7 + rng.random_range(0..3)) % COLLECTIONS.len()],
+                collection: COLLECTIONS
+                    [(id as usize * 7 + rng.random_range(0..3)) % COLLECTIONS.len()],
                 price_cents: (dollars * 100.0).round() as i128 - 1, // prices end in .99
             }
         })
@@ -355,7 +379,9 @@ fn build_chunk(
         let country = pick(&mut rng, &COUNTRIES);
         let has_phone = rng.random::<f64>() < 0.62;
         customers.id.append_value(customer_id);
-        customers.email.append_value(format!("customer{customer_id}@example.com"));
+        customers
+            .email
+            .append_value(format!("customer{customer_id}@example.com"));
         if has_phone {
             customers
                 .phone
@@ -365,7 +391,9 @@ fn build_chunk(
         }
         customers.created_at.append_value(joined);
         customers.country.append_value(country);
-        customers.email_subscribed.append_value(rng.random::<f64>() < 0.64);
+        customers
+            .email_subscribed
+            .append_value(rng.random::<f64>() < 0.64);
         customers
             .sms_subscribed
             .append_value(has_phone && rng.random::<f64>() < 0.4);
@@ -381,7 +409,8 @@ fn build_chunk(
         if order_count > 0 {
             // First order soon after sign-up; repeat orders spread over the customer's active
             // life, which ends at churn (exponential, mean 18 months) or at the end of history.
-            let first = (joined + (rng.random::<f64>().powi(3) * 20.0 * MICROS_PER_DAY as f64) as i64)
+            let first = (joined
+                + (rng.random::<f64>().powi(3) * 20.0 * MICROS_PER_DAY as f64) as i64)
                 .min(end_micros);
             let life = (-rng.random::<f64>().max(1e-9).ln() * 540.0 * MICROS_PER_DAY as f64) as i64;
             let last = (first + life.max(MICROS_PER_DAY)).min(end_micros);
@@ -459,7 +488,9 @@ fn build_chunk(
 
 fn encode(table: &'static str, batch: RecordBatch) -> Result<EncodedFile, GenerateError> {
     let properties = WriterProperties::builder()
-        .set_compression(Compression::ZSTD(ZstdLevel::try_new(1).expect("level 1 is valid")))
+        .set_compression(Compression::ZSTD(
+            ZstdLevel::try_new(1).expect("level 1 is valid"),
+        ))
         .set_max_row_group_row_count(Some(128 * 1024))
         .build();
     let encode_err = |source| GenerateError::Encode { table, source };
@@ -546,8 +577,11 @@ struct OrderColumns {
 impl OrderColumns {
     fn finish(mut self) -> RecordBatch {
         let money = |b: &mut Decimal128Builder| {
-            Arc::new(b.finish().with_precision_and_scale(12, 2).expect("decimal(12,2) is valid"))
-                as ArrayRef
+            Arc::new(
+                b.finish()
+                    .with_precision_and_scale(12, 2)
+                    .expect("decimal(12,2) is valid"),
+            ) as ArrayRef
         };
         batch(
             vec![

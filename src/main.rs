@@ -9,7 +9,10 @@ use segflow::cli::{self, Cli};
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("error: could not start the async runtime: {error}");
@@ -34,12 +37,17 @@ fn main() -> ExitCode {
 /// cron, the daemon) every decision is logged at info. `SEGFLOW_LOG_FORMAT=json` for
 /// machine-read logs.
 fn init_logging() {
-    let default = if std::io::stderr().is_terminal() { "warn" } else { "info" };
+    let default = if std::io::stderr().is_terminal() {
+        "warn"
+    } else {
+        "info"
+    };
     let filter = std::env::var("SEGFLOW_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default.to_string());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if std::env::var("SEGFLOW_LOG_FORMAT").as_deref() == Ok("json") {
         builder.json().init();

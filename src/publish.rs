@@ -12,8 +12,8 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::error::DataFusionError;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use futures::StreamExt;
-use object_store::path::Path;
 use object_store::buffered::BufWriter;
+use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use parquet::arrow::AsyncArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
@@ -200,7 +200,9 @@ impl Publisher {
         );
         let path = staging.join(&name).path();
         let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(ZstdLevel::try_new(3).expect("level 3 is valid")))
+            .set_compression(Compression::ZSTD(
+                ZstdLevel::try_new(3).expect("level 3 is valid"),
+            ))
             .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
             .set_statistics_enabled(EnabledStatistics::Page)
             .set_created_by(format!("segflow {}", env!("CARGO_PKG_VERSION")))
@@ -270,8 +272,14 @@ impl Publisher {
 
     /// Deletes the files in the partition that the new manifest does not list: those of an
     /// earlier run of the same `as_of`, or of a run that died after moving its files.
-    async fn remove_superseded(&self, staged: &Staged, manifest: &Manifest) -> Result<(), PublishError> {
-        let partition = staged.location.join(&format!("{}/", partition_dir(self.run.as_of)));
+    async fn remove_superseded(
+        &self,
+        staged: &Staged,
+        manifest: &Manifest,
+    ) -> Result<(), PublishError> {
+        let partition = staged
+            .location
+            .join(&format!("{}/", partition_dir(self.run.as_of)));
         let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         let objects = self.storage.list(&partition, staged.store.as_ref()).await?;
         for object in objects {
@@ -282,7 +290,12 @@ impl Publisher {
                     .delete(&object.location)
                     .await
                     .map_err(|source| {
-                        store_error(&staged.table, "delete the superseded file", &object.location, source)
+                        store_error(
+                            &staged.table,
+                            "delete the superseded file",
+                            &object.location,
+                            source,
+                        )
                     })?;
             }
         }
@@ -321,7 +334,14 @@ pub async fn read_manifest(
             .await
             .map_err(|source| store_error(table, "read the manifest", &location.path(), source))?,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => return Err(store_error(table, "read the manifest", &location.path(), source)),
+        Err(source) => {
+            return Err(store_error(
+                table,
+                "read the manifest",
+                &location.path(),
+                source,
+            ));
+        }
     };
     serde_json::from_slice(&bytes)
         .map(Some)
@@ -340,7 +360,11 @@ struct OpenFile {
 }
 
 impl OpenFile {
-    async fn close(self, table: &str, store: &dyn ObjectStore) -> Result<(Path, ManifestFile), PublishError> {
+    async fn close(
+        self,
+        table: &str,
+        store: &dyn ObjectStore,
+    ) -> Result<(Path, ManifestFile), PublishError> {
         let OpenFile {
             name,
             path,
@@ -389,7 +413,12 @@ fn write_error(table: &str, path: &Path, source: parquet::errors::ParquetError) 
     }
 }
 
-fn store_error(table: &str, action: &'static str, path: &Path, source: object_store::Error) -> PublishError {
+fn store_error(
+    table: &str,
+    action: &'static str,
+    path: &Path,
+    source: object_store::Error,
+) -> PublishError {
     PublishError::Store {
         table: table.to_string(),
         action,

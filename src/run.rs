@@ -169,10 +169,17 @@ async fn stage_outputs(
     for output in &pipeline.outputs {
         progress.message(format!("writing {}", output.table));
         let stream = engine.stream(&output.table).await?;
-        let on_rows = |rows: u64| progress.message(format!("writing {}: {rows} rows", output.table));
+        let on_rows =
+            |rows: u64| progress.message(format!("writing {}: {rows} rows", output.table));
         staged.push(
             publisher
-                .stage(&output.table, &output.location, &output.options, stream, &on_rows)
+                .stage(
+                    &output.table,
+                    &output.location,
+                    &output.options,
+                    stream,
+                    &on_rows,
+                )
                 .await?,
         );
     }

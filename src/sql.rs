@@ -62,9 +62,7 @@ fn statement_kind(statement: &Statement) -> String {
             let text = inner.to_string();
             let words: Vec<&str> = text.split_whitespace().take(2).collect();
             match words.as_slice() {
-                [first, second]
-                    if second.chars().all(|c| c.is_ascii_uppercase() || c == '_') =>
-                {
+                [first, second] if second.chars().all(|c| c.is_ascii_uppercase() || c == '_') => {
                     format!("{first} {second}")
                 }
                 [first, ..] => first.to_string(),
@@ -119,7 +117,10 @@ mod tests {
                 other => panic!("{text}: {other:?}"),
             }
         }
-        assert_eq!(analyze("SELECT 1; SELECT 2").unwrap_err(), SqlError::Several(2));
+        assert_eq!(
+            analyze("SELECT 1; SELECT 2").unwrap_err(),
+            SqlError::Several(2)
+        );
         assert_eq!(analyze("-- nothing").unwrap_err(), SqlError::Empty);
         assert!(matches!(analyze("SELEC 1"), Err(SqlError::Syntax(_))));
     }

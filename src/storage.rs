@@ -249,8 +249,11 @@ impl Storage {
         }
         let prefix = location.path();
         let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
-        let mut objects: Vec<ObjectMeta> =
-            store.list(prefix.as_ref()).try_collect().await.map_err(list_err)?;
+        let mut objects: Vec<ObjectMeta> = store
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .map_err(list_err)?;
         objects.sort_by(|a, b| a.location.cmp(&b.location));
         Ok(objects)
     }
@@ -347,12 +350,13 @@ fn cloud_store(
             hint: format!(" in this build (rebuild with `--features {feature}`)"),
         });
     }
-    let (store, _) = object_store::parse_url_opts(&location.url, options.iter()).map_err(
-        |source| StorageError::Connect {
-            url: location.to_string(),
-            source,
-        },
-    )?;
+    let (store, _) =
+        object_store::parse_url_opts(&location.url, options.iter()).map_err(|source| {
+            StorageError::Connect {
+                url: location.to_string(),
+                source,
+            }
+        })?;
     Ok(Arc::from(store))
 }
 
@@ -374,7 +378,10 @@ mod tests {
         assert_eq!(loc.store_url().as_str(), "s3://lake/");
         assert_eq!(loc.path().as_ref(), "raw/orders");
         let part = loc.join("as_of=2026-01-01/part-0.parquet");
-        assert_eq!(loc.relative(&part.path()), "as_of=2026-01-01/part-0.parquet");
+        assert_eq!(
+            loc.relative(&part.path()),
+            "as_of=2026-01-01/part-0.parquet"
+        );
     }
 
     #[test]

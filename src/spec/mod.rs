@@ -390,7 +390,9 @@ impl Validator<'_> {
             }
             if let Some(first) = seen.insert(name.clone(), index) {
                 let first_line = self.lines.line_of(&format!("steps[{first}]"));
-                let where_first = first_line.map(|l| format!(" (first at line {l})")).unwrap_or_default();
+                let where_first = first_line
+                    .map(|l| format!(" (first at line {l})"))
+                    .unwrap_or_default();
                 self.problem(
                     &format!("{at}.name"),
                     format!("step '{name}' is defined twice{where_first}"),
@@ -403,7 +405,10 @@ impl Validator<'_> {
                 Err(e) => {
                     self.problem(
                         &format!("{at}.sql"),
-                        format!("step '{name}': cannot read SQL file {}: {e}", sql_file.display()),
+                        format!(
+                            "step '{name}': cannot read SQL file {}: {e}",
+                            sql_file.display()
+                        ),
                     );
                     continue;
                 }
@@ -561,7 +566,10 @@ impl Validator<'_> {
             }
         });
         if raw.target_partitions == Some(0) {
-            self.problem("engine.target_partitions", "target_partitions must be at least 1");
+            self.problem(
+                "engine.target_partitions",
+                "target_partitions must be at least 1",
+            );
         }
         EngineSettings {
             memory_limit,
@@ -602,7 +610,9 @@ impl Validator<'_> {
 
 /// Some cycle among the steps not yet ordered (each of which waits on another).
 fn find_cycle(deps: &[Vec<usize>], done: &[bool]) -> Vec<usize> {
-    let start = (0..deps.len()).find(|&i| !done[i]).expect("an unordered step");
+    let start = (0..deps.len())
+        .find(|&i| !done[i])
+        .expect("an unordered step");
     let mut path = vec![start];
     let mut current = start;
     loop {
@@ -629,13 +639,14 @@ fn var_from_yaml(value: &serde_yaml::Value) -> Result<VarValue, String> {
             .ok_or_else(|| format!("{n} is out of range")),
         Value::String(s) => Ok(VarValue::String(s.clone())),
         Value::Mapping(_) => {
-            let typed: RawTypedVar = serde_yaml::from_value(value.clone())
-                .map_err(|e| format!("write it as a value or as {{ type: ..., value: ... }}: {e}"))?;
+            let typed: RawTypedVar = serde_yaml::from_value(value.clone()).map_err(|e| {
+                format!("write it as a value or as {{ type: ..., value: ... }}: {e}")
+            })?;
             typed_var(&typed)
         }
-        Value::Sequence(_) => Err(
-            "a list needs its item type: write { type: list<int>, value: [...] }".to_string(),
-        ),
+        Value::Sequence(_) => {
+            Err("a list needs its item type: write { type: list<int>, value: [...] }".to_string())
+        }
         Value::Null => Err("it has no value".to_string()),
         Value::Tagged(_) => Err("YAML tags are not supported here".to_string()),
     }
@@ -643,7 +654,10 @@ fn var_from_yaml(value: &serde_yaml::Value) -> Result<VarValue, String> {
 
 fn typed_var(typed: &RawTypedVar) -> Result<VarValue, String> {
     let ty_text = typed.ty.trim();
-    let ty = if let Some(item) = ty_text.strip_prefix("list<").and_then(|t| t.strip_suffix('>')) {
+    let ty = if let Some(item) = ty_text
+        .strip_prefix("list<")
+        .and_then(|t| t.strip_suffix('>'))
+    {
         VarType::List(Box::new(
             VarType::parse(item).ok_or_else(|| format!("unknown list item type '{item}'"))?,
         ))
@@ -784,18 +798,33 @@ mod tests {
 
     #[test]
     fn reports_every_problem_with_its_line() {
-        let dir = with_sql(&[("a.sql", "SELECT * FROM ordrs"), ("c.sql", "DROP TABLE orders")]);
+        let dir = with_sql(&[
+            ("a.sql", "SELECT * FROM ordrs"),
+            ("c.sql", "DROP TABLE orders"),
+        ]);
         let problems = parse_in(
             dir.path(),
             "name: t\nvars:\n  days: { type: int, value: soon }\nsources:\n  orders: { url: 'ftp://x/y' }\nsteps:\n  - { name: a, sql: a.sql }\n  - { name: a, sql: a.sql }\n  - { name: b, sql: missing.sql }\n  - { name: c, sql: c.sql }\noutputs:\n  - { table: nope, url: out/ }\n",
         )
         .unwrap_err();
         let text = problems.join("\n");
-        assert!(text.contains("3: var 'days': 'soon' is not an int"), "{text}");
-        assert!(text.contains("5: 'ftp://x/y' uses the scheme 'ftp'"), "{text}");
-        assert!(text.contains("8: step 'a' is defined twice (first at line 7)"), "{text}");
+        assert!(
+            text.contains("3: var 'days': 'soon' is not an int"),
+            "{text}"
+        );
+        assert!(
+            text.contains("5: 'ftp://x/y' uses the scheme 'ftp'"),
+            "{text}"
+        );
+        assert!(
+            text.contains("8: step 'a' is defined twice (first at line 7)"),
+            "{text}"
+        );
         assert!(text.contains("9: step 'b': cannot read SQL file"), "{text}");
-        assert!(text.contains("10: step 'c'") && text.contains("`DROP TABLE`"), "{text}");
+        assert!(
+            text.contains("10: step 'c'") && text.contains("`DROP TABLE`"),
+            "{text}"
+        );
         assert!(text.contains("reads table 'ordrs'"), "{text}");
         assert!(text.contains("12: output names table 'nope'"), "{text}");
     }
@@ -817,14 +846,21 @@ mod tests {
         let dir = with_sql(&[]);
         let problems =
             parse_in(dir.path(), "name: t\nsources:\n  orders:\n    urll: x/\n").unwrap_err();
-        assert!(problems[0].starts_with("4: sources.orders: unknown field `urll`"), "{problems:?}");
+        assert!(
+            problems[0].starts_with("4: sources.orders: unknown field `urll`"),
+            "{problems:?}"
+        );
     }
 
     #[test]
     fn var_overrides_are_typed() {
         let dir = with_sql(&[]);
         let file = dir.path().join("p.yaml");
-        std::fs::write(&file, "name: t\nvars:\n  days: 30\n  since: { type: date, value: 2024-01-31 }\n").unwrap();
+        std::fs::write(
+            &file,
+            "name: t\nvars:\n  days: 30\n  since: { type: date, value: 2024-01-31 }\n",
+        )
+        .unwrap();
         let load = |k: &str, v: &str| {
             let options = LoadOptions {
                 var_overrides: vec![(k.into(), v.into())],
@@ -834,7 +870,10 @@ mod tests {
         };
         assert_eq!(load("days", "7").unwrap().vars["days"], VarValue::Int(7));
         let err = load("days", "seven").unwrap_err().to_string();
-        assert!(err.contains("p.yaml:3: --var days=seven: 'seven' is not an int"), "{err}");
+        assert!(
+            err.contains("p.yaml:3: --var days=seven: 'seven' is not an int"),
+            "{err}"
+        );
         let err = load("dayz", "7").unwrap_err().to_string();
         assert!(err.contains("did you mean 'days'"), "{err}");
     }

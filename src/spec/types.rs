@@ -116,6 +116,27 @@ impl VarValue {
         }
     }
 
+    /// Whether the value may stand where SQL expects `data_type`: numbers for numbers,
+    /// text for text, dates for dates and timestamps. Arrow would cast a date to an integer;
+    /// a var used like that is a mistake to report, not to convert.
+    pub fn fits(&self, data_type: &DataType) -> bool {
+        match (self, data_type) {
+            (VarValue::Int(_), t) => t.is_integer() || t.is_floating() || t.is_decimal(),
+            (VarValue::Float(_), t) => t.is_floating() || t.is_decimal(),
+            (VarValue::String(_), t) => t.is_string(),
+            (VarValue::Date(_), DataType::Date32 | DataType::Date64 | DataType::Timestamp(..)) => {
+                true
+            }
+            (VarValue::Bool(_), DataType::Boolean) => true,
+            (
+                VarValue::List(..),
+                DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..),
+            ) => true,
+            (_, DataType::Null) => true,
+            _ => false,
+        }
+    }
+
     /// The value as a DataFusion literal, the form in which it reaches SQL as `$name`.
     pub fn to_scalar(&self) -> ScalarValue {
         match self {
@@ -126,10 +147,7 @@ impl VarValue {
             VarValue::Bool(v) => ScalarValue::Boolean(Some(*v)),
             VarValue::List(item, values) => {
                 let scalars: Vec<ScalarValue> = values.iter().map(VarValue::to_scalar).collect();
-                ScalarValue::List(ScalarValue::new_list_nullable(
-                    &scalars,
-                    &item.data_type(),
-                ))
+                ScalarValue::List(ScalarValue::new_list_nullable(&scalars, &item.data_type()))
             }
         }
     }
@@ -181,7 +199,10 @@ impl ColumnType {
         if let Some(inner) = text.strip_prefix("list<").and_then(|t| t.strip_suffix('>')) {
             return ColumnType::parse(inner).map(|item| ColumnType::List(Box::new(item)));
         }
-        if let Some(args) = text.strip_prefix("decimal(").and_then(|t| t.strip_suffix(')')) {
+        if let Some(args) = text
+            .strip_prefix("decimal(")
+            .and_then(|t| t.strip_suffix(')'))
+        {
             let (precision, scale) = args.split_once(',')?;
             return Some(ColumnType::Decimal {
                 precision: precision.trim().parse().ok()?,
@@ -205,9 +226,7 @@ impl ColumnType {
             (ColumnType::Int, DataType::Int8 | DataType::Int16 | DataType::Int32) => true,
             (ColumnType::BigInt, DataType::Int64) => true,
             (ColumnType::Double, DataType::Float32 | DataType::Float64) => true,
-            (ColumnType::String, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => {
-                true
-            }
+            (ColumnType::String, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => true,
             (ColumnType::Bool, DataType::Boolean) => true,
             (ColumnType::Date, DataType::Date32 | DataType::Date64) => true,
             (ColumnType::Timestamp, DataType::Timestamp(..)) => true,
@@ -249,7 +268,10 @@ mod tests {
     #[test]
     fn column_types_match_by_kind() {
         let ts = ColumnType::parse("timestamp").unwrap();
-        assert!(ts.matches(&DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))));
+        assert!(ts.matches(&DataType::Timestamp(
+            TimeUnit::Microsecond,
+            Some("UTC".into())
+        )));
         assert!(!ts.matches(&DataType::Int64));
         let dec = ColumnType::parse("decimal(12, 2)").unwrap();
         assert!(dec.matches(&DataType::Decimal128(12, 2)));
@@ -262,13 +284,19 @@ mod tests {
 
     #[test]
     fn vars_parse_by_declared_type() {
-        assert_eq!(VarValue::parse_as(&VarType::Int, "42"), Ok(VarValue::Int(42)));
+        assert_eq!(
+            VarValue::parse_as(&VarType::Int, "42"),
+            Ok(VarValue::Int(42))
+        );
         assert!(VarValue::parse_as(&VarType::Int, "4.2").is_err());
         assert!(VarValue::parse_as(&VarType::Date, "2024-02-30").is_err());
         let ids = VarValue::parse_as(&VarType::List(Box::new(VarType::Int)), "1, 2,3").unwrap();
         assert_eq!(
             ids,
-            VarValue::List(VarType::Int, vec![VarValue::Int(1), VarValue::Int(2), VarValue::Int(3)])
+            VarValue::List(
+                VarType::Int,
+                vec![VarValue::Int(1), VarValue::Int(2), VarValue::Int(3)]
+            )
         );
     }
 }

@@ -35,7 +35,12 @@ const CASES: &[Case] = &[
     Case {
         name: "unknown key",
         break_it: |p| {
-            replace(p, PIPELINE, "    columns:\n      order_id", "    colums:\n      order_id");
+            replace(
+                p,
+                PIPELINE,
+                "    columns:\n      order_id",
+                "    colums:\n      order_id",
+            );
             vec![]
         },
         expect: &["nightly_segments.yaml:", "unknown field `colums`"],
@@ -43,15 +48,29 @@ const CASES: &[Case] = &[
     Case {
         name: "missing SQL file",
         break_it: |p| {
-            replace(p, PIPELINE, "../queries/rfm.sql", "../queries/rfm_scores.sql");
+            replace(
+                p,
+                PIPELINE,
+                "../queries/rfm.sql",
+                "../queries/rfm_scores.sql",
+            );
             vec![]
         },
-        expect: &["nightly_segments.yaml:", "step 'rfm': cannot read SQL file", "rfm_scores.sql"],
+        expect: &[
+            "nightly_segments.yaml:",
+            "step 'rfm': cannot read SQL file",
+            "rfm_scores.sql",
+        ],
     },
     Case {
         name: "SQL syntax error",
         break_it: |p| {
-            replace(p, RFM, "SELECT customer_id,\n       recency_days", "SELEKT customer_id,\n       recency_days");
+            replace(
+                p,
+                RFM,
+                "SELECT customer_id,\n       recency_days",
+                "SELEKT customer_id,\n       recency_days",
+            );
             vec![]
         },
         expect: &["step 'rfm'", "rfm.sql", "not valid SQL"],
@@ -62,12 +81,20 @@ const CASES: &[Case] = &[
             replace(p, RFM, "FROM customer_features", "FROM customer_feature");
             vec![]
         },
-        expect: &["rfm.sql reads table 'customer_feature'", "did you mean 'customer_features'"],
+        expect: &[
+            "rfm.sql reads table 'customer_feature'",
+            "did you mean 'customer_features'",
+        ],
     },
     Case {
         name: "unknown column",
         break_it: |p| {
-            replace(p, RFM, "paid_orders AS frequency", "paid_order AS frequency");
+            replace(
+                p,
+                RFM,
+                "paid_orders AS frequency",
+                "paid_order AS frequency",
+            );
             vec![]
         },
         expect: &["step 'rfm'", "rfm.sql", "paid_order"],
@@ -75,7 +102,12 @@ const CASES: &[Case] = &[
     Case {
         name: "step cycle",
         break_it: |p| {
-            replace(p, "queries/customer_features.sql", "FROM customers c", "FROM customers c JOIN rfm r USING (customer_id)");
+            replace(
+                p,
+                "queries/customer_features.sql",
+                "FROM customers c",
+                "FROM customers c JOIN rfm r USING (customer_id)",
+            );
             vec![]
         },
         expect: &["cycle", "customer_features", "rfm"],
@@ -92,56 +124,114 @@ const CASES: &[Case] = &[
         name: "source URL with no files",
         break_it: |p| {
             std::fs::create_dir_all(p.path().join("empty/orders")).unwrap();
-            replace(p, PIPELINE, "${SEGFLOW_DATA:-data}/orders/", "empty/orders/");
+            replace(
+                p,
+                PIPELINE,
+                "${SEGFLOW_DATA:-data}/orders/",
+                "empty/orders/",
+            );
             vec![]
         },
-        expect: &["source 'orders': no Parquet files at file://", "empty/orders/"],
+        expect: &[
+            "source 'orders': no Parquet files at file://",
+            "empty/orders/",
+        ],
     },
     Case {
         name: "corrupt Parquet file",
         break_it: |p| {
-            std::fs::write(p.data().join("orders/part-00000.parquet"), b"PAR1 this is not parquet").unwrap();
+            std::fs::write(
+                p.data().join("orders/part-00000.parquet"),
+                b"PAR1 this is not parquet",
+            )
+            .unwrap();
             vec![]
         },
-        expect: &["source 'orders':", "orders/part-00000.parquet is not a readable Parquet file"],
+        expect: &[
+            "source 'orders':",
+            "orders/part-00000.parquet is not a readable Parquet file",
+        ],
     },
     Case {
         name: "missing declared column",
         break_it: |p| {
-            replace(p, PIPELINE, "      status: string\n", "      status: string\n      discount: decimal(12,2)\n");
+            replace(
+                p,
+                PIPELINE,
+                "      status: string\n",
+                "      status: string\n      discount: decimal(12,2)\n",
+            );
             vec![]
         },
-        expect: &["source 'orders':", "has no column 'discount' (declared as decimal(12,2))"],
+        expect: &[
+            "source 'orders':",
+            "has no column 'discount' (declared as decimal(12,2))",
+        ],
     },
     Case {
         name: "wrong column type",
         break_it: |p| {
-            replace(p, PIPELINE, "      status: string\n", "      status: bigint\n");
+            replace(
+                p,
+                PIPELINE,
+                "      status: string\n",
+                "      status: bigint\n",
+            );
             vec![]
         },
-        expect: &["source 'orders': column 'status' in file://", "is Utf8, but is declared as bigint"],
+        expect: &[
+            "source 'orders': column 'status' in file://",
+            "is Utf8, but is declared as bigint",
+        ],
     },
     Case {
         name: "var of the wrong type",
         break_it: |p| {
-            replace(p, PIPELINE, "\nsources:\n", "\nvars:\n  lapse_days: 90\n\nsources:\n");
+            replace(
+                p,
+                PIPELINE,
+                "\nsources:\n",
+                "\nvars:\n  lapse_days: 90\n\nsources:\n",
+            );
             vec!["--var".into(), "lapse_days=ninety".into()]
         },
-        expect: &["nightly_segments.yaml:", "--var lapse_days=ninety: 'ninety' is not an int"],
+        expect: &[
+            "nightly_segments.yaml:",
+            "--var lapse_days=ninety: 'ninety' is not an int",
+        ],
     },
     Case {
         name: "unknown parameter in SQL",
         break_it: |p| {
-            replace(p, RFM, "WHERE paid_orders > 0", "WHERE paid_orders > $min_orders");
+            replace(
+                p,
+                RFM,
+                "WHERE paid_orders > 0",
+                "WHERE paid_orders > $min_orders",
+            );
             vec![]
         },
-        expect: &["step 'rfm'", "rfm.sql", "$min_orders, which is not a pipeline var"],
+        expect: &[
+            "step 'rfm'",
+            "rfm.sql",
+            "$min_orders, which is not a pipeline var",
+        ],
     },
     Case {
         name: "parameter used as the wrong type",
         break_it: |p| {
-            replace(p, PIPELINE, "\nsources:\n", "\nvars:\n  min_orders: { type: date, value: 2024-01-01 }\n\nsources:\n");
-            replace(p, RFM, "WHERE paid_orders > 0", "WHERE paid_orders > $min_orders");
+            replace(
+                p,
+                PIPELINE,
+                "\nsources:\n",
+                "\nvars:\n  min_orders: { type: date, value: 2024-01-01 }\n\nsources:\n",
+            );
+            replace(
+                p,
+                RFM,
+                "WHERE paid_orders > 0",
+                "WHERE paid_orders > $min_orders",
+            );
             vec![]
         },
         expect: &["step 'rfm'", "rfm.sql"],
@@ -179,7 +269,11 @@ fn bad_input_fails_clearly_and_loses_nothing() {
         let mut args = vec!["run", pipeline.to_str().unwrap(), "--as-of", AS_OF];
         args.extend(extra.iter().map(String::as_str));
         let outcome = project.segflow(&args);
-        let missing: Vec<&&str> = case.expect.iter().filter(|e| !outcome.stderr.contains(**e)).collect();
+        let missing: Vec<&&str> = case
+            .expect
+            .iter()
+            .filter(|e| !outcome.stderr.contains(**e))
+            .collect();
         if outcome.code != 1 || !missing.is_empty() || !outcome.stderr.starts_with("error: ") {
             failures.push(format!("{}: missing {missing:?}\n{outcome:?}", case.name));
         }
@@ -193,15 +287,26 @@ fn bad_input_fails_clearly_and_loses_nothing() {
 #[test]
 fn validate_lists_every_problem_at_once() {
     let project = Project::new(50, 100);
-    replace(&project, PIPELINE, "../queries/rfm.sql", "../queries/rfm_scores.sql");
+    replace(
+        &project,
+        PIPELINE,
+        "../queries/rfm.sql",
+        "../queries/rfm_scores.sql",
+    );
     replace(&project, PIPELINE, "table: rfm,", "table: rfmm,");
     let outcome = project.segflow(&["validate", project.pipeline().to_str().unwrap()]);
     assert_eq!(outcome.code, 1, "{outcome:?}");
     assert!(outcome.stderr.contains("2 problems"), "{outcome:?}");
-    assert!(outcome.stderr.contains("output names table 'rfmm'"), "{outcome:?}");
+    assert!(
+        outcome.stderr.contains("output names table 'rfmm'"),
+        "{outcome:?}"
+    );
 
     restore_spec(&project);
     let outcome = project.segflow(&["validate", project.pipeline().to_str().unwrap()]);
     assert_eq!(outcome.code, 0, "{outcome:?}");
-    assert!(outcome.stdout.contains("ok (2 steps planned)"), "{outcome:?}");
+    assert!(
+        outcome.stdout.contains("ok (2 steps planned)"),
+        "{outcome:?}"
+    );
 }

@@ -11,16 +11,26 @@ fn assert_publication_complete(project: &Project, context: &str) {
         let mut rows = 0;
         for file in &manifest.files {
             let path = project.out().join(table).join(&file.path);
-            assert!(path.exists(), "{context}: {table}'s manifest lists {} which is gone", file.path);
-            rows += read_parquet(&path).iter().map(|b| b.num_rows()).sum::<usize>();
+            assert!(
+                path.exists(),
+                "{context}: {table}'s manifest lists {} which is gone",
+                file.path
+            );
+            rows += read_parquet(&path)
+                .iter()
+                .map(|b| b.num_rows())
+                .sum::<usize>();
         }
-        assert_eq!(rows as u64, manifest.rows, "{context}: {table} is incomplete");
+        assert_eq!(
+            rows as u64, manifest.rows,
+            "{context}: {table} is incomplete"
+        );
     }
 }
 
 #[test]
 fn sigkill_during_a_run_loses_nothing() {
-    let project = Project::new(40_000, 160_000);
+    let project = Project::new(300_000, 1_200_000);
     let baseline = project.run_nightly(AS_OF);
     assert_eq!(baseline.code, 0, "{baseline:?}");
 
@@ -42,12 +52,19 @@ fn sigkill_during_a_run_loses_nothing() {
         child.wait().unwrap();
         assert_publication_complete(&project, &format!("killed at {percent}% of a run"));
     }
-    assert!(killed >= 3, "only {killed} runs were still going when killed; the test needs a slower run");
+    assert!(
+        killed >= 3,
+        "only {killed} runs were still going when killed; the test needs a slower run"
+    );
 
     let after = project.run_nightly(AS_OF);
     assert_eq!(after.code, 0, "{after:?}");
     assert_publication_complete(&project, "the run after the kills");
     let partition = project.out().join(format!("rfm/as_of={AS_OF}"));
     let files = std::fs::read_dir(partition).unwrap().count();
-    assert_eq!(files, project.manifest("rfm", AS_OF).files.len(), "leftovers of killed runs remain");
+    assert_eq!(
+        files,
+        project.manifest("rfm", AS_OF).files.len(),
+        "leftovers of killed runs remain"
+    );
 }

@@ -4,23 +4,36 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{
-    AsArray, RecordBatch,
+use datafusion::arrow::array::{AsArray, RecordBatch};
+use datafusion::arrow::datatypes::{
+    Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType,
 };
-use datafusion::arrow::datatypes::{Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType};
 
 use crate::common::{AS_OF, Project, read_table, rows};
 
 fn i64s(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
-    batch.column_by_name(name).unwrap().as_primitive::<Int64Type>().iter().collect()
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<Int64Type>()
+        .iter()
+        .collect()
 }
 
 fn i32s(batch: &RecordBatch, name: &str) -> Vec<Option<i32>> {
-    batch.column_by_name(name).unwrap().as_primitive::<Int32Type>().iter().collect()
+    batch
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<Int32Type>()
+        .iter()
+        .collect()
 }
 
 fn cents(batch: &RecordBatch, name: &str) -> Vec<Option<i128>> {
-    let column = batch.column_by_name(name).unwrap().as_primitive::<Decimal128Type>();
+    let column = batch
+        .column_by_name(name)
+        .unwrap()
+        .as_primitive::<Decimal128Type>();
     assert_eq!(column.scale(), 2, "{name} keeps cents");
     column.iter().collect()
 }
@@ -36,8 +49,14 @@ fn micros(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
 
 fn strings(batch: &RecordBatch, name: &str) -> Vec<String> {
     let column = batch.column_by_name(name).unwrap();
-    let column = datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8).unwrap();
-    column.as_string::<i32>().iter().map(|s| s.unwrap_or_default().to_string()).collect()
+    let column =
+        datafusion::arrow::compute::cast(column, &datafusion::arrow::datatypes::DataType::Utf8)
+            .unwrap();
+    column
+        .as_string::<i32>()
+        .iter()
+        .map(|s| s.unwrap_or_default().to_string())
+        .collect()
 }
 
 #[derive(Debug, Default, PartialEq)]
@@ -47,9 +66,10 @@ struct Expected {
     last_order_day: Option<NaiveDate>,
 }
 
-
 fn day_of(micros: i64) -> NaiveDate {
-    chrono::DateTime::from_timestamp_micros(micros).unwrap().date_naive()
+    chrono::DateTime::from_timestamp_micros(micros)
+        .unwrap()
+        .date_naive()
 }
 
 /// ceil(5 * k / n) where k counts values as good or worse than each value.
@@ -60,7 +80,13 @@ fn scores(values: &BTreeMap<i64, i128>, higher_is_better: bool) -> BTreeMap<i64,
         .map(|(&id, &v)| {
             let k = values
                 .values()
-                .filter(|&&other| if higher_is_better { other <= v } else { other >= v })
+                .filter(|&&other| {
+                    if higher_is_better {
+                        other <= v
+                    } else {
+                        other >= v
+                    }
+                })
                 .count() as i128;
             (id, ((5 * k + n - 1) / n) as i32)
         })
@@ -75,12 +101,21 @@ fn nightly_run_publishes_what_the_raw_orders_say() {
     assert!(outcome.stdout.contains("customer_features"), "{outcome:?}");
 
     let as_of = NaiveDate::parse_from_str(AS_OF, "%Y-%m-%d").unwrap();
-    let cutoff = as_of.succ_opt().unwrap().and_hms_opt(0, 0, 0).unwrap().and_utc().timestamp_micros();
+    let cutoff = as_of
+        .succ_opt()
+        .unwrap()
+        .and_hms_opt(0, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
 
     // What the raw data says, computed by iterating its rows.
     let mut expected: BTreeMap<i64, Expected> = BTreeMap::new();
     for batch in read_table(&project.data().join("customers")) {
-        for (id, created) in i64s(&batch, "customer_id").into_iter().zip(micros(&batch, "created_at")) {
+        for (id, created) in i64s(&batch, "customer_id")
+            .into_iter()
+            .zip(micros(&batch, "created_at"))
+        {
             if created.unwrap() < cutoff {
                 expected.insert(id.unwrap(), Expected::default());
             }
@@ -102,18 +137,26 @@ fn nightly_run_publishes_what_the_raw_orders_say() {
             if status[i] != "paid" {
                 continue;
             }
-            let e = expected.get_mut(&ids[i].unwrap()).expect("an order's customer signed up before it");
+            let e = expected
+                .get_mut(&ids[i].unwrap())
+                .expect("an order's customer signed up before it");
             e.paid_orders += 1;
             e.net_cents += total[i].unwrap() - refunded[i].unwrap();
             e.last_order_day = e.last_order_day.max(Some(day_of(at)));
         }
     }
-    assert!(orders_after_as_of > 0, "the data must reach past as_of for this test to mean anything");
+    assert!(
+        orders_after_as_of > 0,
+        "the data must reach past as_of for this test to mean anything"
+    );
 
     // What segflow published.
     let features = project.published("customer_features", AS_OF);
     assert_eq!(rows(&features), expected.len());
-    assert_eq!(project.manifest("customer_features", AS_OF).rows as usize, expected.len());
+    assert_eq!(
+        project.manifest("customer_features", AS_OF).rows as usize,
+        expected.len()
+    );
     let mut seen = BTreeSet::new();
     for batch in &features {
         let ids = i64s(batch, "customer_id");
@@ -123,31 +166,52 @@ fn nightly_run_publishes_what_the_raw_orders_say() {
         for i in 0..batch.num_rows() {
             let id = ids[i].unwrap();
             let e = &expected[&id];
-            assert_eq!(paid[i].unwrap(), e.paid_orders, "paid orders of customer {id}");
+            assert_eq!(
+                paid[i].unwrap(),
+                e.paid_orders,
+                "paid orders of customer {id}"
+            );
             assert_eq!(net[i].unwrap(), e.net_cents, "net revenue of customer {id}");
             let expected_days = e.last_order_day.map(|d| (as_of - d).num_days());
-            assert_eq!(days[i], expected_days, "days since last order of customer {id}");
+            assert_eq!(
+                days[i], expected_days,
+                "days since last order of customer {id}"
+            );
             seen.insert(id);
         }
     }
     assert_eq!(seen.len(), expected.len(), "one row per customer");
 
     // RFM: every buyer scored, with the documented quintile rule recomputed here.
-    let buyers: BTreeMap<i64, &Expected> =
-        expected.iter().filter(|(_, e)| e.paid_orders > 0).map(|(id, e)| (*id, e)).collect();
+    let buyers: BTreeMap<i64, &Expected> = expected
+        .iter()
+        .filter(|(_, e)| e.paid_orders > 0)
+        .map(|(id, e)| (*id, e))
+        .collect();
     let recency: BTreeMap<i64, i128> = buyers
         .iter()
         .map(|(id, e)| (*id, (as_of - e.last_order_day.unwrap()).num_days() as i128))
         .collect();
-    let frequency = buyers.iter().map(|(id, e)| (*id, e.paid_orders as i128)).collect();
+    let frequency = buyers
+        .iter()
+        .map(|(id, e)| (*id, e.paid_orders as i128))
+        .collect();
     let monetary = buyers.iter().map(|(id, e)| (*id, e.net_cents)).collect();
-    let (r, f, m) = (scores(&recency, false), scores(&frequency, true), scores(&monetary, true));
+    let (r, f, m) = (
+        scores(&recency, false),
+        scores(&frequency, true),
+        scores(&monetary, true),
+    );
     let rfm = project.published("rfm", AS_OF);
     assert_eq!(rows(&rfm), buyers.len());
     let mut score_counts = [0usize; 6];
     for batch in &rfm {
         let ids = i64s(batch, "customer_id");
-        let (rs, fs, ms) = (i32s(batch, "r_score"), i32s(batch, "f_score"), i32s(batch, "m_score"));
+        let (rs, fs, ms) = (
+            i32s(batch, "r_score"),
+            i32s(batch, "f_score"),
+            i32s(batch, "m_score"),
+        );
         for i in 0..batch.num_rows() {
             let id = ids[i].unwrap();
             assert_eq!(rs[i].unwrap(), r[&id], "r_score of {id}");
@@ -156,7 +220,10 @@ fn nightly_run_publishes_what_the_raw_orders_say() {
             score_counts[rs[i].unwrap() as usize] += 1;
         }
     }
-    assert!(score_counts[1..].iter().all(|&n| n > 0), "every recency score is used: {score_counts:?}");
+    assert!(
+        score_counts[1..].iter().all(|&n| n > 0),
+        "every recency score is used: {score_counts:?}"
+    );
 }
 
 #[test]
@@ -177,9 +244,16 @@ fn rerunning_an_as_of_replaces_its_files() {
         .map(|e| format!("as_of={AS_OF}/{}", e.unwrap().file_name().to_string_lossy()))
         .collect();
     on_disk.sort();
-    let mut listed: Vec<String> = second_manifest.files.iter().map(|f| f.path.clone()).collect();
+    let mut listed: Vec<String> = second_manifest
+        .files
+        .iter()
+        .map(|f| f.path.clone())
+        .collect();
     listed.sort();
-    assert_eq!(on_disk, listed, "only the latest run's files remain in the partition");
+    assert_eq!(
+        on_disk, listed,
+        "only the latest run's files remain in the partition"
+    );
     let staging = project.out().join("rfm/_segflow/staging");
     assert!(
         !staging.exists() || std::fs::read_dir(&staging).unwrap().next().is_none(),

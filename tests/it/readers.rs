@@ -10,35 +10,40 @@ import json, sys
 import duckdb, pyarrow.parquet as pq, pyarrow.dataset as ds, pyarrow.compute as pc
 
 out, as_of = sys.argv[1], sys.argv[2]
+
+def one(query, con=duckdb):
+    return con.sql(query).fetchall()[0][0]
+
 for table in ["customer_features", "rfm"]:
     manifest = json.load(open(f"{out}/{table}/_segflow/manifests/as_of={as_of}.json"))
     files = [f"{out}/{table}/{f['path']}" for f in manifest["files"]]
 
     # The atomic way: exactly the files the manifest lists.
     arrow_rows = pq.read_table(files).num_rows
-    duck_rows = duckdb.sql(f"SELECT count(*) FROM read_parquet({files!r})").fetchone()[0]
+    duck_rows = one(f"SELECT count(*) FROM read_parquet({files!r})")
     # The README's DuckDB-only recipe for the same thing.
     con = duckdb.connect()
     con.execute(
         f"SET VARIABLE files = (SELECT list('{out}/{table}/' || f.path) FROM "
         f"(SELECT unnest(files) AS f FROM read_json('{out}/{table}/_segflow/manifests/as_of={as_of}.json')))")
-    duck_recipe = con.sql("SELECT count(*) FROM read_parquet(getvariable('files'))").fetchone()[0]
+    duck_recipe = one("SELECT count(*) FROM read_parquet(getvariable('files'))", con)
     assert duck_recipe == duck_rows, (duck_recipe, duck_rows)
 
     # The glob way, with the as_of partition as a column.
     glob = f"{out}/{table}/as_of=*/*.parquet"
-    duck_glob = duckdb.sql(
+    duck_glob = one(
         f"SELECT count(*) FROM read_parquet('{glob}', hive_partitioning = true) "
-        f"WHERE as_of = DATE '{as_of}'").fetchone()[0]
+        f"WHERE as_of = DATE '{as_of}'")
     dataset = ds.dataset(f"{out}/{table}", format="parquet", partitioning="hive",
                          exclude_invalid_files=False)
     arrow_glob = dataset.to_table(filter=pc.field("as_of") == as_of).num_rows
 
     if table == "customer_features":
-        duck_sum = duckdb.sql(f"SELECT sum(net_revenue) FROM read_parquet({files!r})").fetchone()[0]
+        duck_sum = one(f"SELECT sum(net_revenue) FROM read_parquet({files!r})")
         arrow_sum = pc.sum(pq.read_table(files)["net_revenue"]).as_py()
         assert duck_sum == arrow_sum, (duck_sum, arrow_sum)
-        types = dict(duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet({files!r})").fetchall())
+        types = {row[0]: row[1] for row in
+                 duckdb.sql(f"DESCRIBE SELECT * FROM read_parquet({files!r})").fetchall()}
         assert types["net_revenue"] == "DECIMAL(14,2)", types
         assert types["last_order_at"] == "TIMESTAMP WITH TIME ZONE", types
     print(table, manifest["rows"], arrow_rows, duck_rows, duck_glob, arrow_glob)
@@ -66,7 +71,10 @@ fn duckdb_and_pyarrow_read_the_outputs() {
     for line in lines {
         let fields: Vec<&str> = line.split_whitespace().collect();
         let counts = &fields[1..];
-        assert!(counts.iter().all(|c| c == &counts[0]), "readers disagree: {line}");
+        assert!(
+            counts.iter().all(|c| c == &counts[0]),
+            "readers disagree: {line}"
+        );
         assert_ne!(counts[0], "0", "{line}");
     }
 }

@@ -25,7 +25,9 @@ async fn start_s3(root: &std::path::Path) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
         loop {
-            let Ok((socket, _)) = listener.accept().await else { return };
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
             let service = service.clone();
             tokio::spawn(async move {
                 let _ = ConnBuilder::new(TokioExecutor::new())
@@ -48,7 +50,10 @@ async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {
         .env("SEGFLOW_DATA", "s3://lake/raw")
         .env("SEGFLOW_OUT", "s3://lake/marts")
         .args(args);
-    let output = tokio::process::Command::from(command).output().await.unwrap();
+    let output = tokio::process::Command::from(command)
+        .output()
+        .await
+        .unwrap();
     outcome(output)
 }
 
@@ -60,13 +65,30 @@ async fn pipeline_runs_against_s3() {
 
     let generated = segflow_s3(
         addr,
-        &["generate", "--customers", "800", "--orders", "3000", "--end", END, "--out", "s3://lake/raw/"],
+        &[
+            "generate",
+            "--customers",
+            "800",
+            "--orders",
+            "3000",
+            "--end",
+            END,
+            "--out",
+            "s3://lake/raw/",
+        ],
     )
     .await;
     assert_eq!(generated.code, 0, "{generated:?}");
-    assert!(root.path().join("lake/raw/orders/part-00000.parquet").exists());
+    assert!(
+        root.path()
+            .join("lake/raw/orders/part-00000.parquet")
+            .exists()
+    );
 
-    let pipeline = concat!(env!("CARGO_MANIFEST_DIR"), "/pipelines/nightly_segments.yaml");
+    let pipeline = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/pipelines/nightly_segments.yaml"
+    );
     for _ in 0..2 {
         let run = segflow_s3(addr, &["run", pipeline, "--as-of", AS_OF]).await;
         assert_eq!(run.code, 0, "{run:?}");
@@ -89,12 +111,21 @@ async fn pipeline_runs_against_s3() {
         let in_partition = std::fs::read_dir(marts.join(format!("{table}/as_of={AS_OF}")))
             .unwrap()
             .count();
-        assert_eq!(in_partition, manifest.files.len(), "the re-run replaced the first run's files");
+        assert_eq!(
+            in_partition,
+            manifest.files.len(),
+            "the re-run replaced the first run's files"
+        );
     }
 
     // A source with no files is the user's to fix, and the message says which URL.
     std::fs::remove_dir_all(root.path().join("lake/raw/orders")).unwrap();
     let missing = segflow_s3(addr, &["run", pipeline, "--as-of", AS_OF]).await;
     assert_eq!(missing.code, 1, "{missing:?}");
-    assert!(missing.stderr.contains("no Parquet files at s3://lake/raw/orders/"), "{missing:?}");
+    assert!(
+        missing
+            .stderr
+            .contains("no Parquet files at s3://lake/raw/orders/"),
+        "{missing:?}"
+    );
 }
