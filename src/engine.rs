@@ -188,20 +188,26 @@ impl Engine {
         location: &Location,
         store: &dyn ObjectStore,
     ) -> Result<Vec<object_store::ObjectMeta>, EngineError> {
-        let files: Vec<_> = self
-            .storage
-            .list(location, store)
-            .await?
-            .into_iter()
-            .filter(|meta| {
-                let relative = location.relative(&meta.location);
-                relative.ends_with(".parquet")
-                    && !relative
-                        .split('/')
-                        .any(|part| part.starts_with('_') || part.starts_with('.'))
-                    || !location.is_folder()
-            })
-            .collect();
+        let listed = self.storage.list(location, store).await?;
+        // The files DataFusion will read: `.parquet` files directly in the folder or in
+        // Hive partition folders (`key=value/`), not hidden ones (`.x`, `_SUCCESS`), and not
+        // other subfolders such as segflow's own `_segflow/`. A URL naming one object is
+        // taken as it is.
+        let files: Vec<_> = if location.is_folder() {
+            listed
+                .into_iter()
+                .filter(|meta| {
+                    let relative = location.relative(&meta.location);
+                    let mut parts: Vec<&str> = relative.split('/').collect();
+                    let name = parts.pop().unwrap_or_default();
+                    name.ends_with(".parquet")
+                        && !name.starts_with(['.', '_'])
+                        && parts.iter().all(|part| part.contains('='))
+                })
+                .collect()
+        } else {
+            listed
+        };
         if files.is_empty() {
             return Err(EngineError::NoFiles {
                 table: table.to_string(),

@@ -53,8 +53,9 @@ pub enum PublishError {
         table: String,
         action: &'static str,
         file: String,
+        // Boxed: object_store's error is large, and this enum travels up every call.
         #[source]
-        source: object_store::Error,
+        source: Box<object_store::Error>,
     },
     #[error("output '{table}': the manifest {file} is not valid: {reason}")]
     BadManifest {
@@ -423,6 +424,6 @@ fn store_error(
         table: table.to_string(),
         action,
         file: path.to_string(),
-        source,
+        source: Box::new(source),
     }
 }

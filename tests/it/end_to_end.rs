@@ -265,3 +265,33 @@ fn rerunning_an_as_of_replaces_its_files() {
     assert_eq!(other.code, 0, "{other:?}");
     assert_eq!(project.manifest("rfm", AS_OF), second_manifest);
 }
+
+#[test]
+fn demo_generates_runs_and_explains() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    let outcome = crate::common::run(crate::common::segflow().args([
+        "demo",
+        "--dir",
+        demo.to_str().unwrap(),
+        "--customers",
+        "3000",
+        "--orders",
+        "9000",
+    ]));
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    for table in ["customer_features", "rfm"] {
+        assert!(outcome.stdout.contains(table), "{outcome:?}");
+        assert!(
+            demo.join(format!("out/{table}/_segflow/manifests"))
+                .is_dir(),
+            "{table}"
+        );
+    }
+    assert!(
+        outcome.stdout.contains("3000  file://"),
+        "every customer is featured: {outcome:?}"
+    );
+    assert!(outcome.stdout.contains("duckdb -c"), "{outcome:?}");
+    assert!(demo.join("pipelines/nightly_segments.yaml").exists());
+}

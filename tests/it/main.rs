@@ -7,3 +7,4 @@ mod crash;
 mod end_to_end;
 mod readers;
 mod s3;
+mod sources;
