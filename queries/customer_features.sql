@@ -33,6 +33,7 @@ SELECT c.customer_id,
        COALESCE(p.paid_orders, 0) AS paid_orders,
        CAST(COALESCE(p.net_revenue, 0) AS DECIMAL(14, 2)) AS net_revenue,
        CAST(p.net_revenue / p.paid_orders AS DECIMAL(14, 2)) AS average_order_value,
+       CAST(CAST($as_of AS DATE) - CAST(p.first_order_at AS DATE) AS BIGINT) AS days_since_first_order,
        CAST(CAST($as_of AS DATE) - CAST(p.last_order_at AS DATE) AS BIGINT) AS days_since_last_order
 FROM customers c
 LEFT JOIN per_customer p USING (customer_id)

@@ -240,26 +240,34 @@ async fn generate_command(args: GenerateArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// The shipped nightly pipeline and its SQL, embedded so that `segflow demo` works from any
-/// folder and from an installed binary.
-const EMBEDDED: &[(&str, &str)] = &[
-    (
-        "pipelines/nightly_segments.yaml",
-        include_str!("../pipelines/nightly_segments.yaml"),
-    ),
-    (
-        "queries/customer_features.sql",
-        include_str!("../queries/customer_features.sql"),
-    ),
-    ("queries/rfm.sql", include_str!("../queries/rfm.sql")),
-];
+/// The shipped pipelines and SQL, embedded so that `segflow demo` works from any folder and
+/// from an installed binary.
+static SHIPPED_PIPELINES: include_dir::Dir =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/pipelines");
+static SHIPPED_QUERIES: include_dir::Dir = include_dir::include_dir!("$CARGO_MANIFEST_DIR/queries");
+
+fn write_shipped(dir: &Path) -> Result<(), Failure> {
+    for (folder, tree) in [
+        ("pipelines", &SHIPPED_PIPELINES),
+        ("queries", &SHIPPED_QUERIES),
+    ] {
+        let target = dir.join(folder);
+        std::fs::create_dir_all(&target)
+            .and_then(|()| tree.extract(&target))
+            .map_err(|e| {
+                Failure::Environment(anyhow::anyhow!(
+                    "cannot write the demo files to {}: {e}",
+                    dir.display()
+                ))
+            })?;
+    }
+    Ok(())
+}
 
 async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     let dir = std::path::absolute(&args.dir)
         .map_err(|e| Failure::User(anyhow::anyhow!("cannot use {}: {e}", args.dir.display())))?;
-    for (relative, text) in EMBEDDED {
-        write_file(&dir.join(relative), text)?;
-    }
+    write_shipped(&dir)?;
     let data = dir.join("data");
     let out = dir.join("out");
     let as_of = yesterday();
@@ -310,16 +318,6 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         out.display()
     );
     Ok(())
-}
-
-fn write_file(path: &Path, text: &str) -> Result<(), Failure> {
-    let fail = |e: std::io::Error| {
-        Failure::Environment(anyhow::anyhow!("cannot write {}: {e}", path.display()))
-    };
-    if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(fail)?;
-    }
-    std::fs::write(path, text).map_err(fail)
 }
 
 fn print_report(report: &RunReport) {

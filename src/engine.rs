@@ -32,7 +32,7 @@ use parquet::arrow::parquet_to_arrow_schema;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::spec::{AS_OF, EngineSettings, Source, Step, VarValue, did_you_mean};
+use crate::spec::{AS_OF, EngineSettings, Source, Step, StepKind, VarValue, did_you_mean};
 use crate::storage::{Location, Storage, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -68,7 +68,7 @@ pub enum EngineError {
         expected: String,
         found: DataType,
     },
-    #[error("source '{table}': could not register {url}")]
+    #[error("table '{table}': could not register {url}")]
     Register {
         table: String,
         url: String,
@@ -179,7 +179,7 @@ impl Engine {
             .await?;
         self.check_columns(source, &location, &files, &store)
             .await?;
-        self.register_listing(&source.name, &location).await
+        self.register_listing(&source.name, &location, None).await
     }
 
     async fn parquet_files(
@@ -288,7 +288,15 @@ impl Engine {
         Ok(())
     }
 
-    async fn register_listing(&self, table: &str, location: &Location) -> Result<(), EngineError> {
+    /// Registers the Parquet files at `location` as `table`. The schema is inferred from the
+    /// files (and Hive partition folders) unless `known` gives it, as for a materialised
+    /// step whose result may be empty and so have no files at all.
+    async fn register_listing(
+        &self,
+        table: &str,
+        location: &Location,
+        known: Option<datafusion::arrow::datatypes::SchemaRef>,
+    ) -> Result<(), EngineError> {
         let register = |source| EngineError::Register {
             table: table.to_string(),
             url: location.to_string(),
@@ -298,14 +306,17 @@ impl Engine {
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let state = self.ctx.state();
-        let config = ListingTableConfig::new(url)
-            .with_listing_options(options)
-            .infer_partitions_from_path(&state)
-            .await
-            .map_err(register)?
-            .infer_schema(&state)
-            .await
-            .map_err(register)?;
+        let config = ListingTableConfig::new(url).with_listing_options(options);
+        let config = match known {
+            Some(schema) => config.with_schema(schema),
+            None => config
+                .infer_partitions_from_path(&state)
+                .await
+                .map_err(register)?
+                .infer_schema(&state)
+                .await
+                .map_err(register)?,
+        };
         let listing = ListingTable::try_new(config).map_err(register)?;
         self.ctx
             .register_table(table, Arc::new(listing))
@@ -322,6 +333,17 @@ impl Engine {
         result: StepResult<'_>,
     ) -> Result<(), EngineError> {
         let frame = self.plan(step, params).await?;
+        if step.kind == StepKind::Segment
+            && frame
+                .schema()
+                .field_with_unqualified_name("customer_id")
+                .is_err()
+        {
+            return Err(self.plan_message(
+                step,
+                "a segment's query must return a customer_id column".to_string(),
+            ));
+        }
         match result {
             StepResult::View => {
                 self.ctx
@@ -331,12 +353,16 @@ impl Engine {
             StepResult::Materialize { scratch } => {
                 let folder = scratch.join(&step.name);
                 let path = format!("{}/", folder.display());
+                let schema = Arc::new(frame.schema().as_arrow().clone());
+                std::fs::create_dir_all(&folder)
+                    .map_err(|e| self.execute_error(step, DataFusionError::IoError(e)))?;
                 frame
                     .write_parquet(&path, Default::default(), None)
                     .await
                     .map_err(|e| self.execute_error(step, e))?;
                 let location = Location::parse(&path)?;
-                self.register_listing(&step.name, &location).await?;
+                self.register_listing(&step.name, &location, Some(schema))
+                    .await?;
             }
         }
         Ok(())

@@ -74,6 +74,8 @@ struct RawPipeline {
     #[serde(default)]
     steps: Vec<RawStep>,
     #[serde(default)]
+    segments: Vec<RawSegment>,
+    #[serde(default)]
     outputs: Vec<RawOutput>,
     #[serde(default)]
     engine: RawEngine,
@@ -94,6 +96,16 @@ struct RawSource {
 struct RawStep {
     name: String,
     sql: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSegment {
+    name: String,
+    sql: Option<String>,
+    all_of: Option<Vec<String>>,
+    any_of: Option<Vec<String>>,
+    none_of: Option<Vec<String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -130,8 +142,11 @@ pub struct Pipeline {
     pub file: PathBuf,
     pub vars: BTreeMap<String, VarValue>,
     pub sources: Vec<Source>,
-    /// In dependency order: every step comes after the steps it reads.
+    /// Steps, segments and `segment_membership`, in dependency order: every step comes
+    /// after the steps it reads.
     pub steps: Vec<Step>,
+    /// The segment names, in YAML order.
+    pub segments: Vec<String>,
     pub outputs: Vec<Output>,
     pub engine: EngineSettings,
 }
@@ -147,8 +162,96 @@ pub struct Source {
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
+    pub kind: StepKind,
+    /// The SQL file; for SQL that segflow generates (set operations, membership), the
+    /// pipeline file that defines it.
     pub sql_file: PathBuf,
     pub sql: StepSql,
+    /// Where the step is defined in the YAML (`steps[2]`, `segments[0]`).
+    pub yaml_path: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// A `steps:` entry.
+    Query,
+    /// A `segments:` entry: a set of customer ids.
+    Segment,
+    /// `segment_membership`, built from every segment.
+    Membership,
+}
+
+impl StepKind {
+    fn noun(self) -> &'static str {
+        match self {
+            StepKind::Query | StepKind::Membership => "step",
+            StepKind::Segment => "segment",
+        }
+    }
+}
+
+/// The long table of who is in which segment, which segflow builds from the segments.
+pub const SEGMENT_MEMBERSHIP: &str = "segment_membership";
+
+struct Draft {
+    name: String,
+    at: String,
+    kind: StepKind,
+    sql: DraftSql,
+}
+
+enum DraftSql {
+    /// A path relative to the pipeline file.
+    File(String),
+    Generated(String),
+}
+
+/// A segment defined as a set operation, as SQL: the intersection of `all_of`, intersected
+/// with the union of `any_of`, minus the union of `none_of`. Names are validated
+/// identifiers, so they can stand in the text.
+fn combination_sql(all_of: &[String], any_of: &[String], none_of: &[String]) -> String {
+    let select = |names: &[String], op: &str| {
+        names
+            .iter()
+            .map(|n| format!("SELECT customer_id FROM {n}"))
+            .collect::<Vec<_>>()
+            .join(&format!(" {op} "))
+    };
+    let mut parts = Vec::new();
+    if !all_of.is_empty() {
+        parts.push(format!(
+            "SELECT customer_id FROM ({}) AS all_of",
+            select(all_of, "INTERSECT")
+        ));
+    }
+    if !any_of.is_empty() {
+        parts.push(format!(
+            "SELECT customer_id FROM ({}) AS any_of",
+            select(any_of, "UNION")
+        ));
+    }
+    let mut sql = parts.join(" INTERSECT ");
+    if !none_of.is_empty() {
+        sql = format!(
+            "SELECT customer_id FROM ({sql}) AS kept EXCEPT SELECT customer_id FROM ({}) AS none_of",
+            select(none_of, "UNION")
+        );
+    }
+    sql
+}
+
+/// `segment_membership`: one row per (segment, customer), with the run's date.
+fn membership_sql(segments: &[String]) -> String {
+    segments
+        .iter()
+        .map(|n| {
+            format!(
+                "SELECT CAST($as_of AS DATE) AS as_of, '{n}' AS segment, customer_id \
+                 FROM (SELECT DISTINCT customer_id FROM {n}) AS {n}"
+            )
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ")
 }
 
 #[derive(Debug, Clone)]
@@ -262,7 +365,7 @@ impl Validator<'_> {
         }
         let vars = self.vars(&raw.vars, overrides);
         let sources = self.sources(raw.sources);
-        let steps = self.steps(raw.steps, &sources);
+        let (steps, segments) = self.steps(raw.steps, raw.segments, &sources);
         let outputs = self.outputs(raw.outputs, &sources, &steps);
         let engine = self.engine(raw.engine);
         Pipeline {
@@ -272,6 +375,7 @@ impl Validator<'_> {
             vars,
             sources,
             steps,
+            segments,
             outputs,
             engine,
         }
@@ -368,91 +472,213 @@ impl Validator<'_> {
         sources
     }
 
-    fn steps(&mut self, raw: Vec<RawStep>, sources: &[Source]) -> Vec<Step> {
+    /// Steps from files, segments (SQL files, or set operations turned into generated SQL)
+    /// and, when there are segments, `segment_membership`: all checked to be queries, their
+    /// references resolved, and ordered so that each comes after what it reads.
+    fn steps(
+        &mut self,
+        raw_steps: Vec<RawStep>,
+        raw_segments: Vec<RawSegment>,
+        sources: &[Source],
+    ) -> (Vec<Step>, Vec<String>) {
         let source_names: BTreeSet<&str> = sources.iter().map(|s| s.name.as_str()).collect();
-        let mut seen: HashMap<String, usize> = HashMap::new();
+        let mut drafts = Vec::new();
+        for (index, raw) in raw_steps.into_iter().enumerate() {
+            drafts.push(Draft {
+                name: raw.name,
+                at: format!("steps[{index}]"),
+                kind: StepKind::Query,
+                sql: DraftSql::File(raw.sql),
+            });
+        }
+        let segment_names: Vec<String> = raw_segments.iter().map(|s| s.name.clone()).collect();
+        for (index, raw) in raw_segments.into_iter().enumerate() {
+            let at = format!("segments[{index}]");
+            if let Some(sql) = self.segment_sql(&at, &raw, &segment_names) {
+                drafts.push(Draft {
+                    name: raw.name,
+                    at,
+                    kind: StepKind::Segment,
+                    sql,
+                });
+            }
+        }
+        if !segment_names.is_empty() {
+            drafts.push(Draft {
+                name: SEGMENT_MEMBERSHIP.to_string(),
+                at: "segments".to_string(),
+                kind: StepKind::Membership,
+                sql: DraftSql::Generated(membership_sql(&segment_names)),
+            });
+        }
+
+        // Names count as defined even when their SQL is broken, so that one unreadable file
+        // is reported once and not again by every step that reads it.
+        let declared: BTreeSet<String> = drafts.iter().map(|d| d.name.clone()).collect();
+        let mut seen: HashMap<String, String> = HashMap::new();
         let mut steps = Vec::new();
-        let mut step_index: Vec<usize> = Vec::new();
-        for (index, raw_step) in raw.iter().enumerate() {
-            let at = format!("steps[{index}]");
-            let name = &raw_step.name;
-            if !is_identifier(name) {
+        for draft in drafts {
+            let Draft {
+                name,
+                at,
+                kind,
+                sql,
+            } = draft;
+            let what = kind.noun();
+            if !is_identifier(&name) {
                 self.problem(
                     &format!("{at}.name"),
-                    format!("step name '{name}' must be lower-case letters, digits and '_'"),
+                    format!("{what} name '{name}' must be lower-case letters, digits and '_'"),
                 );
             }
             if source_names.contains(name.as_str()) {
                 self.problem(
                     &format!("{at}.name"),
-                    format!("step '{name}' has the same name as a source"),
+                    format!("{what} '{name}' has the same name as a source"),
                 );
             }
-            if let Some(first) = seen.insert(name.clone(), index) {
-                let first_line = self.lines.line_of(&format!("steps[{first}]"));
-                let where_first = first_line
+            if let Some(first) = seen.insert(name.clone(), at.clone()) {
+                let where_first = self
+                    .lines
+                    .line_of(&first)
                     .map(|l| format!(" (first at line {l})"))
                     .unwrap_or_default();
-                self.problem(
-                    &format!("{at}.name"),
-                    format!("step '{name}' is defined twice{where_first}"),
-                );
+                let message = if kind == StepKind::Membership {
+                    format!(
+                        "'{name}' is the table segflow builds from the segments; rename the step or segment that uses this name{where_first}"
+                    )
+                } else {
+                    format!("'{name}' is defined twice{where_first}")
+                };
+                self.problem(&format!("{at}.name"), format!("{what} {message}"));
                 continue;
             }
-            let sql_file = self.dir.join(&raw_step.sql);
-            let text = match std::fs::read_to_string(&sql_file) {
-                Ok(text) => text,
-                Err(e) => {
-                    self.problem(
-                        &format!("{at}.sql"),
-                        format!(
-                            "step '{name}': cannot read SQL file {}: {e}",
-                            sql_file.display()
-                        ),
-                    );
-                    continue;
+            let (sql_file, text) = match sql {
+                DraftSql::Generated(text) => (self.file.clone(), text),
+                DraftSql::File(relative) => {
+                    let sql_file = self.dir.join(&relative);
+                    match std::fs::read_to_string(&sql_file) {
+                        Ok(text) => (sql_file, text),
+                        Err(e) => {
+                            self.problem(
+                                &format!("{at}.sql"),
+                                format!(
+                                    "{what} '{name}': cannot read SQL file {}: {e}",
+                                    sql_file.display()
+                                ),
+                            );
+                            continue;
+                        }
+                    }
                 }
             };
             match sql::analyze(&text) {
-                Ok(sql) => {
-                    steps.push(Step {
-                        name: name.clone(),
-                        sql_file,
-                        sql,
-                    });
-                    step_index.push(index);
-                }
+                Ok(sql) => steps.push(Step {
+                    name,
+                    kind,
+                    sql_file,
+                    sql,
+                    yaml_path: at,
+                }),
                 Err(e) => self.problem(
                     &format!("{at}.sql"),
-                    format!("step '{name}': {}: {e}", sql_file.display()),
+                    format!("{what} '{name}': {}: {e}", sql_file.display()),
                 ),
             }
         }
-        self.check_references(&steps, &step_index, &source_names, &seen);
-        self.order_steps(steps, &step_index)
+        self.check_references(&steps, &source_names, &declared);
+        (self.order_steps(steps), segment_names)
+    }
+
+    /// The SQL of one segment: its file, or the set operation its YAML describes.
+    fn segment_sql(&mut self, at: &str, raw: &RawSegment, segments: &[String]) -> Option<DraftSql> {
+        let name = &raw.name;
+        let parts = [
+            ("all_of", &raw.all_of),
+            ("any_of", &raw.any_of),
+            ("none_of", &raw.none_of),
+        ];
+        let composed = parts.iter().any(|(_, names)| names.is_some());
+        match (&raw.sql, composed) {
+            (Some(_), true) => {
+                self.problem(
+                    at,
+                    format!("segment '{name}' has both sql and all_of/any_of/none_of; give it one or the other"),
+                );
+                return None;
+            }
+            (None, false) => {
+                self.problem(
+                    at,
+                    format!("segment '{name}' is empty: give it sql, or all_of/any_of/none_of"),
+                );
+                return None;
+            }
+            (Some(file), false) => return Some(DraftSql::File(file.clone())),
+            (None, true) => {}
+        }
+        let mut valid = true;
+        for (key, names) in parts {
+            let Some(names) = names else { continue };
+            if names.is_empty() {
+                self.problem(
+                    &format!("{at}.{key}"),
+                    format!("segment '{name}': {key} lists no segments"),
+                );
+                valid = false;
+            }
+            for (i, member) in names.iter().enumerate() {
+                if !segments.contains(member) {
+                    let hint = did_you_mean(member, segments.iter().map(String::as_str));
+                    self.problem(
+                        &format!("{at}.{key}[{i}]"),
+                        format!(
+                            "segment '{name}': {key} names '{member}', which is not a segment{hint}"
+                        ),
+                    );
+                    valid = false;
+                }
+            }
+        }
+        if raw.all_of.is_none() && raw.any_of.is_none() {
+            self.problem(
+                &format!("{at}.none_of"),
+                format!(
+                    "segment '{name}': none_of needs all_of or any_of to take customers away from"
+                ),
+            );
+            valid = false;
+        }
+        valid.then(|| {
+            DraftSql::Generated(combination_sql(
+                raw.all_of.as_deref().unwrap_or_default(),
+                raw.any_of.as_deref().unwrap_or_default(),
+                raw.none_of.as_deref().unwrap_or_default(),
+            ))
+        })
     }
 
     /// Every table a step reads must be a source or a step.
     fn check_references(
         &mut self,
         steps: &[Step],
-        step_index: &[usize],
         sources: &BTreeSet<&str>,
-        step_names: &HashMap<String, usize>,
+        declared: &BTreeSet<String>,
     ) {
         let known: Vec<&str> = sources
             .iter()
             .copied()
-            .chain(step_names.keys().map(String::as_str))
+            .chain(declared.iter().map(String::as_str))
             .collect();
-        for (step, index) in steps.iter().zip(step_index) {
+        for step in steps {
             for table in &step.sql.tables {
                 if !known.contains(&table.as_str()) {
                     let hint = did_you_mean(table, known.iter().copied());
                     self.problem(
-                        &format!("steps[{index}].sql"),
+                        &format!("{}.sql", step.yaml_path),
                         format!(
-                            "step '{}': {} reads table '{table}', which is not a source or a step{hint}",
+                            "{} '{}': {} reads table '{table}', which is not a source, step or segment{hint}",
+                            step.kind.noun(),
                             step.name,
                             step.sql_file.display()
                         ),
@@ -464,7 +690,7 @@ impl Validator<'_> {
 
     /// Orders steps so that each comes after the steps it reads (YAML order among equals);
     /// a cycle is reported with the files that form it.
-    fn order_steps(&mut self, steps: Vec<Step>, step_index: &[usize]) -> Vec<Step> {
+    fn order_steps(&mut self, steps: Vec<Step>) -> Vec<Step> {
         let position: HashMap<&str, usize> = steps
             .iter()
             .enumerate()
@@ -497,8 +723,11 @@ impl Validator<'_> {
                         .map(|&i| format!("{} ({})", steps[i].name, steps[i].sql_file.display()))
                         .collect();
                     self.problem(
-                        &format!("steps[{}]", step_index[cycle[0]]),
-                        format!("steps read each other in a cycle: {}", names.join(" -> ")),
+                        &steps[cycle[0]].yaml_path,
+                        format!(
+                            "steps and segments read each other in a cycle: {}",
+                            names.join(" -> ")
+                        ),
                     );
                     return Vec::new();
                 }
@@ -876,6 +1105,60 @@ mod tests {
         );
         let err = load("dayz", "7").unwrap_err().to_string();
         assert!(err.contains("did you mean 'days'"), "{err}");
+    }
+
+    #[test]
+    fn segments_compose_and_feed_membership() {
+        let dir = with_sql(&[("a.sql", "SELECT customer_id FROM orders")]);
+        let p = parse_in(
+            dir.path(),
+            "name: t\nsources:\n  orders: { url: data/orders/ }\nsegments:\n  - { name: both, all_of: [a, b], none_of: [c] }\n  - { name: a, sql: a.sql }\n  - { name: b, sql: a.sql }\n  - { name: c, any_of: [a] }\n",
+        )
+        .unwrap();
+        assert_eq!(p.segments, ["both", "a", "b", "c"]);
+        let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["a", "b", "c", "both", "segment_membership"]);
+        let both = &p.steps[3];
+        assert_eq!(both.kind, StepKind::Segment);
+        assert_eq!(both.sql.tables.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+    }
+
+    #[test]
+    fn bad_segments_are_reported_with_lines() {
+        let dir = with_sql(&[("a.sql", "SELECT 1 AS customer_id")]);
+        let problems = parse_in(
+            dir.path(),
+            "name: t\nsegments:\n  - { name: a, sql: a.sql, any_of: [b] }\n  - { name: b }\n  - { name: c, all_of: [d] }\n  - { name: e, none_of: [c] }\n  - { name: f, any_of: [] }\n  - { name: g, all_of: [h] }\n  - { name: h, all_of: [g] }\n  - { name: segment_membership, sql: a.sql }\n",
+        )
+        .unwrap_err();
+        let text = problems.join("\n");
+        assert!(
+            text.contains("3: segment 'a' has both sql and all_of"),
+            "{text}"
+        );
+        assert!(text.contains("4: segment 'b' is empty"), "{text}");
+        assert!(
+            text.contains("5: segment 'c': all_of names 'd', which is not a segment"),
+            "{text}"
+        );
+        assert!(
+            text.contains("6: segment 'e': none_of needs all_of or any_of"),
+            "{text}"
+        );
+        assert!(
+            text.contains("7: segment 'f': any_of lists no segments"),
+            "{text}"
+        );
+        assert!(
+            text.contains("'segment_membership' is the table segflow builds"),
+            "{text}"
+        );
+        let problems = parse_in(
+            dir.path(),
+            "name: t\nsegments:\n  - { name: g, all_of: [h] }\n  - { name: h, all_of: [g] }\n",
+        )
+        .unwrap_err();
+        assert!(problems[0].contains("cycle: g ("), "{problems:?}");
     }
 
     #[test]

@@ -30,7 +30,7 @@ fn assert_publication_complete(project: &Project, context: &str) {
 
 #[test]
 fn sigkill_during_a_run_loses_nothing() {
-    let project = Project::new(300_000, 1_200_000);
+    let project = Project::new(40_000, 160_000);
     let baseline = project.run_nightly(AS_OF);
     assert_eq!(baseline.code, 0, "{baseline:?}");
 

@@ -72,22 +72,23 @@ fn day_of(micros: i64) -> NaiveDate {
         .date_naive()
 }
 
-/// ceil(5 * k / n) where k counts values as good or worse than each value.
+/// ceil(5 * k / n) where k is 1 + the number of strictly worse values.
 fn scores(values: &BTreeMap<i64, i128>, higher_is_better: bool) -> BTreeMap<i64, i32> {
     let n = values.len() as i128;
     values
         .iter()
         .map(|(&id, &v)| {
-            let k = values
+            let worse = values
                 .values()
                 .filter(|&&other| {
                     if higher_is_better {
-                        other <= v
+                        other < v
                     } else {
-                        other >= v
+                        other > v
                     }
                 })
                 .count() as i128;
+            let k = 1 + worse;
             (id, ((5 * k + n - 1) / n) as i32)
         })
         .collect()

@@ -5,6 +5,8 @@ mod bad_input;
 mod common;
 mod crash;
 mod end_to_end;
+mod fixtures;
+mod labels;
 mod readers;
 mod s3;
 mod sources;

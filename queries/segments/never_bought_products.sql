@@ -1,0 +1,10 @@
+-- never_bought_products: buyers none of whose paid orders (up to as_of) contained any of
+-- the products $product_ids.
+SELECT customer_id FROM customer_features WHERE paid_orders > 0
+EXCEPT
+SELECT o.customer_id
+FROM orders o
+JOIN order_items i USING (order_id)
+WHERE o.status = 'paid'
+  AND o.ordered_at < CAST($as_of AS TIMESTAMP) + INTERVAL '1 day'
+  AND array_has($product_ids, i.product_id)

@@ -1,0 +1,167 @@
+//! The three RFM label schemes of queries/rfm_labels.sql are total: every one of the 125
+//! score combinations gets exactly one label of each scheme, and every label is reachable.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use datafusion::arrow::array::{AsArray, Decimal128Array, Int32Array, Int64Array, RecordBatch};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ParamValues;
+use datafusion::prelude::SessionContext;
+use datafusion::scalar::ScalarValue;
+
+#[tokio::test]
+async fn every_score_combination_has_exactly_one_label_per_scheme() {
+    let mut ids = Vec::new();
+    let (mut r, mut f, mut m) = (Vec::new(), Vec::new(), Vec::new());
+    for (i, (rs, fs, ms)) in (1..=5)
+        .flat_map(|r| (1..=5).flat_map(move |f| (1..=5).map(move |m| (r, f, m))))
+        .enumerate()
+    {
+        ids.push(i as i64);
+        r.push(rs);
+        f.push(fs);
+        m.push(ms);
+    }
+    let n = ids.len();
+    // Raw values that follow the scores, so the value classes vary too.
+    let recency: Vec<i64> = r.iter().map(|s| (6 - *s as i64) * 60).collect();
+    let frequency: Vec<i64> = f.iter().map(|s| *s as i64).collect();
+    let monetary: Vec<i128> = m.iter().map(|s| *s as i128 * 10_000).collect();
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("r_score", DataType::Int32, false),
+        Field::new("f_score", DataType::Int32, false),
+        Field::new("m_score", DataType::Int32, false),
+        Field::new("recency_days", DataType::Int64, false),
+        Field::new("frequency", DataType::Int64, false),
+        Field::new("monetary", DataType::Decimal128(14, 2), false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(Int64Array::from(ids)),
+            Arc::new(Int32Array::from(r.clone())),
+            Arc::new(Int32Array::from(f.clone())),
+            Arc::new(Int32Array::from(m.clone())),
+            Arc::new(Int64Array::from(recency)),
+            Arc::new(Int64Array::from(frequency)),
+            Arc::new(
+                Decimal128Array::from(monetary)
+                    .with_precision_and_scale(14, 2)
+                    .unwrap(),
+            ),
+        ],
+    )
+    .unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_batch("rfm", batch).unwrap();
+    let sql = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/queries/rfm_labels.sql"
+    ))
+    .unwrap();
+    let mean = ScalarValue::Float64(Some(-1.0));
+    let params = ParamValues::from(vec![
+        ("value_r_days", mean.clone()),
+        ("value_f_orders", mean.clone()),
+        ("value_m_spend", mean),
+    ]);
+    let labelled = ctx
+        .sql(&sql)
+        .await
+        .unwrap()
+        .with_param_values(params)
+        .unwrap()
+        .sort(vec![
+            datafusion::prelude::col("customer_id").sort(true, true),
+        ])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    let mut rows = 0;
+    let mut seen: [BTreeSet<String>; 3] = Default::default();
+    for batch in &labelled {
+        for (scheme, column) in ["rf_segment", "shopify_group", "value_class"]
+            .iter()
+            .enumerate()
+        {
+            let labels = batch.column_by_name(column).unwrap().as_string::<i32>();
+            for label in labels.iter() {
+                seen[scheme].insert(label.expect("every combination is labelled").to_string());
+            }
+        }
+        rows += batch.num_rows();
+    }
+    assert_eq!(
+        rows, n,
+        "exactly one row (one label per scheme) per combination"
+    );
+    let expect = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
+    assert_eq!(
+        seen[0],
+        expect(&[
+            "Champions",
+            "Loyal",
+            "Potential Loyalist",
+            "New Customers",
+            "Promising",
+            "Need Attention",
+            "About To Sleep",
+            "At Risk",
+            "Cannot Lose Them",
+            "Hibernating",
+        ])
+    );
+    assert_eq!(
+        seen[1],
+        expect(&[
+            "Champions",
+            "Loyal",
+            "Active",
+            "New",
+            "Promising",
+            "Needs Attention",
+            "At Risk",
+            "Previously Loyal",
+            "Almost Lost",
+            "Dormant",
+        ])
+    );
+    assert_eq!(
+        seen[2],
+        expect(&[
+            "important_value",
+            "important_development",
+            "important_retain",
+            "important_winback",
+            "general_value",
+            "general_development",
+            "general_retain",
+            "general_winback",
+        ])
+    );
+
+    // Spot checks against the documented grids.
+    let label_of = |scheme: &str, r_score: i32, f_score: i32, m_score: i32| -> String {
+        let index = ((r_score - 1) * 25 + (f_score - 1) * 5 + (m_score - 1)) as usize;
+        let batch = &labelled[0];
+        assert!(index < batch.num_rows(), "sorted output in one batch");
+        batch
+            .column_by_name(scheme)
+            .unwrap()
+            .as_string::<i32>()
+            .value(index)
+            .to_string()
+    };
+    assert_eq!(label_of("rf_segment", 5, 5, 1), "Champions");
+    assert_eq!(label_of("rf_segment", 4, 1, 3), "Promising");
+    assert_eq!(label_of("rf_segment", 2, 5, 1), "Cannot Lose Them");
+    assert_eq!(label_of("shopify_group", 5, 1, 1), "New");
+    assert_eq!(label_of("shopify_group", 4, 4, 5), "Champions"); // FM = ceil(4.5) = 5
+    assert_eq!(label_of("shopify_group", 4, 4, 4), "Loyal");
+    assert_eq!(label_of("shopify_group", 1, 5, 5), "Previously Loyal");
+    assert_eq!(label_of("value_class", 5, 5, 5), "important_value");
+    assert_eq!(label_of("value_class", 1, 1, 1), "general_winback");
+}
