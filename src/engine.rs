@@ -9,9 +9,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use chrono::NaiveDate;
-use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ParamValues;
 use datafusion::common::tree_node::Transformed;
+use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -23,7 +24,9 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::prelude::{DataFrame, SQLOptions, SessionConfig, SessionContext};
+use datafusion::prelude::{
+    DataFrame, ParquetReadOptions, SQLOptions, SessionConfig, SessionContext, lit,
+};
 use datafusion::scalar::ScalarValue;
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -32,7 +35,7 @@ use parquet::arrow::parquet_to_arrow_schema;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::spec::{AS_OF, EngineSettings, Source, Step, StepKind, VarValue, did_you_mean};
+use crate::spec::{AS_OF, EngineSettings, RUN_ID, Source, Step, StepKind, VarValue, did_you_mean};
 use crate::storage::{Location, Storage, StorageError};
 
 #[derive(Debug, thiserror::Error)]
@@ -108,9 +111,10 @@ pub struct Params {
 }
 
 impl Params {
-    pub fn new(as_of: NaiveDate, vars: &BTreeMap<String, VarValue>) -> Params {
+    pub fn new(as_of: NaiveDate, run_id: &str, vars: &BTreeMap<String, VarValue>) -> Params {
         let mut values = vars.clone();
         values.insert(AS_OF.to_string(), VarValue::Date(as_of));
+        values.insert(RUN_ID.to_string(), VarValue::String(run_id.to_string()));
         Params { values }
     }
 }
@@ -321,6 +325,67 @@ impl Engine {
         self.ctx
             .register_table(table, Arc::new(listing))
             .map_err(register)?;
+        Ok(())
+    }
+
+    /// Registers earlier publications of an output as `table` (`previous_t`, `history_t`):
+    /// the files each manifest lists, with the partition's date as an `as_of` column. With
+    /// nothing published yet it is an empty table, with the columns of `like` when that table
+    /// is already planned in this run, else just `as_of` and `customer_id`.
+    pub async fn register_published(
+        &self,
+        table: &str,
+        partitions: Vec<(NaiveDate, Vec<Location>)>,
+        options: &BTreeMap<String, String>,
+        like: &str,
+    ) -> Result<(), EngineError> {
+        let failed = |source| EngineError::Register {
+            table: table.to_string(),
+            url: String::from("earlier publications"),
+            source,
+        };
+        let mut combined: Option<DataFrame> = None;
+        for (as_of, files) in partitions {
+            if let Some(first) = files.first() {
+                self.storage.store(first, options)?;
+                self.storage.register_all(self.ctx.runtime_env().as_ref());
+            }
+            let urls: Vec<String> = files.iter().map(ToString::to_string).collect();
+            let mut frame = self
+                .ctx
+                .read_parquet(urls, ParquetReadOptions::default())
+                .await
+                .map_err(failed)?;
+            if frame.schema().field_with_unqualified_name(AS_OF).is_err() {
+                let date = ScalarValue::Date32(Some(crate::spec::days_since_epoch(as_of)));
+                frame = frame.with_column(AS_OF, lit(date)).map_err(failed)?;
+            }
+            combined = Some(match combined {
+                None => frame,
+                Some(earlier) => earlier.union(frame).map_err(failed)?,
+            });
+        }
+        let provider = match combined {
+            Some(frame) => frame.into_view(),
+            None => {
+                let mut fields: Vec<Field> = match self.ctx.table(like).await {
+                    Ok(frame) => frame
+                        .schema()
+                        .as_arrow()
+                        .fields()
+                        .iter()
+                        .map(|f| f.as_ref().clone())
+                        .collect(),
+                    Err(_) => vec![Field::new("customer_id", DataType::Int64, true)],
+                };
+                if !fields.iter().any(|f| f.name() == AS_OF) {
+                    fields.insert(0, Field::new(AS_OF, DataType::Date32, true));
+                }
+                let schema = Arc::new(Schema::new(fields));
+                Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(failed)?)
+            }
+        };
+        self.ctx.register_table(table, provider).map_err(failed)?;
         Ok(())
     }
 

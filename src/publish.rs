@@ -353,6 +353,43 @@ pub async fn read_manifest(
         })
 }
 
+/// Every committed partition of an output dated before `as_of`, oldest first, each with the
+/// files its manifest lists.
+pub async fn published_before(
+    storage: &Storage,
+    table: &str,
+    output: &Location,
+    options: &std::collections::BTreeMap<String, String>,
+    as_of: NaiveDate,
+) -> Result<Vec<(NaiveDate, Vec<Location>)>, PublishError> {
+    let store = storage.store(output, options)?;
+    let folder = output.join(&format!("{META_DIR}/manifests/"));
+    let mut dates: Vec<NaiveDate> = storage
+        .list(&folder, store.as_ref())
+        .await?
+        .iter()
+        .filter_map(|meta| {
+            let name = meta.location.filename()?;
+            let date = name.strip_prefix("as_of=")?.strip_suffix(".json")?;
+            crate::spec::parse_date(date)
+        })
+        .filter(|date| *date < as_of)
+        .collect();
+    dates.sort();
+    let mut partitions = Vec::new();
+    for date in dates {
+        if let Some(manifest) = read_manifest(storage, table, output, options, date).await? {
+            let files = manifest
+                .files
+                .iter()
+                .map(|f| output.join(&f.path))
+                .collect();
+            partitions.push((date, files));
+        }
+    }
+    Ok(partitions)
+}
+
 struct OpenFile {
     name: String,
     path: Path,

@@ -9,8 +9,8 @@ use chrono::NaiveDate;
 
 use crate::engine::{Engine, EngineError, Params, StepResult};
 use crate::progress::Progress;
-use crate::publish::{Manifest, PublishError, Publisher, RunIdentity, Staged};
-use crate::spec::Pipeline;
+use crate::publish::{self, Manifest, PublishError, Publisher, RunIdentity, Staged};
+use crate::spec::{Pipeline, Published, Step};
 use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]
@@ -68,8 +68,9 @@ pub struct PublishedOutput {
 /// `segflow validate` checks beyond the spec itself.
 pub async fn plan_only(pipeline: &Pipeline, as_of: NaiveDate) -> Result<(), RunError> {
     let engine = prepare(pipeline, Storage::new()).await?;
-    let params = Params::new(as_of, &pipeline.vars);
+    let params = Params::new(as_of, "validate", &pipeline.vars);
     for step in &pipeline.steps {
+        register_published(pipeline, &engine, &Storage::new(), step, as_of).await?;
         engine.add_step(step, &params, StepResult::View).await?;
     }
     Ok(())
@@ -90,7 +91,7 @@ pub async fn run(
         .prefix("segflow-run-")
         .tempdir()
         .map_err(RunError::Scratch)?;
-    let params = Params::new(request.as_of, &pipeline.vars);
+    let params = Params::new(request.as_of, &request.run_id, &pipeline.vars);
     let readers = step_readers(pipeline);
     for step in &pipeline.steps {
         progress.message(format!("step {}", step.name));
@@ -103,6 +104,7 @@ pub async fn run(
         } else {
             StepResult::View
         };
+        register_published(pipeline, &engine, &storage, step, request.as_of).await?;
         engine.add_step(step, &params, result).await?;
         tracing::info!(pipeline = %pipeline.name, step = %step.name, "Step ready.");
     }
@@ -149,6 +151,42 @@ pub async fn run(
     };
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, seconds = report.elapsed.as_secs_f64(), "Run finished.");
     Ok(report)
+}
+
+/// Makes the earlier publications that `step` reads (`previous_t`, `history_t`) available.
+async fn register_published(
+    pipeline: &Pipeline,
+    engine: &Engine,
+    storage: &Storage,
+    step: &Step,
+    as_of: NaiveDate,
+) -> Result<(), RunError> {
+    for table in &step.sql.tables {
+        let Some((kind, name)) = Published::parse(table) else {
+            continue;
+        };
+        let Some(output) = pipeline.outputs.iter().find(|o| o.table == name) else {
+            continue;
+        };
+        if engine
+            .context()
+            .table_exist(table.as_str())
+            .unwrap_or(false)
+        {
+            continue;
+        }
+        let mut partitions =
+            publish::published_before(storage, name, &output.location, &output.options, as_of)
+                .await?;
+        if kind == Published::Previous {
+            partitions = partitions.pop().into_iter().collect();
+        }
+        tracing::info!(pipeline = %pipeline.name, table = %table, partitions = partitions.len(), "Reading earlier publications.");
+        engine
+            .register_published(table, partitions, &output.options, name)
+            .await?;
+    }
+    Ok(())
 }
 
 async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunError> {

@@ -190,6 +190,40 @@ impl StepKind {
     }
 }
 
+/// The name under which the run's id reaches SQL (`$run_id`).
+pub const RUN_ID: &str = "run_id";
+
+/// Earlier publications of an output `t`, which steps read as tables: `previous_t` (the
+/// latest partition before the run's as_of) and `history_t` (every partition before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Previous,
+    History,
+}
+
+impl Published {
+    const PREVIOUS: &'static str = "previous_";
+    const HISTORY: &'static str = "history_";
+
+    pub fn table_name(self, output: &str) -> String {
+        match self {
+            Published::Previous => format!("{}{output}", Self::PREVIOUS),
+            Published::History => format!("{}{output}", Self::HISTORY),
+        }
+    }
+
+    /// `previous_t` -> (Previous, `t`), for any table name of that form.
+    pub fn parse(table: &str) -> Option<(Published, &str)> {
+        if let Some(output) = table.strip_prefix(Self::PREVIOUS) {
+            Some((Published::Previous, output))
+        } else {
+            table
+                .strip_prefix(Self::HISTORY)
+                .map(|output| (Published::History, output))
+        }
+    }
+}
+
 /// The long table of who is in which segment, which segflow builds from the segments.
 pub const SEGMENT_MEMBERSHIP: &str = "segment_membership";
 
@@ -365,7 +399,8 @@ impl Validator<'_> {
         }
         let vars = self.vars(&raw.vars, overrides);
         let sources = self.sources(raw.sources);
-        let (steps, segments) = self.steps(raw.steps, raw.segments, &sources);
+        let published: BTreeSet<String> = raw.outputs.iter().map(|o| o.table.clone()).collect();
+        let (steps, segments) = self.steps(raw.steps, raw.segments, &sources, &published);
         let outputs = self.outputs(raw.outputs, &sources, &steps);
         let engine = self.engine(raw.engine);
         Pipeline {
@@ -389,8 +424,11 @@ impl Validator<'_> {
         let mut vars = BTreeMap::new();
         for (name, value) in raw {
             let at = format!("vars.{name}");
-            if name == AS_OF {
-                self.problem(&at, "'as_of' is the run's logical date and cannot be a var");
+            if name == AS_OF || name == RUN_ID {
+                self.problem(
+                    &at,
+                    format!("'{name}' is set by segflow for each run and cannot be a var"),
+                );
                 continue;
             }
             if !is_identifier(name) {
@@ -480,6 +518,7 @@ impl Validator<'_> {
         raw_steps: Vec<RawStep>,
         raw_segments: Vec<RawSegment>,
         sources: &[Source],
+        published: &BTreeSet<String>,
     ) -> (Vec<Step>, Vec<String>) {
         let source_names: BTreeSet<&str> = sources.iter().map(|s| s.name.as_str()).collect();
         let mut drafts = Vec::new();
@@ -513,8 +552,14 @@ impl Validator<'_> {
         }
 
         // Names count as defined even when their SQL is broken, so that one unreadable file
-        // is reported once and not again by every step that reads it.
-        let declared: BTreeSet<String> = drafts.iter().map(|d| d.name.clone()).collect();
+        // is reported once and not again by every step that reads it. Earlier publications
+        // of every output are readable too.
+        let mut declared: BTreeSet<String> = drafts.iter().map(|d| d.name.clone()).collect();
+        for table in published {
+            for kind in [Published::Previous, Published::History] {
+                declared.insert(kind.table_name(table));
+            }
+        }
         let mut seen: HashMap<String, String> = HashMap::new();
         let mut steps = Vec::new();
         for draft in drafts {

@@ -343,3 +343,129 @@ fn shipped_segments_give_the_known_answers() {
         .collect();
     assert_eq!(profiles, expected_profiles);
 }
+
+/// The published rows of `table` for `as_of`, as space-separated values of `columns`.
+fn published_rows(out: &Path, table: &str, as_of: &str, columns: &[&str]) -> BTreeSet<String> {
+    let manifest: segflow::publish::Manifest = serde_json::from_slice(
+        &std::fs::read(out.join(format!("{table}/_segflow/manifests/as_of={as_of}.json"))).unwrap(),
+    )
+    .unwrap();
+    let mut rows = BTreeSet::new();
+    for file in &manifest.files {
+        for batch in crate::common::read_parquet(&out.join(table).join(&file.path)) {
+            for row in 0..batch.num_rows() {
+                let values: Vec<String> = columns
+                    .iter()
+                    .map(|c| {
+                        let column = batch.column_by_name(c).unwrap();
+                        datafusion::arrow::util::display::ArrayFormatter::try_new(
+                            column.as_ref(),
+                            &Default::default(),
+                        )
+                        .unwrap()
+                        .value(row)
+                        .to_string()
+                    })
+                    .collect();
+                rows.insert(values.join(" "));
+            }
+        }
+    }
+    rows
+}
+
+#[test]
+fn changes_and_winback_cooldown_follow_earlier_publications() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["pipelines", "queries"] {
+        copy_dir(&root.join(folder), &dir.path().join(folder));
+    }
+    write_shop(&dir.path().join("data"));
+    let out = dir.path().join("out");
+    let run_for = |as_of: &str| {
+        let outcome = run(segflow()
+            .current_dir(dir.path())
+            .env("SEGFLOW_DATA", dir.path().join("data"))
+            .env("SEGFLOW_OUT", &out)
+            .args(["run", "pipelines/nightly_segments.yaml", "--as-of", as_of]));
+        assert_eq!(outcome.code, 0, "{outcome:?}");
+    };
+    let (d1, d2, d3) = (AS_OF, "2026-04-10", "2026-05-05");
+    run_for(d1);
+    run_for(d2);
+    // A third date 34 days after the first listing, past the 30-day cooldown.
+    run_for(d3);
+
+    // The first run: everyone entered everything they are in.
+    let membership = published_rows(&out, "segment_membership", d1, &["segment", "customer_id"]);
+    let entered = published_rows(
+        &out,
+        "segment_changes",
+        d1,
+        &["segment", "customer_id", "change"],
+    );
+    assert_eq!(entered.len(), membership.len());
+    assert!(entered.iter().all(|row| row.ends_with(" entered")));
+    // c3's order of 2026-04-01 makes it a recent buyer by the second date.
+    let changes = published_rows(
+        &out,
+        "segment_changes",
+        d2,
+        &["segment", "customer_id", "change"],
+    );
+    for change in [
+        "recent_buyers 3 entered",
+        "hard_lapse 3 exited",
+        "repeat_not_recent 3 exited",
+    ] {
+        assert!(
+            changes.contains(change),
+            "{change} missing from {changes:?}"
+        );
+    }
+    assert!(
+        !changes.iter().any(|row| row.contains(" 1 ")),
+        "c1 changed nothing: {changes:?}"
+    );
+
+    // Win-back: c4 is listed, then held back by the cooldown, then listed again; c3 never
+    // consented to marketing.
+    let columns = ["customer_id", "rank", "rf_segment"];
+    assert_eq!(
+        published_rows(&out, "winback_list", d1, &columns),
+        ["4 1 About To Sleep".to_string()].into()
+    );
+    assert_eq!(
+        published_rows(&out, "winback_list", d2, &columns),
+        BTreeSet::new()
+    );
+    assert_eq!(
+        published_rows(&out, "winback_list", d3, &["customer_id", "rank"]),
+        ["4 1".to_string()].into()
+    );
+    let suppressed = |as_of| {
+        published_rows(
+            &out,
+            "winback_suppressed",
+            as_of,
+            &["customer_id", "left_out_because"],
+        )
+    };
+    assert_eq!(
+        suppressed(d1),
+        ["3 no marketing consent".to_string()].into()
+    );
+    assert_eq!(
+        suppressed(d2),
+        ["4 contacted within cooldown".to_string()].into()
+    );
+    assert_eq!(suppressed(d3), BTreeSet::new());
+    let reason = published_rows(&out, "winback_list", d1, &["reason", "email", "run_id"]);
+    let reason = reason.iter().next().unwrap();
+    assert!(
+        reason.starts_with("106 days since the last order"),
+        "{reason}"
+    );
+    assert!(reason.contains("c4@x"), "{reason}");
+}
