@@ -67,10 +67,11 @@ pub struct PublishedOutput {
 /// Plans every step against the sources' schemas without scanning data: what
 /// `segflow validate` checks beyond the spec itself.
 pub async fn plan_only(pipeline: &Pipeline, as_of: NaiveDate) -> Result<(), RunError> {
-    let engine = prepare(pipeline, Storage::new()).await?;
+    let storage = Storage::new();
+    let engine = prepare(pipeline, storage.clone()).await?;
     let params = Params::new(as_of, "validate", &pipeline.vars);
     for step in &pipeline.steps {
-        register_published(pipeline, &engine, &Storage::new(), step, as_of).await?;
+        register_published(pipeline, &engine, &storage, step, as_of).await?;
         engine.add_step(step, &params, StepResult::View).await?;
     }
     Ok(())

@@ -294,5 +294,7 @@ fn demo_generates_runs_and_explains() {
         "every customer is featured: {outcome:?}"
     );
     assert!(outcome.stdout.contains("duckdb -c"), "{outcome:?}");
+    assert!(outcome.stdout.contains("Segments as of"), "{outcome:?}");
+    assert!(outcome.stdout.contains("| big_spenders "), "{outcome:?}");
     assert!(demo.join("pipelines/nightly_segments.yaml").exists());
 }
