@@ -4,6 +4,7 @@
 mod bad_input;
 mod common;
 mod crash;
+mod cross_check;
 mod end_to_end;
 mod fixtures;
 mod labels;
