@@ -469,3 +469,60 @@ fn changes_and_winback_cooldown_follow_earlier_publications() {
     );
     assert!(reason.contains("c4@x"), "{reason}");
 }
+
+#[test]
+fn threshold_scores_come_from_the_vars() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["pipelines", "queries"] {
+        copy_dir(&root.join(folder), &dir.path().join(folder));
+    }
+    let pipeline = dir.path().join("pipelines/nightly_segments.yaml");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(
+        &pipeline,
+        text.replace("../queries/rfm.sql }", "../queries/rfm_thresholds.sql }"),
+    )
+    .unwrap();
+    write_shop(&dir.path().join("data"));
+    let out = dir.path().join("out");
+    let outcome = run(segflow()
+        .current_dir(dir.path())
+        .env("SEGFLOW_DATA", dir.path().join("data"))
+        .env("SEGFLOW_OUT", &out)
+        .args([
+            "run",
+            "pipelines/nightly_segments.yaml",
+            "--as-of",
+            AS_OF,
+            "--var",
+            "rfm_m2_spend=50",
+        ]));
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let scores = published_rows(
+        &out,
+        "rfm",
+        AS_OF,
+        &["customer_id", "method", "r_score", "f_score", "m_score"],
+    );
+    let expected: BTreeSet<String> = [
+        "1 thresholds 5 1 2",
+        "3 thresholds 2 2 2",
+        "4 thresholds 3 1 3",
+        "7 thresholds 5 1 1",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    assert_eq!(scores, expected);
+    let cuts = published_rows(
+        &out,
+        "rfm_cutpoints",
+        AS_OF,
+        &["method", "metric", "score", "min_value", "max_value"],
+    );
+    assert!(
+        cuts.contains("thresholds recency_days 3 106.00 106.00"),
+        "{cuts:?}"
+    );
+}
