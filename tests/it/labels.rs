@@ -165,3 +165,81 @@ async fn every_score_combination_has_exactly_one_label_per_scheme() {
     assert_eq!(label_of("value_class", 5, 5, 5), "important_value");
     assert_eq!(label_of("value_class", 1, 1, 1), "general_winback");
 }
+
+/// Runs the shipped rfm.sql over customer features given as
+/// (customer_id, days_since_last_order, paid_orders, net cents) and returns
+/// (customer_id, r, f, m) sorted by id.
+async fn quintile_scores(rows: &[(i64, i64, i64, i128)]) -> Vec<(i64, i32, i32, i32)> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("days_since_last_order", DataType::Int64, true),
+        Field::new("paid_orders", DataType::Int64, false),
+        Field::new("net_revenue", DataType::Decimal128(14, 2), false),
+    ]));
+    let column = |f: fn(&(i64, i64, i64, i128)) -> i64| {
+        Int64Array::from(rows.iter().map(f).collect::<Vec<_>>())
+    };
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            Arc::new(column(|r| r.0)),
+            Arc::new(column(|r| r.1)),
+            Arc::new(column(|r| r.2)),
+            Arc::new(
+                Decimal128Array::from(rows.iter().map(|r| r.3).collect::<Vec<_>>())
+                    .with_precision_and_scale(14, 2)
+                    .unwrap(),
+            ),
+        ],
+    )
+    .unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_batch("customer_features", batch).unwrap();
+    let sql =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/rfm.sql")).unwrap();
+    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let mut scores = Vec::new();
+    for batch in &batches {
+        let id = batch
+            .column_by_name("customer_id")
+            .unwrap()
+            .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+        let score = |name| {
+            batch
+                .column_by_name(name)
+                .unwrap()
+                .as_primitive::<datafusion::arrow::datatypes::Int32Type>()
+                .clone()
+        };
+        let (r, f, m) = (score("r_score"), score("f_score"), score("m_score"));
+        for i in 0..batch.num_rows() {
+            scores.push((id.value(i), r.value(i), f.value(i), m.value(i)));
+        }
+    }
+    scores.sort();
+    scores
+}
+
+#[tokio::test]
+async fn quintile_edge_cases() {
+    // A single buyer is the best of its one-buyer population.
+    assert_eq!(quintile_scores(&[(1, 10, 1, 5000)]).await, [(1, 5, 5, 5)]);
+    // Identical buyers always share every score (their tie group starts at rank 1).
+    let same: Vec<_> = (1..=7).map(|id| (id, 30, 2, 9900)).collect();
+    let scores = quintile_scores(&same).await;
+    assert_eq!(scores.len(), 7);
+    assert!(
+        scores.iter().all(|s| (s.1, s.2, s.3) == (1, 1, 1)),
+        "{scores:?}"
+    );
+    // Prospects (no paid order) are not scored; ten buyers spread over all five scores.
+    let mut rows: Vec<_> = (1..=10)
+        .map(|id| (id, 100 - id * 9, id, id as i128 * 1000))
+        .collect();
+    rows.push((11, 0, 0, 0));
+    let scores = quintile_scores(&rows).await;
+    assert_eq!(scores.len(), 10);
+    assert_eq!(scores[0], (1, 1, 1, 1));
+    assert_eq!(scores[9], (10, 5, 5, 5));
+    assert_eq!(scores[4], (5, 3, 3, 3)); // rank 5 of 10: ceil(2.5) = 3
+}
