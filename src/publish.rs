@@ -26,7 +26,7 @@ use crate::storage::{Location, Storage, StorageError};
 /// compress well (DuckDB writes 122,880; Spark targets about 128 MiB).
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per file before a new file is started, so that readers can split work.
-const FILE_ROWS: usize = 4 * 1024 * 1024;
+const FILE_ROWS: u64 = 4 * 1024 * 1024;
 const MANIFEST_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
@@ -141,11 +141,24 @@ impl Staged {
 pub struct Publisher {
     storage: Storage,
     run: RunIdentity,
+    file_rows: u64,
 }
 
 impl Publisher {
     pub fn new(storage: Storage, run: RunIdentity) -> Publisher {
-        Publisher { storage, run }
+        Publisher {
+            storage,
+            run,
+            file_rows: FILE_ROWS,
+        }
+    }
+
+    /// Starts a new file after this many rows (a file may exceed it by one batch).
+    pub fn with_file_rows(self, file_rows: u64) -> Publisher {
+        Publisher {
+            file_rows: file_rows.max(1),
+            ..self
+        }
     }
 
     fn staging(&self, output: &Location) -> Location {
@@ -172,7 +185,7 @@ impl Publisher {
             schema: Arc::clone(&schema),
             files: Vec::new(),
         };
-        let mut file = self.open_file(&staged, &staging)?;
+        let mut file = self.open_file(&staged, &staging, 0)?;
         let mut total = 0u64;
         while let Some(batch) = rows.next().await {
             let batch = batch.map_err(|e| query_error(table, e))?;
@@ -183,8 +196,8 @@ impl Publisher {
                 .map_err(|e| write_error(table, &file.path, e))?;
             file.rows += batch.num_rows() as u64;
             on_rows(total);
-            if file.rows as usize >= FILE_ROWS {
-                let next = self.open_file(&staged, &staging)?;
+            if file.rows >= self.file_rows {
+                let next = self.open_file(&staged, &staging, staged.files.len() + 1)?;
                 let full = std::mem::replace(&mut file, next);
                 staged.files.push(full.close(table, store.as_ref()).await?);
             }
@@ -193,12 +206,13 @@ impl Publisher {
         Ok(staged)
     }
 
-    fn open_file(&self, staged: &Staged, staging: &Location) -> Result<OpenFile, PublishError> {
-        let name = format!(
-            "part-{}-{:05}.zstd.parquet",
-            self.run.run_id,
-            staged.files.len()
-        );
+    fn open_file(
+        &self,
+        staged: &Staged,
+        staging: &Location,
+        index: usize,
+    ) -> Result<OpenFile, PublishError> {
+        let name = format!("part-{}-{index:05}.zstd.parquet", self.run.run_id);
         let path = staging.join(&name).path();
         let properties = WriterProperties::builder()
             .set_compression(Compression::ZSTD(
@@ -462,5 +476,49 @@ fn store_error(
         action,
         file: path.to_string(),
         source: Box::new(source),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    #[tokio::test]
+    async fn large_outputs_are_split_into_distinct_files() {
+        let storage = Storage::new();
+        let output = Location::parse("memory:///publish-test/numbers/").unwrap();
+        let as_of = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+        let publisher = Publisher::new(
+            storage.clone(),
+            RunIdentity {
+                pipeline: "test".into(),
+                as_of,
+                run_id: "run1".into(),
+            },
+        )
+        .with_file_rows(1000);
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(300));
+        let rows = ctx
+            .sql("SELECT * FROM generate_series(1, 3500) AS t(n)")
+            .await
+            .unwrap()
+            .execute_stream()
+            .await
+            .unwrap();
+        let staged = publisher
+            .stage("numbers", &output, &Default::default(), rows, &|_| {})
+            .await
+            .unwrap();
+        let manifest = publisher.commit(staged).await.unwrap();
+        assert_eq!(manifest.rows, 3500);
+        let names: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(names.len(), manifest.files.len(), "file names are distinct");
+        assert!(manifest.files.len() >= 3, "{:?}", manifest.files);
+        assert_eq!(manifest.files.iter().map(|f| f.rows).sum::<u64>(), 3500);
+        let read = read_manifest(&storage, "numbers", &output, &Default::default(), as_of)
+            .await
+            .unwrap();
+        assert_eq!(read, Some(manifest));
     }
 }
