@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::generate::{self, ShopSize};
 use crate::progress::Progress;
 use crate::run::{self, RunReport, RunRequest};
+use crate::runs::{self, RunHistory};
 use crate::spec::{LoadOptions, Pipeline, SpecError, parse_date};
 use crate::storage::{Location, Storage};
 
@@ -31,6 +32,46 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Generate a small sample shop, run the shipped nightly pipeline on it, show the result.
     Demo(DemoArgs),
+    /// List recorded runs (newest last).
+    Runs(RunsArgs),
+    /// Run a pipeline for every date in a range, oldest first, skipping dates that already
+    /// have a successful run unless --force. Stops at the first failure.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// Where run history is kept: a folder or URL (s3://... in production).
+    #[arg(long = "state", env = "SEGFLOW_STATE", default_value = "segflow-state")]
+    pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct RunsArgs {
+    /// Only this pipeline's runs (its name).
+    pub pipeline: Option<String>,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BackfillArgs {
+    /// The pipeline YAML file.
+    pub pipeline: PathBuf,
+    /// First logical date (YYYY-MM-DD), included.
+    #[arg(long, value_parser = date_arg)]
+    pub from: NaiveDate,
+    /// Last logical date (YYYY-MM-DD), included.
+    #[arg(long, value_parser = date_arg)]
+    pub to: NaiveDate,
+    /// Run dates that already succeeded too.
+    #[arg(long)]
+    pub force: bool,
+    /// Override a pipeline var: --var name=value (repeatable).
+    #[arg(long = "var", value_parser = var_arg)]
+    pub vars: Vec<(String, String)>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -45,6 +86,8 @@ pub struct RunArgs {
     /// var's declared type.
     #[arg(long = "var", value_parser = var_arg)]
     pub vars: Vec<(String, String)>,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -136,6 +179,21 @@ impl From<run::RunError> for Failure {
     }
 }
 
+impl From<runs::HistoryError> for Failure {
+    fn from(error: runs::HistoryError) -> Self {
+        Failure::Environment(error.into())
+    }
+}
+
+impl From<runs::RecordedRunError> for Failure {
+    fn from(error: runs::RecordedRunError) -> Self {
+        match error {
+            runs::RecordedRunError::Run(error) => error.into(),
+            runs::RecordedRunError::History(error) => error.into(),
+        }
+    }
+}
+
 impl From<generate::GenerateError> for Failure {
     fn from(error: generate::GenerateError) -> Self {
         match error {
@@ -157,6 +215,8 @@ pub async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Validate(args) => validate_command(args).await,
         Command::Generate(args) => generate_command(args).await,
         Command::Demo(args) => demo_command(args).await,
+        Command::Runs(args) => runs_command(args).await,
+        Command::Backfill(args) => backfill_command(args).await,
     }
 }
 
@@ -173,9 +233,96 @@ async fn run_command(args: RunArgs) -> Result<(), Failure> {
         ..LoadOptions::default()
     };
     let pipeline = Pipeline::load(&args.pipeline, &options)?;
+    let history = open_history(&args.state)?;
     let request = RunRequest::new(args.as_of.unwrap_or_else(yesterday));
-    let report = run::run(&pipeline, &request, &Progress::for_terminal()).await?;
+    let report = runs::run_recorded(
+        &history,
+        &pipeline,
+        &request,
+        None,
+        1,
+        &Progress::for_terminal(),
+    )
+    .await?;
     print_report(&report);
+    Ok(())
+}
+
+fn open_history(state: &StateArgs) -> Result<RunHistory, Failure> {
+    Ok(RunHistory::new(
+        Storage::new(),
+        Location::parse(&state.url)?,
+    ))
+}
+
+async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
+    let history = open_history(&args.state)?;
+    let records = history.list(args.pipeline.as_deref()).await?;
+    println!(
+        "{:<20} {:<10} {:>7} {:<9} {:<20} {:>8} {:>10}  {:<32}  error",
+        "pipeline", "as_of", "attempt", "status", "started (UTC)", "seconds", "rows", "run id"
+    );
+    for r in records {
+        let seconds = r
+            .ended_at
+            .map(|end| format!("{:.1}", (end - r.started_at).as_seconds_f64()))
+            .unwrap_or_default();
+        let status = format!("{:?}", r.status).to_lowercase();
+        println!(
+            "{:<20} {:<10} {:>7} {:<9} {:<20} {:>8} {:>10}  {:<32}  {}",
+            r.pipeline,
+            r.as_of,
+            r.attempt,
+            status,
+            r.started_at.format("%Y-%m-%d %H:%M:%S"),
+            seconds,
+            r.rows.values().sum::<u64>(),
+            r.run_id,
+            r.error.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+async fn backfill_command(args: BackfillArgs) -> Result<(), Failure> {
+    if args.from > args.to {
+        return Err(Failure::User(anyhow::anyhow!(
+            "--from {} is after --to {}",
+            args.from,
+            args.to
+        )));
+    }
+    let options = LoadOptions {
+        var_overrides: args.vars,
+        ..LoadOptions::default()
+    };
+    let pipeline = Pipeline::load(&args.pipeline, &options)?;
+    let history = open_history(&args.state)?;
+    let done = history.succeeded(&pipeline.name).await?;
+    let mut as_of = args.from;
+    while as_of <= args.to {
+        if done.contains(&as_of) && !args.force {
+            println!("{as_of}: already succeeded, skipped (--force to run it again)");
+        } else {
+            let request = RunRequest::new(as_of);
+            let report = runs::run_recorded(
+                &history,
+                &pipeline,
+                &request,
+                None,
+                1,
+                &Progress::for_terminal(),
+            )
+            .await?;
+            let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
+            println!(
+                "{as_of}: published {} outputs, {rows} rows (run {})",
+                report.outputs.len(),
+                report.run_id
+            );
+        }
+        as_of = as_of.succ_opt().expect("a next day");
+    }
     Ok(())
 }
 

@@ -9,6 +9,7 @@ pub mod generate;
 pub mod progress;
 pub mod publish;
 pub mod run;
+pub mod runs;
 pub mod schedule;
 pub mod spec;
 pub mod sql;

@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use crate::schedule::{Catchup, Schedule, ScheduleError};
 use crate::sql::{self, StepSql};
 use crate::storage::Location;
 use locate::LineIndex;
@@ -79,6 +80,8 @@ struct RawPipeline {
     outputs: Vec<RawOutput>,
     #[serde(default)]
     engine: RawEngine,
+    #[serde(default)]
+    schedule: Option<RawSchedule>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -117,6 +120,24 @@ struct RawOutput {
     options: BTreeMap<String, String>,
 }
 
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawSchedule {
+    cron: String,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    catchup: Option<String>,
+    #[serde(default)]
+    max_catchup: Option<usize>,
+    #[serde(default)]
+    attempts: Option<u32>,
+    #[serde(default)]
+    retry_delay: Option<String>,
+    #[serde(default)]
+    timeout: Option<String>,
+}
+
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEngine {
@@ -149,6 +170,19 @@ pub struct Pipeline {
     pub segments: Vec<String>,
     pub outputs: Vec<Output>,
     pub engine: EngineSettings,
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// When and how the daemon runs a pipeline.
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    pub slots: Schedule,
+    pub catchup: Catchup,
+    /// Tries per slot, the first included.
+    pub attempts: u32,
+    /// Wait before the second try; doubled for each further one.
+    pub retry_delay: std::time::Duration,
+    pub timeout: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone)]
@@ -403,6 +437,7 @@ impl Validator<'_> {
         let (steps, segments) = self.steps(raw.steps, raw.segments, &sources, &published);
         let outputs = self.outputs(raw.outputs, &sources, &steps);
         let engine = self.engine(raw.engine);
+        let schedule = raw.schedule.and_then(|raw| self.schedule(raw));
         Pipeline {
             name: raw.name,
             description: raw.description,
@@ -413,6 +448,7 @@ impl Validator<'_> {
             segments,
             outputs,
             engine,
+            schedule,
         }
     }
 
@@ -828,6 +864,56 @@ impl Validator<'_> {
         outputs
     }
 
+    fn schedule(&mut self, raw: RawSchedule) -> Option<ScheduleSpec> {
+        let timezone = raw.timezone.as_deref().unwrap_or("UTC");
+        // The expression and the zone are checked apart, so that both are reported at once.
+        if let Err(e) = Schedule::parse(&raw.cron, "UTC") {
+            self.problem("schedule.cron", e.to_string());
+        }
+        if let Err(e @ ScheduleError::TimeZone(_)) = Schedule::parse("* * * * *", timezone) {
+            self.problem("schedule.timezone", e.to_string());
+        }
+        let slots = Schedule::parse(&raw.cron, timezone).ok();
+        let max = raw.max_catchup.unwrap_or(DEFAULT_MAX_CATCHUP);
+        let catchup = match raw.catchup.as_deref().unwrap_or("latest") {
+            "none" => Some(Catchup::None),
+            "latest" => Some(Catchup::Latest),
+            "all" => Some(Catchup::All { max }),
+            other => {
+                self.problem(
+                    "schedule.catchup",
+                    format!("catchup '{other}' is not one of none, latest, all"),
+                );
+                None
+            }
+        };
+        let mut duration = |key: &str, text: Option<String>| {
+            text.and_then(|text| match parse_duration(&text) {
+                Some(d) => Some(d),
+                None => {
+                    self.problem(
+                        &format!("schedule.{key}"),
+                        format!("{key} '{text}' is not a duration (write it like 30s, 15m or 2h)"),
+                    );
+                    None
+                }
+            })
+        };
+        let retry_delay =
+            duration("retry_delay", raw.retry_delay).unwrap_or(std::time::Duration::from_secs(60));
+        let timeout = duration("timeout", raw.timeout);
+        if raw.attempts == Some(0) {
+            self.problem("schedule.attempts", "attempts must be at least 1");
+        }
+        Some(ScheduleSpec {
+            slots: slots?,
+            catchup: catchup?,
+            attempts: raw.attempts.unwrap_or(3).max(1),
+            retry_delay,
+            timeout,
+        })
+    }
+
     fn engine(&mut self, raw: RawEngine) -> EngineSettings {
         let memory_limit = raw.memory_limit.and_then(|text| match parse_bytes(&text) {
             Some(bytes) => Some(bytes),
@@ -989,6 +1075,24 @@ fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
     }
     out.push_str(rest);
     Ok(out)
+}
+
+/// The default bound of `catchup: all`.
+const DEFAULT_MAX_CATCHUP: usize = 31;
+
+fn parse_duration(text: &str) -> Option<std::time::Duration> {
+    let text = text.trim();
+    let split = text.find(|c: char| !c.is_ascii_digit())?;
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let seconds = match unit {
+        "s" => number,
+        "m" => number * 60,
+        "h" => number * 3600,
+        "d" => number * 86_400,
+        _ => return None,
+    };
+    Some(std::time::Duration::from_secs(seconds))
 }
 
 fn parse_bytes(text: &str) -> Option<usize> {
@@ -1204,6 +1308,45 @@ mod tests {
         )
         .unwrap_err();
         assert!(problems[0].contains("cycle: g ("), "{problems:?}");
+    }
+
+    #[test]
+    fn schedules_are_checked_with_lines() {
+        let dir = with_sql(&[]);
+        let p = parse_in(
+            dir.path(),
+            "name: t\nschedule: { cron: '0 2 * * *', timezone: Europe/Oslo, catchup: all, max_catchup: 5, retry_delay: 30s, timeout: 2h }\n",
+        )
+        .unwrap();
+        let schedule = p.schedule.unwrap();
+        assert_eq!(schedule.catchup, Catchup::All { max: 5 });
+        assert_eq!(schedule.timeout, Some(std::time::Duration::from_secs(7200)));
+        let problems = parse_in(
+            dir.path(),
+            "name: t\nschedule:\n  cron: '0 2 * *'\n  timezone: Europe/Olso\n  catchup: sometimes\n  timeout: soon\n",
+        )
+        .unwrap_err();
+        let text = problems.join("\n");
+        assert!(
+            text.contains("3: '0 2 * *' is not a cron expression"),
+            "{text}"
+        );
+        assert!(text.contains("5: catchup 'sometimes'"), "{text}");
+        assert!(
+            text.contains("6: timeout 'soon' is not a duration"),
+            "{text}"
+        );
+        let problems = parse_in(
+            dir.path(),
+            "name: t\nschedule:\n  cron: '0 2 * * *'\n  timezone: Europe/Olso\n",
+        )
+        .unwrap_err();
+        assert!(
+            problems[0].starts_with("4: 'Europe/Olso' is not an IANA time zone"),
+            "{problems:?}"
+        );
+        let problems = parse_in(dir.path(), "name: t\nschedule: { timezone: UTC }\n").unwrap_err();
+        assert!(problems[0].contains("missing field `cron`"), "{problems:?}");
     }
 
     #[test]

@@ -7,6 +7,7 @@ mod crash;
 mod cross_check;
 mod end_to_end;
 mod fixtures;
+mod history;
 mod labels;
 mod readers;
 mod s3;

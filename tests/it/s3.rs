@@ -49,6 +49,7 @@ async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {
         .env("AWS_REGION", "us-east-1")
         .env("SEGFLOW_DATA", "s3://lake/raw")
         .env("SEGFLOW_OUT", "s3://lake/marts")
+        .env("SEGFLOW_STATE", "s3://lake/state")
         .args(args);
     let output = tokio::process::Command::from(command)
         .output()
@@ -94,6 +95,16 @@ async fn pipeline_runs_against_s3() {
         assert_eq!(run.code, 0, "{run:?}");
         assert!(run.stdout.contains("s3://lake/marts/rfm/"), "{run:?}");
     }
+
+    // The run history lives in the bucket too.
+    let runs = segflow_s3(addr, &["runs"]).await;
+    assert_eq!(runs.code, 0, "{runs:?}");
+    assert_eq!(runs.stdout.matches(" succeeded ").count(), 2, "{runs:?}");
+    assert!(
+        root.path()
+            .join("lake/state/runs/nightly_segments")
+            .is_dir()
+    );
 
     let marts = root.path().join("lake/marts");
     for table in ["customer_features", "rfm"] {

@@ -1,0 +1,247 @@
+//! Run history, kept beside the data in a state store (any URL: a local folder by default,
+//! S3 in production), so that losing the machine loses nothing. One JSON record per run,
+//! rewritten when the run ends; the newest record of a logical date says whether it is done.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, NaiveDate, Utc};
+use futures::StreamExt;
+use object_store::{ObjectStoreExt, PutPayload};
+use serde::{Deserialize, Serialize};
+
+use crate::progress::Progress;
+use crate::run::{self, RunError, RunReport, RunRequest};
+use crate::spec::Pipeline;
+use crate::storage::{Location, Storage, StorageError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("could not {action} the run record {url}")]
+    Store {
+        action: &'static str,
+        url: String,
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error("the run record {url} is not valid: {reason}")]
+    Corrupt { url: String, reason: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    pub pipeline: String,
+    pub as_of: NaiveDate,
+    /// The schedule slot the run stands for, when the scheduler started it.
+    pub slot: Option<DateTime<Utc>>,
+    pub attempt: u32,
+    pub run_id: String,
+    pub started_at: DateTime<Utc>,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub status: RunStatus,
+    /// Rows published per output table.
+    pub rows: BTreeMap<String, u64>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RecordedRunError {
+    #[error(transparent)]
+    Run(#[from] RunError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+}
+
+/// Runs a pipeline and records the run: a `running` record before it starts (so a run that
+/// dies is visible), then its outcome.
+pub async fn run_recorded(
+    history: &RunHistory,
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    slot: Option<DateTime<Utc>>,
+    attempt: u32,
+    progress: &Progress,
+) -> Result<RunReport, RecordedRunError> {
+    let mut record = RunRecord {
+        pipeline: pipeline.name.clone(),
+        as_of: request.as_of,
+        slot,
+        attempt,
+        run_id: request.run_id.clone(),
+        started_at: Utc::now(),
+        ended_at: None,
+        status: RunStatus::Running,
+        rows: BTreeMap::new(),
+        error: None,
+    };
+    history.save(&record).await?;
+    let outcome = run::run(pipeline, request, progress).await;
+    record.ended_at = Some(Utc::now());
+    match &outcome {
+        Ok(report) => {
+            record.status = RunStatus::Succeeded;
+            record.rows = report
+                .outputs
+                .iter()
+                .map(|o| (o.manifest.table.clone(), o.manifest.rows))
+                .collect();
+        }
+        Err(error) => {
+            record.status = RunStatus::Failed;
+            record.error = Some(error_chain(error));
+        }
+    }
+    history.save(&record).await?;
+    Ok(outcome?)
+}
+
+/// An error and its causes on one line, as stored in the history.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+pub struct RunHistory {
+    storage: Storage,
+    root: Location,
+}
+
+const READS_IN_FLIGHT: usize = 16;
+
+impl RunHistory {
+    pub fn new(storage: Storage, root: Location) -> RunHistory {
+        RunHistory {
+            storage,
+            root: root.as_folder(),
+        }
+    }
+
+    fn record_location(&self, record: &RunRecord) -> Location {
+        self.root
+            .join(&format!("runs/{}/{}.json", record.pipeline, record.run_id))
+    }
+
+    pub async fn save(&self, record: &RunRecord) -> Result<(), HistoryError> {
+        let location = self.record_location(record);
+        let store = self.storage.store(&location, &Default::default())?;
+        let body = serde_json::to_vec_pretty(record).expect("a run record serialises");
+        store
+            .put(&location.path(), PutPayload::from(body))
+            .await
+            .map_err(|source| HistoryError::Store {
+                action: "write",
+                url: location.to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(())
+    }
+
+    /// Every recorded run, of one pipeline or all, oldest first.
+    pub async fn list(&self, pipeline: Option<&str>) -> Result<Vec<RunRecord>, HistoryError> {
+        let folder = match pipeline {
+            Some(name) => self.root.join(&format!("runs/{name}/")),
+            None => self.root.join("runs/"),
+        };
+        let store = self.storage.store(&folder, &Default::default())?;
+        let objects = self.storage.list(&folder, store.as_ref()).await?;
+        let records: Vec<Result<RunRecord, HistoryError>> = futures::stream::iter(objects)
+            .filter(|meta| std::future::ready(meta.location.as_ref().ends_with(".json")))
+            .map(|meta| {
+                let store = store.clone();
+                let url = folder.join(&folder.relative(&meta.location)).to_string();
+                async move {
+                    let read = |source| HistoryError::Store {
+                        action: "read",
+                        url: url.clone(),
+                        source: Box::new(source),
+                    };
+                    let bytes = store
+                        .get(&meta.location)
+                        .await
+                        .map_err(read)?
+                        .bytes()
+                        .await
+                        .map_err(read)?;
+                    serde_json::from_slice(&bytes).map_err(|e| HistoryError::Corrupt {
+                        url: url.clone(),
+                        reason: e.to_string(),
+                    })
+                }
+            })
+            .buffer_unordered(READS_IN_FLIGHT)
+            .collect()
+            .await;
+        let mut records = records.into_iter().collect::<Result<Vec<_>, _>>()?;
+        records.sort_by(|a, b| (a.started_at, &a.run_id).cmp(&(b.started_at, &b.run_id)));
+        Ok(records)
+    }
+
+    /// The logical dates of a pipeline that have a successful run.
+    pub async fn succeeded(&self, pipeline: &str) -> Result<BTreeSet<NaiveDate>, HistoryError> {
+        Ok(self
+            .list(Some(pipeline))
+            .await?
+            .into_iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .map(|r| r.as_of)
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(run_id: &str, as_of: u32, status: RunStatus) -> RunRecord {
+        RunRecord {
+            pipeline: "p".into(),
+            as_of: NaiveDate::from_ymd_opt(2026, 1, as_of).unwrap(),
+            slot: None,
+            attempt: 1,
+            run_id: run_id.into(),
+            started_at: Utc::now(),
+            ended_at: None,
+            status,
+            rows: BTreeMap::new(),
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn records_are_saved_listed_and_updated() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Location::parse(&format!("{}/", dir.path().display())).unwrap();
+        let history = RunHistory::new(Storage::new(), root);
+        let mut first = record("a", 1, RunStatus::Running);
+        history.save(&first).await.unwrap();
+        history
+            .save(&record("b", 2, RunStatus::Failed))
+            .await
+            .unwrap();
+        assert!(history.succeeded("p").await.unwrap().is_empty());
+        first.status = RunStatus::Succeeded;
+        history.save(&first).await.unwrap();
+        let all = history.list(None).await.unwrap();
+        assert_eq!(all.len(), 2);
+        assert_eq!(
+            history.succeeded("p").await.unwrap(),
+            [NaiveDate::from_ymd_opt(2026, 1, 1).unwrap()].into()
+        );
+        assert!(history.list(Some("other")).await.unwrap().is_empty());
+    }
+}

@@ -1,0 +1,98 @@
+//! Run history: `segflow run` and `segflow backfill` record every run in the state store,
+//! `segflow runs` lists them, and backfill skips dates that already succeeded.
+
+use crate::common::{AS_OF, Project};
+
+#[test]
+fn backfill_skips_what_succeeded_and_history_shows_failures() {
+    let project = Project::new(300, 900);
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let first = project.run_nightly(AS_OF);
+    assert_eq!(first.code, 0, "{first:?}");
+
+    let backfill = project.segflow(&[
+        "backfill",
+        pipeline,
+        "--from",
+        "2026-03-30",
+        "--to",
+        "2026-04-01",
+    ]);
+    assert_eq!(backfill.code, 0, "{backfill:?}");
+    let lines: Vec<&str> = backfill.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{backfill:?}");
+    assert!(
+        lines[0].starts_with("2026-03-30: published 9 outputs"),
+        "{backfill:?}"
+    );
+    assert!(
+        lines[1].starts_with("2026-03-31: already succeeded, skipped"),
+        "{backfill:?}"
+    );
+    assert!(
+        lines[2].starts_with("2026-04-01: published"),
+        "{backfill:?}"
+    );
+    assert!(
+        project
+            .path()
+            .join("out/rfm/_segflow/manifests/as_of=2026-03-30.json")
+            .exists()
+    );
+
+    // A run that fails is recorded with its error, and stops the backfill.
+    std::fs::remove_dir_all(project.data().join("orders")).unwrap();
+    let failed = project.segflow(&[
+        "backfill",
+        pipeline,
+        "--from",
+        "2026-03-31",
+        "--to",
+        "2026-04-02",
+        "--force",
+    ]);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed.stderr.contains("source 'orders': no Parquet files"),
+        "{failed:?}"
+    );
+    assert!(
+        !failed.stdout.contains("2026-04-02"),
+        "stopped at the first failure: {failed:?}"
+    );
+
+    let runs = project.segflow(&["runs", "nightly_segments"]);
+    assert_eq!(runs.code, 0, "{runs:?}");
+    let rows: Vec<&str> = runs.stdout.lines().skip(1).collect();
+    assert_eq!(rows.len(), 4, "{runs:?}");
+    assert_eq!(
+        rows.iter().filter(|r| r.contains(" succeeded ")).count(),
+        3,
+        "{runs:?}"
+    );
+    let failed_row = rows
+        .iter()
+        .find(|r| r.contains(" failed "))
+        .expect("a failed run");
+    assert!(
+        failed_row.contains("2026-03-31") && failed_row.contains("no Parquet files"),
+        "{runs:?}"
+    );
+    let other = project.segflow(&["runs", "another_pipeline"]);
+    assert_eq!(
+        other.stdout.lines().count(),
+        1,
+        "only the header: {other:?}"
+    );
+
+    let reversed = project.segflow(&[
+        "backfill",
+        pipeline,
+        "--from",
+        "2026-04-02",
+        "--to",
+        "2026-04-01",
+    ]);
+    assert_eq!(reversed.code, 1, "{reversed:?}");
+}
