@@ -32,6 +32,8 @@ pub enum Command {
     Generate(GenerateArgs),
     /// Generate a small sample shop, run the shipped nightly pipeline on it, show the result.
     Demo(DemoArgs),
+    /// Run every scheduled pipeline in a folder at its slots, until stopped (SIGTERM/SIGINT).
+    Schedule(ScheduleArgs),
     /// List recorded runs (newest last).
     Runs(RunsArgs),
     /// Run a pipeline for every date in a range, oldest first, skipping dates that already
@@ -44,6 +46,24 @@ pub struct StateArgs {
     /// Where run history is kept: a folder or URL (s3://... in production).
     #[arg(long = "state", env = "SEGFLOW_STATE", default_value = "segflow-state")]
     pub url: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ScheduleArgs {
+    /// The folder of pipeline YAML files; those with a `schedule` run.
+    #[arg(long, default_value = "pipelines")]
+    pub pipelines: PathBuf,
+    /// Run whatever is due now and exit (for cron or Kubernetes CronJobs).
+    #[arg(long)]
+    pub once: bool,
+    /// Seconds a running run may go on after a stop is asked for, before it is cancelled.
+    #[arg(long, default_value_t = 30)]
+    pub grace_seconds: u64,
+    /// Seconds a lease lasts without renewal; a crashed daemon's lease expires after this.
+    #[arg(long, default_value_t = 30)]
+    pub lease_seconds: u64,
+    #[command(flatten)]
+    pub state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -190,6 +210,9 @@ impl From<runs::RecordedRunError> for Failure {
         match error {
             runs::RecordedRunError::Run(error) => error.into(),
             runs::RecordedRunError::History(error) => error.into(),
+            cancelled @ runs::RecordedRunError::Cancelled(_) => {
+                Failure::Environment(cancelled.into())
+            }
         }
     }
 }
@@ -216,6 +239,7 @@ pub async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Generate(args) => generate_command(args).await,
         Command::Demo(args) => demo_command(args).await,
         Command::Runs(args) => runs_command(args).await,
+        Command::Schedule(args) => schedule_command(args).await,
         Command::Backfill(args) => backfill_command(args).await,
     }
 }
@@ -253,6 +277,42 @@ fn open_history(state: &StateArgs) -> Result<RunHistory, Failure> {
         Storage::new(),
         Location::parse(&state.url)?,
     ))
+}
+
+async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> {
+    if !args.pipelines.is_dir() {
+        return Err(Failure::User(anyhow::anyhow!(
+            "the pipelines folder {} does not exist",
+            args.pipelines.display()
+        )));
+    }
+    let config = crate::daemon::DaemonConfig {
+        pipelines: args.pipelines,
+        state: Location::parse(&args.state.url)?,
+        once: args.once,
+        grace: std::time::Duration::from_secs(args.grace_seconds),
+        lease_ttl: std::time::Duration::from_secs(args.lease_seconds.max(1)),
+        tick: std::time::Duration::from_millis(500),
+    };
+    crate::daemon::run(config, stop_requested()).await;
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn stop_requested() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) {
+        (Ok(mut term), Ok(mut int)) => {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+        }
+        _ => std::future::pending().await,
+    }
 }
 
 async fn runs_command(args: RunsArgs) -> Result<(), Failure> {

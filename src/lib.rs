@@ -4,8 +4,10 @@
 //! tying one run together and `cli` on top.
 
 pub mod cli;
+pub mod daemon;
 pub mod engine;
 pub mod generate;
+pub mod lease;
 pub mod progress;
 pub mod publish;
 pub mod run;

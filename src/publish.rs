@@ -173,7 +173,7 @@ impl Publisher {
         output: &Location,
         options: &std::collections::BTreeMap<String, String>,
         mut rows: SendableRecordBatchStream,
-        on_rows: &dyn Fn(u64),
+        on_rows: &(dyn Fn(u64) + Sync),
     ) -> Result<Staged, PublishError> {
         let store = self.storage.store(output, options)?;
         let schema = rows.schema();

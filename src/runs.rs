@@ -59,6 +59,8 @@ pub enum RecordedRunError {
     Run(#[from] RunError),
     #[error(transparent)]
     History(#[from] HistoryError),
+    #[error("the run was cancelled: {0}")]
+    Cancelled(String),
 }
 
 /// Runs a pipeline and records the run: a `running` record before it starts (so a run that
@@ -70,6 +72,21 @@ pub async fn run_recorded(
     slot: Option<DateTime<Utc>>,
     attempt: u32,
     progress: &Progress,
+) -> Result<RunReport, RecordedRunError> {
+    let never = std::future::pending();
+    run_recorded_until(history, pipeline, request, slot, attempt, progress, never).await
+}
+
+/// [`run_recorded`], cancelled when `cancelled` resolves (with the reason, which is recorded).
+/// A cancelled run publishes nothing it had not committed: its staged files stay invisible.
+pub async fn run_recorded_until(
+    history: &RunHistory,
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    slot: Option<DateTime<Utc>>,
+    attempt: u32,
+    progress: &Progress,
+    cancelled: impl std::future::Future<Output = String>,
 ) -> Result<RunReport, RecordedRunError> {
     let mut record = RunRecord {
         pipeline: pipeline.name.clone(),
@@ -84,7 +101,10 @@ pub async fn run_recorded(
         error: None,
     };
     history.save(&record).await?;
-    let outcome = run::run(pipeline, request, progress).await;
+    let outcome = tokio::select! {
+        outcome = run::run(pipeline, request, progress) => outcome.map_err(RecordedRunError::from),
+        reason = cancelled => Err(RecordedRunError::Cancelled(reason)),
+    };
     record.ended_at = Some(Utc::now());
     match &outcome {
         Ok(report) => {
@@ -101,7 +121,7 @@ pub async fn run_recorded(
         }
     }
     history.save(&record).await?;
-    Ok(outcome?)
+    outcome
 }
 
 /// An error and its causes on one line, as stored in the history.

@@ -5,6 +5,7 @@ mod bad_input;
 mod common;
 mod crash;
 mod cross_check;
+mod daemon;
 mod end_to_end;
 mod fixtures;
 mod history;

@@ -1,0 +1,126 @@
+//! The scheduler as real processes: two daemons on one state folder with a schedule due every
+//! two seconds run every slot exactly once between them, and stop cleanly on SIGTERM.
+
+use std::collections::BTreeMap;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{Project, segflow};
+
+fn start_daemon(project: &Project) -> Child {
+    segflow()
+        .current_dir(project.path())
+        .env("SEGFLOW_LOG", "info")
+        .args([
+            "schedule",
+            "--pipelines",
+            "scheduled",
+            "--state",
+            "state",
+            "--lease-seconds",
+            "3",
+            "--grace-seconds",
+            "5",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the daemon starts")
+}
+
+fn terminate(child: &mut Child) -> i32 {
+    let sent = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status.code().unwrap_or(-1);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the daemon did not stop within 20s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn two_daemons_run_every_slot_exactly_once() {
+    let project = Project::new(50, 150);
+    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
+    std::fs::write(
+        project.path().join("queries/tick.sql"),
+        "SELECT COUNT(*) AS customers FROM customers",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("scheduled/tick.yaml"),
+        format!(
+            "name: tick\n\
+             schedule: {{ cron: '*/2 * * * * *', catchup: latest, attempts: 1 }}\n\
+             sources:\n  customers: {{ url: {}/customers/ }}\n\
+             steps:\n  - {{ name: counts, sql: ../queries/tick.sql }}\n\
+             outputs:\n  - {{ table: counts, url: out/counts/ }}\n",
+            project.data().display()
+        ),
+    )
+    .unwrap();
+    // A broken pipeline beside it is reported and does not stop the other.
+    std::fs::write(
+        project.path().join("scheduled/broken.yaml"),
+        "name: broken\nschedule: { cron: 'every night' }\n",
+    )
+    .unwrap();
+
+    let mut first = start_daemon(&project);
+    let mut second = start_daemon(&project);
+    std::thread::sleep(Duration::from_secs(9));
+    let codes = (terminate(&mut first), terminate(&mut second));
+    let mut logs = String::new();
+    for child in [&mut first, &mut second] {
+        use std::io::Read;
+        child
+            .stderr
+            .take()
+            .unwrap()
+            .read_to_string(&mut logs)
+            .unwrap();
+    }
+    assert_eq!(codes, (0, 0), "{logs}");
+    assert!(
+        logs.contains("Pipeline does not load") && logs.contains("broken.yaml"),
+        "{logs}"
+    );
+
+    let mut succeeded: BTreeMap<String, usize> = BTreeMap::new();
+    for entry in std::fs::read_dir(project.path().join("state/runs/tick")).unwrap() {
+        let record: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(entry.unwrap().path()).unwrap()).unwrap();
+        assert_ne!(
+            record["status"], "running",
+            "no run left unfinished: {record}"
+        );
+        if record["status"] == "succeeded" {
+            *succeeded
+                .entry(record["slot"].as_str().unwrap().to_string())
+                .or_default() += 1;
+        }
+    }
+    assert!(succeeded.len() >= 3, "slots run: {succeeded:?}\n{logs}");
+    assert!(
+        succeeded.values().all(|&n| n == 1),
+        "a slot ran twice: {succeeded:?}"
+    );
+    let slots: Vec<chrono::DateTime<chrono::Utc>> =
+        succeeded.keys().map(|s| s.parse().unwrap()).collect();
+    for pair in slots.windows(2) {
+        assert_eq!(
+            (pair[1] - pair[0]).num_seconds(),
+            2,
+            "a slot was missed: {slots:?}"
+        );
+    }
+}
