@@ -42,6 +42,8 @@ struct Signals {
     cancel: watch::Receiver<bool>,
 }
 
+const FIRST_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
+
 struct Loaded {
     pipeline: Arc<Pipeline>,
     fingerprint: Vec<(PathBuf, Option<SystemTime>)>,
@@ -73,9 +75,11 @@ pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = (
             }
             let since = match considered.get(&pipeline.name) {
                 Some(t) => *t,
+                // A pipeline never run before looks back one day, so that the first start
+                // (or a --once from cron) runs the latest slot under catchup: latest.
                 None => last_recorded_slot(&history, &pipeline.name)
                     .await
-                    .unwrap_or(now),
+                    .unwrap_or(now - FIRST_LOOKBACK),
             };
             let done = succeeded_slots(&history, &pipeline.name).await;
             let due = due_slots(&schedule.slots, schedule.catchup, since, now, |slot| {

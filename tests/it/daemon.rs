@@ -124,3 +124,49 @@ fn two_daemons_run_every_slot_exactly_once() {
         );
     }
 }
+
+#[test]
+fn once_runs_what_is_due_and_exits() {
+    let project = Project::new(50, 150);
+    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
+    std::fs::write(
+        project.path().join("queries/tick.sql"),
+        "SELECT COUNT(*) AS customers FROM customers",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("scheduled/nightly.yaml"),
+        format!(
+            "name: nightly\n\
+             schedule: {{ cron: '0 2 * * *', timezone: Europe/Oslo }}\n\
+             sources:\n  customers: {{ url: {}/customers/ }}\n\
+             steps:\n  - {{ name: counts, sql: ../queries/tick.sql }}\n\
+             outputs:\n  - {{ table: counts, url: out/counts/ }}\n",
+            project.data().display()
+        ),
+    )
+    .unwrap();
+    let once = || {
+        project.segflow(&[
+            "schedule",
+            "--once",
+            "--pipelines",
+            "scheduled",
+            "--state",
+            "state",
+        ])
+    };
+    let first = once();
+    assert_eq!(first.code, 0, "{first:?}");
+    let records = || {
+        std::fs::read_dir(project.path().join("state/runs/nightly"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    assert_eq!(records(), 1, "the latest 02:00 slot ran: {first:?}");
+    let second = once();
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(records(), 1, "nothing new was due");
+    let missing = project.segflow(&["schedule", "--once", "--pipelines", "nowhere"]);
+    assert_eq!(missing.code, 1, "{missing:?}");
+}
