@@ -258,18 +258,20 @@ async fn run_command(args: RunArgs) -> Result<(), Failure> {
     };
     let pipeline = Pipeline::load(&args.pipeline, &options)?;
     let history = open_history(&args.state)?;
-    let request = RunRequest::new(args.as_of.unwrap_or_else(yesterday));
-    let report = runs::run_recorded(
-        &history,
-        &pipeline,
-        &request,
-        None,
-        1,
-        &Progress::for_terminal(),
-    )
-    .await?;
+    let report = run_by_hand(&history, &pipeline, args.as_of.unwrap_or_else(yesterday)).await?;
     print_report(&report);
     Ok(())
+}
+
+/// A run started from the command line (not a schedule slot), recorded in the history.
+async fn run_by_hand(
+    history: &RunHistory,
+    pipeline: &Pipeline,
+    as_of: NaiveDate,
+) -> Result<RunReport, Failure> {
+    let request = RunRequest::new(as_of);
+    let progress = Progress::for_terminal();
+    Ok(runs::run_recorded(history, pipeline, &request, None, 1, &progress).await?)
 }
 
 fn open_history(state: &StateArgs) -> Result<RunHistory, Failure> {
@@ -364,16 +366,7 @@ async fn backfill_command(args: BackfillArgs) -> Result<(), Failure> {
         if done.contains(&as_of) && !args.force {
             println!("{as_of}: already succeeded, skipped (--force to run it again)");
         } else {
-            let request = RunRequest::new(as_of);
-            let report = runs::run_recorded(
-                &history,
-                &pipeline,
-                &request,
-                None,
-                1,
-                &Progress::for_terminal(),
-            )
-            .await?;
+            let report = run_by_hand(&history, &pipeline, as_of).await?;
             let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
             println!(
                 "{as_of}: published {} outputs, {rows} rows (run {})",

@@ -7,6 +7,28 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Project, segflow};
 
+/// Writes `scheduled/<name>.yaml`: a one-step pipeline over the project's customers.
+fn scheduled_pipeline(project: &Project, name: &str, schedule: &str) {
+    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
+    std::fs::write(
+        project.path().join("queries/tick.sql"),
+        "SELECT COUNT(*) AS customers FROM customers",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join(format!("scheduled/{name}.yaml")),
+        format!(
+            "name: {name}\n\
+             schedule: {schedule}\n\
+             sources:\n  customers: {{ url: {}/customers/ }}\n\
+             steps:\n  - {{ name: counts, sql: ../queries/tick.sql }}\n\
+             outputs:\n  - {{ table: counts, url: out/{name}/ }}\n",
+            project.data().display()
+        ),
+    )
+    .unwrap();
+}
+
 fn start_daemon(project: &Project) -> Child {
     segflow()
         .current_dir(project.path())
@@ -50,24 +72,11 @@ fn terminate(child: &mut Child) -> i32 {
 #[test]
 fn two_daemons_run_every_slot_exactly_once() {
     let project = Project::new(50, 150);
-    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
-    std::fs::write(
-        project.path().join("queries/tick.sql"),
-        "SELECT COUNT(*) AS customers FROM customers",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("scheduled/tick.yaml"),
-        format!(
-            "name: tick\n\
-             schedule: {{ cron: '*/2 * * * * *', catchup: latest, attempts: 1 }}\n\
-             sources:\n  customers: {{ url: {}/customers/ }}\n\
-             steps:\n  - {{ name: counts, sql: ../queries/tick.sql }}\n\
-             outputs:\n  - {{ table: counts, url: out/counts/ }}\n",
-            project.data().display()
-        ),
-    )
-    .unwrap();
+    scheduled_pipeline(
+        &project,
+        "tick",
+        "{ cron: '*/2 * * * * *', catchup: latest, attempts: 1 }",
+    );
     // A broken pipeline beside it is reported and does not stop the other.
     std::fs::write(
         project.path().join("scheduled/broken.yaml"),
@@ -128,24 +137,11 @@ fn two_daemons_run_every_slot_exactly_once() {
 #[test]
 fn once_runs_what_is_due_and_exits() {
     let project = Project::new(50, 150);
-    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
-    std::fs::write(
-        project.path().join("queries/tick.sql"),
-        "SELECT COUNT(*) AS customers FROM customers",
-    )
-    .unwrap();
-    std::fs::write(
-        project.path().join("scheduled/nightly.yaml"),
-        format!(
-            "name: nightly\n\
-             schedule: {{ cron: '0 2 * * *', timezone: Europe/Oslo }}\n\
-             sources:\n  customers: {{ url: {}/customers/ }}\n\
-             steps:\n  - {{ name: counts, sql: ../queries/tick.sql }}\n\
-             outputs:\n  - {{ table: counts, url: out/counts/ }}\n",
-            project.data().display()
-        ),
-    )
-    .unwrap();
+    scheduled_pipeline(
+        &project,
+        "nightly",
+        "{ cron: '0 2 * * *', timezone: Europe/Oslo }",
+    );
     let once = || {
         project.segflow(&[
             "schedule",

@@ -202,6 +202,17 @@ fn write_shop(data: &Path) {
     );
 }
 
+/// A scratch folder with the shipped pipeline and queries, and the fixture shop in `data/`.
+fn fixture_project() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["pipelines", "queries"] {
+        copy_dir(&root.join(folder), &dir.path().join(folder));
+    }
+    write_shop(&dir.path().join("data"));
+    dir
+}
+
 fn membership(out: &Path) -> BTreeMap<String, BTreeSet<i64>> {
     let manifest: segflow::publish::Manifest = serde_json::from_slice(
         &std::fs::read(out.join(format!(
@@ -231,12 +242,7 @@ fn membership(out: &Path) -> BTreeMap<String, BTreeSet<i64>> {
 
 #[test]
 fn shipped_segments_give_the_known_answers() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["pipelines", "queries"] {
-        copy_dir(&root.join(folder), &dir.path().join(folder));
-    }
-    write_shop(&dir.path().join("data"));
+    let dir = fixture_project();
     let outcome = run(segflow()
         .current_dir(dir.path())
         .env("SEGFLOW_DATA", dir.path().join("data"))
@@ -376,12 +382,7 @@ fn published_rows(out: &Path, table: &str, as_of: &str, columns: &[&str]) -> BTr
 
 #[test]
 fn changes_and_winback_cooldown_follow_earlier_publications() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["pipelines", "queries"] {
-        copy_dir(&root.join(folder), &dir.path().join(folder));
-    }
-    write_shop(&dir.path().join("data"));
+    let dir = fixture_project();
     let out = dir.path().join("out");
     let run_for = |as_of: &str| {
         let outcome = run(segflow()
@@ -472,11 +473,7 @@ fn changes_and_winback_cooldown_follow_earlier_publications() {
 
 #[test]
 fn threshold_scores_come_from_the_vars() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for folder in ["pipelines", "queries"] {
-        copy_dir(&root.join(folder), &dir.path().join(folder));
-    }
+    let dir = fixture_project();
     let pipeline = dir.path().join("pipelines/nightly_segments.yaml");
     let text = std::fs::read_to_string(&pipeline).unwrap();
     std::fs::write(
@@ -484,7 +481,6 @@ fn threshold_scores_come_from_the_vars() {
         text.replace("../queries/rfm.sql }", "../queries/rfm_thresholds.sql }"),
     )
     .unwrap();
-    write_shop(&dir.path().join("data"));
     let out = dir.path().join("out");
     let outcome = run(segflow()
         .current_dir(dir.path())
