@@ -77,7 +77,7 @@ pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = (
                 Some(t) => *t,
                 // A pipeline never run before looks back one day, so that the first start
                 // (or a --once from cron) runs the latest slot under catchup: latest.
-                None => last_recorded_slot(&history, &pipeline.name)
+                None => last_succeeded_slot(&history, &pipeline.name)
                     .await
                     .unwrap_or(now - FIRST_LOOKBACK),
             };
@@ -270,9 +270,16 @@ async fn succeeded_slots(
     }
 }
 
-async fn last_recorded_slot(history: &RunHistory, pipeline: &str) -> Option<chrono::DateTime<Utc>> {
-    let records = history.list(Some(pipeline)).await.ok()?;
-    records.into_iter().filter_map(|r| r.slot).max()
+/// The newest slot that succeeded: catch-up looks for missed slots after it. A slot whose
+/// run failed or died with its daemon is still missed, so it is not a starting point.
+async fn last_succeeded_slot(
+    history: &RunHistory,
+    pipeline: &str,
+) -> Option<chrono::DateTime<Utc>> {
+    succeeded_slots(history, pipeline)
+        .await
+        .into_iter()
+        .next_back()
 }
 
 /// Loads every `*.yaml` in the folder that changed since the last look; a file that no longer

@@ -7,21 +7,27 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Project, segflow};
 
-/// Writes `scheduled/<name>.yaml`: a one-step pipeline over the project's customers.
+/// Writes `scheduled/<name>.yaml`: a one-step pipeline counting the project's customers.
 fn scheduled_pipeline(project: &Project, name: &str, schedule: &str) {
-    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
-    std::fs::write(
-        project.path().join("queries/tick.sql"),
+    scheduled_query(
+        project,
+        name,
+        schedule,
         "SELECT COUNT(*) AS customers FROM customers",
-    )
-    .unwrap();
+    );
+}
+
+/// Writes `scheduled/<name>.yaml`: a pipeline whose one step is `sql` over the customers.
+fn scheduled_query(project: &Project, name: &str, schedule: &str, sql: &str) {
+    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
+    std::fs::write(project.path().join(format!("queries/{name}.sql")), sql).unwrap();
     std::fs::write(
         project.path().join(format!("scheduled/{name}.yaml")),
         format!(
             "name: {name}\n\
              schedule: {schedule}\n\
              sources:\n  customers: {{ url: {}/customers/ }}\n\
-             steps:\n  - {{ name: counts, sql: ../queries/tick.sql }}\n\
+             steps:\n  - {{ name: counts, sql: ../queries/{name}.sql }}\n\
              outputs:\n  - {{ table: counts, url: out/{name}/ }}\n",
             project.data().display()
         ),
@@ -165,4 +171,75 @@ fn once_runs_what_is_due_and_exits() {
     assert_eq!(records(), 1, "nothing new was due");
     let missing = project.segflow(&["schedule", "--once", "--pipelines", "nowhere"]);
     assert_eq!(missing.code, 1, "{missing:?}");
+}
+
+#[test]
+fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
+    use std::io::{BufRead, BufReader};
+    let project = Project::new(50_000, 100_000);
+    // Seconds of work: 2.5 billion pairs of customers.
+    scheduled_query(
+        &project,
+        "slow",
+        "{ cron: '0 * * * *', attempts: 1 }",
+        "SELECT COUNT(*) AS pairs FROM customers a CROSS JOIN customers b \
+         WHERE (a.customer_id * b.customer_id) % 7 = 3",
+    );
+    let mut first = start_daemon(&project);
+    let lines = BufReader::new(first.stderr.take().unwrap()).lines();
+    let mut seen = String::new();
+    for line in lines {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.contains("Lease taken.") {
+            break;
+        }
+    }
+    assert!(seen.contains("Lease taken."), "{seen}");
+    std::thread::sleep(Duration::from_millis(800));
+    first.kill().unwrap(); // SIGKILL, mid-run
+    first.wait().unwrap();
+
+    let mut second = start_daemon(&project);
+    let runs = project.path().join("state/runs/slow");
+    let succeeded = || {
+        std::fs::read_dir(&runs)
+            .unwrap()
+            .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+            .filter(|text| text.contains("\"succeeded\""))
+            .count()
+    };
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while succeeded() == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the second daemon never ran the slot"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(terminate(&mut second), 0);
+    let records: Vec<serde_json::Value> = std::fs::read_dir(&runs)
+        .unwrap()
+        .map(|e| serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    assert_eq!(
+        records.len(),
+        2,
+        "the killed run and the one that took over: {records:?}"
+    );
+    assert_eq!(
+        records
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .count(),
+        1
+    );
+    assert_eq!(records[0]["slot"], records[1]["slot"], "the same slot");
+    let manifests = project.path().join("out/slow/_segflow/manifests");
+    assert_eq!(
+        std::fs::read_dir(manifests).unwrap().count(),
+        1,
+        "published once, completely"
+    );
 }
