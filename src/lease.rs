@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{Location, Storage, StorageError};
+use crate::storage::{Location, Storage, StorageError, read_object};
 
 #[derive(Debug, thiserror::Error)]
 pub enum LeaseError {
@@ -143,18 +143,13 @@ async fn latest(storage: &Storage, folder: &Location) -> Result<Option<LeaseReco
         return Ok(None);
     };
     let url = folder.join(&folder.relative(&newest.location)).to_string();
-    let read = |source| LeaseError::Store {
-        action: "read",
-        url: url.clone(),
-        source: Box::new(source),
-    };
-    let bytes = store
-        .get(&newest.location)
+    let bytes = read_object(store.as_ref(), &newest.location)
         .await
-        .map_err(read)?
-        .bytes()
-        .await
-        .map_err(read)?;
+        .map_err(|source| LeaseError::Store {
+            action: "read",
+            url,
+            source: Box::new(source),
+        })?;
     // A record that does not parse was written by something else; treat it as expired so
     // that the next epoch replaces it.
     Ok(serde_json::from_slice(&bytes).ok())

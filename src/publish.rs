@@ -20,7 +20,7 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{Location, Storage, StorageError};
+use crate::storage::{Location, Storage, StorageError, read_object};
 
 /// Rows per row group: small enough for readers to skip by statistics, large enough to
 /// compress well (DuckDB writes 122,880; Spark targets about 128 MiB).
@@ -343,11 +343,8 @@ pub async fn read_manifest(
 ) -> Result<Option<Manifest>, PublishError> {
     let store = storage.store(output, options)?;
     let location = manifest_location(output, as_of);
-    let bytes = match store.get(&location.path()).await {
-        Ok(result) => result
-            .bytes()
-            .await
-            .map_err(|source| store_error(table, "read the manifest", &location.path(), source))?,
+    let bytes = match read_object(store.as_ref(), &location.path()).await {
+        Ok(bytes) => bytes,
         Err(object_store::Error::NotFound { .. }) => return Ok(None),
         Err(source) => {
             return Err(store_error(

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use crate::progress::Progress;
 use crate::run::{self, RunError, RunReport, RunRequest};
 use crate::spec::Pipeline;
-use crate::storage::{Location, Storage, StorageError};
+use crate::storage::{Location, Storage, StorageError, read_object};
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -185,18 +185,14 @@ impl RunHistory {
                 let store = store.clone();
                 let url = folder.join(&folder.relative(&meta.location)).to_string();
                 async move {
-                    let read = |source| HistoryError::Store {
-                        action: "read",
-                        url: url.clone(),
-                        source: Box::new(source),
-                    };
-                    let bytes = store
-                        .get(&meta.location)
-                        .await
-                        .map_err(read)?
-                        .bytes()
-                        .await
-                        .map_err(read)?;
+                    let bytes =
+                        read_object(store.as_ref(), &meta.location)
+                            .await
+                            .map_err(|source| HistoryError::Store {
+                                action: "read",
+                                url: url.clone(),
+                                source: Box::new(source),
+                            })?;
                     serde_json::from_slice(&bytes).map_err(|e| HistoryError::Corrupt {
                         url: url.clone(),
                         reason: e.to_string(),

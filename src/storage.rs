@@ -282,6 +282,14 @@ impl Storage {
     }
 }
 
+/// The whole content of one object (run records, leases, manifests: small JSON files).
+pub async fn read_object(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> Result<bytes::Bytes, object_store::Error> {
+    store.get(path).await?.bytes().await
+}
+
 /// Removes `dir` and the directories below it that hold no files. A file that appeared
 /// meanwhile (another writer's) keeps its directories alive, which is the safe outcome.
 fn remove_empty_dirs(dir: &FsPath) {
