@@ -210,9 +210,6 @@ impl From<runs::RecordedRunError> for Failure {
         match error {
             runs::RecordedRunError::Run(error) => error.into(),
             runs::RecordedRunError::History(error) => error.into(),
-            cancelled @ runs::RecordedRunError::Cancelled(_) => {
-                Failure::Environment(cancelled.into())
-            }
         }
     }
 }
@@ -295,8 +292,29 @@ async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> {
         grace: std::time::Duration::from_secs(args.grace_seconds),
         lease_ttl: std::time::Duration::from_secs(args.lease_seconds.max(1)),
         tick: std::time::Duration::from_millis(500),
+        clock: crate::clock::Clock::System,
     };
-    crate::daemon::run(config, stop_requested()).await;
+    let tally = crate::daemon::run(config, stop_requested()).await;
+    // For cron and Kubernetes CronJobs, which see only the exit code.
+    if args.once {
+        let mut problems = Vec::new();
+        if tally.failed > 0 {
+            problems.push(format!(
+                "{} of {} scheduled runs failed (`segflow runs` shows why)",
+                tally.failed,
+                tally.failed + tally.published
+            ));
+        }
+        if tally.unloadable > 0 {
+            problems.push(format!(
+                "{} pipeline files do not load (the log above says where)",
+                tally.unloadable
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(Failure::User(anyhow::anyhow!(problems.join("; "))));
+        }
+    }
     Ok(())
 }
 

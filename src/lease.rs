@@ -8,6 +8,8 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+
+use crate::clock::Clock;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::{Deserialize, Serialize};
 
@@ -33,14 +35,22 @@ struct LeaseRecord {
     expires_at: DateTime<Utc>,
 }
 
+/// Where one daemon takes its leases, under which name, and for how long.
+#[derive(Debug, Clone)]
+pub struct Leases {
+    storage: Storage,
+    state: Location,
+    holder: String,
+    ttl: Duration,
+    clock: Clock,
+}
+
 /// A held lease. Dropping it without [`Lease::release`] lets it expire by itself.
 #[derive(Debug)]
 pub struct Lease {
-    storage: Storage,
+    leases: Leases,
     folder: Location,
-    holder: String,
     epoch: u64,
-    ttl: Duration,
 }
 
 /// Epochs are zero-padded so that listing order is numeric order.
@@ -48,43 +58,58 @@ fn epoch_name(epoch: u64) -> String {
     format!("{epoch:020}.json")
 }
 
-impl Lease {
-    /// Takes the lease on `pipeline` if nobody else holds an unexpired one.
-    pub async fn acquire(
-        storage: &Storage,
+impl Leases {
+    pub fn new(
+        storage: Storage,
         state: &Location,
-        pipeline: &str,
-        holder: &str,
+        holder: String,
         ttl: Duration,
-    ) -> Result<Option<Lease>, LeaseError> {
-        let folder = state.as_folder().join(&format!("leases/{pipeline}/"));
-        let current = latest(storage, &folder).await?;
+        clock: Clock,
+    ) -> Leases {
+        Leases {
+            storage,
+            state: state.as_folder(),
+            holder,
+            ttl,
+            clock,
+        }
+    }
+
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    /// Takes the lease on `pipeline` if nobody else holds an unexpired one.
+    pub async fn acquire(&self, pipeline: &str) -> Result<Option<Lease>, LeaseError> {
+        let folder = self.state.join(&format!("leases/{pipeline}/"));
+        let current = latest(&self.storage, &folder).await?;
+        let now = self.clock.now();
         let next_epoch = match &current {
-            Some(record) if record.expires_at > Utc::now() && record.holder != holder => {
+            Some(record) if record.expires_at > now && record.holder != self.holder => {
                 return Ok(None);
             }
             Some(record) => record.epoch + 1,
             None => 1,
         };
         let lease = Lease {
-            storage: storage.clone(),
+            leases: self.clone(),
             folder,
-            holder: holder.to_string(),
             epoch: next_epoch - 1,
-            ttl,
         };
-        lease.claim(next_epoch, Utc::now() + ttl).await.map(|won| {
-            won.then_some(Lease {
-                epoch: next_epoch,
-                ..lease
-            })
-        })
+        let won = lease.claim(next_epoch, now + self.ttl).await?;
+        Ok(won.then_some(Lease {
+            epoch: next_epoch,
+            ..lease
+        }))
     }
+}
 
+impl Lease {
     /// Extends the lease; false when another holder took it over (the caller must stop).
     pub async fn renew(&mut self) -> Result<bool, LeaseError> {
         let next = self.epoch + 1;
-        let won = self.claim(next, Utc::now() + self.ttl).await?;
+        let expires_at = self.leases.clock.now() + self.leases.ttl;
+        let won = self.claim(next, expires_at).await?;
         if won {
             self.epoch = next;
             self.forget_old().await;
@@ -94,15 +119,16 @@ impl Lease {
 
     /// Gives the lease up at once, for the next daemon not to wait for its expiry.
     pub async fn release(self) -> Result<(), LeaseError> {
-        self.claim(self.epoch + 1, Utc::now()).await.map(|_| ())
+        let now = self.leases.clock.now();
+        self.claim(self.epoch + 1, now).await.map(|_| ())
     }
 
     /// Creates epoch `epoch`; false if it exists already (someone else got there first).
     async fn claim(&self, epoch: u64, expires_at: DateTime<Utc>) -> Result<bool, LeaseError> {
         let location = self.folder.join(&epoch_name(epoch));
-        let store = self.storage.store(&location, &Default::default())?;
+        let store = self.leases.storage.store(&location, &Default::default())?;
         let record = LeaseRecord {
-            holder: self.holder.clone(),
+            holder: self.leases.holder.clone(),
             epoch,
             expires_at,
         };
@@ -131,7 +157,7 @@ impl Lease {
             return;
         }
         let old = self.folder.join(&epoch_name(self.epoch - 10));
-        if let Ok(store) = self.storage.store(&old, &Default::default()) {
+        if let Ok(store) = self.leases.storage.store(&old, &Default::default()) {
             let _ = store.delete(&old.path()).await;
         }
     }
@@ -153,51 +179,4 @@ async fn latest(storage: &Storage, folder: &Location) -> Result<Option<LeaseReco
     // A record that does not parse was written by something else; treat it as expired so
     // that the next epoch replaces it.
     Ok(serde_json::from_slice(&bytes).ok())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn one_holder_at_a_time_and_expired_leases_are_taken_over() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = Location::parse(&format!("{}/", dir.path().display())).unwrap();
-        let storage = Storage::new();
-        let ttl = Duration::from_millis(300);
-        let mut a = Lease::acquire(&storage, &state, "p", "a", ttl)
-            .await
-            .unwrap()
-            .expect("free");
-        assert!(
-            Lease::acquire(&storage, &state, "p", "b", ttl)
-                .await
-                .unwrap()
-                .is_none()
-        );
-        assert!(a.renew().await.unwrap());
-        assert!(
-            Lease::acquire(&storage, &state, "q", "b", ttl)
-                .await
-                .unwrap()
-                .is_some(),
-            "other pipelines are free"
-        );
-
-        // a stalls past its expiry: b takes over, and a's renewal is refused.
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        let b = Lease::acquire(&storage, &state, "p", "b", ttl)
-            .await
-            .unwrap()
-            .expect("expired");
-        assert!(!a.renew().await.unwrap(), "a lost the lease");
-        b.release().await.unwrap();
-        assert!(
-            Lease::acquire(&storage, &state, "p", "c", ttl)
-                .await
-                .unwrap()
-                .is_some(),
-            "released at once"
-        );
-    }
 }

@@ -4,6 +4,7 @@
 //! tying one run together and `cli` on top.
 
 pub mod cli;
+pub mod clock;
 pub mod daemon;
 pub mod engine;
 pub mod generate;

@@ -21,6 +21,8 @@ pub enum RunError {
     Publish(#[from] PublishError),
     #[error("could not create a scratch folder for intermediate results")]
     Scratch(#[source] std::io::Error),
+    #[error("the run was cancelled: {0}")]
+    Cancelled(String),
 }
 
 impl RunError {
@@ -28,7 +30,7 @@ impl RunError {
         match self {
             RunError::Engine(e) => e.is_user_fault(),
             RunError::Publish(e) => e.is_user_fault(),
-            RunError::Scratch(_) => false,
+            RunError::Scratch(_) | RunError::Cancelled(_) => false,
         }
     }
 }
@@ -82,33 +84,30 @@ pub async fn run(
     request: &RunRequest,
     progress: &Progress,
 ) -> Result<RunReport, RunError> {
+    run_until(pipeline, request, progress, std::future::pending()).await
+}
+
+/// [`run`], stopped when `cancelled` resolves (with the reason) before the commits start. A
+/// cancelled run removes what it staged, so it leaves no trace in the outputs; once the
+/// commits have started they run to the end, so that no output is left half-published.
+pub async fn run_until(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    progress: &Progress,
+    cancelled: impl std::future::Future<Output = String>,
+) -> Result<RunReport, RunError> {
     let started = Instant::now();
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, "Run started.");
+    tokio::pin!(cancelled);
     let storage = Storage::new();
-    progress.message("checking sources");
-    let engine = prepare(pipeline, storage.clone()).await?;
-
     let scratch = tempfile::Builder::new()
         .prefix("segflow-run-")
         .tempdir()
         .map_err(RunError::Scratch)?;
-    let params = Params::new(request.as_of, &request.run_id, &pipeline.vars);
-    let readers = step_readers(pipeline);
-    for step in &pipeline.steps {
-        progress.message(format!("step {}", step.name));
-        // A step that later steps read is computed once into scratch Parquet; one that is
-        // only published streams straight from its plan into the output files.
-        let result = if readers.get(step.name.as_str()).copied().unwrap_or(0) > 0 {
-            StepResult::Materialize {
-                scratch: scratch.path(),
-            }
-        } else {
-            StepResult::View
-        };
-        register_published(pipeline, &engine, &storage, step, request.as_of).await?;
-        engine.add_step(step, &params, result).await?;
-        tracing::info!(pipeline = %pipeline.name, step = %step.name, "Step ready.");
-    }
+    let engine = tokio::select! {
+        engine = plan_steps(pipeline, request, &storage, scratch.path(), progress) => engine?,
+        reason = &mut cancelled => return Err(RunError::Cancelled(reason)),
+    };
 
     let publisher = Publisher::new(
         storage,
@@ -118,7 +117,11 @@ pub async fn run(
             run_id: request.run_id.clone(),
         },
     );
-    let staged = match stage_outputs(pipeline, &engine, &publisher, progress).await {
+    let staged = tokio::select! {
+        staged = stage_outputs(pipeline, &engine, &publisher, progress) => staged,
+        reason = &mut cancelled => Err(RunError::Cancelled(reason)),
+    };
+    let staged = match staged {
         Ok(staged) => staged,
         Err(error) => {
             publisher.discard_run(&pipeline.outputs).await;
@@ -152,6 +155,35 @@ pub async fn run(
     };
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, seconds = report.elapsed.as_secs_f64(), "Run finished.");
     Ok(report)
+}
+
+/// Registers the sources and adds every step to the engine, materialising into `scratch`
+/// the steps that later steps read.
+async fn plan_steps(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    storage: &Storage,
+    scratch: &std::path::Path,
+    progress: &Progress,
+) -> Result<Engine, RunError> {
+    progress.message("checking sources");
+    let engine = prepare(pipeline, storage.clone()).await?;
+    let params = Params::new(request.as_of, &request.run_id, &pipeline.vars);
+    let readers = step_readers(pipeline);
+    for step in &pipeline.steps {
+        progress.message(format!("step {}", step.name));
+        // A step that later steps read is computed once into scratch Parquet; one that is
+        // only published streams straight from its plan into the output files.
+        let result = if readers.get(step.name.as_str()).copied().unwrap_or(0) > 0 {
+            StepResult::Materialize { scratch }
+        } else {
+            StepResult::View
+        };
+        register_published(pipeline, &engine, storage, step, request.as_of).await?;
+        engine.add_step(step, &params, result).await?;
+        tracing::info!(pipeline = %pipeline.name, step = %step.name, "Step ready.");
+    }
+    Ok(engine)
 }
 
 /// Makes the earlier publications that `step` reads (`previous_t`, `history_t`) available.

@@ -9,6 +9,7 @@ use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use crate::clock::Clock;
 use crate::progress::Progress;
 use crate::run::{self, RunError, RunReport, RunRequest};
 use crate::spec::Pipeline;
@@ -35,6 +36,8 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
+    /// Was running when the daemon running it died; found by the daemon that took its lease.
+    Abandoned,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -59,8 +62,6 @@ pub enum RecordedRunError {
     Run(#[from] RunError),
     #[error(transparent)]
     History(#[from] HistoryError),
-    #[error("the run was cancelled: {0}")]
-    Cancelled(String),
 }
 
 /// Runs a pipeline and records the run: a `running` record before it starts (so a run that
@@ -77,8 +78,8 @@ pub async fn run_recorded(
     run_recorded_until(history, pipeline, request, slot, attempt, progress, never).await
 }
 
-/// [`run_recorded`], cancelled when `cancelled` resolves (with the reason, which is recorded).
-/// A cancelled run publishes nothing it had not committed: its staged files stay invisible.
+/// [`run_recorded`], cancelled when `cancelled` resolves (with the reason, which is recorded),
+/// as [`run::run_until`] is.
 pub async fn run_recorded_until(
     history: &RunHistory,
     pipeline: &Pipeline,
@@ -94,18 +95,17 @@ pub async fn run_recorded_until(
         slot,
         attempt,
         run_id: request.run_id.clone(),
-        started_at: Utc::now(),
+        started_at: history.clock.now(),
         ended_at: None,
         status: RunStatus::Running,
         rows: BTreeMap::new(),
         error: None,
     };
     history.save(&record).await?;
-    let outcome = tokio::select! {
-        outcome = run::run(pipeline, request, progress) => outcome.map_err(RecordedRunError::from),
-        reason = cancelled => Err(RecordedRunError::Cancelled(reason)),
-    };
-    record.ended_at = Some(Utc::now());
+    let outcome = run::run_until(pipeline, request, progress, cancelled)
+        .await
+        .map_err(RecordedRunError::from);
+    record.ended_at = Some(history.clock.now());
     match &outcome {
         Ok(report) => {
             record.status = RunStatus::Succeeded;
@@ -139,6 +139,7 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 pub struct RunHistory {
     storage: Storage,
     root: Location,
+    clock: Clock,
 }
 
 const READS_IN_FLIGHT: usize = 16;
@@ -148,7 +149,13 @@ impl RunHistory {
         RunHistory {
             storage,
             root: root.as_folder(),
+            clock: Clock::System,
         }
+    }
+
+    /// Stamps start and end times from `clock` (the scheduler's) instead of the system's.
+    pub fn with_clock(self, clock: Clock) -> RunHistory {
+        RunHistory { clock, ..self }
     }
 
     fn record_location(&self, record: &RunRecord) -> Location {

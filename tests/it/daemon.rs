@@ -1,41 +1,16 @@
 //! The scheduler as real processes: two daemons on one state folder with a schedule due every
-//! two seconds run every slot exactly once between them, and stop cleanly on SIGTERM.
+//! two seconds run every slot exactly once between them; a daemon killed mid-run is taken over;
+//! SIGTERM lets a run finish within the grace period or cancels it cleanly.
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Project, segflow};
+use crate::common::{Project, SLOW_QUERY, scheduled_pipeline, scheduled_query, segflow};
 
-/// Writes `scheduled/<name>.yaml`: a one-step pipeline counting the project's customers.
-fn scheduled_pipeline(project: &Project, name: &str, schedule: &str) {
-    scheduled_query(
-        project,
-        name,
-        schedule,
-        "SELECT COUNT(*) AS customers FROM customers",
-    );
-}
-
-/// Writes `scheduled/<name>.yaml`: a pipeline whose one step is `sql` over the customers.
-fn scheduled_query(project: &Project, name: &str, schedule: &str, sql: &str) {
-    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
-    std::fs::write(project.path().join(format!("queries/{name}.sql")), sql).unwrap();
-    std::fs::write(
-        project.path().join(format!("scheduled/{name}.yaml")),
-        format!(
-            "name: {name}\n\
-             schedule: {schedule}\n\
-             sources:\n  customers: {{ url: {}/customers/ }}\n\
-             steps:\n  - {{ name: counts, sql: ../queries/{name}.sql }}\n\
-             outputs:\n  - {{ table: counts, url: out/{name}/ }}\n",
-            project.data().display()
-        ),
-    )
-    .unwrap();
-}
-
-fn start_daemon(project: &Project) -> Child {
+fn start_daemon(project: &Project, grace_seconds: u64) -> Child {
     segflow()
         .current_dir(project.path())
         .env("SEGFLOW_LOG", "info")
@@ -48,12 +23,52 @@ fn start_daemon(project: &Project) -> Child {
             "--lease-seconds",
             "3",
             "--grace-seconds",
-            "5",
+            &grace_seconds.to_string(),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
         .expect("the daemon starts")
+}
+
+/// The daemon's log, read on a thread so that the daemon never blocks on a full pipe.
+fn follow_log(child: &mut Child) -> Arc<Mutex<String>> {
+    let stderr = child.stderr.take().unwrap();
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = Arc::clone(&log);
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            let mut text = sink.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    });
+    log
+}
+
+fn wait_for_log(log: &Mutex<String>, needle: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !log.lock().unwrap().contains(needle) {
+        assert!(
+            Instant::now() < deadline,
+            "no '{needle}' in the log:\n{}",
+            log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The run records of one pipeline in the project's state folder.
+fn records(project: &Project, pipeline: &str) -> Vec<serde_json::Value> {
+    std::fs::read_dir(project.path().join(format!("state/runs/{pipeline}")))
+        .map(|entries| {
+            entries
+                .map(|e| {
+                    serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap()
+                })
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 fn terminate(child: &mut Child) -> i32 {
@@ -62,14 +77,15 @@ fn terminate(child: &mut Child) -> i32 {
         .status()
         .unwrap();
     assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
+    // Long enough for a run to finish inside a grace period.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status.code().unwrap_or(-1);
         }
         assert!(
             Instant::now() < deadline,
-            "the daemon did not stop within 20s of SIGTERM"
+            "the daemon did not stop within 120s of SIGTERM"
         );
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -90,8 +106,8 @@ fn two_daemons_run_every_slot_exactly_once() {
     )
     .unwrap();
 
-    let mut first = start_daemon(&project);
-    let mut second = start_daemon(&project);
+    let mut first = start_daemon(&project, 5);
+    let mut second = start_daemon(&project, 5);
     std::thread::sleep(Duration::from_secs(9));
     let codes = (terminate(&mut first), terminate(&mut second));
     let mut logs = String::new();
@@ -158,8 +174,40 @@ fn once_runs_what_is_due_and_exits() {
             "state",
         ])
     };
+    // Broken files beside it are reported with file and line, and do not stop it; the exit
+    // code tells cron that something needs fixing.
+    let broken = [
+        (
+            "bad_cron",
+            "name: a\nschedule:\n  cron: 'every night'\n",
+            "bad_cron.yaml:3: 'every night' is not a cron expression",
+        ),
+        (
+            "bad_zone",
+            "name: b\nschedule:\n  cron: '0 2 * * *'\n  timezone: Europe/Olso\n",
+            "bad_zone.yaml:4: 'Europe/Olso' is not an IANA time zone",
+        ),
+        (
+            "no_name",
+            "schedule: { cron: '0 2 * * *' }\n",
+            "no_name.yaml:1: missing field `name`",
+        ),
+    ];
+    for (name, text, _) in broken {
+        std::fs::write(project.path().join(format!("scheduled/{name}.yaml")), text).unwrap();
+    }
     let first = once();
-    assert_eq!(first.code, 0, "{first:?}");
+    assert_eq!(first.code, 1, "{first:?}");
+    for (_, _, message) in broken {
+        assert!(first.stderr.contains(message), "{message}\n{first:?}");
+    }
+    assert!(
+        first.stderr.contains("3 pipeline files do not load"),
+        "{first:?}"
+    );
+    for (name, _, _) in broken {
+        std::fs::remove_file(project.path().join(format!("scheduled/{name}.yaml"))).unwrap();
+    }
     let records = || {
         std::fs::read_dir(project.path().join("state/runs/nightly"))
             .map(|d| d.count())
@@ -175,33 +223,21 @@ fn once_runs_what_is_due_and_exits() {
 
 #[test]
 fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
-    use std::io::{BufRead, BufReader};
     let project = Project::new(50_000, 100_000);
-    // Seconds of work: 2.5 billion pairs of customers.
     scheduled_query(
         &project,
         "slow",
         "{ cron: '0 * * * *', attempts: 1 }",
-        "SELECT COUNT(*) AS pairs FROM customers a CROSS JOIN customers b \
-         WHERE (a.customer_id * b.customer_id) % 7 = 3",
+        SLOW_QUERY,
     );
-    let mut first = start_daemon(&project);
-    let lines = BufReader::new(first.stderr.take().unwrap()).lines();
-    let mut seen = String::new();
-    for line in lines {
-        let line = line.unwrap();
-        seen.push_str(&line);
-        seen.push('\n');
-        if line.contains("Lease taken.") {
-            break;
-        }
-    }
-    assert!(seen.contains("Lease taken."), "{seen}");
+    let mut first = start_daemon(&project, 5);
+    let log = follow_log(&mut first);
+    wait_for_log(&log, "Lease taken.");
     std::thread::sleep(Duration::from_millis(800));
     first.kill().unwrap(); // SIGKILL, mid-run
     first.wait().unwrap();
 
-    let mut second = start_daemon(&project);
+    let mut second = start_daemon(&project, 5);
     let runs = project.path().join("state/runs/slow");
     let succeeded = || {
         std::fs::read_dir(&runs)
@@ -228,12 +264,14 @@ fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
         2,
         "the killed run and the one that took over: {records:?}"
     );
+    let statuses: std::collections::BTreeSet<&str> = records
+        .iter()
+        .map(|r| r["status"].as_str().unwrap())
+        .collect();
     assert_eq!(
-        records
-            .iter()
-            .filter(|r| r["status"] == "succeeded")
-            .count(),
-        1
+        statuses,
+        ["abandoned", "succeeded"].into(),
+        "the killed run is marked abandoned: {records:?}"
     );
     assert_eq!(records[0]["slot"], records[1]["slot"], "the same slot");
     let manifests = project.path().join("out/slow/_segflow/manifests");
@@ -242,4 +280,81 @@ fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
         1,
         "published once, completely"
     );
+}
+
+#[test]
+fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
+    let project = Project::new(50_000, 100_000);
+    scheduled_query(
+        &project,
+        "slow",
+        "{ cron: '0 0 * * *', attempts: 1 }",
+        SLOW_QUERY,
+    );
+    // Already published for the slot's logical date (yesterday, UTC) by a quicker pipeline.
+    let as_of = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
+    std::fs::write(
+        project.path().join("queries/seed.sql"),
+        "SELECT COUNT(*) AS pairs FROM customers",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("seed.yaml"),
+        format!(
+            "name: seed\n\
+             sources:\n  customers: {{ url: {}/customers/ }}\n\
+             steps:\n  - {{ name: counts, sql: queries/seed.sql }}\n\
+             outputs:\n  - {{ table: counts, url: {}/slow/ }}\n",
+            project.data().display(),
+            project.out().display()
+        ),
+    )
+    .unwrap();
+    let seeded = project.segflow(&["run", "seed.yaml", "--as-of", &as_of, "--state", "state"]);
+    assert_eq!(seeded.code, 0, "{seeded:?}");
+    let published = project.snapshot();
+    let seed_run = project.manifest("slow", &as_of).run_id;
+
+    // A one-second grace period: the run is cancelled, recorded so, and leaves no trace.
+    let mut daemon = start_daemon(&project, 1);
+    let log = follow_log(&mut daemon);
+    wait_for_log(&log, "Lease taken.");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(terminate(&mut daemon), 0, "{}", log.lock().unwrap());
+    let cancelled = records(&project, "slow");
+    assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+    assert_eq!(cancelled[0]["status"], "failed", "{cancelled:?}");
+    assert!(
+        cancelled[0]["error"]
+            .as_str()
+            .unwrap()
+            .contains("the shutdown grace period ended"),
+        "{cancelled:?}"
+    );
+    assert_eq!(cancelled[0]["as_of"], as_of.as_str());
+    assert!(
+        project.snapshot() == published,
+        "the earlier publication is untouched and nothing staged is left"
+    );
+
+    // A long grace period: the run finishes and publishes, then the daemon exits.
+    let mut daemon = start_daemon(&project, 600);
+    let log = follow_log(&mut daemon);
+    wait_for_log(&log, "Lease taken.");
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(terminate(&mut daemon), 0, "{}", log.lock().unwrap());
+    let log = log.lock().unwrap();
+    assert!(log.contains("Stop asked for"), "{log}");
+    let finished = records(&project, "slow");
+    assert_eq!(
+        finished
+            .iter()
+            .filter(|r| r["status"] == "succeeded")
+            .count(),
+        1,
+        "{finished:?}"
+    );
+    let manifest = project.manifest("slow", &as_of);
+    assert_ne!(manifest.run_id, seed_run, "the scheduled run replaced it");
+    assert_eq!(manifest.rows, 1);
 }

@@ -12,4 +12,5 @@ mod history;
 mod labels;
 mod readers;
 mod s3;
+mod scheduler;
 mod sources;

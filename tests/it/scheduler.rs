@@ -1,0 +1,317 @@
+//! The daemon's decisions against a clock the test moves: which missed slots each catch-up
+//! policy runs, when retries happen, and a time limit that cancels a run, all checked at exact
+//! instants. The daemon runs in this process (the library's `daemon::run`) over real
+//! pipelines, real Parquet and a real state folder; only time belongs to the test.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::time::Duration;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use segflow::clock::{Clock, ManualClock};
+use segflow::daemon::{self, DaemonConfig, Tally};
+use segflow::runs::{RunHistory, RunRecord, RunStatus};
+use segflow::storage::{Location, Storage};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+use crate::common::{Project, SLOW_QUERY, scheduled_pipeline, scheduled_query};
+
+fn at(text: &str) -> DateTime<Utc> {
+    text.parse().unwrap()
+}
+
+fn seconds(n: u64) -> Duration {
+    Duration::from_secs(n)
+}
+
+fn state(project: &Project) -> Location {
+    Location::parse(&format!("{}/state/", project.path().display())).unwrap()
+}
+
+fn config(project: &Project, clock: &ManualClock, once: bool) -> DaemonConfig {
+    DaemonConfig {
+        pipelines: project.path().join("scheduled"),
+        state: state(project),
+        once,
+        grace: seconds(10),
+        lease_ttl: seconds(30),
+        tick: seconds(1),
+        clock: Clock::Manual(clock.clone()),
+    }
+}
+
+fn history(project: &Project) -> RunHistory {
+    RunHistory::new(Storage::new(), state(project))
+}
+
+/// A daemon running in the background until `stop`.
+struct Daemon {
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<Tally>,
+}
+
+impl Daemon {
+    fn start(config: DaemonConfig) -> Daemon {
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(daemon::run(config, async {
+            let _ = stopped.await;
+        }));
+        Daemon { stop, task }
+    }
+
+    async fn stop(self) -> Tally {
+        self.stop.send(()).unwrap();
+        self.task.await.unwrap()
+    }
+}
+
+/// Polls `check` until it gives a value; the daemon works in real time between clock moves.
+async fn until<T, F: Future<Output = Option<T>>>(what: &str, mut check: impl FnMut() -> F) -> T {
+    let deadline = std::time::Instant::now() + seconds(60);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "gave up waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The pipeline's records written by the daemon (not the seeded ones), oldest first.
+async fn scheduled_runs(history: &RunHistory, pipeline: &str) -> Vec<RunRecord> {
+    let mut records: Vec<RunRecord> = history
+        .list(Some(pipeline))
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|r| r.run_id != "seeded")
+        .collect();
+    records.sort_by_key(|r| (r.slot, r.attempt));
+    records
+}
+
+/// A successful run of `slot` recorded before the test, as if an earlier daemon had run it.
+async fn seed_success(history: &RunHistory, pipeline: &str, slot: DateTime<Utc>) {
+    let record = RunRecord {
+        pipeline: pipeline.to_string(),
+        as_of: slot.date_naive().pred_opt().unwrap(),
+        slot: Some(slot),
+        attempt: 1,
+        run_id: "seeded".to_string(),
+        started_at: slot,
+        ended_at: Some(slot),
+        status: RunStatus::Succeeded,
+        rows: BTreeMap::new(),
+        error: None,
+    };
+    history.save(&record).await.unwrap();
+}
+
+fn day(text: &str) -> NaiveDate {
+    text.parse().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_catchup_policy_runs_its_own_missed_slots() {
+    let project = Project::new(50, 150);
+    let policies = [
+        ("skips", "none"),
+        ("newest", "latest"),
+        ("every", "all, max_catchup: 3"),
+    ];
+    let history = history(&project);
+    for (name, catchup) in policies {
+        scheduled_pipeline(
+            &project,
+            name,
+            &format!("{{ cron: '0 2 * * *', catchup: {catchup} }}"),
+        );
+        seed_success(&history, name, at("2030-03-01T02:00:00Z")).await;
+    }
+
+    // Down from the 1st until an hour after the 6 March slot: five slots were missed.
+    let clock = ManualClock::starting_at(at("2030-03-06T03:00:00Z"));
+    let tally = daemon::run(config(&project, &clock, true), std::future::pending()).await;
+    assert_eq!(tally.failed, 0);
+    assert_eq!(tally.published, 4);
+    let slots = |records: Vec<RunRecord>| -> Vec<(DateTime<Utc>, NaiveDate, RunStatus)> {
+        records
+            .into_iter()
+            .map(|r| (r.slot.unwrap(), r.as_of, r.status))
+            .collect()
+    };
+    let succeeded = |slot: &str, as_of: &str| (at(slot), day(as_of), RunStatus::Succeeded);
+    assert_eq!(slots(scheduled_runs(&history, "skips").await), []);
+    assert_eq!(
+        slots(scheduled_runs(&history, "newest").await),
+        [succeeded("2030-03-06T02:00:00Z", "2030-03-05")]
+    );
+    assert_eq!(
+        slots(scheduled_runs(&history, "every").await),
+        [
+            succeeded("2030-03-04T02:00:00Z", "2030-03-03"),
+            succeeded("2030-03-05T02:00:00Z", "2030-03-04"),
+            succeeded("2030-03-06T02:00:00Z", "2030-03-05"),
+        ]
+    );
+    // Oldest first: each catch-up run committed its publication after the one before.
+    let committed: Vec<DateTime<Utc>> = ["2030-03-03", "2030-03-04", "2030-03-05"]
+        .iter()
+        .map(|as_of| project.manifest("every", as_of).committed_at)
+        .collect();
+    assert!(committed.is_sorted(), "{committed:?}");
+
+    // At the next slot every policy runs it, `none` included, since it is due now.
+    clock.advance(Duration::from_secs(23 * 3600 + 10));
+    let tally = daemon::run(config(&project, &clock, true), std::future::pending()).await;
+    assert_eq!(tally.published, 3);
+    for (name, _) in policies {
+        let runs = slots(scheduled_runs(&history, name).await);
+        assert_eq!(
+            runs.last(),
+            Some(&succeeded("2030-03-07T02:00:00Z", "2030-03-06")),
+            "{name}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_runs_retry_with_backoff_and_again_at_the_next_catchup() {
+    let project = Project::new(50, 150);
+    scheduled_pipeline(
+        &project,
+        "flaky",
+        "{ cron: '0 2 * * *', catchup: all, attempts: 3, retry_delay: 60s }",
+    );
+    let history = history(&project);
+    seed_success(&history, "flaky", at("2030-03-05T02:00:00Z")).await;
+    // The upstream export has not landed yet.
+    let customers = project.data().join("customers");
+    let late = project.data().join("customers.late");
+    std::fs::rename(&customers, &late).unwrap();
+
+    let start = at("2030-03-06T02:00:00Z");
+    let clock = ManualClock::starting_at(start);
+    let daemon = Daemon::start(config(&project, &clock, false));
+    let failed_attempts = |n: usize| {
+        let history = &history;
+        move || async move {
+            let runs = scheduled_runs(history, "flaky").await;
+            let failed: Vec<RunRecord> = runs
+                .into_iter()
+                .filter(|r| r.status == RunStatus::Failed)
+                .collect();
+            (failed.len() == n).then_some(failed)
+        }
+    };
+    let waiting_for = |wakeups: [DateTime<Utc>; 2]| {
+        let clock = &clock;
+        move || async move { (clock.wakeups() == wakeups).then_some(()) }
+    };
+
+    let first = until("attempt 1", failed_attempts(1)).await;
+    assert_eq!((first[0].attempt, first[0].started_at), (1, start));
+    assert!(
+        first[0].error.as_deref().unwrap().contains("customers/"),
+        "{first:?}"
+    );
+    // Idle, the daemon waits for its next tick and for the retry, a minute after the failure.
+    let retry = start + chrono::Duration::seconds(60);
+    let tick = start + chrono::Duration::seconds(1);
+    until("the first retry to be planned", waiting_for([tick, retry])).await;
+    clock.advance(seconds(60));
+    let second = until("attempt 2", failed_attempts(2)).await;
+    assert_eq!((second[1].attempt, second[1].started_at), (2, retry));
+
+    // The delay doubles.
+    let tick = retry + chrono::Duration::seconds(1);
+    let retry = retry + chrono::Duration::seconds(120);
+    until("the second retry to be planned", waiting_for([tick, retry])).await;
+    clock.advance(seconds(120));
+    let third = until("attempt 3", failed_attempts(3)).await;
+    assert_eq!((third[2].attempt, third[2].started_at), (3, retry));
+    // Out of attempts: only the daemon's own tick is left to wake.
+    let tick = clock.now() + chrono::Duration::seconds(1);
+    until("the retries to end", || async {
+        (clock.wakeups() == [tick]).then_some(())
+    })
+    .await;
+
+    // The export lands; the next slot's catch-up runs the failed slot, then its own.
+    std::fs::rename(&late, &customers).unwrap();
+    let next = at("2030-03-07T02:00:00Z");
+    clock.advance((next - clock.now()).to_std().unwrap());
+    let succeeded = until("the catch-up", || async {
+        let runs: Vec<RunRecord> = scheduled_runs(&history, "flaky")
+            .await
+            .into_iter()
+            .filter(|r| r.status == RunStatus::Succeeded)
+            .collect();
+        (runs.len() == 2).then_some(runs)
+    })
+    .await;
+    let slots: Vec<_> = succeeded
+        .iter()
+        .map(|r| (r.slot.unwrap(), r.started_at))
+        .collect();
+    assert_eq!(slots, [(start, next), (next, next)]);
+    assert_eq!(
+        daemon.stop().await,
+        Tally {
+            published: 2,
+            failed: 1,
+            unloadable: 0
+        }
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
+    let project = Project::new(50_000, 100_000);
+    scheduled_query(
+        &project,
+        "slow",
+        "{ cron: '0 2 * * *', attempts: 1, timeout: 30s }",
+        SLOW_QUERY,
+    );
+    let history = history(&project);
+    let start = at("2030-03-06T02:00:00Z");
+    let clock = ManualClock::starting_at(start);
+    let daemon = Daemon::start(config(&project, &clock, false));
+
+    let limit = start + chrono::Duration::seconds(30);
+    until("the run to start under its time limit", || async {
+        let running = scheduled_runs(&history, "slow")
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Running);
+        (running && clock.wakeups().contains(&limit)).then_some(())
+    })
+    .await;
+    clock.advance(seconds(30));
+    let run = until("the run to be cancelled", || async {
+        scheduled_runs(&history, "slow")
+            .await
+            .into_iter()
+            .find(|r| r.status != RunStatus::Running)
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert_eq!(run.ended_at, Some(limit));
+    assert!(
+        run.error
+            .as_deref()
+            .unwrap()
+            .contains("timed out after 30s"),
+        "{run:?}"
+    );
+    assert!(
+        !project.out().join("slow/_segflow/manifests").exists(),
+        "nothing was published"
+    );
+    assert_eq!(daemon.stop().await.failed, 1);
+}
