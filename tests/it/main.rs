@@ -10,6 +10,7 @@ mod end_to_end;
 mod fixtures;
 mod history;
 mod labels;
+mod leases;
 mod readers;
 mod s3;
 mod scheduler;

@@ -12,11 +12,11 @@ use tokio::net::TcpListener;
 
 use crate::common::{AS_OF, END, Outcome, outcome, read_parquet, segflow};
 
-const KEY: &str = "segflow-test";
-const SECRET: &str = "segflow-test-secret";
+pub const KEY: &str = "segflow-test";
+pub const SECRET: &str = "segflow-test-secret";
 
 /// Serves the folder `root` as S3 (each subfolder a bucket) until the test ends.
-async fn start_s3(root: &std::path::Path) -> SocketAddr {
+pub async fn start_s3(root: &std::path::Path) -> SocketAddr {
     let fs = s3s_fs::FileSystem::new(root).unwrap();
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(SimpleAuth::from_single(KEY, SECRET));
