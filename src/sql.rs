@@ -4,10 +4,12 @@
 //! the step order is derived.
 
 use std::collections::BTreeSet;
+use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{DFParser, Statement};
+use datafusion::sql::planner::object_name_to_table_reference;
 use datafusion::sql::resolve::resolve_table_references;
-use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
+use datafusion::sql::sqlparser::ast::{Statement as SqlStatement, TableFactor, Visit, Visitor};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SqlError {
@@ -44,10 +46,42 @@ pub fn analyze(text: &str) -> Result<StepSql, SqlError> {
     }
     let (tables, _ctes) = resolve_table_references(&statement, true)
         .map_err(|e| SqlError::Syntax(strip_prefix(e.to_string())))?;
+    let functions = table_functions(&statement);
     Ok(StepSql {
         text: text.to_string(),
-        tables: tables.iter().map(|t| t.to_string()).collect(),
+        tables: tables
+            .iter()
+            .map(|t| t.to_string())
+            .filter(|t| !functions.contains(t))
+            .collect(),
     })
+}
+
+/// The table functions a query calls (`generate_series(1, 10)`, `range(5)`): DataFusion's
+/// resolver lists them among the tables, but they are computed, not read.
+fn table_functions(statement: &Statement) -> BTreeSet<String> {
+    struct Calls(BTreeSet<String>);
+    impl Visitor for Calls {
+        type Break = ();
+        fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
+            if let TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } = factor
+                && let Ok(reference) = object_name_to_table_reference(name.clone(), true)
+            {
+                self.0.insert(reference.to_string());
+            }
+            ControlFlow::Continue(())
+        }
+    }
+    let mut calls = Calls(BTreeSet::new());
+    let Statement::Statement(query) = statement else {
+        return calls.0;
+    };
+    let _ = query.visit(&mut calls);
+    calls.0
 }
 
 /// The leading keywords of a statement (`CREATE TABLE`, `INSERT INTO`, `SET`), enough for the
@@ -96,6 +130,19 @@ mod tests {
         assert_eq!(
             sql.tables.into_iter().collect::<Vec<_>>(),
             vec!["customers", "orders"]
+        );
+    }
+
+    #[test]
+    fn table_functions_are_not_tables() {
+        let sql = analyze(
+            "SELECT c.customer_id, d.value AS day \
+             FROM customers c CROSS JOIN generate_series(1, 7) AS d",
+        )
+        .unwrap();
+        assert_eq!(
+            sql.tables.into_iter().collect::<Vec<_>>(),
+            vec!["customers"]
         );
     }
 

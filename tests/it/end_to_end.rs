@@ -9,7 +9,7 @@ use datafusion::arrow::datatypes::{
     Decimal128Type, Int32Type, Int64Type, TimestampMicrosecondType,
 };
 
-use crate::common::{AS_OF, Project, read_table, rows};
+use crate::common::{AS_OF, Project, read_table, rows, scheduled_query};
 
 fn i64s(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
     batch
@@ -297,4 +297,26 @@ fn demo_generates_runs_and_explains() {
     assert!(outcome.stdout.contains("Segments as of"), "{outcome:?}");
     assert!(outcome.stdout.contains("| big_spenders "), "{outcome:?}");
     assert!(demo.join("pipelines/nightly_segments.yaml").exists());
+}
+
+#[test]
+fn a_step_may_call_a_table_function() {
+    let project = Project::new(50, 150);
+    scheduled_query(
+        &project,
+        "week",
+        "{ cron: '0 2 * * *' }",
+        "SELECT d.value AS day, COUNT(*) AS customers \
+         FROM generate_series(1, 7) AS d CROSS JOIN customers GROUP BY d.value",
+    );
+    let run = project.segflow(&["run", "scheduled/week.yaml", "--as-of", AS_OF]);
+    assert_eq!(run.code, 0, "{run:?}");
+    let batches = project.published("week", AS_OF);
+    let mut days: Vec<(Option<i64>, Option<i64>)> = batches
+        .iter()
+        .flat_map(|b| i64s(b, "day").into_iter().zip(i64s(b, "customers")))
+        .collect();
+    days.sort();
+    let expected: Vec<_> = (1..=7).map(|day| (Some(day), Some(50))).collect();
+    assert_eq!(days, expected);
 }
