@@ -70,6 +70,9 @@ pub struct ScheduleArgs {
 pub struct RunsArgs {
     /// Only this pipeline's runs (its name).
     pub pipeline: Option<String>,
+    /// Print each run's whole record (rows per output, slot, end time) as one JSON line.
+    #[arg(long)]
+    pub json: bool,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -338,9 +341,26 @@ async fn stop_requested() {
 async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
     let history = open_history(&args.state)?;
     let records = history.list(args.pipeline.as_deref()).await?;
+    if args.json {
+        for record in &records {
+            println!(
+                "{}",
+                serde_json::to_string(record).expect("a run record serialises")
+            );
+        }
+        return Ok(());
+    }
     println!(
-        "{:<20} {:<10} {:>7} {:<9} {:<20} {:>8} {:>10}  {:<32}  error",
-        "pipeline", "as_of", "attempt", "status", "started (UTC)", "seconds", "rows", "run id"
+        "{:<20} {:<10} {:<16} {:>7} {:<9} {:<20} {:>8} {:>10}  {:<32}  error",
+        "pipeline",
+        "as_of",
+        "slot (UTC)",
+        "attempt",
+        "status",
+        "started (UTC)",
+        "seconds",
+        "rows",
+        "run id"
     );
     for r in records {
         let seconds = r
@@ -348,10 +368,15 @@ async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
             .map(|end| format!("{:.1}", (end - r.started_at).as_seconds_f64()))
             .unwrap_or_default();
         let status = format!("{:?}", r.status).to_lowercase();
+        let slot = r.slot.map_or_else(
+            || "by hand".to_string(),
+            |slot| slot.format("%Y-%m-%d %H:%M").to_string(),
+        );
         println!(
-            "{:<20} {:<10} {:>7} {:<9} {:<20} {:>8} {:>10}  {:<32}  {}",
+            "{:<20} {:<10} {:<16} {:>7} {:<9} {:<20} {:>8} {:>10}  {:<32}  {}",
             r.pipeline,
             r.as_of,
+            slot,
             r.attempt,
             status,
             r.started_at.format("%Y-%m-%d %H:%M:%S"),

@@ -79,6 +79,24 @@ fn backfill_skips_what_succeeded_and_history_shows_failures() {
         failed_row.contains("2026-03-31") && failed_row.contains("no Parquet files"),
         "{runs:?}"
     );
+    // The whole records, for tools: rows per output, and no slot for runs started by hand.
+    let json = project.segflow(&["runs", "nightly_segments", "--json"]);
+    assert_eq!(json.code, 0, "{json:?}");
+    let records: Vec<serde_json::Value> = json
+        .stdout
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(records.len(), 4, "{json:?}");
+    for record in &records {
+        assert!(record["slot"].is_null(), "{record}");
+        if record["status"] == "succeeded" {
+            let rfm = record["rows"]["rfm"].as_u64().unwrap();
+            assert!(rfm > 0, "{record}");
+        }
+    }
+    assert!(rows.iter().all(|r| r.contains(" by hand ")), "{runs:?}");
+
     let other = project.segflow(&["runs", "another_pipeline"]);
     assert_eq!(
         other.stdout.lines().count(),
