@@ -361,7 +361,14 @@ async fn run_with_retries(
                         Ok(false) => {
                             return "the lease was taken over by another daemon".to_string();
                         }
-                        Err(error) => tracing::warn!(%error, "Could not renew the lease."),
+                        // Past its expiry another daemon may take the lease, so the run
+                        // must not go on unprotected: give up while it still holds.
+                        Err(error) if clock.now() + renew_every >= lease.expires_at() => {
+                            return format!("the lease expired; it could not be renewed: {error}");
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "Could not renew the lease; will try again.")
+                        }
                     }
                 }
             };

@@ -51,6 +51,7 @@ pub struct Lease {
     leases: Leases,
     folder: Location,
     epoch: u64,
+    expires_at: DateTime<Utc>,
 }
 
 /// Epochs are zero-padded so that listing order is numeric order.
@@ -82,25 +83,22 @@ impl Leases {
     /// Takes the lease on `pipeline` if nobody else holds an unexpired one.
     pub async fn acquire(&self, pipeline: &str) -> Result<Option<Lease>, LeaseError> {
         let folder = self.state.join(&format!("leases/{pipeline}/"));
-        let current = latest(&self.storage, &folder).await?;
         let now = self.clock.now();
-        let next_epoch = match &current {
-            Some(record) if record.expires_at > now && record.holder != self.holder => {
+        let next_epoch = match latest(&self.storage, &folder).await? {
+            Some((_, Some(record))) if record.expires_at > now && record.holder != self.holder => {
                 return Ok(None);
             }
-            Some(record) => record.epoch + 1,
+            Some((epoch, _)) => epoch + 1,
             None => 1,
         };
+        let expires_at = now + self.ttl;
         let lease = Lease {
             leases: self.clone(),
             folder,
-            epoch: next_epoch - 1,
-        };
-        let won = lease.claim(next_epoch, now + self.ttl).await?;
-        Ok(won.then_some(Lease {
             epoch: next_epoch,
-            ..lease
-        }))
+            expires_at,
+        };
+        Ok(lease.claim(next_epoch, expires_at).await?.then_some(lease))
     }
 }
 
@@ -112,9 +110,15 @@ impl Lease {
         let won = self.claim(next, expires_at).await?;
         if won {
             self.epoch = next;
+            self.expires_at = expires_at;
             self.forget_old().await;
         }
         Ok(won)
+    }
+
+    /// Until when the lease is ours without another renewal.
+    pub fn expires_at(&self) -> DateTime<Utc> {
+        self.expires_at
     }
 
     /// Gives the lease up at once, for the next daemon not to wait for its expiry.
@@ -163,9 +167,20 @@ impl Lease {
     }
 }
 
-async fn latest(storage: &Storage, folder: &Location) -> Result<Option<LeaseRecord>, LeaseError> {
+/// The newest epoch and its record. A record that does not parse was written by something
+/// else; it counts as expired, so that the next epoch replaces it.
+async fn latest(
+    storage: &Storage,
+    folder: &Location,
+) -> Result<Option<(u64, Option<LeaseRecord>)>, LeaseError> {
     let store = storage.store(folder, &Default::default())?;
-    let Some(newest) = storage.list(folder, store.as_ref()).await?.pop() else {
+    let newest = storage
+        .list(folder, store.as_ref())
+        .await?
+        .into_iter()
+        .filter_map(|object| Some((epoch_of(object.location.filename()?)?, object)))
+        .max_by_key(|(epoch, _)| *epoch);
+    let Some((epoch, newest)) = newest else {
         return Ok(None);
     };
     let url = folder.join(&folder.relative(&newest.location)).to_string();
@@ -176,7 +191,9 @@ async fn latest(storage: &Storage, folder: &Location) -> Result<Option<LeaseReco
             url,
             source: Box::new(source),
         })?;
-    // A record that does not parse was written by something else; treat it as expired so
-    // that the next epoch replaces it.
-    Ok(serde_json::from_slice(&bytes).ok())
+    Ok(Some((epoch, serde_json::from_slice(&bytes).ok())))
+}
+
+fn epoch_of(file_name: &str) -> Option<u64> {
+    file_name.strip_suffix(".json")?.parse().ok()
 }

@@ -80,6 +80,14 @@ async fn leases_in_a_local_folder() {
         .flatten()
         .count();
     assert_eq!(won, 1);
+
+    // Something else wrote the newest epoch: it counts as expired and the next one replaces it.
+    let folder = dir.path().join("state/leases/garbled");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join(format!("{:020}.json", 7)), "not a lease").unwrap();
+    let leases = Leases::new(Storage::new(), &state, "d".to_string(), TTL, clock);
+    assert!(leases.acquire("garbled").await.unwrap().is_some());
+    assert!(folder.join(format!("{:020}.json", 8)).exists());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
