@@ -17,8 +17,8 @@ use tokio::task::JoinHandle;
 use crate::clock::Clock;
 use crate::lease::{Lease, Leases};
 use crate::progress::Progress;
-use crate::run::RunRequest;
-use crate::runs::{self, HistoryError, RunHistory, RunRecord, RunStatus};
+use crate::run::{RunReport, RunRequest};
+use crate::runs::{self, HistoryError, RecordedRunError, RunHistory, RunRecord, RunStatus};
 use crate::schedule::{Slot, due_slots};
 use crate::spec::{LoadOptions, Pipeline};
 use crate::storage::{Location, Storage};
@@ -84,7 +84,6 @@ struct Loaded {
     fingerprint: Fingerprint,
 }
 
-/// The modification times of a pipeline file and of the SQL files it uses.
 type Fingerprint = Vec<(PathBuf, Option<SystemTime>)>;
 
 pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = ()>) -> Tally {
@@ -109,7 +108,7 @@ pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = (
         signals: Signals { stopping, cancel },
     };
     let mut loaded: BTreeMap<PathBuf, Loaded> = BTreeMap::new();
-    let mut unloadable: BTreeMap<PathBuf, Fingerprint> = BTreeMap::new();
+    let mut unloadable: BTreeMap<PathBuf, String> = BTreeMap::new();
     let mut considered: HashMap<String, DateTime<Utc>> = HashMap::new();
     let mut running: HashMap<String, JoinHandle<Tally>> = HashMap::new();
     let mut tally = Tally::default();
@@ -126,6 +125,10 @@ pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = (
             }
             let Some(due) = due_now(pipeline, &history, considered.get(&pipeline.name), now).await
             else {
+                // Looked at again next tick; --once has no next tick.
+                if config.once {
+                    tally.failed += 1;
+                }
                 continue;
             };
             considered.insert(pipeline.name.clone(), now);
@@ -208,10 +211,15 @@ async fn due_now(
         .copied()
         .unwrap_or(now - FIRST_LOOKBACK)
         .max(now - MAX_LOOKBACK);
+    // Before the first look, only a slot due in the last minute came due while we watched.
+    let watched_since = last_considered
+        .copied()
+        .unwrap_or(now - chrono::Duration::minutes(1));
     Some(due_slots(
         &schedule.slots,
         schedule.catchup,
         since,
+        watched_since,
         now,
         |slot| succeeded.contains(&slot.due),
     ))
@@ -246,52 +254,124 @@ fn sum(finished: Vec<Result<Tally, tokio::task::JoinError>>) -> Tally {
     tally
 }
 
-/// Runs the due slots of one pipeline in order, each under the pipeline's lease.
+/// Runs the due slots of one pipeline in order.
 async fn run_slots(pipeline: Arc<Pipeline>, slots: Vec<Slot>, mut context: Context) -> Tally {
-    let name = pipeline.name.clone();
-    let clock = context.config.clock.clone();
-    let wait = context.config.lease_ttl / 4;
     let mut tally = Tally::default();
     for slot in slots {
         if *context.signals.stopping.borrow() {
             break;
         }
-        // Wait for the lease, then for a readable history: another daemon may have run the
-        // slot while we waited, and a run it left `running` when it died is now abandoned.
-        let (mut lease, records) = loop {
-            match context.leases.acquire(&name).await {
-                Ok(Some(lease)) => match context.history.list(Some(&name)).await {
-                    Ok(records) => break (lease, records),
-                    Err(error) => {
-                        tracing::warn!(pipeline = %name, %error, "Could not read the run history; will try again.");
-                        release(lease, &name).await;
-                    }
-                },
-                Ok(None) => {
-                    tracing::debug!(pipeline = %name, "Lease held by another daemon; waiting.");
-                }
-                Err(error) => tracing::warn!(pipeline = %name, %error, "Could not take the lease."),
-            }
-            tokio::select! {
-                _ = context.signals.stopping.wait_for(|s| *s) => return tally,
-                () = clock.sleep(wait) => {}
-            }
+        match run_slot(&pipeline, slot, &mut context).await {
+            SlotOutcome::Published => tally.published += 1,
+            SlotOutcome::RanElsewhere => {}
+            SlotOutcome::Failed => tally.failed += 1,
+            SlotOutcome::Stopped => break,
+        }
+    }
+    tally
+}
+
+enum SlotOutcome {
+    Published,
+    RanElsewhere,
+    Failed,
+    /// A stop was asked for before the slot could start.
+    Stopped,
+}
+
+/// How many state-store errors in a row a slot tolerates while taking the lease; after them
+/// it counts as failed (and the next catch-up takes it again).
+const STORE_ERRORS_TOLERATED: usize = 5;
+
+/// Runs one slot, retrying with exponential backoff. Each try holds the lease only while it
+/// runs: the lease is taken (and the history read again) before, released after, so that no
+/// lease lapses unrenewed during a backoff, and another daemon may take the retry over.
+async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> SlotOutcome {
+    let schedule = pipeline
+        .schedule
+        .as_ref()
+        .expect("scheduled pipelines only");
+    let name = &pipeline.name;
+    let clock = context.config.clock.clone();
+    for attempt in 1..=schedule.attempts {
+        let (mut lease, records) = match take_lease(name, context).await {
+            Ok(taken) => taken,
+            Err(outcome) => return outcome,
         };
-        tracing::info!(pipeline = %name, due = %slot.due, "Lease taken.");
+        tracing::info!(pipeline = %name, due = %slot.due, attempt, "Lease taken.");
         mark_abandoned(&context.history, records.iter(), clock.now()).await;
         let already = records
             .iter()
             .any(|r| r.status == RunStatus::Succeeded && r.slot == Some(slot.due));
         if already {
             tracing::info!(pipeline = %name, due = %slot.due, "Slot already ran elsewhere.");
-        } else if run_with_retries(&pipeline, slot, &mut context, &mut lease).await {
-            tally.published += 1;
-        } else {
-            tally.failed += 1;
+            release(lease, name).await;
+            return SlotOutcome::RanElsewhere;
         }
-        release(lease, &name).await;
+        let (outcome, lease_lost) = try_slot(pipeline, slot, attempt, context, &mut lease).await;
+        if !lease_lost {
+            release(lease, name).await;
+        }
+        let error = match outcome {
+            Ok(report) => {
+                let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
+                tracing::info!(pipeline = %name, due = %slot.due, as_of = %slot.as_of, attempt, rows, "Run published.");
+                return SlotOutcome::Published;
+            }
+            Err(error) => error,
+        };
+        let stopping = *context.signals.stopping.borrow();
+        if lease_lost || stopping || attempt == schedule.attempts {
+            tracing::error!(pipeline = %name, due = %slot.due, attempt, error = %error, "Run failed; the slot stays missed until the next catch-up.");
+            return SlotOutcome::Failed;
+        }
+        let delay = schedule
+            .retry_delay
+            .saturating_mul(2u32.saturating_pow(attempt - 1));
+        tracing::warn!(pipeline = %name, due = %slot.due, attempt, error = %error, retry_in_seconds = delay.as_secs(), "Run failed; retrying.");
+        tokio::select! {
+            _ = context.signals.stopping.wait_for(|s| *s) => return SlotOutcome::Failed,
+            () = clock.sleep(delay) => {}
+        }
     }
-    tally
+    SlotOutcome::Failed
+}
+
+/// Waits for the pipeline's lease, then reads its history under it.
+async fn take_lease(
+    name: &str,
+    context: &mut Context,
+) -> Result<(Lease, Vec<RunRecord>), SlotOutcome> {
+    let clock = context.config.clock.clone();
+    let mut errors = 0;
+    loop {
+        match context.leases.acquire(name).await {
+            Ok(Some(lease)) => match context.history.list(Some(name)).await {
+                Ok(records) => return Ok((lease, records)),
+                Err(error) => {
+                    errors += 1;
+                    tracing::warn!(pipeline = %name, %error, "Could not read the run history.");
+                    release(lease, name).await;
+                }
+            },
+            Ok(None) => {
+                errors = 0;
+                tracing::debug!(pipeline = %name, "Lease held by another daemon; waiting.");
+            }
+            Err(error) => {
+                errors += 1;
+                tracing::warn!(pipeline = %name, %error, "Could not take the lease.");
+            }
+        }
+        if errors >= STORE_ERRORS_TOLERATED {
+            tracing::error!(pipeline = %name, errors, "The state store keeps failing; giving the slot up until the next catch-up.");
+            return Err(SlotOutcome::Failed);
+        }
+        tokio::select! {
+            _ = context.signals.stopping.wait_for(|s| *s) => return Err(SlotOutcome::Stopped),
+            () = clock.sleep(context.config.lease_ttl / 4) => {}
+        }
+    }
 }
 
 async fn release(lease: Lease, pipeline: &str) {
@@ -325,93 +405,74 @@ async fn mark_abandoned<'a>(
     }
 }
 
-/// Runs one slot, retrying with exponential backoff; true when it published.
-async fn run_with_retries(
+/// One try of a slot under `lease`, cancelled when it runs out of time, when the lease is
+/// lost (the second value: then the lease must not be released, and the slot not retried),
+/// or when the shutdown grace period ends.
+async fn try_slot(
     pipeline: &Pipeline,
     slot: Slot,
-    context: &mut Context,
+    attempt: u32,
+    context: &Context,
     lease: &mut Lease,
-) -> bool {
-    let schedule = pipeline
-        .schedule
-        .as_ref()
-        .expect("scheduled pipelines only");
-    let clock = context.config.clock.clone();
+) -> (Result<RunReport, RecordedRunError>, bool) {
+    let clock = &context.config.clock;
     let renew_every = context.config.lease_ttl / 3;
-    for attempt in 1..=schedule.attempts {
-        let request = RunRequest::new(slot.as_of);
-        let mut cancel = context.signals.cancel.clone();
-        let timeout = schedule.timeout;
-        let lease = &mut *lease;
-        let cancelled = async {
-            let timed_out = async {
-                match timeout {
-                    Some(limit) => {
-                        clock.sleep(limit).await;
-                        format!("timed out after {}s", limit.as_secs())
-                    }
-                    None => std::future::pending().await,
+    let timeout = pipeline.schedule.as_ref().and_then(|s| s.timeout);
+    let lease_lost = std::sync::atomic::AtomicBool::new(false);
+    let mut cancel = context.signals.cancel.clone();
+    let cancelled = async {
+        let timed_out = async {
+            match timeout {
+                Some(limit) => {
+                    clock.sleep(limit).await;
+                    format!("timed out after {}s", limit.as_secs())
                 }
-            };
-            let lost = async {
-                loop {
-                    clock.sleep(renew_every).await;
-                    match lease.renew().await {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            return "the lease was taken over by another daemon".to_string();
-                        }
-                        // Past its expiry another daemon may take the lease, so the run
-                        // must not go on unprotected: give up while it still holds.
-                        Err(error) if clock.now() + renew_every >= lease.expires_at() => {
-                            return format!("the lease expired; it could not be renewed: {error}");
-                        }
-                        Err(error) => {
-                            tracing::warn!(%error, "Could not renew the lease; will try again.")
-                        }
-                    }
-                }
-            };
-            tokio::select! {
-                reason = timed_out => reason,
-                reason = lost => reason,
-                _ = cancel.wait_for(|c| *c) => "stopped: the shutdown grace period ended".to_string(),
+                None => std::future::pending().await,
             }
         };
-        let outcome = runs::run_recorded_until(
-            &context.history,
-            pipeline,
-            &request,
-            Some(slot.due),
-            attempt,
-            &Progress::hidden(),
-            cancelled,
-        )
-        .await;
-        match outcome {
-            Ok(report) => {
-                let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
-                tracing::info!(pipeline = %pipeline.name, due = %slot.due, as_of = %slot.as_of, attempt, rows, "Run published.");
-                return true;
-            }
-            Err(error) => {
-                let stopping = *context.signals.stopping.borrow();
-                if attempt == schedule.attempts || stopping {
-                    tracing::error!(pipeline = %pipeline.name, due = %slot.due, attempt, error = %error, "Run failed; the slot stays missed until the next catch-up.");
-                    return false;
-                }
-                let delay = schedule
-                    .retry_delay
-                    .saturating_mul(2u32.saturating_pow(attempt - 1));
-                tracing::warn!(pipeline = %pipeline.name, due = %slot.due, attempt, error = %error, retry_in_seconds = delay.as_secs(), "Run failed; retrying.");
-                tokio::select! {
-                    _ = context.signals.stopping.wait_for(|s| *s) => return false,
-                    () = clock.sleep(delay) => {}
+        let lost = async {
+            loop {
+                clock.sleep(renew_every).await;
+                match lease.renew().await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        return "the lease was lost (taken over by another daemon, or it expired)"
+                            .to_string();
+                    }
+                    // Past its expiry another daemon may take the lease, so the run must not
+                    // go on unprotected: give up while it still holds.
+                    Err(error) if clock.now() + renew_every >= lease.expires_at() => {
+                        return format!(
+                            "the lease could not be renewed before it expired: {error}"
+                        );
+                    }
+                    Err(error) => {
+                        tracing::warn!(%error, "Could not renew the lease; will try again.");
+                    }
                 }
             }
+        };
+        tokio::select! {
+            reason = timed_out => reason,
+            reason = lost => {
+                lease_lost.store(true, std::sync::atomic::Ordering::Relaxed);
+                reason
+            }
+            _ = cancel.wait_for(|c| *c) => "stopped: the shutdown grace period ended".to_string(),
         }
-    }
-    false
+    };
+    let request = RunRequest::new(slot.as_of);
+    let outcome = runs::run_recorded_until(
+        &context.history,
+        pipeline,
+        &request,
+        Some(slot.due),
+        attempt,
+        &Progress::hidden(),
+        cancelled,
+    )
+    .await;
+    (outcome, lease_lost.into_inner())
 }
 
 async fn succeeded_slots(
@@ -429,11 +490,12 @@ async fn succeeded_slots(
 
 /// Loads every `*.yaml` in the folder that changed since the last look; a file that no longer
 /// loads keeps its last good version. `unloadable` holds the files whose last edit is broken,
-/// as they were then, so that each broken edit is reported once.
+/// with the error: they are tried again every tick (the fix may be in a file they name, such
+/// as a missing SQL file), and reported again only when the error changes.
 fn reload(
     folder: &Path,
     loaded: &mut BTreeMap<PathBuf, Loaded>,
-    unloadable: &mut BTreeMap<PathBuf, Fingerprint>,
+    unloadable: &mut BTreeMap<PathBuf, String>,
 ) {
     let Ok(entries) = std::fs::read_dir(folder) else {
         tracing::error!(folder = %folder.display(), "Cannot read the pipelines folder.");
@@ -449,9 +511,9 @@ fn reload(
     unloadable.retain(|path, _| files.contains(path));
     for file in files {
         let last_good = loaded.get(&file);
-        let current = fingerprint(&file, last_good.map(|l| l.pipeline.as_ref()));
-        let last_seen = unloadable.get(&file).or(last_good.map(|l| &l.fingerprint));
-        if last_seen == Some(&current) {
+        let unchanged = !unloadable.contains_key(&file)
+            && last_good.is_some_and(|l| l.fingerprint == fingerprint(&file, Some(&l.pipeline)));
+        if unchanged {
             continue;
         }
         match Pipeline::load(&file, &LoadOptions::default()) {
@@ -468,14 +530,18 @@ fn reload(
                 );
             }
             Err(error) => {
-                let keeps = last_good.is_some();
-                tracing::error!(file = %file.display(), error = %error, keeps_last_good = keeps, "Pipeline does not load.");
-                unloadable.insert(file, current);
+                let error = error.to_string();
+                if unloadable.get(&file) != Some(&error) {
+                    let keeps = last_good.is_some();
+                    tracing::error!(file = %file.display(), error = %error, keeps_last_good = keeps, "Pipeline does not load.");
+                }
+                unloadable.insert(file, error);
             }
         }
     }
 }
 
+/// The modification times of a pipeline file and of the SQL files it uses.
 fn fingerprint(file: &Path, pipeline: Option<&Pipeline>) -> Fingerprint {
     let mtime = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
     let mut parts = vec![(file.to_path_buf(), mtime(file))];

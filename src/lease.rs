@@ -83,12 +83,28 @@ impl Leases {
     /// Takes the lease on `pipeline` if nobody else holds an unexpired one.
     pub async fn acquire(&self, pipeline: &str) -> Result<Option<Lease>, LeaseError> {
         let folder = self.state.join(&format!("leases/{pipeline}/"));
+        let store = self.storage.store(&folder, &Default::default())?;
+        let epochs = epochs(&self.storage, &folder, store.as_ref()).await?;
         let now = self.clock.now();
-        let next_epoch = match latest(&self.storage, &folder).await? {
-            Some((_, Some(record))) if record.expires_at > now && record.holder != self.holder => {
-                return Ok(None);
+        let next_epoch = match epochs.last() {
+            Some((epoch, object)) => {
+                let url = folder.join(&folder.relative(&object.location)).to_string();
+                let bytes = read_object(store.as_ref(), &object.location)
+                    .await
+                    .map_err(|source| LeaseError::Store {
+                        action: "read",
+                        url,
+                        source: Box::new(source),
+                    })?;
+                // A record that does not parse was written by something else; it counts as
+                // expired, so that the next epoch replaces it.
+                let held = serde_json::from_slice::<LeaseRecord>(&bytes)
+                    .is_ok_and(|r| r.expires_at > now && r.holder != self.holder);
+                if held {
+                    return Ok(None);
+                }
+                epoch + 1
             }
-            Some((epoch, _)) => epoch + 1,
             None => 1,
         };
         let expires_at = now + self.ttl;
@@ -98,20 +114,43 @@ impl Leases {
             epoch: next_epoch,
             expires_at,
         };
-        Ok(lease.claim(next_epoch, expires_at).await?.then_some(lease))
+        if !lease.claim(next_epoch, expires_at).await? {
+            return Ok(None);
+        }
+        // Keep the folder small: nothing reads epochs far behind the newest.
+        for (epoch, object) in &epochs {
+            if epoch + KEPT_EPOCHS < next_epoch {
+                let _ = store.delete(&object.location).await;
+            }
+        }
+        Ok(Some(lease))
     }
 }
 
+/// Old epochs kept for whoever wants to see who held a lease lately.
+const KEPT_EPOCHS: u64 = 10;
+
 impl Lease {
-    /// Extends the lease; false when another holder took it over (the caller must stop).
+    /// Extends the lease; false when it is no longer ours: another holder took it over, or it
+    /// expired before this renewal (then another daemon may hold it, so it must be taken
+    /// again, not renewed). On false the caller must stop what the lease protects.
     pub async fn renew(&mut self) -> Result<bool, LeaseError> {
+        let now = self.leases.clock.now();
+        if now >= self.expires_at {
+            return Ok(false);
+        }
         let next = self.epoch + 1;
-        let expires_at = self.leases.clock.now() + self.leases.ttl;
+        let expires_at = now + self.leases.ttl;
         let won = self.claim(next, expires_at).await?;
         if won {
             self.epoch = next;
             self.expires_at = expires_at;
-            self.forget_old().await;
+            if next > KEPT_EPOCHS {
+                let old = self.folder.join(&epoch_name(next - KEPT_EPOCHS - 1));
+                if let Ok(store) = self.leases.storage.store(&old, &Default::default()) {
+                    let _ = store.delete(&old.path()).await;
+                }
+            }
         }
         Ok(won)
     }
@@ -121,13 +160,18 @@ impl Lease {
         self.expires_at
     }
 
-    /// Gives the lease up at once, for the next daemon not to wait for its expiry.
+    /// Gives the lease up at once, for the next daemon not to wait for its expiry. A lease
+    /// that has expired is left alone: another daemon may hold it by now.
     pub async fn release(self) -> Result<(), LeaseError> {
         let now = self.leases.clock.now();
+        if now >= self.expires_at {
+            return Ok(());
+        }
         self.claim(self.epoch + 1, now).await.map(|_| ())
     }
 
-    /// Creates epoch `epoch`; false if it exists already (someone else got there first).
+    /// Creates epoch `epoch`; false if another holder created it first. An epoch that exists
+    /// with our name on it is ours: a put whose answer was lost (its future dropped) wrote it.
     async fn claim(&self, epoch: u64, expires_at: DateTime<Utc>) -> Result<bool, LeaseError> {
         let location = self.folder.join(&epoch_name(epoch));
         let store = self.leases.storage.store(&location, &Default::default())?;
@@ -141,57 +185,42 @@ impl Lease {
             mode: PutMode::Create,
             ..Default::default()
         };
+        let store_error = |action, source| LeaseError::Store {
+            action,
+            url: location.to_string(),
+            source: Box::new(source),
+        };
         match store
             .put_opts(&location.path(), PutPayload::from(body), options)
             .await
         {
             Ok(_) => Ok(true),
-            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
-            Err(source) => Err(LeaseError::Store {
-                action: "write",
-                url: location.to_string(),
-                source: Box::new(source),
-            }),
-        }
-    }
-
-    /// Deletes epochs well behind the current one; nothing depends on them.
-    async fn forget_old(&self) {
-        if self.epoch <= 10 {
-            return;
-        }
-        let old = self.folder.join(&epoch_name(self.epoch - 10));
-        if let Ok(store) = self.leases.storage.store(&old, &Default::default()) {
-            let _ = store.delete(&old.path()).await;
+            Err(object_store::Error::AlreadyExists { .. }) => {
+                let existing = read_object(store.as_ref(), &location.path())
+                    .await
+                    .map_err(|source| store_error("read", source))?;
+                Ok(serde_json::from_slice::<LeaseRecord>(&existing)
+                    .is_ok_and(|r| r.holder == self.leases.holder))
+            }
+            Err(source) => Err(store_error("write", source)),
         }
     }
 }
 
-/// The newest epoch and its record. A record that does not parse was written by something
-/// else; it counts as expired, so that the next epoch replaces it.
-async fn latest(
+/// The epochs in a lease folder, oldest first.
+async fn epochs(
     storage: &Storage,
     folder: &Location,
-) -> Result<Option<(u64, Option<LeaseRecord>)>, LeaseError> {
-    let store = storage.store(folder, &Default::default())?;
-    let newest = storage
-        .list(folder, store.as_ref())
+    store: &dyn object_store::ObjectStore,
+) -> Result<Vec<(u64, object_store::ObjectMeta)>, LeaseError> {
+    let mut epochs: Vec<(u64, object_store::ObjectMeta)> = storage
+        .list(folder, store)
         .await?
         .into_iter()
         .filter_map(|object| Some((epoch_of(object.location.filename()?)?, object)))
-        .max_by_key(|(epoch, _)| *epoch);
-    let Some((epoch, newest)) = newest else {
-        return Ok(None);
-    };
-    let url = folder.join(&folder.relative(&newest.location)).to_string();
-    let bytes = read_object(store.as_ref(), &newest.location)
-        .await
-        .map_err(|source| LeaseError::Store {
-            action: "read",
-            url,
-            source: Box::new(source),
-        })?;
-    Ok(Some((epoch, serde_json::from_slice(&bytes).ok())))
+        .collect();
+    epochs.sort_by_key(|(epoch, _)| *epoch);
+    Ok(epochs)
 }
 
 fn epoch_of(file_name: &str) -> Option<u64> {

@@ -3,9 +3,11 @@
 //! every published output as it was; the scheduler calls this same function.
 
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use tokio::sync::oneshot;
 
 use crate::engine::{Engine, EngineError, Params, StepResult};
 use crate::progress::Progress;
@@ -23,6 +25,8 @@ pub enum RunError {
     Scratch(#[source] std::io::Error),
     #[error("the run was cancelled: {0}")]
     Cancelled(String),
+    #[error("the run crashed: {0}")]
+    Crashed(String),
 }
 
 impl RunError {
@@ -30,7 +34,7 @@ impl RunError {
         match self {
             RunError::Engine(e) => e.is_user_fault(),
             RunError::Publish(e) => e.is_user_fault(),
-            RunError::Scratch(_) | RunError::Cancelled(_) => false,
+            RunError::Scratch(_) | RunError::Cancelled(_) | RunError::Crashed(_) => false,
         }
     }
 }
@@ -90,12 +94,61 @@ pub async fn run(
 /// [`run`], stopped when `cancelled` resolves (with the reason) before the commits start. A
 /// cancelled run removes what it staged, so it leaves no trace in the outputs; once the
 /// commits have started they run to the end, so that no output is left half-published.
+///
+/// The work runs on the engine's own runtime: DataFusion keeps its threads busy for seconds
+/// at a time, and the caller's timers (lease renewals, time limits, signals) must not wait
+/// behind it. Dropping the returned future cancels the run the same way.
 pub async fn run_until(
     pipeline: &Pipeline,
     request: &RunRequest,
     progress: &Progress,
     cancelled: impl std::future::Future<Output = String>,
 ) -> Result<RunReport, RunError> {
+    let (cancel, cancelled_on_engine) = oneshot::channel::<String>();
+    let work = engine_runtime().spawn(run_on_engine(
+        pipeline.clone(),
+        request.clone(),
+        progress.clone(),
+        async {
+            cancelled_on_engine
+                .await
+                .unwrap_or_else(|_| "its caller stopped waiting for it".to_string())
+        },
+    ));
+    tokio::pin!(work);
+    tokio::pin!(cancelled);
+    let finished = tokio::select! {
+        finished = &mut work => finished,
+        reason = &mut cancelled => {
+            let _ = cancel.send(reason);
+            work.await
+        }
+    };
+    match finished {
+        Ok(outcome) => outcome,
+        Err(crash) => Err(RunError::Crashed(crash.to_string())),
+    }
+}
+
+/// The runtime that runs pipelines, one worker per core, apart from the caller's.
+fn engine_runtime() -> &'static tokio::runtime::Runtime {
+    static ENGINE: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
+    ENGINE.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .thread_name("segflow-engine")
+            .enable_all()
+            .build()
+            .expect("the engine runtime starts")
+    })
+}
+
+async fn run_on_engine(
+    pipeline: Pipeline,
+    request: RunRequest,
+    progress: Progress,
+    cancelled: impl std::future::Future<Output = String>,
+) -> Result<RunReport, RunError> {
+    let (pipeline, request, progress) = (&pipeline, &request, &progress);
     let started = Instant::now();
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, "Run started.");
     tokio::pin!(cancelled);

@@ -148,10 +148,13 @@ impl Schedule {
 
 /// Slots to run now: those due in (`last_considered`, `now`] that have not succeeded, chosen
 /// by the catch-up policy. `succeeded` says whether a slot already has a successful run.
+/// Slots due after `watched_since` came due while the daemon was up (perhaps busy with the
+/// previous run): they are not missed, so `none` runs them too.
 pub fn due_slots(
     schedule: &Schedule,
     catchup: Catchup,
     last_considered: DateTime<Utc>,
+    watched_since: DateTime<Utc>,
     now: DateTime<Utc>,
     succeeded: impl Fn(&Slot) -> bool,
 ) -> Vec<Slot> {
@@ -161,13 +164,10 @@ pub fn due_slots(
         .filter(|slot| !succeeded(slot))
         .collect();
     match catchup {
-        Catchup::None => {
-            // Only a slot that is due right now (not one missed during downtime) runs.
-            missed
-                .into_iter()
-                .filter(|slot| now - slot.due < Duration::minutes(1))
-                .collect()
-        }
+        Catchup::None => missed
+            .into_iter()
+            .filter(|slot| slot.due > watched_since)
+            .collect(),
         Catchup::Latest => missed.last().copied().into_iter().collect(),
         Catchup::All { max } => {
             let skip = missed.len().saturating_sub(max);
@@ -326,8 +326,9 @@ mod tests {
         let down_since = utc("2026-11-20T12:00:00Z");
         let now = utc("2026-11-25T02:00:30Z");
         let ok_on_22nd = |slot: &Slot| slot.due == utc("2026-11-22T02:00:00Z");
+        let just_started = now - Duration::minutes(1);
         let pick = |policy| {
-            due_slots(&s, policy, down_since, now, ok_on_22nd)
+            due_slots(&s, policy, down_since, just_started, now, ok_on_22nd)
                 .iter()
                 .map(|slot| slot.as_of.to_string())
                 .collect::<Vec<_>>()
@@ -344,6 +345,24 @@ mod tests {
             "the slot due now still runs"
         );
         let later = utc("2026-11-25T09:00:00Z");
-        assert!(due_slots(&s, Catchup::None, down_since, later, ok_on_22nd).is_empty());
+        let started_later = later - Duration::minutes(1);
+        assert!(
+            due_slots(
+                &s,
+                Catchup::None,
+                down_since,
+                started_later,
+                later,
+                ok_on_22nd
+            )
+            .is_empty(),
+            "missed while down"
+        );
+        let busy_since = utc("2026-11-25T01:00:00Z");
+        assert_eq!(
+            due_slots(&s, Catchup::None, down_since, busy_since, later, ok_on_22nd).len(),
+            1,
+            "due while the daemon was up but busy with the previous run"
+        );
     }
 }

@@ -285,14 +285,17 @@ fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
 #[test]
 fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
     let project = Project::new(50_000, 100_000);
+    // A daily slot two hours ago, so that the latest slot (and its logical date, the day
+    // before it) stays the same for the whole test, even across midnight.
+    let slot = chrono::Utc::now() - chrono::Duration::hours(2);
     scheduled_query(
         &project,
         "slow",
-        "{ cron: '0 0 * * *', attempts: 1 }",
+        &format!("{{ cron: '0 {} * * *', attempts: 1 }}", slot.format("%-H")),
         SLOW_QUERY,
     );
-    // Already published for the slot's logical date (yesterday, UTC) by a quicker pipeline.
-    let as_of = (chrono::Utc::now().date_naive() - chrono::Days::new(1)).to_string();
+    // Already published for the slot's logical date by a quicker pipeline.
+    let as_of = (slot.date_naive() - chrono::Days::new(1)).to_string();
     std::fs::write(
         project.path().join("queries/seed.sql"),
         "SELECT COUNT(*) AS pairs FROM customers",

@@ -10,6 +10,7 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use segflow::clock::{Clock, ManualClock};
 use segflow::daemon::{self, DaemonConfig, Tally};
+use segflow::lease::Leases;
 use segflow::runs::{RunHistory, RunRecord, RunStatus};
 use segflow::storage::{Location, Storage};
 use tokio::sync::oneshot;
@@ -223,6 +224,18 @@ async fn failed_runs_retry_with_backoff_and_again_at_the_next_catchup() {
     let retry = start + chrono::Duration::seconds(60);
     let tick = start + chrono::Duration::seconds(1);
     until("the first retry to be planned", waiting_for([tick, retry])).await;
+    let other_daemon = Leases::new(
+        Storage::new(),
+        &state(&project),
+        "other".to_string(),
+        seconds(30),
+        Clock::Manual(clock.clone()),
+    );
+    let free = other_daemon.acquire("flaky").await.unwrap();
+    free.expect("no lease is held while waiting to retry")
+        .release()
+        .await
+        .unwrap();
     clock.advance(seconds(60));
     let second = until("attempt 2", failed_attempts(2)).await;
     assert_eq!((second[1].attempt, second[1].started_at), (2, retry));
@@ -292,7 +305,18 @@ async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
         (running && clock.wakeups().contains(&limit)).then_some(())
     })
     .await;
-    clock.advance(seconds(30));
+    // Ten seconds at a time, the way the lease is renewed (every third of its 30 s); one
+    // leap over the whole lease would look like a stalled daemon that lost it.
+    for renewal in [10, 20, 30] {
+        clock.advance(seconds(10));
+        if renewal < 30 {
+            let next = start + chrono::Duration::seconds(renewal + 10);
+            until("the lease renewal", || async {
+                clock.wakeups().contains(&next).then_some(())
+            })
+            .await;
+        }
+    }
     let run = until("the run to be cancelled", || async {
         scheduled_runs(&history, "slow")
             .await
@@ -314,4 +338,101 @@ async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
         "nothing was published"
     );
     assert_eq!(daemon.stop().await.failed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_loses_its_lease_stops_and_leaves_the_slot_to_the_new_holder() {
+    let project = Project::new(50_000, 100_000);
+    scheduled_query(
+        &project,
+        "slow",
+        "{ cron: '0 2 * * *', attempts: 3, retry_delay: 60s }",
+        SLOW_QUERY,
+    );
+    let history = history(&project);
+    let start = at("2030-03-06T02:00:00Z");
+    let clock = ManualClock::starting_at(start);
+    let daemon = Daemon::start(config(&project, &clock, false));
+    until("the run to start", || async {
+        scheduled_runs(&history, "slow")
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Running)
+            .then_some(())
+    })
+    .await;
+
+    // The daemon stalls past its lease (30 s) before renewing it; another takes it over.
+    clock.advance(seconds(31));
+    let other = |name: &str| {
+        Leases::new(
+            Storage::new(),
+            &state(&project),
+            name.to_string(),
+            seconds(30),
+            Clock::Manual(clock.clone()),
+        )
+    };
+    let taken = other("thief").acquire("slow").await.unwrap();
+    assert!(taken.is_some(), "the stalled lease expired");
+    let run = until("the run to stop", || async {
+        scheduled_runs(&history, "slow")
+            .await
+            .into_iter()
+            .find(|r| r.status != RunStatus::Running)
+    })
+    .await;
+    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert!(
+        run.error.as_deref().unwrap().contains("the lease was lost"),
+        "{run:?}"
+    );
+    // No retry: the slot belongs to the new holder now. Only the tick is left to wake.
+    let tick = clock.now() + chrono::Duration::seconds(1);
+    until("the slot to be given up", || async {
+        (clock.wakeups() == [tick]).then_some(())
+    })
+    .await;
+    assert_eq!(scheduled_runs(&history, "slow").await.len(), 1);
+    assert!(
+        other("third").acquire("slow").await.unwrap().is_none(),
+        "the daemon did not release a lease that was no longer its own"
+    );
+    assert!(!project.out().join("slow/_segflow/manifests").exists());
+    assert_eq!(daemon.stop().await.failed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_fixed_by_adding_its_sql_file_loads_without_a_restart() {
+    let project = Project::new(50, 150);
+    scheduled_pipeline(&project, "late_sql", "{ cron: '0 2 * * *' }");
+    let sql = project.path().join("queries/late_sql.sql");
+    let text = std::fs::read_to_string(&sql).unwrap();
+    std::fs::remove_file(&sql).unwrap();
+    let history = history(&project);
+    let clock = ManualClock::starting_at(at("2030-03-06T02:00:00Z"));
+    let daemon = Daemon::start(config(&project, &clock, false));
+    // The daemon looks at its folder every tick; give it a few with the file missing.
+    for _ in 0..3 {
+        let tick = clock.now() + chrono::Duration::seconds(1);
+        until("a tick", || async {
+            (clock.wakeups() == [tick]).then_some(())
+        })
+        .await;
+        clock.advance(seconds(1));
+    }
+    assert!(scheduled_runs(&history, "late_sql").await.is_empty());
+
+    std::fs::write(&sql, text).unwrap();
+    clock.advance(seconds(1));
+    let run = until("the fixed pipeline to run", || async {
+        scheduled_runs(&history, "late_sql")
+            .await
+            .into_iter()
+            .find(|r| r.status == RunStatus::Succeeded)
+    })
+    .await;
+    assert_eq!(run.slot, Some(at("2030-03-06T02:00:00Z")));
+    let tally = daemon.stop().await;
+    assert_eq!((tally.published, tally.unloadable), (1, 0));
 }
