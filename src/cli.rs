@@ -351,7 +351,7 @@ async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
         return Ok(());
     }
     println!(
-        "{:<20} {:<10} {:<16} {:>7} {:<9} {:<20} {:>8} {:>10}  {:<32}  error",
+        "{:<20} {:<10} {:<16} {:>7} {:<11} {:<20} {:>8} {:>10}  {:<32}  error",
         "pipeline",
         "as_of",
         "slot (UTC)",
@@ -373,7 +373,7 @@ async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
             |slot| slot.format("%Y-%m-%d %H:%M").to_string(),
         );
         println!(
-            "{:<20} {:<10} {:<16} {:>7} {:<9} {:<20} {:>8} {:>10}  {:<32}  {}",
+            "{:<20} {:<10} {:<16} {:>7} {:<11} {:<20} {:>8} {:>10}  {:<32}  {}",
             r.pipeline,
             r.as_of,
             slot,

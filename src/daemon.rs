@@ -8,17 +8,21 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::lease::{Lease, Leases};
 use crate::progress::Progress;
+use crate::publish;
 use crate::run::{RunReport, RunRequest};
-use crate::runs::{self, HistoryError, RecordedRunError, RunHistory, RunRecord, RunStatus};
+use crate::runs::{
+    self, Cancellation, HistoryError, RecordedRunError, RunHistory, RunRecord, RunStatus,
+};
 use crate::schedule::{Slot, due_slots};
 use crate::spec::{LoadOptions, Pipeline};
 use crate::storage::{Location, Storage};
@@ -66,6 +70,7 @@ struct Signals {
 #[derive(Clone)]
 struct Context {
     config: DaemonConfig,
+    storage: Storage,
     history: Arc<RunHistory>,
     leases: Leases,
     signals: Signals,
@@ -93,7 +98,7 @@ pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = (
         Arc::new(RunHistory::new(storage.clone(), config.state.clone()).with_clock(clock.clone()));
     let holder = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
     let leases = Leases::new(
-        storage,
+        storage.clone(),
         &config.state,
         holder,
         config.lease_ttl,
@@ -103,6 +108,7 @@ pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = (
     let (cancel_tx, cancel) = watch::channel(false);
     let context = Context {
         config: config.clone(),
+        storage,
         history: Arc::clone(&history),
         leases,
         signals: Signals { stopping, cancel },
@@ -285,7 +291,8 @@ const STORE_ERRORS_TOLERATED: usize = 5;
 
 /// Runs one slot, retrying with exponential backoff. Each try holds the lease only while it
 /// runs: the lease is taken (and the history read again) before, released after, so that no
-/// lease lapses unrenewed during a backoff, and another daemon may take the retry over.
+/// lease lapses unrenewed during a backoff. The attempt number and the wait come from the
+/// history, so a retry taken over by another daemon keeps count and keeps the backoff.
 async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> SlotOutcome {
     let schedule = pipeline
         .schedule
@@ -293,61 +300,105 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
         .expect("scheduled pipelines only");
     let name = &pipeline.name;
     let clock = context.config.clock.clone();
-    for attempt in 1..=schedule.attempts {
-        let (mut lease, records) = match take_lease(name, context).await {
+    loop {
+        let (mut lease, records) = match take_lease(pipeline, context).await {
             Ok(taken) => taken,
             Err(outcome) => return outcome,
         };
-        tracing::info!(pipeline = %name, due = %slot.due, attempt, "Lease taken.");
-        mark_abandoned(&context.history, records.iter(), clock.now()).await;
-        let already = records
+        let of_slot: Vec<&RunRecord> = records
             .iter()
-            .any(|r| r.status == RunStatus::Succeeded && r.slot == Some(slot.due));
-        if already {
+            .filter(|r| r.slot == Some(slot.due))
+            .collect();
+        if of_slot.iter().any(|r| r.status == RunStatus::Succeeded) {
             tracing::info!(pipeline = %name, due = %slot.due, "Slot already ran elsewhere.");
             release(lease, name).await;
             return SlotOutcome::RanElsewhere;
         }
+        // This round's failed tries: those since the newest slot came due (a slot given up
+        // is taken again by a later catch-up, with its attempts afresh). Tries cut short by
+        // a stop, a lost lease or a dead daemon were not the pipeline's failures.
+        let now = clock.now();
+        let round = schedule
+            .slots
+            .latest_at_or_before(now)
+            .map_or(slot.due, |latest| latest.due.max(slot.due));
+        let tries: Vec<&RunRecord> = of_slot
+            .into_iter()
+            .filter(|r| r.started_at >= round && r.status == RunStatus::Failed)
+            .collect();
+        let attempt = u32::try_from(tries.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        if attempt > schedule.attempts {
+            tracing::error!(pipeline = %name, due = %slot.due, attempts = schedule.attempts, "Out of attempts; the slot stays missed until the next catch-up.");
+            release(lease, name).await;
+            return SlotOutcome::Failed;
+        }
+        if let Some(last) = tries.last() {
+            let retry_at = last.ended_at.unwrap_or(last.started_at)
+                + chrono::Duration::from_std(backoff(schedule.retry_delay, attempt - 1))
+                    .unwrap_or(chrono::Duration::MAX);
+            if now < retry_at {
+                release(lease, name).await;
+                let wait = (retry_at - now).to_std().unwrap_or_default();
+                tokio::select! {
+                    _ = context.signals.stopping.wait_for(|s| *s) => return SlotOutcome::Failed,
+                    () = clock.sleep(wait) => continue,
+                }
+            }
+        }
+        if *context.signals.stopping.borrow() {
+            release(lease, name).await;
+            return SlotOutcome::Stopped;
+        }
+        tracing::info!(pipeline = %name, due = %slot.due, attempt, "Lease taken.");
         let (outcome, lease_lost) = try_slot(pipeline, slot, attempt, context, &mut lease).await;
         if !lease_lost {
             release(lease, name).await;
         }
-        let error = match outcome {
+        match outcome {
             Ok(report) => {
                 let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
                 tracing::info!(pipeline = %name, due = %slot.due, as_of = %slot.as_of, attempt, rows, "Run published.");
                 return SlotOutcome::Published;
             }
-            Err(error) => error,
-        };
-        let stopping = *context.signals.stopping.borrow();
-        if lease_lost || stopping || attempt == schedule.attempts {
-            tracing::error!(pipeline = %name, due = %slot.due, attempt, error = %error, "Run failed; the slot stays missed until the next catch-up.");
-            return SlotOutcome::Failed;
-        }
-        let delay = schedule
-            .retry_delay
-            .saturating_mul(2u32.saturating_pow(attempt - 1));
-        tracing::warn!(pipeline = %name, due = %slot.due, attempt, error = %error, retry_in_seconds = delay.as_secs(), "Run failed; retrying.");
-        tokio::select! {
-            _ = context.signals.stopping.wait_for(|s| *s) => return SlotOutcome::Failed,
-            () = clock.sleep(delay) => {}
+            Err(error) => {
+                let stopping = *context.signals.stopping.borrow();
+                if lease_lost || stopping || attempt == schedule.attempts {
+                    tracing::error!(pipeline = %name, due = %slot.due, attempt, error = %error, "Run failed; the slot stays missed until the next catch-up.");
+                    return SlotOutcome::Failed;
+                }
+                let delay = backoff(schedule.retry_delay, attempt);
+                tracing::warn!(pipeline = %name, due = %slot.due, attempt, error = %error, retry_in_seconds = delay.as_secs(), "Run failed; retrying.");
+            }
         }
     }
-    SlotOutcome::Failed
 }
 
-/// Waits for the pipeline's lease, then reads its history under it.
+/// The wait after the `tries`-th failed try: the retry delay, doubled after each try.
+fn backoff(retry_delay: Duration, tries: u32) -> Duration {
+    retry_delay.saturating_mul(2u32.saturating_pow(tries.saturating_sub(1)))
+}
+
+/// Waits for the pipeline's lease, then reads its history under it and settles the scheduled
+/// runs a dead daemon left `running`. The lease returned has not expired meanwhile.
 async fn take_lease(
-    name: &str,
+    pipeline: &Pipeline,
     context: &mut Context,
 ) -> Result<(Lease, Vec<RunRecord>), SlotOutcome> {
+    let name = &pipeline.name;
     let clock = context.config.clock.clone();
     let mut errors = 0;
     loop {
         match context.leases.acquire(name).await {
             Ok(Some(lease)) => match context.history.list(Some(name)).await {
-                Ok(records) => return Ok((lease, records)),
+                Ok(mut records) => {
+                    settle_unfinished(pipeline, context, &mut records).await;
+                    if clock.now() < lease.expires_at() {
+                        return Ok((lease, records));
+                    }
+                    tracing::warn!(pipeline = %name, "The lease expired while the history was read; taking it again.");
+                }
                 Err(error) => {
                     errors += 1;
                     tracing::warn!(pipeline = %name, %error, "Could not read the run history.");
@@ -381,33 +432,63 @@ async fn release(lease: Lease, pipeline: &str) {
 }
 
 /// Scheduled runs only happen under the lease, so once we hold it, a scheduled run still
-/// recorded as running belongs to a daemon that died (or stalled past its lease).
-async fn mark_abandoned<'a>(
-    history: &RunHistory,
-    records: impl Iterator<Item = &'a RunRecord>,
-    now: DateTime<Utc>,
-) {
-    for record in records.filter(|r| r.status == RunStatus::Running && r.slot.is_some()) {
-        let abandoned = RunRecord {
-            status: RunStatus::Abandoned,
-            ended_at: Some(now),
-            error: Some(
-                "the daemon running it stopped without finishing; its lease expired".to_string(),
-            ),
-            ..record.clone()
-        };
-        match history.save(&abandoned).await {
-            Ok(()) => {
-                tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, "A run left unfinished by another daemon is marked abandoned.");
+/// recorded as running belongs to a daemon that died (or stalled past its lease). If every
+/// output's manifest for its date names its run id, it published before dying (or could not
+/// record its outcome): it succeeded. Otherwise it is abandoned.
+async fn settle_unfinished(pipeline: &Pipeline, context: &Context, records: &mut [RunRecord]) {
+    let now = context.config.clock.now();
+    for record in records
+        .iter_mut()
+        .filter(|r| r.status == RunStatus::Running && r.slot.is_some())
+    {
+        let mut published = BTreeMap::new();
+        for output in &pipeline.outputs {
+            let manifest = publish::read_manifest(
+                &context.storage,
+                &output.table,
+                &output.location,
+                &output.options,
+                record.as_of,
+            )
+            .await;
+            match manifest {
+                Ok(Some(m)) if m.run_id == record.run_id => {
+                    published.insert(output.table.clone(), m.rows);
+                }
+                _ => break,
             }
-            Err(error) => tracing::warn!(%error, "Could not mark an abandoned run."),
+        }
+        let settled = if published.len() == pipeline.outputs.len() {
+            RunRecord {
+                status: RunStatus::Succeeded,
+                rows: published,
+                ..record.clone()
+            }
+        } else {
+            RunRecord {
+                status: RunStatus::Abandoned,
+                ended_at: Some(now),
+                error: Some(
+                    "the daemon running it stopped without finishing; its lease expired"
+                        .to_string(),
+                ),
+                ..record.clone()
+            }
+        };
+        match context.history.save(&settled).await {
+            Ok(()) => {
+                tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, status = ?settled.status, "A run left unfinished by another daemon is settled.");
+                *record = settled;
+            }
+            Err(error) => tracing::warn!(%error, "Could not settle an unfinished run."),
         }
     }
 }
 
 /// One try of a slot under `lease`, cancelled when it runs out of time, when the lease is
 /// lost (the second value: then the lease must not be released, and the slot not retried),
-/// or when the shutdown grace period ends.
+/// or when the shutdown grace period ends. The lease is renewed until the run has finished,
+/// commits included, since a cancelled run still finishes committing.
 async fn try_slot(
     pipeline: &Pipeline,
     slot: Slot,
@@ -417,8 +498,43 @@ async fn try_slot(
 ) -> (Result<RunReport, RecordedRunError>, bool) {
     let clock = &context.config.clock;
     let renew_every = context.config.lease_ttl / 3;
+    let lease_lost = AtomicBool::new(false);
+    let (lost, lost_reason) = oneshot::channel::<String>();
+    let renewing = async {
+        let mut lost = Some(lost);
+        loop {
+            clock.sleep(renew_every).await;
+            // A renewal that only lands after the expiry comes too late.
+            let left = (lease.expires_at() - clock.now())
+                .to_std()
+                .unwrap_or_default();
+            let renewed = tokio::select! {
+                renewed = lease.renew() => renewed,
+                () = clock.sleep(left) => Ok(false),
+            };
+            let reason = match renewed {
+                Ok(true) => continue,
+                Ok(false) => {
+                    "the lease was lost (taken over by another daemon, or it expired)".to_string()
+                }
+                // Past its expiry another daemon may take the lease, so the run must not go
+                // on unprotected: give up while it still holds.
+                Err(error) if clock.now() + renew_every >= lease.expires_at() => {
+                    format!("the lease could not be renewed before it expired: {error}")
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Could not renew the lease; will try again.");
+                    continue;
+                }
+            };
+            lease_lost.store(true, Ordering::Relaxed);
+            if let Some(lost) = lost.take() {
+                let _ = lost.send(reason);
+            }
+            return;
+        }
+    };
     let timeout = pipeline.schedule.as_ref().and_then(|s| s.timeout);
-    let lease_lost = std::sync::atomic::AtomicBool::new(false);
     let mut cancel = context.signals.cancel.clone();
     let cancelled = async {
         let timed_out = async {
@@ -430,49 +546,36 @@ async fn try_slot(
                 None => std::future::pending().await,
             }
         };
-        let lost = async {
-            loop {
-                clock.sleep(renew_every).await;
-                match lease.renew().await {
-                    Ok(true) => {}
-                    Ok(false) => {
-                        return "the lease was lost (taken over by another daemon, or it expired)"
-                            .to_string();
-                    }
-                    // Past its expiry another daemon may take the lease, so the run must not
-                    // go on unprotected: give up while it still holds.
-                    Err(error) if clock.now() + renew_every >= lease.expires_at() => {
-                        return format!(
-                            "the lease could not be renewed before it expired: {error}"
-                        );
-                    }
-                    Err(error) => {
-                        tracing::warn!(%error, "Could not renew the lease; will try again.");
-                    }
-                }
+        let (reason, interruption) = tokio::select! {
+            reason = timed_out => (reason, false),
+            Ok(reason) = lost_reason => (reason, true),
+            _ = cancel.wait_for(|c| *c) => {
+                ("stopped: the shutdown grace period ended".to_string(), true)
             }
         };
-        tokio::select! {
-            reason = timed_out => reason,
-            reason = lost => {
-                lease_lost.store(true, std::sync::atomic::Ordering::Relaxed);
-                reason
-            }
-            _ = cancel.wait_for(|c| *c) => "stopped: the shutdown grace period ended".to_string(),
+        Cancellation {
+            reason,
+            interruption,
         }
     };
     let request = RunRequest::new(slot.as_of);
-    let outcome = runs::run_recorded_until(
+    let progress = Progress::hidden();
+    let run = runs::run_recorded_until(
         &context.history,
         pipeline,
         &request,
         Some(slot.due),
         attempt,
-        &Progress::hidden(),
+        &progress,
         cancelled,
-    )
-    .await;
-    (outcome, lease_lost.into_inner())
+    );
+    tokio::pin!(run);
+    tokio::pin!(renewing);
+    let outcome = tokio::select! {
+        outcome = &mut run => outcome,
+        () = &mut renewing => run.await,
+    };
+    (outcome, lease_lost.load(Ordering::Relaxed))
 }
 
 async fn succeeded_slots(

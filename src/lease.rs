@@ -114,7 +114,10 @@ impl Leases {
             epoch: next_epoch,
             expires_at,
         };
-        if !lease.claim(next_epoch, expires_at).await? {
+        let held = lease.claim(next_epoch, expires_at).await?
+            && lease.nobody_ahead_of(next_epoch).await?
+            && self.clock.now() < expires_at;
+        if !held {
             return Ok(None);
         }
         // Keep the folder small: nothing reads epochs far behind the newest.
@@ -141,7 +144,7 @@ impl Lease {
         }
         let next = self.epoch + 1;
         let expires_at = now + self.leases.ttl;
-        let won = self.claim(next, expires_at).await?;
+        let won = self.claim(next, expires_at).await? && self.nobody_ahead_of(next).await?;
         if won {
             self.epoch = next;
             self.expires_at = expires_at;
@@ -168,6 +171,18 @@ impl Lease {
             return Ok(());
         }
         self.claim(self.epoch + 1, now).await.map(|_| ())
+    }
+
+    /// Whether no epoch after ours exists. A create-only put can bring back an epoch that was
+    /// deleted as old (a put delayed for minutes, say), so winning it proves nothing until
+    /// nobody is found ahead.
+    async fn nobody_ahead_of(&self, epoch: u64) -> Result<bool, LeaseError> {
+        let store = self
+            .leases
+            .storage
+            .store(&self.folder, &Default::default())?;
+        let epochs = epochs(&self.leases.storage, &self.folder, store.as_ref()).await?;
+        Ok(epochs.last().is_none_or(|(newest, _)| *newest <= epoch))
     }
 
     /// Creates epoch `epoch`; false if another holder created it first. An epoch that exists

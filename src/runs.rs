@@ -3,6 +3,7 @@
 //! rewritten when the run ends; the newest record of a logical date says whether it is done.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
@@ -36,8 +37,19 @@ pub enum RunStatus {
     Running,
     Succeeded,
     Failed,
+    /// Cancelled for a reason that is not the pipeline's: a stop of the daemon, a lost lease.
+    /// It does not count against the schedule's attempts.
+    Interrupted,
     /// Was running when the daemon running it died; found by the daemon that took its lease.
     Abandoned,
+}
+
+/// Why a run is being cancelled, and whose fault that is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cancellation {
+    pub reason: String,
+    /// Not the pipeline's doing (a stop, a lost lease), as opposed to, say, a time limit.
+    pub interruption: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,8 +90,8 @@ pub async fn run_recorded(
     run_recorded_until(history, pipeline, request, slot, attempt, progress, never).await
 }
 
-/// [`run_recorded`], cancelled when `cancelled` resolves (with the reason, which is recorded),
-/// as [`run::run_until`] is.
+/// [`run_recorded`], cancelled when `cancelled` resolves, as [`run::run_until`] is; the
+/// reason is recorded, and an interruption recorded as such rather than as a failure.
 pub async fn run_recorded_until(
     history: &RunHistory,
     pipeline: &Pipeline,
@@ -87,7 +99,7 @@ pub async fn run_recorded_until(
     slot: Option<DateTime<Utc>>,
     attempt: u32,
     progress: &Progress,
-    cancelled: impl std::future::Future<Output = String>,
+    cancelled: impl std::future::Future<Output = Cancellation>,
 ) -> Result<RunReport, RecordedRunError> {
     let mut record = RunRecord {
         pipeline: pipeline.name.clone(),
@@ -102,7 +114,13 @@ pub async fn run_recorded_until(
         error: None,
     };
     history.save(&record).await?;
-    let outcome = run::run_until(pipeline, request, progress, cancelled)
+    let interrupted = std::sync::atomic::AtomicBool::new(false);
+    let reason = async {
+        let cancellation = cancelled.await;
+        interrupted.store(cancellation.interruption, Ordering::Relaxed);
+        cancellation.reason
+    };
+    let outcome = run::run_until(pipeline, request, progress, reason)
         .await
         .map_err(RecordedRunError::from);
     record.ended_at = Some(history.clock.now());
@@ -116,7 +134,11 @@ pub async fn run_recorded_until(
                 .collect();
         }
         Err(error) => {
-            record.status = RunStatus::Failed;
+            record.status = if interrupted.load(Ordering::Relaxed) {
+                RunStatus::Interrupted
+            } else {
+                RunStatus::Failed
+            };
             record.error = Some(error_chain(error));
         }
     }

@@ -109,14 +109,24 @@ impl Schedule {
 
     /// The first slot due after `after`.
     pub fn next_after(&self, after: DateTime<Utc>) -> Option<Slot> {
-        let mut horizon = Duration::days(2);
-        // A yearly schedule needs a longer look-ahead than a nightly one.
-        while horizon <= Duration::days(800) {
-            if let Some(slot) = self
-                .slots_between(after, after + horizon)
+        self.search(|horizon| {
+            self.slots_between(after, after + horizon)
                 .into_iter()
                 .next()
-            {
+        })
+    }
+
+    /// The last slot due at or before `at`.
+    pub fn latest_at_or_before(&self, at: DateTime<Utc>) -> Option<Slot> {
+        self.search(|horizon| self.slots_between(at - horizon, at).pop())
+    }
+
+    /// Looks ever further (an hour, then four times that, up to two years) until `find`
+    /// finds a slot: a schedule every second and a yearly one both answer quickly.
+    fn search(&self, find: impl Fn(Duration) -> Option<Slot>) -> Option<Slot> {
+        let mut horizon = Duration::hours(1);
+        while horizon <= Duration::days(800) {
+            if let Some(slot) = find(horizon) {
                 return Some(slot);
             }
             horizon = horizon * 4;
@@ -149,7 +159,7 @@ impl Schedule {
 /// Slots to run now: those due in (`last_considered`, `now`] that have not succeeded, chosen
 /// by the catch-up policy. `succeeded` says whether a slot already has a successful run.
 /// Slots due after `watched_since` came due while the daemon was up (perhaps busy with the
-/// previous run): they are not missed, so `none` runs them too.
+/// previous run): they are not missed, so `none` runs the latest of them.
 pub fn due_slots(
     schedule: &Schedule,
     catchup: Catchup,
@@ -164,9 +174,11 @@ pub fn due_slots(
         .filter(|slot| !succeeded(slot))
         .collect();
     match catchup {
+        // Of the slots that came due while we watched, one run catches up, not a queue.
         Catchup::None => missed
             .into_iter()
-            .filter(|slot| slot.due > watched_since)
+            .rfind(|slot| slot.due > watched_since)
+            .into_iter()
             .collect(),
         Catchup::Latest => missed.last().copied().into_iter().collect(),
         Catchup::All { max } => {
@@ -303,6 +315,21 @@ mod tests {
         assert_eq!(
             seconds.next_after(from).unwrap().due,
             utc("2026-11-24T00:00:20Z")
+        );
+        assert_eq!(
+            sunday.latest_at_or_before(from).unwrap().due,
+            utc("2026-11-22T06:00:00Z")
+        );
+        let on_the_slot = utc("2026-11-22T06:00:00Z");
+        assert_eq!(
+            sunday.latest_at_or_before(on_the_slot).unwrap().due,
+            on_the_slot,
+            "at or before"
+        );
+        let yearly = Schedule::parse("0 0 1 1 *", "UTC").unwrap();
+        assert_eq!(
+            yearly.latest_at_or_before(from).unwrap().due,
+            utc("2026-01-01T00:00:00Z")
         );
     }
 

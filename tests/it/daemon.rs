@@ -326,7 +326,7 @@ fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
     assert_eq!(terminate(&mut daemon), 0, "{}", log.lock().unwrap());
     let cancelled = records(&project, "slow");
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
-    assert_eq!(cancelled[0]["status"], "failed", "{cancelled:?}");
+    assert_eq!(cancelled[0]["status"], "interrupted", "{cancelled:?}");
     assert!(
         cancelled[0]["error"]
             .as_str()
@@ -340,7 +340,8 @@ fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
         "the earlier publication is untouched and nothing staged is left"
     );
 
-    // A long grace period: the run finishes and publishes, then the daemon exits.
+    // A long grace period: the run finishes and publishes, then the daemon exits. (The
+    // interrupted try did not use up the slot's one attempt.)
     let mut daemon = start_daemon(&project, 600);
     let log = follow_log(&mut daemon);
     wait_for_log(&log, "Lease taken.");

@@ -353,12 +353,13 @@ async fn a_run_that_loses_its_lease_stops_and_leaves_the_slot_to_the_new_holder(
     let start = at("2030-03-06T02:00:00Z");
     let clock = ManualClock::starting_at(start);
     let daemon = Daemon::start(config(&project, &clock, false));
-    until("the run to start", || async {
-        scheduled_runs(&history, "slow")
+    let first_renewal = start + chrono::Duration::seconds(10);
+    until("the run to start, renewing its lease", || async {
+        let running = scheduled_runs(&history, "slow")
             .await
             .iter()
-            .any(|r| r.status == RunStatus::Running)
-            .then_some(())
+            .any(|r| r.status == RunStatus::Running);
+        (running && clock.wakeups().contains(&first_renewal)).then_some(())
     })
     .await;
 
@@ -373,8 +374,11 @@ async fn a_run_that_loses_its_lease_stops_and_leaves_the_slot_to_the_new_holder(
             Clock::Manual(clock.clone()),
         )
     };
-    let taken = other("thief").acquire("slow").await.unwrap();
-    assert!(taken.is_some(), "the stalled lease expired");
+    let mut taken = other("thief")
+        .acquire("slow")
+        .await
+        .unwrap()
+        .expect("the stalled lease expired");
     let run = until("the run to stop", || async {
         scheduled_runs(&history, "slow")
             .await
@@ -382,7 +386,7 @@ async fn a_run_that_loses_its_lease_stops_and_leaves_the_slot_to_the_new_holder(
             .find(|r| r.status != RunStatus::Running)
     })
     .await;
-    assert_eq!(run.status, RunStatus::Failed, "{run:?}");
+    assert_eq!(run.status, RunStatus::Interrupted, "{run:?}");
     assert!(
         run.error.as_deref().unwrap().contains("the lease was lost"),
         "{run:?}"
@@ -395,8 +399,8 @@ async fn a_run_that_loses_its_lease_stops_and_leaves_the_slot_to_the_new_holder(
     .await;
     assert_eq!(scheduled_runs(&history, "slow").await.len(), 1);
     assert!(
-        other("third").acquire("slow").await.unwrap().is_none(),
-        "the daemon did not release a lease that was no longer its own"
+        taken.renew().await.unwrap(),
+        "the daemon wrote nothing over the new holder's lease"
     );
     assert!(!project.out().join("slow/_segflow/manifests").exists());
     assert_eq!(daemon.stop().await.failed, 1);
@@ -435,4 +439,70 @@ async fn a_pipeline_fixed_by_adding_its_sql_file_loads_without_a_restart() {
     assert_eq!(run.slot, Some(at("2030-03-06T02:00:00Z")));
     let tally = daemon.stop().await;
     assert_eq!((tally.published, tally.unloadable), (1, 0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retry_keeps_the_count_and_backoff_of_another_daemons_tries() {
+    let project = Project::new(50, 150);
+    scheduled_pipeline(
+        &project,
+        "shared",
+        "{ cron: '0 2 * * *', attempts: 3, retry_delay: 60s }",
+    );
+    std::fs::remove_dir_all(project.data().join("customers")).unwrap();
+    let history = history(&project);
+    // Another daemon's first try of the 02:00 slot failed at 02:00:00.
+    let start = at("2030-03-06T02:00:00Z");
+    history
+        .save(&RunRecord {
+            pipeline: "shared".to_string(),
+            as_of: day("2030-03-05"),
+            slot: Some(start),
+            attempt: 1,
+            run_id: "elsewhere".to_string(),
+            started_at: start,
+            ended_at: Some(start),
+            status: RunStatus::Failed,
+            rows: BTreeMap::new(),
+            error: Some("no Parquet files".to_string()),
+        })
+        .await
+        .unwrap();
+
+    let now = start + chrono::Duration::seconds(5);
+    let clock = ManualClock::starting_at(now);
+    let daemon = Daemon::start(config(&project, &clock, false));
+    let tick = now + chrono::Duration::seconds(1);
+    let retry = start + chrono::Duration::seconds(60);
+    until("the daemon to wait out the other's backoff", || async {
+        (clock.wakeups() == [tick, retry]).then_some(())
+    })
+    .await;
+    clock.advance((retry - now).to_std().unwrap());
+    let tries = |n: usize| {
+        let history = &history;
+        move || async move {
+            let runs: Vec<(u32, DateTime<Utc>)> = scheduled_runs(history, "shared")
+                .await
+                .into_iter()
+                .filter(|r| r.status == RunStatus::Failed && r.run_id != "elsewhere")
+                .map(|r| (r.attempt, r.started_at))
+                .collect();
+            (runs.len() == n).then_some(runs)
+        }
+    };
+    until("attempt 2", tries(1)).await;
+    let third = retry + chrono::Duration::seconds(120);
+    until("the second backoff", || async {
+        clock.wakeups().contains(&third).then_some(())
+    })
+    .await;
+    clock.advance(seconds(120));
+    assert_eq!(until("attempt 3", tries(2)).await, [(2, retry), (3, third)]);
+    let tick = third + chrono::Duration::seconds(1);
+    until("the slot to be given up", || async {
+        (clock.wakeups() == [tick]).then_some(())
+    })
+    .await;
+    assert_eq!(daemon.stop().await.failed, 1);
 }
