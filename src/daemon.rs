@@ -300,6 +300,14 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
         .expect("scheduled pipelines only");
     let name = &pipeline.name;
     let clock = context.config.clock.clone();
+    // This round's tries are those since the newest slot came due when the round began; a
+    // slot given up is taken again by a later catch-up, with its attempts afresh.
+    let round = schedule
+        .slots
+        .latest_at_or_before(clock.now())
+        .map_or(slot.due, |latest| latest.due.max(slot.due));
+    // The failures of this round seen here, for when the history could not record them.
+    let mut own_failures: Vec<DateTime<Utc>> = Vec::new();
     loop {
         let (mut lease, records) = match take_lease(pipeline, context).await {
             Ok(taken) => taken,
@@ -314,19 +322,19 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
             release(lease, name).await;
             return SlotOutcome::RanElsewhere;
         }
-        // This round's failed tries: those since the newest slot came due (a slot given up
-        // is taken again by a later catch-up, with its attempts afresh). Tries cut short by
-        // a stop, a lost lease or a dead daemon were not the pipeline's failures.
-        let now = clock.now();
-        let round = schedule
-            .slots
-            .latest_at_or_before(now)
-            .map_or(slot.due, |latest| latest.due.max(slot.due));
-        let tries: Vec<&RunRecord> = of_slot
-            .into_iter()
+        // Tries cut short by a stop, a lost lease or a dead daemon were not the pipeline's
+        // failures and do not count.
+        let recorded: Vec<DateTime<Utc>> = of_slot
+            .iter()
             .filter(|r| r.started_at >= round && r.status == RunStatus::Failed)
+            .map(|r| r.ended_at.unwrap_or(r.started_at))
             .collect();
-        let attempt = u32::try_from(tries.len())
+        let failures = if recorded.len() >= own_failures.len() {
+            recorded
+        } else {
+            own_failures.clone()
+        };
+        let attempt = u32::try_from(failures.len())
             .unwrap_or(u32::MAX)
             .saturating_add(1);
         if attempt > schedule.attempts {
@@ -334,10 +342,16 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
             release(lease, name).await;
             return SlotOutcome::Failed;
         }
-        if let Some(last) = tries.last() {
-            let retry_at = last.ended_at.unwrap_or(last.started_at)
-                + chrono::Duration::from_std(backoff(schedule.retry_delay, attempt - 1))
-                    .unwrap_or(chrono::Duration::MAX);
+        let now = clock.now();
+        if let Some(last) = failures.iter().max() {
+            let wait = chrono::Duration::from_std(backoff(schedule.retry_delay, attempt - 1))
+                .ok()
+                .and_then(|wait| last.checked_add_signed(wait));
+            let Some(retry_at) = wait else {
+                tracing::error!(pipeline = %name, due = %slot.due, "The retry delay is too long to wait; the slot stays missed until the next catch-up.");
+                release(lease, name).await;
+                return SlotOutcome::Failed;
+            };
             if now < retry_at {
                 release(lease, name).await;
                 let wait = (retry_at - now).to_std().unwrap_or_default();
@@ -356,22 +370,23 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
         if !lease_lost {
             release(lease, name).await;
         }
-        match outcome {
+        let error = match outcome {
             Ok(report) => {
                 let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
                 tracing::info!(pipeline = %name, due = %slot.due, as_of = %slot.as_of, attempt, rows, "Run published.");
                 return SlotOutcome::Published;
             }
-            Err(error) => {
-                let stopping = *context.signals.stopping.borrow();
-                if lease_lost || stopping || attempt == schedule.attempts {
-                    tracing::error!(pipeline = %name, due = %slot.due, attempt, error = %error, "Run failed; the slot stays missed until the next catch-up.");
-                    return SlotOutcome::Failed;
-                }
-                let delay = backoff(schedule.retry_delay, attempt);
-                tracing::warn!(pipeline = %name, due = %slot.due, attempt, error = %error, retry_in_seconds = delay.as_secs(), "Run failed; retrying.");
-            }
+            Err(error) => error,
+        };
+        let stopping = *context.signals.stopping.borrow();
+        if lease_lost || stopping || attempt == schedule.attempts {
+            tracing::error!(pipeline = %name, due = %slot.due, attempt, error = %error, "Run failed; the slot stays missed until the next catch-up.");
+            return SlotOutcome::Failed;
         }
+        own_failures = failures;
+        own_failures.push(clock.now());
+        let delay = backoff(schedule.retry_delay, attempt);
+        tracing::warn!(pipeline = %name, due = %slot.due, attempt, error = %error, retry_in_seconds = delay.as_secs(), "Run failed; retrying.");
     }
 }
 
@@ -394,10 +409,12 @@ async fn take_lease(
             Ok(Some(lease)) => match context.history.list(Some(name)).await {
                 Ok(mut records) => {
                     settle_unfinished(pipeline, context, &mut records).await;
-                    if clock.now() < lease.expires_at() {
+                    // A run starts with at least a third of the lease left: its first
+                    // renewal is due then.
+                    if clock.now() + context.config.lease_ttl / 3 < lease.expires_at() {
                         return Ok((lease, records));
                     }
-                    tracing::warn!(pipeline = %name, "The lease expired while the history was read; taking it again.");
+                    tracing::warn!(pipeline = %name, "The lease ran low while the history was read; taking it again.");
                 }
                 Err(error) => {
                     errors += 1;
@@ -442,6 +459,8 @@ async fn settle_unfinished(pipeline: &Pipeline, context: &Context, records: &mut
         .filter(|r| r.status == RunStatus::Running && r.slot.is_some())
     {
         let mut published = BTreeMap::new();
+        let mut committed_at = None;
+        let mut unreadable = false;
         for output in &pipeline.outputs {
             let manifest = publish::read_manifest(
                 &context.storage,
@@ -454,14 +473,24 @@ async fn settle_unfinished(pipeline: &Pipeline, context: &Context, records: &mut
             match manifest {
                 Ok(Some(m)) if m.run_id == record.run_id => {
                     published.insert(output.table.clone(), m.rows);
+                    committed_at = committed_at.max(Some(m.committed_at));
                 }
-                _ => break,
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(pipeline = %record.pipeline, %error, "Could not read a manifest; the unfinished run is settled later.");
+                    unreadable = true;
+                    break;
+                }
             }
+        }
+        if unreadable {
+            continue;
         }
         let settled = if published.len() == pipeline.outputs.len() {
             RunRecord {
                 status: RunStatus::Succeeded,
                 rows: published,
+                ended_at: committed_at,
                 ..record.clone()
             }
         } else {
@@ -502,8 +531,18 @@ async fn try_slot(
     let (lost, lost_reason) = oneshot::channel::<String>();
     let renewing = async {
         let mut lost = Some(lost);
+        let mut cancel_run = |reason: String| {
+            if let Some(lost) = lost.take() {
+                let _ = lost.send(reason);
+            }
+        };
         loop {
-            clock.sleep(renew_every).await;
+            // Renew when two thirds of the lease are left, however late it was taken.
+            let due = lease.expires_at()
+                - chrono::Duration::from_std(renew_every * 2).unwrap_or_default();
+            clock
+                .sleep((due - clock.now()).to_std().unwrap_or_default())
+                .await;
             // A renewal that only lands after the expiry comes too late.
             let left = (lease.expires_at() - clock.now())
                 .to_std()
@@ -512,26 +551,29 @@ async fn try_slot(
                 renewed = lease.renew() => renewed,
                 () = clock.sleep(left) => Ok(false),
             };
-            let reason = match renewed {
-                Ok(true) => continue,
+            match renewed {
+                Ok(true) => {}
                 Ok(false) => {
-                    "the lease was lost (taken over by another daemon, or it expired)".to_string()
+                    lease_lost.store(true, Ordering::Relaxed);
+                    cancel_run(
+                        "the lease was lost (taken over by another daemon, or it expired)"
+                            .to_string(),
+                    );
+                    return;
                 }
                 // Past its expiry another daemon may take the lease, so the run must not go
-                // on unprotected: give up while it still holds.
+                // on unprotected: cancel it while the lease still holds, and keep renewing
+                // while it cleans up or finishes committing.
                 Err(error) if clock.now() + renew_every >= lease.expires_at() => {
-                    format!("the lease could not be renewed before it expired: {error}")
+                    tracing::warn!(%error, "Could not renew the lease; cancelling the run.");
+                    cancel_run(format!("the lease could not be renewed: {error}"));
+                    clock.sleep(renew_every / 4).await;
                 }
                 Err(error) => {
                     tracing::warn!(%error, "Could not renew the lease; will try again.");
-                    continue;
+                    clock.sleep(renew_every / 4).await;
                 }
-            };
-            lease_lost.store(true, Ordering::Relaxed);
-            if let Some(lost) = lost.take() {
-                let _ = lost.send(reason);
             }
-            return;
         }
     };
     let timeout = pipeline.schedule.as_ref().and_then(|s| s.timeout);

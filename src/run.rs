@@ -97,7 +97,8 @@ pub async fn run(
 ///
 /// The work runs on the engine's own runtime: DataFusion keeps its threads busy for seconds
 /// at a time, and the caller's timers (lease renewals, time limits, signals) must not wait
-/// behind it. Dropping the returned future cancels the run the same way.
+/// behind it. Dropping the returned future cancels the run too; it then cleans up on the
+/// engine runtime with nobody waiting for it.
 pub async fn run_until(
     pipeline: &Pipeline,
     request: &RunRequest,

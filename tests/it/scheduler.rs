@@ -11,7 +11,11 @@ use chrono::{DateTime, NaiveDate, Utc};
 use segflow::clock::{Clock, ManualClock};
 use segflow::daemon::{self, DaemonConfig, Tally};
 use segflow::lease::Leases;
+use segflow::progress::Progress;
+use segflow::run::RunRequest;
+use segflow::runs;
 use segflow::runs::{RunHistory, RunRecord, RunStatus};
+use segflow::spec::{LoadOptions, Pipeline};
 use segflow::storage::{Location, Storage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -505,4 +509,86 @@ async fn a_retry_keeps_the_count_and_backoff_of_another_daemons_tries() {
     })
     .await;
     assert_eq!(daemon.stop().await.failed, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_keep_their_count_when_the_next_slot_comes_due_meanwhile() {
+    let project = Project::new(50, 150);
+    scheduled_pipeline(
+        &project,
+        "often",
+        "{ cron: '*/5 * * * *', attempts: 3, retry_delay: 2m }",
+    );
+    std::fs::remove_dir_all(project.data().join("customers")).unwrap();
+    let history = history(&project);
+    let start = at("2030-03-06T02:00:00Z");
+    let clock = ManualClock::starting_at(start);
+    let daemon = Daemon::start(config(&project, &clock, false));
+    let minutes = |n: i64| start + chrono::Duration::minutes(n);
+    let tries_of_the_first_slot = |n: usize| {
+        let history = &history;
+        move || async move {
+            let tries: Vec<(u32, DateTime<Utc>)> = scheduled_runs(history, "often")
+                .await
+                .into_iter()
+                .filter(|r| r.slot == Some(start) && r.status == RunStatus::Failed)
+                .map(|r| (r.attempt, r.started_at))
+                .collect();
+            (tries.len() == n).then_some(tries)
+        }
+    };
+    until("attempt 1", tries_of_the_first_slot(1)).await;
+    until("the first backoff", || async {
+        clock.wakeups().contains(&minutes(2)).then_some(())
+    })
+    .await;
+    clock.advance(seconds(120));
+    until("attempt 2", tries_of_the_first_slot(2)).await;
+    until("the second backoff", || async {
+        clock.wakeups().contains(&minutes(6)).then_some(())
+    })
+    .await;
+    // The 02:05 slot comes due during this wait; the 02:00 slot's count goes on regardless.
+    clock.advance(seconds(240));
+    assert_eq!(
+        until("attempt 3", tries_of_the_first_slot(3)).await,
+        [(1, start), (2, minutes(2)), (3, minutes(6))]
+    );
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_published_before_its_daemon_died_is_settled_as_succeeded() {
+    let project = Project::new(50, 150);
+    scheduled_pipeline(&project, "settled", "{ cron: '0 2 * * *' }");
+    let history = history(&project);
+    let slot = at("2030-03-06T02:00:00Z");
+    // A daemon published the 02:00 slot and died before recording its outcome.
+    let pipeline = Pipeline::load(
+        &project.path().join("scheduled/settled.yaml"),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    let request = RunRequest::new(day("2030-03-05"));
+    let progress = Progress::hidden();
+    runs::run_recorded(&history, &pipeline, &request, Some(slot), 1, &progress)
+        .await
+        .unwrap();
+    let mut record = scheduled_runs(&history, "settled").await.pop().unwrap();
+    record.status = RunStatus::Running;
+    record.ended_at = None;
+    record.rows.clear();
+    history.save(&record).await.unwrap();
+
+    let clock = ManualClock::starting_at(slot + chrono::Duration::minutes(5));
+    let tally = daemon::run(config(&project, &clock, true), std::future::pending()).await;
+    assert_eq!((tally.published, tally.failed), (0, 0), "not run again");
+    let runs = scheduled_runs(&history, "settled").await;
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert_eq!(runs[0].status, RunStatus::Succeeded, "{runs:?}");
+    assert_eq!(runs[0].rows.get("counts"), Some(&1));
+    assert_eq!(
+        runs[0].ended_at,
+        Some(project.manifest("settled", "2030-03-05").committed_at)
+    );
 }
