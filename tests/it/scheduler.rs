@@ -420,15 +420,20 @@ async fn a_pipeline_fixed_by_adding_its_sql_file_loads_without_a_restart() {
     let history = history(&project);
     let clock = ManualClock::starting_at(at("2030-03-06T02:00:00Z"));
     let daemon = Daemon::start(config(&project, &clock, false));
-    // The daemon looks at its folder every tick; give it a few with the file missing.
-    for _ in 0..3 {
+    // The daemon looks at its folder every tick; give it a few with the file missing. Each
+    // time, wait for it to be asleep again, so that it never reads a half-written file.
+    let asleep = || async {
         let tick = clock.now() + chrono::Duration::seconds(1);
-        until("a tick", || async {
+        until("the daemon to sleep until its next tick", || async {
             (clock.wakeups() == [tick]).then_some(())
         })
         .await;
+    };
+    for _ in 0..3 {
+        asleep().await;
         clock.advance(seconds(1));
     }
+    asleep().await;
     assert!(scheduled_runs(&history, "late_sql").await.is_empty());
 
     std::fs::write(&sql, text).unwrap();
