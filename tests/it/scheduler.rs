@@ -99,6 +99,46 @@ async fn scheduled_runs(history: &RunHistory, pipeline: &str) -> Vec<RunRecord> 
     records
 }
 
+/// Waits until the pipeline has a run going and the daemon waits for `instant` (a renewal or
+/// a time limit).
+async fn until_running_and_waiting_for(
+    history: &RunHistory,
+    clock: &ManualClock,
+    pipeline: &str,
+    instant: DateTime<Utc>,
+) {
+    until("a run to be going", || async {
+        let running = scheduled_runs(history, pipeline)
+            .await
+            .iter()
+            .any(|r| r.status == RunStatus::Running);
+        (running && clock.wakeups().contains(&instant)).then_some(())
+    })
+    .await;
+}
+
+/// Waits for the pipeline's first run that has ended, however.
+async fn until_ended(history: &RunHistory, pipeline: &str) -> RunRecord {
+    until("a run to end", || async {
+        scheduled_runs(history, pipeline)
+            .await
+            .into_iter()
+            .find(|r| r.status != RunStatus::Running)
+    })
+    .await
+}
+
+/// Another daemon's leases, on the same state and clock.
+fn leases_of(project: &Project, clock: &ManualClock, holder: &str) -> Leases {
+    Leases::new(
+        Storage::new(),
+        &state(project),
+        holder.to_string(),
+        seconds(30),
+        Clock::Manual(clock.clone()),
+    )
+}
+
 /// A successful run of `slot` recorded before the test, as if an earlier daemon had run it.
 async fn seed_success(history: &RunHistory, pipeline: &str, slot: DateTime<Utc>) {
     let record = RunRecord {
@@ -228,14 +268,10 @@ async fn failed_runs_retry_with_backoff_and_again_at_the_next_catchup() {
     let retry = start + chrono::Duration::seconds(60);
     let tick = start + chrono::Duration::seconds(1);
     until("the first retry to be planned", waiting_for([tick, retry])).await;
-    let other_daemon = Leases::new(
-        Storage::new(),
-        &state(&project),
-        "other".to_string(),
-        seconds(30),
-        Clock::Manual(clock.clone()),
-    );
-    let free = other_daemon.acquire("flaky").await.unwrap();
+    let free = leases_of(&project, &clock, "other")
+        .acquire("flaky")
+        .await
+        .unwrap();
     free.expect("no lease is held while waiting to retry")
         .release()
         .await
@@ -301,14 +337,7 @@ async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
     let daemon = Daemon::start(config(&project, &clock, false));
 
     let limit = start + chrono::Duration::seconds(30);
-    until("the run to start under its time limit", || async {
-        let running = scheduled_runs(&history, "slow")
-            .await
-            .iter()
-            .any(|r| r.status == RunStatus::Running);
-        (running && clock.wakeups().contains(&limit)).then_some(())
-    })
-    .await;
+    until_running_and_waiting_for(&history, &clock, "slow", limit).await;
     // Ten seconds at a time, the way the lease is renewed (every third of its 30 s); one
     // leap over the whole lease would look like a stalled daemon that lost it.
     for renewal in [10, 20, 30] {
@@ -321,13 +350,7 @@ async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
             .await;
         }
     }
-    let run = until("the run to be cancelled", || async {
-        scheduled_runs(&history, "slow")
-            .await
-            .into_iter()
-            .find(|r| r.status != RunStatus::Running)
-    })
-    .await;
+    let run = until_ended(&history, "slow").await;
     assert_eq!(run.status, RunStatus::Failed, "{run:?}");
     assert_eq!(run.ended_at, Some(limit));
     assert!(
@@ -358,38 +381,16 @@ async fn a_run_that_loses_its_lease_stops_and_leaves_the_slot_to_the_new_holder(
     let clock = ManualClock::starting_at(start);
     let daemon = Daemon::start(config(&project, &clock, false));
     let first_renewal = start + chrono::Duration::seconds(10);
-    until("the run to start, renewing its lease", || async {
-        let running = scheduled_runs(&history, "slow")
-            .await
-            .iter()
-            .any(|r| r.status == RunStatus::Running);
-        (running && clock.wakeups().contains(&first_renewal)).then_some(())
-    })
-    .await;
+    until_running_and_waiting_for(&history, &clock, "slow", first_renewal).await;
 
     // The daemon stalls past its lease (30 s) before renewing it; another takes it over.
     clock.advance(seconds(31));
-    let other = |name: &str| {
-        Leases::new(
-            Storage::new(),
-            &state(&project),
-            name.to_string(),
-            seconds(30),
-            Clock::Manual(clock.clone()),
-        )
-    };
-    let mut taken = other("thief")
+    let mut taken = leases_of(&project, &clock, "thief")
         .acquire("slow")
         .await
         .unwrap()
         .expect("the stalled lease expired");
-    let run = until("the run to stop", || async {
-        scheduled_runs(&history, "slow")
-            .await
-            .into_iter()
-            .find(|r| r.status != RunStatus::Running)
-    })
-    .await;
+    let run = until_ended(&history, "slow").await;
     assert_eq!(run.status, RunStatus::Interrupted, "{run:?}");
     assert!(
         run.error.as_deref().unwrap().contains("the lease was lost"),
