@@ -302,6 +302,7 @@ fn shipped_segments_give_the_known_answers() {
     )
     .unwrap();
     let mut profiles = BTreeMap::new();
+    let mut lists = BTreeMap::new();
     for file in &manifest.files {
         for batch in crate::common::read_parquet(&out.join("customer_profile").join(&file.path)) {
             let pretty = datafusion::arrow::util::display::ArrayFormatter::try_new;
@@ -330,8 +331,27 @@ fn shipped_segments_give_the_known_answers() {
                     })
                     .collect();
                 profiles.insert(ids.value(row), values.join(" "));
+                let list = batch.column_by_name("segments").unwrap();
+                let list = pretty(list.as_ref(), &Default::default()).unwrap();
+                lists.insert(ids.value(row), list.value(row).to_string());
             }
         }
+    }
+    // Each profile lists its customer's segments, sorted, and nothing for one in none.
+    let mut expected_lists: BTreeMap<i64, Vec<&str>> =
+        profiles.keys().map(|&id| (id, Vec::new())).collect();
+    for (name, members) in &segments {
+        for id in members {
+            expected_lists.get_mut(id).unwrap().push(name);
+        }
+    }
+    for (id, names) in expected_lists {
+        let want = if names.is_empty() {
+            String::new()
+        } else {
+            format!("[{}]", names.join(", "))
+        };
+        assert_eq!(lists[&id], want, "customer {id}'s segments");
     }
     let expected_profiles: BTreeMap<i64, &str> = [
         (1, "1 100.00 0 5 2 3 Potential Loyalist"),
