@@ -1,29 +1,23 @@
--- customer_features: one row per customer who had signed up by the end of the $as_of day,
--- with their buying history up to that moment (UTC). Later orders and sign-ups are ignored,
--- so re-running an as_of gives the same answer.
+-- customer_features: one row per customer who had signed up by the end of the $as_of day
+-- (or whose sign-up time is unknown), with their buying history up to that moment (see
+-- paid_orders). Later orders and sign-ups are ignored, so re-running an as_of gives the same
+-- answer. Days count in the pipeline's time zone; the as_of day itself is day 0.
 --
--- A paid order has status 'paid'. Fully refunded ('refunded') and cancelled orders do not
--- count as orders and add no revenue; partial refunds on paid orders are subtracted.
-WITH paid AS (
-    SELECT customer_id,
-           ordered_at,
-           total_amount - refunded_amount AS net_amount
-    FROM orders
-    WHERE status = 'paid'
-      AND ordered_at < CAST($as_of AS TIMESTAMP) + INTERVAL '1 day'
-),
-per_customer AS (
+-- A blank email or phone (empty or only spaces) is published as NULL: it is no contact point.
+WITH per_customer AS (
     SELECT customer_id,
            MIN(ordered_at) AS first_order_at,
            MAX(ordered_at) AS last_order_at,
+           MAX(days_ago) AS days_since_first_order,
+           MIN(days_ago) AS days_since_last_order,
            COUNT(*) AS paid_orders,
            SUM(net_amount) AS net_revenue
-    FROM paid
+    FROM paid_orders
     GROUP BY customer_id
 )
 SELECT c.customer_id,
-       c.email,
-       c.phone,
+       NULLIF(TRIM(c.email), '') AS email,
+       NULLIF(TRIM(c.phone), '') AS phone,
        c.country,
        c.email_subscribed,
        c.sms_subscribed,
@@ -33,8 +27,8 @@ SELECT c.customer_id,
        COALESCE(p.paid_orders, 0) AS paid_orders,
        CAST(COALESCE(p.net_revenue, 0) AS DECIMAL(14, 2)) AS net_revenue,
        CAST(p.net_revenue / p.paid_orders AS DECIMAL(14, 2)) AS average_order_value,
-       CAST(CAST($as_of AS DATE) - CAST(p.first_order_at AS DATE) AS BIGINT) AS days_since_first_order,
-       CAST(CAST($as_of AS DATE) - CAST(p.last_order_at AS DATE) AS BIGINT) AS days_since_last_order
+       p.days_since_first_order,
+       p.days_since_last_order
 FROM customers c
 LEFT JOIN per_customer p USING (customer_id)
-WHERE c.created_at < CAST($as_of AS TIMESTAMP) + INTERVAL '1 day'
+WHERE c.created_at IS NULL OR c.created_at < $as_of_end

@@ -13,20 +13,20 @@ SELECT customer_id,
        days_since_last_order AS recency_days,
        paid_orders AS frequency,
        net_revenue AS monetary,
-       CASE WHEN days_since_last_order <= $rfm_r5_days THEN 5
-            WHEN days_since_last_order <= $rfm_r4_days THEN 4
-            WHEN days_since_last_order <= $rfm_r3_days THEN 3
-            WHEN days_since_last_order <= $rfm_r2_days THEN 2
-            ELSE 1 END AS r_score,
-       CASE WHEN paid_orders >= $rfm_f5_orders THEN 5
-            WHEN paid_orders >= $rfm_f4_orders THEN 4
-            WHEN paid_orders >= $rfm_f3_orders THEN 3
-            WHEN paid_orders >= $rfm_f2_orders THEN 2
-            ELSE 1 END AS f_score,
-       CASE WHEN net_revenue >= $rfm_m5_spend THEN 5
-            WHEN net_revenue >= $rfm_m4_spend THEN 4
-            WHEN net_revenue >= $rfm_m3_spend THEN 3
-            WHEN net_revenue >= $rfm_m2_spend THEN 2
-            ELSE 1 END AS m_score
+       CAST(CASE WHEN days_since_last_order <= $rfm_r5_days THEN 5
+                 WHEN days_since_last_order <= $rfm_r4_days THEN 4
+                 WHEN days_since_last_order <= $rfm_r3_days THEN 3
+                 WHEN days_since_last_order <= $rfm_r2_days THEN 2
+                 ELSE 1 END AS INT) AS r_score,
+       CAST(CASE WHEN paid_orders >= $rfm_f5_orders THEN 5
+                 WHEN paid_orders >= $rfm_f4_orders THEN 4
+                 WHEN paid_orders >= $rfm_f3_orders THEN 3
+                 WHEN paid_orders >= $rfm_f2_orders THEN 2
+                 ELSE 1 END AS INT) AS f_score,
+       CAST(CASE WHEN net_revenue >= $rfm_m5_spend THEN 5
+                 WHEN net_revenue >= $rfm_m4_spend THEN 4
+                 WHEN net_revenue >= $rfm_m3_spend THEN 3
+                 WHEN net_revenue >= $rfm_m2_spend THEN 2
+                 ELSE 1 END AS INT) AS m_score
 FROM customer_features
 WHERE paid_orders > 0

@@ -1,4 +1,5 @@
--- segment_summary: the CRM "portrait" of each segment with at least one member.
+-- segment_summary: the CRM "portrait" of every declared segment (segment_catalog), an empty
+-- one included with 0 customers.
 --   customers                      members
 --   share_of_customers             members / all customers signed up by as_of
 --   buyers                         members with a paid order
@@ -11,21 +12,28 @@
 --                                  (and have a phone number)
 WITH everyone AS (
     SELECT COUNT(*) AS customers FROM customer_features
+),
+members AS (
+    SELECT m.segment, f.customer_id, f.paid_orders, f.net_revenue, f.days_since_last_order,
+           f.email_subscribed AND f.email IS NOT NULL AS by_email,
+           f.sms_subscribed AND f.phone IS NOT NULL AS by_sms
+    FROM segment_membership m
+    JOIN customer_features f USING (customer_id)
 )
-SELECT m.segment,
-       COUNT(*) AS customers,
-       CAST(COUNT(*) AS DOUBLE) / MAX(e.customers) AS share_of_customers,
-       COUNT(*) FILTER (WHERE f.paid_orders > 0) AS buyers,
-       CAST(SUM(f.net_revenue) AS DECIMAL(16, 2)) AS revenue,
-       CAST(SUM(f.net_revenue) / NULLIF(SUM(f.paid_orders), 0) AS DECIMAL(14, 2)) AS average_order_value,
-       AVG(CAST(f.paid_orders AS DOUBLE)) FILTER (WHERE f.paid_orders > 0) AS average_orders,
-       CAST(COUNT(*) FILTER (WHERE f.paid_orders >= 2) AS DOUBLE)
-           / NULLIF(COUNT(*) FILTER (WHERE f.paid_orders > 0), 0) AS repurchase_rate,
-       MEDIAN(f.days_since_last_order) AS median_days_since_last_order,
-       COUNT(*) FILTER (WHERE f.email_subscribed AND f.email IS NOT NULL) AS reachable_by_email,
-       COUNT(*) FILTER (WHERE f.sms_subscribed AND f.phone IS NOT NULL) AS reachable_by_sms
-FROM segment_membership m
-JOIN customer_features f USING (customer_id)
+SELECT s.segment,
+       COUNT(m.customer_id) AS customers,
+       CAST(COUNT(m.customer_id) AS DOUBLE) / NULLIF(MAX(e.customers), 0) AS share_of_customers,
+       COUNT(m.customer_id) FILTER (WHERE m.paid_orders > 0) AS buyers,
+       CAST(COALESCE(SUM(m.net_revenue), 0) AS DECIMAL(16, 2)) AS revenue,
+       CAST(SUM(m.net_revenue) / NULLIF(SUM(m.paid_orders), 0) AS DECIMAL(14, 2)) AS average_order_value,
+       AVG(CAST(m.paid_orders AS DOUBLE)) FILTER (WHERE m.paid_orders > 0) AS average_orders,
+       CAST(COUNT(m.customer_id) FILTER (WHERE m.paid_orders >= 2) AS DOUBLE)
+           / NULLIF(COUNT(m.customer_id) FILTER (WHERE m.paid_orders > 0), 0) AS repurchase_rate,
+       MEDIAN(m.days_since_last_order) AS median_days_since_last_order,
+       COUNT(m.customer_id) FILTER (WHERE m.by_email) AS reachable_by_email,
+       COUNT(m.customer_id) FILTER (WHERE m.by_sms) AS reachable_by_sms
+FROM segment_catalog s
+LEFT JOIN members m ON m.segment = s.segment
 CROSS JOIN everyone e
-GROUP BY m.segment
-ORDER BY m.segment
+GROUP BY s.segment
+ORDER BY s.segment

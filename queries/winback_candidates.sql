@@ -8,8 +8,10 @@
 --   'no marketing consent'       neither email (with an address) nor SMS (with a phone)
 --   'contacted within cooldown'  on a published winback_list dated less than $cooldown_days
 --                                days before as_of
--- overdue_ratio: days since the last order over the customer's usual gap between orders
--- (their average gap for repeat buyers, $winback_min_days for one-time buyers).
+-- overdue_ratio: days since the last order over the customer's usual gap between orders:
+-- their average gap for repeat buyers; $winback_min_days for one-time buyers and for repeat
+-- buyers whose orders all fell on one day (an average gap of 0 says nothing about rhythm).
+-- Blank emails and phones are NULL in customer_features, so they are no contact point.
 WITH lapsed AS (
     SELECT customer_id, email, phone, email_subscribed, sms_subscribed, last_order_at,
            paid_orders, net_revenue, days_since_last_order, rf_segment, shopify_group,

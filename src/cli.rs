@@ -102,7 +102,7 @@ pub struct RunArgs {
     /// The pipeline YAML file.
     pub pipeline: PathBuf,
     /// The run's logical date (YYYY-MM-DD); orders after the end of this day are ignored.
-    /// Defaults to yesterday (UTC), the last complete day.
+    /// Defaults to yesterday in the pipeline's time zone, the last complete day.
     #[arg(long, value_parser = date_arg)]
     pub as_of: Option<NaiveDate>,
     /// Override a pipeline var: --var name=value (repeatable). The value must fit the
@@ -244,8 +244,10 @@ pub async fn execute(cli: Cli) -> Result<(), Failure> {
     }
 }
 
-fn yesterday() -> NaiveDate {
+/// The last complete day in `zone`.
+fn yesterday(zone: chrono_tz::Tz) -> NaiveDate {
     Utc::now()
+        .with_timezone(&zone)
         .date_naive()
         .pred_opt()
         .expect("yesterday exists")
@@ -258,7 +260,12 @@ async fn run_command(args: RunArgs) -> Result<(), Failure> {
     };
     let pipeline = Pipeline::load(&args.pipeline, &options)?;
     let history = open_history(&args.state)?;
-    let report = run_by_hand(&history, &pipeline, args.as_of.unwrap_or_else(yesterday)).await?;
+    let report = run_by_hand(
+        &history,
+        &pipeline,
+        args.as_of.unwrap_or_else(|| yesterday(pipeline.timezone)),
+    )
+    .await?;
     print_report(&report);
     Ok(())
 }
@@ -426,7 +433,7 @@ async fn validate_command(args: ValidateArgs) -> Result<(), Failure> {
     let mut failures = Vec::new();
     for path in &args.pipelines {
         let checked = match Pipeline::load(path, &LoadOptions::default()) {
-            Ok(pipeline) => run::plan_only(&pipeline, yesterday())
+            Ok(pipeline) => run::plan_only(&pipeline, yesterday(pipeline.timezone))
                 .await
                 .map(|()| pipeline.steps.len())
                 .map_err(Failure::from),
@@ -468,7 +475,7 @@ async fn generate_command(args: GenerateArgs) -> Result<(), Failure> {
         customers: args.customers,
         orders: args.orders,
         seed: args.seed,
-        end: args.end.unwrap_or_else(yesterday),
+        end: args.end.unwrap_or_else(|| yesterday(chrono_tz::Tz::UTC)),
     };
     let started = std::time::Instant::now();
     let made = generate::generate(&size, &out, &Storage::new(), &Progress::for_terminal()).await?;
@@ -513,7 +520,7 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     write_shipped(&dir)?;
     let data = dir.join("data");
     let out = dir.join("out");
-    let as_of = yesterday();
+    let as_of = yesterday(chrono_tz::Tz::UTC);
     println!("Generating a sample shop in {} ...", data.display());
     let size = ShopSize {
         customers: args.customers,

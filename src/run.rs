@@ -2,14 +2,14 @@
 //! step, stage every output, and only then commit them. A failure before the commits leaves
 //! every published output as it was; the scheduler calls this same function.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
 use tokio::sync::oneshot;
 
-use crate::engine::{Engine, EngineError, Params, StepResult};
+use crate::engine::{Engine, EngineError, Params, StepResult, Unmatched};
 use crate::progress::Progress;
 use crate::publish::{self, Manifest, PublishError, Publisher, RunIdentity, Staged};
 use crate::spec::{Pipeline, Published, Step};
@@ -61,6 +61,8 @@ pub struct RunReport {
     pub as_of: NaiveDate,
     pub run_id: String,
     pub outputs: Vec<PublishedOutput>,
+    /// Per source, rows that belong to no known customer (and so to no segment).
+    pub unmatched: BTreeMap<String, Unmatched>,
     pub elapsed: Duration,
 }
 
@@ -75,7 +77,7 @@ pub struct PublishedOutput {
 pub async fn plan_only(pipeline: &Pipeline, as_of: NaiveDate) -> Result<(), RunError> {
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
-    let params = Params::new(as_of, "validate", &pipeline.vars);
+    let params = Params::new(as_of, pipeline.timezone, "validate", &pipeline.vars);
     for step in &pipeline.steps {
         register_published(pipeline, &engine, &storage, step, as_of).await?;
         engine.add_step(step, &params, StepResult::View).await?;
@@ -158,8 +160,8 @@ async fn run_on_engine(
         .prefix("segflow-run-")
         .tempdir()
         .map_err(RunError::Scratch)?;
-    let engine = tokio::select! {
-        engine = plan_steps(pipeline, request, &storage, scratch.path(), progress) => engine?,
+    let (engine, unmatched) = tokio::select! {
+        planned = plan_steps(pipeline, request, &storage, scratch.path(), progress) => planned?,
         reason = &mut cancelled => return Err(RunError::Cancelled(reason)),
     };
 
@@ -205,24 +207,34 @@ async fn run_on_engine(
         as_of: request.as_of,
         run_id: request.run_id.clone(),
         outputs,
+        unmatched,
         elapsed: started.elapsed(),
     };
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, seconds = report.elapsed.as_secs_f64(), "Run finished.");
     Ok(report)
 }
 
-/// Registers the sources and adds every step to the engine, materialising into `scratch`
-/// the steps that later steps read.
+/// Registers the sources, checks their keys, and adds every step to the engine,
+/// materialising into `scratch` the steps that later steps read. Also counts, per source,
+/// the rows that belong to no known customer.
 async fn plan_steps(
     pipeline: &Pipeline,
     request: &RunRequest,
     storage: &Storage,
     scratch: &std::path::Path,
     progress: &Progress,
-) -> Result<Engine, RunError> {
+) -> Result<(Engine, BTreeMap<String, Unmatched>), RunError> {
     progress.message("checking sources");
     let engine = prepare(pipeline, storage.clone()).await?;
-    let params = Params::new(request.as_of, &request.run_id, &pipeline.vars);
+    for source in &pipeline.sources {
+        engine.check_key(source).await?;
+    }
+    let params = Params::new(
+        request.as_of,
+        pipeline.timezone,
+        &request.run_id,
+        &pipeline.vars,
+    );
     let readers = step_readers(pipeline);
     for step in &pipeline.steps {
         progress.message(format!("step {}", step.name));
@@ -237,7 +249,26 @@ async fn plan_steps(
         engine.add_step(step, &params, result).await?;
         tracing::info!(pipeline = %pipeline.name, step = %step.name, "Step ready.");
     }
-    Ok(engine)
+    let mut unmatched = BTreeMap::new();
+    if !pipeline.segments.is_empty() {
+        for source in &pipeline.sources {
+            let Some(counts) = engine.unmatched(source, &pipeline.members).await? else {
+                continue;
+            };
+            if counts != Unmatched::default() {
+                tracing::warn!(
+                    pipeline = %pipeline.name,
+                    source = %source.name,
+                    without_customer = counts.without_customer,
+                    unknown_customer = counts.unknown_customer,
+                    members = %pipeline.members.table,
+                    "Rows without a known customer; they count for no one."
+                );
+            }
+            unmatched.insert(source.name.clone(), counts);
+        }
+    }
+    Ok((engine, unmatched))
 }
 
 /// Makes the earlier publications that `step` reads (`previous_t`, `history_t`) available.
@@ -277,7 +308,7 @@ async fn register_published(
 }
 
 async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunError> {
-    let engine = Engine::new(&pipeline.engine, storage)?;
+    let engine = Engine::new(&pipeline.engine, pipeline.timezone, storage)?;
     for source in &pipeline.sources {
         engine.register_source(source).await?;
     }

@@ -11,6 +11,7 @@ use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
 use crate::clock::Clock;
+use crate::engine::Unmatched;
 use crate::progress::Progress;
 use crate::run::{self, RunError, RunReport, RunRequest};
 use crate::spec::Pipeline;
@@ -65,6 +66,9 @@ pub struct RunRecord {
     pub status: RunStatus,
     /// Rows published per output table.
     pub rows: BTreeMap<String, u64>,
+    /// Per source, rows that belong to no known customer (in no segment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmatched: BTreeMap<String, Unmatched>,
     pub error: Option<String>,
 }
 
@@ -111,6 +115,7 @@ pub async fn run_recorded_until(
         ended_at: None,
         status: RunStatus::Running,
         rows: BTreeMap::new(),
+        unmatched: BTreeMap::new(),
         error: None,
     };
     history.save(&record).await?;
@@ -132,6 +137,7 @@ pub async fn run_recorded_until(
                 .iter()
                 .map(|o| (o.manifest.table.clone(), o.manifest.rows))
                 .collect();
+            record.unmatched = report.unmatched.clone();
         }
         Err(error) => {
             record.status = if interrupted.load(Ordering::Relaxed) {
@@ -267,6 +273,7 @@ mod tests {
             ended_at: None,
             status,
             rows: BTreeMap::new(),
+            unmatched: BTreeMap::new(),
             error: None,
         }
     }

@@ -26,14 +26,17 @@ pub struct Schedule {
     expression: String,
     cron: cron::Schedule,
     timezone: Tz,
+    /// The zone whose calendar gives a slot its logical date.
+    days: Tz,
 }
 
 /// One scheduled run: the instant it is due and the logical date it computes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Slot {
     pub due: DateTime<Utc>,
-    /// The last complete day before the slot, in the schedule's time zone: a 02:00 run on
-    /// the 25th computes as of the 24th, as `segflow run` does by default.
+    /// The last complete day before the slot, in the pipeline's time zone (by default the
+    /// schedule's): a 02:00 run on the 25th computes as of the 24th, as `segflow run` does
+    /// by default.
     pub as_of: NaiveDate,
 }
 
@@ -77,7 +80,14 @@ impl Schedule {
             expression: expression.to_string(),
             cron,
             timezone,
+            days: timezone,
         })
+    }
+
+    /// The same slots, with logical dates taken from the calendar of `days`: a slot's as_of
+    /// is the day before the one it falls on there, the last day that is over.
+    pub fn with_days_in(self, days: Tz) -> Schedule {
+        Schedule { days, ..self }
     }
 
     pub fn expression(&self) -> &str {
@@ -101,7 +111,7 @@ impl Schedule {
             }
             slots.push(Slot {
                 due,
-                as_of: (local.date() - Duration::days(1)),
+                as_of: due.with_timezone(&self.days).date_naive() - Duration::days(1),
             });
         }
         slots

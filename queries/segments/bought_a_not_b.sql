@@ -2,10 +2,8 @@
 -- $collection_b (paid orders up to as_of): the cross-sell audience for b.
 WITH bought AS (
     SELECT o.customer_id, i.collection
-    FROM orders o
+    FROM paid_orders o
     JOIN order_items i USING (order_id)
-    WHERE o.status = 'paid'
-      AND o.ordered_at < CAST($as_of AS TIMESTAMP) + INTERVAL '1 day'
 )
 SELECT customer_id FROM bought WHERE collection = $collection_a
 EXCEPT

@@ -3,8 +3,6 @@
 SELECT customer_id FROM customer_features WHERE paid_orders > 0
 EXCEPT
 SELECT o.customer_id
-FROM orders o
+FROM paid_orders o
 JOIN order_items i USING (order_id)
-WHERE o.status = 'paid'
-  AND o.ordered_at < CAST($as_of AS TIMESTAMP) + INTERVAL '1 day'
-  AND array_has($product_ids, i.product_id)
+WHERE array_has($product_ids, i.product_id)

@@ -9,6 +9,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::schedule::{Catchup, Schedule, ScheduleError};
@@ -19,6 +20,15 @@ pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};
 
 /// The name under which the run's logical date reaches SQL (`$as_of`).
 pub const AS_OF: &str = "as_of";
+/// The first instant of the as_of day in the pipeline's time zone (`$as_of_start`).
+pub const AS_OF_START: &str = "as_of_start";
+/// The first instant after the as_of day in the pipeline's time zone (`$as_of_end`): what
+/// happened before it happened by the end of as_of.
+pub const AS_OF_END: &str = "as_of_end";
+/// The name under which the run's id reaches SQL (`$run_id`).
+pub const RUN_ID: &str = "run_id";
+/// Parameters segflow sets for every run, which a var cannot override.
+pub const RUN_PARAMETERS: [&str; 4] = [AS_OF, AS_OF_START, AS_OF_END, RUN_ID];
 
 /// One thing wrong with a spec, where it was found.
 #[derive(Debug, Clone, PartialEq)]
@@ -69,6 +79,10 @@ struct RawPipeline {
     #[serde(default)]
     description: Option<String>,
     #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    members: Option<RawMembers>,
+    #[serde(default)]
     vars: BTreeMap<String, serde_yaml::Value>,
     #[serde(default)]
     sources: BTreeMap<String, RawSource>,
@@ -92,6 +106,29 @@ struct RawSource {
     columns: BTreeMap<String, String>,
     #[serde(default)]
     options: BTreeMap<String, String>,
+    #[serde(default)]
+    timezone: Option<String>,
+    #[serde(default)]
+    key: Option<RawKey>,
+    #[serde(default)]
+    keep_latest_by: Option<String>,
+}
+
+/// A key of one column (`key: customer_id`) or several (`key: [shop, customer_id]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawKey {
+    One(String),
+    Several(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawMembers {
+    #[serde(default)]
+    table: Option<String>,
+    #[serde(default)]
+    created_at: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -109,6 +146,28 @@ struct RawSegment {
     all_of: Option<Vec<String>>,
     any_of: Option<Vec<String>>,
     none_of: Option<Vec<String>>,
+}
+
+impl RawSegment {
+    /// How the YAML defines the segment, for `segment_catalog`: its SQL file, or its sets.
+    fn definition(&self) -> String {
+        if let Some(sql) = &self.sql {
+            return sql.clone();
+        }
+        [
+            ("all_of", &self.all_of),
+            ("any_of", &self.any_of),
+            ("none_of", &self.none_of),
+        ]
+        .iter()
+        .filter_map(|(key, names)| {
+            names
+                .as_ref()
+                .map(|names| format!("{key}: [{}]", names.join(", ")))
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -161,6 +220,11 @@ pub struct Pipeline {
     pub description: Option<String>,
     /// The YAML file, as the user named it (used in messages).
     pub file: PathBuf,
+    /// The zone whose calendar days the pipeline counts in: the as_of day, days since, date
+    /// vars. Every timestamp column reaches SQL as an instant shown in this zone.
+    pub timezone: Tz,
+    /// Who may be a segment member.
+    pub members: Members,
     pub vars: BTreeMap<String, VarValue>,
     pub sources: Vec<Source>,
     /// Steps, segments and `segment_membership`, in dependency order: every step comes
@@ -191,7 +255,38 @@ pub struct Source {
     pub location: Location,
     pub columns: Vec<(String, ColumnType)>,
     pub options: BTreeMap<String, String>,
+    /// The zone that timestamps written without one (naive) are wall-clock times of.
+    pub timezone: Tz,
+    pub key: Option<SourceKey>,
 }
+
+/// The columns that identify a source's rows. Rows with a repeated or missing key fail the
+/// run, unless `keep_latest_by` names the column whose greatest value picks the row to keep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceKey {
+    pub columns: Vec<String>,
+    pub keep_latest_by: Option<String>,
+}
+
+/// Who may be a segment member: the customers of `table` (key `customer_id`) whose
+/// `created_at` is before the end of the as_of day, or unknown.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Members {
+    pub table: String,
+    pub created_at: String,
+}
+
+impl Default for Members {
+    fn default() -> Self {
+        Members {
+            table: "customers".to_string(),
+            created_at: "created_at".to_string(),
+        }
+    }
+}
+
+/// The column every segment returns and members are known by.
+pub const CUSTOMER_ID: &str = "customer_id";
 
 #[derive(Debug, Clone)]
 pub struct Step {
@@ -213,19 +308,18 @@ pub enum StepKind {
     Segment,
     /// `segment_membership`, built from every segment.
     Membership,
+    /// `segment_catalog`, the declared segments.
+    Catalog,
 }
 
 impl StepKind {
     fn noun(self) -> &'static str {
         match self {
-            StepKind::Query | StepKind::Membership => "step",
+            StepKind::Query | StepKind::Membership | StepKind::Catalog => "step",
             StepKind::Segment => "segment",
         }
     }
 }
-
-/// The name under which the run's id reaches SQL (`$run_id`).
-pub const RUN_ID: &str = "run_id";
 
 /// Earlier publications of an output `t`, which steps read as tables: `previous_t` (the
 /// latest partition before the run's as_of) and `history_t` (every partition before it).
@@ -260,6 +354,8 @@ impl Published {
 
 /// The long table of who is in which segment, which segflow builds from the segments.
 pub const SEGMENT_MEMBERSHIP: &str = "segment_membership";
+/// One row per declared segment, so that an empty segment is still listed.
+pub const SEGMENT_CATALOG: &str = "segment_catalog";
 
 struct Draft {
     name: String,
@@ -308,18 +404,43 @@ fn combination_sql(all_of: &[String], any_of: &[String], none_of: &[String]) -> 
     sql
 }
 
-/// `segment_membership`: one row per (segment, customer), with the run's date.
-fn membership_sql(segments: &[String]) -> String {
-    segments
+/// `segment_membership`: one row per (segment, customer), with the run's date. Whatever a
+/// segment's SQL returns, only known customers become members: ids in the members table
+/// whose sign-up is before the end of as_of or unknown. NULL ids never match.
+fn membership_sql(segments: &[String], members: &Members) -> String {
+    let union = segments
         .iter()
-        .map(|n| {
+        .map(|n| format!("SELECT DISTINCT '{n}' AS segment, {CUSTOMER_ID} FROM {n}"))
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    format!(
+        "SELECT CAST($as_of AS DATE) AS as_of, chosen.segment, chosen.{CUSTOMER_ID} \
+         FROM ({union}) AS chosen \
+         WHERE chosen.{CUSTOMER_ID} IN (SELECT {CUSTOMER_ID} FROM {table} \
+         WHERE {created_at} IS NULL OR {created_at} < $as_of_end)",
+        table = members.table,
+        created_at = members.created_at,
+    )
+}
+
+/// `segment_catalog`: each declared segment with its YAML position and definition.
+fn catalog_sql(segments: &[(String, String)]) -> String {
+    let rows = segments
+        .iter()
+        .enumerate()
+        .map(|(i, (name, definition))| {
             format!(
-                "SELECT CAST($as_of AS DATE) AS as_of, '{n}' AS segment, customer_id \
-                 FROM (SELECT DISTINCT customer_id FROM {n}) AS {n}"
+                "({}, '{name}', '{}')",
+                i + 1,
+                definition.replace('\'', "''")
             )
         })
         .collect::<Vec<_>>()
-        .join(" UNION ALL ")
+        .join(", ");
+    format!(
+        "SELECT CAST(position AS INT) AS position, segment, definition \
+         FROM (VALUES {rows}) AS declared(position, segment, definition)"
+    )
 }
 
 #[derive(Debug, Clone)]
@@ -431,17 +552,21 @@ impl Validator<'_> {
                 ),
             );
         }
+        let timezone = self.timezone("timezone", raw.timezone.as_deref());
+        let members = self.members(raw.members);
         let vars = self.vars(&raw.vars, overrides);
         let sources = self.sources(raw.sources);
         let published: BTreeSet<String> = raw.outputs.iter().map(|o| o.table.clone()).collect();
-        let (steps, segments) = self.steps(raw.steps, raw.segments, &sources, &published);
+        let (steps, segments) = self.steps(raw.steps, raw.segments, &sources, &members, &published);
         let outputs = self.outputs(raw.outputs, &sources, &steps);
         let engine = self.engine(raw.engine);
-        let schedule = raw.schedule.and_then(|raw| self.schedule(raw));
+        let schedule = raw.schedule.and_then(|raw| self.schedule(raw, timezone));
         Pipeline {
             name: raw.name,
             description: raw.description,
             file: self.file.clone(),
+            timezone,
+            members,
             vars,
             sources,
             steps,
@@ -460,7 +585,7 @@ impl Validator<'_> {
         let mut vars = BTreeMap::new();
         for (name, value) in raw {
             let at = format!("vars.{name}");
-            if name == AS_OF || name == RUN_ID {
+            if RUN_PARAMETERS.contains(&name.as_str()) {
                 self.problem(
                     &at,
                     format!("'{name}' is set by segflow for each run and cannot be a var"),
@@ -508,6 +633,67 @@ impl Validator<'_> {
         vars
     }
 
+    /// An IANA zone name; UTC when absent (or when the name is wrong, after reporting it).
+    fn timezone(&mut self, at: &str, name: Option<&str>) -> Tz {
+        let Some(name) = name else { return Tz::UTC };
+        name.parse().unwrap_or_else(|_| {
+            let zones = chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name());
+            let hint = did_you_mean(name, zones);
+            self.problem(
+                at,
+                format!("'{name}' is not an IANA time zone (for example Europe/Oslo or UTC){hint}"),
+            );
+            Tz::UTC
+        })
+    }
+
+    fn members(&mut self, raw: Option<RawMembers>) -> Members {
+        let defaults = Members::default();
+        let Some(raw) = raw else { return defaults };
+        let mut column = |key: &str, value: Option<String>, default: String| match value {
+            Some(name) if !is_identifier(&name) => {
+                self.problem(
+                    &format!("members.{key}"),
+                    format!("members: {key} '{name}' must be lower-case letters, digits and '_'"),
+                );
+                default
+            }
+            Some(name) => name,
+            None => default,
+        };
+        Members {
+            table: column("table", raw.table, defaults.table),
+            created_at: column("created_at", raw.created_at, defaults.created_at),
+        }
+    }
+
+    fn source_key(&mut self, at: &str, name: &str, source: &RawSource) -> Option<SourceKey> {
+        let columns = match &source.key {
+            Some(RawKey::One(column)) => vec![column.clone()],
+            Some(RawKey::Several(columns)) => columns.clone(),
+            None => {
+                if source.keep_latest_by.is_some() {
+                    self.problem(
+                        &format!("{at}.keep_latest_by"),
+                        format!("source '{name}': keep_latest_by needs a key to keep one row of"),
+                    );
+                }
+                return None;
+            }
+        };
+        if columns.is_empty() {
+            self.problem(
+                &format!("{at}.key"),
+                format!("source '{name}': key lists no columns"),
+            );
+            return None;
+        }
+        Some(SourceKey {
+            columns,
+            keep_latest_by: source.keep_latest_by.clone(),
+        })
+    }
+
     fn sources(&mut self, raw: BTreeMap<String, RawSource>) -> Vec<Source> {
         let mut sources = Vec::new();
         for (name, source) in raw {
@@ -533,6 +719,8 @@ impl Validator<'_> {
                     ),
                 }
             }
+            let timezone = self.timezone(&format!("{at}.timezone"), source.timezone.as_deref());
+            let key = self.source_key(&at, &name, &source);
             let options = self.options(&format!("{at}.options"), source.options);
             if let Some(location) = location {
                 sources.push(Source {
@@ -540,6 +728,8 @@ impl Validator<'_> {
                     location,
                     columns,
                     options,
+                    timezone,
+                    key,
                 });
             }
         }
@@ -554,6 +744,7 @@ impl Validator<'_> {
         raw_steps: Vec<RawStep>,
         raw_segments: Vec<RawSegment>,
         sources: &[Source],
+        members: &Members,
         published: &BTreeSet<String>,
     ) -> (Vec<Step>, Vec<String>) {
         let source_names: BTreeSet<&str> = sources.iter().map(|s| s.name.as_str()).collect();
@@ -567,6 +758,10 @@ impl Validator<'_> {
             });
         }
         let segment_names: Vec<String> = raw_segments.iter().map(|s| s.name.clone()).collect();
+        let definitions: Vec<(String, String)> = raw_segments
+            .iter()
+            .map(|s| (s.name.clone(), s.definition()))
+            .collect();
         for (index, raw) in raw_segments.into_iter().enumerate() {
             let at = format!("segments[{index}]");
             if let Some(sql) = self.segment_sql(&at, &raw, &segment_names) {
@@ -583,7 +778,13 @@ impl Validator<'_> {
                 name: SEGMENT_MEMBERSHIP.to_string(),
                 at: "segments".to_string(),
                 kind: StepKind::Membership,
-                sql: DraftSql::Generated(membership_sql(&segment_names)),
+                sql: DraftSql::Generated(membership_sql(&segment_names, members)),
+            });
+            drafts.push(Draft {
+                name: SEGMENT_CATALOG.to_string(),
+                at: "segments".to_string(),
+                kind: StepKind::Catalog,
+                sql: DraftSql::Generated(catalog_sql(&definitions)),
             });
         }
 
@@ -624,7 +825,7 @@ impl Validator<'_> {
                     .line_of(&first)
                     .map(|l| format!(" (first at line {l})"))
                     .unwrap_or_default();
-                let message = if kind == StepKind::Membership {
+                let message = if matches!(kind, StepKind::Membership | StepKind::Catalog) {
                     format!(
                         "'{name}' is the table segflow builds from the segments; rename the step or segment that uses this name{where_first}"
                     )
@@ -668,6 +869,9 @@ impl Validator<'_> {
             }
         }
         self.check_references(&steps, &source_names, &declared);
+        if !segment_names.is_empty() {
+            self.check_members(members, &source_names, &steps);
+        }
         (self.order_steps(steps), segment_names)
     }
 
@@ -739,7 +943,35 @@ impl Validator<'_> {
         })
     }
 
-    /// Every table a step reads must be a source or a step.
+    /// Segments need a table of known customers to take their members from.
+    fn check_members(&mut self, members: &Members, sources: &BTreeSet<&str>, steps: &[Step]) {
+        let table = members.table.as_str();
+        let known = sources.contains(table)
+            || steps
+                .iter()
+                .any(|s| s.name == table && s.kind == StepKind::Query);
+        if !known {
+            let candidates = sources
+                .iter()
+                .copied()
+                .chain(steps.iter().map(|s| s.name.as_str()));
+            let hint = did_you_mean(table, candidates);
+            let at = match self.lines.line_of("members") {
+                Some(_) => "members.table",
+                None => "segments",
+            };
+            self.problem(
+                at,
+                format!(
+                    "segments take their members from the table '{table}', which is not a source or a step{hint}; \
+                     add that source, or name the customers table in members.table"
+                ),
+            );
+        }
+    }
+
+    /// Every table a step reads must be a source or a step. (The members table that
+    /// `segment_membership` reads is checked on its own, by `check_members`.)
     fn check_references(
         &mut self,
         steps: &[Step],
@@ -751,7 +983,7 @@ impl Validator<'_> {
             .copied()
             .chain(declared.iter().map(String::as_str))
             .collect();
-        for step in steps {
+        for step in steps.iter().filter(|s| s.kind != StepKind::Membership) {
             for table in &step.sql.tables {
                 if !known.contains(&table.as_str()) {
                     let hint = did_you_mean(table, known.iter().copied());
@@ -864,8 +1096,10 @@ impl Validator<'_> {
         outputs
     }
 
-    fn schedule(&mut self, raw: RawSchedule) -> Option<ScheduleSpec> {
-        let timezone = raw.timezone.as_deref().unwrap_or("UTC");
+    /// The daemon's schedule. Its cron is read in its own zone, by default the pipeline's;
+    /// a slot's as_of is the last complete day in the pipeline's zone.
+    fn schedule(&mut self, raw: RawSchedule, days: Tz) -> Option<ScheduleSpec> {
+        let timezone = raw.timezone.as_deref().unwrap_or(days.name());
         // The expression and the zone are checked apart, so that both are reported at once.
         if let Err(e) = Schedule::parse(&raw.cron, "UTC") {
             self.problem("schedule.cron", e.to_string());
@@ -873,7 +1107,9 @@ impl Validator<'_> {
         if let Err(e @ ScheduleError::TimeZone(_)) = Schedule::parse("* * * * *", timezone) {
             self.problem("schedule.timezone", e.to_string());
         }
-        let slots = Schedule::parse(&raw.cron, timezone).ok();
+        let slots = Schedule::parse(&raw.cron, timezone)
+            .ok()
+            .map(|s| s.with_days_in(days));
         let max = raw.max_catchup.unwrap_or(DEFAULT_MAX_CATCHUP);
         let catchup = match raw.catchup.as_deref().unwrap_or("latest") {
             "none" => Some(Catchup::None),
@@ -1208,6 +1444,75 @@ mod tests {
     }
 
     #[test]
+    fn zones_keys_and_members_are_checked() {
+        let dir = with_sql(&[("s.sql", "SELECT customer_id FROM people")]);
+        let problems = parse_in(
+            dir.path(),
+            "name: t\ntimezone: Europe/Olso\nmembers: { table: peple }\nsources:\n  people:\n    url: data/people/\n    timezone: Mars/Base\n    keep_latest_by: updated_at\nsegments:\n  - { name: s, sql: s.sql }\n",
+        )
+        .unwrap_err();
+        let text = problems.join("\n");
+        assert!(
+            text.contains("2: 'Europe/Olso' is not an IANA time zone (for example Europe/Oslo or UTC) (did you mean 'Europe/Oslo'?)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("7: 'Mars/Base' is not an IANA time zone"),
+            "{text}"
+        );
+        assert!(
+            text.contains("8: source 'people': keep_latest_by needs a key"),
+            "{text}"
+        );
+        assert!(
+            text.contains("3: segments take their members from the table 'peple', which is not a source or a step (did you mean 'people'?)"),
+            "{text}"
+        );
+        assert_eq!(problems.len(), 4, "{text}");
+
+        let pipeline = parse_in(
+            dir.path(),
+            "name: t\ntimezone: Europe/Oslo\nmembers: { table: people }\nsources:\n  people:\n    url: data/people/\n    key: [shop, customer_id]\n    keep_latest_by: updated_at\nsegments:\n  - { name: s, sql: s.sql }\nschedule: { cron: '0 2 * * *' }\n",
+        )
+        .unwrap();
+        assert_eq!(pipeline.timezone, chrono_tz::Europe::Oslo);
+        assert_eq!(
+            pipeline.sources[0].key,
+            Some(SourceKey {
+                columns: vec!["shop".into(), "customer_id".into()],
+                keep_latest_by: Some("updated_at".into()),
+            })
+        );
+        assert_eq!(pipeline.sources[0].timezone, Tz::UTC);
+        // The schedule's cron is read in the pipeline's zone: 02:00 in Oslo is 00:00 UTC in
+        // summer; the slot computes the day before in Oslo.
+        let schedule = pipeline.schedule.unwrap();
+        let after = chrono::DateTime::parse_from_rfc3339("2026-06-24T12:00:00Z").unwrap();
+        let slot = schedule.slots.next_after(after.to_utc()).unwrap();
+        assert_eq!(slot.due.to_rfc3339(), "2026-06-25T00:00:00+00:00");
+        assert_eq!(slot.as_of.to_string(), "2026-06-24");
+        let names: Vec<&str> = pipeline.steps.iter().map(|s| s.name.as_str()).collect();
+        assert!(names.contains(&SEGMENT_CATALOG), "{names:?}");
+    }
+
+    #[test]
+    fn a_slot_computes_the_last_day_over_in_the_pipelines_zone() {
+        let dir = with_sql(&[]);
+        // Cron in Oslo, days in UTC: 00:30 in Oslo on the 25th is 22:30 UTC on the 24th,
+        // when the 24th is not over in UTC yet.
+        let pipeline = parse_in(
+            dir.path(),
+            "name: t\nschedule: { cron: '30 0 * * *', timezone: Europe/Oslo }\n",
+        )
+        .unwrap();
+        let schedule = pipeline.schedule.unwrap();
+        let after = chrono::DateTime::parse_from_rfc3339("2026-06-24T12:00:00Z").unwrap();
+        let slot = schedule.slots.next_after(after.to_utc()).unwrap();
+        assert_eq!(slot.due.to_rfc3339(), "2026-06-24T22:30:00+00:00");
+        assert_eq!(slot.as_of.to_string(), "2026-06-23");
+    }
+
+    #[test]
     fn finds_cycles() {
         let dir = with_sql(&[("a.sql", "SELECT * FROM b"), ("b.sql", "SELECT * FROM a")]);
         let problems = parse_in(
@@ -1261,12 +1566,24 @@ mod tests {
         let dir = with_sql(&[("a.sql", "SELECT customer_id FROM orders")]);
         let p = parse_in(
             dir.path(),
-            "name: t\nsources:\n  orders: { url: data/orders/ }\nsegments:\n  - { name: both, all_of: [a, b], none_of: [c] }\n  - { name: a, sql: a.sql }\n  - { name: b, sql: a.sql }\n  - { name: c, any_of: [a] }\n",
+            "name: t\nsources:\n  orders: { url: data/orders/ }\n  customers: { url: data/customers/ }\nsegments:\n  - { name: both, all_of: [a, b], none_of: [c] }\n  - { name: a, sql: a.sql }\n  - { name: b, sql: a.sql }\n  - { name: c, any_of: [a] }\n",
         )
         .unwrap();
         assert_eq!(p.segments, ["both", "a", "b", "c"]);
         let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
-        assert_eq!(names, ["a", "b", "c", "both", "segment_membership"]);
+        assert_eq!(
+            names,
+            [
+                "a",
+                "b",
+                "c",
+                "both",
+                "segment_membership",
+                "segment_catalog"
+            ]
+        );
+        let membership = &p.steps[4].sql.tables;
+        assert!(membership.contains("customers"), "{membership:?}");
         let both = &p.steps[3];
         assert_eq!(both.kind, StepKind::Segment);
         assert_eq!(both.sql.tables.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
@@ -1277,7 +1594,7 @@ mod tests {
         let dir = with_sql(&[("a.sql", "SELECT 1 AS customer_id")]);
         let problems = parse_in(
             dir.path(),
-            "name: t\nsegments:\n  - { name: a, sql: a.sql, any_of: [b] }\n  - { name: b }\n  - { name: c, all_of: [d] }\n  - { name: e, none_of: [c] }\n  - { name: f, any_of: [] }\n  - { name: g, all_of: [h] }\n  - { name: h, all_of: [g] }\n  - { name: segment_membership, sql: a.sql }\n",
+            "name: t\nsegments:\n  - { name: a, sql: a.sql, any_of: [b] }\n  - { name: b }\n  - { name: c, all_of: [d] }\n  - { name: e, none_of: [c] }\n  - { name: f, any_of: [] }\n  - { name: g, all_of: [h] }\n  - { name: h, all_of: [g] }\n  - { name: segment_membership, sql: a.sql }\nsources: { customers: { url: c/ } }\n",
         )
         .unwrap_err();
         let text = problems.join("\n");
@@ -1304,7 +1621,7 @@ mod tests {
         );
         let problems = parse_in(
             dir.path(),
-            "name: t\nsegments:\n  - { name: g, all_of: [h] }\n  - { name: h, all_of: [g] }\n",
+            "name: t\nsegments:\n  - { name: g, all_of: [h] }\n  - { name: h, all_of: [g] }\nsources: { customers: { url: c/ } }\n",
         )
         .unwrap_err();
         assert!(problems[0].contains("cycle: g ("), "{problems:?}");

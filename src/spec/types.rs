@@ -4,8 +4,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use chrono::NaiveDate;
-use datafusion::arrow::datatypes::{DataType, Field};
+use chrono::{DateTime, NaiveDate};
+use chrono_tz::Tz;
+use datafusion::arrow::datatypes::{DataType, Field, TimeUnit};
 use datafusion::scalar::ScalarValue;
 
 /// The type of a pipeline variable, as written after `type:` in the YAML.
@@ -16,6 +17,8 @@ pub enum VarType {
     String,
     Date,
     Bool,
+    /// An instant shown in a time zone: only segflow's own `$as_of_start` and `$as_of_end`.
+    Instant,
     List(Box<VarType>),
 }
 
@@ -38,6 +41,7 @@ impl VarType {
             VarType::String => DataType::Utf8,
             VarType::Date => DataType::Date32,
             VarType::Bool => DataType::Boolean,
+            VarType::Instant => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             VarType::List(item) => {
                 DataType::List(Arc::new(Field::new("item", item.data_type(), true)))
             }
@@ -53,6 +57,7 @@ impl fmt::Display for VarType {
             VarType::String => f.write_str("string"),
             VarType::Date => f.write_str("date"),
             VarType::Bool => f.write_str("bool"),
+            VarType::Instant => f.write_str("timestamp"),
             VarType::List(item) => write!(f, "list of {item}"),
         }
     }
@@ -66,6 +71,7 @@ pub enum VarValue {
     String(String),
     Date(NaiveDate),
     Bool(bool),
+    Instant(DateTime<Tz>),
     List(VarType, Vec<VarValue>),
 }
 
@@ -77,6 +83,7 @@ impl VarValue {
             VarValue::String(_) => VarType::String,
             VarValue::Date(_) => VarType::Date,
             VarValue::Bool(_) => VarType::Bool,
+            VarValue::Instant(_) => VarType::Instant,
             VarValue::List(item, _) => VarType::List(Box::new(item.clone())),
         }
     }
@@ -98,6 +105,7 @@ impl VarValue {
             VarType::Date => parse_date(text)
                 .map(VarValue::Date)
                 .ok_or_else(|| format!("'{text}' is not a date (YYYY-MM-DD)")),
+            VarType::Instant => Err("a timestamp cannot be given as a var".to_string()),
             VarType::Bool => match text {
                 "true" => Ok(VarValue::Bool(true)),
                 "false" => Ok(VarValue::Bool(false)),
@@ -128,6 +136,7 @@ impl VarValue {
                 true
             }
             (VarValue::Bool(_), DataType::Boolean) => true,
+            (VarValue::Instant(_), DataType::Timestamp(..)) => true,
             (
                 VarValue::List(..),
                 DataType::List(_) | DataType::LargeList(_) | DataType::FixedSizeList(..),
@@ -145,6 +154,10 @@ impl VarValue {
             VarValue::String(v) => ScalarValue::Utf8(Some(v.clone())),
             VarValue::Date(v) => ScalarValue::Date32(Some(days_since_epoch(*v))),
             VarValue::Bool(v) => ScalarValue::Boolean(Some(*v)),
+            VarValue::Instant(v) => ScalarValue::TimestampMicrosecond(
+                Some(v.timestamp_micros()),
+                Some(v.timezone().name().into()),
+            ),
             VarValue::List(item, values) => {
                 let scalars: Vec<ScalarValue> = values.iter().map(VarValue::to_scalar).collect();
                 ScalarValue::List(ScalarValue::new_list_nullable(&scalars, &item.data_type()))
@@ -161,6 +174,7 @@ impl fmt::Display for VarValue {
             VarValue::String(v) => write!(f, "{v}"),
             VarValue::Date(v) => write!(f, "{v}"),
             VarValue::Bool(v) => write!(f, "{v}"),
+            VarValue::Instant(v) => write!(f, "{}", v.to_rfc3339()),
             VarValue::List(_, values) => {
                 let parts: Vec<String> = values.iter().map(ToString::to_string).collect();
                 f.write_str(&parts.join(","))
@@ -263,7 +277,6 @@ impl fmt::Display for ColumnType {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::datatypes::TimeUnit;
 
     #[test]
     fn column_types_match_by_kind() {

@@ -68,8 +68,8 @@ const CASES: &[Case] = &[
             replace(
                 p,
                 RFM,
-                "SELECT customer_id,\n       'quintiles'",
-                "SELEKT customer_id,\n       'quintiles'",
+                "SELECT customer_id,\n       'rm_quintiles_f_orders'",
+                "SELEKT customer_id,\n       'rm_quintiles_f_orders'",
             );
             vec![]
         },
@@ -185,6 +185,55 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "files of a source disagree on a column's type",
+        break_it: |p| {
+            write_orders_with_numeric_currency(&p.data().join("orders/part-zz.parquet"));
+            vec![]
+        },
+        expect: &[
+            "source 'orders': column 'currency' is Utf8 in file://",
+            "orders/part-00000.parquet but Int64 in file://",
+            "orders/part-zz.parquet, which cannot be read as one type",
+        ],
+    },
+    Case {
+        name: "repeated customers",
+        break_it: |p| {
+            let customers = p.data().join("customers");
+            std::fs::copy(
+                customers.join("part-00000.parquet"),
+                customers.join("part-again.parquet"),
+            )
+            .unwrap();
+            vec![]
+        },
+        expect: &[
+            "source 'customers': 300 customer_id values are on more than one row (for example customer_id 1, on 2 rows)",
+            "keep_latest_by",
+        ],
+    },
+    Case {
+        name: "unknown time zone",
+        break_it: |p| {
+            replace(p, PIPELINE, "timezone: UTC ", "timezone: Europe/Olso ");
+            vec![]
+        },
+        expect: &["nightly_segments.yaml:7: 'Europe/Olso' is not an IANA time zone"],
+    },
+    Case {
+        name: "keep_latest_by without a key",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "    key: customer_id ",
+                "    keep_latest_by: created_at ",
+            );
+            vec![]
+        },
+        expect: &["source 'customers': keep_latest_by needs a key"],
+    },
+    Case {
         name: "var of the wrong type",
         break_it: |_| vec!["--var".into(), "lapse_days=ninety".into()],
         expect: &[
@@ -226,6 +275,41 @@ const CASES: &[Case] = &[
         ],
     },
 ];
+
+/// An orders file whose currency is a number, where the generated files have text.
+fn write_orders_with_numeric_currency(path: &Path) {
+    use datafusion::arrow::array::{
+        ArrayRef, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray,
+    };
+    use std::sync::Arc;
+    let money = || -> ArrayRef {
+        Arc::new(
+            Decimal128Array::from(vec![1000])
+                .with_precision_and_scale(12, 2)
+                .unwrap(),
+        )
+    };
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_from_iter([
+        (
+            "order_id",
+            Arc::new(Int64Array::from(vec![1_000_000])) as ArrayRef,
+        ),
+        ("customer_id", Arc::new(Int64Array::from(vec![1]))),
+        (
+            "ordered_at",
+            Arc::new(TimestampMicrosecondArray::from(vec![0]).with_timezone("UTC")),
+        ),
+        ("total_amount", money()),
+        ("currency", Arc::new(Int64Array::from(vec![978]))),
+        ("status", Arc::new(StringArray::from(vec!["paid"]))),
+        ("refunded_amount", money()),
+    ])
+    .unwrap();
+    let file = std::fs::File::create(path).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(file, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
 
 fn restore_spec(project: &Project) {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));

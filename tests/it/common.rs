@@ -141,12 +141,17 @@ impl Project {
 
     /// Every file under `out/` with its bytes: a fingerprint of what is published.
     pub fn snapshot(&self) -> BTreeMap<PathBuf, Vec<u8>> {
-        let mut files = BTreeMap::new();
-        if self.out().exists() {
-            collect_files(&self.out(), &mut files);
-        }
-        files
+        snapshot_of(&self.out())
     }
+}
+
+/// Every file under `dir` (if it exists) with its bytes.
+pub fn snapshot_of(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = BTreeMap::new();
+    if dir.exists() {
+        collect_files(dir, &mut files);
+    }
+    files
 }
 
 fn collect_files(dir: &Path, files: &mut BTreeMap<PathBuf, Vec<u8>>) {
@@ -230,3 +235,80 @@ pub fn scheduled_query(project: &Project, name: &str, schedule: &str, sql: &str)
 /// Seconds of work for a scheduled run over a project of 50,000 customers: 2.5 billion pairs.
 pub const SLOW_QUERY: &str = "SELECT COUNT(*) AS pairs FROM customers a CROSS JOIN customers b \
      WHERE (a.customer_id * b.customer_id) % 7 = 3";
+
+/// An output's partition for `as_of`, read the atomic way (the manifest, then its files), as
+/// text: its schema, then every row as `column=value | ...`, sorted, without `drop`'s columns.
+pub fn table_text(out: &Path, table: &str, as_of: &str, drop: &[&str]) -> Vec<String> {
+    let manifest: Manifest = serde_json::from_slice(
+        &std::fs::read(out.join(format!("{table}/_segflow/manifests/as_of={as_of}.json")))
+            .unwrap_or_else(|e| panic!("{table} published for {as_of} in {}: {e}", out.display())),
+    )
+    .unwrap();
+    let mut schema = String::new();
+    let mut rows = Vec::new();
+    for file in &manifest.files {
+        for batch in read_parquet(&out.join(table).join(&file.path)) {
+            let kept: Vec<usize> = (0..batch.num_columns())
+                .filter(|&i| !drop.contains(&batch.schema().field(i).name().as_str()))
+                .collect();
+            schema = kept
+                .iter()
+                .map(|&i| {
+                    let field = batch.schema_ref().field(i).clone();
+                    format!("{}: {}", field.name(), field.data_type())
+                })
+                .collect::<Vec<_>>()
+                .join(", ");
+            let formatters: Vec<_> = kept
+                .iter()
+                .map(|&i| {
+                    datafusion::arrow::util::display::ArrayFormatter::try_new(
+                        batch.column(i).as_ref(),
+                        &Default::default(),
+                    )
+                    .unwrap()
+                })
+                .collect();
+            for row in 0..batch.num_rows() {
+                let values: Vec<String> = kept
+                    .iter()
+                    .zip(&formatters)
+                    .map(|(&i, format)| {
+                        format!(
+                            "{}={}",
+                            batch.schema_ref().field(i).name(),
+                            format.value(row)
+                        )
+                    })
+                    .collect();
+                rows.push(values.join(" | "));
+            }
+        }
+    }
+    rows.sort();
+    rows.insert(0, format!("schema: {schema}"));
+    rows
+}
+
+/// The values of one column of an output's partition for `as_of`, as text, in file order.
+pub fn column_values(out: &Path, table: &str, as_of: &str, column: &str) -> Vec<String> {
+    let manifest: Manifest = serde_json::from_slice(
+        &std::fs::read(out.join(format!("{table}/_segflow/manifests/as_of={as_of}.json"))).unwrap(),
+    )
+    .unwrap();
+    let mut values = Vec::new();
+    for file in &manifest.files {
+        for batch in read_parquet(&out.join(table).join(&file.path)) {
+            let array = batch
+                .column_by_name(column)
+                .unwrap_or_else(|| panic!("{table} has a column {column}"));
+            let format = datafusion::arrow::util::display::ArrayFormatter::try_new(
+                array.as_ref(),
+                &Default::default(),
+            )
+            .unwrap();
+            values.extend((0..batch.num_rows()).map(|row| format.value(row).to_string()));
+        }
+    }
+    values
+}

@@ -193,16 +193,13 @@ fn nightly_run_publishes_what_the_raw_orders_say() {
         .iter()
         .map(|(id, e)| (*id, (as_of - e.last_order_day.unwrap()).num_days() as i128))
         .collect();
-    let frequency = buyers
+    // The default method scores F by order counts: 1 to 4 orders score 1 to 4, more score 5.
+    let f: BTreeMap<i64, i32> = buyers
         .iter()
-        .map(|(id, e)| (*id, e.paid_orders as i128))
+        .map(|(id, e)| (*id, e.paid_orders.min(5) as i32))
         .collect();
     let monetary = buyers.iter().map(|(id, e)| (*id, e.net_cents)).collect();
-    let (r, f, m) = (
-        scores(&recency, false),
-        scores(&frequency, true),
-        scores(&monetary, true),
-    );
+    let (r, m) = (scores(&recency, false), scores(&monetary, true));
     let rfm = project.published("rfm", AS_OF);
     assert_eq!(rows(&rfm), buyers.len());
     let mut score_counts = [0usize; 6];
@@ -275,10 +272,6 @@ fn demo_generates_runs_and_explains() {
         "demo",
         "--dir",
         demo.to_str().unwrap(),
-        "--customers",
-        "3000",
-        "--orders",
-        "9000",
     ]));
     assert_eq!(outcome.code, 0, "{outcome:?}");
     for table in ["customer_features", "rfm"] {
@@ -290,9 +283,49 @@ fn demo_generates_runs_and_explains() {
         );
     }
     assert!(
-        outcome.stdout.contains("3000  file://"),
+        outcome.stdout.contains("20000  file://"),
         "every customer is featured: {outcome:?}"
     );
+    // On the demo shop every label of the R-F grid has members, and every declared segment
+    // is summarised, the empty ones too.
+    let out = demo.join("out");
+    let manifests = std::fs::read_dir(out.join("customer_profile/_segflow/manifests")).unwrap();
+    let manifest = manifests.map(|e| e.unwrap().file_name()).next().unwrap();
+    let as_of = manifest.to_str().unwrap()["as_of=".len()..]
+        .trim_end_matches(".json")
+        .to_string();
+    let profile = crate::common::column_values(&out, "customer_profile", &as_of, "rf_segment");
+    let grid: BTreeSet<&str> = profile.iter().map(String::as_str).collect();
+    for label in [
+        "Champions",
+        "Loyal",
+        "Potential Loyalist",
+        "New Customers",
+        "Promising",
+        "Need Attention",
+        "About To Sleep",
+        "At Risk",
+        "Cannot Lose Them",
+        "Hibernating",
+        "Prospects",
+    ] {
+        assert!(
+            grid.contains(label),
+            "{label} has no member on the demo shop: {grid:?}"
+        );
+    }
+    let summarised = crate::common::column_values(&out, "segment_summary", &as_of, "segment");
+    let spec: serde_yaml::Value = serde_yaml::from_str(
+        &std::fs::read_to_string(demo.join("pipelines/nightly_segments.yaml")).unwrap(),
+    )
+    .unwrap();
+    let declared: BTreeSet<String> = spec["segments"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(summarised.into_iter().collect::<BTreeSet<_>>(), declared);
     assert!(outcome.stdout.contains("duckdb -c"), "{outcome:?}");
     assert!(outcome.stdout.contains("Segments as of"), "{outcome:?}");
     assert!(outcome.stdout.contains("| big_spenders "), "{outcome:?}");

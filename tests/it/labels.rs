@@ -166,10 +166,10 @@ async fn every_score_combination_has_exactly_one_label_per_scheme() {
     assert_eq!(label_of("value_class", 1, 1, 1), "general_winback");
 }
 
-/// Runs the shipped rfm.sql over customer features given as
-/// (customer_id, days_since_last_order, paid_orders, net cents) and returns
-/// (customer_id, r, f, m) sorted by id.
-async fn quintile_scores(rows: &[(i64, i64, i64, i128)]) -> Vec<(i64, i32, i32, i32)> {
+/// Runs a shipped RFM method (`queries/<file>`) over customer features given as
+/// (customer_id, days_since_last_order, paid_orders, net cents), with the shipped order-count
+/// thresholds 2, 3, 4, 5, and returns (customer_id, r, f, m) sorted by id.
+async fn method_scores(file: &str, rows: &[(i64, i64, i64, i128)]) -> Vec<(i64, i32, i32, i32)> {
     let schema = Arc::new(Schema::new(vec![
         Field::new("customer_id", DataType::Int64, false),
         Field::new("days_since_last_order", DataType::Int64, true),
@@ -195,9 +195,24 @@ async fn quintile_scores(rows: &[(i64, i64, i64, i128)]) -> Vec<(i64, i32, i32, 
     .unwrap();
     let ctx = SessionContext::new();
     ctx.register_batch("customer_features", batch).unwrap();
-    let sql =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/queries/rfm.sql")).unwrap();
-    let batches = ctx.sql(&sql).await.unwrap().collect().await.unwrap();
+    let sql = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("queries")
+            .join(file),
+    )
+    .unwrap();
+    let thresholds: std::collections::HashMap<String, ScalarValue> = (2..=5)
+        .map(|n| (format!("rfm_f{n}_orders"), ScalarValue::Int64(Some(n))))
+        .collect();
+    let batches = ctx
+        .sql(&sql)
+        .await
+        .unwrap()
+        .with_param_values(ParamValues::from(thresholds))
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
     let mut scores = Vec::new();
     for batch in &batches {
         let id = batch
@@ -218,6 +233,37 @@ async fn quintile_scores(rows: &[(i64, i64, i64, i128)]) -> Vec<(i64, i32, i32, 
     }
     scores.sort();
     scores
+}
+
+async fn quintile_scores(rows: &[(i64, i64, i64, i128)]) -> Vec<(i64, i32, i32, i32)> {
+    method_scores("rfm_quintiles.sql", rows).await
+}
+
+#[tokio::test]
+async fn the_default_method_counts_orders_for_frequency() {
+    // Most buyers buy once: with quintiles all of them would tie at F 1 and the rest jump to
+    // F 4 and 5; counting orders gives F = orders up to 5. R and M stay quintiles.
+    let mut rows: Vec<_> = (1..=12)
+        .map(|id| (id, id * 10, 1, id as i128 * 100))
+        .collect();
+    rows.extend([
+        (13, 5, 2, 5000),
+        (14, 6, 3, 6000),
+        (15, 7, 4, 7000),
+        (16, 8, 5, 8000),
+        (17, 9, 9, 9000),
+    ]);
+    let scores = method_scores("rfm.sql", &rows).await;
+    let f: Vec<i32> = scores.iter().map(|s| s.2).collect();
+    assert_eq!(f, [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 5]);
+    let quintile_f: Vec<i32> = quintile_scores(&rows).await.iter().map(|s| s.2).collect();
+    assert_eq!(
+        quintile_f,
+        [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 4, 5, 5, 5, 5]
+    );
+    // The same R and M as the pure quintile method.
+    let rm = |s: &Vec<(i64, i32, i32, i32)>| s.iter().map(|x| (x.1, x.3)).collect::<Vec<_>>();
+    assert_eq!(rm(&scores), rm(&quintile_scores(&rows).await));
 }
 
 #[tokio::test]

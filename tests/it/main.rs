@@ -15,3 +15,4 @@ mod readers;
 mod s3;
 mod scheduler;
 mod sources;
+mod zones;

@@ -151,6 +151,7 @@ async fn seed_success(history: &RunHistory, pipeline: &str, slot: DateTime<Utc>)
         ended_at: Some(slot),
         status: RunStatus::Succeeded,
         rows: BTreeMap::new(),
+        unmatched: BTreeMap::new(),
         error: None,
     };
     history.save(&record).await.unwrap();
@@ -474,6 +475,7 @@ async fn a_retry_keeps_the_count_and_backoff_of_another_daemons_tries() {
             ended_at: Some(start),
             status: RunStatus::Failed,
             rows: BTreeMap::new(),
+            unmatched: BTreeMap::new(),
             error: Some("no Parquet files".to_string()),
         })
         .await

@@ -8,8 +8,10 @@ use std::num::NonZeroUsize;
 use std::path::Path;
 use std::sync::Arc;
 
-use chrono::NaiveDate;
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use chrono::{NaiveDate, TimeZone};
+use chrono_tz::Tz;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
 use datafusion::common::tree_node::Transformed;
 use datafusion::datasource::MemTable;
@@ -28,15 +30,14 @@ use datafusion::prelude::{
     DataFrame, ParquetReadOptions, SQLOptions, SessionConfig, SessionContext, lit,
 };
 use datafusion::scalar::ScalarValue;
-use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::async_reader::MetadataFetch;
-use parquet::arrow::parquet_to_arrow_schema;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaDataReader;
 
-use crate::spec::{AS_OF, EngineSettings, RUN_ID, Source, Step, StepKind, VarValue, did_you_mean};
+use crate::spec::{
+    AS_OF, AS_OF_END, AS_OF_START, EngineSettings, RUN_ID, Step, StepKind, VarValue, did_you_mean,
+};
 use crate::storage::{Location, Storage, StorageError};
+
+mod sources;
+pub use sources::Unmatched;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -71,6 +72,36 @@ pub enum EngineError {
         expected: String,
         found: DataType,
     },
+    #[error(
+        "source '{}': column '{}' is {} in {} but {} in {}, which cannot be read as one type; rewrite the files so that the column has one kind of value",
+        .0.table, .0.column, .0.first_type, .0.first_file, .0.other_type, .0.other_file
+    )]
+    ColumnTypesDiffer(Box<TypeConflict>),
+    #[error("source '{table}': the key column '{column}' is not a column of the source{hint}")]
+    KeyColumn {
+        table: String,
+        column: String,
+        hint: String,
+    },
+    #[error(
+        "source '{table}': {rows} rows have no {key}, which identifies its rows; fix the rows or leave them out of the export"
+    )]
+    MissingKey {
+        table: String,
+        key: String,
+        rows: usize,
+    },
+    #[error("source '{table}': {}", repeated_key_message(.key, *.repeated, .example, *.rows, .latest_by.as_deref()))]
+    RepeatedKey {
+        table: String,
+        key: String,
+        /// How many key values appear on more than one row.
+        repeated: usize,
+        example: String,
+        /// The rows of the example.
+        rows: i64,
+        latest_by: Option<String>,
+    },
     #[error("table '{table}': could not register {url}")]
     Register {
         table: String,
@@ -92,6 +123,40 @@ pub enum EngineError {
     },
 }
 
+fn repeated_key_message(
+    key: &str,
+    repeated: usize,
+    example: &str,
+    rows: i64,
+    latest_by: Option<&str>,
+) -> String {
+    let values = match repeated {
+        1 => format!("1 {key} value is"),
+        n => format!("{n} {key} values are"),
+    };
+    match latest_by {
+        None => format!(
+            "{values} on more than one row (for example {example}, on {rows} rows); \
+             declare keep_latest_by on the source to keep the latest row of each, or fix the data"
+        ),
+        Some(latest) => format!(
+            "{values} on several rows with the same latest {latest} (for example {example}, on {rows} rows), \
+             so keep_latest_by cannot choose one; fix the data"
+        ),
+    }
+}
+
+/// Two files of one source whose column types have no common type.
+#[derive(Debug)]
+pub struct TypeConflict {
+    pub table: String,
+    pub column: String,
+    pub first_file: String,
+    pub first_type: DataType,
+    pub other_file: String,
+    pub other_type: DataType,
+}
+
 impl EngineError {
     /// Whether the user's spec or data is at fault (exit 1), rather than the environment.
     pub fn is_user_fault(&self) -> bool {
@@ -104,19 +169,45 @@ impl EngineError {
     }
 }
 
-/// The values a step's SQL sees as `$name`: `as_of` and the pipeline vars.
+/// The values a step's SQL sees as `$name`: the run's parameters and the pipeline vars.
 #[derive(Debug, Clone)]
 pub struct Params {
     values: BTreeMap<String, VarValue>,
 }
 
 impl Params {
-    pub fn new(as_of: NaiveDate, run_id: &str, vars: &BTreeMap<String, VarValue>) -> Params {
+    /// `$as_of`, the as_of day's first instant and the first after it (`$as_of_start`,
+    /// `$as_of_end`) in `zone`, `$run_id`, and the vars.
+    pub fn new(
+        as_of: NaiveDate,
+        zone: Tz,
+        run_id: &str,
+        vars: &BTreeMap<String, VarValue>,
+    ) -> Params {
         let mut values = vars.clone();
         values.insert(AS_OF.to_string(), VarValue::Date(as_of));
+        let next = as_of.succ_opt().expect("as_of is before the end of time");
+        values.insert(
+            AS_OF_START.to_string(),
+            VarValue::Instant(start_of_day(as_of, zone)),
+        );
+        values.insert(
+            AS_OF_END.to_string(),
+            VarValue::Instant(start_of_day(next, zone)),
+        );
         values.insert(RUN_ID.to_string(), VarValue::String(run_id.to_string()));
         Params { values }
     }
+}
+
+/// The first instant of `day` in `zone`: midnight, or where a daylight-saving change skips
+/// midnight, the first wall-clock time after the gap.
+fn start_of_day(day: NaiveDate, zone: Tz) -> chrono::DateTime<Tz> {
+    let midnight = day.and_time(chrono::NaiveTime::MIN);
+    (0..=24 * 4)
+        .map(|quarter| midnight + chrono::Duration::minutes(15 * quarter))
+        .find_map(|local| zone.from_local_datetime(&local).earliest())
+        .expect("every day has a wall-clock time")
 }
 
 /// Where a planned step's result goes: a view (planning only, or read once), or a
@@ -129,12 +220,16 @@ pub enum StepResult<'a> {
 pub struct Engine {
     ctx: SessionContext,
     storage: Storage,
+    /// The pipeline's time zone, in which every timestamp column is shown.
+    zone: Tz,
 }
 
-const FOOTER_READS_IN_FLIGHT: usize = 16;
-
 impl Engine {
-    pub fn new(settings: &EngineSettings, storage: Storage) -> Result<Engine, EngineError> {
+    pub fn new(
+        settings: &EngineSettings,
+        zone: Tz,
+        storage: Storage,
+    ) -> Result<Engine, EngineError> {
         let mut config = SessionConfig::from_env()
             .map_err(EngineError::Setup)?
             .with_information_schema(true);
@@ -166,6 +261,7 @@ impl Engine {
         Ok(Engine {
             ctx: SessionContext::new_with_state(state),
             storage,
+            zone,
         })
     }
 
@@ -173,134 +269,16 @@ impl Engine {
         &self.ctx
     }
 
-    /// Checks a source's files against its declared columns, then registers it as a table.
-    pub async fn register_source(&self, source: &Source) -> Result<(), EngineError> {
-        let store = self.storage.store(&source.location, &source.options)?;
-        self.storage.register_all(self.ctx.runtime_env().as_ref());
-        let location = self.storage.source_location(&source.location);
-        let files = self
-            .parquet_files(&source.name, &location, store.as_ref())
-            .await?;
-        self.check_columns(source, &location, &files, &store)
-            .await?;
-        self.register_listing(&source.name, &location, None).await
-    }
-
-    async fn parquet_files(
+    /// The Parquet files at `location` as a table of `file_schema`, plus the Hive partition
+    /// columns of its folders when `partitions` is set. Each file's columns are converted to
+    /// the schema's types as they are read.
+    async fn listing(
         &self,
         table: &str,
         location: &Location,
-        store: &dyn ObjectStore,
-    ) -> Result<Vec<object_store::ObjectMeta>, EngineError> {
-        let listed = self.storage.list(location, store).await?;
-        // The files DataFusion will read: `.parquet` files directly in the folder or in
-        // Hive partition folders (`key=value/`), not hidden ones (`.x`, `_SUCCESS`), and not
-        // other subfolders such as segflow's own `_segflow/`. A URL naming one object is
-        // taken as it is.
-        let files: Vec<_> = if location.is_folder() {
-            listed
-                .into_iter()
-                .filter(|meta| {
-                    let relative = location.relative(&meta.location);
-                    let mut parts: Vec<&str> = relative.split('/').collect();
-                    let name = parts.pop().unwrap_or_default();
-                    name.ends_with(".parquet")
-                        && !name.starts_with(['.', '_'])
-                        && parts.iter().all(|part| part.contains('='))
-                })
-                .collect()
-        } else {
-            listed
-        };
-        if files.is_empty() {
-            return Err(EngineError::NoFiles {
-                table: table.to_string(),
-                url: location.to_string(),
-            });
-        }
-        Ok(files)
-    }
-
-    /// Reads every file's footer (not its data) and compares it with the declared columns,
-    /// so that a wrong file is named before any SQL runs. Hive partition keys in the path
-    /// count as columns.
-    async fn check_columns(
-        &self,
-        source: &Source,
-        location: &Location,
-        files: &[object_store::ObjectMeta],
-        store: &Arc<dyn ObjectStore>,
-    ) -> Result<(), EngineError> {
-        let schemas: Vec<_> = futures::stream::iter(files.iter().cloned())
-            .map(|meta| {
-                let store = Arc::clone(store);
-                async move {
-                    let schema = read_footer_schema(store, &meta).await;
-                    (meta, schema)
-                }
-            })
-            .buffered(FOOTER_READS_IN_FLIGHT)
-            .collect()
-            .await;
-        for (meta, schema) in schemas {
-            let file = location
-                .join(&location.relative(&meta.location))
-                .to_string();
-            let file = if location.is_folder() {
-                file
-            } else {
-                location.to_string()
-            };
-            let schema = schema.map_err(|source_err| EngineError::UnreadableFile {
-                table: source.name.clone(),
-                file: file.clone(),
-                source: source_err,
-            })?;
-            let relative = location.relative(&meta.location);
-            let partition_keys: Vec<&str> = relative
-                .split('/')
-                .filter_map(|part| part.split_once('=').map(|(key, _)| key))
-                .collect();
-            for (column, expected) in &source.columns {
-                if partition_keys.contains(&column.as_str()) {
-                    continue;
-                }
-                match schema.field_with_name(column) {
-                    Ok(field) if expected.matches(field.data_type()) => {}
-                    Ok(field) => {
-                        return Err(EngineError::WrongType {
-                            table: source.name.clone(),
-                            file,
-                            column: column.clone(),
-                            expected: expected.to_string(),
-                            found: field.data_type().clone(),
-                        });
-                    }
-                    Err(_) => {
-                        let names = schema.fields().iter().map(|f| f.name().as_str());
-                        return Err(EngineError::MissingColumn {
-                            table: source.name.clone(),
-                            file,
-                            column: column.clone(),
-                            expected: expected.to_string(),
-                            hint: did_you_mean(column, names),
-                        });
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// Registers the Parquet files at `location` as `table`. The schema is inferred from the
-    /// files (and Hive partition folders) unless `known` gives it, as for a materialised
-    /// step whose result may be empty and so have no files at all.
-    async fn register_listing(
-        &self,
-        table: &str,
-        location: &Location,
-        known: Option<datafusion::arrow::datatypes::SchemaRef>,
-    ) -> Result<(), EngineError> {
+        file_schema: SchemaRef,
+        partitions: bool,
+    ) -> Result<Arc<dyn TableProvider>, EngineError> {
         let register = |source| EngineError::Register {
             table: table.to_string(),
             url: location.to_string(),
@@ -309,23 +287,15 @@ impl Engine {
         let url = ListingTableUrl::parse(location.as_str()).map_err(register)?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let state = self.ctx.state();
-        let config = ListingTableConfig::new(url).with_listing_options(options);
-        let config = match known {
-            Some(schema) => config.with_schema(schema),
-            None => config
-                .infer_partitions_from_path(&state)
+        let mut config = ListingTableConfig::new(url).with_listing_options(options);
+        if partitions {
+            config = config
+                .infer_partitions_from_path(&self.ctx.state())
                 .await
-                .map_err(register)?
-                .infer_schema(&state)
-                .await
-                .map_err(register)?,
-        };
-        let listing = ListingTable::try_new(config).map_err(register)?;
-        self.ctx
-            .register_table(table, Arc::new(listing))
-            .map_err(register)?;
-        Ok(())
+                .map_err(register)?;
+        }
+        let listing = ListingTable::try_new(config.with_schema(file_schema)).map_err(register)?;
+        Ok(Arc::new(listing))
     }
 
     /// Registers earlier publications of an output as `table` (`previous_t`, `history_t`):
@@ -426,8 +396,10 @@ impl Engine {
                     .await
                     .map_err(|e| self.execute_error(step, e))?;
                 let location = Location::parse(&path)?;
-                self.register_listing(&step.name, &location, Some(schema))
-                    .await?;
+                let listing = self.listing(&step.name, &location, schema, false).await?;
+                self.ctx
+                    .register_table(step.name.as_str(), listing)
+                    .map_err(|e| self.plan_error(step, e))?;
             }
         }
         Ok(())
@@ -538,46 +510,6 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>
     let mut types: Vec<_> = inferred.get_parameter_types()?.into_iter().collect();
     types.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(types)
-}
-
-/// The Arrow schema of a Parquet file, from its footer alone.
-async fn read_footer_schema(
-    store: Arc<dyn ObjectStore>,
-    meta: &object_store::ObjectMeta,
-) -> Result<datafusion::arrow::datatypes::SchemaRef, ParquetError> {
-    let mut footer = Footer {
-        store,
-        path: meta.location.clone(),
-    };
-    let metadata = ParquetMetaDataReader::new()
-        .with_prefetch_hint(Some(FOOTER_PREFETCH))
-        .load_and_finish(&mut footer, meta.size)
-        .await?;
-    let file = metadata.file_metadata();
-    let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
-    Ok(Arc::new(schema))
-}
-
-/// Most footers fit in one read of this size.
-const FOOTER_PREFETCH: usize = 64 * 1024;
-
-struct Footer {
-    store: Arc<dyn ObjectStore>,
-    path: object_store::path::Path,
-}
-
-impl MetadataFetch for &mut Footer {
-    fn fetch(
-        &mut self,
-        range: std::ops::Range<u64>,
-    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        Box::pin(async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        })
-    }
 }
 
 /// Whether a query failed for want of memory, disk or storage rather than because of

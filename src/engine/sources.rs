@@ -1,0 +1,542 @@
+//! Sources: files listed, every footer checked against the declared columns, and one schema
+//! for the table however its files differ. Timestamps of any unit or zone become instants in
+//! microseconds, shown in the pipeline's zone; naive ones are wall-clock times of the
+//! source's zone. A source with a key is checked for repeated and missing keys before any
+//! step reads it, or reduced to its latest row per key when it says how.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::AsArray;
+use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
+use datafusion::common::ScalarValue;
+use datafusion::functions_window::expr_fn::rank;
+use datafusion::logical_expr::{ExprFunctionExt, cast, col, lit};
+use datafusion::prelude::{DataFrame, Expr, JoinType};
+use futures::StreamExt;
+use object_store::{ObjectStore, ObjectStoreExt};
+use parquet::arrow::async_reader::MetadataFetch;
+use parquet::arrow::parquet_to_arrow_schema;
+use parquet::errors::ParquetError;
+use parquet::file::metadata::ParquetMetaDataReader;
+
+use super::{Engine, EngineError, TypeConflict};
+use crate::spec::{CUSTOMER_ID, Members, Source, SourceKey, did_you_mean};
+use crate::storage::Location;
+
+const FOOTER_READS_IN_FLIGHT: usize = 16;
+/// Most footers fit in one read of this size.
+const FOOTER_PREFETCH: usize = 64 * 1024;
+/// The column name under which a source's rows are ranked within their key.
+const KEY_RANK: &str = "__segflow_key_rank";
+
+/// One Parquet file of a source, as its footer describes it.
+struct SourceFile {
+    /// Its URL, for messages.
+    url: String,
+    /// Hive partition keys in its path (`region=emea/`), which count as columns.
+    partition_keys: Vec<String>,
+    schema: SchemaRef,
+}
+
+/// Rows of a source that belong to no known customer, reported with each run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Unmatched {
+    /// Rows whose customer_id is NULL.
+    pub without_customer: u64,
+    /// Rows whose customer_id is not in the members table.
+    pub unknown_customer: u64,
+}
+
+impl Engine {
+    /// Checks a source's files against its declared columns, then registers it as a table
+    /// with one type per column. Reads footers only, no data.
+    pub async fn register_source(&self, source: &Source) -> Result<(), EngineError> {
+        let store = self.storage.store(&source.location, &source.options)?;
+        self.storage.register_all(self.ctx.runtime_env().as_ref());
+        let location = self.storage.source_location(&source.location);
+        let listed = self
+            .parquet_files(&source.name, &location, store.as_ref())
+            .await?;
+        let files = read_footers(source, &location, listed, &store).await?;
+        for file in &files {
+            check_declared_columns(source, file)?;
+        }
+        let file_schema = reconcile(source, &files)?;
+        let listing = self
+            .listing(&source.name, &location, file_schema, true)
+            .await?;
+        let mut frame = self
+            .ctx
+            .read_table(listing)
+            .map_err(|e| register_error(source, &location, e))?;
+        frame = self
+            .in_pipeline_zone(frame, source)
+            .map_err(|e| register_error(source, &location, e))?;
+        if let Some(key) = &source.key {
+            check_key_columns(source, key, &frame)?;
+            if let Some(latest) = &key.keep_latest_by {
+                frame = latest_per_key(frame, &key.columns, latest)
+                    .map_err(|e| register_error(source, &location, e))?;
+            }
+        }
+        self.ctx
+            .register_table(source.name.as_str(), frame.into_view())
+            .map_err(|e| register_error(source, &location, e))?;
+        Ok(())
+    }
+
+    /// Shows the source's timestamps in the pipeline's zone: the same instants, so that
+    /// `CAST(ts AS DATE)` gives the pipeline's calendar day.
+    fn in_pipeline_zone(
+        &self,
+        frame: DataFrame,
+        source: &Source,
+    ) -> datafusion::error::Result<DataFrame> {
+        let zone = self.zone.name();
+        if source.timezone.name() == zone {
+            return Ok(frame);
+        }
+        let target = DataType::Timestamp(TimeUnit::Microsecond, Some(zone.into()));
+        let columns: Vec<Expr> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| match field.data_type() {
+                DataType::Timestamp(..) => {
+                    cast(col(quoted(field.name())), target.clone()).alias(field.name())
+                }
+                _ => col(quoted(field.name())),
+            })
+            .collect();
+        frame.select(columns)
+    }
+
+    /// Fails when a keyed source has rows with a missing key, or keys on several rows (after
+    /// `keep_latest_by`, several rows sharing the latest value). Reads the source's data.
+    pub async fn check_key(&self, source: &Source) -> Result<(), EngineError> {
+        let Some(key) = &source.key else {
+            return Ok(());
+        };
+        let failed = |error| EngineError::Execute {
+            step: source.name.clone(),
+            source: error,
+        };
+        let frame = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
+        let missing = key
+            .columns
+            .iter()
+            .map(|c| col(quoted(c)).is_null())
+            .reduce(Expr::or)
+            .expect("a key has columns");
+        let rows_without_key = frame
+            .clone()
+            .filter(missing)
+            .map_err(failed)?
+            .count()
+            .await
+            .map_err(failed)?;
+        if rows_without_key > 0 {
+            return Err(EngineError::MissingKey {
+                table: source.name.clone(),
+                key: key.columns.join(", "),
+                rows: rows_without_key,
+            });
+        }
+        let keys: Vec<Expr> = key.columns.iter().map(|c| col(quoted(c))).collect();
+        let repeated = frame
+            .aggregate(
+                keys.clone(),
+                vec![datafusion::functions_aggregate::count::count_all().alias("rows")],
+            )
+            .and_then(|f| f.filter(col("rows").gt(lit(1_i64))))
+            .and_then(|f| f.sort(keys.iter().map(|k| k.clone().sort(true, true)).collect()))
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        let count: usize = repeated.iter().map(|b| b.num_rows()).sum();
+        let Some(first) = repeated.iter().find(|b| b.num_rows() > 0) else {
+            return Ok(());
+        };
+        let example = key
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, column)| {
+                let value = ScalarValue::try_from_array(first.column(i), 0)
+                    .map(|v| v.to_string())
+                    .unwrap_or_default();
+                format!("{column} {value}")
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        // COUNT(*) is an Int64 column, after the key columns.
+        let rows = first
+            .column(key.columns.len())
+            .as_primitive::<Int64Type>()
+            .value(0);
+        Err(EngineError::RepeatedKey {
+            table: source.name.clone(),
+            key: key.columns.join(", "),
+            repeated: count,
+            example,
+            rows,
+            latest_by: key.keep_latest_by.clone(),
+        })
+    }
+
+    /// Counts the rows of `source` that no known customer placed: a NULL customer_id, or
+    /// one missing from the members table. Sources without a customer_id are skipped.
+    pub async fn unmatched(
+        &self,
+        source: &Source,
+        members: &Members,
+    ) -> Result<Option<Unmatched>, EngineError> {
+        let failed = |error| EngineError::Execute {
+            step: source.name.clone(),
+            source: error,
+        };
+        let frame = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
+        if source.name == members.table
+            || frame
+                .schema()
+                .field_with_unqualified_name(CUSTOMER_ID)
+                .is_err()
+        {
+            return Ok(None);
+        }
+        let without_customer = frame
+            .clone()
+            .filter(col(CUSTOMER_ID).is_null())
+            .map_err(failed)?
+            .count()
+            .await
+            .map_err(failed)?;
+        let known = self
+            .ctx
+            .table(members.table.as_str())
+            .await
+            .and_then(|m| m.select(vec![col(CUSTOMER_ID).alias("known_id")]))
+            .map_err(failed)?;
+        let unknown_customer = frame
+            .select(vec![col(CUSTOMER_ID)])
+            .and_then(|f| f.filter(col(CUSTOMER_ID).is_not_null()))
+            .and_then(|f| {
+                f.join(
+                    known,
+                    JoinType::LeftAnti,
+                    &[CUSTOMER_ID],
+                    &["known_id"],
+                    None,
+                )
+            })
+            .map_err(failed)?
+            .count()
+            .await
+            .map_err(failed)?;
+        Ok(Some(Unmatched {
+            without_customer: without_customer as u64,
+            unknown_customer: unknown_customer as u64,
+        }))
+    }
+
+    async fn parquet_files(
+        &self,
+        table: &str,
+        location: &Location,
+        store: &dyn ObjectStore,
+    ) -> Result<Vec<object_store::ObjectMeta>, EngineError> {
+        let listed = self.storage.list(location, store).await?;
+        // The files DataFusion will read: `.parquet` files directly in the folder or in
+        // Hive partition folders (`key=value/`), not hidden ones (`.x`, `_SUCCESS`), and not
+        // other subfolders such as segflow's own `_segflow/`. A URL naming one object is
+        // taken as it is.
+        let files: Vec<_> = if location.is_folder() {
+            listed
+                .into_iter()
+                .filter(|meta| {
+                    let relative = location.relative(&meta.location);
+                    let mut parts: Vec<&str> = relative.split('/').collect();
+                    let name = parts.pop().unwrap_or_default();
+                    name.ends_with(".parquet")
+                        && !name.starts_with(['.', '_'])
+                        && parts.iter().all(|part| part.contains('='))
+                })
+                .collect()
+        } else {
+            listed
+        };
+        if files.is_empty() {
+            return Err(EngineError::NoFiles {
+                table: table.to_string(),
+                url: location.to_string(),
+            });
+        }
+        Ok(files)
+    }
+}
+
+fn register_error(
+    source: &Source,
+    location: &Location,
+    error: datafusion::error::DataFusionError,
+) -> EngineError {
+    EngineError::Register {
+        table: source.name.clone(),
+        url: location.to_string(),
+        source: error,
+    }
+}
+
+/// A column name as an expression, kept as written (not lower-cased).
+fn quoted(name: &str) -> datafusion::common::Column {
+    datafusion::common::Column::new_unqualified(name)
+}
+
+/// Reads every file's footer (not its data), in order, several at a time.
+async fn read_footers(
+    source: &Source,
+    location: &Location,
+    listed: Vec<object_store::ObjectMeta>,
+    store: &Arc<dyn ObjectStore>,
+) -> Result<Vec<SourceFile>, EngineError> {
+    let read: Vec<_> = futures::stream::iter(listed)
+        .map(|meta| {
+            let store = Arc::clone(store);
+            async move {
+                let schema = read_footer_schema(store, &meta).await;
+                (meta, schema)
+            }
+        })
+        .buffered(FOOTER_READS_IN_FLIGHT)
+        .collect()
+        .await;
+    read.into_iter()
+        .map(|(meta, schema)| {
+            let relative = location.relative(&meta.location);
+            let url = if location.is_folder() {
+                location.join(&relative).to_string()
+            } else {
+                location.to_string()
+            };
+            let schema = schema.map_err(|error| EngineError::UnreadableFile {
+                table: source.name.clone(),
+                file: url.clone(),
+                source: error,
+            })?;
+            let partition_keys = relative
+                .split('/')
+                .filter_map(|part| part.split_once('=').map(|(key, _)| key.to_string()))
+                .collect();
+            Ok(SourceFile {
+                url,
+                partition_keys,
+                schema,
+            })
+        })
+        .collect()
+}
+
+/// Compares one file with the declared columns, so that a wrong file is named before any
+/// SQL runs.
+fn check_declared_columns(source: &Source, file: &SourceFile) -> Result<(), EngineError> {
+    for (column, expected) in &source.columns {
+        if file.partition_keys.contains(column) {
+            continue;
+        }
+        match file.schema.field_with_name(column) {
+            Ok(field) if expected.matches(field.data_type()) => {}
+            Ok(field) => {
+                return Err(EngineError::WrongType {
+                    table: source.name.clone(),
+                    file: file.url.clone(),
+                    column: column.clone(),
+                    expected: expected.to_string(),
+                    found: field.data_type().clone(),
+                });
+            }
+            Err(_) => {
+                let names = file.schema.fields().iter().map(|f| f.name().as_str());
+                return Err(EngineError::MissingColumn {
+                    table: source.name.clone(),
+                    file: file.url.clone(),
+                    column: column.clone(),
+                    expected: expected.to_string(),
+                    hint: did_you_mean(column, names),
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// One schema for all files of a source: every column any file has (Hive partition keys
+/// aside), in the order first seen, each with one type that every file's values convert to.
+/// A file without a column reads it as NULL.
+fn reconcile(source: &Source, files: &[SourceFile]) -> Result<SchemaRef, EngineError> {
+    let instant = DataType::Timestamp(TimeUnit::Microsecond, Some(source.timezone.name().into()));
+    // (name, the type all files so far convert to, the first file with it and its type there)
+    let mut columns: Vec<(String, DataType, &str, &DataType)> = Vec::new();
+    for file in files {
+        for field in file.schema.fields() {
+            if file.partition_keys.contains(field.name()) {
+                continue;
+            }
+            let found = match field.data_type() {
+                DataType::Timestamp(..) => instant.clone(),
+                other => other.clone(),
+            };
+            match columns.iter_mut().find(|(name, ..)| name == field.name()) {
+                None => columns.push((field.name().clone(), found, &file.url, field.data_type())),
+                Some((_, known, first, first_type)) => match common_type(known, &found) {
+                    Some(common) => *known = common,
+                    None => {
+                        return Err(EngineError::ColumnTypesDiffer(Box::new(TypeConflict {
+                            table: source.name.clone(),
+                            column: field.name().clone(),
+                            first_file: first.to_string(),
+                            first_type: (*first_type).clone(),
+                            other_file: file.url.clone(),
+                            other_type: field.data_type().clone(),
+                        })));
+                    }
+                },
+            }
+        }
+    }
+    let fields: Vec<Field> = columns
+        .into_iter()
+        .map(|(name, data_type, ..)| Field::new(name, data_type, true))
+        .collect();
+    Ok(Arc::new(Schema::new(fields)))
+}
+
+/// A type that values of both `a` and `b` convert to without loss of meaning, if any.
+fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
+    use DataType::*;
+    if a == b {
+        return Some(a.clone());
+    }
+    Some(match (a, b) {
+        (Null, other) | (other, Null) => other.clone(),
+        (Dictionary(_, value), other) | (other, Dictionary(_, value)) => {
+            return common_type(value, other);
+        }
+        (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => Utf8,
+        (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => Binary,
+        (x, y) if x.is_integer() && y.is_integer() => Int64,
+        (x, y) if x.is_numeric() && y.is_numeric() && !x.is_decimal() && !y.is_decimal() => Float64,
+        (Date32 | Date64, Date32 | Date64) => Date32,
+        (Decimal128(p1, s1), Decimal128(p2, s2)) => {
+            let scale = (*s1).max(*s2);
+            let whole = (*p1 as i16 - *s1 as i16).max(*p2 as i16 - *s2 as i16);
+            let precision = (whole + scale as i16).min(38) as u8;
+            Decimal128(precision, scale)
+        }
+        _ => return None,
+    })
+}
+
+fn check_key_columns(
+    source: &Source,
+    key: &SourceKey,
+    frame: &DataFrame,
+) -> Result<(), EngineError> {
+    let schema = frame.schema();
+    let names = || schema.fields().iter().map(|f| f.name().as_str());
+    for column in key.columns.iter().chain(&key.keep_latest_by) {
+        if !names().any(|name| name == column) {
+            return Err(EngineError::KeyColumn {
+                table: source.name.clone(),
+                column: column.clone(),
+                hint: did_you_mean(column, names()),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The rows whose `latest` value is the greatest of their key (NULLs last); ties stay, so
+/// that [`Engine::check_key`] reports them.
+fn latest_per_key(
+    frame: DataFrame,
+    key: &[String],
+    latest: &str,
+) -> datafusion::error::Result<DataFrame> {
+    let columns: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|f| col(quoted(f.name())))
+        .collect();
+    let ranked = rank()
+        .partition_by(key.iter().map(|c| col(quoted(c))).collect())
+        .order_by(vec![col(quoted(latest)).sort(false, false)])
+        .build()?
+        .alias(KEY_RANK);
+    frame
+        .window(vec![ranked])?
+        .filter(col(KEY_RANK).eq(lit(1_u64)))?
+        .select(columns)
+}
+
+/// The Arrow schema of a Parquet file, from its footer alone.
+async fn read_footer_schema(
+    store: Arc<dyn ObjectStore>,
+    meta: &object_store::ObjectMeta,
+) -> Result<SchemaRef, ParquetError> {
+    let mut footer = Footer {
+        store,
+        path: meta.location.clone(),
+    };
+    let metadata = ParquetMetaDataReader::new()
+        .with_prefetch_hint(Some(FOOTER_PREFETCH))
+        .load_and_finish(&mut footer, meta.size)
+        .await?;
+    let file = metadata.file_metadata();
+    let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
+    Ok(Arc::new(schema))
+}
+
+struct Footer {
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+}
+
+impl MetadataFetch for &mut Footer {
+    fn fetch(
+        &mut self,
+        range: std::ops::Range<u64>,
+    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
+        Box::pin(async move {
+            self.store
+                .get_range(&self.path, range)
+                .await
+                .map_err(|e| ParquetError::External(Box::new(e)))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn types_of_different_files_meet_where_values_convert() {
+        use DataType::*;
+        assert_eq!(common_type(&Int32, &Int64), Some(Int64));
+        assert_eq!(common_type(&LargeUtf8, &Utf8), Some(Utf8));
+        assert_eq!(common_type(&Date64, &Date32), Some(Date32));
+        assert_eq!(
+            common_type(&Decimal128(12, 2), &Decimal128(10, 4)),
+            Some(Decimal128(14, 4))
+        );
+        let dictionary = Dictionary(Box::new(UInt16), Box::new(Utf8));
+        assert_eq!(common_type(&dictionary, &Utf8), Some(Utf8));
+        assert_eq!(common_type(&Utf8, &Int64), None);
+        assert_eq!(
+            common_type(&Utf8, &Timestamp(TimeUnit::Microsecond, None)),
+            None
+        );
+    }
+}
