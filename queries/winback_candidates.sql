@@ -5,7 +5,8 @@
 -- before as_of (both included), and net revenue is at least $winback_min_spend. A customer
 -- who ordered again by as_of is not lapsed, by that same rule.
 -- Left out, first matching reason:
---   'no marketing consent'       neither email (with an address) nor SMS (with a phone)
+--   'no marketing consent'       neither email (with an address) nor SMS (with a phone);
+--                                an unknown (NULL) consent is no consent
 --   'contacted within cooldown'  on a published winback_list dated less than $cooldown_days
 --                                days before as_of
 -- overdue_ratio: days since the last order over the customer's usual gap between orders:
@@ -30,8 +31,9 @@ recently_contacted AS (
     WHERE as_of > CAST($as_of AS DATE) - CAST(CAST($cooldown_days AS VARCHAR) || ' days' AS INTERVAL)
 )
 SELECT l.*,
-       CASE WHEN NOT ((l.email_subscribed AND l.email IS NOT NULL)
-                      OR (l.sms_subscribed AND l.phone IS NOT NULL)) THEN 'no marketing consent'
+       CASE WHEN NOT ((COALESCE(l.email_subscribed, false) AND l.email IS NOT NULL)
+                      OR (COALESCE(l.sms_subscribed, false) AND l.phone IS NOT NULL))
+                THEN 'no marketing consent'
             WHEN r.customer_id IS NOT NULL THEN 'contacted within cooldown'
        END AS left_out_because
 FROM lapsed l

@@ -17,3 +17,4 @@ pub mod schedule;
 pub mod spec;
 pub mod sql;
 pub mod storage;
+pub mod wall_clock;

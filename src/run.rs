@@ -308,7 +308,12 @@ async fn register_published(
 }
 
 async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunError> {
-    let engine = Engine::new(&pipeline.engine, pipeline.timezone, storage)?;
+    let engine = Engine::new(
+        &pipeline.engine,
+        pipeline.timezone,
+        pipeline.members.clone(),
+        storage,
+    )?;
     for source in &pipeline.sources {
         engine.register_source(source).await?;
     }

@@ -3,14 +3,15 @@
 //! Slots are found in local wall-clock time and then placed on the time line, so that a
 //! daylight-saving change neither skips a slot nor runs one twice: a local time that does not
 //! exist (spring forward) runs at the end of the gap, one that exists twice (fall back) runs at
-//! its first occurrence.
-//!
-//! This is the daemon's pure core (issue 4); the daemon itself builds on it.
+//! its first occurrence (see [`crate::wall_clock`]). This is the daemon's pure core; the
+//! daemon itself builds on it.
 
 use std::str::FromStr;
 
-use chrono::{DateTime, Duration, LocalResult, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
+use chrono::{DateTime, Duration, NaiveDate, Utc};
 use chrono_tz::Tz;
+
+use crate::wall_clock::instant_of;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ScheduleError {
@@ -102,7 +103,7 @@ impl Schedule {
         let local_start = after.with_timezone(&self.timezone).naive_local() - Duration::days(1);
         for local in self.cron.after(&local_start.and_utc()) {
             let local = local.naive_utc();
-            let due = self.place(local);
+            let due = instant_of(self.timezone, local);
             if due > until {
                 break;
             }
@@ -142,27 +143,6 @@ impl Schedule {
             horizon = horizon * 4;
         }
         None
-    }
-
-    /// The instant of a local wall-clock time: the first of two in a fall-back fold; for a
-    /// time skipped by a spring-forward change, the same time read with the offset in force
-    /// before the jump (02:30 in a 02:00 -> 03:00 gap runs at 03:30).
-    fn place(&self, local: NaiveDateTime) -> DateTime<Utc> {
-        match self.timezone.from_local_datetime(&local) {
-            LocalResult::Single(t) => t.with_timezone(&Utc),
-            LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),
-            LocalResult::None => {
-                // Gaps last at most a couple of hours and never follow each other closely,
-                // so three hours earlier is on the old offset.
-                let before = self
-                    .timezone
-                    .from_local_datetime(&(local - Duration::hours(3)))
-                    .earliest()
-                    .expect("a local time three hours before a gap exists");
-                let offset = before.offset().fix().local_minus_utc();
-                (local - Duration::seconds(offset.into())).and_utc()
-            }
-        }
     }
 }
 

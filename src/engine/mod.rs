@@ -12,6 +12,7 @@ use chrono::{NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::common::Column;
 use datafusion::common::ParamValues;
 use datafusion::common::tree_node::Transformed;
 use datafusion::datasource::MemTable;
@@ -24,7 +25,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{JoinType, LogicalPlan, col};
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{
     DataFrame, ParquetReadOptions, SQLOptions, SessionConfig, SessionContext, lit,
@@ -32,10 +33,12 @@ use datafusion::prelude::{
 use datafusion::scalar::ScalarValue;
 
 use crate::spec::{
-    AS_OF, AS_OF_END, AS_OF_START, EngineSettings, RUN_ID, Step, StepKind, VarValue, did_you_mean,
+    AS_OF, AS_OF_END, AS_OF_START, CUSTOMER_ID, EngineSettings, Members, RUN_ID, Step, StepKind,
+    VarValue, did_you_mean,
 };
 use crate::storage::{Location, Storage, StorageError};
 
+mod instants;
 mod sources;
 pub use sources::Unmatched;
 
@@ -77,6 +80,20 @@ pub enum EngineError {
         .0.table, .0.column, .0.first_type, .0.first_file, .0.other_type, .0.other_file
     )]
     ColumnTypesDiffer(Box<TypeConflict>),
+    #[error(
+        "source '{table}': column '{column}' holds wall-clock times (no zone) in {naive_file} but instants (with a zone) in {aware_file}; with the source's timezone {zone} they cannot be told apart once read together, so write the column one way"
+    )]
+    WallClockAndInstants {
+        table: String,
+        column: String,
+        naive_file: String,
+        aware_file: String,
+        zone: String,
+    },
+    #[error("source '{table}': {message}")]
+    SourceData { table: String, message: String },
+    #[error("segments take their members from the table '{table}' (members.table), but {problem}")]
+    Members { table: String, problem: String },
     #[error("source '{table}': the key column '{column}' is not a column of the source{hint}")]
     KeyColumn {
         table: String,
@@ -222,12 +239,18 @@ pub struct Engine {
     storage: Storage,
     /// The pipeline's time zone, in which every timestamp column is shown.
     zone: Tz,
+    /// Who may be a segment member.
+    members: Members,
 }
+
+/// The members' customer_id, renamed apart from the segment's for the semi-join.
+const KNOWN_ID: &str = "__segflow_known_customer_id";
 
 impl Engine {
     pub fn new(
         settings: &EngineSettings,
         zone: Tz,
+        members: Members,
         storage: Storage,
     ) -> Result<Engine, EngineError> {
         let mut config = SessionConfig::from_env()
@@ -262,6 +285,7 @@ impl Engine {
             ctx: SessionContext::new_with_state(state),
             storage,
             zone,
+            members,
         })
     }
 
@@ -367,17 +391,9 @@ impl Engine {
         params: &Params,
         result: StepResult<'_>,
     ) -> Result<(), EngineError> {
-        let frame = self.plan(step, params).await?;
-        if step.kind == StepKind::Segment
-            && frame
-                .schema()
-                .field_with_unqualified_name("customer_id")
-                .is_err()
-        {
-            return Err(self.plan_message(
-                step,
-                "a segment's query must return a customer_id column".to_string(),
-            ));
+        let mut frame = self.plan(step, params).await?;
+        if step.kind == StepKind::Segment {
+            frame = self.known_customers_only(step, frame, params).await?;
         }
         match result {
             StepResult::View => {
@@ -403,6 +419,71 @@ impl Engine {
             }
         }
         Ok(())
+    }
+
+    /// A segment's rows whose customer_id belongs to a known customer: one in the members
+    /// table who signed up by the end of as_of, or at an unknown time. Whatever the segment's
+    /// SQL returns, NULL ids, ids missing from the table and later sign-ups are dropped here.
+    async fn known_customers_only(
+        &self,
+        step: &Step,
+        frame: DataFrame,
+        params: &Params,
+    ) -> Result<DataFrame, EngineError> {
+        if frame
+            .schema()
+            .field_with_unqualified_name(CUSTOMER_ID)
+            .is_err()
+        {
+            return Err(self.plan_message(
+                step,
+                format!("a segment's query must return a {CUSTOMER_ID} column"),
+            ));
+        }
+        let Members { table, created_at } = &self.members;
+        let members_problem = |problem: String| EngineError::Members {
+            table: table.clone(),
+            problem,
+        };
+        let members = self
+            .ctx
+            .table(table.as_str())
+            .await
+            .map_err(|e| members_problem(describe(&e)))?;
+        let schema = members.schema().clone();
+        if schema.field_with_unqualified_name(CUSTOMER_ID).is_err() {
+            return Err(members_problem(format!("it has no {CUSTOMER_ID} column")));
+        }
+        let signed_up = col(Column::new_unqualified(created_at.as_str()));
+        let before_end = match schema.field_with_unqualified_name(created_at) {
+            Ok(field) => match field.data_type() {
+                DataType::Timestamp(..) => signed_up
+                    .clone()
+                    .lt(lit(params.values[AS_OF_END].to_scalar())),
+                DataType::Date32 | DataType::Date64 => signed_up
+                    .clone()
+                    .lt_eq(lit(params.values[AS_OF].to_scalar())),
+                other => {
+                    return Err(members_problem(format!(
+                        "its sign-up column '{created_at}' is {other}, not a timestamp or a date"
+                    )));
+                }
+            },
+            Err(_) => {
+                let names = schema.fields().iter().map(|f| f.name().as_str());
+                let hint = did_you_mean(created_at, names);
+                return Err(members_problem(format!(
+                    "it has no sign-up column '{created_at}'{hint}; name it in members.created_at"
+                )));
+            }
+        };
+        let known = members
+            .filter(signed_up.is_null().or(before_end))
+            .and_then(|m| m.select(vec![col(CUSTOMER_ID).alias(KNOWN_ID)]))
+            .map_err(|e| members_problem(describe(&e)))?;
+        frame
+            .join(known, JoinType::LeftSemi, &[CUSTOMER_ID], &[KNOWN_ID], None)
+            .map_err(|e| self.plan_error(step, e))
     }
 
     async fn plan(&self, step: &Step, params: &Params) -> Result<DataFrame, EngineError> {
@@ -548,4 +629,30 @@ fn default_memory_limit() -> Option<usize> {
         .parse()
         .ok()?;
     Some(kib * 1024 / 4 * 3)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_as_of_day_runs_from_its_first_instant_to_the_next_days() {
+        let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
+        let start = |text: &str, zone: Tz| start_of_day(day(text), zone).to_utc().to_rfc3339();
+        // Oslo's spring-forward day has 23 hours.
+        let oslo = chrono_tz::Europe::Oslo;
+        assert_eq!(start("2026-03-29", oslo), "2026-03-28T23:00:00+00:00");
+        assert_eq!(start("2026-03-30", oslo), "2026-03-29T22:00:00+00:00");
+        // In Santiago the clocks skip midnight on 2026-09-06: the day starts at 01:00 (-03).
+        let santiago = chrono_tz::America::Santiago;
+        assert_eq!(start("2026-09-06", santiago), "2026-09-06T04:00:00+00:00");
+        let params = Params::new(day("2026-03-29"), oslo, "run", &BTreeMap::new());
+        assert_eq!(
+            params.values[AS_OF_END].to_scalar(),
+            ScalarValue::TimestampMicrosecond(
+                Some(1_774_821_600_000_000),
+                Some("Europe/Oslo".into())
+            )
+        );
+    }
 }

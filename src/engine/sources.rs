@@ -1,8 +1,10 @@
 //! Sources: files listed, every footer checked against the declared columns, and one schema
-//! for the table however its files differ. Timestamps of any unit or zone become instants in
-//! microseconds, shown in the pipeline's zone; naive ones are wall-clock times of the
-//! source's zone. A source with a key is checked for repeated and missing keys before any
-//! step reads it, or reduced to its latest row per key when it says how.
+//! for the table however its files differ: a declared column has its declared type, another
+//! the type all its files convert to. Timestamps of any unit or zone become instants in
+//! microseconds shown in the pipeline's zone (see [`super::instants`]); naive ones are
+//! wall-clock times of the source's zone. A source with a key is checked for repeated and
+//! missing keys before any step reads it, or reduced to its latest row per key when it says
+//! how.
 
 use std::sync::Arc;
 
@@ -10,7 +12,7 @@ use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::functions_window::expr_fn::rank;
-use datafusion::logical_expr::{ExprFunctionExt, cast, col, lit};
+use datafusion::logical_expr::{ExprFunctionExt, col, lit};
 use datafusion::prelude::{DataFrame, Expr, JoinType};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
@@ -19,6 +21,7 @@ use parquet::arrow::parquet_to_arrow_schema;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaDataReader;
 
+use super::instants::{in_zone, instant_type};
 use super::{Engine, EngineError, TypeConflict};
 use crate::spec::{CUSTOMER_ID, Members, Source, SourceKey, did_you_mean};
 use crate::storage::Location;
@@ -61,16 +64,14 @@ impl Engine {
         for file in &files {
             check_declared_columns(source, file)?;
         }
-        let file_schema = reconcile(source, &files)?;
+        let schema = reconcile(source, &files)?;
         let listing = self
-            .listing(&source.name, &location, file_schema, true)
+            .listing(&source.name, &location, schema.files, true)
             .await?;
         let mut frame = self
             .ctx
             .read_table(listing)
-            .map_err(|e| register_error(source, &location, e))?;
-        frame = self
-            .in_pipeline_zone(frame, source)
+            .and_then(|f| in_zone(f, self.zone, source.timezone, &schema.wall_clock))
             .map_err(|e| register_error(source, &location, e))?;
         if let Some(key) = &source.key {
             check_key_columns(source, key, &frame)?;
@@ -85,47 +86,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Shows the source's timestamps in the pipeline's zone: the same instants, so that
-    /// `CAST(ts AS DATE)` gives the pipeline's calendar day.
-    fn in_pipeline_zone(
-        &self,
-        frame: DataFrame,
-        source: &Source,
-    ) -> datafusion::error::Result<DataFrame> {
-        let zone = self.zone.name();
-        if source.timezone.name() == zone {
-            return Ok(frame);
-        }
-        let target = DataType::Timestamp(TimeUnit::Microsecond, Some(zone.into()));
-        let columns: Vec<Expr> = frame
-            .schema()
-            .fields()
-            .iter()
-            .map(|field| match field.data_type() {
-                DataType::Timestamp(..) => {
-                    cast(col(quoted(field.name())), target.clone()).alias(field.name())
-                }
-                _ => col(quoted(field.name())),
-            })
-            .collect();
-        frame.select(columns)
-    }
-
     /// Fails when a keyed source has rows with a missing key, or keys on several rows (after
     /// `keep_latest_by`, several rows sharing the latest value). Reads the source's data.
     pub async fn check_key(&self, source: &Source) -> Result<(), EngineError> {
         let Some(key) = &source.key else {
             return Ok(());
         };
-        let failed = |error| EngineError::Execute {
-            step: source.name.clone(),
-            source: error,
-        };
+        let failed = |error| scan_error(source, error);
         let frame = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
         let missing = key
             .columns
             .iter()
-            .map(|c| col(quoted(c)).is_null())
+            .map(|c| column(c).is_null())
             .reduce(Expr::or)
             .expect("a key has columns");
         let rows_without_key = frame
@@ -142,7 +114,7 @@ impl Engine {
                 rows: rows_without_key,
             });
         }
-        let keys: Vec<Expr> = key.columns.iter().map(|c| col(quoted(c))).collect();
+        let keys: Vec<Expr> = key.columns.iter().map(|c| column(c)).collect();
         let repeated = frame
             .aggregate(
                 keys.clone(),
@@ -192,10 +164,7 @@ impl Engine {
         source: &Source,
         members: &Members,
     ) -> Result<Option<Unmatched>, EngineError> {
-        let failed = |error| EngineError::Execute {
-            step: source.name.clone(),
-            source: error,
-        };
+        let failed = |error| scan_error(source, error);
         let frame = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
         if source.name == members.table
             || frame
@@ -276,6 +245,22 @@ impl Engine {
     }
 }
 
+/// A query over a source failed: the environment's fault when it ran out of memory, disk or
+/// storage, else the data's (a value that does not convert, say).
+fn scan_error(source: &Source, error: datafusion::error::DataFusionError) -> EngineError {
+    if super::is_environment_failure(&error) {
+        EngineError::Execute {
+            step: source.name.clone(),
+            source: error,
+        }
+    } else {
+        EngineError::SourceData {
+            table: source.name.clone(),
+            message: super::describe(&error),
+        }
+    }
+}
+
 fn register_error(
     source: &Source,
     location: &Location,
@@ -288,9 +273,9 @@ fn register_error(
     }
 }
 
-/// A column name as an expression, kept as written (not lower-cased).
-fn quoted(name: &str) -> datafusion::common::Column {
-    datafusion::common::Column::new_unqualified(name)
+/// A column by its name as written (SQL would lower-case an unquoted name).
+fn column(name: &str) -> Expr {
+    col(datafusion::common::Column::new_unqualified(name))
 }
 
 /// Reads every file's footer (not its data), in order, several at a time.
@@ -345,7 +330,7 @@ fn check_declared_columns(source: &Source, file: &SourceFile) -> Result<(), Engi
             continue;
         }
         match file.schema.field_with_name(column) {
-            Ok(field) if expected.matches(field.data_type()) => {}
+            Ok(field) if expected.accepts(field.data_type()) => {}
             Ok(field) => {
                 return Err(EngineError::WrongType {
                     table: source.name.clone(),
@@ -370,53 +355,136 @@ fn check_declared_columns(source: &Source, file: &SourceFile) -> Result<(), Engi
     Ok(())
 }
 
+/// How the files of a source are read as one table.
+struct SourceSchema {
+    /// The listing's schema (Hive partition keys aside).
+    files: SchemaRef,
+    /// Timestamp columns that hold wall-clock times of the source's zone, typed as naive
+    /// microseconds here and turned into instants by [`in_zone`].
+    wall_clock: Vec<String>,
+}
+
+/// One column as the files seen so far have it.
+struct MergedColumn<'a> {
+    name: &'a str,
+    /// The type every file so far converts to (for timestamps, any timestamp).
+    data_type: DataType,
+    first_file: &'a str,
+    first_type: &'a DataType,
+    naive_in: Option<&'a str>,
+    aware_in: Option<&'a str>,
+}
+
+impl<'a> MergedColumn<'a> {
+    fn new(field: &'a Field, file: &'a str) -> Self {
+        let mut column = MergedColumn {
+            name: field.name(),
+            data_type: field.data_type().clone(),
+            first_file: file,
+            first_type: field.data_type(),
+            naive_in: None,
+            aware_in: None,
+        };
+        column.note_zone(field.data_type(), file);
+        column
+    }
+
+    fn note_zone(&mut self, found: &DataType, file: &'a str) {
+        match found {
+            DataType::Timestamp(_, None) => {
+                self.naive_in.get_or_insert(file);
+            }
+            DataType::Timestamp(_, Some(_)) => {
+                self.aware_in.get_or_insert(file);
+            }
+            _ => {}
+        }
+    }
+
+    /// Takes in one more file's type, if it has one in common with the others.
+    fn merge(&mut self, found: &DataType, file: &'a str) -> Option<()> {
+        self.note_zone(found, file);
+        let common = match (&self.data_type, found) {
+            (DataType::Timestamp(..), DataType::Timestamp(..)) => self.data_type.clone(),
+            (known, found) => common_type(known, found)?,
+        };
+        self.data_type = common;
+        Some(())
+    }
+}
+
 /// One schema for all files of a source: every column any file has (Hive partition keys
-/// aside), in the order first seen, each with one type that every file's values convert to.
-/// A file without a column reads it as NULL.
-fn reconcile(source: &Source, files: &[SourceFile]) -> Result<SchemaRef, EngineError> {
-    let instant = DataType::Timestamp(TimeUnit::Microsecond, Some(source.timezone.name().into()));
-    // (name, the type all files so far convert to, the first file with it and its type there)
-    let mut columns: Vec<(String, DataType, &str, &DataType)> = Vec::new();
+/// aside), in the order first seen. A declared column has its declared type (each file was
+/// checked to convert to it); another gets the type all its files convert to. Timestamps are
+/// read as UTC instants, or, where the source's zone is not UTC and the files hold wall-clock
+/// times, as naive times for [`in_zone`] to place. A file without a column reads it as NULL.
+fn reconcile(source: &Source, files: &[SourceFile]) -> Result<SourceSchema, EngineError> {
+    let mut columns: Vec<MergedColumn> = Vec::new();
     for file in files {
         for field in file.schema.fields() {
             if file.partition_keys.contains(field.name()) {
                 continue;
             }
-            let found = match field.data_type() {
-                DataType::Timestamp(..) => instant.clone(),
-                other => other.clone(),
-            };
-            match columns.iter_mut().find(|(name, ..)| name == field.name()) {
-                None => columns.push((field.name().clone(), found, &file.url, field.data_type())),
-                Some((_, known, first, first_type)) => match common_type(known, &found) {
-                    Some(common) => *known = common,
-                    None => {
+            match columns.iter_mut().find(|c| c.name == field.name()) {
+                None => columns.push(MergedColumn::new(field, &file.url)),
+                Some(known) => {
+                    if known.merge(field.data_type(), &file.url).is_none() {
                         return Err(EngineError::ColumnTypesDiffer(Box::new(TypeConflict {
                             table: source.name.clone(),
                             column: field.name().clone(),
-                            first_file: first.to_string(),
-                            first_type: (*first_type).clone(),
+                            first_file: known.first_file.to_string(),
+                            first_type: known.first_type.clone(),
                             other_file: file.url.clone(),
                             other_type: field.data_type().clone(),
                         })));
                     }
-                },
+                }
             }
         }
     }
-    let fields: Vec<Field> = columns
-        .into_iter()
-        .map(|(name, data_type, ..)| Field::new(name, data_type, true))
-        .collect();
-    Ok(Arc::new(Schema::new(fields)))
+    let reads_wall_clock = source.timezone != chrono_tz::Tz::UTC;
+    let mut wall_clock = Vec::new();
+    let mut fields = Vec::new();
+    for column in columns {
+        let declared = source.columns.iter().find(|(name, _)| name == column.name);
+        let data_type = match (&column.data_type, column.naive_in, column.aware_in) {
+            (DataType::Timestamp(..), Some(naive), Some(aware)) if reads_wall_clock => {
+                return Err(EngineError::WallClockAndInstants {
+                    table: source.name.clone(),
+                    column: column.name.to_string(),
+                    naive_file: naive.to_string(),
+                    aware_file: aware.to_string(),
+                    zone: source.timezone.name().to_string(),
+                });
+            }
+            (DataType::Timestamp(..), Some(_), None) if reads_wall_clock => {
+                wall_clock.push(column.name.to_string());
+                DataType::Timestamp(TimeUnit::Microsecond, None)
+            }
+            (DataType::Timestamp(..), ..) => instant_type(chrono_tz::Tz::UTC),
+            (merged, ..) => match declared {
+                Some((_, declared)) => declared.arrow_type(chrono_tz::Tz::UTC.name()),
+                None => merged.clone(),
+            },
+        };
+        fields.push(Field::new(column.name, data_type, true));
+    }
+    Ok(SourceSchema {
+        files: Arc::new(Schema::new(fields)),
+        wall_clock,
+    })
 }
 
-/// A type that values of both `a` and `b` convert to without loss of meaning, if any.
+/// A type that values of both `a` and `b` convert to exactly, if any. Integers meet at Int64
+/// (not UInt64, whose large values it cannot hold); integers and floats do not meet, since
+/// ids above 2^53 would change.
 fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
     if a == b {
         return Some(a.clone());
     }
+    let signed_64 =
+        |t: &DataType| matches!(t, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32);
     Some(match (a, b) {
         (Null, other) | (other, Null) => other.clone(),
         (Dictionary(_, value), other) | (other, Dictionary(_, value)) => {
@@ -424,13 +492,16 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
         }
         (Utf8 | LargeUtf8 | Utf8View, Utf8 | LargeUtf8 | Utf8View) => Utf8,
         (Binary | LargeBinary | BinaryView, Binary | LargeBinary | BinaryView) => Binary,
-        (x, y) if x.is_integer() && y.is_integer() => Int64,
-        (x, y) if x.is_numeric() && y.is_numeric() && !x.is_decimal() && !y.is_decimal() => Float64,
+        (x, y) if signed_64(x) && signed_64(y) => Int64,
+        (Float16 | Float32 | Float64, Float16 | Float32 | Float64) => Float64,
         (Date32 | Date64, Date32 | Date64) => Date32,
         (Decimal128(p1, s1), Decimal128(p2, s2)) => {
             let scale = (*s1).max(*s2);
-            let whole = (*p1 as i16 - *s1 as i16).max(*p2 as i16 - *s2 as i16);
-            let precision = (whole + scale as i16).min(38) as u8;
+            let whole = (i16::from(*p1) - i16::from(*s1)).max(i16::from(*p2) - i16::from(*s2));
+            let precision = u8::try_from(whole + i16::from(scale)).ok()?;
+            if precision > 38 {
+                return None;
+            }
             Decimal128(precision, scale)
         }
         _ => return None,
@@ -467,11 +538,11 @@ fn latest_per_key(
         .schema()
         .fields()
         .iter()
-        .map(|f| col(quoted(f.name())))
+        .map(|f| column(f.name()))
         .collect();
     let ranked = rank()
-        .partition_by(key.iter().map(|c| col(quoted(c))).collect())
-        .order_by(vec![col(quoted(latest)).sort(false, false)])
+        .partition_by(key.iter().map(|c| column(c)).collect())
+        .order_by(vec![column(latest).sort(false, false)])
         .build()?
         .alias(KEY_RANK);
     frame
@@ -534,6 +605,9 @@ mod tests {
         let dictionary = Dictionary(Box::new(UInt16), Box::new(Utf8));
         assert_eq!(common_type(&dictionary, &Utf8), Some(Utf8));
         assert_eq!(common_type(&Utf8, &Int64), None);
+        assert_eq!(common_type(&Int64, &Float64), None);
+        assert_eq!(common_type(&UInt64, &Int64), None);
+        assert_eq!(common_type(&UInt32, &Int64), Some(Int64));
         assert_eq!(
             common_type(&Utf8, &Timestamp(TimeUnit::Microsecond, None)),
             None

@@ -269,7 +269,8 @@ pub struct SourceKey {
 }
 
 /// Who may be a segment member: the customers of `table` (key `customer_id`) whose
-/// `created_at` is before the end of the as_of day, or unknown.
+/// `created_at` is before the end of the as_of day, or unknown. Every segment is filtered by
+/// it, whatever its SQL returns, so no step or output sees anyone else in a segment.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Members {
     pub table: String,
@@ -404,23 +405,15 @@ fn combination_sql(all_of: &[String], any_of: &[String], none_of: &[String]) -> 
     sql
 }
 
-/// `segment_membership`: one row per (segment, customer), with the run's date. Whatever a
-/// segment's SQL returns, only known customers become members: ids in the members table
-/// whose sign-up is before the end of as_of or unknown. NULL ids never match.
-fn membership_sql(segments: &[String], members: &Members) -> String {
+/// `segment_membership`: one row per (segment, customer), with the run's date. Each segment
+/// holds only known customers already (the engine filters every segment by [`Members`]).
+fn membership_sql(segments: &[String]) -> String {
     let union = segments
         .iter()
         .map(|n| format!("SELECT DISTINCT '{n}' AS segment, {CUSTOMER_ID} FROM {n}"))
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
-    format!(
-        "SELECT CAST($as_of AS DATE) AS as_of, chosen.segment, chosen.{CUSTOMER_ID} \
-         FROM ({union}) AS chosen \
-         WHERE chosen.{CUSTOMER_ID} IN (SELECT {CUSTOMER_ID} FROM {table} \
-         WHERE {created_at} IS NULL OR {created_at} < $as_of_end)",
-        table = members.table,
-        created_at = members.created_at,
-    )
+    format!("SELECT CAST($as_of AS DATE) AS as_of, segment, {CUSTOMER_ID} FROM ({union}) AS chosen")
 }
 
 /// `segment_catalog`: each declared segment with its YAML position and definition.
@@ -778,7 +771,7 @@ impl Validator<'_> {
                 name: SEGMENT_MEMBERSHIP.to_string(),
                 at: "segments".to_string(),
                 kind: StepKind::Membership,
-                sql: DraftSql::Generated(membership_sql(&segment_names, members)),
+                sql: DraftSql::Generated(membership_sql(&segment_names)),
             });
             drafts.push(Draft {
                 name: SEGMENT_CATALOG.to_string(),
@@ -871,6 +864,10 @@ impl Validator<'_> {
         self.check_references(&steps, &source_names, &declared);
         if !segment_names.is_empty() {
             self.check_members(members, &source_names, &steps);
+        }
+        // Every segment reads the members table too (see `Members`): it must be ready first.
+        for step in steps.iter_mut().filter(|s| s.kind == StepKind::Segment) {
+            step.sql.tables.insert(members.table.clone());
         }
         (self.order_steps(steps), segment_names)
     }
@@ -970,8 +967,7 @@ impl Validator<'_> {
         }
     }
 
-    /// Every table a step reads must be a source or a step. (The members table that
-    /// `segment_membership` reads is checked on its own, by `check_members`.)
+    /// Every table a step reads must be a source or a step.
     fn check_references(
         &mut self,
         steps: &[Step],
@@ -983,7 +979,7 @@ impl Validator<'_> {
             .copied()
             .chain(declared.iter().map(String::as_str))
             .collect();
-        for step in steps.iter().filter(|s| s.kind != StepKind::Membership) {
+        for step in steps {
             for table in &step.sql.tables {
                 if !known.contains(&table.as_str()) {
                     let hint = did_you_mean(table, known.iter().copied());
@@ -1582,11 +1578,13 @@ mod tests {
                 "segment_catalog"
             ]
         );
-        let membership = &p.steps[4].sql.tables;
-        assert!(membership.contains("customers"), "{membership:?}");
+        // Segments read the members table too, so that it comes first when it is a step.
         let both = &p.steps[3];
         assert_eq!(both.kind, StepKind::Segment);
-        assert_eq!(both.sql.tables.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+        assert_eq!(
+            both.sql.tables.iter().collect::<Vec<_>>(),
+            ["a", "b", "c", "customers"]
+        );
     }
 
     #[test]

@@ -192,8 +192,8 @@ pub fn days_since_epoch(date: NaiveDate) -> i32 {
     (date - epoch).num_days() as i32
 }
 
-/// A column type a source declares. Matching is by kind, not by exact Arrow type: a
-/// `timestamp` column may be stored in any unit, a `string` as Utf8 or its large and view forms.
+/// A column type a source declares: what SQL sees, whatever narrower or equivalent type each
+/// file stores it as (see [`ColumnType::accepts`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ColumnType {
     Int,
@@ -235,25 +235,49 @@ impl ColumnType {
         })
     }
 
-    pub fn matches(&self, found: &DataType) -> bool {
+    /// Whether a file's column of type `found` can be read as this type without losing
+    /// anything: any timestamp unit or zone, narrower integers, float32, string kinds, date64,
+    /// and decimals with no more whole or fractional digits.
+    pub fn accepts(&self, found: &DataType) -> bool {
+        use DataType::*;
         match (self, found) {
-            (ColumnType::Int, DataType::Int8 | DataType::Int16 | DataType::Int32) => true,
-            (ColumnType::BigInt, DataType::Int64) => true,
-            (ColumnType::Double, DataType::Float32 | DataType::Float64) => true,
-            (ColumnType::String, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View) => true,
-            (ColumnType::Bool, DataType::Boolean) => true,
-            (ColumnType::Date, DataType::Date32 | DataType::Date64) => true,
-            (ColumnType::Timestamp, DataType::Timestamp(..)) => true,
-            (ColumnType::Decimal { precision, scale }, DataType::Decimal128(p, s)) => {
-                precision == p && scale == s
-            }
+            (_, Dictionary(_, value)) => self.accepts(value),
+            (ColumnType::Int, Int8 | Int16 | Int32 | UInt8 | UInt16) => true,
+            (ColumnType::BigInt, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32) => true,
+            (ColumnType::Double, Float16 | Float32 | Float64) => true,
+            (ColumnType::String, Utf8 | LargeUtf8 | Utf8View) => true,
+            (ColumnType::Bool, Boolean) => true,
+            (ColumnType::Date, Date32 | Date64) => true,
+            (ColumnType::Timestamp, Timestamp(..)) => true,
             (
-                ColumnType::List(item),
-                DataType::List(field) | DataType::LargeList(field) | DataType::ListView(field),
-            ) => item.matches(field.data_type()),
-            (ColumnType::List(_), _) => false,
-            (_, DataType::Dictionary(_, value)) => self.matches(value),
+                ColumnType::Decimal { precision, scale },
+                Decimal32(p, s) | Decimal64(p, s) | Decimal128(p, s),
+            ) => {
+                s <= scale
+                    && i16::from(*p) - i16::from(*s) <= i16::from(*precision) - i16::from(*scale)
+            }
+            (ColumnType::List(item), List(field) | LargeList(field) | ListView(field)) => {
+                item.accepts(field.data_type())
+            }
             _ => false,
+        }
+    }
+
+    /// The Arrow type SQL sees for a declared column; timestamps are instants in
+    /// microseconds, shown in the pipeline's zone (`zone`).
+    pub fn arrow_type(&self, zone: &str) -> DataType {
+        match self {
+            ColumnType::Int => DataType::Int32,
+            ColumnType::BigInt => DataType::Int64,
+            ColumnType::Double => DataType::Float64,
+            ColumnType::String => DataType::Utf8,
+            ColumnType::Bool => DataType::Boolean,
+            ColumnType::Date => DataType::Date32,
+            ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(zone.into())),
+            ColumnType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
+            ColumnType::List(item) => {
+                DataType::List(Arc::new(Field::new("item", item.arrow_type(zone), true)))
+            }
         }
     }
 }
@@ -279,19 +303,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn column_types_match_by_kind() {
+    fn declared_types_accept_what_converts_without_loss() {
         let ts = ColumnType::parse("timestamp").unwrap();
-        assert!(ts.matches(&DataType::Timestamp(
+        assert!(ts.accepts(&DataType::Timestamp(
             TimeUnit::Microsecond,
             Some("UTC".into())
         )));
-        assert!(!ts.matches(&DataType::Int64));
+        assert!(ts.accepts(&DataType::Timestamp(TimeUnit::Nanosecond, None)));
+        assert!(!ts.accepts(&DataType::Int64));
         let dec = ColumnType::parse("decimal(12, 2)").unwrap();
-        assert!(dec.matches(&DataType::Decimal128(12, 2)));
-        assert!(!dec.matches(&DataType::Decimal128(10, 2)));
+        assert!(dec.accepts(&DataType::Decimal128(12, 2)));
+        assert!(dec.accepts(&DataType::Decimal128(10, 2)));
+        assert!(dec.accepts(&DataType::Decimal128(9, 1)));
+        assert!(!dec.accepts(&DataType::Decimal128(14, 2)));
+        assert!(!dec.accepts(&DataType::Decimal128(12, 4)));
+        let bigint = ColumnType::parse("bigint").unwrap();
+        assert!(bigint.accepts(&DataType::Int32));
+        assert!(bigint.accepts(&DataType::UInt32));
+        assert!(!bigint.accepts(&DataType::UInt64));
+        assert!(!bigint.accepts(&DataType::Float64));
         let tags = ColumnType::parse("list<string>").unwrap();
         let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
-        assert!(tags.matches(&list));
+        assert!(tags.accepts(&list));
+        assert_eq!(tags.arrow_type("UTC"), list);
         assert!(ColumnType::parse("strnig").is_none());
     }
 

@@ -221,6 +221,22 @@ const CASES: &[Case] = &[
         expect: &["nightly_segments.yaml:7: 'Europe/Olso' is not an IANA time zone"],
     },
     Case {
+        name: "members table without the sign-up column",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "  created_at: created_at ",
+                "  created_at: signed_up_at ",
+            );
+            vec![]
+        },
+        expect: &[
+            "segments take their members from the table 'customers' (members.table), but it has no sign-up column 'signed_up_at'",
+            "name it in members.created_at",
+        ],
+    },
+    Case {
         name: "keep_latest_by without a key",
         break_it: |p| {
             replace(

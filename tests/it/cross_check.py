@@ -3,7 +3,8 @@
   cross_check.py dirty DATA AS_OF   makes a generated shop look like a real export: NULL
                                     refunds, paid orders refunded in full, orders without a
                                     customer or of an unknown one, customers with no known
-                                    sign-up time, blank emails, checkouts completed after
+                                    sign-up time, blank emails, unknown (NULL) marketing
+                                    consent, checkouts completed after
                                     as_of, and orders stored as New York timestamps in ms.
   cross_check.py check DATA OUT AS_OF
                                     DuckDB computes features, segments, a summary and the
@@ -67,6 +68,8 @@ def dirty(data, as_of):
     def customers(t):
         t = where(t, every(t, "customer_id", 53), "created_at", None)
         t = where(t, every(t, "customer_id", 41, 1), "email", "  ")
+        t = where(t, every(t, "customer_id", 37, 3), "email_subscribed", None)
+        t = where(t, every(t, "customer_id", 31, 4), "sms_subscribed", None)
         return where(t, every(t, "customer_id", 43, 2), "email", "")
 
     def checkouts(t):

@@ -171,3 +171,104 @@ fn the_same_instants_stored_any_way_give_the_same_outputs() {
         assert_eq!(edges(reference), expected, "pipeline in {zone}");
     }
 }
+
+/// Writes `orders/<file>` with one order per wall-clock time, typed with `zone` (None: naive).
+fn write_orders(dir: &Path, file: &str, times: &[&str], zone: Option<&str>) {
+    use datafusion::arrow::array::{ArrayRef, Int64Array, TimestampMicrosecondArray};
+    use std::sync::Arc;
+    let micros: Vec<i64> = times
+        .iter()
+        .map(|t| {
+            chrono::NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
+        })
+        .collect();
+    let mut at = TimestampMicrosecondArray::from(micros);
+    if let Some(zone) = zone {
+        at = at.with_timezone(zone);
+    }
+    let ids: Vec<i64> = (1..=times.len() as i64).collect();
+    let batch = datafusion::arrow::record_batch::RecordBatch::try_from_iter([
+        ("order_id", Arc::new(Int64Array::from(ids)) as ArrayRef),
+        ("ordered_at", Arc::new(at) as ArrayRef),
+    ])
+    .unwrap();
+    std::fs::create_dir_all(dir.join("orders")).unwrap();
+    let out = std::fs::File::create(dir.join("orders").join(file)).unwrap();
+    let mut writer = parquet::arrow::ArrowWriter::try_new(out, batch.schema(), None).unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+#[test]
+fn wall_clock_times_are_read_in_their_sources_zone_by_one_rule() {
+    let dir = tempfile::tempdir().unwrap();
+    // Naive times written in Oslo: summer and winter, the autumn fold (02:30 happens twice
+    // on 2025-10-26) and the spring gap (02:30 never happens on 2026-03-29).
+    write_orders(
+        dir.path(),
+        "part-0.parquet",
+        &[
+            "2026-06-01 12:00",
+            "2026-01-15 12:00",
+            "2025-10-26 02:30",
+            "2026-03-29 02:30",
+        ],
+        None,
+    );
+    std::fs::write(
+        dir.path().join("orders.sql"),
+        "SELECT order_id, ordered_at FROM orders",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("p.yaml"),
+        "name: wall_clock\n\
+         sources:\n  orders: { url: orders/, timezone: Europe/Oslo }\n\
+         steps:\n  - { name: placed, sql: orders.sql }\n\
+         outputs:\n  - { table: placed, url: out/placed/ }\n",
+    )
+    .unwrap();
+    let run = || {
+        crate::common::run(
+            crate::common::segflow()
+                .current_dir(dir.path())
+                .args(["run", "p.yaml", "--as-of", AS_OF, "--state", "state"]),
+        )
+    };
+    let placed = run();
+    assert_eq!(placed.code, 0, "{placed:?}");
+    let rows = table_text(&dir.path().join("out"), "placed", AS_OF, &[]);
+    // The README's rule: a fold's time is its first occurrence (summer time, UTC+2); a gap's
+    // time is read on the offset before the jump (winter time, UTC+1).
+    assert_eq!(
+        rows[1..],
+        [
+            "order_id=1 | ordered_at=2026-06-01T10:00:00Z",
+            "order_id=2 | ordered_at=2026-01-15T11:00:00Z",
+            "order_id=3 | ordered_at=2025-10-26T00:30:00Z",
+            "order_id=4 | ordered_at=2026-03-29T01:30:00Z",
+        ],
+        "{rows:?}"
+    );
+
+    // A second file with instants in the same column: which rows are wall-clock times could
+    // no longer be told, so the run stops and names both files.
+    write_orders(
+        dir.path(),
+        "part-1.parquet",
+        &["2026-06-02 12:00"],
+        Some("UTC"),
+    );
+    let mixed = run();
+    assert_eq!(mixed.code, 1, "{mixed:?}");
+    for part in [
+        "source 'orders': column 'ordered_at' holds wall-clock times (no zone) in file://",
+        "orders/part-0.parquet but instants (with a zone) in file://",
+        "orders/part-1.parquet; with the source's timezone Europe/Oslo",
+    ] {
+        assert!(mixed.stderr.contains(part), "{part}: {mixed:?}");
+    }
+}

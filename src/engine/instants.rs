@@ -1,0 +1,211 @@
+//! Every timestamp column as instants shown in the pipeline's zone. Zone-aware values keep
+//! their instant (only the zone they are shown in changes); wall-clock values written without
+//! a zone are read in their source's zone by the rule of [`crate::wall_clock`], which Arrow's
+//! own cast cannot apply (it fails on the autumn fold and the spring gap).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use chrono::DateTime;
+use chrono_tz::Tz;
+use datafusion::arrow::array::{AsArray, TimestampMicrosecondArray};
+use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::common::{Column, ScalarValue, exec_err};
+use datafusion::error::Result;
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
+    col,
+};
+use datafusion::prelude::DataFrame;
+
+use crate::wall_clock::instant_of;
+
+/// The type of every timestamp column that SQL sees.
+pub fn instant_type(zone: Tz) -> DataType {
+    DataType::Timestamp(TimeUnit::Microsecond, Some(zone.name().into()))
+}
+
+/// `frame` with its timestamp columns shown in `zone`; `wall_clock` names the columns that
+/// hold wall-clock times of `source_zone` (typed as naive timestamps in microseconds).
+pub fn in_zone(
+    frame: DataFrame,
+    zone: Tz,
+    source_zone: Tz,
+    wall_clock: &[String],
+) -> Result<DataFrame> {
+    let target = instant_type(zone);
+    let reads_wall_clock = ScalarUDF::from(WallClockToInstant::new(source_zone, zone));
+    let mut changed = false;
+    let columns: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = field.name();
+            let column = col(Column::new_unqualified(name));
+            if wall_clock.contains(name) {
+                changed = true;
+                reads_wall_clock.call(vec![column]).alias(name)
+            } else if matches!(field.data_type(), DataType::Timestamp(..))
+                && field.data_type() != &target
+            {
+                changed = true;
+                cast(column, target.clone()).alias(name)
+            } else {
+                column
+            }
+        })
+        .collect();
+    if changed {
+        frame.select(columns)
+    } else {
+        Ok(frame)
+    }
+}
+
+/// Naive timestamps (µs) as the instants they are in `source`, shown in `shown_in`.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct WallClockToInstant {
+    source: Tz,
+    shown_in: Tz,
+    signature: Signature,
+}
+
+impl WallClockToInstant {
+    fn new(source: Tz, shown_in: Tz) -> Self {
+        WallClockToInstant {
+            source,
+            shown_in,
+            signature: Signature::exact(
+                vec![DataType::Timestamp(TimeUnit::Microsecond, None)],
+                Volatility::Immutable,
+            ),
+        }
+    }
+}
+
+impl WallClockToInstant {
+    /// The instant (µs) of a wall-clock time (µs), with the offset of its quarter hour
+    /// looked up in `offsets` or worked out once and kept there.
+    fn instant(&self, micros: i64, offsets: &mut HashMap<i64, i64>) -> Result<i64> {
+        let quarter = micros.div_euclid(QUARTER_HOUR_MICROS);
+        if let Some(offset) = offsets.get(&quarter) {
+            return Ok(micros - offset);
+        }
+        let start = quarter * QUARTER_HOUR_MICROS;
+        let Some(wall) = DateTime::from_timestamp_micros(start) else {
+            return exec_err!("{micros} µs since 1970 is not a time segflow can place");
+        };
+        let offset = start - instant_of(self.source, wall.naive_utc()).timestamp_micros();
+        offsets.insert(quarter, offset);
+        Ok(micros - offset)
+    }
+}
+
+/// Offsets are the same across a quarter of an hour of wall-clock time (zones change them on
+/// the hour, the half or the quarter), so each quarter is resolved once.
+const QUARTER_HOUR_MICROS: i64 = 15 * 60 * 1_000_000;
+
+impl ScalarUDFImpl for WallClockToInstant {
+    fn name(&self) -> &str {
+        "wall_clock_to_instant"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(instant_type(self.shown_in))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("wall_clock_to_instant takes one argument");
+        };
+        let array = value.to_array(args.number_rows)?;
+        let local = array.as_primitive::<TimestampMicrosecondType>();
+        let mut offsets: HashMap<i64, i64> = HashMap::new();
+        let instants = local
+            .iter()
+            .map(|value| {
+                value
+                    .map(|micros| self.instant(micros, &mut offsets))
+                    .transpose()
+            })
+            .collect::<Result<Vec<Option<i64>>>>()?;
+        let instants = TimestampMicrosecondArray::from(instants);
+        let instants = instants.with_timezone(self.shown_in.name());
+        Ok(match value {
+            ColumnarValue::Scalar(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&instants, 0)?)
+            }
+            ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(instants)),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::arrow::array::Array;
+    use datafusion::arrow::datatypes::Field;
+
+    #[test]
+    fn wall_clock_times_become_instants_by_the_one_rule() {
+        let oslo = chrono_tz::Europe::Oslo;
+        let local = |text: &str| {
+            chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%d %H:%M:%S")
+                .unwrap()
+                .and_utc()
+                .timestamp_micros()
+        };
+        let times = [
+            "2026-06-01 12:00:00",
+            "2025-10-26 02:30:00", // the fold: its first occurrence, 00:30 UTC
+            "2026-03-29 02:30:00", // the gap: read on the winter offset, 01:30 UTC
+            "2026-03-29 03:30:00",
+        ];
+        let input = TimestampMicrosecondArray::from(
+            times
+                .iter()
+                .map(|t| Some(local(t)))
+                .chain([None])
+                .collect::<Vec<_>>(),
+        );
+        let udf = WallClockToInstant::new(oslo, Tz::UTC);
+        let output = udf
+            .invoke_with_args(ScalarFunctionArgs {
+                args: vec![ColumnarValue::Array(Arc::new(input))],
+                arg_fields: vec![Arc::new(Field::new(
+                    "t",
+                    DataType::Timestamp(TimeUnit::Microsecond, None),
+                    true,
+                ))],
+                number_rows: 5,
+                return_field: Arc::new(Field::new("t", instant_type(Tz::UTC), true)),
+                config_options: Default::default(),
+            })
+            .unwrap()
+            .to_array(5)
+            .unwrap();
+        let output = output.as_primitive::<TimestampMicrosecondType>();
+        let utc = |micros: i64| {
+            DateTime::from_timestamp_micros(micros)
+                .unwrap()
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        };
+        let found: Vec<String> = (0..4).map(|i| utc(output.value(i))).collect();
+        assert_eq!(
+            found,
+            [
+                "2026-06-01 10:00:00",
+                "2025-10-26 00:30:00",
+                "2026-03-29 01:30:00",
+                "2026-03-29 01:30:00",
+            ]
+        );
+        assert!(output.is_null(4));
+    }
+}
