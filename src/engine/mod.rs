@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::Column;
 use datafusion::common::ParamValues;
+use datafusion::common::config::TableParquetOptions;
 use datafusion::common::tree_node::Transformed;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -392,7 +393,18 @@ impl Engine {
         result: StepResult<'_>,
     ) -> Result<(), EngineError> {
         let mut frame = self.plan(step, params).await?;
-        if step.kind == StepKind::Segment {
+        if step.kind == StepKind::Segment
+            && frame
+                .schema()
+                .field_with_unqualified_name(CUSTOMER_ID)
+                .is_err()
+        {
+            return Err(self.plan_message(
+                step,
+                format!("a segment's query must return a {CUSTOMER_ID} column"),
+            ));
+        }
+        if step.kind == StepKind::Membership {
             frame = self.known_customers_only(step, frame, params).await?;
         }
         match result {
@@ -408,7 +420,7 @@ impl Engine {
                 std::fs::create_dir_all(&folder)
                     .map_err(|e| self.execute_error(step, DataFusionError::IoError(e)))?;
                 frame
-                    .write_parquet(&path, Default::default(), None)
+                    .write_parquet(&path, Default::default(), Some(scratch_format()))
                     .await
                     .map_err(|e| self.execute_error(step, e))?;
                 let location = Location::parse(&path)?;
@@ -421,25 +433,26 @@ impl Engine {
         Ok(())
     }
 
-    /// A segment's rows whose customer_id belongs to a known customer: one in the members
-    /// table who signed up by the end of as_of, or at an unknown time. Whatever the segment's
-    /// SQL returns, NULL ids, ids missing from the table and later sign-ups are dropped here.
+    /// The memberships of known customers (see [`Engine::known_customers`]). Whatever a
+    /// segment's SQL returns, NULL ids, ids missing from the members table and later sign-ups
+    /// are dropped here, once for all segments: one join of every membership costs a fraction
+    /// of one join per segment (BENCHMARKS.md).
     async fn known_customers_only(
         &self,
         step: &Step,
         frame: DataFrame,
         params: &Params,
     ) -> Result<DataFrame, EngineError> {
-        if frame
-            .schema()
-            .field_with_unqualified_name(CUSTOMER_ID)
-            .is_err()
-        {
-            return Err(self.plan_message(
-                step,
-                format!("a segment's query must return a {CUSTOMER_ID} column"),
-            ));
-        }
+        let known = self.known_customers(params).await?;
+        frame
+            .join(known, JoinType::LeftSemi, &[CUSTOMER_ID], &[KNOWN_ID], None)
+            .map_err(|e| self.plan_error(step, e))
+    }
+
+    /// The ids (as [`KNOWN_ID`]) of the customers who may be segment members: those in the
+    /// members table who signed up by the end of as_of, or at an unknown time. A plan; nothing
+    /// is read.
+    async fn known_customers(&self, params: &Params) -> Result<DataFrame, EngineError> {
         let Members { table, created_at } = &self.members;
         let members_problem = |problem: String| EngineError::Members {
             table: table.clone(),
@@ -477,13 +490,10 @@ impl Engine {
                 )));
             }
         };
-        let known = members
+        members
             .filter(signed_up.is_null().or(before_end))
             .and_then(|m| m.select(vec![col(CUSTOMER_ID).alias(KNOWN_ID)]))
-            .map_err(|e| members_problem(describe(&e)))?;
-        frame
-            .join(known, JoinType::LeftSemi, &[CUSTOMER_ID], &[KNOWN_ID], None)
-            .map_err(|e| self.plan_error(step, e))
+            .map_err(|e| members_problem(describe(&e)))
     }
 
     async fn plan(&self, step: &Step, params: &Params) -> Result<DataFrame, EngineError> {
@@ -573,6 +583,15 @@ impl Engine {
             self.plan_error(step, error)
         }
     }
+}
+
+/// Parquet settings for a run's own intermediate files: written once, read back from the
+/// page cache a few times and deleted with the run, so compressing them costs more time than
+/// it saves (zstd took a third of the time of materialising 10M paid orders).
+fn scratch_format() -> TableParquetOptions {
+    let mut options = TableParquetOptions::default();
+    options.global.compression = Some("uncompressed".to_string());
+    options
 }
 
 /// The parameters a plan uses, with the type each place expects where DataFusion can tell

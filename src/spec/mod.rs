@@ -269,8 +269,8 @@ pub struct SourceKey {
 }
 
 /// Who may be a segment member: the customers of `table` (key `customer_id`) whose
-/// `created_at` is before the end of the as_of day, or unknown. Every segment is filtered by
-/// it, whatever its SQL returns, so no step or output sees anyone else in a segment.
+/// `created_at` is before the end of the as_of day, or unknown. `segment_membership` keeps
+/// only them, whatever a segment's SQL returns.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Members {
     pub table: String,
@@ -405,12 +405,17 @@ fn combination_sql(all_of: &[String], any_of: &[String], none_of: &[String]) -> 
     sql
 }
 
-/// `segment_membership`: one row per (segment, customer), with the run's date. Each segment
-/// holds only known customers already (the engine filters every segment by [`Members`]).
+/// `segment_membership`: one row per (segment, customer), with the run's date. The engine
+/// keeps only known customers' rows of it (see [`Members`]).
 fn membership_sql(segments: &[String]) -> String {
     let union = segments
         .iter()
-        .map(|n| format!("SELECT DISTINCT '{n}' AS segment, {CUSTOMER_ID} FROM {n}"))
+        .map(|n| {
+            format!(
+                "SELECT '{n}' AS segment, {CUSTOMER_ID} \
+                 FROM (SELECT DISTINCT {CUSTOMER_ID} FROM {n}) AS {n}"
+            )
+        })
         .collect::<Vec<_>>()
         .join(" UNION ALL ");
     format!("SELECT CAST($as_of AS DATE) AS as_of, segment, {CUSTOMER_ID} FROM ({union}) AS chosen")
@@ -865,8 +870,9 @@ impl Validator<'_> {
         if !segment_names.is_empty() {
             self.check_members(members, &source_names, &steps);
         }
-        // Every segment reads the members table too (see `Members`): it must be ready first.
-        for step in steps.iter_mut().filter(|s| s.kind == StepKind::Segment) {
+        // segment_membership reads the members table too (see `Members`): it must be ready
+        // first.
+        for step in steps.iter_mut().filter(|s| s.kind == StepKind::Membership) {
             step.sql.tables.insert(members.table.clone());
         }
         (self.order_steps(steps), segment_names)
@@ -1578,13 +1584,11 @@ mod tests {
                 "segment_catalog"
             ]
         );
-        // Segments read the members table too, so that it comes first when it is a step.
         let both = &p.steps[3];
         assert_eq!(both.kind, StepKind::Segment);
-        assert_eq!(
-            both.sql.tables.iter().collect::<Vec<_>>(),
-            ["a", "b", "c", "customers"]
-        );
+        assert_eq!(both.sql.tables.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+        // segment_membership reads the members table too, so that it comes first.
+        assert!(p.steps[4].sql.tables.contains("customers"));
     }
 
     #[test]
