@@ -11,6 +11,20 @@ use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use segflow::publish::Manifest;
 
 pub const END: &str = "2026-06-30";
+
+/// The ten labels of the R-F grid (rfm_labels.sql), best first.
+pub const RF_GRID: [&str; 10] = [
+    "Champions",
+    "Loyal",
+    "Potential Loyalist",
+    "New Customers",
+    "Promising",
+    "Need Attention",
+    "About To Sleep",
+    "At Risk",
+    "Cannot Lose Them",
+    "Hibernating",
+];
 pub const AS_OF: &str = "2026-03-31";
 
 pub struct Outcome {

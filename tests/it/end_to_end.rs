@@ -296,19 +296,7 @@ fn demo_generates_runs_and_explains() {
         .to_string();
     let profile = crate::common::column_values(&out, "customer_profile", &as_of, "rf_segment");
     let grid: BTreeSet<&str> = profile.iter().map(String::as_str).collect();
-    for label in [
-        "Champions",
-        "Loyal",
-        "Potential Loyalist",
-        "New Customers",
-        "Promising",
-        "Need Attention",
-        "About To Sleep",
-        "At Risk",
-        "Cannot Lose Them",
-        "Hibernating",
-        "Prospects",
-    ] {
+    for label in crate::common::RF_GRID.into_iter().chain(["Prospects"]) {
         assert!(
             grid.contains(label),
             "{label} has no member on the demo shop: {grid:?}"

@@ -46,9 +46,13 @@ fn money(values: Vec<i128>) -> ArrayRef {
 }
 
 fn write(dir: &Path, table: &str, columns: Vec<(&str, ArrayRef)>) {
-    let batch = RecordBatch::try_from_iter(columns).unwrap();
     std::fs::create_dir_all(dir.join(table)).unwrap();
-    let file = std::fs::File::create(dir.join(table).join("part-0.parquet")).unwrap();
+    write_file(&dir.join(table).join("part-0.parquet"), columns);
+}
+
+fn write_file(path: &Path, columns: Vec<(&str, ArrayRef)>) {
+    let batch = RecordBatch::try_from_iter(columns).unwrap();
+    let file = std::fs::File::create(path).unwrap();
     let mut writer = ArrowWriter::try_new(file, batch.schema(), None).unwrap();
     writer.write(&batch).unwrap();
     writer.close().unwrap();
@@ -629,11 +633,7 @@ fn repeated_customers_fail_the_run_unless_the_source_says_which_row_to_keep() {
     c1.updated = "2026-02-01 00:00:00";
     let c4 = customer(4, "c4@x", Some(CREATED));
     let again = dir.path().join("data/customers/part-1.parquet");
-    let batch = RecordBatch::try_from_iter(customers(&[c1, c4])).unwrap();
-    let mut writer =
-        ArrowWriter::try_new(std::fs::File::create(&again).unwrap(), batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_file(&again, customers(&[c1, c4]));
 
     let failed = run_fixture(dir.path(), AS_OF);
     assert_eq!(failed.code, 1, "{failed:?}");
@@ -668,14 +668,9 @@ fn repeated_customers_fail_the_run_unless_the_source_says_which_row_to_keep() {
         ),
         "{tied:?}"
     );
-    std::fs::remove_file(&again).unwrap();
     let mut c1 = customer(1, "new@x", Some(CREATED));
     c1.updated = "2026-02-01 00:00:00";
-    let batch = RecordBatch::try_from_iter(customers(&[c1])).unwrap();
-    let mut writer =
-        ArrowWriter::try_new(std::fs::File::create(&again).unwrap(), batch.schema(), None).unwrap();
-    writer.write(&batch).unwrap();
-    writer.close().unwrap();
+    write_file(&again, customers(&[c1]));
     let kept = run_fixture(dir.path(), AS_OF);
     assert_eq!(kept.code, 0, "{kept:?}");
     let out = dir.path().join("out");

@@ -99,21 +99,7 @@ async fn every_score_combination_has_exactly_one_label_per_scheme() {
         "exactly one row (one label per scheme) per combination"
     );
     let expect = |names: &[&str]| names.iter().map(|s| s.to_string()).collect::<BTreeSet<_>>();
-    assert_eq!(
-        seen[0],
-        expect(&[
-            "Champions",
-            "Loyal",
-            "Potential Loyalist",
-            "New Customers",
-            "Promising",
-            "Need Attention",
-            "About To Sleep",
-            "At Risk",
-            "Cannot Lose Them",
-            "Hibernating",
-        ])
-    );
+    assert_eq!(seen[0], expect(&crate::common::RF_GRID));
     assert_eq!(
         seen[1],
         expect(&[
