@@ -152,8 +152,24 @@ pub struct DemoArgs {
     pub orders: u64,
 }
 
+/// The logical dates segflow runs for. SQL may turn `$as_of` into a TIMESTAMP, whose
+/// nanoseconds reach from 1677-09-21 to 2262-04-11; a date outside these bounds would fail
+/// deep inside a query instead of here.
+const FIRST_DATE: (i32, u32, u32) = (1900, 1, 1);
+const LAST_DATE: (i32, u32, u32) = (2261, 12, 31);
+
 fn date_arg(text: &str) -> Result<NaiveDate, String> {
-    parse_date(text).ok_or_else(|| format!("'{text}' is not a date; write it as YYYY-MM-DD"))
+    let date = parse_date(text)
+        .ok_or_else(|| format!("'{text}' is not a date; write it as YYYY-MM-DD"))?;
+    let bound = |(y, m, d)| NaiveDate::from_ymd_opt(y, m, d).expect("a valid bound");
+    let (first, last) = (bound(FIRST_DATE), bound(LAST_DATE));
+    if date < first || date > last {
+        return Err(format!(
+            "{date} is outside the dates segflow runs for, {first} to {last} (SQL timestamps \
+             in nanoseconds end in 2262)"
+        ));
+    }
+    Ok(date)
 }
 
 fn var_arg(text: &str) -> Result<(String, String), String> {

@@ -7,7 +7,19 @@ use tracing_subscriber::EnvFilter;
 use segflow::cli::{self, Cli};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // A command line that does not parse is the user's mistake: exit 1, as for a bad spec;
+    // 2 is kept for failures of the environment. --help and --version print and exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => {
+            let _ = error.print();
+            return if error.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
     init_logging();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -374,6 +374,50 @@ fn bad_input_fails_clearly_and_loses_nothing() {
 }
 
 #[test]
+fn command_line_mistakes_exit_1_and_name_the_flag() {
+    let project = Project::new(50, 100);
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (
+            &["run", pipeline, "--as-of", "2026-13-45"],
+            "invalid value '2026-13-45' for '--as-of <AS_OF>': '2026-13-45' is not a date",
+        ),
+        (
+            &["run", pipeline, "--as-of", "2999-01-01"],
+            "2999-01-01 is outside the dates segflow runs for, 1900-01-01 to 2261-12-31",
+        ),
+        (
+            &[
+                "backfill",
+                pipeline,
+                "--from",
+                "1850-01-01",
+                "--to",
+                "2026-01-01",
+            ],
+            "1850-01-01 is outside the dates segflow runs for",
+        ),
+        (
+            &["run", pipeline, "--var", "lapse_days"],
+            "invalid value 'lapse_days' for '--var <VARS>': 'lapse_days' is not name=value",
+        ),
+        (
+            &["run", pipeline, "--as-off", AS_OF],
+            "unexpected argument '--as-off'",
+        ),
+    ];
+    for (args, expect) in cases {
+        let outcome = project.segflow(args);
+        assert_eq!(outcome.code, 1, "{args:?}: {outcome:?}");
+        assert!(outcome.stderr.contains(expect), "{args:?}: {outcome:?}");
+    }
+    assert!(project.snapshot().is_empty(), "nothing ran");
+    let help = project.segflow(&["run", "--help"]);
+    assert_eq!(help.code, 0, "{help:?}");
+}
+
+#[test]
 fn validate_lists_every_problem_at_once() {
     let project = Project::new(50, 100);
     replace(
