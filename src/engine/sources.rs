@@ -19,7 +19,7 @@ use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_reader::MetadataFetch;
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::ParquetMetaDataReader;
+use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 
 use super::instants::{in_zone, instant_type};
 use super::{Engine, EngineError, TypeConflict};
@@ -551,7 +551,7 @@ fn latest_per_key(
         .select(columns)
 }
 
-/// The Arrow schema of a Parquet file, from its footer alone.
+/// The Arrow schema of a Parquet file, from its footer and page index alone.
 async fn read_footer_schema(
     store: Arc<dyn ObjectStore>,
     meta: &object_store::ObjectMeta,
@@ -560,7 +560,10 @@ async fn read_footer_schema(
         store,
         path: meta.location.clone(),
     };
+    // The page index too, where there is one: DataFusion reads it to skip pages, and a
+    // corrupt one is better named here, with its file, than later in some step.
     let metadata = ParquetMetaDataReader::new()
+        .with_page_index_policy(PageIndexPolicy::Optional)
         .with_prefetch_hint(Some(FOOTER_PREFETCH))
         .load_and_finish(&mut footer, meta.size)
         .await?;

@@ -153,6 +153,17 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "corrupt page index",
+        break_it: |p| {
+            corrupt_column_index(&p.data().join("orders/part-00000.parquet"));
+            vec![]
+        },
+        expect: &[
+            "source 'orders':",
+            "orders/part-00000.parquet is not a readable Parquet file",
+        ],
+    },
+    Case {
         name: "missing declared column",
         break_it: |p| {
             replace(
@@ -291,6 +302,19 @@ const CASES: &[Case] = &[
         ],
     },
 ];
+
+/// Overwrites the first column index of a Parquet file (its footer stays intact), as a
+/// writer that died while writing it, or a bad disk, would leave it.
+fn corrupt_column_index(path: &Path) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let column = reader.metadata().row_group(0).column(0);
+    let offset = column.column_index_offset().expect("a column index") as usize;
+    let length = column.column_index_length().expect("a column index") as usize;
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[offset..offset + length].fill(0xff);
+    std::fs::write(path, bytes).unwrap();
+}
 
 /// An orders file whose currency is a number, where the generated files have text.
 fn write_orders_with_numeric_currency(path: &Path) {
