@@ -41,7 +41,9 @@ impl VarType {
             VarType::String => DataType::Utf8,
             VarType::Date => DataType::Date32,
             VarType::Bool => DataType::Boolean,
-            VarType::Instant => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            // Only lists need a type without a value, and no list holds instants; an
+            // instant's own zone comes with its value (`to_scalar`).
+            VarType::Instant => DataType::Timestamp(TimeUnit::Microsecond, None),
             VarType::List(item) => {
                 DataType::List(Arc::new(Field::new("item", item.data_type(), true)))
             }
