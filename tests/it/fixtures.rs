@@ -635,18 +635,16 @@ fn repeated_customers_fail_the_run_unless_the_source_says_which_row_to_keep() {
     let again = dir.path().join("data/customers/part-1.parquet");
     write_file(&again, customers(&[c1, c4]));
 
-    let failed = run_fixture(dir.path(), AS_OF);
-    assert_eq!(failed.code, 1, "{failed:?}");
-    assert!(
-        failed.stderr.contains(
-            "source 'customers': 2 customer_id values are on more than one row (for example customer_id 1, on 2 rows); declare keep_latest_by"
-        ),
-        "{failed:?}"
-    );
-    assert_eq!(
-        crate::common::snapshot_of(&dir.path().join("out")),
-        published,
-        "nothing changed"
+    // Each failure exits 1 with its message and leaves what was published as it was.
+    let fails_with = |message: &str| {
+        let failed = run_fixture(dir.path(), AS_OF);
+        assert_eq!(failed.code, 1, "{failed:?}");
+        assert!(failed.stderr.contains(message), "{failed:?}");
+        let now = crate::common::snapshot_of(&dir.path().join("out"));
+        assert!(now == published, "nothing published changed");
+    };
+    fails_with(
+        "source 'customers': 2 customer_id values are on more than one row (for example customer_id 1, on 2 rows); declare keep_latest_by",
     );
 
     // Keeping the latest row: c1's newer one wins; c4's two rows tie on updated_at.
@@ -660,13 +658,8 @@ fn repeated_customers_fail_the_run_unless_the_source_says_which_row_to_keep() {
         ),
     )
     .unwrap();
-    let tied = run_fixture(dir.path(), AS_OF);
-    assert_eq!(tied.code, 1, "{tied:?}");
-    assert!(
-        tied.stderr.contains(
-            "1 customer_id value is on several rows with the same latest updated_at (for example customer_id 4, on 2 rows)"
-        ),
-        "{tied:?}"
+    fails_with(
+        "1 customer_id value is on several rows with the same latest updated_at (for example customer_id 4, on 2 rows)",
     );
     let mut c1 = customer(1, "new@x", Some(CREATED));
     c1.updated = "2026-02-01 00:00:00";
