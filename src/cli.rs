@@ -8,6 +8,7 @@ use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
 use crate::generate::{self, ShopSize};
+use crate::lease::{Lease, Leases};
 use crate::progress::Progress;
 use crate::run::{self, RunReport, RunRequest};
 use crate::runs::{self, RunHistory};
@@ -59,9 +60,33 @@ pub struct ScheduleArgs {
     /// Seconds a running run may go on after a stop is asked for, before it is cancelled.
     #[arg(long, default_value_t = 30)]
     pub grace_seconds: u64,
-    /// Seconds a lease lasts without renewal; a crashed daemon's lease expires after this.
+    #[command(flatten)]
+    pub lease: LeaseArgs,
+    #[command(flatten)]
+    pub state: StateArgs,
+}
+
+/// How runs keep other runs of the same pipeline out.
+#[derive(Debug, Args)]
+pub struct LeaseArgs {
+    /// Seconds a lease lasts without renewal; a crashed process's lease expires after this.
     #[arg(long, default_value_t = 30)]
     pub lease_seconds: u64,
+    /// Publish with plain writes to a store that cannot write conditionally, promising that
+    /// nothing else publishes the same outputs at the same time (without it, segflow refuses
+    /// such a store, since two writers could overwrite each other's publication).
+    #[arg(long, env = "SEGFLOW_SINGLE_WRITER")]
+    pub single_writer: bool,
+}
+
+/// Runs started by hand share the pipeline's lease with the scheduler.
+#[derive(Debug, Args)]
+pub struct HandRunArgs {
+    /// Seconds to wait when another run of the pipeline holds its lease, before giving up.
+    #[arg(long, default_value_t = 600)]
+    pub wait_for_lease: u64,
+    #[command(flatten)]
+    pub lease: LeaseArgs,
     #[command(flatten)]
     pub state: StateArgs,
 }
@@ -94,7 +119,7 @@ pub struct BackfillArgs {
     #[arg(long = "var", value_parser = var_arg)]
     pub vars: Vec<(String, String)>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub hand: HandRunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -110,7 +135,7 @@ pub struct RunArgs {
     #[arg(long = "var", value_parser = var_arg)]
     pub vars: Vec<(String, String)>,
     #[command(flatten)]
-    pub state: StateArgs,
+    pub hand: HandRunArgs,
 }
 
 #[derive(Debug, Args)]
@@ -275,26 +300,116 @@ async fn run_command(args: RunArgs) -> Result<(), Failure> {
         ..LoadOptions::default()
     };
     let pipeline = Pipeline::load(&args.pipeline, &options)?;
-    let history = open_history(&args.state)?;
-    let report = run_by_hand(
-        &history,
-        &pipeline,
-        args.as_of.unwrap_or_else(|| yesterday(pipeline.timezone)),
-    )
-    .await?;
+    let hand = HandRunner::new(&args.hand)?;
+    let report = hand
+        .run(
+            &pipeline,
+            args.as_of.unwrap_or_else(|| yesterday(pipeline.timezone)),
+        )
+        .await?;
     print_report(&report);
     Ok(())
 }
 
-/// A run started from the command line (not a schedule slot), recorded in the history.
-async fn run_by_hand(
-    history: &RunHistory,
-    pipeline: &Pipeline,
-    as_of: NaiveDate,
-) -> Result<RunReport, Failure> {
-    let request = RunRequest::new(as_of);
-    let progress = Progress::for_terminal();
-    Ok(runs::run_recorded(history, pipeline, &request, None, 1, &progress).await?)
+/// Runs started from the command line (not schedule slots): each recorded in the history and
+/// run under the pipeline's lease, like the scheduler's, so that a hand run never runs
+/// alongside the daemon's run of the same pipeline or another hand run.
+struct HandRunner {
+    storage: Storage,
+    history: RunHistory,
+    leases: Leases,
+    wait: std::time::Duration,
+    single_writer: bool,
+}
+
+impl HandRunner {
+    fn new(args: &HandRunArgs) -> Result<HandRunner, Failure> {
+        let storage = Storage::new();
+        let state = Location::parse(&args.state.url)?;
+        Ok(HandRunner {
+            history: RunHistory::new(storage.clone(), state.clone()),
+            leases: Leases::new(
+                storage.clone(),
+                &state,
+                crate::lease::unique_holder(),
+                std::time::Duration::from_secs(args.lease.lease_seconds.max(1)),
+                crate::clock::Clock::System,
+            ),
+            storage,
+            wait: std::time::Duration::from_secs(args.wait_for_lease),
+            single_writer: args.lease.single_writer,
+        })
+    }
+
+    async fn run(&self, pipeline: &Pipeline, as_of: NaiveDate) -> Result<RunReport, Failure> {
+        let progress = Progress::for_terminal();
+        let mut lease = self.take_lease(&pipeline.name, &progress).await?;
+        let records = match self.history.list(Some(&pipeline.name)).await {
+            Ok(mut records) => {
+                runs::settle_unfinished(&self.history, &self.storage, pipeline, &mut records).await;
+                records
+            }
+            Err(error) => {
+                let _ = lease.release().await;
+                return Err(error.into());
+            }
+        };
+        let request = RunRequest {
+            ended_runs: runs::ended_runs(&records),
+            single_writer: self.single_writer,
+            ..RunRequest::new(as_of)
+        };
+        // Ctrl-C cancels cleanly: the run removes what it staged, is recorded `interrupted`,
+        // and gives the lease back instead of leaving it to expire.
+        let stopped = async {
+            stop_requested().await;
+            runs::Cancellation {
+                reason: "stopped by SIGINT or SIGTERM".to_string(),
+                interruption: true,
+            }
+        };
+        let (outcome, lease_lost) = runs::run_leased(
+            &self.history,
+            pipeline,
+            &request,
+            None,
+            1,
+            &progress,
+            &mut lease,
+            stopped,
+        )
+        .await;
+        if !lease_lost && let Err(error) = lease.release().await {
+            tracing::warn!(pipeline = %pipeline.name, %error, "Could not release the lease.");
+        }
+        Ok(outcome?)
+    }
+
+    /// Takes the pipeline's lease, waiting up to `--wait-for-lease` while another run holds
+    /// it; then fails naming the holder.
+    async fn take_lease(&self, pipeline: &str, progress: &Progress) -> Result<Lease, Failure> {
+        let started = std::time::Instant::now();
+        let lease_error = |error: crate::lease::LeaseError| Failure::Environment(error.into());
+        loop {
+            if let Some(lease) = self.leases.acquire(pipeline).await.map_err(lease_error)? {
+                return Ok(lease);
+            }
+            let holder = self.leases.holder_of(pipeline).await.map_err(lease_error)?;
+            let holder = holder.map_or_else(|| "another process".to_string(), |h| h.to_string());
+            if started.elapsed() >= self.wait {
+                return Err(Failure::Environment(anyhow::anyhow!(
+                    "pipeline '{pipeline}' is being run by {holder}; gave up after waiting \
+                     {}s (--wait-for-lease). Two runs of one pipeline never run at once: try \
+                     again when it is done (`segflow runs {pipeline}` shows it), or wait longer",
+                    self.wait.as_secs()
+                )));
+            }
+            progress.message(format!("waiting for the lease: {holder}"));
+            tracing::info!(%pipeline, %holder, "Waiting for the pipeline's lease.");
+            let left = self.wait.saturating_sub(started.elapsed());
+            tokio::time::sleep(left.min(std::time::Duration::from_millis(500))).await;
+        }
+    }
 }
 
 fn open_history(state: &StateArgs) -> Result<RunHistory, Failure> {
@@ -316,7 +431,8 @@ async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> {
         state: Location::parse(&args.state.url)?,
         once: args.once,
         grace: std::time::Duration::from_secs(args.grace_seconds),
-        lease_ttl: std::time::Duration::from_secs(args.lease_seconds.max(1)),
+        lease_ttl: std::time::Duration::from_secs(args.lease.lease_seconds.max(1)),
+        single_writer: args.lease.single_writer,
         tick: std::time::Duration::from_millis(500),
         clock: crate::clock::Clock::System,
     };
@@ -425,14 +541,14 @@ async fn backfill_command(args: BackfillArgs) -> Result<(), Failure> {
         ..LoadOptions::default()
     };
     let pipeline = Pipeline::load(&args.pipeline, &options)?;
-    let history = open_history(&args.state)?;
-    let done = history.succeeded(&pipeline.name).await?;
+    let hand = HandRunner::new(&args.hand)?;
+    let done = hand.history.succeeded(&pipeline.name).await?;
     let mut as_of = args.from;
     while as_of <= args.to {
         if done.contains(&as_of) && !args.force {
             println!("{as_of}: already succeeded, skipped (--force to run it again)");
         } else {
-            let report = run_by_hand(&history, &pipeline, as_of).await?;
+            let report = hand.run(&pipeline, as_of).await?;
             let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
             println!(
                 "{as_of}: published {} outputs, {rows} rows (run {})",

@@ -8,17 +8,15 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
-use tokio::sync::{oneshot, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::lease::{Lease, Leases};
 use crate::progress::Progress;
-use crate::publish;
 use crate::run::{RunReport, RunRequest};
 use crate::runs::{
     self, Cancellation, HistoryError, RecordedRunError, RunHistory, RunRecord, RunStatus,
@@ -38,6 +36,9 @@ pub struct DaemonConfig {
     pub lease_ttl: Duration,
     pub tick: Duration,
     pub clock: Clock,
+    /// Publish with plain writes where a store cannot write conditionally (see
+    /// [`RunRequest::single_writer`]).
+    pub single_writer: bool,
 }
 
 /// What a daemon did: `--once` exits non-zero when a run failed, so that cron or a
@@ -96,7 +97,7 @@ pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = (
     let storage = Storage::new();
     let history =
         Arc::new(RunHistory::new(storage.clone(), config.state.clone()).with_clock(clock.clone()));
-    let holder = format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple());
+    let holder = crate::lease::unique_holder();
     let leases = Leases::new(
         storage.clone(),
         &config.state,
@@ -366,7 +367,9 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
             return SlotOutcome::Stopped;
         }
         tracing::info!(pipeline = %name, due = %slot.due, attempt, "Lease taken.");
-        let (outcome, lease_lost) = try_slot(pipeline, slot, attempt, context, &mut lease).await;
+        let ended = runs::ended_runs(&records);
+        let (outcome, lease_lost) =
+            try_slot(pipeline, slot, attempt, context, &mut lease, &ended).await;
         if !lease_lost {
             release(lease, name).await;
         }
@@ -408,7 +411,13 @@ async fn take_lease(
         match context.leases.acquire(name).await {
             Ok(Some(lease)) => match context.history.list(Some(name)).await {
                 Ok(mut records) => {
-                    settle_unfinished(pipeline, context, &mut records).await;
+                    runs::settle_unfinished(
+                        &context.history,
+                        &context.storage,
+                        pipeline,
+                        &mut records,
+                    )
+                    .await;
                     // A run starts with at least a third of the lease left: its first
                     // renewal is due then.
                     if clock.now() + context.config.lease_ttl / 3 < lease.expires_at() {
@@ -448,72 +457,6 @@ async fn release(lease: Lease, pipeline: &str) {
     }
 }
 
-/// Scheduled runs only happen under the lease, so once we hold it, a scheduled run still
-/// recorded as running belongs to a daemon that died (or stalled past its lease). If every
-/// output's manifest for its date names its run id, it published before dying (or could not
-/// record its outcome): it succeeded. Otherwise it is abandoned.
-async fn settle_unfinished(pipeline: &Pipeline, context: &Context, records: &mut [RunRecord]) {
-    let now = context.config.clock.now();
-    for record in records
-        .iter_mut()
-        .filter(|r| r.status == RunStatus::Running && r.slot.is_some())
-    {
-        let mut published = BTreeMap::new();
-        let mut committed_at = None;
-        let mut unreadable = false;
-        for output in &pipeline.outputs {
-            let manifest = publish::read_manifest(
-                &context.storage,
-                &output.table,
-                &output.location,
-                &output.options,
-                record.as_of,
-            )
-            .await;
-            match manifest {
-                Ok(Some(m)) if m.run_id == record.run_id => {
-                    published.insert(output.table.clone(), m.rows);
-                    committed_at = committed_at.max(Some(m.committed_at));
-                }
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(pipeline = %record.pipeline, %error, "Could not read a manifest; the unfinished run is settled later.");
-                    unreadable = true;
-                    break;
-                }
-            }
-        }
-        if unreadable {
-            continue;
-        }
-        let settled = if published.len() == pipeline.outputs.len() {
-            RunRecord {
-                status: RunStatus::Succeeded,
-                rows: published,
-                ended_at: committed_at,
-                ..record.clone()
-            }
-        } else {
-            RunRecord {
-                status: RunStatus::Abandoned,
-                ended_at: Some(now),
-                error: Some(
-                    "the daemon running it stopped without finishing; its lease expired"
-                        .to_string(),
-                ),
-                ..record.clone()
-            }
-        };
-        match context.history.save(&settled).await {
-            Ok(()) => {
-                tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, status = ?settled.status, "A run left unfinished by another daemon is settled.");
-                *record = settled;
-            }
-            Err(error) => tracing::warn!(%error, "Could not settle an unfinished run."),
-        }
-    }
-}
-
 /// One try of a slot under `lease`, cancelled when it runs out of time, when the lease is
 /// lost (the second value: then the lease must not be released, and the slot not retried),
 /// or when the shutdown grace period ends. The lease is renewed until the run has finished,
@@ -524,58 +467,9 @@ async fn try_slot(
     attempt: u32,
     context: &Context,
     lease: &mut Lease,
+    ended_runs: &BTreeSet<String>,
 ) -> (Result<RunReport, RecordedRunError>, bool) {
     let clock = &context.config.clock;
-    let renew_every = context.config.lease_ttl / 3;
-    let lease_lost = AtomicBool::new(false);
-    let (lost, lost_reason) = oneshot::channel::<String>();
-    let renewing = async {
-        let mut lost = Some(lost);
-        let mut cancel_run = |reason: String| {
-            if let Some(lost) = lost.take() {
-                let _ = lost.send(reason);
-            }
-        };
-        loop {
-            // Renew when two thirds of the lease are left, however late it was taken.
-            let due = lease.expires_at()
-                - chrono::Duration::from_std(renew_every * 2).unwrap_or_default();
-            clock
-                .sleep((due - clock.now()).to_std().unwrap_or_default())
-                .await;
-            // A renewal that only lands after the expiry comes too late.
-            let left = (lease.expires_at() - clock.now())
-                .to_std()
-                .unwrap_or_default();
-            let renewed = tokio::select! {
-                renewed = lease.renew() => renewed,
-                () = clock.sleep(left) => Ok(false),
-            };
-            match renewed {
-                Ok(true) => {}
-                Ok(false) => {
-                    lease_lost.store(true, Ordering::Relaxed);
-                    cancel_run(
-                        "the lease was lost (taken over by another daemon, or it expired)"
-                            .to_string(),
-                    );
-                    return;
-                }
-                // Past its expiry another daemon may take the lease, so the run must not go
-                // on unprotected: cancel it while the lease still holds, and keep renewing
-                // while it cleans up or finishes committing.
-                Err(error) if clock.now() + renew_every >= lease.expires_at() => {
-                    tracing::warn!(%error, "Could not renew the lease; cancelling the run.");
-                    cancel_run(format!("the lease could not be renewed: {error}"));
-                    clock.sleep(renew_every / 4).await;
-                }
-                Err(error) => {
-                    tracing::warn!(%error, "Could not renew the lease; will try again.");
-                    clock.sleep(renew_every / 4).await;
-                }
-            }
-        }
-    };
     let timeout = pipeline.schedule.as_ref().and_then(|s| s.timeout);
     let mut cancel = context.signals.cancel.clone();
     let cancelled = async {
@@ -590,7 +484,6 @@ async fn try_slot(
         };
         let (reason, interruption) = tokio::select! {
             reason = timed_out => (reason, false),
-            Ok(reason) = lost_reason => (reason, true),
             _ = cancel.wait_for(|c| *c) => {
                 ("stopped: the shutdown grace period ended".to_string(), true)
             }
@@ -600,24 +493,22 @@ async fn try_slot(
             interruption,
         }
     };
-    let request = RunRequest::new(slot.as_of);
-    let progress = Progress::hidden();
-    let run = runs::run_recorded_until(
+    let request = RunRequest {
+        ended_runs: ended_runs.clone(),
+        single_writer: context.config.single_writer,
+        ..RunRequest::new(slot.as_of)
+    };
+    runs::run_leased(
         &context.history,
         pipeline,
         &request,
         Some(slot.due),
         attempt,
-        &progress,
+        &Progress::hidden(),
+        lease,
         cancelled,
-    );
-    tokio::pin!(run);
-    tokio::pin!(renewing);
-    let outcome = tokio::select! {
-        outcome = &mut run => outcome,
-        () = &mut renewing => run.await,
-    };
-    (outcome, lease_lost.load(Ordering::Relaxed))
+    )
+    .await
 }
 
 async fn succeeded_slots(
@@ -696,10 +587,4 @@ fn fingerprint(file: &Path, pipeline: Option<&Pipeline>) -> Fingerprint {
         }
     }
     parts
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".to_string())
 }

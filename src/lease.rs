@@ -8,6 +8,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
+use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -33,6 +34,37 @@ struct LeaseRecord {
     holder: String,
     epoch: u64,
     expires_at: DateTime<Utc>,
+    /// Who holds it, for the person told to wait: the machine, the process, and since when
+    /// it has held the lease without a break. Absent from records of older versions.
+    #[serde(default)]
+    host: String,
+    #[serde(default)]
+    pid: u32,
+    #[serde(default)]
+    since: Option<DateTime<Utc>>,
+}
+
+/// Who holds a lease, as its newest record says.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Holder {
+    pub host: String,
+    pub pid: u32,
+    pub since: Option<DateTime<Utc>>,
+    pub expires_at: DateTime<Utc>,
+}
+
+impl std::fmt::Display for Holder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "process {} on {}", self.pid, self.host)?;
+        if let Some(since) = self.since {
+            write!(f, ", since {}", since.format("%Y-%m-%d %H:%M:%S UTC"))?;
+        }
+        write!(
+            f,
+            " (its lease runs to {} unless renewed)",
+            self.expires_at.format("%H:%M:%S UTC")
+        )
+    }
 }
 
 /// Where one daemon takes its leases, under which name, and for how long.
@@ -52,6 +84,7 @@ pub struct Lease {
     folder: Location,
     epoch: u64,
     expires_at: DateTime<Utc>,
+    since: DateTime<Utc>,
 }
 
 /// Epochs are zero-padded so that listing order is numeric order.
@@ -113,6 +146,7 @@ impl Leases {
             folder,
             epoch: next_epoch,
             expires_at,
+            since: now,
         };
         let held = lease.claim(next_epoch, expires_at).await?
             && lease.nobody_ahead_of(next_epoch).await?
@@ -127,6 +161,32 @@ impl Leases {
             }
         }
         Ok(Some(lease))
+    }
+
+    /// Who holds the lease on `pipeline` now, if anyone does.
+    pub async fn holder_of(&self, pipeline: &str) -> Result<Option<Holder>, LeaseError> {
+        let folder = self.state.join(&format!("leases/{pipeline}/"));
+        let store = self.storage.store(&folder, &Default::default())?;
+        let epochs = epochs(&self.storage, &folder, store.as_ref()).await?;
+        let Some((_, newest)) = epochs.last() else {
+            return Ok(None);
+        };
+        let bytes = read_object(store.as_ref(), &newest.location)
+            .await
+            .map_err(|source| LeaseError::Store {
+                action: "read",
+                url: folder.join(&folder.relative(&newest.location)).to_string(),
+                source: Box::new(source),
+            })?;
+        Ok(serde_json::from_slice::<LeaseRecord>(&bytes)
+            .ok()
+            .filter(|r| r.expires_at > self.clock.now())
+            .map(|r| Holder {
+                host: r.host,
+                pid: r.pid,
+                since: r.since,
+                expires_at: r.expires_at,
+            }))
     }
 }
 
@@ -194,6 +254,9 @@ impl Lease {
             holder: self.leases.holder.clone(),
             epoch,
             expires_at,
+            host: hostname(),
+            pid: std::process::id(),
+            since: Some(self.since),
         };
         let body = serde_json::to_vec(&record).expect("a lease record serialises");
         let options = PutOptions {
@@ -220,6 +283,69 @@ impl Lease {
             Err(source) => Err(store_error("write", source)),
         }
     }
+}
+
+impl Lease {
+    /// Renews the lease for as long as the work it protects goes on; meant to be raced
+    /// against that work. Renews when two thirds of the lease are left. Returns when the
+    /// lease is lost (taken over, or expired before a renewal landed): then the work must
+    /// stop, and the lease must not be released. When renewals keep failing so long that
+    /// the lease would expire, `stop_work` is told to stop the work while the lease still
+    /// holds, and renewals go on while it winds down.
+    pub async fn keep(&mut self, stop_work: oneshot::Sender<String>) {
+        let clock = self.leases.clock.clone();
+        let renew_every = self.leases.ttl / 3;
+        let mut stop_work = Some(stop_work);
+        let mut stop = |reason: String| {
+            if let Some(sender) = stop_work.take() {
+                let _ = sender.send(reason);
+            }
+        };
+        loop {
+            let due =
+                self.expires_at - chrono::Duration::from_std(renew_every * 2).unwrap_or_default();
+            clock
+                .sleep((due - clock.now()).to_std().unwrap_or_default())
+                .await;
+            // A renewal that only lands after the expiry comes too late.
+            let left = (self.expires_at - clock.now()).to_std().unwrap_or_default();
+            let renewed = tokio::select! {
+                renewed = self.renew() => renewed,
+                () = clock.sleep(left) => Ok(false),
+            };
+            match renewed {
+                Ok(true) => {}
+                Ok(false) => {
+                    stop(
+                        "the lease was lost (taken over by another process, or it expired)"
+                            .to_string(),
+                    );
+                    return;
+                }
+                Err(error) if clock.now() + renew_every >= self.expires_at => {
+                    tracing::warn!(%error, "Could not renew the lease; cancelling the run.");
+                    stop(format!("the lease could not be renewed: {error}"));
+                    clock.sleep(renew_every / 4).await;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "Could not renew the lease; will try again.");
+                    clock.sleep(renew_every / 4).await;
+                }
+            }
+        }
+    }
+}
+
+/// A holder name no other process uses: the machine's name and a fresh UUID.
+pub fn unique_holder() -> String {
+    format!("{}-{}", hostname(), uuid::Uuid::now_v7().simple())
+}
+
+/// The name of this machine, as lease records and error messages show it.
+pub fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "host".to_string())
 }
 
 /// The epochs in a lease folder, oldest first.

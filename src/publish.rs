@@ -1,9 +1,14 @@
 //! Publishing an output: stream its rows into run-unique Parquet files in a staging folder,
 //! then, once every output of the run is staged, move them into `as_of=YYYY-MM-DD/` and write
-//! the manifest. The manifest put is the one commit point: a reader that follows the manifest
-//! sees the previous run's files until it lands, and only this run's files after. Files of an
-//! earlier run of the same `as_of` are deleted only after the commit.
-
+//! the manifest. The manifest write is the one commit point: a reader that follows the
+//! manifest sees the previous run's files until it lands, and only this run's files after.
+//!
+//! The manifest write is fenced: it succeeds only if the manifest is still the version the
+//! run saw when it began (create-only when there was none). A run overtaken by another, say
+//! one that stalled past its lease while a successor published, fails its commit instead of
+//! overwriting, and withdraws the files it moved. After a commit, exactly the files that the
+//! replaced manifest listed are deleted, so no run ever deletes a file that a manifest it did
+//! not replace may list.
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -20,7 +25,9 @@ use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use serde::{Deserialize, Serialize};
 
-use crate::storage::{Location, Storage, StorageError, read_object};
+use object_store::UpdateVersion;
+
+use crate::storage::{Location, Storage, StorageError, SwapError, read_versioned};
 
 /// Rows per row group: small enough for readers to skip by statistics, large enough to
 /// compress well (DuckDB writes 122,880; Spark targets about 128 MiB).
@@ -57,6 +64,22 @@ pub enum PublishError {
         #[source]
         source: Box<object_store::Error>,
     },
+    #[error(
+        "output '{table}': another run{by} published {as_of} while this one was running, so \
+         this run withdrew its files and left that publication in place"
+    )]
+    Overtaken {
+        table: String,
+        as_of: NaiveDate,
+        /// ` (run <id>)` when the other run is known.
+        by: String,
+    },
+    #[error("output '{table}': {source}")]
+    Commit {
+        table: String,
+        #[source]
+        source: SwapError,
+    },
     #[error("output '{table}': the manifest {file} is not valid: {reason}")]
     BadManifest {
         table: String,
@@ -70,6 +93,11 @@ impl PublishError {
     /// user's to fix; everything else here is the environment's.
     pub fn is_user_fault(&self) -> bool {
         matches!(self, PublishError::Query { .. })
+    }
+
+    /// Another run published the same date first: not a failure of this run's work.
+    pub fn is_overtaken(&self) -> bool {
+        matches!(self, PublishError::Overtaken { .. })
     }
 }
 
@@ -115,6 +143,20 @@ pub fn partition_dir(as_of: NaiveDate) -> String {
     format!("as_of={as_of}")
 }
 
+/// An output's manifest for the run's date as it was when the run began: the version its
+/// commit expects to replace, and the files that commit supersedes.
+#[derive(Debug, Default)]
+pub struct Current {
+    version: Option<UpdateVersion>,
+    manifest: Option<Manifest>,
+}
+
+impl Current {
+    pub fn manifest(&self) -> Option<&Manifest> {
+        self.manifest.as_ref()
+    }
+}
+
 /// Identifies the run whose files are being published.
 #[derive(Debug, Clone)]
 pub struct RunIdentity {
@@ -142,6 +184,7 @@ pub struct Publisher {
     storage: Storage,
     run: RunIdentity,
     file_rows: u64,
+    single_writer: bool,
 }
 
 impl Publisher {
@@ -150,6 +193,16 @@ impl Publisher {
             storage,
             run,
             file_rows: FILE_ROWS,
+            single_writer: false,
+        }
+    }
+
+    /// Writes manifests with plain puts, for stores that cannot write conditionally, on the
+    /// user's promise that nothing else publishes there at the same time.
+    pub fn with_single_writer(self, single_writer: bool) -> Publisher {
+        Publisher {
+            single_writer,
+            ..self
         }
     }
 
@@ -234,8 +287,13 @@ impl Publisher {
     }
 
     /// Makes a staged output live: move its files into the `as_of` partition, write the
-    /// manifest (the commit point), then delete what an earlier run of this `as_of` left.
-    pub async fn commit(&self, staged: Staged) -> Result<Manifest, PublishError> {
+    /// manifest if it is still `current` (the commit point), then delete the files of the
+    /// manifest it replaced.
+    pub async fn commit(
+        &self,
+        staged: Staged,
+        current: &Current,
+    ) -> Result<Manifest, PublishError> {
         let table = staged.table.as_str();
         let store = staged.store.as_ref();
         let partition = partition_dir(self.run.as_of);
@@ -243,10 +301,18 @@ impl Publisher {
         for (staged_path, file) in &staged.files {
             let relative = format!("{partition}/{}", file.path);
             let target = staged.location.join(&relative).path();
-            store
-                .rename(staged_path, &target)
-                .await
-                .map_err(|source| store_error(table, "move a staged file to", &target, source))?;
+            if let Err(source) = store.rename(staged_path, &target).await {
+                self.withdraw(&staged, &files).await;
+                return Err(match source {
+                    // Only a run that took over from this one removes its staged files.
+                    object_store::Error::NotFound { .. } => PublishError::Overtaken {
+                        table: table.to_string(),
+                        as_of: self.run.as_of,
+                        by: String::new(),
+                    },
+                    source => store_error(table, "move a staged file to", &target, source),
+                });
+            }
             files.push(ManifestFile {
                 path: relative,
                 ..file.clone()
@@ -272,49 +338,156 @@ impl Publisher {
                 })
                 .collect(),
         };
-        let manifest_path = manifest_location(&staged.location, self.run.as_of).path();
+        let location = manifest_location(&staged.location, self.run.as_of);
         let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-        store
-            .put(&manifest_path, PutPayload::from(body))
-            .await
-            .map_err(|source| store_error(table, "write the manifest", &manifest_path, source))?;
-        self.remove_superseded(&staged, &manifest).await?;
+        let written = if self.single_writer {
+            store
+                .put(&location.path(), PutPayload::from(body))
+                .await
+                .map(|_| ())
+                .map_err(|source| SwapError::Store {
+                    url: location.to_string(),
+                    source: Box::new(source),
+                })
+        } else {
+            self.storage
+                .swap(&location, store, body, current.version.as_ref())
+                .await
+        };
+        match written {
+            Ok(()) => {}
+            Err(SwapError::Changed { .. }) => {
+                self.withdraw(&staged, &manifest.files).await;
+                let winner = read_current(table, &staged.location, store, self.run.as_of).await;
+                let by = match winner.ok().and_then(|c| c.manifest) {
+                    Some(m) => format!(" (run {})", m.run_id),
+                    None => String::new(),
+                };
+                return Err(PublishError::Overtaken {
+                    table: table.to_string(),
+                    as_of: self.run.as_of,
+                    by,
+                });
+            }
+            Err(refused @ (SwapError::Unsupported { .. } | SwapError::Locked { .. })) => {
+                self.withdraw(&staged, &manifest.files).await;
+                return Err(PublishError::Commit {
+                    table: table.to_string(),
+                    source: refused,
+                });
+            }
+            // The write may have landed or not: the moved files stay, since a manifest may
+            // list them; if it does not, the next run sweeps them.
+            Err(SwapError::Store { url, source }) => {
+                return Err(PublishError::Store {
+                    table: table.to_string(),
+                    action: "write the manifest",
+                    file: url,
+                    source,
+                });
+            }
+        }
+        if let Some(replaced) = &current.manifest {
+            let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+            for file in replaced
+                .files
+                .iter()
+                .filter(|f| !live.contains(f.path.as_str()))
+            {
+                let path = staged.location.join(&file.path).path();
+                match store.delete(&path).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                    Err(source) => {
+                        return Err(store_error(
+                            table,
+                            "delete the superseded file",
+                            &path,
+                            source,
+                        ));
+                    }
+                }
+            }
+        }
         self.storage
             .remove_folder(&self.staging(&staged.location), store)
             .await?;
         Ok(manifest)
     }
 
-    /// Deletes the files in the partition that the new manifest does not list: those of an
-    /// earlier run of the same `as_of`, or of a run that died after moving its files.
-    async fn remove_superseded(
-        &self,
-        staged: &Staged,
-        manifest: &Manifest,
-    ) -> Result<(), PublishError> {
-        let partition = staged
-            .location
-            .join(&format!("{}/", partition_dir(self.run.as_of)));
-        let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
-        let objects = self.storage.list(&partition, staged.store.as_ref()).await?;
-        for object in objects {
-            let relative = staged.location.relative(&object.location);
-            if !live.contains(relative.as_str()) {
-                staged
-                    .store
-                    .delete(&object.location)
-                    .await
-                    .map_err(|source| {
-                        store_error(
-                            &staged.table,
-                            "delete the superseded file",
-                            &object.location,
-                            source,
-                        )
-                    })?;
+    /// Deletes the files this run moved into a partition but could not list in a manifest.
+    async fn withdraw(&self, staged: &Staged, moved: &[ManifestFile]) {
+        for file in moved {
+            let path = staged.location.join(&file.path).path();
+            if let Err(error) = staged.store.delete(&path).await {
+                tracing::warn!(file = %path, %error, "Could not withdraw a file of an overtaken run.");
             }
         }
-        Ok(())
+    }
+
+    /// Best-effort removal of what runs that have ended left under `output`: their staging
+    /// folders (a run killed while staging), and files they moved into this run's partition
+    /// but no manifest lists (a run killed between moving and committing). Only ended runs':
+    /// a run that has ended can never commit, so no manifest can come to list what is
+    /// deleted here. Invisible to readers either way, so failures are only logged.
+    pub async fn sweep(
+        &self,
+        output: &crate::spec::Output,
+        current: &Current,
+        ended: &BTreeSet<String>,
+    ) {
+        let swept = async {
+            let store = self.storage.store(&output.location, &output.options)?;
+            let staging = output.location.join(&format!("{META_DIR}/staging/"));
+            let partition = output
+                .location
+                .join(&format!("{}/", partition_dir(self.run.as_of)));
+            let listed: BTreeSet<&str> = current
+                .manifest
+                .iter()
+                .flat_map(|m| m.files.iter().map(|f| f.path.as_str()))
+                .collect();
+            let mut leftovers = Vec::new();
+            for object in self.storage.list(&staging, store.as_ref()).await? {
+                let relative = staging.relative(&object.location);
+                let run = relative.split('/').next().unwrap_or_default();
+                if ended.contains(run) {
+                    leftovers.push(object.location);
+                }
+            }
+            for object in self.storage.list(&partition, store.as_ref()).await? {
+                let name = object.location.filename().unwrap_or_default();
+                let run = name
+                    .strip_prefix("part-")
+                    .and_then(|rest| rest.split('-').next())
+                    .unwrap_or_default();
+                let relative = output.location.relative(&object.location);
+                if ended.contains(run) && !listed.contains(relative.as_str()) {
+                    leftovers.push(object.location);
+                }
+            }
+            for path in &leftovers {
+                store
+                    .delete(path)
+                    .await
+                    .map_err(|source| StorageError::Delete {
+                        url: path.to_string(),
+                        source,
+                    })?;
+            }
+            if let Some(dir) = staging.local_path() {
+                crate::storage::remove_empty_dirs(&dir);
+            }
+            Ok::<usize, StorageError>(leftovers.len())
+        };
+        match swept.await {
+            Ok(0) => {}
+            Ok(files) => {
+                tracing::info!(table = %output.table, files, "Removed what ended runs left behind.")
+            }
+            Err(error) => {
+                tracing::warn!(table = %output.table, %error, "Could not remove what ended runs left behind.")
+            }
+        }
     }
 
     /// Best-effort removal of a failed run's staging files; they are invisible to readers
@@ -341,27 +514,45 @@ pub async fn read_manifest(
     options: &std::collections::BTreeMap<String, String>,
     as_of: NaiveDate,
 ) -> Result<Option<Manifest>, PublishError> {
+    Ok(observe(storage, table, output, options, as_of)
+        .await?
+        .manifest)
+}
+
+/// The manifest of `output` for `as_of` now, with its version, for a later commit to fence on.
+pub async fn observe(
+    storage: &Storage,
+    table: &str,
+    output: &Location,
+    options: &std::collections::BTreeMap<String, String>,
+    as_of: NaiveDate,
+) -> Result<Current, PublishError> {
     let store = storage.store(output, options)?;
+    read_current(table, output, store.as_ref(), as_of).await
+}
+
+async fn read_current(
+    table: &str,
+    output: &Location,
+    store: &dyn ObjectStore,
+    as_of: NaiveDate,
+) -> Result<Current, PublishError> {
     let location = manifest_location(output, as_of);
-    let bytes = match read_object(store.as_ref(), &location.path()).await {
-        Ok(bytes) => bytes,
-        Err(object_store::Error::NotFound { .. }) => return Ok(None),
-        Err(source) => {
-            return Err(store_error(
-                table,
-                "read the manifest",
-                &location.path(),
-                source,
-            ));
-        }
+    let found = read_versioned(store, &location.path())
+        .await
+        .map_err(|source| store_error(table, "read the manifest", &location.path(), source))?;
+    let Some(found) = found else {
+        return Ok(Current::default());
     };
-    serde_json::from_slice(&bytes)
-        .map(Some)
-        .map_err(|e| PublishError::BadManifest {
-            table: table.to_string(),
-            file: location.to_string(),
-            reason: e.to_string(),
-        })
+    let manifest = serde_json::from_slice(&found.bytes).map_err(|e| PublishError::BadManifest {
+        table: table.to_string(),
+        file: location.to_string(),
+        reason: e.to_string(),
+    })?;
+    Ok(Current {
+        version: Some(found.version),
+        manifest: Some(manifest),
+    })
 }
 
 /// Every committed partition of an output dated before `as_of`, oldest first, each with the
@@ -507,7 +698,7 @@ mod tests {
             .stage("numbers", &output, &Default::default(), rows, &|_| {})
             .await
             .unwrap();
-        let manifest = publisher.commit(staged).await.unwrap();
+        let manifest = publisher.commit(staged, &Current::default()).await.unwrap();
         assert_eq!(manifest.rows, 3500);
         let names: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(names.len(), manifest.files.len(), "file names are distinct");

@@ -2,7 +2,7 @@
 //! step, stage every output, and only then commit them. A failure before the commits leaves
 //! every published output as it was; the scheduler calls this same function.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
@@ -11,7 +11,7 @@ use tokio::sync::oneshot;
 
 use crate::engine::{Engine, EngineError, Params, StepResult, Unmatched};
 use crate::progress::Progress;
-use crate::publish::{self, Manifest, PublishError, Publisher, RunIdentity, Staged};
+use crate::publish::{self, Current, Manifest, PublishError, Publisher, RunIdentity, Staged};
 use crate::spec::{Pipeline, Published, Step};
 use crate::storage::Storage;
 
@@ -43,6 +43,12 @@ impl RunError {
 pub struct RunRequest {
     pub as_of: NaiveDate,
     pub run_id: String,
+    /// Runs of the pipeline known to have ended, whose leftovers (staging folders, files
+    /// never committed) this run may delete.
+    pub ended_runs: BTreeSet<String>,
+    /// Publish with plain writes on stores that cannot write conditionally, on the user's
+    /// promise that nothing else publishes these outputs at the same time.
+    pub single_writer: bool,
 }
 
 impl RunRequest {
@@ -51,6 +57,8 @@ impl RunRequest {
         RunRequest {
             as_of,
             run_id: uuid::Uuid::now_v7().simple().to_string(),
+            ended_runs: BTreeSet::new(),
+            single_writer: false,
         }
     }
 }
@@ -160,19 +168,23 @@ async fn run_on_engine(
         .prefix("segflow-run-")
         .tempdir()
         .map_err(RunError::Scratch)?;
-    let (engine, unmatched) = tokio::select! {
-        planned = plan_steps(pipeline, request, &storage, scratch.path(), progress) => planned?,
-        reason = &mut cancelled => return Err(RunError::Cancelled(reason)),
-    };
-
     let publisher = Publisher::new(
-        storage,
+        storage.clone(),
         RunIdentity {
             pipeline: pipeline.name.clone(),
             as_of: request.as_of,
             run_id: request.run_id.clone(),
         },
-    );
+    )
+    .with_single_writer(request.single_writer);
+    let (current, (engine, unmatched)) = tokio::select! {
+        prepared = async {
+            let current = observe_outputs(pipeline, request, &storage, &publisher).await?;
+            let planned = plan_steps(pipeline, request, &storage, scratch.path(), progress).await?;
+            Ok::<_, RunError>((current, planned))
+        } => prepared?,
+        reason = &mut cancelled => return Err(RunError::Cancelled(reason)),
+    };
     let staged = tokio::select! {
         staged = stage_outputs(pipeline, &engine, &publisher, progress) => staged,
         reason = &mut cancelled => Err(RunError::Cancelled(reason)),
@@ -187,8 +199,14 @@ async fn run_on_engine(
 
     progress.message("publishing");
     let mut outputs = Vec::new();
-    for (output, staged) in pipeline.outputs.iter().zip(staged) {
-        let manifest = publisher.commit(staged).await?;
+    for ((output, staged), current) in pipeline.outputs.iter().zip(staged).zip(&current) {
+        let manifest = match publisher.commit(staged, current).await {
+            Ok(manifest) => manifest,
+            Err(error) => {
+                publisher.discard_run(&pipeline.outputs).await;
+                return Err(error.into());
+            }
+        };
         tracing::info!(
             pipeline = %pipeline.name,
             table = %output.table,
@@ -212,6 +230,44 @@ async fn run_on_engine(
     };
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, seconds = report.elapsed.as_secs_f64(), "Run finished.");
     Ok(report)
+}
+
+/// Reads each output's manifest for the run's date as it is before any work, for the commits
+/// to fence on; removes what ended runs left under the outputs; and makes sure each store
+/// can fence at all.
+async fn observe_outputs(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    storage: &Storage,
+    publisher: &Publisher,
+) -> Result<Vec<Current>, RunError> {
+    let mut checked = BTreeSet::new();
+    let mut current = Vec::new();
+    for output in &pipeline.outputs {
+        let store = storage
+            .store(&output.location, &output.options)
+            .map_err(PublishError::from)?;
+        if !request.single_writer && checked.insert(output.location.store_url()) {
+            storage
+                .check_swap(&output.location, store.as_ref())
+                .await
+                .map_err(|source| PublishError::Commit {
+                    table: output.table.clone(),
+                    source,
+                })?;
+        }
+        let now = publish::observe(
+            storage,
+            &output.table,
+            &output.location,
+            &output.options,
+            request.as_of,
+        )
+        .await?;
+        publisher.sweep(output, &now, &request.ended_runs).await;
+        current.push(now);
+    }
+    Ok(current)
 }
 
 /// Registers the sources, checks their keys, and adds every step to the engine,

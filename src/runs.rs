@@ -10,9 +10,13 @@ use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
+use tokio::sync::oneshot;
+
 use crate::clock::Clock;
 use crate::engine::Unmatched;
+use crate::lease::Lease;
 use crate::progress::Progress;
+use crate::publish;
 use crate::run::{self, RunError, RunReport, RunRequest};
 use crate::spec::Pipeline;
 use crate::storage::{Location, Storage, StorageError, read_object};
@@ -140,7 +144,9 @@ pub async fn run_recorded_until(
             record.unmatched = report.unmatched.clone();
         }
         Err(error) => {
-            record.status = if interrupted.load(Ordering::Relaxed) {
+            let overtaken =
+                matches!(error, RecordedRunError::Run(RunError::Publish(e)) if e.is_overtaken());
+            record.status = if interrupted.load(Ordering::Relaxed) || overtaken {
                 RunStatus::Interrupted
             } else {
                 RunStatus::Failed
@@ -154,6 +160,120 @@ pub async fn run_recorded_until(
         tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, %error, "Could not record the run's outcome; the history still shows it running.");
     }
     outcome
+}
+
+/// [`run_recorded_until`] while `lease` is kept renewed; a lost lease cancels the run as an
+/// interruption. The second value says whether the lease was lost: then it must not be
+/// released (another process may hold it).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_leased(
+    history: &RunHistory,
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    slot: Option<DateTime<Utc>>,
+    attempt: u32,
+    progress: &Progress,
+    lease: &mut Lease,
+    cancelled: impl std::future::Future<Output = Cancellation>,
+) -> (Result<RunReport, RecordedRunError>, bool) {
+    let (lost, lost_reason) = oneshot::channel::<String>();
+    let cancelled = async {
+        tokio::select! {
+            cancellation = cancelled => cancellation,
+            Ok(reason) = lost_reason => Cancellation { reason, interruption: true },
+        }
+    };
+    let run = run_recorded_until(
+        history, pipeline, request, slot, attempt, progress, cancelled,
+    );
+    let keeping = lease.keep(lost);
+    tokio::pin!(run);
+    tokio::pin!(keeping);
+    tokio::select! {
+        outcome = &mut run => (outcome, false),
+        () = &mut keeping => (run.await, true),
+    }
+}
+
+/// Settles the runs of `pipeline` still recorded as `running`, which the caller, holding the
+/// pipeline's lease, knows are not running (every run takes the lease): a run whose process
+/// died, or stalled past its lease. If every output's manifest for its date names its run id,
+/// it published before it stopped (or could not record its outcome): it succeeded.
+/// Otherwise it is abandoned.
+pub async fn settle_unfinished(
+    history: &RunHistory,
+    storage: &Storage,
+    pipeline: &Pipeline,
+    records: &mut [RunRecord],
+) {
+    let now = history.clock.now();
+    for record in records
+        .iter_mut()
+        .filter(|r| r.status == RunStatus::Running)
+    {
+        let mut published = BTreeMap::new();
+        let mut committed_at = None;
+        let mut unreadable = false;
+        for output in &pipeline.outputs {
+            let manifest = publish::read_manifest(
+                storage,
+                &output.table,
+                &output.location,
+                &output.options,
+                record.as_of,
+            )
+            .await;
+            match manifest {
+                Ok(Some(m)) if m.run_id == record.run_id => {
+                    published.insert(output.table.clone(), m.rows);
+                    committed_at = committed_at.max(Some(m.committed_at));
+                }
+                Ok(_) => break,
+                Err(error) => {
+                    tracing::warn!(pipeline = %record.pipeline, %error, "Could not read a manifest; the unfinished run is settled later.");
+                    unreadable = true;
+                    break;
+                }
+            }
+        }
+        if unreadable {
+            continue;
+        }
+        let settled = if published.len() == pipeline.outputs.len() {
+            RunRecord {
+                status: RunStatus::Succeeded,
+                rows: published,
+                ended_at: committed_at,
+                ..record.clone()
+            }
+        } else {
+            RunRecord {
+                status: RunStatus::Abandoned,
+                ended_at: Some(now),
+                error: Some(
+                    "the process running it stopped without finishing; its lease expired"
+                        .to_string(),
+                ),
+                ..record.clone()
+            }
+        };
+        match history.save(&settled).await {
+            Ok(()) => {
+                tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, status = ?settled.status, "A run left unfinished by another process is settled.");
+                *record = settled;
+            }
+            Err(error) => tracing::warn!(%error, "Could not settle an unfinished run."),
+        }
+    }
+}
+
+/// The runs among `records` that have ended, whose leftovers a new run may remove.
+pub fn ended_runs(records: &[RunRecord]) -> BTreeSet<String> {
+    records
+        .iter()
+        .filter(|r| r.status != RunStatus::Running)
+        .map(|r| r.run_id.clone())
+        .collect()
 }
 
 /// An error and its causes on one line, as stored in the history.

@@ -1,7 +1,10 @@
 //! A run killed with SIGKILL at any moment, including mid-publish, leaves the previous
-//! publication complete and readable through its manifest; the next run succeeds.
+//! publication complete and readable through its manifest; the next run succeeds and leaves
+//! nothing of the killed runs behind.
 
-use std::time::Instant;
+use std::io::{BufRead, BufReader};
+use std::process::Stdio;
+use std::time::Duration;
 
 use crate::common::{AS_OF, Project, read_parquet};
 
@@ -28,6 +31,9 @@ fn assert_publication_complete(project: &Project, context: &str) {
     }
 }
 
+/// Past the expiry of a killed run's one-second lease.
+const LEASE_EXPIRY: Duration = Duration::from_millis(1200);
+
 #[test]
 fn sigkill_during_a_run_loses_nothing() {
     let project = Project::new(40_000, 160_000);
@@ -35,36 +41,75 @@ fn sigkill_during_a_run_loses_nothing() {
     assert_eq!(baseline.code, 0, "{baseline:?}");
 
     let pipeline = project.pipeline();
-    let args = ["run", pipeline.to_str().unwrap(), "--as-of", AS_OF];
-    let started = Instant::now();
-    let timed = project.segflow(&args);
+    // A killed run's lease expires after a second, instead of the default 30.
+    let args = [
+        "run",
+        pipeline.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--lease-seconds",
+        "1",
+    ];
+    let timed = project
+        .command(&args)
+        .env("SEGFLOW_LOG", "info")
+        .output()
+        .unwrap();
+    let timed = crate::common::outcome(timed);
     assert_eq!(timed.code, 0, "{timed:?}");
-    let duration = started.elapsed();
+    let steps = timed.stderr.matches("Step ready.").count();
+    let outputs = timed.stderr.matches("Output published.").count();
+    assert!(steps > 10 && outputs > 4, "{timed:?}");
 
+    // Killed at moments the run's own log marks: planning, staging (after the last step is
+    // ready, outputs stream into staging), and between two commits.
+    let moments = [
+        ("Run started.", 1),
+        ("Step ready.", steps / 2),
+        ("Step ready.", steps),
+        ("Output published.", 1),
+        ("Output published.", outputs / 2),
+    ];
     let mut killed = 0;
-    for percent in [15, 35, 55, 70, 80, 90, 95] {
-        let mut child = project.command(&args).spawn().unwrap();
-        std::thread::sleep(duration * percent / 100);
-        if child.try_wait().unwrap().is_none() {
-            child.kill().unwrap(); // SIGKILL on Unix
-            killed += 1;
+    for (event, nth) in moments {
+        let mut child = project
+            .command(&args)
+            .env("SEGFLOW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = BufReader::new(child.stderr.take().unwrap());
+        let mut seen = 0;
+        for line in log.lines().map_while(Result::ok) {
+            seen += usize::from(line.contains(event));
+            if seen == nth {
+                child.kill().unwrap(); // SIGKILL on Unix
+                killed += 1;
+                break;
+            }
         }
         child.wait().unwrap();
-        assert_publication_complete(&project, &format!("killed at {percent}% of a run"));
+        std::thread::sleep(LEASE_EXPIRY);
+        let moment = format!("killed after {event} #{nth}");
+        assert_publication_complete(&project, &moment);
     }
-    assert!(
-        killed >= 3,
-        "only {killed} runs were still going when killed; the test needs a slower run"
+    assert_eq!(
+        killed,
+        moments.len(),
+        "every run was killed before it ended"
     );
 
     let after = project.run_nightly(AS_OF);
     assert_eq!(after.code, 0, "{after:?}");
     assert_publication_complete(&project, "the run after the kills");
-    let partition = project.out().join(format!("rfm/as_of={AS_OF}"));
-    let files = std::fs::read_dir(partition).unwrap().count();
+    let history = project.segflow(&["runs"]);
     assert_eq!(
-        files,
-        project.manifest("rfm", AS_OF).files.len(),
-        "leftovers of killed runs remain"
+        history.stdout.matches(" abandoned ").count(),
+        killed,
+        "every killed run had started (it did not wait for a lease) and is settled: {history:?}"
     );
+    // The killed runs are settled as abandoned by the next run, which removes their staging
+    // folders and any files they moved but never listed.
+    crate::fencing::assert_consistent(&project.out(), AS_OF, "the run after the kills");
 }

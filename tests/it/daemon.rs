@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use crate::common::{Project, SLOW_QUERY, scheduled_pipeline, scheduled_query, segflow};
 
-fn start_daemon(project: &Project, grace_seconds: u64) -> Child {
+pub(crate) fn start_daemon(project: &Project, grace_seconds: u64) -> Child {
     segflow()
         .current_dir(project.path())
         .env("SEGFLOW_LOG", "info")
@@ -32,7 +32,7 @@ fn start_daemon(project: &Project, grace_seconds: u64) -> Child {
 }
 
 /// The daemon's log, read on a thread so that the daemon never blocks on a full pipe.
-fn follow_log(child: &mut Child) -> Arc<Mutex<String>> {
+pub(crate) fn follow_log(child: &mut Child) -> Arc<Mutex<String>> {
     let stderr = child.stderr.take().unwrap();
     let log = Arc::new(Mutex::new(String::new()));
     let sink = Arc::clone(&log);
@@ -46,7 +46,7 @@ fn follow_log(child: &mut Child) -> Arc<Mutex<String>> {
     log
 }
 
-fn wait_for_log(log: &Mutex<String>, needle: &str) {
+pub(crate) fn wait_for_log(log: &Mutex<String>, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !log.lock().unwrap().contains(needle) {
         assert!(
@@ -59,7 +59,7 @@ fn wait_for_log(log: &Mutex<String>, needle: &str) {
 }
 
 /// The run records of one pipeline in the project's state folder.
-fn records(project: &Project, pipeline: &str) -> Vec<serde_json::Value> {
+pub(crate) fn records(project: &Project, pipeline: &str) -> Vec<serde_json::Value> {
     std::fs::read_dir(project.path().join(format!("state/runs/{pipeline}")))
         .map(|entries| {
             entries
@@ -71,7 +71,7 @@ fn records(project: &Project, pipeline: &str) -> Vec<serde_json::Value> {
         .unwrap_or_default()
 }
 
-fn terminate(child: &mut Child) -> i32 {
+pub(crate) fn terminate(child: &mut Child) -> i32 {
     let sent = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

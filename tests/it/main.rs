@@ -7,6 +7,7 @@ mod crash;
 mod cross_check;
 mod daemon;
 mod end_to_end;
+mod fencing;
 mod fixtures;
 mod history;
 mod labels;

@@ -3,6 +3,11 @@
 //! read the outputs back from the server's disk.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use hyper::Request;
+use hyper::body::Incoming;
+use hyper::service::{Service, service_fn};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -21,6 +26,10 @@ pub async fn start_s3(root: &std::path::Path) -> SocketAddr {
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(SimpleAuth::from_single(KEY, SECRET));
     let service = builder.build();
+    // s3s-fs checks `If-Match` / `If-None-Match` and then writes, in two steps, so two such
+    // writes at once can both succeed. S3 does both atomically, and segflow's leases and
+    // commits rely on that: one conditional write at a time gives the server S3's behaviour.
+    let conditional_writes = Arc::new(tokio::sync::Mutex::new(()));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {
@@ -29,9 +38,24 @@ pub async fn start_s3(root: &std::path::Path) -> SocketAddr {
                 return;
             };
             let service = service.clone();
+            let conditional_writes = Arc::clone(&conditional_writes);
+            let handler = service_fn(move |request: Request<Incoming>| {
+                let service = service.clone();
+                let conditional_writes = Arc::clone(&conditional_writes);
+                async move {
+                    let headers = request.headers();
+                    let conditional =
+                        headers.contains_key("if-match") || headers.contains_key("if-none-match");
+                    let _turn = match conditional {
+                        true => Some(conditional_writes.lock().await),
+                        false => None,
+                    };
+                    Service::call(&service, request).await
+                }
+            });
             tokio::spawn(async move {
                 let _ = ConnBuilder::new(TokioExecutor::new())
-                    .serve_connection(TokioIo::new(socket), service)
+                    .serve_connection(TokioIo::new(socket), handler)
                     .await;
             });
         }
@@ -39,7 +63,7 @@ pub async fn start_s3(root: &std::path::Path) -> SocketAddr {
     addr
 }
 
-async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {
+pub async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {
     let mut command = segflow();
     command
         .env("AWS_ENDPOINT", format!("http://{addr}"))

@@ -43,6 +43,7 @@ fn config(project: &Project, clock: &ManualClock, once: bool) -> DaemonConfig {
         lease_ttl: seconds(30),
         tick: seconds(1),
         clock: Clock::Manual(clock.clone()),
+        single_writer: false,
     }
 }
 

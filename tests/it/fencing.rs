@@ -1,0 +1,408 @@
+//! No double publication, with real processes: runs of one pipeline and date started together
+//! publish one after the other (local folder and S3-protocol server); a run waiting too long
+//! for the lease names its holder; a daemon stopped (SIGSTOP) past its lease in the middle of
+//! its commits cannot publish over the daemon that took its slot over.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{AS_OF, Project};
+use crate::daemon::{follow_log, records, terminate, wait_for_log};
+use crate::s3::start_s3;
+
+/// Writes a pipeline with `outputs` one-step outputs over the customers, each its own table,
+/// so that publishing takes many commits.
+pub fn many_outputs(file: &Path, name: &str, outputs: usize, data: &str, out: &str, extra: &str) {
+    let dir = file.parent().unwrap();
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join(format!("{name}.sql")),
+        "SELECT customer_id, country FROM customers WHERE customer_id % 10 = 0",
+    )
+    .unwrap();
+    let mut yaml = format!(
+        "name: {name}\n{extra}sources:\n  customers: {{ url: {data}/customers/ }}\nsteps:\n"
+    );
+    for i in 0..outputs {
+        yaml.push_str(&format!("  - {{ name: t{i:03}, sql: {name}.sql }}\n"));
+    }
+    yaml.push_str("outputs:\n");
+    for i in 0..outputs {
+        yaml.push_str(&format!("  - {{ table: t{i:03}, url: {out}/t{i:03}/ }}\n"));
+    }
+    std::fs::write(file, yaml).unwrap();
+}
+
+/// Every output under `out` is consistent for `as_of`: its manifest lists only files that
+/// exist, its partition holds nothing else, and no staging files are left. Returns the run
+/// ids of the manifests.
+pub fn assert_consistent(out: &Path, as_of: &str, context: &str) -> Vec<String> {
+    let mut run_ids = Vec::new();
+    let mut tables: Vec<_> = std::fs::read_dir(out)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    tables.sort();
+    for table in tables {
+        let manifest: segflow::publish::Manifest = serde_json::from_slice(
+            &std::fs::read(table.join(format!("_segflow/manifests/as_of={as_of}.json")))
+                .unwrap_or_else(|e| panic!("{context}: {}: no manifest: {e}", table.display())),
+        )
+        .unwrap();
+        let mut listed: Vec<String> = manifest.files.iter().map(|f| f.path.clone()).collect();
+        listed.sort();
+        let partition = table.join(format!("as_of={as_of}"));
+        let mut present: Vec<String> = std::fs::read_dir(&partition)
+            .map(|entries| {
+                entries
+                    .map(|e| format!("as_of={as_of}/{}", e.unwrap().file_name().to_string_lossy()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        present.sort();
+        assert_eq!(
+            present,
+            listed,
+            "{context}: {} holds other files than its manifest lists",
+            partition.display()
+        );
+        let staging = table.join("_segflow/staging");
+        let staged = walk_files(&staging);
+        assert!(
+            staged.is_empty(),
+            "{context}: staging files left: {staged:?}"
+        );
+        run_ids.push(manifest.run_id);
+    }
+    run_ids
+}
+
+fn walk_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                files.extend(walk_files(&path));
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+fn statuses(records: &[serde_json::Value]) -> Vec<String> {
+    let mut statuses: Vec<String> = records
+        .iter()
+        .map(|r| r["status"].as_str().unwrap().to_string())
+        .collect();
+    statuses.sort();
+    statuses
+}
+
+const PAIRS: usize = 20;
+
+#[test]
+fn runs_started_together_publish_one_after_the_other() {
+    let project = Project::new(300, 900);
+    let pipeline = project.path().join("pipelines/race.yaml");
+    let data = project.data().display().to_string();
+    let out = project.out().display().to_string();
+    many_outputs(&pipeline, "race", 3, &data, &out, "");
+    let args = [
+        "run",
+        pipeline.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--state",
+        "state",
+    ];
+    for pair in 0..PAIRS {
+        let children: Vec<Child> = (0..2)
+            .map(|_| {
+                project
+                    .command(&args)
+                    .stdout(Stdio::piped())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let done = crate::common::outcome(child.wait_with_output().unwrap());
+            assert_eq!(done.code, 0, "pair {pair}: {done:?}");
+        }
+        let run_ids = assert_consistent(&project.out(), AS_OF, &format!("pair {pair}"));
+        assert!(
+            run_ids.windows(2).all(|w| w[0] == w[1]),
+            "pair {pair}: every output is from the same run: {run_ids:?}"
+        );
+    }
+    let history = records(&project, "race");
+    assert_eq!(history.len(), 2 * PAIRS);
+    assert!(
+        statuses(&history).iter().all(|s| s == "succeeded"),
+        "{history:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_started_together_publish_one_after_the_other_on_s3() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("lake")).unwrap();
+    let addr = start_s3(root.path()).await;
+    let generate = [
+        "generate",
+        "--customers",
+        "300",
+        "--orders",
+        "900",
+        "--out",
+        "s3://lake/raw/",
+    ];
+    let generated = crate::s3::segflow_s3(addr, &generate).await;
+    assert_eq!(generated.code, 0, "{generated:?}");
+    let pipeline = root.path().join("pipelines/race.yaml");
+    many_outputs(&pipeline, "race", 3, "s3://lake/raw", "s3://lake/marts", "");
+    let args = ["run", pipeline.to_str().unwrap(), "--as-of", AS_OF];
+    for pair in 0..PAIRS {
+        let (a, b) = tokio::join!(
+            crate::s3::segflow_s3(addr, &args),
+            crate::s3::segflow_s3(addr, &args)
+        );
+        assert_eq!(a.code, 0, "pair {pair}: {a:?}");
+        assert_eq!(b.code, 0, "pair {pair}: {b:?}");
+        let run_ids = assert_consistent(
+            &root.path().join("lake/marts"),
+            AS_OF,
+            &format!("pair {pair}"),
+        );
+        assert!(
+            run_ids.windows(2).all(|w| w[0] == w[1]),
+            "pair {pair}: every output is from the same run: {run_ids:?}"
+        );
+    }
+    let runs = crate::s3::segflow_s3(addr, &["runs", "race"]).await;
+    assert_eq!(
+        runs.stdout.matches(" succeeded ").count(),
+        2 * PAIRS,
+        "{runs:?}"
+    );
+
+    // A store that says it cannot write conditionally is refused before any work, unless the
+    // user promises a single writer.
+    std::fs::create_dir(root.path().join("unfenced")).unwrap();
+    let unfenced = root.path().join("pipelines/unfenced.yaml");
+    many_outputs(
+        &unfenced,
+        "unfenced",
+        1,
+        "s3://lake/raw",
+        "s3://unfenced/marts",
+        "",
+    );
+    let text = std::fs::read_to_string(&unfenced).unwrap().replace(
+        "url: s3://unfenced/marts/t000/ }",
+        "url: s3://unfenced/marts/t000/, options: { aws_conditional_put: disabled } }",
+    );
+    std::fs::write(&unfenced, text).unwrap();
+    let args = ["run", unfenced.to_str().unwrap(), "--as-of", AS_OF];
+    let refused = crate::s3::segflow_s3(addr, &args).await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    for token in [
+        "output 't000'",
+        "s3://unfenced/marts/t000/",
+        "--single-writer",
+    ] {
+        assert!(refused.stderr.contains(token), "{token}: {refused:?}");
+    }
+    assert!(
+        !root
+            .path()
+            .join("unfenced/marts/t000/_segflow/manifests")
+            .exists()
+    );
+    let mut single = args.to_vec();
+    single.push("--single-writer");
+    let allowed = crate::s3::segflow_s3(addr, &single).await;
+    assert_eq!(allowed.code, 0, "{allowed:?}");
+    assert_consistent(&root.path().join("unfenced/marts"), AS_OF, "single writer");
+}
+
+#[test]
+fn a_run_that_waits_too_long_for_the_lease_names_its_holder() {
+    let project = Project::new(50_000, 100_000);
+    crate::common::scheduled_query(
+        &project,
+        "slow",
+        "{ cron: '0 0 1 1 *' }",
+        crate::common::SLOW_QUERY,
+    );
+    let pipeline = project.path().join("scheduled/slow.yaml");
+    let args = [
+        "run",
+        pipeline.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--state",
+        "state",
+    ];
+    let start = |extra: &[&str]| {
+        let mut child = project
+            .command(&args)
+            .args(extra)
+            .env("SEGFLOW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = follow_log(&mut child);
+        wait_for_log(&log, "Run started.");
+        (child, log)
+    };
+    let (mut holder, holder_log) = start(&[]);
+    let mut waiting = args.to_vec();
+    waiting.extend(["--wait-for-lease", "1"]);
+    let refused = project.segflow(&waiting);
+    assert_eq!(refused.code, 2, "{refused:?}");
+    let host = segflow::lease::hostname();
+    for token in [
+        "pipeline 'slow'".to_string(),
+        format!("process {} on {host}", holder.id()),
+        "--wait-for-lease".to_string(),
+    ] {
+        assert!(refused.stderr.contains(&token), "{token}: {refused:?}");
+    }
+
+    // Ctrl-C cancels the holder cleanly and gives the lease back at once: the next run
+    // starts without waiting for it to expire.
+    signal(&holder, "-INT");
+    assert_eq!(holder.wait().unwrap().code(), Some(2));
+    assert!(
+        holder_log.lock().unwrap().contains("SIGINT"),
+        "{}",
+        holder_log.lock().unwrap()
+    );
+    let (mut next, _) = start(&["--wait-for-lease", "0"]);
+    signal(&next, "-INT");
+    assert_eq!(next.wait().unwrap().code(), Some(2));
+    assert_eq!(
+        statuses(&records(&project, "slow")),
+        ["interrupted", "interrupted"],
+        "the refused run never started, so it has no record"
+    );
+    assert!(
+        walk_files(&project.out().join("slow")).is_empty(),
+        "cancelled runs leave nothing behind"
+    );
+}
+
+/// Whether the process holds a file lock (`flock`), as the kernel lists them.
+fn holds_a_lock(child: &Child) -> bool {
+    let pid = child.id().to_string();
+    std::fs::read_to_string("/proc/locks")
+        .unwrap()
+        .lines()
+        .any(|line| line.contains("FLOCK") && line.split_whitespace().nth(4) == Some(pid.as_str()))
+}
+
+fn signal(child: &Child, signal: &str) {
+    let sent = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+}
+
+#[test]
+fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor() {
+    let project = Project::new(300, 900);
+    let data = project.data().display().to_string();
+    let out = project.out().display().to_string();
+    many_outputs(
+        &project.path().join("scheduled/stall.yaml"),
+        "stall",
+        100,
+        &data,
+        &out,
+        "schedule: { cron: '0 * * * *', attempts: 1 }\n",
+    );
+    let mut first = crate::daemon::start_daemon(&project, 5);
+    let first_log = follow_log(&mut first);
+    // Stopped right after its first commit, with most of its outputs still to commit.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !first_log.lock().unwrap().contains("Output published.") {
+        assert!(Instant::now() < deadline, "{}", first_log.lock().unwrap());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    signal(&first, "-STOP");
+    // Between two commits, as a stall would most often find it: a process frozen inside a
+    // commit on a local disk holds that folder's lock (for a stat and a rename), which holds
+    // up its successor's commit of the same output until it resumes.
+    while holds_a_lock(&first) {
+        signal(&first, "-CONT");
+        std::thread::sleep(Duration::from_millis(1));
+        signal(&first, "-STOP");
+    }
+    let committed_before_stop = first_log
+        .lock()
+        .unwrap()
+        .matches("Output published.")
+        .count();
+
+    let mut second = crate::daemon::start_daemon(&project, 5);
+    let second_log = follow_log(&mut second);
+    wait_for_log(&second_log, "Run published.");
+    signal(&first, "-CONT");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let first_outcome = loop {
+        let history = records(&project, "stall");
+        let settled: Vec<String> = statuses(&history);
+        if settled.contains(&"interrupted".to_string()) {
+            break history;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the resumed daemon never recorded its run: {settled:?}\n{}",
+            first_log.lock().unwrap()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(terminate(&mut first), 0);
+    assert_eq!(terminate(&mut second), 0);
+
+    assert!(
+        committed_before_stop < 100,
+        "the first daemon finished before it was stopped; the test needs more outputs"
+    );
+    assert_eq!(
+        statuses(&first_outcome),
+        ["interrupted", "succeeded"],
+        "the slot is recorded succeeded once, the overtaken run interrupted: {first_outcome:?}"
+    );
+    let interrupted = first_outcome
+        .iter()
+        .find(|r| r["status"] == "interrupted")
+        .unwrap();
+    let error = interrupted["error"].as_str().unwrap();
+    assert!(
+        error.contains("lease was lost") || error.contains("another run"),
+        "{error}"
+    );
+    let as_of = first_outcome[0]["as_of"].as_str().unwrap().to_string();
+    let winner = first_outcome
+        .iter()
+        .find(|r| r["status"] == "succeeded")
+        .unwrap()["run_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let run_ids = assert_consistent(&project.out(), &as_of, "after the stalled daemon resumed");
+    assert_eq!(run_ids.len(), 100);
+    assert!(
+        run_ids.iter().all(|id| *id == winner),
+        "every output is the successor's"
+    );
+}
