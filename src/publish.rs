@@ -42,6 +42,8 @@ pub enum PublishError {
     Storage(#[from] StorageError),
     #[error("output '{table}': computing its rows failed: {message}")]
     Query { table: String, message: String },
+    #[error("output '{table}': a source file could not be read: {message}")]
+    UnreadableData { table: String, message: String },
     #[error("output '{table}': the query engine failed while computing its rows")]
     Engine {
         table: String,
@@ -92,7 +94,10 @@ impl PublishError {
     /// A query that fails while streaming (a cast of bad data, a division by zero) is the
     /// user's to fix; everything else here is the environment's.
     pub fn is_user_fault(&self) -> bool {
-        matches!(self, PublishError::Query { .. })
+        matches!(
+            self,
+            PublishError::Query { .. } | PublishError::UnreadableData { .. }
+        )
     }
 
     /// Another run published the same date first: not a failure of this run's work.
@@ -632,7 +637,12 @@ impl OpenFile {
 }
 
 fn query_error(table: &str, error: DataFusionError) -> PublishError {
-    if crate::engine::is_environment_failure(&error) {
+    if crate::engine::is_unreadable_data(&error) {
+        PublishError::UnreadableData {
+            table: table.to_string(),
+            message: crate::engine::describe(&error),
+        }
+    } else if crate::engine::is_environment_failure(&error) {
         PublishError::Engine {
             table: table.to_string(),
             source: error,

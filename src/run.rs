@@ -177,23 +177,28 @@ async fn run_on_engine(
         },
     )
     .with_single_writer(request.single_writer);
-    let (current, (engine, unmatched)) = tokio::select! {
+    let (current, engine) = tokio::select! {
         prepared = async {
             let current = observe_outputs(pipeline, request, &storage, &publisher).await?;
-            let planned = plan_steps(pipeline, request, &storage, scratch.path(), progress).await?;
-            Ok::<_, RunError>((current, planned))
+            progress.message("checking sources");
+            let engine = prepare(pipeline, storage.clone()).await?;
+            Ok::<_, RunError>((current, engine))
         } => prepared?,
         reason = &mut cancelled => return Err(RunError::Cancelled(reason)),
     };
-    let staged = tokio::select! {
-        staged = stage_outputs(pipeline, &engine, &publisher, progress) => staged,
+    let worked = tokio::select! {
+        worked = async {
+            let unmatched = plan_steps(pipeline, request, (&engine, &storage), scratch.path(), progress).await?;
+            let staged = stage_outputs(pipeline, &engine, &publisher, progress).await?;
+            Ok((unmatched, staged))
+        } => worked,
         reason = &mut cancelled => Err(RunError::Cancelled(reason)),
     };
-    let staged = match staged {
-        Ok(staged) => staged,
+    let (unmatched, staged) = match worked {
+        Ok(worked) => worked,
         Err(error) => {
             publisher.discard_run(&pipeline.outputs).await;
-            return Err(error);
+            return Err(name_damaged_file(&engine, error).await);
         }
     };
 
@@ -270,18 +275,29 @@ async fn observe_outputs(
     Ok(current)
 }
 
-/// Registers the sources, checks their keys, and adds every step to the engine,
+/// A query that stopped at data that does not decode names no file: find it.
+async fn name_damaged_file(engine: &Engine, error: RunError) -> RunError {
+    let unreadable = matches!(
+        error,
+        RunError::Engine(EngineError::UnreadableData { .. })
+            | RunError::Publish(PublishError::UnreadableData { .. })
+    );
+    if unreadable && let Some(damaged) = engine.find_damaged_file().await {
+        return damaged.into();
+    }
+    error
+}
+
+/// Checks the sources' keys, and adds every step to the engine,
 /// materialising into `scratch` the steps that later steps read. Also counts, per source,
 /// the rows that belong to no known customer.
 async fn plan_steps(
     pipeline: &Pipeline,
     request: &RunRequest,
-    storage: &Storage,
+    (engine, storage): (&Engine, &Storage),
     scratch: &std::path::Path,
     progress: &Progress,
-) -> Result<(Engine, BTreeMap<String, Unmatched>), RunError> {
-    progress.message("checking sources");
-    let engine = prepare(pipeline, storage.clone()).await?;
+) -> Result<BTreeMap<String, Unmatched>, RunError> {
     for source in &pipeline.sources {
         engine.check_key(source).await?;
     }
@@ -301,7 +317,7 @@ async fn plan_steps(
         } else {
             StepResult::View
         };
-        register_published(pipeline, &engine, storage, step, request.as_of).await?;
+        register_published(pipeline, engine, storage, step, request.as_of).await?;
         engine.add_step(step, &params, result).await?;
         tracing::info!(pipeline = %pipeline.name, step = %step.name, "Step ready.");
     }
@@ -324,7 +340,7 @@ async fn plan_steps(
             unmatched.insert(source.name.clone(), counts);
         }
     }
-    Ok((engine, unmatched))
+    Ok(unmatched)
 }
 
 /// Makes the earlier publications that `step` reads (`previous_t`, `history_t`) available.

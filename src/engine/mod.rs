@@ -93,6 +93,19 @@ pub enum EngineError {
     },
     #[error("source '{table}': {message}")]
     SourceData { table: String, message: String },
+    /// A query stopped at data that does not decode; [`Engine::find_damaged_file`] can then
+    /// say which file holds it.
+    #[error("step '{step}': a source file could not be read: {message}")]
+    UnreadableData { step: String, message: String },
+    #[error(
+        "source '{table}': {url} cannot be read: {reason}. The file is damaged or was written \
+         incompletely: replace it, or move it out of the source's folder"
+    )]
+    DamagedFile {
+        table: String,
+        url: String,
+        reason: String,
+    },
     #[error("segments take their members from the table '{table}' (members.table), but {problem}")]
     Members { table: String, problem: String },
     #[error("source '{table}': the key column '{column}' is not a column of the source{hint}")]
@@ -242,6 +255,8 @@ pub struct Engine {
     zone: Tz,
     /// Who may be a segment member.
     members: Members,
+    /// Every file of every registered source, to find a damaged one after a failed query.
+    source_files: std::sync::Mutex<Vec<sources::RegisteredFile>>,
 }
 
 /// The members' customer_id, renamed apart from the segment's for the semi-join.
@@ -287,6 +302,7 @@ impl Engine {
             storage,
             zone,
             members,
+            source_files: Default::default(),
         })
     }
 
@@ -574,7 +590,12 @@ impl Engine {
     }
 
     fn execute_error(&self, step: &Step, error: DataFusionError) -> EngineError {
-        if is_environment_failure(&error) {
+        if is_unreadable_data(&error) {
+            EngineError::UnreadableData {
+                step: step.name.clone(),
+                message: describe(&error),
+            }
+        } else if is_environment_failure(&error) {
             EngineError::Execute {
                 step: step.name.clone(),
                 source: error,
@@ -622,6 +643,22 @@ pub fn is_environment_failure(error: &DataFusionError) -> bool {
             | DataFusionError::ObjectStore(_)
             | DataFusionError::Internal(_)
     )
+}
+
+/// Whether a query failed because Parquet data did not decode (a damaged page), which says
+/// nothing of the SQL: the culprit is a file.
+pub fn is_unreadable_data(error: &DataFusionError) -> bool {
+    match error.find_root() {
+        DataFusionError::ParquetError(_) => true,
+        DataFusionError::ArrowError(error, _) => {
+            matches!(
+                **error,
+                datafusion::arrow::error::ArrowError::ParquetError(_)
+            )
+        }
+        DataFusionError::External(error) => error.is::<parquet::errors::ParquetError>(),
+        _ => false,
+    }
 }
 
 /// DataFusion's message without its category prefix and backtrace noise.

@@ -41,6 +41,12 @@ struct SourceFile {
     schema: SchemaRef,
 }
 
+/// A file of a registered source, kept to find a damaged one when a query fails.
+pub(super) struct RegisteredFile {
+    table: String,
+    url: String,
+}
+
 /// Rows of a source that belong to no known customer, reported with each run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Unmatched {
@@ -60,7 +66,23 @@ impl Engine {
         let listed = self
             .parquet_files(&source.name, &location, store.as_ref())
             .await?;
+        let registered: Vec<RegisteredFile> = listed
+            .iter()
+            .map(|meta| RegisteredFile {
+                table: source.name.clone(),
+                url: match location.is_folder() {
+                    true => location
+                        .join(&location.relative(&meta.location))
+                        .to_string(),
+                    false => location.to_string(),
+                },
+            })
+            .collect();
         let files = read_footers(source, &location, listed, &store).await?;
+        self.source_files
+            .lock()
+            .expect("source files lock")
+            .extend(registered);
         for file in &files {
             check_declared_columns(source, file)?;
         }
@@ -209,6 +231,43 @@ impl Engine {
         }))
     }
 
+    /// After a query failed on data that does not decode: reads every source file through,
+    /// one at a time, and names the first that fails. Costs a full scan, so only for errors.
+    pub async fn find_damaged_file(&self) -> Option<EngineError> {
+        let files: Vec<(String, String)> = self
+            .source_files
+            .lock()
+            .expect("source files lock")
+            .iter()
+            .map(|f| (f.table.clone(), f.url.clone()))
+            .collect();
+        for (table, url) in files {
+            if let Err(error) = self.read_through(&url).await {
+                return Some(EngineError::DamagedFile {
+                    table,
+                    url,
+                    reason: super::describe(&error),
+                });
+            }
+        }
+        None
+    }
+
+    /// Decodes every page of one Parquet file, as it is, apart from its source.
+    async fn read_through(&self, url: &str) -> Result<(), datafusion::error::DataFusionError> {
+        let options = datafusion::prelude::ParquetReadOptions::default();
+        let mut batches = self
+            .ctx
+            .read_parquet(url, options)
+            .await?
+            .execute_stream()
+            .await?;
+        while let Some(batch) = batches.next().await {
+            batch?;
+        }
+        Ok(())
+    }
+
     async fn parquet_files(
         &self,
         table: &str,
@@ -248,7 +307,12 @@ impl Engine {
 /// A query over a source failed: the environment's fault when it ran out of memory, disk or
 /// storage, else the data's (a value that does not convert, say).
 fn scan_error(source: &Source, error: datafusion::error::DataFusionError) -> EngineError {
-    if super::is_environment_failure(&error) {
+    if super::is_unreadable_data(&error) {
+        EngineError::UnreadableData {
+            step: source.name.clone(),
+            message: super::describe(&error),
+        }
+    } else if super::is_environment_failure(&error) {
         EngineError::Execute {
             step: source.name.clone(),
             source: error,

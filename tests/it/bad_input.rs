@@ -164,6 +164,18 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "corrupt data page",
+        break_it: |p| {
+            corrupt_data_page(&p.data().join("orders/part-00000.parquet"));
+            vec![]
+        },
+        expect: &[
+            "source 'orders': file://",
+            "orders/part-00000.parquet cannot be read",
+            "damaged",
+        ],
+    },
+    Case {
         name: "missing declared column",
         break_it: |p| {
             replace(
@@ -313,6 +325,24 @@ fn corrupt_column_index(path: &Path) {
     let length = column.column_index_length().expect("a column index") as usize;
     let mut bytes = std::fs::read(path).unwrap();
     bytes[offset..offset + length].fill(0xff);
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// Overwrites bytes inside the first data page of a Parquet file (its footer and page headers
+/// stay intact), as a bad disk or a bad copy would.
+fn corrupt_data_page(path: &Path) {
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let reader = SerializedFileReader::new(std::fs::File::open(path).unwrap()).unwrap();
+    let column = reader.metadata().row_group(0).column(0);
+    let chunk_start = column
+        .dictionary_page_offset()
+        .unwrap_or(column.data_page_offset());
+    let chunk_end = (chunk_start + column.compressed_size()) as usize;
+    let start = column.data_page_offset() as usize + 64;
+    let end = (start + 2000).min(chunk_end);
+    assert!(start < end, "the first data page is too small to damage");
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes[start..end].fill(0xff);
     std::fs::write(path, bytes).unwrap();
 }
 
