@@ -23,6 +23,17 @@ pub enum RunError {
     Publish(#[from] PublishError),
     #[error("could not create a scratch folder for intermediate results")]
     Scratch(#[source] std::io::Error),
+    #[error(
+        "a disk filled up (no space left on device). segflow keeps intermediate results and \
+         spill files in its scratch folder {scratch}: free space there, or point TMPDIR at a \
+         bigger disk (`TMPDIR=/mnt/big segflow run ...`). An output on a local disk may be \
+         the one that is full instead"
+    )]
+    DiskFull {
+        scratch: String,
+        #[source]
+        source: Box<RunError>,
+    },
     #[error("the run was cancelled: {0}")]
     Cancelled(String),
     #[error("the run crashed: {0}")]
@@ -34,7 +45,10 @@ impl RunError {
         match self {
             RunError::Engine(e) => e.is_user_fault(),
             RunError::Publish(e) => e.is_user_fault(),
-            RunError::Scratch(_) | RunError::Cancelled(_) | RunError::Crashed(_) => false,
+            RunError::Scratch(_)
+            | RunError::DiskFull { .. }
+            | RunError::Cancelled(_)
+            | RunError::Crashed(_) => false,
         }
     }
 }
@@ -198,7 +212,8 @@ async fn run_on_engine(
         Ok(worked) => worked,
         Err(error) => {
             publisher.discard_run(&pipeline.outputs).await;
-            return Err(name_damaged_file(&engine, error).await);
+            let error = name_damaged_file(&engine, error).await;
+            return Err(name_full_disk(scratch.path(), error));
         }
     };
 
@@ -273,6 +288,28 @@ async fn observe_outputs(
         current.push(now);
     }
     Ok(current)
+}
+
+/// Out of disk, DataFusion and the Parquet writer say only "No space left on device": say
+/// where segflow writes, and how to move it.
+fn name_full_disk(scratch: &std::path::Path, error: RunError) -> RunError {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
+    let mut full = false;
+    while let Some(current) = cause {
+        let io_full = current
+            .downcast_ref::<std::io::Error>()
+            .is_some_and(|e| e.kind() == std::io::ErrorKind::StorageFull);
+        full |= io_full || current.to_string().contains("No space left on device");
+        cause = current.source();
+    }
+    if !full {
+        return error;
+    }
+    let scratch = scratch.parent().unwrap_or(scratch).display().to_string();
+    RunError::DiskFull {
+        scratch,
+        source: Box::new(error),
+    }
 }
 
 /// A query that stopped at data that does not decode names no file: find it.

@@ -427,6 +427,42 @@ fn bad_input_fails_clearly_and_loses_nothing() {
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
 }
 
+/// Out of disk is the environment's (exit 2), and the message says which folder filled up and
+/// how to move it. The scratch folder is a 256 KiB tmpfs, mounted in a private mount
+/// namespace (`unshare`) so that nothing outside the run sees it.
+#[test]
+fn a_full_scratch_disk_names_the_folder_and_how_to_move_it() {
+    let project = Project::new(3_000, 12_000);
+    let first = project.run_nightly(AS_OF);
+    assert_eq!(first.code, 0, "{first:?}");
+    let published = project.snapshot();
+    let tiny = project.path().join("tiny-tmp");
+    std::fs::create_dir(&tiny).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size=256k tmpfs {tiny} && TMPDIR={tiny} exec {segflow} run {pipeline} --as-of {AS_OF}",
+        tiny = tiny.display(),
+        segflow = env!("CARGO_BIN_EXE_segflow"),
+        pipeline = project.pipeline().display(),
+    );
+    let full = crate::common::run(
+        std::process::Command::new("unshare")
+            .args(["--map-root-user", "--mount", "sh", "-c", &script])
+            .current_dir(project.path())
+            .env("SEGFLOW_DATA", project.data())
+            .env("SEGFLOW_OUT", project.out())
+            .env("SEGFLOW_LOG", "warn"),
+    );
+    assert_eq!(full.code, 2, "{full:?}");
+    for token in [
+        "no space left on device",
+        &format!("scratch folder {}", tiny.display()),
+        "TMPDIR",
+    ] {
+        assert!(full.stderr.contains(token), "{token}: {full:?}");
+    }
+    assert_eq!(project.snapshot(), published, "published outputs changed");
+}
+
 #[test]
 fn command_line_mistakes_exit_1_and_name_the_flag() {
     let project = Project::new(50, 100);
