@@ -372,8 +372,6 @@ impl HandRunner {
             &self.history,
             pipeline,
             &request,
-            None,
-            1,
             &progress,
             &mut lease,
             stopped,

@@ -383,13 +383,15 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
         };
         let stopping = *context.signals.stopping.borrow();
         if lease_lost || stopping || attempt == schedule.attempts {
-            tracing::error!(pipeline = %name, due = %slot.due, attempt, error = %error, "Run failed; the slot stays missed until the next catch-up.");
+            let error = runs::error_chain(&error);
+            tracing::error!(pipeline = %name, due = %slot.due, attempt, %error, "Run failed; the slot stays missed until the next catch-up.");
             return SlotOutcome::Failed;
         }
         own_failures = failures;
         own_failures.push(clock.now());
         let delay = backoff(schedule.retry_delay, attempt);
-        tracing::warn!(pipeline = %name, due = %slot.due, attempt, error = %error, retry_in_seconds = delay.as_secs(), "Run failed; retrying.");
+        let error = runs::error_chain(&error);
+        tracing::warn!(pipeline = %name, due = %slot.due, attempt, %error, retry_in_seconds = delay.as_secs(), "Run failed; retrying.");
     }
 }
 
@@ -496,14 +498,14 @@ async fn try_slot(
     let request = RunRequest {
         ended_runs: ended_runs.clone(),
         single_writer: context.config.single_writer,
+        slot: Some(slot.due),
+        attempt,
         ..RunRequest::new(slot.as_of)
     };
     runs::run_leased(
         &context.history,
         pipeline,
         &request,
-        Some(slot.due),
-        attempt,
         &Progress::hidden(),
         lease,
         cancelled,

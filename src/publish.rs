@@ -156,12 +156,6 @@ pub struct Current {
     manifest: Option<Manifest>,
 }
 
-impl Current {
-    pub fn manifest(&self) -> Option<&Manifest> {
-        self.manifest.as_ref()
-    }
-}
-
 /// Identifies the run whose files are being published.
 #[derive(Debug, Clone)]
 pub struct RunIdentity {

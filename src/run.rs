@@ -57,6 +57,10 @@ impl RunError {
 pub struct RunRequest {
     pub as_of: NaiveDate,
     pub run_id: String,
+    /// The schedule slot the run stands for, when the scheduler started it (for the history).
+    pub slot: Option<chrono::DateTime<chrono::Utc>>,
+    /// Which try of its slot this is, from 1 (for the history).
+    pub attempt: u32,
     /// Runs of the pipeline known to have ended, whose leftovers (staging folders, files
     /// never committed) this run may delete.
     pub ended_runs: BTreeSet<String>,
@@ -71,6 +75,8 @@ impl RunRequest {
         RunRequest {
             as_of,
             run_id: uuid::Uuid::now_v7().simple().to_string(),
+            slot: None,
+            attempt: 1,
             ended_runs: BTreeSet::new(),
             single_writer: false,
         }

@@ -85,35 +85,21 @@ pub enum RecordedRunError {
 }
 
 /// Runs a pipeline and records the run: a `running` record before it starts (so a run that
-/// dies is visible), then its outcome.
-pub async fn run_recorded(
-    history: &RunHistory,
-    pipeline: &Pipeline,
-    request: &RunRequest,
-    slot: Option<DateTime<Utc>>,
-    attempt: u32,
-    progress: &Progress,
-) -> Result<RunReport, RecordedRunError> {
-    let never = std::future::pending();
-    run_recorded_until(history, pipeline, request, slot, attempt, progress, never).await
-}
-
-/// [`run_recorded`], cancelled when `cancelled` resolves, as [`run::run_until`] is; the
-/// reason is recorded, and an interruption recorded as such rather than as a failure.
+/// dies is visible), then its outcome. Cancelled when `cancelled` resolves, as
+/// [`run::run_until`] is; the reason is recorded, and an interruption recorded as such
+/// rather than as a failure.
 pub async fn run_recorded_until(
     history: &RunHistory,
     pipeline: &Pipeline,
     request: &RunRequest,
-    slot: Option<DateTime<Utc>>,
-    attempt: u32,
     progress: &Progress,
     cancelled: impl std::future::Future<Output = Cancellation>,
 ) -> Result<RunReport, RecordedRunError> {
     let mut record = RunRecord {
         pipeline: pipeline.name.clone(),
         as_of: request.as_of,
-        slot,
-        attempt,
+        slot: request.slot,
+        attempt: request.attempt,
         run_id: request.run_id.clone(),
         started_at: history.clock.now(),
         ended_at: None,
@@ -165,13 +151,10 @@ pub async fn run_recorded_until(
 /// [`run_recorded_until`] while `lease` is kept renewed; a lost lease cancels the run as an
 /// interruption. The second value says whether the lease was lost: then it must not be
 /// released (another process may hold it).
-#[allow(clippy::too_many_arguments)]
 pub async fn run_leased(
     history: &RunHistory,
     pipeline: &Pipeline,
     request: &RunRequest,
-    slot: Option<DateTime<Utc>>,
-    attempt: u32,
     progress: &Progress,
     lease: &mut Lease,
     cancelled: impl std::future::Future<Output = Cancellation>,
@@ -183,9 +166,7 @@ pub async fn run_leased(
             Ok(reason) = lost_reason => Cancellation { reason, interruption: true },
         }
     };
-    let run = run_recorded_until(
-        history, pipeline, request, slot, attempt, progress, cancelled,
-    );
+    let run = run_recorded_until(history, pipeline, request, progress, cancelled);
     let keeping = lease.keep(lost);
     tokio::pin!(run);
     tokio::pin!(keeping);
@@ -277,7 +258,7 @@ pub fn ended_runs(records: &[RunRecord]) -> BTreeSet<String> {
 }
 
 /// An error and its causes on one line, as stored in the history.
-fn error_chain(error: &dyn std::error::Error) -> String {
+pub fn error_chain(error: &dyn std::error::Error) -> String {
     let mut text = error.to_string();
     let mut source = error.source();
     while let Some(cause) = source {

@@ -104,6 +104,14 @@ fn statuses(records: &[serde_json::Value]) -> Vec<String> {
 
 const PAIRS: usize = 20;
 
+/// `segflow run PIPELINE` for the fixtures' date, with the state in the project's `state/`.
+fn hand_run(pipeline: &Path) -> Vec<String> {
+    let pipeline = pipeline.display().to_string();
+    ["run", &pipeline, "--as-of", AS_OF, "--state", "state"]
+        .map(String::from)
+        .to_vec()
+}
+
 #[test]
 fn runs_started_together_publish_one_after_the_other() {
     let project = Project::new(300, 900);
@@ -111,14 +119,8 @@ fn runs_started_together_publish_one_after_the_other() {
     let data = project.data().display().to_string();
     let out = project.out().display().to_string();
     many_outputs(&pipeline, "race", 3, &data, &out, "");
-    let args = [
-        "run",
-        pipeline.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--state",
-        "state",
-    ];
+    let args = hand_run(&pipeline);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     for pair in 0..PAIRS {
         let children: Vec<Child> = (0..2)
             .map(|_| {
@@ -241,14 +243,8 @@ fn a_run_that_waits_too_long_for_the_lease_names_its_holder() {
         crate::common::SLOW_QUERY,
     );
     let pipeline = project.path().join("scheduled/slow.yaml");
-    let args = [
-        "run",
-        pipeline.to_str().unwrap(),
-        "--as-of",
-        AS_OF,
-        "--state",
-        "state",
-    ];
+    let args = hand_run(&pipeline);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let start = |extra: &[&str]| {
         let mut child = project
             .command(&args)

@@ -578,9 +578,13 @@ async fn a_run_that_published_before_its_daemon_died_is_settled_as_succeeded() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let request = RunRequest::new(day("2030-03-05"));
+    let request = RunRequest {
+        slot: Some(slot),
+        ..RunRequest::new(day("2030-03-05"))
+    };
     let progress = Progress::hidden();
-    runs::run_recorded(&history, &pipeline, &request, Some(slot), 1, &progress)
+    let never = std::future::pending();
+    runs::run_recorded_until(&history, &pipeline, &request, &progress, never)
         .await
         .unwrap();
     let mut record = scheduled_runs(&history, "settled").await.pop().unwrap();
