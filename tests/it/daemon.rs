@@ -60,7 +60,12 @@ pub(crate) fn wait_for_log(log: &Mutex<String>, needle: &str) {
 
 /// The run records of one pipeline in the project's state folder.
 pub(crate) fn records(project: &Project, pipeline: &str) -> Vec<serde_json::Value> {
-    std::fs::read_dir(project.path().join(format!("state/runs/{pipeline}")))
+    records_in(&project.path().join(format!("state/runs/{pipeline}")))
+}
+
+/// The run records in a folder of a state store on disk.
+pub(crate) fn records_in(folder: &std::path::Path) -> Vec<serde_json::Value> {
+    std::fs::read_dir(folder)
         .map(|entries| {
             entries
                 .map(|e| {

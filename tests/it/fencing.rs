@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::common::{AS_OF, Project};
-use crate::daemon::{follow_log, records, terminate, wait_for_log};
+use crate::daemon::{follow_log, records, records_in, terminate, wait_for_log};
 use crate::s3::start_s3;
 
 /// Writes a pipeline with `outputs` one-step outputs over the customers, each its own table,
@@ -312,20 +312,80 @@ fn signal(child: &Child, signal: &str) {
     assert!(sent.success());
 }
 
+const STALL_OUTPUTS: usize = 100;
+const STALL_SCHEDULE: &str = "schedule: { cron: '0 * * * *', attempts: 1 }\n";
+
 #[test]
 fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor() {
     let project = Project::new(300, 900);
     let data = project.data().display().to_string();
     let out = project.out().display().to_string();
+    let pipeline = project.path().join("scheduled/stall.yaml");
     many_outputs(
-        &project.path().join("scheduled/stall.yaml"),
+        &pipeline,
         "stall",
-        100,
+        STALL_OUTPUTS,
         &data,
         &out,
-        "schedule: { cron: '0 * * * *', attempts: 1 }\n",
+        STALL_SCHEDULE,
     );
-    let mut first = crate::daemon::start_daemon(&project, 5);
+    a_frozen_daemon_is_overtaken(
+        || crate::daemon::start_daemon(&project, 5),
+        &project.path().join("state/runs/stall"),
+        &project.out(),
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor_on_s3() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("lake")).unwrap();
+    let addr = start_s3(root.path()).await;
+    let generate = [
+        "generate",
+        "--customers",
+        "300",
+        "--orders",
+        "900",
+        "--out",
+        "s3://lake/raw/",
+    ];
+    let generated = crate::s3::segflow_s3(addr, &generate).await;
+    assert_eq!(generated.code, 0, "{generated:?}");
+    let folder = root.path().to_path_buf();
+    let pipeline = folder.join("scheduled/stall.yaml");
+    let (data, out) = ("s3://lake/raw", "s3://lake/marts");
+    many_outputs(&pipeline, "stall", STALL_OUTPUTS, data, out, STALL_SCHEDULE);
+    // The scenario waits on processes; the server keeps this runtime's threads.
+    tokio::task::spawn_blocking(move || {
+        let start = || {
+            crate::s3::segflow_on_s3(addr)
+                .current_dir(&folder)
+                .env("SEGFLOW_LOG", "info")
+                .args([
+                    "schedule",
+                    "--pipelines",
+                    "scheduled",
+                    "--lease-seconds",
+                    "3",
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        };
+        let state = folder.join("lake/state/runs/stall");
+        a_frozen_daemon_is_overtaken(start, &state, &folder.join("lake/marts"));
+    })
+    .await
+    .unwrap();
+}
+
+/// Two daemons started by `start`: the first is frozen (SIGSTOP) right after its first
+/// commit, the second takes the slot over once the lease has expired and publishes it, then
+/// the first resumes. `runs` and `out` are the run records and the outputs on disk.
+fn a_frozen_daemon_is_overtaken(start: impl Fn() -> Child, runs: &Path, out: &Path) {
+    let mut first = start();
     let first_log = follow_log(&mut first);
     // Stopped right after its first commit, with most of its outputs still to commit.
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -348,13 +408,13 @@ fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor(
         .matches("Output published.")
         .count();
 
-    let mut second = crate::daemon::start_daemon(&project, 5);
+    let mut second = start();
     let second_log = follow_log(&mut second);
     wait_for_log(&second_log, "Run published.");
     signal(&first, "-CONT");
     let deadline = Instant::now() + Duration::from_secs(60);
-    let first_outcome = loop {
-        let history = records(&project, "stall");
+    let history = loop {
+        let history = records_in(runs);
         let settled: Vec<String> = statuses(&history);
         if settled.contains(&"interrupted".to_string()) {
             break history;
@@ -370,15 +430,15 @@ fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor(
     assert_eq!(terminate(&mut second), 0);
 
     assert!(
-        committed_before_stop < 100,
+        committed_before_stop < STALL_OUTPUTS,
         "the first daemon finished before it was stopped; the test needs more outputs"
     );
     assert_eq!(
-        statuses(&first_outcome),
+        statuses(&history),
         ["interrupted", "succeeded"],
-        "the slot is recorded succeeded once, the overtaken run interrupted: {first_outcome:?}"
+        "the slot is recorded succeeded once, the overtaken run interrupted: {history:?}"
     );
-    let interrupted = first_outcome
+    let interrupted = history
         .iter()
         .find(|r| r["status"] == "interrupted")
         .unwrap();
@@ -387,16 +447,13 @@ fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor(
         error.contains("lease was lost") || error.contains("another run"),
         "{error}"
     );
-    let as_of = first_outcome[0]["as_of"].as_str().unwrap().to_string();
-    let winner = first_outcome
-        .iter()
-        .find(|r| r["status"] == "succeeded")
-        .unwrap()["run_id"]
+    let as_of = history[0]["as_of"].as_str().unwrap().to_string();
+    let winner = history.iter().find(|r| r["status"] == "succeeded").unwrap()["run_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let run_ids = assert_consistent(&project.out(), &as_of, "after the stalled daemon resumed");
-    assert_eq!(run_ids.len(), 100);
+    let run_ids = assert_consistent(out, &as_of, "after the stalled daemon resumed");
+    assert_eq!(run_ids.len(), STALL_OUTPUTS);
     assert!(
         run_ids.iter().all(|id| *id == winner),
         "every output is the successor's"

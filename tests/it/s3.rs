@@ -63,7 +63,9 @@ pub async fn start_s3(root: &std::path::Path) -> SocketAddr {
     addr
 }
 
-pub async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {
+/// `segflow` set up for the test server: credentials, endpoint, and data, outputs and state
+/// in the bucket `lake`.
+pub fn segflow_on_s3(addr: SocketAddr) -> std::process::Command {
     let mut command = segflow();
     command
         .env("AWS_ENDPOINT", format!("http://{addr}"))
@@ -73,8 +75,13 @@ pub async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {
         .env("AWS_REGION", "us-east-1")
         .env("SEGFLOW_DATA", "s3://lake/raw")
         .env("SEGFLOW_OUT", "s3://lake/marts")
-        .env("SEGFLOW_STATE", "s3://lake/state")
-        .args(args);
+        .env("SEGFLOW_STATE", "s3://lake/state");
+    command
+}
+
+pub async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {
+    let mut command = segflow_on_s3(addr);
+    command.args(args);
     let output = tokio::process::Command::from(command)
         .output()
         .await
