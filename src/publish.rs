@@ -513,12 +513,15 @@ pub async fn read_manifest(
     options: &std::collections::BTreeMap<String, String>,
     as_of: NaiveDate,
 ) -> Result<Option<Manifest>, PublishError> {
-    Ok(observe(storage, table, output, options, as_of)
+    let store = storage.store(output, options)?;
+    Ok(read_current(table, output, store.as_ref(), as_of)
         .await?
         .manifest)
 }
 
 /// The manifest of `output` for `as_of` now, with its version, for a later commit to fence on.
+/// A manifest that does not parse (a hand edit, a store that lost half a write) is replaced
+/// all the same, without deleting what it lists: a re-run is how it gets repaired.
 pub async fn observe(
     storage: &Storage,
     table: &str,
@@ -527,7 +530,24 @@ pub async fn observe(
     as_of: NaiveDate,
 ) -> Result<Current, PublishError> {
     let store = storage.store(output, options)?;
-    read_current(table, output, store.as_ref(), as_of).await
+    match read_current(table, output, store.as_ref(), as_of).await {
+        Err(error @ PublishError::BadManifest { .. }) => {
+            tracing::warn!(%error, "The run replaces a manifest that is not valid.");
+            let path = manifest_location(output, as_of).path();
+            let meta = store
+                .head(&path)
+                .await
+                .map_err(|source| store_error(table, "read the manifest", &path, source))?;
+            Ok(Current {
+                version: Some(UpdateVersion {
+                    e_tag: meta.e_tag,
+                    version: meta.version,
+                }),
+                manifest: None,
+            })
+        }
+        current => current,
+    }
 }
 
 async fn read_current(

@@ -148,6 +148,15 @@ fn runs_started_together_publish_one_after_the_other() {
         statuses(&history).iter().all(|s| s == "succeeded"),
         "{history:?}"
     );
+
+    // A manifest that no longer parses does not block the run that repairs it.
+    let manifest = project
+        .out()
+        .join(format!("t000/_segflow/manifests/as_of={AS_OF}.json"));
+    std::fs::write(&manifest, "{ \"format\": 1, \"files\": [").unwrap();
+    let repaired = project.segflow(&args);
+    assert_eq!(repaired.code, 0, "{repaired:?}");
+    assert_consistent(&project.out(), AS_OF, "after repairing a manifest");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
