@@ -320,6 +320,8 @@ struct HandRunner {
     leases: Leases,
     wait: std::time::Duration,
     single_writer: bool,
+    /// Set by the first SIGINT or SIGTERM.
+    stop: tokio::sync::watch::Receiver<bool>,
 }
 
 impl HandRunner {
@@ -338,21 +340,27 @@ impl HandRunner {
             storage,
             wait: std::time::Duration::from_secs(args.wait_for_lease),
             single_writer: args.lease.single_writer,
+            stop: stop_signals(),
         })
     }
 
     async fn run(&self, pipeline: &Pipeline, as_of: NaiveDate) -> Result<RunReport, Failure> {
         let progress = Progress::for_terminal();
-        let mut lease = self.take_lease(&pipeline.name, &progress).await?;
-        let records = match self.history.list(Some(&pipeline.name)).await {
-            Ok(mut records) => {
-                runs::settle_unfinished(&self.history, &self.storage, pipeline, &mut records).await;
-                records
+        let (mut lease, records) = loop {
+            let lease = self.take_lease(&pipeline.name, &progress).await?;
+            let mut records = match self.history.list(Some(&pipeline.name)).await {
+                Ok(records) => records,
+                Err(error) => {
+                    let _ = lease.release().await;
+                    return Err(error.into());
+                }
+            };
+            runs::settle_unfinished(&self.history, &self.storage, pipeline, &mut records).await;
+            if lease.has_a_third_left() {
+                break (lease, records);
             }
-            Err(error) => {
-                let _ = lease.release().await;
-                return Err(error.into());
-            }
+            tracing::warn!(pipeline = %pipeline.name, "The lease ran low while the history was read; taking it again.");
+            let _ = lease.release().await;
         };
         let request = RunRequest {
             ended_runs: runs::ended_runs(&records),
@@ -361,8 +369,9 @@ impl HandRunner {
         };
         // Ctrl-C cancels cleanly: the run removes what it staged, is recorded `interrupted`,
         // and gives the lease back instead of leaving it to expire.
-        let stopped = async {
-            stop_requested().await;
+        let mut stop = self.stop.clone();
+        let stopped = async move {
+            let _ = stop.wait_for(|stopped| *stopped).await;
             runs::Cancellation {
                 reason: "stopped by SIGINT or SIGTERM".to_string(),
                 interruption: true,
@@ -405,7 +414,15 @@ impl HandRunner {
             progress.message(format!("waiting for the lease: {holder}"));
             tracing::info!(%pipeline, %holder, "Waiting for the pipeline's lease.");
             let left = self.wait.saturating_sub(started.elapsed());
-            tokio::time::sleep(left.min(std::time::Duration::from_millis(500))).await;
+            let mut stop = self.stop.clone();
+            tokio::select! {
+                _ = stop.wait_for(|stopped| *stopped) => {
+                    return Err(Failure::Environment(anyhow::anyhow!(
+                        "stopped by SIGINT or SIGTERM while waiting for the lease of pipeline '{pipeline}'"
+                    )));
+                }
+                () = tokio::time::sleep(left.min(std::time::Duration::from_millis(500))) => {}
+            }
         }
     }
 }
@@ -456,6 +473,20 @@ async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> {
         }
     }
     Ok(())
+}
+
+/// Becomes true at the first SIGINT or SIGTERM, for hand runs to stop cleanly. The second
+/// exits at once (130, as a shell reports Ctrl-C): what is published stays consistent, since
+/// each output's commit is one write, and the next run removes what this one left.
+fn stop_signals() -> tokio::sync::watch::Receiver<bool> {
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        stop_requested().await;
+        let _ = stop.send(true);
+        stop_requested().await;
+        std::process::exit(130);
+    });
+    stopped
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -420,9 +420,7 @@ async fn take_lease(
                         &mut records,
                     )
                     .await;
-                    // A run starts with at least a third of the lease left: its first
-                    // renewal is due then.
-                    if clock.now() + context.config.lease_ttl / 3 < lease.expires_at() {
+                    if lease.has_a_third_left() {
                         return Ok((lease, records));
                     }
                     tracing::warn!(pipeline = %name, "The lease ran low while the history was read; taking it again.");

@@ -218,6 +218,12 @@ impl Lease {
         Ok(won)
     }
 
+    /// Whether at least a third of the lease is left, when its first renewal is due: what a
+    /// run needs to start under it.
+    pub fn has_a_third_left(&self) -> bool {
+        self.leases.clock.now() + self.leases.ttl / 3 < self.expires_at
+    }
+
     /// Until when the lease is ours without another renewal.
     pub fn expires_at(&self) -> DateTime<Utc> {
         self.expires_at

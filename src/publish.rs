@@ -6,9 +6,9 @@
 //! The manifest write is fenced: it succeeds only if the manifest is still the version the
 //! run saw when it began (create-only when there was none). A run overtaken by another, say
 //! one that stalled past its lease while a successor published, fails its commit instead of
-//! overwriting, and withdraws the files it moved. After a commit, exactly the files that the
-//! replaced manifest listed are deleted, so no run ever deletes a file that a manifest it did
-//! not replace may list.
+//! overwriting, and withdraws the files it moved. After a commit, the files that the replaced
+//! manifest listed are deleted, and those that ended runs moved but never listed; never a
+//! file that a manifest this commit did not replace may list.
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
@@ -76,6 +76,11 @@ pub enum PublishError {
         /// ` (run <id>)` when the other run is known.
         by: String,
     },
+    #[error(
+        "output '{table}': this run's staged files were removed by a run that took over from \
+         it after its lease expired, so it published nothing of this output"
+    )]
+    TakenOver { table: String },
     #[error("output '{table}': {source}")]
     Commit {
         table: String,
@@ -102,7 +107,10 @@ impl PublishError {
 
     /// Another run published the same date first: not a failure of this run's work.
     pub fn is_overtaken(&self) -> bool {
-        matches!(self, PublishError::Overtaken { .. })
+        matches!(
+            self,
+            PublishError::Overtaken { .. } | PublishError::TakenOver { .. }
+        )
     }
 }
 
@@ -184,6 +192,8 @@ pub struct Publisher {
     run: RunIdentity,
     file_rows: u64,
     single_writer: bool,
+    /// Runs of the pipeline that had ended when this run began: their leftovers may go.
+    ended_runs: BTreeSet<String>,
 }
 
 impl Publisher {
@@ -193,7 +203,14 @@ impl Publisher {
             run,
             file_rows: FILE_ROWS,
             single_writer: false,
+            ended_runs: BTreeSet::new(),
         }
+    }
+
+    /// Runs that had ended when this run began (recorded so, or settled as abandoned under
+    /// the lease), whose leftovers this run removes.
+    pub fn with_ended_runs(self, ended_runs: BTreeSet<String>) -> Publisher {
+        Publisher { ended_runs, ..self }
     }
 
     /// Writes manifests with plain puts, for stores that cannot write conditionally, on the
@@ -304,10 +321,8 @@ impl Publisher {
                 self.withdraw(&staged, &files).await;
                 return Err(match source {
                     // Only a run that took over from this one removes its staged files.
-                    object_store::Error::NotFound { .. } => PublishError::Overtaken {
+                    object_store::Error::NotFound { .. } => PublishError::TakenOver {
                         table: table.to_string(),
-                        as_of: self.run.as_of,
-                        by: String::new(),
                     },
                     source => store_error(table, "move a staged file to", &target, source),
                 });
@@ -356,17 +371,20 @@ impl Publisher {
         match written {
             Ok(()) => {}
             Err(SwapError::Changed { .. }) => {
-                self.withdraw(&staged, &manifest.files).await;
-                let winner = read_current(table, &staged.location, store, self.run.as_of).await;
-                let by = match winner.ok().and_then(|c| c.manifest) {
-                    Some(m) => format!(" (run {})", m.run_id),
-                    None => String::new(),
-                };
-                return Err(PublishError::Overtaken {
-                    table: table.to_string(),
-                    as_of: self.run.as_of,
-                    by,
-                });
+                let now = read_current(table, &staged.location, store, self.run.as_of).await;
+                let winner = now.ok().and_then(|(current, _)| current.manifest);
+                // A retried write whose first attempt landed finds its own manifest.
+                let ours = winner
+                    .as_ref()
+                    .is_some_and(|m| m.run_id == self.run.run_id && m.files == manifest.files);
+                if !ours {
+                    self.withdraw(&staged, &manifest.files).await;
+                    return Err(PublishError::Overtaken {
+                        table: table.to_string(),
+                        as_of: self.run.as_of,
+                        by: winner.map_or_else(String::new, |m| format!(" (run {})", m.run_id)),
+                    });
+                }
             }
             Err(refused @ (SwapError::Unsupported { .. } | SwapError::Locked { .. })) => {
                 self.withdraw(&staged, &manifest.files).await;
@@ -386,31 +404,56 @@ impl Publisher {
                 });
             }
         }
-        if let Some(replaced) = &current.manifest {
-            let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
-            for file in replaced
-                .files
-                .iter()
-                .filter(|f| !live.contains(f.path.as_str()))
-            {
-                let path = staged.location.join(&file.path).path();
-                match store.delete(&path).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
-                    Err(source) => {
-                        return Err(store_error(
-                            table,
-                            "delete the superseded file",
-                            &path,
-                            source,
-                        ));
-                    }
+        self.tidy(&staged, current, &manifest).await;
+        Ok(manifest)
+    }
+
+    /// After a commit: deletes the files of the manifest it replaced, the files of ended runs
+    /// in the partition that no manifest lists (a run killed between moving and committing),
+    /// and this run's staging folder. Safe only now: every run that began before this
+    /// commit fenced on an older version, so none of them can come to list these files. The
+    /// publication is live whatever happens here, so failures are only logged.
+    async fn tidy(&self, staged: &Staged, current: &Current, manifest: &Manifest) {
+        let store = staged.store.as_ref();
+        let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let replaced = current.manifest.iter().flat_map(|m| m.files.iter());
+        let mut doomed: Vec<Path> = replaced
+            .filter(|f| !live.contains(f.path.as_str()))
+            .map(|f| staged.location.join(&f.path).path())
+            .collect();
+        let partition = staged
+            .location
+            .join(&format!("{}/", partition_dir(self.run.as_of)));
+        match self.storage.list(&partition, store).await {
+            Ok(objects) => doomed.extend(
+                objects
+                    .into_iter()
+                    .filter(|object| {
+                        let relative = staged.location.relative(&object.location);
+                        let run = run_of_file(object.location.filename().unwrap_or_default());
+                        self.ended_runs.contains(run) && !live.contains(relative.as_str())
+                    })
+                    .map(|object| object.location),
+            ),
+            Err(error) => {
+                tracing::warn!(table = %staged.table, %error, "Could not list the partition to tidy it.")
+            }
+        }
+        for path in doomed {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(file = %path, %error, "Could not delete a superseded file; readers that follow the manifest do not see it.");
                 }
             }
         }
-        self.storage
+        if let Err(error) = self
+            .storage
             .remove_folder(&self.staging(&staged.location), store)
-            .await?;
-        Ok(manifest)
+            .await
+        {
+            tracing::warn!(table = %staged.table, %error, "Could not remove the run's staging folder.");
+        }
     }
 
     /// Deletes the files this run moved into a partition but could not list in a manifest.
@@ -423,68 +466,42 @@ impl Publisher {
         }
     }
 
-    /// Best-effort removal of what runs that have ended left under `output`: their staging
-    /// folders (a run killed while staging), and files they moved into this run's partition
-    /// but no manifest lists (a run killed between moving and committing). Only ended runs':
-    /// a run that has ended can never commit, so no manifest can come to list what is
-    /// deleted here. Invisible to readers either way, so failures are only logged.
-    pub async fn sweep(
-        &self,
-        output: &crate::spec::Output,
-        current: &Current,
-        ended: &BTreeSet<String>,
-    ) {
+    /// Best-effort removal of the staging folders that ended runs left under `output` (runs
+    /// killed while staging). Safe at any time: a run whose staged files are gone fails to
+    /// move them and withdraws. Invisible to readers either way, so failures are only logged.
+    pub async fn sweep_staging(&self, output: &crate::spec::Output) {
         let swept = async {
             let store = self.storage.store(&output.location, &output.options)?;
             let staging = output.location.join(&format!("{META_DIR}/staging/"));
-            let partition = output
-                .location
-                .join(&format!("{}/", partition_dir(self.run.as_of)));
-            let listed: BTreeSet<&str> = current
-                .manifest
-                .iter()
-                .flat_map(|m| m.files.iter().map(|f| f.path.as_str()))
-                .collect();
-            let mut leftovers = Vec::new();
+            let mut removed = 0;
             for object in self.storage.list(&staging, store.as_ref()).await? {
                 let relative = staging.relative(&object.location);
                 let run = relative.split('/').next().unwrap_or_default();
-                if ended.contains(run) {
-                    leftovers.push(object.location);
+                if !self.ended_runs.contains(run) {
+                    continue;
                 }
-            }
-            for object in self.storage.list(&partition, store.as_ref()).await? {
-                let name = object.location.filename().unwrap_or_default();
-                let run = name
-                    .strip_prefix("part-")
-                    .and_then(|rest| rest.split('-').next())
-                    .unwrap_or_default();
-                let relative = output.location.relative(&object.location);
-                if ended.contains(run) && !listed.contains(relative.as_str()) {
-                    leftovers.push(object.location);
+                match store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                    Err(source) => {
+                        return Err(StorageError::Delete {
+                            url: object.location.to_string(),
+                            source,
+                        });
+                    }
                 }
-            }
-            for path in &leftovers {
-                store
-                    .delete(path)
-                    .await
-                    .map_err(|source| StorageError::Delete {
-                        url: path.to_string(),
-                        source,
-                    })?;
             }
             if let Some(dir) = staging.local_path() {
                 crate::storage::remove_empty_dirs(&dir);
             }
-            Ok::<usize, StorageError>(leftovers.len())
+            Ok::<usize, StorageError>(removed)
         };
         match swept.await {
             Ok(0) => {}
             Ok(files) => {
-                tracing::info!(table = %output.table, files, "Removed what ended runs left behind.")
+                tracing::info!(table = %output.table, files, "Removed what ended runs left in staging.")
             }
             Err(error) => {
-                tracing::warn!(table = %output.table, %error, "Could not remove what ended runs left behind.")
+                tracing::warn!(table = %output.table, %error, "Could not remove what ended runs left in staging.")
             }
         }
     }
@@ -505,6 +522,13 @@ impl Publisher {
     }
 }
 
+/// The run id in the name of a published file (`part-<run id>-00000.zstd.parquet`).
+fn run_of_file(name: &str) -> &str {
+    name.strip_prefix("part-")
+        .and_then(|rest| rest.split('-').next())
+        .unwrap_or_default()
+}
+
 /// Reads the manifest of `output` for `as_of`, if one has been committed.
 pub async fn read_manifest(
     storage: &Storage,
@@ -514,14 +538,15 @@ pub async fn read_manifest(
     as_of: NaiveDate,
 ) -> Result<Option<Manifest>, PublishError> {
     let store = storage.store(output, options)?;
-    Ok(read_current(table, output, store.as_ref(), as_of)
-        .await?
-        .manifest)
+    match read_current(table, output, store.as_ref(), as_of).await? {
+        (_, Some(problem)) => Err(problem),
+        (current, None) => Ok(current.manifest),
+    }
 }
 
 /// The manifest of `output` for `as_of` now, with its version, for a later commit to fence on.
 /// A manifest that does not parse (a hand edit, a store that lost half a write) is replaced
-/// all the same, without deleting what it lists: a re-run is how it gets repaired.
+/// all the same (its files go if their runs had ended): a re-run is how it gets repaired.
 pub async fn observe(
     storage: &Storage,
     table: &str,
@@ -530,24 +555,11 @@ pub async fn observe(
     as_of: NaiveDate,
 ) -> Result<Current, PublishError> {
     let store = storage.store(output, options)?;
-    match read_current(table, output, store.as_ref(), as_of).await {
-        Err(error @ PublishError::BadManifest { .. }) => {
-            tracing::warn!(%error, "The run replaces a manifest that is not valid.");
-            let path = manifest_location(output, as_of).path();
-            let meta = store
-                .head(&path)
-                .await
-                .map_err(|source| store_error(table, "read the manifest", &path, source))?;
-            Ok(Current {
-                version: Some(UpdateVersion {
-                    e_tag: meta.e_tag,
-                    version: meta.version,
-                }),
-                manifest: None,
-            })
-        }
-        current => current,
+    let (current, problem) = read_current(table, output, store.as_ref(), as_of).await?;
+    if let Some(error) = problem {
+        tracing::warn!(%error, "The run replaces a manifest that is not valid.");
     }
+    Ok(current)
 }
 
 async fn read_current(
@@ -555,23 +567,30 @@ async fn read_current(
     output: &Location,
     store: &dyn ObjectStore,
     as_of: NaiveDate,
-) -> Result<Current, PublishError> {
+) -> Result<(Current, Option<PublishError>), PublishError> {
     let location = manifest_location(output, as_of);
     let found = read_versioned(store, &location.path())
         .await
         .map_err(|source| store_error(table, "read the manifest", &location.path(), source))?;
     let Some(found) = found else {
-        return Ok(Current::default());
+        return Ok((Current::default(), None));
     };
-    let manifest = serde_json::from_slice(&found.bytes).map_err(|e| PublishError::BadManifest {
-        table: table.to_string(),
-        file: location.to_string(),
-        reason: e.to_string(),
-    })?;
-    Ok(Current {
+    let (manifest, problem) = match serde_json::from_slice(&found.bytes) {
+        Ok(manifest) => (Some(manifest), None),
+        Err(e) => (
+            None,
+            Some(PublishError::BadManifest {
+                table: table.to_string(),
+                file: location.to_string(),
+                reason: e.to_string(),
+            }),
+        ),
+    };
+    let current = Current {
         version: Some(found.version),
-        manifest: Some(manifest),
-    })
+        manifest,
+    };
+    Ok((current, problem))
 }
 
 /// Every committed partition of an output dated before `as_of`, oldest first, each with the

@@ -34,6 +34,11 @@ pub enum RunError {
         #[source]
         source: Box<RunError>,
     },
+    #[error(
+        "reading a source failed, but every source file read back whole afterwards: a storage \
+         or network failure, most likely; run again"
+    )]
+    ReadFailed(#[source] Box<RunError>),
     #[error("the run was cancelled: {0}")]
     Cancelled(String),
     #[error("the run crashed: {0}")]
@@ -47,6 +52,7 @@ impl RunError {
             RunError::Publish(e) => e.is_user_fault(),
             RunError::Scratch(_)
             | RunError::DiskFull { .. }
+            | RunError::ReadFailed(_)
             | RunError::Cancelled(_)
             | RunError::Crashed(_) => false,
         }
@@ -196,7 +202,8 @@ async fn run_on_engine(
             run_id: request.run_id.clone(),
         },
     )
-    .with_single_writer(request.single_writer);
+    .with_single_writer(request.single_writer)
+    .with_ended_runs(request.ended_runs.clone());
     let (current, engine) = tokio::select! {
         prepared = async {
             let current = observe_outputs(pipeline, request, &storage, &publisher).await?;
@@ -290,7 +297,7 @@ async fn observe_outputs(
             request.as_of,
         )
         .await?;
-        publisher.sweep(output, &now, &request.ended_runs).await;
+        publisher.sweep_staging(output).await;
         current.push(now);
     }
     Ok(current)
@@ -318,17 +325,21 @@ fn name_full_disk(scratch: &std::path::Path, error: RunError) -> RunError {
     }
 }
 
-/// A query that stopped at data that does not decode names no file: find it.
+/// A query that stopped at data that does not decode names no file: find it. When every file
+/// reads back whole, the data was not the problem.
 async fn name_damaged_file(engine: &Engine, error: RunError) -> RunError {
     let unreadable = matches!(
         error,
         RunError::Engine(EngineError::UnreadableData { .. })
             | RunError::Publish(PublishError::UnreadableData { .. })
     );
-    if unreadable && let Some(damaged) = engine.find_damaged_file().await {
-        return damaged.into();
+    if !unreadable {
+        return error;
     }
-    error
+    match engine.find_damaged_file().await {
+        Some(damaged) => damaged.into(),
+        None => RunError::ReadFailed(Box::new(error)),
+    }
 }
 
 /// Checks the sources' keys, and adds every step to the engine,
