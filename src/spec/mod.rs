@@ -1318,19 +1318,10 @@ fn interpolate(text: &str, env: &dyn Fn(&str) -> Option<String>) -> Result<Strin
 /// The default bound of `catchup: all`.
 const DEFAULT_MAX_CATCHUP: usize = 31;
 
+/// `30s`, `15m`, `2h`, `1d`, `1h 30m`: humantime's forms, with overflow checked (a hand-written
+/// `number * 86_400` wrapped around on a long enough number of days).
 fn parse_duration(text: &str) -> Option<std::time::Duration> {
-    let text = text.trim();
-    let split = text.find(|c: char| !c.is_ascii_digit())?;
-    let (number, unit) = text.split_at(split);
-    let number: u64 = number.parse().ok()?;
-    let seconds = match unit {
-        "s" => number,
-        "m" => number * 60,
-        "h" => number * 3600,
-        "d" => number * 86_400,
-        _ => return None,
-    };
-    Some(std::time::Duration::from_secs(seconds))
+    humantime::parse_duration(text.trim()).ok()
 }
 
 fn parse_bytes(text: &str) -> Option<usize> {
@@ -1640,6 +1631,20 @@ mod tests {
         let schedule = p.schedule.unwrap();
         assert_eq!(schedule.catchup, Catchup::All { max: 5 });
         assert_eq!(schedule.timeout, Some(std::time::Duration::from_secs(7200)));
+        assert_eq!(
+            parse_duration("1h 30m"),
+            Some(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_duration("1d"),
+            Some(std::time::Duration::from_secs(86_400))
+        );
+        assert_eq!(
+            parse_duration("999999999999999d"),
+            None,
+            "overflow is refused"
+        );
+        assert_eq!(parse_duration("90"), None, "a unit is required");
         let problems = parse_in(
             dir.path(),
             "name: t\nschedule:\n  cron: '0 2 * *'\n  timezone: Europe/Olso\n  catchup: sometimes\n  timeout: soon\n",
