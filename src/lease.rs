@@ -349,9 +349,7 @@ pub fn unique_holder() -> String {
 
 /// The name of this machine, as lease records and error messages show it.
 pub fn hostname() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_string())
-        .unwrap_or_else(|_| "host".to_string())
+    gethostname::gethostname().to_string_lossy().into_owned()
 }
 
 /// The epochs in a lease folder, oldest first.
