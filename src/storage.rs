@@ -10,8 +10,8 @@ use std::fmt;
 use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use datafusion::execution::object_store::ObjectStoreRegistry;
 use datafusion::execution::object_store::ObjectStoreUrl;
-use datafusion::execution::runtime_env::RuntimeEnv;
 use futures::TryStreamExt;
 use object_store::local::LocalFileSystem;
 use object_store::memory::InMemory;
@@ -234,14 +234,6 @@ impl Storage {
         let store = build_store(location, options)?;
         stores.insert(key, Arc::clone(&store));
         Ok(store)
-    }
-
-    /// Makes every store built so far known to a DataFusion runtime.
-    pub fn register_all(&self, runtime: &RuntimeEnv) {
-        let stores = self.stores.lock().expect("storage registry lock");
-        for (url, store) in stores.iter() {
-            runtime.register_object_store(url.as_ref(), Arc::clone(store));
-        }
     }
 
     /// Normalises a source location: a local folder written without a trailing slash is
@@ -527,6 +519,29 @@ async fn swap_under_lock(
         }),
     })
     // The lock goes with the folder's handle, when the caller drops it.
+}
+
+/// DataFusion asks the same registry for the store of every URL a query reads, so a store is
+/// built once, with the options of the source or output that first named its bucket (as
+/// datafusion-cli installs its own registry). A URL no table named gets a store from the
+/// environment's settings alone.
+impl ObjectStoreRegistry for Storage {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        let key = Location { url: url.clone() }.store_url();
+        let mut stores = self.stores.lock().expect("storage registry lock");
+        stores.insert(key, store)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        let location = Location::parse(url.as_str())
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        self.store(&location, &BTreeMap::new())
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    }
 }
 
 /// The whole content of one object (run records, leases, manifests: small JSON files).

@@ -283,8 +283,9 @@ impl Engine {
             .parquet
             .schema_force_view_types = false;
         let memory_limit = settings.memory_limit.or_else(default_memory_limit);
-        let mut runtime =
-            RuntimeEnvBuilder::new().with_disk_manager_builder(DiskManagerBuilder::default());
+        let mut runtime = RuntimeEnvBuilder::new()
+            .with_disk_manager_builder(DiskManagerBuilder::default())
+            .with_object_store_registry(Arc::new(storage.clone()));
         if let Some(limit) = memory_limit {
             let pool = FairSpillPool::new(limit);
             let top_consumers = NonZeroUsize::new(5).expect("5 is not zero");
@@ -359,7 +360,6 @@ impl Engine {
         for (as_of, files) in partitions {
             if let Some(first) = files.first() {
                 self.storage.store(first, options)?;
-                self.storage.register_all(self.ctx.runtime_env().as_ref());
             }
             let urls: Vec<String> = files.iter().map(ToString::to_string).collect();
             let mut frame = self

@@ -61,7 +61,6 @@ impl Engine {
     /// with one type per column. Reads footers only, no data.
     pub async fn register_source(&self, source: &Source) -> Result<(), EngineError> {
         let store = self.storage.store(&source.location, &source.options)?;
-        self.storage.register_all(self.ctx.runtime_env().as_ref());
         let location = self.storage.source_location(&source.location);
         let listed = self
             .parquet_files(&source.name, &location, store.as_ref())
