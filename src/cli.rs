@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
+use crate::fault::Fault;
 use crate::generate::{self, ShopSize};
 use crate::lease::{Lease, Leases};
 use crate::progress::Progress;
@@ -233,19 +234,30 @@ impl From<SpecError> for Failure {
     }
 }
 
+impl Failure {
+    fn of(fault: Fault, error: impl Into<anyhow::Error>) -> Failure {
+        match fault {
+            Fault::User => Failure::User(error.into()),
+            Fault::Environment => Failure::Environment(error.into()),
+        }
+    }
+}
+
 impl From<run::RunError> for Failure {
     fn from(error: run::RunError) -> Self {
-        if error.is_user_fault() {
-            Failure::User(error.into())
-        } else {
-            Failure::Environment(error.into())
-        }
+        Failure::of(error.fault(), error)
     }
 }
 
 impl From<runs::HistoryError> for Failure {
     fn from(error: runs::HistoryError) -> Self {
-        Failure::Environment(error.into())
+        Failure::of(error.fault(), error)
+    }
+}
+
+impl From<crate::lease::LeaseError> for Failure {
+    fn from(error: crate::lease::LeaseError) -> Self {
+        Failure::of(error.fault(), error)
     }
 }
 
@@ -260,16 +272,13 @@ impl From<runs::RecordedRunError> for Failure {
 
 impl From<generate::GenerateError> for Failure {
     fn from(error: generate::GenerateError) -> Self {
-        match error {
-            generate::GenerateError::Storage(_) => Failure::User(error.into()),
-            _ => Failure::Environment(error.into()),
-        }
+        Failure::of(error.fault(), error)
     }
 }
 
 impl From<crate::storage::StorageError> for Failure {
     fn from(error: crate::storage::StorageError) -> Self {
-        Failure::User(error.into())
+        Failure::of(error.fault(), error)
     }
 }
 
@@ -396,12 +405,11 @@ impl HandRunner {
     /// it; then fails naming the holder.
     async fn take_lease(&self, pipeline: &str, progress: &Progress) -> Result<Lease, Failure> {
         let started = std::time::Instant::now();
-        let lease_error = |error: crate::lease::LeaseError| Failure::Environment(error.into());
         loop {
-            if let Some(lease) = self.leases.acquire(pipeline).await.map_err(lease_error)? {
+            if let Some(lease) = self.leases.acquire(pipeline).await? {
                 return Ok(lease);
             }
-            let holder = self.leases.holder_of(pipeline).await.map_err(lease_error)?;
+            let holder = self.leases.holder_of(pipeline).await?;
             let holder = holder.map_or_else(|| "another process".to_string(), |h| h.to_string());
             if started.elapsed() >= self.wait {
                 return Err(Failure::Environment(anyhow::anyhow!(

@@ -46,6 +46,15 @@ pub enum GenerateError {
     Thread(String),
 }
 
+impl GenerateError {
+    pub fn fault(&self) -> crate::fault::Fault {
+        match self {
+            GenerateError::Storage(e) => e.fault(),
+            _ => crate::fault::Fault::Environment,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ShopSize {
     pub customers: u64,

@@ -29,6 +29,15 @@ pub enum LeaseError {
     },
 }
 
+impl LeaseError {
+    pub fn fault(&self) -> crate::fault::Fault {
+        match self {
+            LeaseError::Storage(e) => e.fault(),
+            LeaseError::Store { .. } => crate::fault::Fault::Environment,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct LeaseRecord {
     holder: String,

@@ -7,6 +7,7 @@ pub mod cli;
 pub mod clock;
 pub mod daemon;
 pub mod engine;
+pub mod fault;
 pub mod generate;
 pub mod lease;
 pub mod progress;

@@ -97,12 +97,14 @@ pub enum PublishError {
 
 impl PublishError {
     /// A query that fails while streaming (a cast of bad data, a division by zero) is the
-    /// user's to fix; everything else here is the environment's.
-    pub fn is_user_fault(&self) -> bool {
-        matches!(
-            self,
-            PublishError::Query { .. } | PublishError::UnreadableData { .. }
-        )
+    /// user's to fix, as is a wrong output URL; the rest is the environment's.
+    pub fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            PublishError::Query { .. } | PublishError::UnreadableData { .. } => Fault::User,
+            PublishError::Storage(e) => e.fault(),
+            _ => Fault::Environment,
+        }
     }
 
     /// Another run published the same date first: not a failure of this run's work.

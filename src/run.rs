@@ -46,15 +46,15 @@ pub enum RunError {
 }
 
 impl RunError {
-    pub fn is_user_fault(&self) -> bool {
+    pub fn fault(&self) -> crate::fault::Fault {
         match self {
-            RunError::Engine(e) => e.is_user_fault(),
-            RunError::Publish(e) => e.is_user_fault(),
+            RunError::Engine(e) => e.fault(),
+            RunError::Publish(e) => e.fault(),
             RunError::Scratch(_)
             | RunError::DiskFull { .. }
             | RunError::ReadFailed(_)
             | RunError::Cancelled(_)
-            | RunError::Crashed(_) => false,
+            | RunError::Crashed(_) => crate::fault::Fault::Environment,
         }
     }
 }

@@ -76,6 +76,17 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl HistoryError {
+    pub fn fault(&self) -> crate::fault::Fault {
+        match self {
+            HistoryError::Storage(e) => e.fault(),
+            HistoryError::Store { .. } | HistoryError::Corrupt { .. } => {
+                crate::fault::Fault::Environment
+            }
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecordedRunError {
     #[error(transparent)]

@@ -79,6 +79,21 @@ pub enum SwapError {
     },
 }
 
+impl StorageError {
+    /// A URL, scheme or store setting that is wrong is the user's to fix; a store that fails
+    /// to list or delete is the environment's.
+    pub fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            StorageError::InvalidUrl { .. }
+            | StorageError::UnsupportedScheme { .. }
+            | StorageError::UnknownOption { .. }
+            | StorageError::Connect { .. } => Fault::User,
+            StorageError::Delete { .. } | StorageError::List { .. } => Fault::Environment,
+        }
+    }
+}
+
 /// Where a table lives: an absolute URL. Folders end with `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Location {

@@ -33,6 +33,7 @@ use datafusion::prelude::{
 };
 use datafusion::scalar::ScalarValue;
 
+use crate::fault::Fault;
 use crate::spec::{
     AS_OF, AS_OF_END, AS_OF_START, CUSTOMER_ID, EngineSettings, Members, RUN_ID, Step, StepKind,
     VarValue, did_you_mean,
@@ -189,13 +190,14 @@ pub struct TypeConflict {
 }
 
 impl EngineError {
-    /// Whether the user's spec or data is at fault (exit 1), rather than the environment.
-    pub fn is_user_fault(&self) -> bool {
+    /// The spec, the SQL or the data, except where the engine or the storage failed.
+    pub fn fault(&self) -> Fault {
         match self {
-            EngineError::Setup(_) | EngineError::Execute { .. } => false,
-            EngineError::Storage(e) => !matches!(e, StorageError::List { .. }),
-            EngineError::Register { .. } => false,
-            _ => true,
+            EngineError::Setup(_) | EngineError::Execute { .. } | EngineError::Register { .. } => {
+                Fault::Environment
+            }
+            EngineError::Storage(e) => e.fault(),
+            _ => Fault::User,
         }
     }
 }
