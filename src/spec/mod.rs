@@ -1324,6 +1324,7 @@ fn parse_duration(text: &str) -> Option<std::time::Duration> {
     humantime::parse_duration(text.trim()).ok()
 }
 
+/// `512MiB`, `8GiB`, `2GB`, `1.5G`: decimal or binary units, as datafusion-cli reads them.
 fn parse_bytes(text: &str) -> Option<usize> {
     let text = text.trim();
     let split = text
@@ -1343,7 +1344,9 @@ fn parse_bytes(text: &str) -> Option<usize> {
         "tib" => 1024.0 * 1024.0 * 1024.0 * 1024.0,
         _ => return None,
     };
-    Some((number * factor) as usize)
+    // `as` would saturate an out-of-range size to usize::MAX without a word.
+    let bytes = number * factor;
+    (bytes.is_finite() && bytes < usize::MAX as f64).then_some(bytes as usize)
 }
 
 fn is_identifier(name: &str) -> bool {
@@ -1686,5 +1689,6 @@ mod tests {
         assert_eq!(parse_bytes("512MiB"), Some(512 * 1024 * 1024));
         assert_eq!(parse_bytes("2GB"), Some(2_000_000_000));
         assert_eq!(parse_bytes("lots"), None);
+        assert_eq!(parse_bytes("99999999999999999999TiB"), None, "too large");
     }
 }
