@@ -15,6 +15,7 @@ pub mod publish;
 pub mod run;
 pub mod runs;
 pub mod schedule;
+pub mod segments;
 pub mod spec;
 pub mod sql;
 pub mod storage;

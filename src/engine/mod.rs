@@ -34,9 +34,9 @@ use datafusion::prelude::{
 use datafusion::scalar::ScalarValue;
 
 use crate::fault::Fault;
+use crate::segments::{CUSTOMER_ID, Members};
 use crate::spec::{
-    AS_OF, AS_OF_END, AS_OF_START, CUSTOMER_ID, EngineSettings, Members, RUN_ID, Step, StepKind,
-    VarValue, did_you_mean,
+    AS_OF, AS_OF_END, AS_OF_START, EngineSettings, RUN_ID, Step, StepKind, VarValue, did_you_mean,
 };
 use crate::storage::{Location, Storage, StorageError};
 

@@ -13,6 +13,9 @@ use chrono_tz::Tz;
 use serde::Deserialize;
 
 use crate::schedule::{Catchup, Schedule, ScheduleError};
+use crate::segments::{
+    Members, SEGMENT_CATALOG, SEGMENT_MEMBERSHIP, catalog_sql, combination_sql, membership_sql,
+};
 use crate::sql::{self, StepSql};
 use crate::storage::Location;
 use locate::LineIndex;
@@ -268,27 +271,6 @@ pub struct SourceKey {
     pub keep_latest_by: Option<String>,
 }
 
-/// Who may be a segment member: the customers of `table` (key `customer_id`) whose
-/// `created_at` is before the end of the as_of day, or unknown. `segment_membership` keeps
-/// only them, whatever a segment's SQL returns.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Members {
-    pub table: String,
-    pub created_at: String,
-}
-
-impl Default for Members {
-    fn default() -> Self {
-        Members {
-            table: "customers".to_string(),
-            created_at: "created_at".to_string(),
-        }
-    }
-}
-
-/// The column every segment returns and members are known by.
-pub const CUSTOMER_ID: &str = "customer_id";
-
 #[derive(Debug, Clone)]
 pub struct Step {
     pub name: String,
@@ -353,11 +335,6 @@ impl Published {
     }
 }
 
-/// The long table of who is in which segment, which segflow builds from the segments.
-pub const SEGMENT_MEMBERSHIP: &str = "segment_membership";
-/// One row per declared segment, so that an empty segment is still listed.
-pub const SEGMENT_CATALOG: &str = "segment_catalog";
-
 struct Draft {
     name: String,
     at: String,
@@ -369,76 +346,6 @@ enum DraftSql {
     /// A path relative to the pipeline file.
     File(String),
     Generated(String),
-}
-
-/// A segment defined as a set operation, as SQL: the intersection of `all_of`, intersected
-/// with the union of `any_of`, minus the union of `none_of`. Names are validated
-/// identifiers, so they can stand in the text.
-fn combination_sql(all_of: &[String], any_of: &[String], none_of: &[String]) -> String {
-    let select = |names: &[String], op: &str| {
-        names
-            .iter()
-            .map(|n| format!("SELECT customer_id FROM {n}"))
-            .collect::<Vec<_>>()
-            .join(&format!(" {op} "))
-    };
-    let mut parts = Vec::new();
-    if !all_of.is_empty() {
-        parts.push(format!(
-            "SELECT customer_id FROM ({}) AS all_of",
-            select(all_of, "INTERSECT")
-        ));
-    }
-    if !any_of.is_empty() {
-        parts.push(format!(
-            "SELECT customer_id FROM ({}) AS any_of",
-            select(any_of, "UNION")
-        ));
-    }
-    let mut sql = parts.join(" INTERSECT ");
-    if !none_of.is_empty() {
-        sql = format!(
-            "SELECT customer_id FROM ({sql}) AS kept EXCEPT SELECT customer_id FROM ({}) AS none_of",
-            select(none_of, "UNION")
-        );
-    }
-    sql
-}
-
-/// `segment_membership`: one row per (segment, customer), with the run's date. The engine
-/// keeps only known customers' rows of it (see [`Members`]).
-fn membership_sql(segments: &[String]) -> String {
-    let union = segments
-        .iter()
-        .map(|n| {
-            format!(
-                "SELECT '{n}' AS segment, {CUSTOMER_ID} \
-                 FROM (SELECT DISTINCT {CUSTOMER_ID} FROM {n}) AS {n}"
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(" UNION ALL ");
-    format!("SELECT CAST($as_of AS DATE) AS as_of, segment, {CUSTOMER_ID} FROM ({union}) AS chosen")
-}
-
-/// `segment_catalog`: each declared segment with its YAML position and definition.
-fn catalog_sql(segments: &[(String, String)]) -> String {
-    let rows = segments
-        .iter()
-        .enumerate()
-        .map(|(i, (name, definition))| {
-            format!(
-                "({}, '{name}', '{}')",
-                i + 1,
-                definition.replace('\'', "''")
-            )
-        })
-        .collect::<Vec<_>>()
-        .join(", ");
-    format!(
-        "SELECT CAST(position AS INT) AS position, segment, definition \
-         FROM (VALUES {rows}) AS declared(position, segment, definition)"
-    )
 }
 
 #[derive(Debug, Clone)]
