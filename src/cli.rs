@@ -755,32 +755,9 @@ async fn print_segment_summary(summary: &run::PublishedOutput) -> Result<(), Fai
         .iter()
         .map(|f| base.join(&f.path).to_string())
         .collect();
-    let ctx = datafusion::prelude::SessionContext::new();
-    let failed = |e: datafusion::error::DataFusionError| {
+    let text = crate::segments::summary_text(files).await.map_err(|e| {
         Failure::Environment(anyhow::anyhow!("cannot read back the segment summary: {e}"))
-    };
-    let published = ctx
-        .read_parquet(files, Default::default())
-        .await
-        .map_err(failed)?;
-    ctx.register_table("summary", published.into_view())
-        .map_err(failed)?;
-    let table = ctx
-        .sql(
-            "SELECT segment, customers, round(100 * share_of_customers, 1) AS \"share %\", \
-             buyers, revenue, average_order_value AS aov, \
-             round(100 * repurchase_rate, 1) AS \"repurchase %\", \
-             median_days_since_last_order AS \"median days since order\", \
-             reachable_by_email AS email, reachable_by_sms AS sms \
-             FROM summary ORDER BY customers DESC, segment",
-        )
-        .await
-        .map_err(failed)?
-        .collect()
-        .await
-        .map_err(failed)?;
-    let text = datafusion::arrow::util::pretty::pretty_format_batches(&table)
-        .map_err(|e| failed(e.into()))?;
+    })?;
     println!("\nSegments as of {}:\n{text}", summary.manifest.as_of);
     Ok(())
 }

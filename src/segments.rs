@@ -98,3 +98,26 @@ pub(crate) fn catalog_sql(segments: &[(String, String)]) -> String {
          FROM (VALUES {rows}) AS declared(position, segment, definition)"
     )
 }
+
+/// The segment portraits of a published `segment_summary` (its files), largest segment first,
+/// as a text table for a terminal.
+pub async fn summary_text(
+    files: Vec<String>,
+) -> Result<String, datafusion::error::DataFusionError> {
+    let ctx = datafusion::prelude::SessionContext::new();
+    let published = ctx.read_parquet(files, Default::default()).await?;
+    ctx.register_table("summary", published.into_view())?;
+    let table = ctx
+        .sql(
+            "SELECT segment, customers, round(100 * share_of_customers, 1) AS \"share %\", \
+             buyers, revenue, average_order_value AS aov, \
+             round(100 * repurchase_rate, 1) AS \"repurchase %\", \
+             median_days_since_last_order AS \"median days since order\", \
+             reachable_by_email AS email, reachable_by_sms AS sms \
+             FROM summary ORDER BY customers DESC, segment",
+        )
+        .await?
+        .collect()
+        .await?;
+    Ok(datafusion::arrow::util::pretty::pretty_format_batches(&table)?.to_string())
+}
