@@ -3,6 +3,14 @@
 //! and the SQL of segments defined by combining others (`all_of` / `any_of` / `none_of`).
 //! The pipeline spec declares segments; this module says what they mean.
 
+use datafusion::arrow::datatypes::DataType;
+use datafusion::common::{Column, ScalarValue};
+use datafusion::error::DataFusionError;
+use datafusion::logical_expr::{col, lit};
+use datafusion::prelude::{DataFrame, JoinType};
+
+use crate::spec::did_you_mean;
+
 /// Who may be a segment member: the customers of `table` (key `customer_id`) whose
 /// `created_at` is before the end of the as_of day, or unknown. `segment_membership` keeps
 /// only them, whatever a segment's SQL returns.
@@ -120,4 +128,60 @@ pub async fn summary_text(
         .collect()
         .await?;
     Ok(datafusion::arrow::util::pretty::pretty_format_batches(&table)?.to_string())
+}
+
+/// Why the members table cannot say who is a member.
+pub enum MembersProblem {
+    /// The table does not fit the rule: the message says how.
+    Rule(String),
+    Plan(DataFusionError),
+}
+
+/// The members' customer_id, renamed apart from the segment's for the semi-join.
+const KNOWN_ID: &str = "__segflow_known_customer_id";
+
+/// The rows of `memberships` whose customer is a known member: in `members` (the members
+/// table), signed up by the end of the as_of day or at an unknown time. Whatever a segment's
+/// SQL returns, NULL ids, ids missing from the members table and later sign-ups are dropped.
+/// `as_of_end` bounds a timestamp sign-up column, `as_of` a date one. A plan; nothing is read.
+pub fn known_only(
+    memberships: DataFrame,
+    members: DataFrame,
+    rule: &Members,
+    as_of: ScalarValue,
+    as_of_end: ScalarValue,
+) -> Result<DataFrame, MembersProblem> {
+    let created_at = rule.created_at.as_str();
+    let schema = members.schema().clone();
+    if schema.field_with_unqualified_name(CUSTOMER_ID).is_err() {
+        return Err(MembersProblem::Rule(format!(
+            "it has no {CUSTOMER_ID} column"
+        )));
+    }
+    let signed_up = col(Column::new_unqualified(created_at));
+    let before_end = match schema.field_with_unqualified_name(created_at) {
+        Ok(field) => match field.data_type() {
+            DataType::Timestamp(..) => signed_up.clone().lt(lit(as_of_end)),
+            DataType::Date32 | DataType::Date64 => signed_up.clone().lt_eq(lit(as_of)),
+            other => {
+                return Err(MembersProblem::Rule(format!(
+                    "its sign-up column '{created_at}' is {other}, not a timestamp or a date"
+                )));
+            }
+        },
+        Err(_) => {
+            let names = schema.fields().iter().map(|f| f.name().as_str());
+            let hint = did_you_mean(created_at, names);
+            return Err(MembersProblem::Rule(format!(
+                "it has no sign-up column '{created_at}'{hint}; name it in members.created_at"
+            )));
+        }
+    };
+    let known = members
+        .filter(signed_up.is_null().or(before_end))
+        .and_then(|m| m.select(vec![col(CUSTOMER_ID).alias(KNOWN_ID)]))
+        .map_err(MembersProblem::Plan)?;
+    memberships
+        .join(known, JoinType::LeftSemi, &[CUSTOMER_ID], &[KNOWN_ID], None)
+        .map_err(MembersProblem::Plan)
 }

@@ -12,7 +12,6 @@ use chrono::{NaiveDate, TimeZone};
 use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
-use datafusion::common::Column;
 use datafusion::common::ParamValues;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::tree_node::Transformed;
@@ -26,7 +25,7 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
 use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
-use datafusion::logical_expr::{JoinType, LogicalPlan, col};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{
     DataFrame, ParquetReadOptions, SQLOptions, SessionConfig, SessionContext, lit,
@@ -34,7 +33,7 @@ use datafusion::prelude::{
 use datafusion::scalar::ScalarValue;
 
 use crate::fault::Fault;
-use crate::segments::{CUSTOMER_ID, Members};
+use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::spec::{
     AS_OF, AS_OF_END, AS_OF_START, EngineSettings, RUN_ID, Step, StepKind, VarValue, did_you_mean,
 };
@@ -261,9 +260,6 @@ pub struct Engine {
     source_files: std::sync::Mutex<Vec<sources::RegisteredFile>>,
 }
 
-/// The members' customer_id, renamed apart from the segment's for the semi-join.
-const KNOWN_ID: &str = "__segflow_known_customer_id";
-
 impl Engine {
     pub fn new(
         settings: &EngineSettings,
@@ -423,7 +419,7 @@ impl Engine {
             ));
         }
         if step.kind == StepKind::Membership {
-            frame = self.known_customers_only(step, frame, params).await?;
+            frame = self.known_customers_only(frame, params).await?;
         }
         match result {
             StepResult::View => {
@@ -451,28 +447,16 @@ impl Engine {
         Ok(())
     }
 
-    /// The memberships of known customers (see [`Engine::known_customers`]). Whatever a
-    /// segment's SQL returns, NULL ids, ids missing from the members table and later sign-ups
-    /// are dropped here, once for all segments: one join of every membership costs a fraction
-    /// of one join per segment (BENCHMARKS.md).
+    /// The memberships of known customers (see [`segments::known_only`]), once for all
+    /// segments: one join of every membership costs a fraction of one join per segment
+    /// (BENCHMARKS.md).
     async fn known_customers_only(
         &self,
-        step: &Step,
         frame: DataFrame,
         params: &Params,
     ) -> Result<DataFrame, EngineError> {
-        let known = self.known_customers(params).await?;
-        frame
-            .join(known, JoinType::LeftSemi, &[CUSTOMER_ID], &[KNOWN_ID], None)
-            .map_err(|e| self.plan_error(step, e))
-    }
-
-    /// The ids (as [`KNOWN_ID`]) of the customers who may be segment members: those in the
-    /// members table who signed up by the end of as_of, or at an unknown time. A plan; nothing
-    /// is read.
-    async fn known_customers(&self, params: &Params) -> Result<DataFrame, EngineError> {
-        let Members { table, created_at } = &self.members;
-        let members_problem = |problem: String| EngineError::Members {
+        let table = &self.members.table;
+        let problem = |problem: String| EngineError::Members {
             table: table.clone(),
             problem,
         };
@@ -480,38 +464,15 @@ impl Engine {
             .ctx
             .table(table.as_str())
             .await
-            .map_err(|e| members_problem(describe(&e)))?;
-        let schema = members.schema().clone();
-        if schema.field_with_unqualified_name(CUSTOMER_ID).is_err() {
-            return Err(members_problem(format!("it has no {CUSTOMER_ID} column")));
-        }
-        let signed_up = col(Column::new_unqualified(created_at.as_str()));
-        let before_end = match schema.field_with_unqualified_name(created_at) {
-            Ok(field) => match field.data_type() {
-                DataType::Timestamp(..) => signed_up
-                    .clone()
-                    .lt(lit(params.values[AS_OF_END].to_scalar())),
-                DataType::Date32 | DataType::Date64 => signed_up
-                    .clone()
-                    .lt_eq(lit(params.values[AS_OF].to_scalar())),
-                other => {
-                    return Err(members_problem(format!(
-                        "its sign-up column '{created_at}' is {other}, not a timestamp or a date"
-                    )));
-                }
-            },
-            Err(_) => {
-                let names = schema.fields().iter().map(|f| f.name().as_str());
-                let hint = did_you_mean(created_at, names);
-                return Err(members_problem(format!(
-                    "it has no sign-up column '{created_at}'{hint}; name it in members.created_at"
-                )));
-            }
-        };
-        members
-            .filter(signed_up.is_null().or(before_end))
-            .and_then(|m| m.select(vec![col(CUSTOMER_ID).alias(KNOWN_ID)]))
-            .map_err(|e| members_problem(describe(&e)))
+            .map_err(|e| problem(describe(&e)))?;
+        let as_of = params.values[AS_OF].to_scalar();
+        let as_of_end = params.values[AS_OF_END].to_scalar();
+        segments::known_only(frame, members, &self.members, as_of, as_of_end).map_err(|e| {
+            problem(match e {
+                segments::MembersProblem::Rule(text) => text,
+                segments::MembersProblem::Plan(error) => describe(&error),
+            })
+        })
     }
 
     async fn plan(&self, step: &Step, params: &Params) -> Result<DataFrame, EngineError> {
