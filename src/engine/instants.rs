@@ -21,13 +21,13 @@ use datafusion::prelude::DataFrame;
 use crate::wall_clock::instant_of;
 
 /// The type of every timestamp column that SQL sees.
-pub fn instant_type(zone: Tz) -> DataType {
+pub(crate) fn instant_type(zone: Tz) -> DataType {
     DataType::Timestamp(TimeUnit::Microsecond, Some(zone.name().into()))
 }
 
 /// `frame` with its timestamp columns shown in `zone`; `wall_clock` names the columns that
 /// hold wall-clock times of `source_zone` (typed as naive timestamps in microseconds).
-pub fn in_zone(
+pub(crate) fn in_zone(
     frame: DataFrame,
     zone: Tz,
     source_zone: Tz,

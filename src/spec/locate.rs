@@ -11,12 +11,12 @@ use yaml_rust2::scanner::Marker;
 
 /// Line numbers (1-based) of the nodes of one YAML document, keyed by their dotted path.
 #[derive(Debug, Default, Clone)]
-pub struct LineIndex {
+pub(crate) struct LineIndex {
     lines: HashMap<String, usize>,
 }
 
 impl LineIndex {
-    pub fn build(source: &str) -> Self {
+    pub(crate) fn build(source: &str) -> Self {
         let mut walker = Walker::default();
         // A document that does not parse has no positions to offer; serde_yaml reports the
         // syntax error with its own line, so an empty index is the right fallback here.
@@ -27,7 +27,7 @@ impl LineIndex {
     }
 
     /// The line of `path`, or of its nearest ancestor that has one.
-    pub fn line_of(&self, path: &str) -> Option<usize> {
+    pub(crate) fn line_of(&self, path: &str) -> Option<usize> {
         let mut path = path;
         loop {
             if let Some(line) = self.lines.get(path) {

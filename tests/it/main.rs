@@ -1,6 +1,9 @@
 //! Integration tests: the real binary, real Parquet files, a real S3 server on loopback and
 //! real readers (DuckDB and pyarrow).
 
+// One test binary: its modules share helpers with `pub`, and nothing here is an API.
+#![allow(unreachable_pub)]
+
 mod bad_input;
 mod common;
 mod crash;
