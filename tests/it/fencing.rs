@@ -334,8 +334,8 @@ fn signal(child: &Child, signal: &str) {
 const STALL_OUTPUTS: usize = 100;
 const STALL_SCHEDULE: &str = "schedule: { cron: '0 * * * *', attempts: 1 }\n";
 
-#[test]
-fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor() {
+/// A project whose scheduled pipeline `stall` publishes STALL_OUTPUTS outputs every hour.
+fn stall_project() -> Project {
     let project = Project::new(300, 900);
     let data = project.data().display().to_string();
     let out = project.out().display().to_string();
@@ -348,6 +348,12 @@ fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor(
         &out,
         STALL_SCHEDULE,
     );
+    project
+}
+
+#[test]
+fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor() {
+    let project = stall_project();
     a_frozen_daemon_is_overtaken(
         || crate::daemon::start_daemon(&project, 5),
         &project.path().join("state/runs/stall"),
@@ -392,18 +398,7 @@ async fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_succ
 /// may list a missing file, and no partition may keep a file no manifest lists.
 #[test]
 fn a_frozen_daemon_resuming_while_its_successor_runs_leaves_every_output_whole() {
-    let project = Project::new(300, 900);
-    let data = project.data().display().to_string();
-    let out = project.out().display().to_string();
-    let pipeline = project.path().join("scheduled/stall.yaml");
-    many_outputs(
-        &pipeline,
-        "stall",
-        STALL_OUTPUTS,
-        &data,
-        &out,
-        STALL_SCHEDULE,
-    );
+    let project = stall_project();
     let mut first = crate::daemon::start_daemon(&project, 5);
     let first_log = follow_log(&mut first);
     wait_for_log(&first_log, "Output published.");
