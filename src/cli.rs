@@ -10,10 +10,10 @@ use clap::{Args, Parser, Subcommand};
 use crate::fault::Fault;
 use crate::generate::{self, ShopSize};
 use crate::lease::{Lease, Leases};
+use crate::pipeline::{LoadOptions, Pipeline, SpecError, parse_date};
 use crate::progress::Progress;
 use crate::run::{self, RunReport, RunRequest};
 use crate::runs::{self, RunHistory};
-use crate::spec::{LoadOptions, Pipeline, SpecError, parse_date};
 use crate::storage::{Location, Storage};
 
 /// segflow: customer segments from e-commerce Parquet, as a scheduled SQL pipeline.

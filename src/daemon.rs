@@ -16,13 +16,13 @@ use tokio::task::JoinHandle;
 
 use crate::clock::Clock;
 use crate::lease::{Lease, Leases};
+use crate::pipeline::{LoadOptions, Pipeline};
 use crate::progress::Progress;
 use crate::run::{RunReport, RunRequest};
 use crate::runs::{
     self, Cancellation, HistoryError, RecordedRunError, RunHistory, RunRecord, RunStatus,
 };
 use crate::schedule::{Slot, due_slots};
-use crate::spec::{LoadOptions, Pipeline};
 use crate::storage::{Location, Storage};
 
 #[derive(Debug, Clone)]

@@ -471,7 +471,7 @@ impl Publisher {
     /// Best-effort removal of the staging folders that ended runs left under `output` (runs
     /// killed while staging). Safe at any time: a run whose staged files are gone fails to
     /// move them and withdraws. Invisible to readers either way, so failures are only logged.
-    pub async fn sweep_staging(&self, output: &crate::spec::Output) {
+    pub async fn sweep_staging(&self, output: &crate::pipeline::Output) {
         let swept = async {
             let store = self.storage.store(&output.location, &output.options)?;
             let staging = output.location.join(&format!("{META_DIR}/staging/"));
@@ -510,7 +510,7 @@ impl Publisher {
 
     /// Best-effort removal of a failed run's staging files; they are invisible to readers
     /// either way, so a failure here is only logged.
-    pub async fn discard_run(&self, outputs: &[crate::spec::Output]) {
+    pub async fn discard_run(&self, outputs: &[crate::pipeline::Output]) {
         for output in outputs {
             let staging = self.staging(&output.location);
             let removed = match self.storage.store(&output.location, &output.options) {
@@ -613,7 +613,7 @@ pub async fn published_before(
         .filter_map(|meta| {
             let name = meta.location.filename()?;
             let date = name.strip_prefix("as_of=")?.strip_suffix(".json")?;
-            crate::spec::parse_date(date)
+            crate::pipeline::parse_date(date)
         })
         .filter(|date| *date < as_of)
         .collect();

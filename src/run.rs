@@ -10,9 +10,9 @@ use chrono::NaiveDate;
 use tokio::sync::oneshot;
 
 use crate::engine::{Engine, EngineError, Params, StepResult, Unmatched};
+use crate::pipeline::{Pipeline, Published, Step};
 use crate::progress::Progress;
 use crate::publish::{self, Current, Manifest, PublishError, Publisher, RunIdentity, Staged};
-use crate::spec::{Pipeline, Published, Step};
 use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]

@@ -33,10 +33,10 @@ use datafusion::prelude::{
 use datafusion::scalar::ScalarValue;
 
 use crate::fault::Fault;
-use crate::segments::{self, CUSTOMER_ID, Members};
-use crate::spec::{
+use crate::pipeline::{
     AS_OF, AS_OF_END, AS_OF_START, EngineSettings, RUN_ID, Step, StepKind, VarValue, did_you_mean,
 };
+use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::storage::{Location, Storage, StorageError};
 
 mod instants;
@@ -366,7 +366,7 @@ impl Engine {
                 .await
                 .map_err(failed)?;
             if frame.schema().field_with_unqualified_name(AS_OF).is_err() {
-                let date = ScalarValue::Date32(Some(crate::spec::days_since_epoch(as_of)));
+                let date = ScalarValue::Date32(Some(crate::pipeline::days_since_epoch(as_of)));
                 frame = frame.with_column(AS_OF, lit(date)).map_err(failed)?;
             }
             combined = Some(match combined {

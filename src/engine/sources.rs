@@ -23,8 +23,8 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 
 use super::instants::{in_zone, instant_type};
 use super::{Engine, EngineError, TypeConflict};
+use crate::pipeline::{Source, SourceKey, did_you_mean};
 use crate::segments::{CUSTOMER_ID, Members};
-use crate::spec::{Source, SourceKey, did_you_mean};
 use crate::storage::Location;
 
 const FOOTER_READS_IN_FLIGHT: usize = 16;

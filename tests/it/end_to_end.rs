@@ -303,12 +303,12 @@ fn demo_generates_runs_and_explains() {
         );
     }
     let summarised = crate::common::column_values(&out, "segment_summary", &as_of, "segment");
-    let spec: serde_yaml::Value = serde_yaml::from_str(
+    let spec: serde_json::Value = serde_saphyr::from_str(
         &std::fs::read_to_string(demo.join("pipelines/nightly_segments.yaml")).unwrap(),
     )
     .unwrap();
     let declared: BTreeSet<String> = spec["segments"]
-        .as_sequence()
+        .as_array()
         .unwrap()
         .iter()
         .map(|s| s["name"].as_str().unwrap().to_string())

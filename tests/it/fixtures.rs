@@ -575,11 +575,11 @@ fn shipped_segments_give_the_known_answers() {
     // Every declared segment is summarised, the empty ones with 0 customers, and each
     // summary counts the segment's members.
     let summary = published_rows(&out, "segment_summary", AS_OF, &["segment", "customers"]);
-    let spec: serde_yaml::Value = serde_yaml::from_str(
+    let spec: serde_json::Value = serde_saphyr::from_str(
         &std::fs::read_to_string(dir.path().join("pipelines/nightly_segments.yaml")).unwrap(),
     )
     .unwrap();
-    let declared = spec["segments"].as_sequence().unwrap().len();
+    let declared = spec["segments"].as_array().unwrap().len();
     assert_eq!(summary.len(), declared, "{summary:?}");
     for row in &summary {
         let (name, customers) = row.split_once(' ').unwrap();

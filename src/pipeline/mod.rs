@@ -1,0 +1,81 @@
+//! Pipeline specs. A YAML file is parsed strictly, in one pass, into wire types that mirror
+//! it and remember lines (`raw`), then validated (`validate`, `steps`, `vars`, `dag`) into
+//! the model (`model`); code past this module never sees an unvalidated spec. Validation
+//! reports every problem at once, each with its file and line (`diagnostics`).
+
+mod dag;
+mod diagnostics;
+mod env;
+mod model;
+mod raw;
+mod steps;
+mod types;
+mod units;
+mod validate;
+mod vars;
+
+use std::path::Path;
+
+pub use diagnostics::{Problem, SpecError, did_you_mean};
+pub use model::{
+    AS_OF, AS_OF_END, AS_OF_START, EngineSettings, Output, Pipeline, Published, RUN_ID,
+    RUN_PARAMETERS, ScheduleSpec, Source, SourceKey, Step, StepKind,
+};
+pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};
+
+/// What the caller brings to loading a spec besides the file: `--var` overrides, and how
+/// `${NAME}` in URLs is resolved (the process environment, or a fixed map for the demo).
+pub struct LoadOptions<'a> {
+    pub var_overrides: Vec<(String, String)>,
+    pub env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Default for LoadOptions<'_> {
+    fn default() -> Self {
+        LoadOptions {
+            var_overrides: Vec::new(),
+            env: &|name| std::env::var(name).ok(),
+        }
+    }
+}
+
+impl Pipeline {
+    pub fn load(path: &Path, options: &LoadOptions) -> Result<Pipeline, SpecError> {
+        let text = std::fs::read_to_string(path).map_err(|source| SpecError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Pipeline::parse(&text, path, options)
+    }
+
+    /// Parses and validates the YAML `text`, which was read from `path`.
+    pub fn parse(text: &str, path: &Path, options: &LoadOptions) -> Result<Pipeline, SpecError> {
+        let raw = raw::parse(text).map_err(|e| SpecError::Invalid {
+            problems: vec![Problem {
+                file: path.to_path_buf(),
+                line: e.line,
+                message: e.message,
+            }],
+        })?;
+        let mut validator = validate::Validator::new(path, options.env);
+        let pipeline = validator.pipeline(raw, &options.var_overrides);
+        if validator.problems.is_empty() {
+            Ok(pipeline)
+        } else {
+            Err(SpecError::Invalid {
+                problems: validator.problems,
+            })
+        }
+    }
+
+    /// Every table name a step or output may refer to: sources, then steps.
+    pub fn table_names(&self) -> impl Iterator<Item = &str> {
+        self.sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(self.steps.iter().map(|s| s.name.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests;

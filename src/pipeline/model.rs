@@ -1,0 +1,155 @@
+//! The validated pipeline: what every module past this one works from.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use chrono_tz::Tz;
+
+use super::types::{ColumnType, VarValue};
+use crate::schedule::{Catchup, Schedule};
+use crate::segments::Members;
+use crate::sql::StepSql;
+use crate::storage::Location;
+
+/// The name under which the run's logical date reaches SQL (`$as_of`).
+pub const AS_OF: &str = "as_of";
+/// The first instant of the as_of day in the pipeline's time zone (`$as_of_start`).
+pub const AS_OF_START: &str = "as_of_start";
+/// The first instant after the as_of day in the pipeline's time zone (`$as_of_end`): what
+/// happened before it happened by the end of as_of.
+pub const AS_OF_END: &str = "as_of_end";
+/// The name under which the run's id reaches SQL (`$run_id`).
+pub const RUN_ID: &str = "run_id";
+/// Parameters segflow sets for every run, which a var cannot override.
+pub const RUN_PARAMETERS: [&str; 4] = [AS_OF, AS_OF_START, AS_OF_END, RUN_ID];
+
+#[derive(Debug, Clone)]
+pub struct Pipeline {
+    pub name: String,
+    pub description: Option<String>,
+    /// The YAML file, as the user named it (used in messages).
+    pub file: PathBuf,
+    /// The zone whose calendar days the pipeline counts in: the as_of day, days since, date
+    /// vars. Every timestamp column reaches SQL as an instant shown in this zone.
+    pub timezone: Tz,
+    /// Who may be a segment member.
+    pub members: Members,
+    pub vars: BTreeMap<String, VarValue>,
+    pub sources: Vec<Source>,
+    /// Steps, segments and `segment_membership`, in dependency order: every step comes
+    /// after the steps it reads.
+    pub steps: Vec<Step>,
+    /// The segment names, in YAML order.
+    pub segments: Vec<String>,
+    pub outputs: Vec<Output>,
+    pub engine: EngineSettings,
+    pub schedule: Option<ScheduleSpec>,
+}
+
+/// When and how the daemon runs a pipeline.
+#[derive(Debug, Clone)]
+pub struct ScheduleSpec {
+    pub slots: Schedule,
+    pub catchup: Catchup,
+    /// Tries per slot, the first included.
+    pub attempts: u32,
+    /// Wait before the second try; doubled for each further one.
+    pub retry_delay: std::time::Duration,
+    pub timeout: Option<std::time::Duration>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Source {
+    pub name: String,
+    pub location: Location,
+    pub columns: Vec<(String, ColumnType)>,
+    pub options: BTreeMap<String, String>,
+    /// The zone that timestamps written without one (naive) are wall-clock times of.
+    pub timezone: Tz,
+    pub key: Option<SourceKey>,
+}
+
+/// The columns that identify a source's rows. Rows with a repeated or missing key fail the
+/// run, unless `keep_latest_by` names the column whose greatest value picks the row to keep.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceKey {
+    pub columns: Vec<String>,
+    pub keep_latest_by: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Step {
+    pub name: String,
+    pub kind: StepKind,
+    /// The SQL file; for SQL that segflow generates (set operations, membership), the
+    /// pipeline file that defines it.
+    pub sql_file: PathBuf,
+    pub sql: StepSql,
+    /// The line of the pipeline file that defines the step.
+    pub line: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StepKind {
+    /// A `steps:` entry.
+    Query,
+    /// A `segments:` entry: a set of customer ids.
+    Segment,
+    /// `segment_membership`, built from every segment.
+    Membership,
+    /// `segment_catalog`, the declared segments.
+    Catalog,
+}
+
+impl StepKind {
+    pub(super) fn noun(self) -> &'static str {
+        match self {
+            StepKind::Query | StepKind::Membership | StepKind::Catalog => "step",
+            StepKind::Segment => "segment",
+        }
+    }
+}
+
+/// Earlier publications of an output `t`, which steps read as tables: `previous_t` (the
+/// latest partition before the run's as_of) and `history_t` (every partition before it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Published {
+    Previous,
+    History,
+}
+
+impl Published {
+    const PREVIOUS: &'static str = "previous_";
+    const HISTORY: &'static str = "history_";
+
+    pub fn table_name(self, output: &str) -> String {
+        match self {
+            Published::Previous => format!("{}{output}", Self::PREVIOUS),
+            Published::History => format!("{}{output}", Self::HISTORY),
+        }
+    }
+
+    /// `previous_t` -> (Previous, `t`), for any table name of that form.
+    pub fn parse(table: &str) -> Option<(Published, &str)> {
+        if let Some(output) = table.strip_prefix(Self::PREVIOUS) {
+            Some((Published::Previous, output))
+        } else {
+            table
+                .strip_prefix(Self::HISTORY)
+                .map(|output| (Published::History, output))
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub table: String,
+    pub location: Location,
+    pub options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct EngineSettings {
+    pub memory_limit: Option<usize>,
+    pub target_partitions: Option<usize>,
+}

@@ -1,0 +1,297 @@
+//! Wire types: exactly the YAML, parsed strictly in one pass, each value that a later check
+//! may complain about carrying the line it was written on.
+
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_saphyr::{MessageFormatter, Spanned};
+
+/// The line of a value, when the parser knows it (1-based).
+pub(super) fn line_of<T>(value: &Spanned<T>) -> Option<usize> {
+    usize::try_from(value.referenced.line())
+        .ok()
+        .filter(|&line| line > 0)
+}
+
+/// A mapping key with its line, ordered and compared by its text alone.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub(super) struct Key(Spanned<String>);
+
+impl Key {
+    pub(super) fn name(&self) -> &str {
+        &self.0.value
+    }
+
+    pub(super) fn line(&self) -> Option<usize> {
+        line_of(&self.0)
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.name().cmp(other.name())
+    }
+}
+
+/// Why the text is not a pipeline: the parser's message, and where.
+pub(super) struct YamlError {
+    pub(super) line: Option<usize>,
+    pub(super) message: String,
+}
+
+/// Parses YAML 1.2: `NO` and `yes` are strings, not booleans, and a tag segflow does not know
+/// is an error rather than silently dropped.
+pub(super) fn parse(text: &str) -> Result<RawPipeline, YamlError> {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options.reject_unsupported_tags = true;
+    serde_saphyr::from_str_with_options(text, options).map_err(|error| {
+        let bare = error.without_snippet();
+        YamlError {
+            line: bare
+                .location()
+                .and_then(|l| usize::try_from(l.line()).ok())
+                .filter(|&line| line > 0),
+            message: plain_words(&serde_saphyr::UserMessageFormatter.format_message(bare)),
+        }
+    })
+}
+
+/// The parser's terse texts for a value of the wrong shape, said as a data engineer would;
+/// control characters from the input are blanked.
+fn plain_words(message: &str) -> String {
+    let message: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    match message.as_str() {
+        "expected sequence start" => "expected a list here".to_string(),
+        "expected mapping start" => "expected a mapping (key: value) here".to_string(),
+        "expected string scalar" => "expected a single text value here".to_string(),
+        "invalid u8" | "invalid u16" | "invalid u32" | "invalid u64" | "invalid usize" => {
+            "expected a whole number, 0 or more, here".to_string()
+        }
+        _ => message,
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawPipeline {
+    pub(super) name: Spanned<String>,
+    #[serde(default)]
+    pub(super) description: Option<String>,
+    #[serde(default)]
+    pub(super) timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) members: Option<Spanned<RawMembers>>,
+    #[serde(default)]
+    pub(super) vars: BTreeMap<Key, serde_json::Value>,
+    #[serde(default)]
+    pub(super) sources: BTreeMap<Key, RawSource>,
+    #[serde(default)]
+    pub(super) steps: Vec<Spanned<RawStep>>,
+    #[serde(default)]
+    pub(super) segments: Option<Spanned<Vec<Spanned<RawSegment>>>>,
+    #[serde(default)]
+    pub(super) outputs: Vec<Spanned<RawOutput>>,
+    #[serde(default)]
+    pub(super) engine: RawEngine,
+    #[serde(default)]
+    pub(super) schedule: Option<RawSchedule>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSource {
+    pub(super) url: Spanned<String>,
+    #[serde(default)]
+    pub(super) columns: BTreeMap<Key, String>,
+    #[serde(default)]
+    pub(super) options: BTreeMap<Key, String>,
+    #[serde(default)]
+    pub(super) timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) key: Option<Spanned<RawKey>>,
+    #[serde(default)]
+    pub(super) keep_latest_by: Option<Spanned<String>>,
+}
+
+/// A key of one column (`key: customer_id`) or several (`key: [shop, customer_id]`).
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawKey {
+    One(String),
+    Several(Vec<String>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawMembers {
+    #[serde(default)]
+    pub(super) table: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) created_at: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawStep {
+    pub(super) name: Spanned<String>,
+    pub(super) sql: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSegment {
+    pub(super) name: Spanned<String>,
+    pub(super) sql: Option<Spanned<String>>,
+    pub(super) all_of: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) any_of: Option<Spanned<Vec<Spanned<String>>>>,
+    pub(super) none_of: Option<Spanned<Vec<Spanned<String>>>>,
+}
+
+/// The segment lists of `all_of`, `any_of` and `none_of`, by key.
+pub(super) type SetParts<'a> = [(&'static str, Option<&'a Spanned<Vec<Spanned<String>>>>); 3];
+
+impl RawSegment {
+    pub(super) fn set_parts(&self) -> SetParts<'_> {
+        [
+            ("all_of", self.all_of.as_ref()),
+            ("any_of", self.any_of.as_ref()),
+            ("none_of", self.none_of.as_ref()),
+        ]
+    }
+
+    /// The names one set key lists (none when the key is absent).
+    pub(super) fn names(list: Option<&Spanned<Vec<Spanned<String>>>>) -> Vec<String> {
+        list.map(|names| names.value.iter().map(|n| n.value.clone()).collect())
+            .unwrap_or_default()
+    }
+
+    /// How the YAML defines the segment, for `segment_catalog`: its SQL file, or its sets.
+    pub(super) fn definition(&self) -> String {
+        if let Some(sql) = &self.sql {
+            return sql.value.clone();
+        }
+        self.set_parts()
+            .iter()
+            .filter_map(|(key, names)| {
+                names.map(|names| format!("{key}: [{}]", Self::names(Some(names)).join(", ")))
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawOutput {
+    pub(super) table: Spanned<String>,
+    pub(super) url: Spanned<String>,
+    #[serde(default)]
+    pub(super) options: BTreeMap<Key, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawSchedule {
+    pub(super) cron: Spanned<String>,
+    #[serde(default)]
+    pub(super) timezone: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) catchup: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) max_catchup: Option<usize>,
+    #[serde(default)]
+    pub(super) attempts: Option<Spanned<u32>>,
+    #[serde(default)]
+    pub(super) retry_delay: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawEngine {
+    pub(super) memory_limit: Option<Spanned<String>>,
+    pub(super) target_partitions: Option<Spanned<usize>>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_yaml_1_2() {
+        let raw = parse(
+            "name: t\nvars:\n  on: yes\n  off: no\n  country: NO\n  flag: true\nsources:\n  s: { url: x/, options: { region: NO } }\n",
+        )
+        .unwrap_or_else(|e| panic!("{}", e.message));
+        let vars: Vec<(&str, &serde_json::Value)> =
+            raw.vars.iter().map(|(k, v)| (k.name(), v)).collect();
+        assert_eq!(
+            vars,
+            [
+                ("country", &serde_json::json!("NO")),
+                ("flag", &serde_json::json!(true)),
+                ("off", &serde_json::json!("no")),
+                ("on", &serde_json::json!("yes")),
+            ]
+        );
+        let source = raw.sources.values().next().unwrap();
+        assert_eq!(source.options.values().next().unwrap(), "NO");
+    }
+
+    #[test]
+    fn keeps_lines_of_keys_values_and_items() {
+        let raw = parse(
+            "name: demo\nsources:\n  orders:\n    url: data/orders/\nsteps:\n  - name: a\n    sql: a.sql\n  - { name: b, sql: b.sql }\n",
+        )
+        .unwrap_or_else(|e| panic!("{}", e.message));
+        assert_eq!(line_of(&raw.name), Some(1));
+        let (key, source) = raw.sources.iter().next().unwrap();
+        assert_eq!(key.line(), Some(3));
+        assert_eq!(line_of(&source.url), Some(4));
+        assert_eq!(line_of(&raw.steps[0]), Some(6));
+        assert_eq!(line_of(&raw.steps[0].value.sql), Some(7));
+        assert_eq!(line_of(&raw.steps[1].value.sql), Some(8));
+    }
+
+    #[test]
+    fn errors_carry_their_line() {
+        let error = parse("name: t\nvars:\n  a: 1\n  a: 2\n").err().unwrap();
+        assert_eq!(error.line, Some(4));
+        assert!(error.message.contains("duplicate"), "{}", error.message);
+        let error = parse("name: t\nvars:\n  a: !secret x\n").err().unwrap();
+        assert_eq!(error.line, Some(3));
+        let error = parse("name: t\nengine:\n  target_partitions: -3\n")
+            .err()
+            .unwrap();
+        assert_eq!(
+            (error.line, error.message.as_str()),
+            (Some(3), "expected a whole number, 0 or more, here")
+        );
+        let error = parse("name: t\nsteps: a.sql\n").err().unwrap();
+        assert_eq!(
+            (error.line, error.message.as_str()),
+            (Some(2), "expected a list here")
+        );
+    }
+}

@@ -1,0 +1,347 @@
+//! Steps from SQL files, segments (SQL files, or set operations turned into generated SQL)
+//! and, when there are segments, `segment_membership` and `segment_catalog`: each checked to
+//! be one query that reads only tables the pipeline defines.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+
+use serde_saphyr::{Location, Spanned};
+
+use super::diagnostics::did_you_mean;
+use super::model::{Published, Source, Step, StepKind};
+use super::raw::{RawSegment, RawStep, line_of};
+use super::validate::Validator;
+use crate::segments::{
+    Members, SEGMENT_CATALOG, SEGMENT_MEMBERSHIP, catalog_sql, combination_sql, membership_sql,
+};
+use crate::sql;
+
+/// A step before its SQL is read and checked.
+struct Draft {
+    name: Spanned<String>,
+    /// Where the step is defined: its list item, or the `segments:` list for the tables
+    /// segflow builds.
+    line: Option<usize>,
+    sql_line: Option<usize>,
+    kind: StepKind,
+    sql: DraftSql,
+}
+
+enum DraftSql {
+    /// A path relative to the pipeline file.
+    File(String),
+    Generated(String),
+}
+
+impl Validator<'_> {
+    /// The checked steps, in YAML order, and the segment names.
+    pub(super) fn steps(
+        &mut self,
+        raw_steps: Vec<Spanned<RawStep>>,
+        raw_segments: Vec<Spanned<RawSegment>>,
+        sources: &[Source],
+        published: &BTreeSet<String>,
+        segments_line: Option<usize>,
+    ) -> (Vec<Step>, Vec<String>) {
+        let segment_names: Vec<String> = raw_segments
+            .iter()
+            .map(|s| s.value.name.value.clone())
+            .collect();
+        let drafts = self.drafts(raw_steps, raw_segments, &segment_names, segments_line);
+        let source_names: BTreeSet<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        let readable = readable_tables(&drafts, &source_names, published);
+        let mut first_lines: HashMap<String, Option<usize>> = HashMap::new();
+        let mut steps = Vec::new();
+        for draft in drafts {
+            self.check_identifier(&draft.name, &format!("{} name", draft.kind.noun()));
+            self.check_not_a_source(&draft, &source_names);
+            if let Some(first) = first_lines.insert(draft.name.value.clone(), draft.line) {
+                self.report_twice(&draft, first);
+                continue;
+            }
+            let sql_line = draft.sql_line;
+            let Some(step) = self.step(draft) else {
+                continue;
+            };
+            self.check_reads(&step, sql_line, &readable);
+            steps.push(step);
+        }
+        (steps, segment_names)
+    }
+
+    fn drafts(
+        &mut self,
+        raw_steps: Vec<Spanned<RawStep>>,
+        raw_segments: Vec<Spanned<RawSegment>>,
+        segment_names: &[String],
+        segments_line: Option<usize>,
+    ) -> Vec<Draft> {
+        let mut drafts = Vec::new();
+        for raw in raw_steps {
+            let line = line_of(&raw);
+            let RawStep { name, sql } = raw.value;
+            drafts.push(Draft {
+                name,
+                line,
+                sql_line: line_of(&sql),
+                kind: StepKind::Query,
+                sql: DraftSql::File(sql.value),
+            });
+        }
+        let definitions: Vec<(String, String)> = raw_segments
+            .iter()
+            .map(|s| (s.value.name.value.clone(), s.value.definition()))
+            .collect();
+        for raw in raw_segments {
+            let line = line_of(&raw);
+            if let Some(sql) = self.segment_sql(line, &raw.value, segment_names) {
+                let sql_line = raw.value.sql.as_ref().and_then(line_of).or(line);
+                drafts.push(Draft {
+                    name: raw.value.name,
+                    line,
+                    sql_line,
+                    kind: StepKind::Segment,
+                    sql,
+                });
+            }
+        }
+        if !segment_names.is_empty() {
+            let generated = [
+                (
+                    SEGMENT_MEMBERSHIP,
+                    StepKind::Membership,
+                    membership_sql(segment_names),
+                ),
+                (
+                    SEGMENT_CATALOG,
+                    StepKind::Catalog,
+                    catalog_sql(&definitions),
+                ),
+            ];
+            for (name, kind, sql) in generated {
+                drafts.push(Draft {
+                    name: Spanned::new(name.to_string(), Location::UNKNOWN, Location::UNKNOWN),
+                    line: segments_line,
+                    sql_line: segments_line,
+                    kind,
+                    sql: DraftSql::Generated(sql),
+                });
+            }
+        }
+        drafts
+    }
+
+    /// The SQL of one segment: its file, or the set operation its YAML describes.
+    fn segment_sql(
+        &mut self,
+        line: Option<usize>,
+        raw: &RawSegment,
+        segments: &[String],
+    ) -> Option<DraftSql> {
+        let name = &raw.name.value;
+        let parts = raw.set_parts();
+        let composed = parts.iter().any(|(_, names)| names.is_some());
+        match (&raw.sql, composed) {
+            (Some(_), true) => {
+                self.problem(
+                    line,
+                    format!("segment '{name}' has both sql and all_of/any_of/none_of; give it one or the other"),
+                );
+                return None;
+            }
+            (None, false) => {
+                self.problem(
+                    line,
+                    format!("segment '{name}' is empty: give it sql, or all_of/any_of/none_of"),
+                );
+                return None;
+            }
+            (Some(file), false) => return Some(DraftSql::File(file.value.clone())),
+            (None, true) => {}
+        }
+        let mut valid = true;
+        for (key, names) in parts {
+            let Some(names) = names else { continue };
+            if names.value.is_empty() {
+                self.problem(
+                    line_of(names),
+                    format!("segment '{name}': {key} lists no segments"),
+                );
+                valid = false;
+            }
+            for member in &names.value {
+                if !segments.contains(&member.value) {
+                    let hint = did_you_mean(&member.value, segments.iter().map(String::as_str));
+                    self.problem(
+                        line_of(member),
+                        format!(
+                            "segment '{name}': {key} names '{}', which is not a segment{hint}",
+                            member.value
+                        ),
+                    );
+                    valid = false;
+                }
+            }
+        }
+        if raw.all_of.is_none() && raw.any_of.is_none() {
+            self.problem(
+                raw.none_of.as_ref().and_then(line_of).or(line),
+                format!(
+                    "segment '{name}': none_of needs all_of or any_of to take customers away from"
+                ),
+            );
+            valid = false;
+        }
+        valid.then(|| {
+            DraftSql::Generated(combination_sql(
+                &RawSegment::names(raw.all_of.as_ref()),
+                &RawSegment::names(raw.any_of.as_ref()),
+                &RawSegment::names(raw.none_of.as_ref()),
+            ))
+        })
+    }
+
+    fn check_not_a_source(&mut self, draft: &Draft, sources: &BTreeSet<&str>) {
+        if sources.contains(draft.name.value.as_str()) {
+            self.problem(
+                line_of(&draft.name).or(draft.line),
+                format!(
+                    "{} '{}' has the same name as a source",
+                    draft.kind.noun(),
+                    draft.name.value
+                ),
+            );
+        }
+    }
+
+    fn report_twice(&mut self, draft: &Draft, first_line: Option<usize>) {
+        let name = &draft.name.value;
+        let where_first = first_line
+            .map(|l| format!(" (first at line {l})"))
+            .unwrap_or_default();
+        let message = if matches!(draft.kind, StepKind::Membership | StepKind::Catalog) {
+            format!(
+                "'{name}' is the table segflow builds from the segments; rename the step or segment that uses this name{where_first}"
+            )
+        } else {
+            format!("'{name}' is defined twice{where_first}")
+        };
+        self.problem(
+            line_of(&draft.name).or(draft.line),
+            format!("{} {message}", draft.kind.noun()),
+        );
+    }
+
+    /// The step, once its SQL is read and found to be one query.
+    fn step(&mut self, draft: Draft) -> Option<Step> {
+        let what = draft.kind.noun();
+        let name = draft.name.value;
+        let (sql_file, text) = match draft.sql {
+            DraftSql::Generated(text) => (self.file.clone(), text),
+            DraftSql::File(relative) => {
+                let sql_file: PathBuf = self.dir.join(&relative);
+                match std::fs::read_to_string(&sql_file) {
+                    Ok(text) => (sql_file, text),
+                    Err(e) => {
+                        self.problem(
+                            draft.sql_line,
+                            format!(
+                                "{what} '{name}': cannot read SQL file {}: {e}",
+                                sql_file.display()
+                            ),
+                        );
+                        return None;
+                    }
+                }
+            }
+        };
+        match sql::analyze(&text) {
+            Ok(sql) => Some(Step {
+                name,
+                kind: draft.kind,
+                sql_file,
+                sql,
+                line: draft.line,
+            }),
+            Err(e) => {
+                self.problem(
+                    draft.sql_line,
+                    format!("{what} '{name}': {}: {e}", sql_file.display()),
+                );
+                None
+            }
+        }
+    }
+
+    /// Every table a step reads must be a source, a step, or an earlier publication.
+    fn check_reads(&mut self, step: &Step, line: Option<usize>, readable: &BTreeSet<String>) {
+        for table in &step.sql.tables {
+            if !readable.contains(table) {
+                let hint = did_you_mean(table, readable.iter().map(String::as_str));
+                self.problem(
+                    line,
+                    format!(
+                        "{} '{}': {} reads table '{table}', which is not a source, step or segment{hint}",
+                        step.kind.noun(),
+                        step.name,
+                        step.sql_file.display()
+                    ),
+                );
+            }
+        }
+    }
+
+    /// Segments need a table of known customers to take their members from.
+    pub(super) fn check_members(
+        &mut self,
+        members: &Members,
+        line: Option<usize>,
+        sources: &[Source],
+        steps: &[Step],
+    ) {
+        let table = members.table.as_str();
+        let known = sources.iter().any(|s| s.name == table)
+            || steps
+                .iter()
+                .any(|s| s.name == table && s.kind == StepKind::Query);
+        if !known {
+            let candidates = sources
+                .iter()
+                .map(|s| s.name.as_str())
+                .chain(steps.iter().map(|s| s.name.as_str()));
+            let hint = did_you_mean(table, candidates);
+            self.problem(
+                line,
+                format!(
+                    "segments take their members from the table '{table}', which is not a source or a step{hint}; \
+                     add that source, or name the customers table in members.table"
+                ),
+            );
+        }
+    }
+}
+
+/// The tables steps may read: sources, every step (even one whose SQL is broken, so that an
+/// unreadable file is reported once and not again by every step that reads it), and the
+/// earlier publications of every output.
+fn readable_tables(
+    drafts: &[Draft],
+    sources: &BTreeSet<&str>,
+    published: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut readable: BTreeSet<String> = sources.iter().map(|s| s.to_string()).collect();
+    readable.extend(drafts.iter().map(|d| d.name.value.clone()));
+    for table in published {
+        for kind in [Published::Previous, Published::History] {
+            readable.insert(kind.table_name(table));
+        }
+    }
+    readable
+}
+
+/// `segment_membership` reads the members table too (see `Members`): it must be ready first.
+pub(super) fn membership_reads_members(steps: &mut [Step], members: &Members) {
+    for step in steps.iter_mut().filter(|s| s.kind == StepKind::Membership) {
+        step.sql.tables.insert(members.table.clone());
+    }
+}

@@ -1,0 +1,300 @@
+//! Whole specs through `Pipeline::load`: every problem reported, each on its line.
+
+use std::path::Path;
+
+use chrono_tz::Tz;
+
+use super::*;
+use crate::schedule::Catchup;
+use crate::segments::SEGMENT_CATALOG;
+
+fn parse_in(dir: &Path, yaml: &str) -> Result<Pipeline, Vec<String>> {
+    let file = dir.join("p.yaml");
+    std::fs::write(&file, yaml).unwrap();
+    Pipeline::load(&file, &LoadOptions::default()).map_err(|e| match e {
+        SpecError::Invalid { problems } => problems
+            .iter()
+            .map(|p| format!("{}: {}", p.line.unwrap_or(0), p.message))
+            .collect(),
+        other => vec![other.to_string()],
+    })
+}
+
+fn with_sql(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        std::fs::write(dir.path().join(name), text).unwrap();
+    }
+    dir
+}
+
+#[test]
+fn orders_steps_by_what_they_read() {
+    let dir = with_sql(&[
+        ("a.sql", "SELECT * FROM b"),
+        ("b.sql", "SELECT * FROM orders"),
+    ]);
+    let p = parse_in(
+        dir.path(),
+        "name: t\nsources:\n  orders: { url: data/orders/ }\nsteps:\n  - { name: a, sql: a.sql }\n  - { name: b, sql: b.sql }\n",
+    )
+    .unwrap();
+    let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["b", "a"]);
+}
+
+#[test]
+fn reports_every_problem_with_its_line() {
+    let dir = with_sql(&[
+        ("a.sql", "SELECT * FROM ordrs"),
+        ("c.sql", "DROP TABLE orders"),
+    ]);
+    let problems = parse_in(
+        dir.path(),
+        "name: t\nvars:\n  days: { type: int, value: soon }\nsources:\n  orders: { url: 'ftp://x/y' }\nsteps:\n  - { name: a, sql: a.sql }\n  - { name: a, sql: a.sql }\n  - { name: b, sql: missing.sql }\n  - { name: c, sql: c.sql }\noutputs:\n  - { table: nope, url: out/ }\n",
+    )
+    .unwrap_err();
+    let text = problems.join("\n");
+    assert!(
+        text.contains("3: var 'days': 'soon' is not an int"),
+        "{text}"
+    );
+    assert!(
+        text.contains("5: 'ftp://x/y' uses the scheme 'ftp'"),
+        "{text}"
+    );
+    assert!(
+        text.contains("8: step 'a' is defined twice (first at line 7)"),
+        "{text}"
+    );
+    assert!(text.contains("9: step 'b': cannot read SQL file"), "{text}");
+    assert!(
+        text.contains("10: step 'c'") && text.contains("`DROP TABLE`"),
+        "{text}"
+    );
+    assert!(text.contains("reads table 'ordrs'"), "{text}");
+    assert!(text.contains("12: output names table 'nope'"), "{text}");
+}
+
+#[test]
+fn zones_keys_and_members_are_checked() {
+    let dir = with_sql(&[("s.sql", "SELECT customer_id FROM people")]);
+    let problems = parse_in(
+        dir.path(),
+        "name: t\ntimezone: Europe/Olso\nmembers: { table: peple }\nsources:\n  people:\n    url: data/people/\n    timezone: Mars/Base\n    keep_latest_by: updated_at\nsegments:\n  - { name: s, sql: s.sql }\n",
+    )
+    .unwrap_err();
+    let text = problems.join("\n");
+    assert!(
+        text.contains("2: 'Europe/Olso' is not an IANA time zone (for example Europe/Oslo or UTC) (did you mean 'Europe/Oslo'?)"),
+        "{text}"
+    );
+    assert!(
+        text.contains("7: 'Mars/Base' is not an IANA time zone"),
+        "{text}"
+    );
+    assert!(
+        text.contains("8: source 'people': keep_latest_by needs a key"),
+        "{text}"
+    );
+    assert!(
+        text.contains("3: segments take their members from the table 'peple', which is not a source or a step (did you mean 'people'?)"),
+        "{text}"
+    );
+    assert_eq!(problems.len(), 4, "{text}");
+
+    let pipeline = parse_in(
+        dir.path(),
+        "name: t\ntimezone: Europe/Oslo\nmembers: { table: people }\nsources:\n  people:\n    url: data/people/\n    key: [shop, customer_id]\n    keep_latest_by: updated_at\nsegments:\n  - { name: s, sql: s.sql }\nschedule: { cron: '0 2 * * *' }\n",
+    )
+    .unwrap();
+    assert_eq!(pipeline.timezone, chrono_tz::Europe::Oslo);
+    assert_eq!(
+        pipeline.sources[0].key,
+        Some(SourceKey {
+            columns: vec!["shop".into(), "customer_id".into()],
+            keep_latest_by: Some("updated_at".into()),
+        })
+    );
+    assert_eq!(pipeline.sources[0].timezone, Tz::UTC);
+    // The schedule's cron is read in the pipeline's zone: 02:00 in Oslo is 00:00 UTC in
+    // summer; the slot computes the day before in Oslo.
+    let schedule = pipeline.schedule.unwrap();
+    let after = chrono::DateTime::parse_from_rfc3339("2026-06-24T12:00:00Z").unwrap();
+    let slot = schedule.slots.next_after(after.to_utc()).unwrap();
+    assert_eq!(slot.due.to_rfc3339(), "2026-06-25T00:00:00+00:00");
+    assert_eq!(slot.as_of.to_string(), "2026-06-24");
+    let names: Vec<&str> = pipeline.steps.iter().map(|s| s.name.as_str()).collect();
+    assert!(names.contains(&SEGMENT_CATALOG), "{names:?}");
+}
+
+#[test]
+fn a_slot_computes_the_last_day_over_in_the_pipelines_zone() {
+    let dir = with_sql(&[]);
+    // Cron in Oslo, days in UTC: 00:30 in Oslo on the 25th is 22:30 UTC on the 24th,
+    // when the 24th is not over in UTC yet.
+    let pipeline = parse_in(
+        dir.path(),
+        "name: t\nschedule: { cron: '30 0 * * *', timezone: Europe/Oslo }\n",
+    )
+    .unwrap();
+    let schedule = pipeline.schedule.unwrap();
+    let after = chrono::DateTime::parse_from_rfc3339("2026-06-24T12:00:00Z").unwrap();
+    let slot = schedule.slots.next_after(after.to_utc()).unwrap();
+    assert_eq!(slot.due.to_rfc3339(), "2026-06-24T22:30:00+00:00");
+    assert_eq!(slot.as_of.to_string(), "2026-06-23");
+}
+
+#[test]
+fn finds_cycles() {
+    let dir = with_sql(&[("a.sql", "SELECT * FROM b"), ("b.sql", "SELECT * FROM a")]);
+    let problems = parse_in(
+        dir.path(),
+        "name: t\nsteps:\n  - { name: a, sql: a.sql }\n  - { name: b, sql: b.sql }\n",
+    )
+    .unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("cycle: a ("), "{problems:?}");
+}
+
+#[test]
+fn unknown_keys_are_errors_with_a_line() {
+    let dir = with_sql(&[]);
+    let problems =
+        parse_in(dir.path(), "name: t\nsources:\n  orders:\n    urll: x/\n").unwrap_err();
+    assert!(
+        problems[0].starts_with("4: unknown field `urll`"),
+        "{problems:?}"
+    );
+}
+
+#[test]
+fn var_overrides_are_typed() {
+    let dir = with_sql(&[]);
+    let file = dir.path().join("p.yaml");
+    std::fs::write(
+        &file,
+        "name: t\nvars:\n  days: 30\n  since: { type: date, value: 2024-01-31 }\n",
+    )
+    .unwrap();
+    let load = |k: &str, v: &str| {
+        let options = LoadOptions {
+            var_overrides: vec![(k.into(), v.into())],
+            ..LoadOptions::default()
+        };
+        Pipeline::load(&file, &options)
+    };
+    assert_eq!(load("days", "7").unwrap().vars["days"], VarValue::Int(7));
+    let err = load("days", "seven").unwrap_err().to_string();
+    assert!(
+        err.contains("p.yaml:3: --var days=seven: 'seven' is not an int"),
+        "{err}"
+    );
+    let err = load("dayz", "7").unwrap_err().to_string();
+    assert!(err.contains("did you mean 'days'"), "{err}");
+}
+
+#[test]
+fn segments_compose_and_feed_membership() {
+    let dir = with_sql(&[("a.sql", "SELECT customer_id FROM orders")]);
+    let p = parse_in(
+        dir.path(),
+        "name: t\nsources:\n  orders: { url: data/orders/ }\n  customers: { url: data/customers/ }\nsegments:\n  - { name: both, all_of: [a, b], none_of: [c] }\n  - { name: a, sql: a.sql }\n  - { name: b, sql: a.sql }\n  - { name: c, any_of: [a] }\n",
+    )
+    .unwrap();
+    assert_eq!(p.segments, ["both", "a", "b", "c"]);
+    let names: Vec<&str> = p.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "a",
+            "b",
+            "c",
+            "both",
+            "segment_membership",
+            "segment_catalog"
+        ]
+    );
+    let both = &p.steps[3];
+    assert_eq!(both.kind, StepKind::Segment);
+    assert_eq!(both.sql.tables.iter().collect::<Vec<_>>(), ["a", "b", "c"]);
+    // segment_membership reads the members table too, so that it comes first.
+    assert!(p.steps[4].sql.tables.contains("customers"));
+}
+
+#[test]
+fn bad_segments_are_reported_with_lines() {
+    let dir = with_sql(&[("a.sql", "SELECT 1 AS customer_id")]);
+    let problems = parse_in(
+        dir.path(),
+        "name: t\nsegments:\n  - { name: a, sql: a.sql, any_of: [b] }\n  - { name: b }\n  - { name: c, all_of: [d] }\n  - { name: e, none_of: [c] }\n  - { name: f, any_of: [] }\n  - { name: g, all_of: [h] }\n  - { name: h, all_of: [g] }\n  - { name: segment_membership, sql: a.sql }\nsources: { customers: { url: c/ } }\n",
+    )
+    .unwrap_err();
+    let text = problems.join("\n");
+    assert!(
+        text.contains("3: segment 'a' has both sql and all_of"),
+        "{text}"
+    );
+    assert!(text.contains("4: segment 'b' is empty"), "{text}");
+    assert!(
+        text.contains("5: segment 'c': all_of names 'd', which is not a segment"),
+        "{text}"
+    );
+    assert!(
+        text.contains("6: segment 'e': none_of needs all_of or any_of"),
+        "{text}"
+    );
+    assert!(
+        text.contains("7: segment 'f': any_of lists no segments"),
+        "{text}"
+    );
+    assert!(
+        text.contains("'segment_membership' is the table segflow builds"),
+        "{text}"
+    );
+    let problems = parse_in(
+        dir.path(),
+        "name: t\nsegments:\n  - { name: g, all_of: [h] }\n  - { name: h, all_of: [g] }\nsources: { customers: { url: c/ } }\n",
+    )
+    .unwrap_err();
+    assert!(problems[0].contains("cycle: g ("), "{problems:?}");
+}
+
+#[test]
+fn schedules_are_checked_with_lines() {
+    let dir = with_sql(&[]);
+    let p = parse_in(
+        dir.path(),
+        "name: t\nschedule: { cron: '0 2 * * *', timezone: Europe/Oslo, catchup: all, max_catchup: 5, retry_delay: 30s, timeout: 2h }\n",
+    )
+    .unwrap();
+    let schedule = p.schedule.unwrap();
+    assert_eq!(schedule.catchup, Catchup::All { max: 5 });
+    assert_eq!(schedule.timeout, Some(std::time::Duration::from_secs(7200)));
+    let problems = parse_in(
+        dir.path(),
+        "name: t\nschedule:\n  cron: '0 2 * *'\n  timezone: Europe/Olso\n  catchup: sometimes\n  timeout: soon\n",
+    )
+    .unwrap_err();
+    let text = problems.join("\n");
+    assert!(
+        text.contains("3: '0 2 * *' is not a cron expression"),
+        "{text}"
+    );
+    assert!(text.contains("5: catchup 'sometimes'"), "{text}");
+    assert!(
+        text.contains("6: timeout 'soon' is not a duration"),
+        "{text}"
+    );
+    let problems = parse_in(
+        dir.path(),
+        "name: t\nschedule:\n  cron: '0 2 * * *'\n  timezone: Europe/Olso\n",
+    )
+    .unwrap_err();
+    assert!(
+        problems[0].starts_with("4: 'Europe/Olso' is not an IANA time zone"),
+        "{problems:?}"
+    );
+    let problems = parse_in(dir.path(), "name: t\nschedule: { timezone: UTC }\n").unwrap_err();
+    assert!(problems[0].contains("missing field `cron`"), "{problems:?}");
+}

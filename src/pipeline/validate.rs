@@ -1,0 +1,430 @@
+//! From wire types to the model: one check per function, every problem collected with its
+//! line so that the user sees them all in one pass. Steps and segments are checked in
+//! `steps.rs`, vars in `vars.rs`.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use serde_saphyr::Spanned;
+
+use super::diagnostics::{Problem, did_you_mean};
+use super::env::interpolate;
+use super::model::{EngineSettings, Output, Pipeline, ScheduleSpec, Source, SourceKey, Step};
+use super::raw::{
+    Key, RawEngine, RawKey, RawMembers, RawOutput, RawPipeline, RawSchedule, RawSource, line_of,
+};
+use super::types::ColumnType;
+use super::units::{parse_bytes, parse_duration};
+use crate::schedule::{Catchup, Schedule, ScheduleError};
+use crate::segments::Members;
+use crate::storage::Location;
+
+/// The default bound of `catchup: all`.
+const DEFAULT_MAX_CATCHUP: usize = 31;
+
+pub(super) struct Validator<'a> {
+    pub(super) file: PathBuf,
+    /// The folder SQL file paths are relative to.
+    pub(super) dir: PathBuf,
+    pub(super) problems: Vec<Problem>,
+    env: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl<'a> Validator<'a> {
+    pub(super) fn new(file: &Path, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+        Validator {
+            file: file.to_path_buf(),
+            dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+            problems: Vec::new(),
+            env,
+        }
+    }
+
+    pub(super) fn problem(&mut self, line: Option<usize>, message: impl Into<String>) {
+        self.problems.push(Problem {
+            file: self.file.clone(),
+            line,
+            message: message.into(),
+        });
+    }
+
+    pub(super) fn pipeline(
+        &mut self,
+        raw: RawPipeline,
+        overrides: &[(String, String)],
+    ) -> Pipeline {
+        self.check_identifier(&raw.name, "pipeline name");
+        let timezone = self.timezone(raw.timezone.as_ref());
+        let members = self.members(raw.members.as_ref().map(|m| &m.value));
+        let vars = self.vars(&raw.vars, overrides);
+        let sources = self.sources(raw.sources);
+        let published: BTreeSet<String> = raw
+            .outputs
+            .iter()
+            .map(|o| o.value.table.value.clone())
+            .collect();
+        let segments_line = raw.segments.as_ref().and_then(line_of);
+        let members_line = raw.members.as_ref().map(|m| {
+            m.value
+                .table
+                .as_ref()
+                .and_then(line_of)
+                .or_else(|| line_of(m))
+        });
+        let (steps, segments) = self.steps(
+            raw.steps,
+            raw.segments.map(|s| s.value).unwrap_or_default(),
+            &sources,
+            &published,
+            segments_line,
+        );
+        if !segments.is_empty() {
+            self.check_members(
+                &members,
+                members_line.unwrap_or(segments_line),
+                &sources,
+                &steps,
+            );
+        }
+        let mut steps = steps;
+        super::steps::membership_reads_members(&mut steps, &members);
+        let steps = self.order(steps);
+        let outputs = self.outputs(raw.outputs, &sources, &steps);
+        let engine = self.engine(raw.engine);
+        let schedule = raw.schedule.and_then(|raw| self.schedule(raw, timezone));
+        Pipeline {
+            name: raw.name.value,
+            description: raw.description,
+            file: self.file.clone(),
+            timezone,
+            members,
+            vars,
+            sources,
+            steps,
+            segments,
+            outputs,
+            engine,
+            schedule,
+        }
+    }
+
+    /// Names become table and folder names: lower-case letters, digits and '_'.
+    pub(super) fn check_identifier(&mut self, name: &Spanned<String>, what: &str) {
+        if !is_identifier(&name.value) {
+            self.problem(
+                line_of(name),
+                format!(
+                    "{what} '{}' must be lower-case letters, digits and '_'",
+                    name.value
+                ),
+            );
+        }
+    }
+
+    /// An IANA zone name; UTC when absent (or when the name is wrong, after reporting it).
+    fn timezone(&mut self, name: Option<&Spanned<String>>) -> Tz {
+        let Some(name) = name else { return Tz::UTC };
+        name.value.parse().unwrap_or_else(|_| {
+            let zones = chrono_tz::TZ_VARIANTS.iter().map(|zone| zone.name());
+            let hint = did_you_mean(&name.value, zones);
+            self.problem(
+                line_of(name),
+                format!(
+                    "'{}' is not an IANA time zone (for example Europe/Oslo or UTC){hint}",
+                    name.value
+                ),
+            );
+            Tz::UTC
+        })
+    }
+
+    fn members(&mut self, raw: Option<&RawMembers>) -> Members {
+        let defaults = Members::default();
+        let Some(raw) = raw else { return defaults };
+        let mut column = |key: &str, value: Option<&Spanned<String>>, default: String| {
+            let Some(name) = value else { return default };
+            if is_identifier(&name.value) {
+                return name.value.clone();
+            }
+            self.problem(
+                line_of(name),
+                format!(
+                    "members: {key} '{}' must be lower-case letters, digits and '_'",
+                    name.value
+                ),
+            );
+            default
+        };
+        Members {
+            table: column("table", raw.table.as_ref(), defaults.table),
+            created_at: column("created_at", raw.created_at.as_ref(), defaults.created_at),
+        }
+    }
+
+    fn sources(&mut self, raw: BTreeMap<Key, RawSource>) -> Vec<Source> {
+        let mut sources = Vec::new();
+        for (key, source) in raw {
+            let name = key.name().to_string();
+            if !is_identifier(&name) {
+                self.problem(
+                    key.line(),
+                    format!("source name '{name}' must be lower-case letters, digits and '_'"),
+                );
+            }
+            let location = self.location(&source.url);
+            let columns = self.source_columns(&name, &source.columns);
+            let timezone = self.timezone(source.timezone.as_ref());
+            let key = self.source_key(&name, &source);
+            let options = self.options(source.options);
+            if let Some(location) = location {
+                sources.push(Source {
+                    name,
+                    location,
+                    columns,
+                    options,
+                    timezone,
+                    key,
+                });
+            }
+        }
+        sources
+    }
+
+    fn source_columns(
+        &mut self,
+        source: &str,
+        raw: &BTreeMap<Key, String>,
+    ) -> Vec<(String, ColumnType)> {
+        let mut columns = Vec::new();
+        for (column, type_text) in raw {
+            match ColumnType::parse(type_text) {
+                Some(ty) => columns.push((column.name().to_string(), ty)),
+                None => self.problem(
+                    column.line(),
+                    format!(
+                        "source '{source}': column '{}' has unknown type '{type_text}' \
+                         (use int, bigint, double, string, bool, date, timestamp, \
+                         decimal(p,s) or list<type>)",
+                        column.name()
+                    ),
+                ),
+            }
+        }
+        columns
+    }
+
+    fn source_key(&mut self, name: &str, source: &RawSource) -> Option<SourceKey> {
+        let Some(key) = &source.key else {
+            if let Some(by) = &source.keep_latest_by {
+                self.problem(
+                    line_of(by),
+                    format!("source '{name}': keep_latest_by needs a key to keep one row of"),
+                );
+            }
+            return None;
+        };
+        let columns = match &key.value {
+            RawKey::One(column) => vec![column.clone()],
+            RawKey::Several(columns) => columns.clone(),
+        };
+        if columns.is_empty() {
+            self.problem(
+                line_of(key),
+                format!("source '{name}': key lists no columns"),
+            );
+            return None;
+        }
+        Some(SourceKey {
+            columns,
+            keep_latest_by: source.keep_latest_by.as_ref().map(|by| by.value.clone()),
+        })
+    }
+
+    /// Steps and segments in the order they run; none when they read each other in a cycle.
+    fn order(&mut self, steps: Vec<Step>) -> Vec<Step> {
+        super::dag::dependency_order(steps).unwrap_or_else(|cycle| {
+            self.problem(
+                cycle.steps[0].line,
+                format!(
+                    "steps and segments read each other in a cycle: {}",
+                    cycle.describe()
+                ),
+            );
+            Vec::new()
+        })
+    }
+
+    fn outputs(
+        &mut self,
+        raw: Vec<Spanned<RawOutput>>,
+        sources: &[Source],
+        steps: &[Step],
+    ) -> Vec<Output> {
+        let tables: Vec<&str> = sources
+            .iter()
+            .map(|s| s.name.as_str())
+            .chain(steps.iter().map(|s| s.name.as_str()))
+            .collect();
+        let mut urls: HashMap<String, String> = HashMap::new();
+        let mut outputs = Vec::new();
+        for output in raw {
+            let RawOutput {
+                table,
+                url,
+                options,
+            } = output.value;
+            if !tables.contains(&table.value.as_str()) {
+                let hint = did_you_mean(&table.value, tables.iter().copied());
+                self.problem(
+                    line_of(&table),
+                    format!(
+                        "output names table '{}', which is not a source or a step{hint}",
+                        table.value
+                    ),
+                );
+            }
+            let Some(location) = self.location(&url) else {
+                continue;
+            };
+            let location = location.as_folder();
+            if let Some(other) = urls.insert(location.to_string(), table.value.clone()) {
+                self.problem(
+                    line_of(&url),
+                    format!(
+                        "outputs '{other}' and '{}' are both published to {location}",
+                        table.value
+                    ),
+                );
+            }
+            let options = self.options(options);
+            outputs.push(Output {
+                table: table.value,
+                location,
+                options,
+            });
+        }
+        outputs
+    }
+
+    /// The daemon's schedule. Its cron is read in its own zone, by default the pipeline's;
+    /// a slot's as_of is the last complete day in the pipeline's zone.
+    fn schedule(&mut self, raw: RawSchedule, days: Tz) -> Option<ScheduleSpec> {
+        let timezone = raw
+            .timezone
+            .as_ref()
+            .map_or(days.name(), |zone| zone.value.as_str());
+        // The expression and the zone are checked apart, so that both are reported at once.
+        if let Err(e) = Schedule::parse(&raw.cron.value, "UTC") {
+            self.problem(line_of(&raw.cron), e.to_string());
+        }
+        if let Err(e @ ScheduleError::TimeZone(_)) = Schedule::parse("* * * * *", timezone) {
+            self.problem(raw.timezone.as_ref().and_then(line_of), e.to_string());
+        }
+        let slots = Schedule::parse(&raw.cron.value, timezone)
+            .ok()
+            .map(|s| s.with_days_in(days));
+        let catchup = self.catchup(raw.catchup.as_ref(), raw.max_catchup);
+        let retry_delay = self
+            .duration("retry_delay", raw.retry_delay.as_ref())
+            .unwrap_or(std::time::Duration::from_secs(60));
+        let timeout = self.duration("timeout", raw.timeout.as_ref());
+        if let Some(attempts) = raw.attempts.as_ref().filter(|a| a.value == 0) {
+            self.problem(line_of(attempts), "attempts must be at least 1");
+        }
+        Some(ScheduleSpec {
+            slots: slots?,
+            catchup: catchup?,
+            attempts: raw.attempts.map_or(3, |a| a.value).max(1),
+            retry_delay,
+            timeout,
+        })
+    }
+
+    fn catchup(&mut self, raw: Option<&Spanned<String>>, max: Option<usize>) -> Option<Catchup> {
+        let max = max.unwrap_or(DEFAULT_MAX_CATCHUP);
+        match raw.map_or("latest", |c| c.value.as_str()) {
+            "none" => Some(Catchup::None),
+            "latest" => Some(Catchup::Latest),
+            "all" => Some(Catchup::All { max }),
+            other => {
+                let message = format!("catchup '{other}' is not one of none, latest, all");
+                self.problem(raw.and_then(line_of), message);
+                None
+            }
+        }
+    }
+
+    fn duration(
+        &mut self,
+        key: &str,
+        text: Option<&Spanned<String>>,
+    ) -> Option<std::time::Duration> {
+        let text = text?;
+        let duration = parse_duration(&text.value);
+        if duration.is_none() {
+            self.problem(
+                line_of(text),
+                format!(
+                    "{key} '{}' is not a duration (write it like 30s, 15m or 2h)",
+                    text.value
+                ),
+            );
+        }
+        duration
+    }
+
+    fn engine(&mut self, raw: RawEngine) -> EngineSettings {
+        let memory_limit = raw.memory_limit.and_then(|text| {
+            let bytes = parse_bytes(&text.value);
+            if bytes.is_none() {
+                self.problem(
+                    line_of(&text),
+                    format!(
+                        "memory_limit '{}' is not a size (write it like 512MiB or 8GiB)",
+                        text.value
+                    ),
+                );
+            }
+            bytes
+        });
+        if let Some(zero) = raw.target_partitions.as_ref().filter(|n| n.value == 0) {
+            self.problem(line_of(zero), "target_partitions must be at least 1");
+        }
+        EngineSettings {
+            memory_limit,
+            target_partitions: raw.target_partitions.map(|n| n.value).filter(|&n| n > 0),
+        }
+    }
+
+    /// A URL after `${NAME}` interpolation.
+    fn location(&mut self, text: &Spanned<String>) -> Option<Location> {
+        let parsed = interpolate(&text.value, self.env)
+            .and_then(|text| Location::parse(&text).map_err(|e| e.to_string()));
+        parsed
+            .map_err(|message| self.problem(line_of(text), message))
+            .ok()
+    }
+
+    /// Store options after `${NAME}` interpolation.
+    fn options(&mut self, raw: BTreeMap<Key, String>) -> BTreeMap<String, String> {
+        let mut options = BTreeMap::new();
+        for (key, value) in raw {
+            match interpolate(&value, self.env) {
+                Ok(value) => {
+                    options.insert(key.name().to_string(), value);
+                }
+                Err(message) => self.problem(key.line(), message),
+            }
+        }
+        options
+    }
+}
+
+pub(super) fn is_identifier(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
