@@ -9,10 +9,11 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use tokio::sync::oneshot;
 
-use crate::engine::{Engine, EngineError, Params, StepResult, Unmatched};
+use crate::engine::{Engine, EngineError, Params, StepResult};
 use crate::pipeline::{Pipeline, Published, Step};
 use crate::progress::Progress;
 use crate::publish::{self, Current, Manifest, PublishError, Publisher, RunIdentity, Staged};
+use crate::segments::Unmatched;
 use crate::storage::Storage;
 
 #[derive(Debug, thiserror::Error)]

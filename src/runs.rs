@@ -13,12 +13,12 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
 use crate::clock::Clock;
-use crate::engine::Unmatched;
 use crate::lease::Lease;
 use crate::pipeline::Pipeline;
 use crate::progress::Progress;
 use crate::publish;
 use crate::run::{self, RunError, RunReport, RunRequest};
+use crate::segments::Unmatched;
 use crate::storage::{Location, Storage, StorageError, read_object};
 
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! The pipeline spec declares segments; this module says what they mean.
 
 use datafusion::arrow::datatypes::DataType;
-use datafusion::common::{Column, ScalarValue};
+use datafusion::common::{Column, DFSchema, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::{DataFrame, JoinType};
@@ -128,6 +128,54 @@ pub async fn summary_text(
         .collect()
         .await?;
     Ok(datafusion::arrow::util::pretty::pretty_format_batches(&table)?.to_string())
+}
+
+/// Rows of a source that belong to no known customer, reported with each run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+pub struct Unmatched {
+    /// Rows whose customer_id is NULL.
+    pub without_customer: u64,
+    /// Rows whose customer_id is not in the members table.
+    pub unknown_customer: u64,
+}
+
+/// Counts the `rows` that no known customer placed: a NULL customer_id, or one missing from
+/// `members`. None for rows without a customer_id column.
+pub async fn unmatched(
+    rows: DataFrame,
+    members: DataFrame,
+) -> Result<Option<Unmatched>, DataFusionError> {
+    if rows
+        .schema()
+        .field_with_unqualified_name(CUSTOMER_ID)
+        .is_err()
+    {
+        return Ok(None);
+    }
+    let without_customer = rows
+        .clone()
+        .filter(col(CUSTOMER_ID).is_null())?
+        .count()
+        .await?;
+    let known = members.select(vec![col(CUSTOMER_ID).alias(KNOWN_ID)])?;
+    let unknown_customer = rows
+        .select(vec![col(CUSTOMER_ID)])?
+        .filter(col(CUSTOMER_ID).is_not_null())?
+        .join(known, JoinType::LeftAnti, &[CUSTOMER_ID], &[KNOWN_ID], None)?
+        .count()
+        .await?;
+    Ok(Some(Unmatched {
+        without_customer: without_customer as u64,
+        unknown_customer: unknown_customer as u64,
+    }))
+}
+
+/// Why a segment's result cannot be a set of customers, if it cannot.
+pub fn check_segment_result(schema: &DFSchema) -> Option<String> {
+    schema
+        .field_with_unqualified_name(CUSTOMER_ID)
+        .is_err()
+        .then(|| format!("a segment's query must return a {CUSTOMER_ID} column"))
 }
 
 /// Why the members table cannot say who is a member.

@@ -41,7 +41,6 @@ use crate::storage::{Location, Storage, StorageError};
 
 mod instants;
 mod sources;
-pub use sources::Unmatched;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -385,7 +384,7 @@ impl Engine {
                         .iter()
                         .map(|f| f.as_ref().clone())
                         .collect(),
-                    Err(_) => vec![Field::new("customer_id", DataType::Int64, true)],
+                    Err(_) => vec![Field::new(CUSTOMER_ID, DataType::Int64, true)],
                 };
                 if !fields.iter().any(|f| f.name() == AS_OF) {
                     fields.insert(0, Field::new(AS_OF, DataType::Date32, true));
@@ -408,15 +407,9 @@ impl Engine {
     ) -> Result<(), EngineError> {
         let mut frame = self.plan(step, params).await?;
         if step.kind == StepKind::Segment
-            && frame
-                .schema()
-                .field_with_unqualified_name(CUSTOMER_ID)
-                .is_err()
+            && let Some(problem) = segments::check_segment_result(frame.schema())
         {
-            return Err(self.plan_message(
-                step,
-                format!("a segment's query must return a {CUSTOMER_ID} column"),
-            ));
+            return Err(self.plan_message(step, problem));
         }
         if step.kind == StepKind::Membership {
             frame = self.known_customers_only(frame, params).await?;

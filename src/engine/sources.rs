@@ -13,7 +13,7 @@ use datafusion::arrow::datatypes::{DataType, Field, Int64Type, Schema, SchemaRef
 use datafusion::common::ScalarValue;
 use datafusion::functions_window::expr_fn::rank;
 use datafusion::logical_expr::{ExprFunctionExt, col, lit};
-use datafusion::prelude::{DataFrame, Expr, JoinType};
+use datafusion::prelude::{DataFrame, Expr};
 use futures::StreamExt;
 use object_store::{ObjectStore, ObjectStoreExt};
 use parquet::arrow::async_reader::MetadataFetch;
@@ -24,7 +24,7 @@ use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 use super::instants::{in_zone, instant_type};
 use super::{Engine, EngineError, TypeConflict};
 use crate::pipeline::{Source, SourceKey, did_you_mean};
-use crate::segments::{CUSTOMER_ID, Members};
+use crate::segments::{self, Members, Unmatched};
 use crate::storage::Location;
 
 const FOOTER_READS_IN_FLIGHT: usize = 16;
@@ -46,15 +46,6 @@ struct SourceFile {
 pub(super) struct RegisteredFile {
     table: String,
     url: String,
-}
-
-/// Rows of a source that belong to no known customer, reported with each run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
-pub struct Unmatched {
-    /// Rows whose customer_id is NULL.
-    pub without_customer: u64,
-    /// Rows whose customer_id is not in the members table.
-    pub unknown_customer: u64,
 }
 
 impl Engine {
@@ -179,56 +170,24 @@ impl Engine {
         })
     }
 
-    /// Counts the rows of `source` that no known customer placed: a NULL customer_id, or
-    /// one missing from the members table. Sources without a customer_id are skipped.
+    /// Counts the rows of `source` that no known customer placed (see
+    /// [`segments::unmatched`]); the members table itself is not counted.
     pub async fn unmatched(
         &self,
         source: &Source,
         members: &Members,
     ) -> Result<Option<Unmatched>, EngineError> {
-        let failed = |error| scan_error(source, error);
-        let frame = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
-        if source.name == members.table
-            || frame
-                .schema()
-                .field_with_unqualified_name(CUSTOMER_ID)
-                .is_err()
-        {
+        if source.name == members.table {
             return Ok(None);
         }
-        let without_customer = frame
-            .clone()
-            .filter(col(CUSTOMER_ID).is_null())
-            .map_err(failed)?
-            .count()
-            .await
-            .map_err(failed)?;
+        let failed = |error| scan_error(source, error);
+        let rows = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
         let known = self
             .ctx
             .table(members.table.as_str())
             .await
-            .and_then(|m| m.select(vec![col(CUSTOMER_ID).alias("known_id")]))
             .map_err(failed)?;
-        let unknown_customer = frame
-            .select(vec![col(CUSTOMER_ID)])
-            .and_then(|f| f.filter(col(CUSTOMER_ID).is_not_null()))
-            .and_then(|f| {
-                f.join(
-                    known,
-                    JoinType::LeftAnti,
-                    &[CUSTOMER_ID],
-                    &["known_id"],
-                    None,
-                )
-            })
-            .map_err(failed)?
-            .count()
-            .await
-            .map_err(failed)?;
-        Ok(Some(Unmatched {
-            without_customer: without_customer as u64,
-            unknown_customer: unknown_customer as u64,
-        }))
+        segments::unmatched(rows, known).await.map_err(failed)
     }
 
     /// After a query failed on data that does not decode: reads every source file through,
