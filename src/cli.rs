@@ -586,7 +586,7 @@ async fn backfill_command(args: BackfillArgs) -> Result<(), Failure> {
             println!("{as_of}: already succeeded, skipped (--force to run it again)");
         } else {
             let report = hand.run(&pipeline, as_of).await?;
-            let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
+            let rows: u64 = report.outputs.iter().map(|o| o.committed.rows).sum();
             println!(
                 "{as_of}: published {} outputs, {rows} rows (run {})",
                 report.outputs.len(),
@@ -730,14 +730,14 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     if let Some(summary) = report
         .outputs
         .iter()
-        .find(|o| o.manifest.table == "segment_summary")
+        .find(|o| o.committed.table == "segment_summary")
     {
         print_segment_summary(summary).await?;
     }
     let first = report
         .outputs
         .first()
-        .map(|o| o.manifest.table.clone())
+        .map(|o| o.committed.table.clone())
         .unwrap_or_default();
     println!(
         "\nQuery the result, for example with DuckDB:\n  duckdb -c \"SELECT * FROM read_parquet('{}/{first}/as_of=*/*.parquet', hive_partitioning=true) LIMIT 10\"",
@@ -748,17 +748,16 @@ async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
 
 /// The demo's closing view: each segment's portrait, largest first.
 async fn print_segment_summary(summary: &run::PublishedOutput) -> Result<(), Failure> {
-    let base = Location::parse(&summary.url)?;
     let files: Vec<String> = summary
-        .manifest
+        .committed
         .files
         .iter()
-        .map(|f| base.join(&f.path).to_string())
+        .map(ToString::to_string)
         .collect();
     let text = crate::segments::summary_text(files).await.map_err(|e| {
         Failure::Environment(anyhow::anyhow!("cannot read back the segment summary: {e}"))
     })?;
-    println!("\nSegments as of {}:\n{text}", summary.manifest.as_of);
+    println!("\nSegments as of {}:\n{text}", summary.committed.as_of);
     Ok(())
 }
 
@@ -773,7 +772,7 @@ fn print_report(report: &RunReport) {
     let width = report
         .outputs
         .iter()
-        .map(|o| o.manifest.table.len())
+        .map(|o| o.committed.table.len())
         .max()
         .unwrap_or(5)
         .max(5);
@@ -781,7 +780,7 @@ fn print_report(report: &RunReport) {
     for output in &report.outputs {
         println!(
             "  {:<width$}  {:>10}  {}as_of={}/",
-            output.manifest.table, output.manifest.rows, output.url, report.as_of
+            output.committed.table, output.committed.rows, output.url, report.as_of
         );
     }
 }

@@ -375,7 +375,7 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
         }
         let error = match outcome {
             Ok(report) => {
-                let rows: u64 = report.outputs.iter().map(|o| o.manifest.rows).sum();
+                let rows: u64 = report.outputs.iter().map(|o| o.committed.rows).sum();
                 tracing::info!(pipeline = %name, due = %slot.due, as_of = %slot.as_of, attempt, rows, "Run published.");
                 return SlotOutcome::Published;
             }

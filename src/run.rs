@@ -12,7 +12,7 @@ use tokio::sync::oneshot;
 use crate::engine::{Engine, EngineError, Params, StepResult};
 use crate::pipeline::{Pipeline, Published, Step};
 use crate::progress::Progress;
-use crate::publish::{self, Current, Manifest, PublishError, Publisher, RunIdentity, Staged};
+use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
 use crate::segments::Unmatched;
 use crate::storage::Storage;
 
@@ -104,7 +104,7 @@ pub struct RunReport {
 #[derive(Debug, Clone)]
 pub struct PublishedOutput {
     pub url: String,
-    pub manifest: Manifest,
+    pub committed: Committed,
 }
 
 /// Plans every step against the sources' schemas without scanning data: what
@@ -195,37 +195,34 @@ async fn run_on_engine(
         .prefix("segflow-run-")
         .tempdir()
         .map_err(RunError::Scratch)?;
-    let publisher = Publisher::new(
-        storage.clone(),
-        RunIdentity {
-            pipeline: pipeline.name.clone(),
-            as_of: request.as_of,
-            run_id: request.run_id.clone(),
-        },
-    )
-    .with_single_writer(request.single_writer)
-    .with_ended_runs(request.ended_runs.clone());
-    let (current, engine) = tokio::select! {
+    let publishing = PublishingRun {
+        pipeline: pipeline.name.clone(),
+        as_of: request.as_of,
+        run_id: request.run_id.clone(),
+        ended_runs: request.ended_runs.clone(),
+        single_writer: request.single_writer,
+    };
+    let (mut publications, engine) = tokio::select! {
         prepared = async {
-            let current = observe_outputs(pipeline, request, &storage, &publisher).await?;
+            let publications = begin_publications(pipeline, &storage, &publishing).await?;
             progress.message("checking sources");
             let engine = prepare(pipeline, storage.clone()).await?;
-            Ok::<_, RunError>((current, engine))
+            Ok::<_, RunError>((publications, engine))
         } => prepared?,
         reason = &mut cancelled => return Err(RunError::Cancelled(reason)),
     };
     let worked = tokio::select! {
         worked = async {
             let unmatched = plan_steps(pipeline, request, (&engine, &storage), scratch.path(), progress).await?;
-            let staged = stage_outputs(pipeline, &engine, &publisher, progress).await?;
-            Ok((unmatched, staged))
+            stage_outputs(pipeline, &engine, &mut publications, progress).await?;
+            Ok(unmatched)
         } => worked,
         reason = &mut cancelled => Err(RunError::Cancelled(reason)),
     };
-    let (unmatched, staged) = match worked {
-        Ok(worked) => worked,
+    let unmatched = match worked {
+        Ok(unmatched) => unmatched,
         Err(error) => {
-            publisher.discard_run(&pipeline.outputs).await;
+            discard(publications).await;
             let error = name_damaged_file(&engine, error).await;
             return Err(name_full_disk(scratch.path(), error));
         }
@@ -233,24 +230,25 @@ async fn run_on_engine(
 
     progress.message("publishing");
     let mut outputs = Vec::new();
-    for ((output, staged), current) in pipeline.outputs.iter().zip(staged).zip(&current) {
-        let manifest = match publisher.commit(staged, current).await {
-            Ok(manifest) => manifest,
+    let mut publications = publications.into_iter();
+    for (output, publication) in pipeline.outputs.iter().zip(publications.by_ref()) {
+        let committed = match publication.commit().await {
+            Ok(committed) => committed,
             Err(error) => {
-                publisher.discard_run(&pipeline.outputs).await;
+                discard(publications).await;
                 return Err(error.into());
             }
         };
         tracing::info!(
             pipeline = %pipeline.name,
             table = %output.table,
-            rows = manifest.rows,
+            rows = committed.rows,
             url = %output.location,
             "Output published."
         );
         outputs.push(PublishedOutput {
             url: output.location.to_string(),
-            manifest,
+            committed,
         });
     }
     progress.finish();
@@ -266,42 +264,25 @@ async fn run_on_engine(
     Ok(report)
 }
 
-/// Reads each output's manifest for the run's date as it is before any work, for the commits
-/// to fence on; removes what ended runs left under the outputs; and makes sure each store
-/// can fence at all.
-async fn observe_outputs(
+/// Begins the publication of every output before any work, so that each commit is fenced
+/// on what was live when the run began.
+async fn begin_publications(
     pipeline: &Pipeline,
-    request: &RunRequest,
     storage: &Storage,
-    publisher: &Publisher,
-) -> Result<Vec<Current>, RunError> {
-    let mut checked = BTreeSet::new();
-    let mut current = Vec::new();
+    run: &PublishingRun,
+) -> Result<Vec<Box<dyn Publication>>, RunError> {
+    let mut publications = Vec::new();
     for output in &pipeline.outputs {
-        let store = storage
-            .store(&output.location, &output.options)
-            .map_err(PublishError::from)?;
-        if !request.single_writer && checked.insert(output.location.store_url()) {
-            storage
-                .check_swap(&output.location, store.as_ref())
-                .await
-                .map_err(|source| PublishError::Commit {
-                    table: output.table.clone(),
-                    source,
-                })?;
-        }
-        let now = publish::observe(
-            storage,
-            &output.table,
-            &output.location,
-            &output.options,
-            request.as_of,
-        )
-        .await?;
-        publisher.sweep_staging(output).await;
-        current.push(now);
+        publications.push(publish::sink(storage, output).begin(run).await?);
     }
-    Ok(current)
+    Ok(publications)
+}
+
+/// Removes what a failed run staged; nothing live changes.
+async fn discard(publications: impl IntoIterator<Item = Box<dyn Publication>>) {
+    for publication in publications {
+        publication.discard().await;
+    }
 }
 
 /// Out of disk, DataFusion and the Parquet writer say only "No space left on device": say
@@ -420,12 +401,13 @@ async fn register_published(
         {
             continue;
         }
-        let mut partitions =
-            publish::published_before(storage, name, &output.location, &output.options, as_of)
-                .await?;
+        let mut partitions = publish::sink(storage, output)
+            .partitions_before(as_of)
+            .await?;
         if kind == Published::Previous {
             partitions = partitions.pop().into_iter().collect();
         }
+        let partitions: Vec<_> = partitions.into_iter().map(|p| (p.as_of, p.files)).collect();
         tracing::info!(pipeline = %pipeline.name, table = %table, partitions = partitions.len(), "Reading earlier publications.");
         engine
             .register_published(table, partitions, &output.options, name)
@@ -450,28 +432,17 @@ async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunErr
 async fn stage_outputs(
     pipeline: &Pipeline,
     engine: &Engine,
-    publisher: &Publisher,
+    publications: &mut [Box<dyn Publication>],
     progress: &Progress,
-) -> Result<Vec<Staged>, RunError> {
-    let mut staged = Vec::new();
-    for output in &pipeline.outputs {
+) -> Result<(), RunError> {
+    for (output, publication) in pipeline.outputs.iter().zip(publications) {
         progress.message(format!("writing {}", output.table));
         let stream = engine.stream(&output.table).await?;
         let on_rows =
             |rows: u64| progress.message(format!("writing {}: {rows} rows", output.table));
-        staged.push(
-            publisher
-                .stage(
-                    &output.table,
-                    &output.location,
-                    &output.options,
-                    stream,
-                    &on_rows,
-                )
-                .await?,
-        );
+        publication.stage(stream, &on_rows).await?;
     }
-    Ok(staged)
+    Ok(())
 }
 
 /// How many steps read each step.

@@ -136,7 +136,7 @@ pub async fn run_recorded_until(
             record.rows = report
                 .outputs
                 .iter()
-                .map(|o| (o.manifest.table.clone(), o.manifest.rows))
+                .map(|o| (o.committed.table.clone(), o.committed.rows))
                 .collect();
             record.unmatched = report.unmatched.clone();
         }
@@ -189,7 +189,7 @@ pub async fn run_leased(
 
 /// Settles the runs of `pipeline` still recorded as `running`, which the caller, holding the
 /// pipeline's lease, knows are not running (every run takes the lease): a run whose process
-/// died, or stalled past its lease. If every output's manifest for its date names its run id,
+/// died, or stalled past its lease. If every output's publication for its date is of its run,
 /// it published before it stopped (or could not record its outcome): it succeeded.
 /// Otherwise it is abandoned.
 pub async fn settle_unfinished(
@@ -207,22 +207,15 @@ pub async fn settle_unfinished(
         let mut committed_at = None;
         let mut unreadable = false;
         for output in &pipeline.outputs {
-            let manifest = publish::read_manifest(
-                storage,
-                &output.table,
-                &output.location,
-                &output.options,
-                record.as_of,
-            )
-            .await;
-            match manifest {
+            let committed = publish::sink(storage, output).committed(record.as_of).await;
+            match committed {
                 Ok(Some(m)) if m.run_id == record.run_id => {
                     published.insert(output.table.clone(), m.rows);
                     committed_at = committed_at.max(Some(m.committed_at));
                 }
                 Ok(_) => break,
                 Err(error) => {
-                    tracing::warn!(pipeline = %record.pipeline, %error, "Could not read a manifest; the unfinished run is settled later.");
+                    tracing::warn!(pipeline = %record.pipeline, %error, "Could not read what is published; the unfinished run is settled later.");
                     unreadable = true;
                     break;
                 }

@@ -5,7 +5,7 @@
 //! dry runs), `s3://` (credentials and endpoint from the `AWS_*` environment variables, then
 //! per-source `options`), and `gs://` / `az://` when built with the `gcp` / `azure` features.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::path::Path as FsPath;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -221,6 +221,8 @@ fn percent_decode(text: &str) -> String {
 #[derive(Debug, Default, Clone)]
 pub struct Storage {
     stores: Arc<Mutex<HashMap<ObjectStoreUrl, Arc<dyn ObjectStore>>>>,
+    /// Stores found to honour conditional writes: one probe per store and process.
+    fenced: Arc<Mutex<HashSet<ObjectStoreUrl>>>,
 }
 
 /// The process-wide `memory://` store, so that a pipeline can write there and a later
@@ -399,6 +401,15 @@ impl Storage {
         if matches!(folder.url.scheme(), "file" | "memory") {
             return Ok(());
         }
+        let store_url = folder.store_url();
+        if self
+            .fenced
+            .lock()
+            .expect("fenced stores lock")
+            .contains(&store_url)
+        {
+            return Ok(());
+        }
         let probe = folder.join(&format!(
             "_segflow/swap-check/{}",
             uuid::Uuid::now_v7().simple()
@@ -421,6 +432,12 @@ impl Storage {
             Err(other) => Err(other),
         };
         let _ = store.delete(&probe.path()).await;
+        if outcome.is_ok() {
+            self.fenced
+                .lock()
+                .expect("fenced stores lock")
+                .insert(store_url);
+        }
         outcome
     }
 }

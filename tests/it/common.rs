@@ -8,7 +8,21 @@ use std::process::Command;
 
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use segflow::publish::Manifest;
+
+/// A manifest as the README describes it to readers, read apart from segflow's own type.
+#[derive(Debug, PartialEq, serde::Deserialize)]
+pub struct Manifest {
+    pub run_id: String,
+    pub committed_at: chrono::DateTime<chrono::Utc>,
+    pub rows: u64,
+    pub files: Vec<ManifestFile>,
+}
+
+#[derive(Debug, PartialEq, serde::Deserialize)]
+pub struct ManifestFile {
+    pub path: String,
+    pub rows: u64,
+}
 
 pub const END: &str = "2026-06-30";
 

@@ -46,7 +46,7 @@ pub fn assert_consistent(out: &Path, as_of: &str, context: &str) -> Vec<String> 
     tables.sort();
     for table in tables {
         let manifest_file = table.join(format!("_segflow/manifests/as_of={as_of}.json"));
-        let manifest: Option<segflow::publish::Manifest> = std::fs::read(&manifest_file)
+        let manifest: Option<crate::common::Manifest> = std::fs::read(&manifest_file)
             .ok()
             .map(|bytes| serde_json::from_slice(&bytes).unwrap());
         let files = manifest

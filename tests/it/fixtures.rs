@@ -405,7 +405,7 @@ fn fixture_project() -> tempfile::TempDir {
 }
 
 fn membership(out: &Path) -> BTreeMap<String, BTreeSet<i64>> {
-    let manifest: segflow::publish::Manifest = serde_json::from_slice(
+    let manifest: crate::common::Manifest = serde_json::from_slice(
         &std::fs::read(out.join(format!(
             "segment_membership/_segflow/manifests/as_of={AS_OF}.json"
         )))
@@ -491,7 +491,7 @@ fn shipped_segments_give_the_known_answers() {
     // RFM: ranks from the worst, ties share a score, refunds and cancellations and the order
     // after as_of do not count, the order in the last second of as_of does.
     let out = dir.path().join("out");
-    let manifest: segflow::publish::Manifest = serde_json::from_slice(
+    let manifest: crate::common::Manifest = serde_json::from_slice(
         &std::fs::read(out.join(format!(
             "customer_profile/_segflow/manifests/as_of={AS_OF}.json"
         )))
@@ -674,7 +674,7 @@ fn repeated_customers_fail_the_run_unless_the_source_says_which_row_to_keep() {
 
 /// The published rows of `table` for `as_of`, as space-separated values of `columns`.
 fn published_rows(out: &Path, table: &str, as_of: &str, columns: &[&str]) -> BTreeSet<String> {
-    let manifest: segflow::publish::Manifest = serde_json::from_slice(
+    let manifest: crate::common::Manifest = serde_json::from_slice(
         &std::fs::read(out.join(format!("{table}/_segflow/manifests/as_of={as_of}.json"))).unwrap(),
     )
     .unwrap();

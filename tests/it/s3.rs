@@ -140,7 +140,7 @@ async fn pipeline_runs_against_s3() {
     let marts = root.path().join("lake/marts");
     for table in ["customer_features", "rfm"] {
         let manifest_path = marts.join(format!("{table}/_segflow/manifests/as_of={AS_OF}.json"));
-        let manifest: segflow::publish::Manifest =
+        let manifest: crate::common::Manifest =
             serde_json::from_slice(&std::fs::read(&manifest_path).unwrap()).unwrap();
         let rows: usize = manifest
             .files

@@ -1,0 +1,580 @@
+//! Parquet files listed by a JSON manifest. A run streams an output's rows into run-unique
+//! files in a staging folder, then, once every output of the run is staged, moves them into
+//! `as_of=YYYY-MM-DD/` and writes the manifest. The manifest write is the one commit point: a
+//! reader that follows the manifest sees the previous run's files until it lands, and only
+//! this run's files after.
+//!
+//! The manifest write is fenced: it succeeds only if the manifest is still the version the
+//! run saw when it began (create-only when there was none). A run overtaken by another, say
+//! one that stalled past its lease while a successor published, fails its commit instead of
+//! overwriting, and withdraws the files it moved. After a commit, the files that the replaced
+//! manifest listed are deleted, and those that ended runs moved but never listed; never a
+//! file that a manifest this commit did not replace may list.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use futures::StreamExt;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, UpdateVersion};
+use serde::{Deserialize, Serialize};
+
+use super::files::{FILE_ROWS, OpenFile, WrittenFile};
+use super::{
+    Committed, Partition, Publication, PublishError, PublishingRun, Sink, query_error, store_error,
+};
+use crate::pipeline::Output;
+use crate::storage::{Location, Storage, StorageError, SwapError, read_versioned};
+
+const MANIFEST_FORMAT: u32 = 1;
+
+/// Where segflow keeps its own files under an output URL; the leading `_` makes Hive-style
+/// readers (Spark, Trino, DataFusion, pyarrow's dataset) skip it.
+const META_DIR: &str = "_segflow";
+
+/// The record of one published output of one run. Readers that want an atomic view read
+/// this file and then exactly the files it lists.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Manifest {
+    format: u32,
+    pipeline: String,
+    table: String,
+    as_of: NaiveDate,
+    run_id: String,
+    committed_at: DateTime<Utc>,
+    rows: u64,
+    /// Paths relative to the output URL.
+    files: Vec<ManifestFile>,
+    schema: Vec<ManifestColumn>,
+}
+
+impl Manifest {
+    /// The publication this manifest records, for an output at `location`.
+    fn committed(&self, location: &Location) -> Committed {
+        Committed {
+            files: self.files.iter().map(|f| location.join(&f.path)).collect(),
+            table: self.table.clone(),
+            as_of: self.as_of,
+            run_id: self.run_id.clone(),
+            committed_at: self.committed_at,
+            rows: self.rows,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ManifestFile {
+    path: String,
+    rows: u64,
+    bytes: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct ManifestColumn {
+    name: String,
+    data_type: String,
+    nullable: bool,
+}
+
+fn partition_dir(as_of: NaiveDate) -> String {
+    format!("as_of={as_of}")
+}
+
+/// An output's manifest for a date as it was read, with its version, for a commit to fence
+/// on, and the files that commit supersedes.
+#[derive(Debug, Default)]
+struct Current {
+    version: Option<UpdateVersion>,
+    manifest: Option<Manifest>,
+}
+
+/// An output published as manifest-listed Parquet.
+#[derive(Clone)]
+pub(super) struct ManifestSink {
+    storage: Storage,
+    table: String,
+    location: Location,
+    options: BTreeMap<String, String>,
+    file_rows: u64,
+}
+
+impl ManifestSink {
+    pub(super) fn new(storage: Storage, output: &Output) -> ManifestSink {
+        ManifestSink {
+            storage,
+            table: output.table.clone(),
+            location: output.location.clone(),
+            options: output.options.clone(),
+            file_rows: FILE_ROWS,
+        }
+    }
+
+    fn store(&self) -> Result<Arc<dyn ObjectStore>, PublishError> {
+        Ok(self.storage.store(&self.location, &self.options)?)
+    }
+
+    fn manifest_location(&self, as_of: NaiveDate) -> Location {
+        self.location
+            .join(&format!("{META_DIR}/manifests/as_of={as_of}.json"))
+    }
+
+    fn staging(&self, run_id: &str) -> Location {
+        self.location.join(&format!("{META_DIR}/staging/{run_id}/"))
+    }
+
+    /// The manifest for `as_of` now, and why it could not be read if it does not parse.
+    async fn read_current(
+        &self,
+        store: &dyn ObjectStore,
+        as_of: NaiveDate,
+    ) -> Result<(Current, Option<PublishError>), PublishError> {
+        let location = self.manifest_location(as_of);
+        let found = read_versioned(store, &location.path())
+            .await
+            .map_err(|source| {
+                store_error(&self.table, "read the manifest", &location.path(), source)
+            })?;
+        let Some(found) = found else {
+            return Ok((Current::default(), None));
+        };
+        let (manifest, problem) = match serde_json::from_slice(&found.bytes) {
+            Ok(manifest) => (Some(manifest), None),
+            Err(e) => (
+                None,
+                Some(PublishError::BadManifest {
+                    table: self.table.clone(),
+                    file: location.to_string(),
+                    reason: e.to_string(),
+                }),
+            ),
+        };
+        let current = Current {
+            version: Some(found.version),
+            manifest,
+        };
+        Ok((current, problem))
+    }
+
+    async fn manifest(&self, as_of: NaiveDate) -> Result<Option<Manifest>, PublishError> {
+        let store = self.store()?;
+        match self.read_current(store.as_ref(), as_of).await? {
+            (_, Some(problem)) => Err(problem),
+            (current, None) => Ok(current.manifest),
+        }
+    }
+
+    /// Best-effort removal of the staging folders that ended runs left (runs killed while
+    /// staging). Safe at any time: a run whose staged files are gone fails to move them and
+    /// withdraws. Invisible to readers either way, so failures are only logged.
+    async fn sweep_staging(&self, store: &dyn ObjectStore, ended_runs: &BTreeSet<String>) {
+        let swept = async {
+            let staging = self.location.join(&format!("{META_DIR}/staging/"));
+            let mut removed = 0;
+            for object in self.storage.list(&staging, store).await? {
+                let relative = staging.relative(&object.location);
+                let run = relative.split('/').next().unwrap_or_default();
+                if !ended_runs.contains(run) {
+                    continue;
+                }
+                match store.delete(&object.location).await {
+                    Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
+                    Err(source) => {
+                        return Err(StorageError::Delete {
+                            url: object.location.to_string(),
+                            source,
+                        });
+                    }
+                }
+            }
+            if let Some(dir) = staging.local_path() {
+                crate::storage::remove_empty_dirs(&dir);
+            }
+            Ok::<usize, StorageError>(removed)
+        };
+        match swept.await {
+            Ok(0) => {}
+            Ok(files) => {
+                tracing::info!(table = %self.table, files, "Removed what ended runs left in staging.")
+            }
+            Err(error) => {
+                tracing::warn!(table = %self.table, %error, "Could not remove what ended runs left in staging.")
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Sink for ManifestSink {
+    async fn committed(&self, as_of: NaiveDate) -> Result<Option<Committed>, PublishError> {
+        Ok(self
+            .manifest(as_of)
+            .await?
+            .map(|m| m.committed(&self.location)))
+    }
+
+    async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError> {
+        let store = self.store()?;
+        let folder = self.location.join(&format!("{META_DIR}/manifests/"));
+        let mut dates: Vec<NaiveDate> = self
+            .storage
+            .list(&folder, store.as_ref())
+            .await?
+            .iter()
+            .filter_map(|meta| {
+                let name = meta.location.filename()?;
+                let date = name.strip_prefix("as_of=")?.strip_suffix(".json")?;
+                crate::pipeline::parse_date(date)
+            })
+            .filter(|date| *date < as_of)
+            .collect();
+        dates.sort();
+        let mut partitions = Vec::new();
+        for date in dates {
+            if let Some(manifest) = self.manifest(date).await? {
+                partitions.push(Partition {
+                    as_of: date,
+                    files: manifest.committed(&self.location).files,
+                });
+            }
+        }
+        Ok(partitions)
+    }
+
+    /// Also makes sure the store can fence at all, unless the run writes as the single
+    /// writer. A manifest that does not parse (a hand edit, a store that lost half a write)
+    /// is replaced all the same: a re-run is how it gets repaired.
+    async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError> {
+        let store = self.store()?;
+        if !run.single_writer {
+            self.storage
+                .check_swap(&self.location, store.as_ref())
+                .await
+                .map_err(|source| PublishError::Commit {
+                    table: self.table.clone(),
+                    source,
+                })?;
+        }
+        let (current, problem) = self.read_current(store.as_ref(), run.as_of).await?;
+        if let Some(error) = problem {
+            tracing::warn!(%error, "The run replaces a manifest that is not valid.");
+        }
+        self.sweep_staging(store.as_ref(), &run.ended_runs).await;
+        Ok(Box::new(ManifestPublication {
+            sink: self.clone(),
+            store,
+            run: run.clone(),
+            current,
+            staged: None,
+        }))
+    }
+}
+
+/// An output whose files are written to staging but not yet live.
+struct Staged {
+    schema: SchemaRef,
+    files: Vec<WrittenFile>,
+}
+
+struct ManifestPublication {
+    sink: ManifestSink,
+    store: Arc<dyn ObjectStore>,
+    run: PublishingRun,
+    current: Current,
+    staged: Option<Staged>,
+}
+
+#[async_trait]
+impl Publication for ManifestPublication {
+    async fn stage(
+        &mut self,
+        mut rows: SendableRecordBatchStream,
+        on_rows: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, PublishError> {
+        let table = self.sink.table.clone();
+        let schema = rows.schema();
+        let mut staged = Staged {
+            schema: Arc::clone(&schema),
+            files: Vec::new(),
+        };
+        let mut file = self.open_file(&schema, 0)?;
+        let mut total = 0u64;
+        while let Some(batch) = rows.next().await {
+            let batch = batch.map_err(|e| query_error(&table, e))?;
+            total += batch.num_rows() as u64;
+            file.write(&table, &batch).await?;
+            on_rows(total);
+            if file.rows >= self.sink.file_rows {
+                let next = self.open_file(&schema, staged.files.len() + 1)?;
+                let full = std::mem::replace(&mut file, next);
+                staged
+                    .files
+                    .push(full.close(&table, self.store.as_ref()).await?);
+            }
+        }
+        staged
+            .files
+            .push(file.close(&table, self.store.as_ref()).await?);
+        self.staged = Some(staged);
+        Ok(total)
+    }
+
+    /// Moves the staged files into the `as_of` partition, writes the manifest if it is still
+    /// the one `begin` saw (the commit point), then deletes the files of the manifest it
+    /// replaced.
+    async fn commit(self: Box<Self>) -> Result<Committed, PublishError> {
+        let outcome = self.publish().await;
+        if outcome.is_err() {
+            self.remove_staging().await;
+        }
+        outcome
+    }
+
+    async fn discard(self: Box<Self>) {
+        self.remove_staging().await;
+    }
+}
+
+impl ManifestPublication {
+    fn open_file(&self, schema: &SchemaRef, index: usize) -> Result<OpenFile, PublishError> {
+        let name = format!("part-{}-{index:05}.zstd.parquet", self.run.run_id);
+        let staging = self.sink.staging(&self.run.run_id);
+        OpenFile::create(&self.sink.table, &self.store, &staging, name, schema)
+    }
+
+    async fn publish(&self) -> Result<Committed, PublishError> {
+        let table = self.sink.table.as_str();
+        let location = &self.sink.location;
+        let store = self.store.as_ref();
+        let staged = self
+            .staged
+            .as_ref()
+            .expect("an output is staged before its commit");
+        let partition = partition_dir(self.run.as_of);
+        let mut files = Vec::new();
+        for file in &staged.files {
+            let relative = format!("{partition}/{}", file.name);
+            let target = location.join(&relative).path();
+            if let Err(source) = store.rename(&file.path, &target).await {
+                self.withdraw(&files).await;
+                return Err(match source {
+                    // Only a run that took over from this one removes its staged files.
+                    object_store::Error::NotFound { .. } => PublishError::TakenOver {
+                        table: table.to_string(),
+                    },
+                    source => store_error(table, "move a staged file to", &target, source),
+                });
+            }
+            files.push(ManifestFile {
+                path: relative,
+                rows: file.rows,
+                bytes: file.bytes,
+            });
+        }
+        let manifest = Manifest {
+            format: MANIFEST_FORMAT,
+            pipeline: self.run.pipeline.clone(),
+            table: table.to_string(),
+            as_of: self.run.as_of,
+            run_id: self.run.run_id.clone(),
+            committed_at: Utc::now(),
+            rows: files.iter().map(|f| f.rows).sum(),
+            files,
+            schema: staged
+                .schema
+                .fields()
+                .iter()
+                .map(|f| ManifestColumn {
+                    name: f.name().clone(),
+                    data_type: f.data_type().to_string(),
+                    nullable: f.is_nullable(),
+                })
+                .collect(),
+        };
+        let manifest_location = self.sink.manifest_location(self.run.as_of);
+        let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
+        let written = if self.run.single_writer {
+            store
+                .put(&manifest_location.path(), PutPayload::from(body))
+                .await
+                .map(|_| ())
+                .map_err(|source| SwapError::Store {
+                    url: manifest_location.to_string(),
+                    source: Box::new(source),
+                })
+        } else {
+            self.sink
+                .storage
+                .swap(
+                    &manifest_location,
+                    store,
+                    body,
+                    self.current.version.as_ref(),
+                )
+                .await
+        };
+        match written {
+            Ok(()) => {}
+            Err(SwapError::Changed { .. }) => {
+                let now = self.sink.read_current(store, self.run.as_of).await;
+                let winner = now.ok().and_then(|(current, _)| current.manifest);
+                // A retried write whose first attempt landed finds its own manifest.
+                let ours = winner
+                    .as_ref()
+                    .is_some_and(|m| m.run_id == self.run.run_id && m.files == manifest.files);
+                if !ours {
+                    self.withdraw(&manifest.files).await;
+                    return Err(PublishError::Overtaken {
+                        table: table.to_string(),
+                        as_of: self.run.as_of,
+                        by: winner.map_or_else(String::new, |m| format!(" (run {})", m.run_id)),
+                    });
+                }
+            }
+            Err(refused @ (SwapError::Unsupported { .. } | SwapError::Locked { .. })) => {
+                self.withdraw(&manifest.files).await;
+                return Err(PublishError::Commit {
+                    table: table.to_string(),
+                    source: refused,
+                });
+            }
+            // The write may have landed or not: the moved files stay, since a manifest may
+            // list them; if it does not, the next run sweeps them.
+            Err(SwapError::Store { url, source }) => {
+                return Err(PublishError::Store {
+                    table: table.to_string(),
+                    action: "write the manifest",
+                    file: url,
+                    source,
+                });
+            }
+        }
+        self.tidy(&manifest).await;
+        Ok(manifest.committed(&self.sink.location))
+    }
+
+    /// After a commit: deletes the files of the manifest it replaced, the files of ended runs
+    /// in the partition that no manifest lists (a run killed between moving and committing),
+    /// and this run's staging folder. Safe only now: every run that began before this
+    /// commit fenced on an older version, so none of them can come to list these files. The
+    /// publication is live whatever happens here, so failures are only logged.
+    async fn tidy(&self, manifest: &Manifest) {
+        let store = self.store.as_ref();
+        let location = &self.sink.location;
+        let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let replaced = self.current.manifest.iter().flat_map(|m| m.files.iter());
+        let mut doomed: Vec<Path> = replaced
+            .filter(|f| !live.contains(f.path.as_str()))
+            .map(|f| location.join(&f.path).path())
+            .collect();
+        let partition = location.join(&format!("{}/", partition_dir(self.run.as_of)));
+        match self.sink.storage.list(&partition, store).await {
+            Ok(objects) => doomed.extend(
+                objects
+                    .into_iter()
+                    .filter(|object| {
+                        let relative = location.relative(&object.location);
+                        let run = run_of_file(object.location.filename().unwrap_or_default());
+                        self.run.ended_runs.contains(run) && !live.contains(relative.as_str())
+                    })
+                    .map(|object| object.location),
+            ),
+            Err(error) => {
+                tracing::warn!(table = %self.sink.table, %error, "Could not list the partition to tidy it.")
+            }
+        }
+        for path in doomed {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(error) => {
+                    tracing::warn!(file = %path, %error, "Could not delete a superseded file; readers that follow the manifest do not see it.");
+                }
+            }
+        }
+        self.remove_staging().await;
+    }
+
+    /// Deletes the files this run moved into a partition but could not list in a manifest.
+    async fn withdraw(&self, moved: &[ManifestFile]) {
+        for file in moved {
+            let path = self.sink.location.join(&file.path).path();
+            if let Err(error) = self.store.delete(&path).await {
+                tracing::warn!(file = %path, %error, "Could not withdraw a file of an overtaken run.");
+            }
+        }
+    }
+
+    /// Best-effort removal of this run's staging folder; it is invisible to readers either
+    /// way, so a failure here is only logged.
+    async fn remove_staging(&self) {
+        let staging = self.sink.staging(&self.run.run_id);
+        if let Err(error) = self
+            .sink
+            .storage
+            .remove_folder(&staging, self.store.as_ref())
+            .await
+        {
+            tracing::warn!(%staging, %error, "Could not remove the run's staging files.");
+        }
+    }
+}
+
+/// The run id in the name of a published file (`part-<run id>-00000.zstd.parquet`).
+fn run_of_file(name: &str) -> &str {
+    name.strip_prefix("part-")
+        .and_then(|rest| rest.split('-').next())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use datafusion::prelude::{SessionConfig, SessionContext};
+
+    #[tokio::test]
+    async fn large_outputs_are_split_into_distinct_files() {
+        let storage = Storage::new();
+        let output = Output {
+            table: "numbers".into(),
+            location: Location::parse("memory:///publish-test/numbers/").unwrap(),
+            options: BTreeMap::new(),
+        };
+        let as_of = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
+        let sink = ManifestSink {
+            file_rows: 1000,
+            ..ManifestSink::new(storage, &output)
+        };
+        let run = PublishingRun {
+            pipeline: "test".into(),
+            as_of,
+            run_id: "run1".into(),
+            ended_runs: BTreeSet::new(),
+            single_writer: false,
+        };
+        let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(300));
+        let rows = ctx
+            .sql("SELECT * FROM generate_series(1, 3500) AS t(n)")
+            .await
+            .unwrap()
+            .execute_stream()
+            .await
+            .unwrap();
+        let mut publication = sink.begin(&run).await.unwrap();
+        assert_eq!(publication.stage(rows, &|_| {}).await.unwrap(), 3500);
+        let committed = publication.commit().await.unwrap();
+        assert_eq!(committed.rows, 3500);
+        let manifest = sink.manifest(as_of).await.unwrap().unwrap();
+        assert_eq!(manifest.committed(&output.location), committed);
+        let names: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(names.len(), manifest.files.len(), "file names are distinct");
+        assert!(manifest.files.len() >= 3, "{:?}", manifest.files);
+        assert_eq!(manifest.files.iter().map(|f| f.rows).sum::<u64>(), 3500);
+        let partitions = sink.partitions_before(as_of.succ_opt().unwrap()).await;
+        let partitions = partitions.unwrap();
+        assert_eq!(partitions.len(), 1);
+        assert_eq!(partitions[0].files.len(), manifest.files.len());
+    }
+}

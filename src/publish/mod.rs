@@ -1,0 +1,210 @@
+//! Publishing an output: one interface, [`Sink`], between a run and a table format. A run
+//! begins a [`Publication`] of each output before it computes anything (so that its commit
+//! can be fenced on what was live then), stages every output, and only then commits them,
+//! one by one. Readers see an output's previous publication until its commit lands, and only
+//! the new one after. Today's format is Parquet files listed by a JSON manifest
+//! ([`manifest`]); Delta Lake is to be the second.
+
+mod files;
+mod manifest;
+
+use std::collections::BTreeSet;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use datafusion::error::DataFusionError;
+use datafusion::physical_plan::SendableRecordBatchStream;
+use object_store::path::Path;
+
+use crate::pipeline::Output;
+use crate::storage::{Location, Storage, StorageError, SwapError};
+
+/// Where one output is published: what is live there, and how a run adds to it.
+#[async_trait]
+pub trait Sink: Send + Sync {
+    /// The publication live for `as_of`, if any.
+    async fn committed(&self, as_of: NaiveDate) -> Result<Option<Committed>, PublishError>;
+
+    /// Every partition committed before `as_of`, oldest first, with the files it holds.
+    async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError>;
+
+    /// Starts `run`'s publication: remembers what is live for its date, for the commit to
+    /// fence on, and removes what ended runs left behind.
+    async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError>;
+}
+
+/// One run's publication of one output: staged, then committed or discarded.
+#[async_trait]
+pub trait Publication: Send + Sync {
+    /// Writes `rows` where readers do not see them yet; returns how many were written.
+    /// `on_rows` is told the running count (for progress display).
+    async fn stage(
+        &mut self,
+        rows: SendableRecordBatchStream,
+        on_rows: &(dyn Fn(u64) + Sync),
+    ) -> Result<u64, PublishError>;
+
+    /// Makes the staged rows live, unless another run published the date since `begin`.
+    async fn commit(self: Box<Self>) -> Result<Committed, PublishError>;
+
+    /// Removes what was staged; nothing live changes. Failures are only logged.
+    async fn discard(self: Box<Self>);
+}
+
+/// The sink of `output`, in the format it is published in.
+pub fn sink(storage: &Storage, output: &Output) -> Box<dyn Sink> {
+    Box::new(manifest::ManifestSink::new(storage.clone(), output))
+}
+
+/// What a publication of a run is part of.
+#[derive(Debug, Clone)]
+pub struct PublishingRun {
+    pub pipeline: String,
+    pub as_of: NaiveDate,
+    pub run_id: String,
+    /// Runs of the pipeline that had ended when this run began: their leftovers may go.
+    pub ended_runs: BTreeSet<String>,
+    /// Write with plain puts, for stores that cannot write conditionally, on the user's
+    /// promise that nothing else publishes there at the same time.
+    pub single_writer: bool,
+}
+
+/// A publication that is live.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Committed {
+    pub table: String,
+    pub as_of: NaiveDate,
+    pub run_id: String,
+    pub committed_at: DateTime<Utc>,
+    pub rows: u64,
+    /// The files that hold the rows.
+    pub files: Vec<Location>,
+}
+
+/// One date's publication of an output, as earlier publications are read back.
+#[derive(Debug, Clone)]
+pub struct Partition {
+    pub as_of: NaiveDate,
+    pub files: Vec<Location>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PublishError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("output '{table}': computing its rows failed: {message}")]
+    Query { table: String, message: String },
+    #[error("output '{table}': a source file could not be read: {message}")]
+    UnreadableData { table: String, message: String },
+    #[error("output '{table}': the query engine failed while computing its rows")]
+    Engine {
+        table: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("output '{table}': could not write {file}")]
+    Write {
+        table: String,
+        file: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("output '{table}': could not {action} {file}")]
+    Store {
+        table: String,
+        action: &'static str,
+        file: String,
+        // Boxed: object_store's error is large, and this enum travels up every call.
+        #[source]
+        source: Box<object_store::Error>,
+    },
+    #[error(
+        "output '{table}': another run{by} published {as_of} while this one was running, so \
+         this run withdrew its files and left that publication in place"
+    )]
+    Overtaken {
+        table: String,
+        as_of: NaiveDate,
+        /// ` (run <id>)` when the other run is known.
+        by: String,
+    },
+    #[error(
+        "output '{table}': this run's staged files were removed by a run that took over from \
+         it after its lease expired, so it published nothing of this output"
+    )]
+    TakenOver { table: String },
+    #[error("output '{table}': {source}")]
+    Commit {
+        table: String,
+        #[source]
+        source: SwapError,
+    },
+    #[error("output '{table}': the manifest {file} is not valid: {reason}")]
+    BadManifest {
+        table: String,
+        file: String,
+        reason: String,
+    },
+}
+
+impl PublishError {
+    /// A query that fails while streaming (a cast of bad data, a division by zero) is the
+    /// user's to fix, as is a wrong output URL; the rest is the environment's.
+    pub fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            PublishError::Query { .. } | PublishError::UnreadableData { .. } => Fault::User,
+            PublishError::Storage(e) => e.fault(),
+            _ => Fault::Environment,
+        }
+    }
+
+    /// Another run published the same date first: not a failure of this run's work.
+    pub fn is_overtaken(&self) -> bool {
+        matches!(
+            self,
+            PublishError::Overtaken { .. } | PublishError::TakenOver { .. }
+        )
+    }
+}
+
+fn query_error(table: &str, error: DataFusionError) -> PublishError {
+    if crate::engine::is_unreadable_data(&error) {
+        PublishError::UnreadableData {
+            table: table.to_string(),
+            message: crate::engine::describe(&error),
+        }
+    } else if crate::engine::is_environment_failure(&error) {
+        PublishError::Engine {
+            table: table.to_string(),
+            source: error,
+        }
+    } else {
+        PublishError::Query {
+            table: table.to_string(),
+            message: crate::engine::describe(&error),
+        }
+    }
+}
+
+fn write_error(table: &str, path: &Path, source: parquet::errors::ParquetError) -> PublishError {
+    PublishError::Write {
+        table: table.to_string(),
+        file: path.to_string(),
+        source,
+    }
+}
+
+fn store_error(
+    table: &str,
+    action: &'static str,
+    path: &Path,
+    source: object_store::Error,
+) -> PublishError {
+    PublishError::Store {
+        table: table.to_string(),
+        action,
+        file: path.to_string(),
+        source: Box::new(source),
+    }
+}
