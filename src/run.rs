@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use chrono::NaiveDate;
 use tokio::sync::oneshot;
 
-use crate::engine::{Engine, EngineError, Params, StepResult};
+use crate::engine::{Engine, EngineError, Params, Scratch, StepResult};
 use crate::pipeline::{Pipeline, Published, Step};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
@@ -27,8 +27,9 @@ pub enum RunError {
     #[error(
         "a disk filled up (no space left on device). segflow keeps intermediate results and \
          spill files in its scratch folder {scratch}: free space there, or point TMPDIR at a \
-         bigger disk (`TMPDIR=/mnt/big segflow run ...`). An output on a local disk may be \
-         the one that is full instead"
+         bigger disk (`TMPDIR=/mnt/big segflow run ...`; engine.scratch moves the \
+         intermediate results alone). An output on a local disk may be the one that is full \
+         instead"
     )]
     DiskFull {
         scratch: String,
@@ -191,9 +192,7 @@ async fn run_on_engine(
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, "Run started.");
     tokio::pin!(cancelled);
     let storage = Storage::new();
-    let scratch = tempfile::Builder::new()
-        .prefix("segflow-run-")
-        .tempdir()
+    let scratch = Scratch::create(pipeline.engine.scratch.as_ref(), &request.run_id)
         .map_err(RunError::Scratch)?;
     let publishing = PublishingRun {
         pipeline: pipeline.name.clone(),
@@ -213,18 +212,19 @@ async fn run_on_engine(
     };
     let worked = tokio::select! {
         worked = async {
-            let unmatched = plan_steps(pipeline, request, (&engine, &storage), scratch.path(), progress).await?;
+            let unmatched = plan_steps(pipeline, request, (&engine, &storage), &scratch, progress).await?;
             stage_outputs(pipeline, &engine, &mut publications, progress).await?;
             Ok(unmatched)
         } => worked,
         reason = &mut cancelled => Err(RunError::Cancelled(reason)),
     };
+    remove_scratch(scratch, &storage).await;
     let unmatched = match worked {
         Ok(unmatched) => unmatched,
         Err(error) => {
             discard(publications).await;
             let error = name_damaged_file(&engine, error).await;
-            return Err(name_full_disk(scratch.path(), error));
+            return Err(name_full_disk(error));
         }
     };
 
@@ -285,9 +285,17 @@ async fn discard(publications: impl IntoIterator<Item = Box<dyn Publication>>) {
     }
 }
 
+/// Best-effort: a scratch folder left behind is invisible to readers.
+async fn remove_scratch(scratch: Scratch, storage: &Storage) {
+    let folder = scratch.to_string();
+    if let Err(error) = scratch.remove(storage).await {
+        tracing::warn!(scratch = %folder, %error, "Could not remove the run's scratch folder.");
+    }
+}
+
 /// Out of disk, DataFusion and the Parquet writer say only "No space left on device": say
 /// where segflow writes, and how to move it.
-fn name_full_disk(scratch: &std::path::Path, error: RunError) -> RunError {
+fn name_full_disk(error: RunError) -> RunError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     let mut full = false;
     while let Some(current) = cause {
@@ -300,9 +308,8 @@ fn name_full_disk(scratch: &std::path::Path, error: RunError) -> RunError {
     if !full {
         return error;
     }
-    let scratch = scratch.parent().unwrap_or(scratch).display().to_string();
     RunError::DiskFull {
-        scratch,
+        scratch: std::env::temp_dir().display().to_string(),
         source: Box::new(error),
     }
 }
@@ -331,7 +338,7 @@ async fn plan_steps(
     pipeline: &Pipeline,
     request: &RunRequest,
     (engine, storage): (&Engine, &Storage),
-    scratch: &std::path::Path,
+    scratch: &Scratch,
     progress: &Progress,
 ) -> Result<BTreeMap<String, Unmatched>, RunError> {
     for source in &pipeline.sources {
@@ -394,11 +401,7 @@ async fn register_published(
         let Some(output) = pipeline.outputs.iter().find(|o| o.table == name) else {
             continue;
         };
-        if engine
-            .context()
-            .table_exist(table.as_str())
-            .unwrap_or(false)
-        {
+        if engine.has_table(table) {
             continue;
         }
         let mut partitions = publish::sink(storage, output)

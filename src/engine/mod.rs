@@ -1,11 +1,9 @@
-//! The DataFusion session of one run, set up the datafusion-cli way: all cores, a spilling
-//! memory pool with a limit, a disk manager, and every object store from the [`Storage`]
-//! registry. Sources are registered only after their Parquet schema has been checked against
+//! The query engine of one run: a DataFusion session (built in `session`), the sources as
+//! tables, the steps as views or as results materialised in the run's `scratch` folder.
+//! Sources are registered only after their Parquet schema has been checked against
 //! the declared columns; steps are planned with `as_of` and the vars as typed parameters.
 
 use std::collections::{BTreeMap, HashMap};
-use std::num::NonZeroUsize;
-use std::path::Path;
 use std::sync::Arc;
 
 use chrono::{NaiveDate, TimeZone};
@@ -21,15 +19,9 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
-use datafusion::execution::SessionStateBuilder;
-use datafusion::execution::disk_manager::DiskManagerBuilder;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
-use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_plan::SendableRecordBatchStream;
-use datafusion::prelude::{
-    DataFrame, ParquetReadOptions, SQLOptions, SessionConfig, SessionContext, lit,
-};
+use datafusion::prelude::{DataFrame, ParquetReadOptions, SQLOptions, SessionContext, lit};
 use datafusion::scalar::ScalarValue;
 
 use crate::fault::Fault;
@@ -40,7 +32,11 @@ use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::storage::{Location, Storage, StorageError};
 
 mod instants;
+mod scratch;
+mod session;
 mod sources;
+
+pub use scratch::Scratch;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -245,7 +241,7 @@ fn start_of_day(day: NaiveDate, zone: Tz) -> chrono::DateTime<Tz> {
 /// materialised Parquet copy in the run's scratch folder (read by several later steps).
 pub enum StepResult<'a> {
     View,
-    Materialize { scratch: &'a Path },
+    Materialize { scratch: &'a Scratch },
 }
 
 pub struct Engine {
@@ -266,37 +262,8 @@ impl Engine {
         members: Members,
         storage: Storage,
     ) -> Result<Engine, EngineError> {
-        let mut config = SessionConfig::from_env()
-            .map_err(EngineError::Setup)?
-            .with_information_schema(true);
-        if let Some(partitions) = settings.target_partitions {
-            config = config.with_target_partitions(partitions);
-        }
-        // Plain Utf8 strings: every Parquet reader understands them, while the string-view
-        // type DataFusion prefers would leak into published files' Arrow schema.
-        config
-            .options_mut()
-            .execution
-            .parquet
-            .schema_force_view_types = false;
-        let memory_limit = settings.memory_limit.or_else(default_memory_limit);
-        let mut runtime = RuntimeEnvBuilder::new()
-            .with_disk_manager_builder(DiskManagerBuilder::default())
-            .with_object_store_registry(Arc::new(storage.clone()));
-        if let Some(limit) = memory_limit {
-            let pool = FairSpillPool::new(limit);
-            let top_consumers = NonZeroUsize::new(5).expect("5 is not zero");
-            runtime =
-                runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(pool, top_consumers)));
-        }
-        let runtime = runtime.build_arc().map_err(EngineError::Setup)?;
-        let state = SessionStateBuilder::new()
-            .with_config(config)
-            .with_runtime_env(runtime)
-            .with_default_features()
-            .build();
         Ok(Engine {
-            ctx: SessionContext::new_with_state(state),
+            ctx: session::build(settings, &storage).map_err(EngineError::Setup)?,
             storage,
             zone,
             members,
@@ -304,8 +271,9 @@ impl Engine {
         })
     }
 
-    pub fn context(&self) -> &SessionContext {
-        &self.ctx
+    /// Whether `table` is registered already.
+    pub fn has_table(&self, table: &str) -> bool {
+        self.ctx.table_exist(table).unwrap_or(false)
     }
 
     /// The Parquet files at `location` as a table of `file_schema`, plus the Hive partition
@@ -421,16 +389,16 @@ impl Engine {
                     .map_err(|e| self.plan_error(step, e))?;
             }
             StepResult::Materialize { scratch } => {
-                let folder = scratch.join(&step.name);
-                let path = format!("{}/", folder.display());
+                let location = scratch.folder_of(&step.name);
                 let schema = Arc::new(frame.schema().as_arrow().clone());
-                std::fs::create_dir_all(&folder)
-                    .map_err(|e| self.execute_error(step, DataFusionError::IoError(e)))?;
                 frame
-                    .write_parquet(&path, Default::default(), Some(scratch_format()))
+                    .write_parquet(
+                        location.as_str(),
+                        Default::default(),
+                        Some(scratch_format()),
+                    )
                     .await
                     .map_err(|e| self.execute_error(step, e))?;
-                let location = Location::parse(&path)?;
                 let listing = self.listing(&step.name, &location, schema, false).await?;
                 self.ctx
                     .register_table(step.name.as_str(), listing)
@@ -626,21 +594,6 @@ pub fn describe(error: &DataFusionError) -> String {
         other => other.to_string(),
     };
     text.trim().to_string()
-}
-
-/// Three quarters of physical memory, so that large sorts and joins spill instead of being
-/// killed; None where the total is unknown (no limit, as DataFusion's own default).
-fn default_memory_limit() -> Option<usize> {
-    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let kib: usize = meminfo
-        .lines()
-        .find_map(|line| line.strip_prefix("MemTotal:"))?
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()?;
-    Some(kib * 1024 / 4 * 3)
 }
 
 #[cfg(test)]

@@ -152,4 +152,7 @@ pub struct Output {
 pub struct EngineSettings {
     pub memory_limit: Option<usize>,
     pub target_partitions: Option<usize>,
+    /// Where runs keep the results of steps that several later steps read; a local
+    /// temporary folder when unset.
+    pub scratch: Option<Location>,
 }

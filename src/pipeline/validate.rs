@@ -391,9 +391,11 @@ impl<'a> Validator<'a> {
         if let Some(zero) = raw.target_partitions.as_ref().filter(|n| n.value == 0) {
             self.problem(line_of(zero), "target_partitions must be at least 1");
         }
+        let scratch = raw.scratch.and_then(|url| self.location(&url));
         EngineSettings {
             memory_limit,
             target_partitions: raw.target_partitions.map(|n| n.value).filter(|&n| n > 0),
+            scratch: scratch.map(|location| location.as_folder()),
         }
     }
 

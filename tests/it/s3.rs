@@ -121,11 +121,39 @@ async fn pipeline_runs_against_s3() {
         env!("CARGO_MANIFEST_DIR"),
         "/pipelines/nightly_segments.yaml"
     );
-    for _ in 0..2 {
+    // The second run keeps its intermediate results in the bucket (engine.scratch) and
+    // publishes the same rows.
+    let project = tempfile::tempdir().unwrap();
+    for folder in ["pipelines", "queries"] {
+        crate::common::copy_dir(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(folder),
+            &project.path().join(folder),
+        );
+    }
+    let scratch_pipeline = project.path().join("pipelines/nightly_segments.yaml");
+    let mut yaml = std::fs::read_to_string(&scratch_pipeline).unwrap();
+    yaml.push_str("engine:\n  scratch: s3://lake/scratch/\n");
+    std::fs::write(&scratch_pipeline, yaml).unwrap();
+    let marts = root.path().join("lake/marts");
+    let mut published = Vec::new();
+    for pipeline in [pipeline, scratch_pipeline.to_str().unwrap()] {
         let run = segflow_s3(addr, &["run", pipeline, "--as-of", AS_OF]).await;
         assert_eq!(run.code, 0, "{run:?}");
         assert!(run.stdout.contains("s3://lake/marts/rfm/"), "{run:?}");
+        published.push(crate::common::table_text(&marts, "rfm", AS_OF, &[]));
     }
+    assert_eq!(published[0], published[1]);
+    assert!(!published[0].is_empty());
+    let scratch = root.path().join("lake/scratch");
+    assert!(
+        scratch.is_dir(),
+        "the run wrote its intermediate results to the bucket"
+    );
+    assert_eq!(
+        crate::common::snapshot_of(&scratch).len(),
+        0,
+        "and removed them when it ended"
+    );
 
     // The run history lives in the bucket too.
     let runs = segflow_s3(addr, &["runs"]).await;
@@ -137,7 +165,6 @@ async fn pipeline_runs_against_s3() {
             .is_dir()
     );
 
-    let marts = root.path().join("lake/marts");
     for table in ["customer_features", "rfm"] {
         let manifest_path = marts.join(format!("{table}/_segflow/manifests/as_of={AS_OF}.json"));
         let manifest: crate::common::Manifest =

@@ -1,0 +1,50 @@
+//! Where a run keeps the results of steps that several later steps read: a folder per run,
+//! under `engine.scratch` when the pipeline sets it (a URL, so that executors on other
+//! machines can read it), else in a local temporary folder.
+
+use crate::storage::{Location, Storage, StorageError};
+
+pub struct Scratch {
+    folder: Location,
+    /// The local temporary folder, removed when the run's scratch is dropped.
+    temporary: Option<tempfile::TempDir>,
+}
+
+impl Scratch {
+    /// The run's scratch folder: `<base>/<run id>/`, or a new temporary folder.
+    pub fn create(base: Option<&Location>, run_id: &str) -> std::io::Result<Scratch> {
+        if let Some(base) = base {
+            return Ok(Scratch {
+                folder: base.as_folder().join(&format!("{run_id}/")),
+                temporary: None,
+            });
+        }
+        let temporary = tempfile::Builder::new().prefix("segflow-run-").tempdir()?;
+        let folder = Location::parse(&format!("{}/", temporary.path().display()))
+            .map_err(std::io::Error::other)?;
+        Ok(Scratch {
+            folder,
+            temporary: Some(temporary),
+        })
+    }
+
+    /// The folder a step's materialised result is written to.
+    pub(super) fn folder_of(&self, step: &str) -> Location {
+        self.folder.join(&format!("{step}/"))
+    }
+
+    /// Removes the run's folder; a local temporary one goes when it is dropped as well.
+    pub async fn remove(self, storage: &Storage) -> Result<(), StorageError> {
+        if self.temporary.is_some() {
+            return Ok(());
+        }
+        let store = storage.store(&self.folder, &Default::default())?;
+        storage.remove_folder(&self.folder, store.as_ref()).await
+    }
+}
+
+impl std::fmt::Display for Scratch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.folder.fmt(f)
+    }
+}

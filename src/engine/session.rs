@@ -1,0 +1,84 @@
+//! The one place a DataFusion session is built, the datafusion-cli way: all cores, a spilling
+//! memory pool with a limit, a disk manager, and the [`Storage`] registry as the object store
+//! registry. A second backend (a Ballista cluster) branches here.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::disk_manager::DiskManagerBuilder;
+use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::pipeline::EngineSettings;
+use crate::storage::Storage;
+
+pub(super) fn build(
+    settings: &EngineSettings,
+    storage: &Storage,
+) -> Result<SessionContext, DataFusionError> {
+    let mut config = SessionConfig::from_env()?.with_information_schema(true);
+    if let Some(partitions) = settings.target_partitions {
+        config = config.with_target_partitions(partitions);
+    }
+    // Plain Utf8 strings: every Parquet reader understands them, while the string-view
+    // type DataFusion prefers would leak into published files' Arrow schema.
+    config
+        .options_mut()
+        .execution
+        .parquet
+        .schema_force_view_types = false;
+    let memory_limit = settings.memory_limit.or_else(default_memory_limit);
+    let mut runtime = RuntimeEnvBuilder::new()
+        .with_disk_manager_builder(DiskManagerBuilder::default())
+        .with_object_store_registry(Arc::new(storage.clone()));
+    if let Some(limit) = memory_limit {
+        let pool = FairSpillPool::new(limit);
+        let top_consumers = NonZeroUsize::new(5).expect("5 is not zero");
+        runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(pool, top_consumers)));
+    }
+    let state = SessionStateBuilder::new()
+        .with_config(config)
+        .with_runtime_env(runtime.build_arc()?)
+        .with_default_features()
+        .build();
+    Ok(SessionContext::new_with_state(state))
+}
+
+/// Three quarters of the memory this process may use (the machine's, or its container's
+/// when that is less), so that large sorts and joins spill instead of being killed; None
+/// where it is unknown (no limit, as DataFusion's own default).
+fn default_memory_limit() -> Option<usize> {
+    let mut system = sysinfo::System::new().ok()?;
+    system.refresh_memory();
+    let machine = system.total_memory();
+    let container = system.cgroup_limits().map(|limits| limits.total_memory);
+    let total = container
+        .filter(|&c| c > 0)
+        .map_or(machine, |c| c.min(machine));
+    usize::try_from(total / 4 * 3)
+        .ok()
+        .filter(|&bytes| bytes > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_memory_default_is_known_here() {
+        let limit = super::default_memory_limit().expect("this machine reports its memory");
+        let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+        let kib: Option<usize> = meminfo
+            .lines()
+            .find_map(|line| line.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok());
+        if let Some(kib) = kib {
+            assert!(
+                limit <= kib * 1024 / 4 * 3,
+                "{limit} exceeds 3/4 of MemTotal"
+            );
+        }
+        assert!(limit > 16 * 1024 * 1024, "{limit}");
+    }
+}
