@@ -7,13 +7,14 @@ use std::path::{Path, PathBuf};
 use chrono::{NaiveDate, Utc};
 use clap::{Args, Parser, Subcommand};
 
+use crate::cancel::{Cancel, CancelReason};
 use crate::fault::Fault;
 use crate::generate::{self, ShopSize};
+use crate::history::{self, RunHistory};
 use crate::lease::{Lease, Leases};
 use crate::pipeline::{LoadOptions, Pipeline, SpecError, parse_date};
 use crate::progress::Progress;
 use crate::run::{self, RunReport, RunRequest};
-use crate::runs::{self, RunHistory};
 use crate::storage::{Location, Storage};
 
 /// segflow: customer segments from e-commerce Parquet, as a scheduled SQL pipeline.
@@ -249,8 +250,8 @@ impl From<run::RunError> for Failure {
     }
 }
 
-impl From<runs::HistoryError> for Failure {
-    fn from(error: runs::HistoryError) -> Self {
+impl From<history::HistoryError> for Failure {
+    fn from(error: history::HistoryError) -> Self {
         Failure::of(error.fault(), error)
     }
 }
@@ -261,11 +262,11 @@ impl From<crate::lease::LeaseError> for Failure {
     }
 }
 
-impl From<runs::RecordedRunError> for Failure {
-    fn from(error: runs::RecordedRunError) -> Self {
+impl From<history::RecordedRunError> for Failure {
+    fn from(error: history::RecordedRunError) -> Self {
         match error {
-            runs::RecordedRunError::Run(error) => error.into(),
-            runs::RecordedRunError::History(error) => error.into(),
+            history::RecordedRunError::Run(error) => error.into(),
+            history::RecordedRunError::History(error) => error.into(),
         }
     }
 }
@@ -329,8 +330,8 @@ struct HandRunner {
     leases: Leases,
     wait: std::time::Duration,
     single_writer: bool,
-    /// Set by the first SIGINT or SIGTERM.
-    stop: tokio::sync::watch::Receiver<bool>,
+    /// Cancelled by the first SIGINT or SIGTERM.
+    stop: Cancel,
 }
 
 impl HandRunner {
@@ -364,7 +365,7 @@ impl HandRunner {
                     return Err(error.into());
                 }
             };
-            runs::settle_unfinished(&self.history, &self.storage, pipeline, &mut records).await;
+            history::settle_unfinished(&self.history, &self.storage, pipeline, &mut records).await;
             if lease.has_a_third_left() {
                 break (lease, records);
             }
@@ -372,27 +373,19 @@ impl HandRunner {
             let _ = lease.release().await;
         };
         let request = RunRequest {
-            ended_runs: runs::ended_runs(&records),
+            ended_runs: history::ended_runs(&records),
             single_writer: self.single_writer,
             ..RunRequest::new(as_of)
         };
         // Ctrl-C cancels cleanly: the run removes what it staged, is recorded `interrupted`,
         // and gives the lease back instead of leaving it to expire.
-        let mut stop = self.stop.clone();
-        let stopped = async move {
-            let _ = stop.wait_for(|stopped| *stopped).await;
-            runs::Cancellation {
-                reason: "stopped by SIGINT or SIGTERM".to_string(),
-                interruption: true,
-            }
-        };
-        let (outcome, lease_lost) = runs::run_leased(
+        let (outcome, lease_lost) = history::run_leased(
             &self.history,
             pipeline,
             &request,
             &progress,
             &mut lease,
-            stopped,
+            &self.stop,
         )
         .await;
         if !lease_lost && let Err(error) = lease.release().await {
@@ -422,9 +415,8 @@ impl HandRunner {
             progress.message(format!("waiting for the lease: {holder}"));
             tracing::info!(%pipeline, %holder, "Waiting for the pipeline's lease.");
             let left = self.wait.saturating_sub(started.elapsed());
-            let mut stop = self.stop.clone();
             tokio::select! {
-                _ = stop.wait_for(|stopped| *stopped) => {
+                _ = self.stop.cancelled() => {
                     return Err(Failure::Environment(anyhow::anyhow!(
                         "stopped by SIGINT or SIGTERM while waiting for the lease of pipeline '{pipeline}'"
                     )));
@@ -483,18 +475,19 @@ async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Becomes true at the first SIGINT or SIGTERM, for hand runs to stop cleanly. The second
+/// Cancelled at the first SIGINT or SIGTERM, for hand runs to stop cleanly. The second
 /// exits at once (130, as a shell reports Ctrl-C): what is published stays consistent, since
 /// each output's commit is one write, and the next run removes what this one left.
-fn stop_signals() -> tokio::sync::watch::Receiver<bool> {
-    let (stop, stopped) = tokio::sync::watch::channel(false);
+fn stop_signals() -> Cancel {
+    let stop = Cancel::new();
+    let signalled = stop.clone();
     tokio::spawn(async move {
         stop_requested().await;
-        let _ = stop.send(true);
+        signalled.cancel(CancelReason::Signal);
         stop_requested().await;
         std::process::exit(130);
     });
-    stopped
+    stop
 }
 
 /// Resolves on SIGTERM or SIGINT.

@@ -7,8 +7,8 @@
 
 use std::time::Duration;
 
+use crate::cancel::{Cancel, CancelReason};
 use chrono::{DateTime, Utc};
-use tokio::sync::oneshot;
 
 use crate::clock::Clock;
 use object_store::{ObjectStoreExt, PutMode, PutOptions, PutPayload};
@@ -305,17 +305,12 @@ impl Lease {
     /// against that work. Renews when two thirds of the lease are left. Returns when the
     /// lease is lost (taken over, or expired before a renewal landed): then the work must
     /// stop, and the lease must not be released. When renewals keep failing so long that
-    /// the lease would expire, `stop_work` is told to stop the work while the lease still
-    /// holds, and renewals go on while it winds down.
-    pub async fn keep(&mut self, stop_work: oneshot::Sender<String>) {
+    /// the lease would expire, `work` is cancelled while the lease still holds, and renewals
+    /// go on while it winds down.
+    pub async fn keep(&mut self, work: &Cancel) {
         let clock = self.leases.clock.clone();
         let renew_every = self.leases.ttl / 3;
-        let mut stop_work = Some(stop_work);
-        let mut stop = |reason: String| {
-            if let Some(sender) = stop_work.take() {
-                let _ = sender.send(reason);
-            }
-        };
+        let stop = |reason: String| work.cancel(CancelReason::LeaseLost(reason));
         loop {
             let due =
                 self.expires_at - chrono::Duration::from_std(renew_every * 2).unwrap_or_default();

@@ -3,18 +3,19 @@
 //! things live) -> `engine` (DataFusion) -> `publish` (atomic Parquet outputs), with `run`
 //! tying one run together and `cli` on top.
 
+pub mod cancel;
 pub mod cli;
 pub mod clock;
 pub mod daemon;
 pub mod engine;
 pub mod fault;
 pub mod generate;
+pub mod history;
 pub mod lease;
 pub mod pipeline;
 pub mod progress;
 pub mod publish;
 pub mod run;
-pub mod runs;
 pub mod schedule;
 pub mod segments;
 pub mod sql;

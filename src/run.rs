@@ -7,8 +7,8 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
-use tokio::sync::oneshot;
 
+use crate::cancel::{Cancel, CancelReason};
 use crate::engine::{Engine, EngineError, Params, Scratch, StepResult};
 use crate::pipeline::{Pipeline, Published, Step};
 use crate::progress::Progress;
@@ -42,7 +42,7 @@ pub enum RunError {
     )]
     ReadFailed(#[source] Box<RunError>),
     #[error("the run was cancelled: {0}")]
-    Cancelled(String),
+    Cancelled(CancelReason),
     #[error("the run crashed: {0}")]
     Crashed(String),
 }
@@ -77,7 +77,25 @@ pub struct RunRequest {
     pub single_writer: bool,
 }
 
+/// The run request is the one context of a run; what the engine and the publications need
+/// of it is derived here, not rewrapped along the way.
 impl RunRequest {
+    /// The values SQL sees as `$as_of`, `$run_id` and the vars.
+    pub fn params(&self, pipeline: &Pipeline) -> Params {
+        Params::new(self.as_of, pipeline.timezone, &self.run_id, &pipeline.vars)
+    }
+
+    /// What each output's publication needs to know of the run.
+    pub fn publishing(&self, pipeline: &Pipeline) -> PublishingRun {
+        PublishingRun {
+            pipeline: pipeline.name.clone(),
+            as_of: self.as_of,
+            run_id: self.run_id.clone(),
+            ended_runs: self.ended_runs.clone(),
+            single_writer: self.single_writer,
+        }
+    }
+
     /// A request with a fresh run id; ids sort by start time (UUIDv7).
     pub fn new(as_of: NaiveDate) -> RunRequest {
         RunRequest {
@@ -126,12 +144,12 @@ pub async fn run(
     request: &RunRequest,
     progress: &Progress,
 ) -> Result<RunReport, RunError> {
-    run_until(pipeline, request, progress, std::future::pending()).await
+    run_until(pipeline, request, progress, &Cancel::new()).await
 }
 
-/// [`run`], stopped when `cancelled` resolves (with the reason) before the commits start. A
-/// cancelled run removes what it staged, so it leaves no trace in the outputs; once the
-/// commits have started they run to the end, so that no output is left half-published.
+/// [`run`], stopped when `cancel` is cancelled before the commits start. A cancelled run
+/// removes what it staged, so it leaves no trace in the outputs; once the commits have
+/// started they run to the end, so that no output is left half-published.
 ///
 /// The work runs on the engine's own runtime: DataFusion keeps its threads busy for seconds
 /// at a time, and the caller's timers (lease renewals, time limits, signals) must not wait
@@ -141,28 +159,18 @@ pub async fn run_until(
     pipeline: &Pipeline,
     request: &RunRequest,
     progress: &Progress,
-    cancelled: impl std::future::Future<Output = String>,
+    cancel: &Cancel,
 ) -> Result<RunReport, RunError> {
-    let (cancel, cancelled_on_engine) = oneshot::channel::<String>();
+    let cancel = cancel.child();
+    let caller_gone = cancel.cancel_on_drop(CancelReason::CallerGone);
     let work = engine_runtime().spawn(run_on_engine(
         pipeline.clone(),
         request.clone(),
         progress.clone(),
-        async {
-            cancelled_on_engine
-                .await
-                .unwrap_or_else(|_| "its caller stopped waiting for it".to_string())
-        },
+        cancel,
     ));
-    tokio::pin!(work);
-    tokio::pin!(cancelled);
-    let finished = tokio::select! {
-        finished = &mut work => finished,
-        reason = &mut cancelled => {
-            let _ = cancel.send(reason);
-            work.await
-        }
-    };
+    let finished = work.await;
+    caller_gone.disarm();
     match finished {
         Ok(outcome) => outcome,
         Err(crash) => Err(RunError::Crashed(crash.to_string())),
@@ -185,22 +193,15 @@ async fn run_on_engine(
     pipeline: Pipeline,
     request: RunRequest,
     progress: Progress,
-    cancelled: impl std::future::Future<Output = String>,
+    cancel: Cancel,
 ) -> Result<RunReport, RunError> {
     let (pipeline, request, progress) = (&pipeline, &request, &progress);
     let started = Instant::now();
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, "Run started.");
-    tokio::pin!(cancelled);
     let storage = Storage::new();
     let scratch = Scratch::create(pipeline.engine.scratch.as_ref(), &request.run_id)
         .map_err(RunError::Scratch)?;
-    let publishing = PublishingRun {
-        pipeline: pipeline.name.clone(),
-        as_of: request.as_of,
-        run_id: request.run_id.clone(),
-        ended_runs: request.ended_runs.clone(),
-        single_writer: request.single_writer,
-    };
+    let publishing = request.publishing(pipeline);
     let (mut publications, engine) = tokio::select! {
         prepared = async {
             let publications = begin_publications(pipeline, &storage, &publishing).await?;
@@ -208,7 +209,7 @@ async fn run_on_engine(
             let engine = prepare(pipeline, storage.clone()).await?;
             Ok::<_, RunError>((publications, engine))
         } => prepared?,
-        reason = &mut cancelled => return Err(RunError::Cancelled(reason)),
+        reason = cancel.cancelled() => return Err(RunError::Cancelled(reason)),
     };
     let worked = tokio::select! {
         worked = async {
@@ -216,7 +217,7 @@ async fn run_on_engine(
             stage_outputs(pipeline, &engine, &mut publications, progress).await?;
             Ok(unmatched)
         } => worked,
-        reason = &mut cancelled => Err(RunError::Cancelled(reason)),
+        reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
     };
     remove_scratch(scratch, &storage).await;
     let unmatched = match worked {
@@ -344,12 +345,7 @@ async fn plan_steps(
     for source in &pipeline.sources {
         engine.check_key(source).await?;
     }
-    let params = Params::new(
-        request.as_of,
-        pipeline.timezone,
-        &request.run_id,
-        &pipeline.vars,
-    );
+    let params = request.params(pipeline);
     let readers = step_readers(pipeline);
     for step in &pipeline.steps {
         progress.message(format!("step {}", step.name));

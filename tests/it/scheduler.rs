@@ -10,12 +10,11 @@ use std::time::Duration;
 use chrono::{DateTime, NaiveDate, Utc};
 use segflow::clock::{Clock, ManualClock};
 use segflow::daemon::{self, DaemonConfig, Tally};
+use segflow::history::{RunHistory, RunRecord, RunStatus};
 use segflow::lease::Leases;
 use segflow::pipeline::{LoadOptions, Pipeline};
 use segflow::progress::Progress;
 use segflow::run::RunRequest;
-use segflow::runs;
-use segflow::runs::{RunHistory, RunRecord, RunStatus};
 use segflow::storage::{Location, Storage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -583,8 +582,8 @@ async fn a_run_that_published_before_its_daemon_died_is_settled_as_succeeded() {
         ..RunRequest::new(day("2030-03-05"))
     };
     let progress = Progress::hidden();
-    let never = std::future::pending();
-    runs::run_recorded_until(&history, &pipeline, &request, &progress, never)
+    let never = segflow::cancel::Cancel::new();
+    segflow::history::run_recorded_until(&history, &pipeline, &request, &progress, &never)
         .await
         .unwrap();
     let mut record = scheduled_runs(&history, "settled").await.pop().unwrap();

@@ -3,15 +3,13 @@
 //! rewritten when the run ends; the newest record of a logical date says whether it is done.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
 use serde::{Deserialize, Serialize};
 
-use tokio::sync::oneshot;
-
+use crate::cancel::Cancel;
 use crate::clock::Clock;
 use crate::lease::Lease;
 use crate::pipeline::Pipeline;
@@ -47,14 +45,6 @@ pub enum RunStatus {
     Interrupted,
     /// Was running when the daemon running it died; found by the daemon that took its lease.
     Abandoned,
-}
-
-/// Why a run is being cancelled, and whose fault that is.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cancellation {
-    pub reason: String,
-    /// Not the pipeline's doing (a stop, a lost lease), as opposed to, say, a time limit.
-    pub interruption: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -96,15 +86,14 @@ pub enum RecordedRunError {
 }
 
 /// Runs a pipeline and records the run: a `running` record before it starts (so a run that
-/// dies is visible), then its outcome. Cancelled when `cancelled` resolves, as
-/// [`run::run_until`] is; the reason is recorded, and an interruption recorded as such
-/// rather than as a failure.
+/// dies is visible), then its outcome. Cancelled with `cancel`, as [`run::run_until`] is;
+/// the reason is recorded, and an interruption recorded as such rather than as a failure.
 pub async fn run_recorded_until(
     history: &RunHistory,
     pipeline: &Pipeline,
     request: &RunRequest,
     progress: &Progress,
-    cancelled: impl std::future::Future<Output = Cancellation>,
+    cancel: &Cancel,
 ) -> Result<RunReport, RecordedRunError> {
     let mut record = RunRecord {
         pipeline: pipeline.name.clone(),
@@ -120,13 +109,7 @@ pub async fn run_recorded_until(
         error: None,
     };
     history.save(&record).await?;
-    let interrupted = std::sync::atomic::AtomicBool::new(false);
-    let reason = async {
-        let cancellation = cancelled.await;
-        interrupted.store(cancellation.interruption, Ordering::Relaxed);
-        cancellation.reason
-    };
-    let outcome = run::run_until(pipeline, request, progress, reason)
+    let outcome = run::run_until(pipeline, request, progress, cancel)
         .await
         .map_err(RecordedRunError::from);
     record.ended_at = Some(history.clock.now());
@@ -143,7 +126,11 @@ pub async fn run_recorded_until(
         Err(error) => {
             let overtaken =
                 matches!(error, RecordedRunError::Run(RunError::Publish(e)) if e.is_overtaken());
-            record.status = if interrupted.load(Ordering::Relaxed) || overtaken {
+            let interrupted = matches!(
+                error,
+                RecordedRunError::Run(RunError::Cancelled(reason)) if reason.is_interruption()
+            );
+            record.status = if interrupted || overtaken {
                 RunStatus::Interrupted
             } else {
                 RunStatus::Failed
@@ -168,17 +155,11 @@ pub async fn run_leased(
     request: &RunRequest,
     progress: &Progress,
     lease: &mut Lease,
-    cancelled: impl std::future::Future<Output = Cancellation>,
+    cancel: &Cancel,
 ) -> (Result<RunReport, RecordedRunError>, bool) {
-    let (lost, lost_reason) = oneshot::channel::<String>();
-    let cancelled = async {
-        tokio::select! {
-            cancellation = cancelled => cancellation,
-            Ok(reason) = lost_reason => Cancellation { reason, interruption: true },
-        }
-    };
-    let run = run_recorded_until(history, pipeline, request, progress, cancelled);
-    let keeping = lease.keep(lost);
+    let cancel = cancel.child();
+    let run = run_recorded_until(history, pipeline, request, progress, &cancel);
+    let keeping = lease.keep(&cancel);
     tokio::pin!(run);
     tokio::pin!(keeping);
     tokio::select! {
