@@ -1,10 +1,11 @@
 //! segflow turns raw e-commerce Parquet into customer segments, as SQL pipelines declared in
-//! YAML. Data flows one way through the modules: `spec` (what to run) -> `storage` (where
-//! things live) -> `engine` (DataFusion) -> `publish` (atomic Parquet outputs), with `run`
-//! tying one run together and `cli` on top.
+//! YAML. Data flows one way through the modules: `pipeline` (what to run) -> `storage`
+//! (where things live) -> `engine` (DataFusion, with `segments` saying who is a member) ->
+//! `publish` (atomic outputs), with `run` tying one run together, `history` and `lease`
+//! recording and guarding runs, and `daemon` running them on `schedule`. The command line
+//! is the binary's (src/main.rs, src/cli/), so this library holds no `anyhow`.
 
 pub mod cancel;
-pub mod cli;
 pub mod clock;
 pub mod daemon;
 pub mod engine;
@@ -18,6 +19,6 @@ pub mod publish;
 pub mod run;
 pub mod schedule;
 pub mod segments;
-pub mod sql;
+mod sql;
 pub mod storage;
-pub mod wall_clock;
+mod wall_clock;

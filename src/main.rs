@@ -4,7 +4,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
-use segflow::cli::{self, Cli};
+mod cli;
+
+use cli::Cli;
 
 fn main() -> ExitCode {
     // A command line that does not parse is the user's mistake: exit 1, as for a bad spec;

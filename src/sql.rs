@@ -12,7 +12,7 @@ use datafusion::sql::resolve::resolve_table_references;
 use datafusion::sql::sqlparser::ast::{Statement as SqlStatement, TableFactor, Visit, Visitor};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
-pub enum SqlError {
+pub(crate) enum SqlError {
     #[error("it is not valid SQL: {0}")]
     Syntax(String),
     #[error("it contains no SQL statement")]
@@ -32,7 +32,7 @@ pub struct StepSql {
     pub tables: BTreeSet<String>,
 }
 
-pub fn analyze(text: &str) -> Result<StepSql, SqlError> {
+pub(crate) fn analyze(text: &str) -> Result<StepSql, SqlError> {
     let mut statements =
         DFParser::parse_sql(text).map_err(|e| SqlError::Syntax(strip_prefix(e.to_string())))?;
     let statement = match statements.len() {

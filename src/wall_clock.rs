@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, LocalResult, NaiveDateTime, Offset, TimeZone, U
 use chrono_tz::Tz;
 
 /// The instant of the wall-clock time `local` in `zone`.
-pub fn instant_of(zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
+pub(crate) fn instant_of(zone: Tz, local: NaiveDateTime) -> DateTime<Utc> {
     match zone.from_local_datetime(&local) {
         LocalResult::Single(t) => t.with_timezone(&Utc),
         LocalResult::Ambiguous(first, _) => first.with_timezone(&Utc),

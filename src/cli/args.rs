@@ -1,0 +1,197 @@
+//! The command line's shape: one `*Args` struct per subcommand, doc comments as the help
+//! text, and the parsers of dates and `--var` values.
+
+use std::path::PathBuf;
+
+use chrono::NaiveDate;
+use clap::{Args, Parser, Subcommand};
+
+use segflow::pipeline::parse_date;
+
+/// segflow: customer segments from e-commerce Parquet, as a scheduled SQL pipeline.
+#[derive(Debug, Parser)]
+#[command(name = "segflow", version, about)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    pub(crate) command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum Command {
+    /// Run a pipeline once for one logical date and publish its outputs.
+    Run(RunArgs),
+    /// Check pipeline specs and plan every SQL step against the sources, reading no data.
+    Validate(ValidateArgs),
+    /// Write deterministic sample shop data (customers, orders, order_items, checkouts).
+    Generate(GenerateArgs),
+    /// Generate a small sample shop, run the shipped nightly pipeline on it, show the result.
+    Demo(DemoArgs),
+    /// Run every scheduled pipeline in a folder at its slots, until stopped (SIGTERM/SIGINT).
+    Schedule(ScheduleArgs),
+    /// List recorded runs (newest last).
+    Runs(RunsArgs),
+    /// Run a pipeline for every date in a range, oldest first, skipping dates that already
+    /// have a successful run unless --force. Stops at the first failure.
+    Backfill(BackfillArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct StateArgs {
+    /// Where run history is kept: a folder or URL (s3://... in production).
+    #[arg(long = "state", env = "SEGFLOW_STATE", default_value = "segflow-state")]
+    pub(crate) url: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ScheduleArgs {
+    /// The folder of pipeline YAML files; those with a `schedule` run.
+    #[arg(long, default_value = "pipelines")]
+    pub(crate) pipelines: PathBuf,
+    /// Run whatever is due now and exit (for cron or Kubernetes CronJobs).
+    #[arg(long)]
+    pub(crate) once: bool,
+    /// Seconds a running run may go on after a stop is asked for, before it is cancelled.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) grace_seconds: u64,
+    #[command(flatten)]
+    pub(crate) lease: LeaseArgs,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+}
+
+/// How runs keep other runs of the same pipeline out.
+#[derive(Debug, Args)]
+pub(crate) struct LeaseArgs {
+    /// Seconds a lease lasts without renewal; a crashed process's lease expires after this.
+    #[arg(long, default_value_t = 30)]
+    pub(crate) lease_seconds: u64,
+    /// Publish with plain writes to a store that cannot write conditionally, promising that
+    /// nothing else publishes the same outputs at the same time (without it, segflow refuses
+    /// such a store, since two writers could overwrite each other's publication).
+    #[arg(long, env = "SEGFLOW_SINGLE_WRITER")]
+    pub(crate) single_writer: bool,
+}
+
+/// Runs started by hand share the pipeline's lease with the scheduler.
+#[derive(Debug, Args)]
+pub(crate) struct HandRunArgs {
+    /// Seconds to wait when another run of the pipeline holds its lease, before giving up.
+    #[arg(long, default_value_t = 600)]
+    pub(crate) wait_for_lease: u64,
+    #[command(flatten)]
+    pub(crate) lease: LeaseArgs,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunsArgs {
+    /// Only this pipeline's runs (its name).
+    pub(crate) pipeline: Option<String>,
+    /// Print each run's whole record (rows per output, slot, end time) as one JSON line.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct BackfillArgs {
+    /// The pipeline YAML file.
+    pub(crate) pipeline: PathBuf,
+    /// First logical date (YYYY-MM-DD), included.
+    #[arg(long, value_parser = date_arg)]
+    pub(crate) from: NaiveDate,
+    /// Last logical date (YYYY-MM-DD), included.
+    #[arg(long, value_parser = date_arg)]
+    pub(crate) to: NaiveDate,
+    /// Run dates that already succeeded too.
+    #[arg(long)]
+    pub(crate) force: bool,
+    /// Override a pipeline var: --var name=value (repeatable).
+    #[arg(long = "var", value_parser = var_arg)]
+    pub(crate) vars: Vec<(String, String)>,
+    #[command(flatten)]
+    pub(crate) hand: HandRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The pipeline YAML file.
+    pub(crate) pipeline: PathBuf,
+    /// The run's logical date (YYYY-MM-DD); orders after the end of this day are ignored.
+    /// Defaults to yesterday in the pipeline's time zone, the last complete day.
+    #[arg(long, value_parser = date_arg)]
+    pub(crate) as_of: Option<NaiveDate>,
+    /// Override a pipeline var: --var name=value (repeatable). The value must fit the
+    /// var's declared type.
+    #[arg(long = "var", value_parser = var_arg)]
+    pub(crate) vars: Vec<(String, String)>,
+    #[command(flatten)]
+    pub(crate) hand: HandRunArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ValidateArgs {
+    /// Pipeline YAML files.
+    #[arg(required = true)]
+    pub(crate) pipelines: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GenerateArgs {
+    /// Number of customers.
+    #[arg(long, default_value_t = 10_000)]
+    pub(crate) customers: u64,
+    /// Number of orders (exact).
+    #[arg(long, default_value_t = 50_000)]
+    pub(crate) orders: u64,
+    /// Where to write: a folder path or URL; each table goes in a subfolder.
+    #[arg(long)]
+    pub(crate) out: String,
+    /// Random seed; the same seed, sizes and end date give the same files.
+    #[arg(long, default_value_t = 42)]
+    pub(crate) seed: u64,
+    /// The last day of the generated history (YYYY-MM-DD). Defaults to yesterday (UTC).
+    #[arg(long, value_parser = date_arg)]
+    pub(crate) end: Option<NaiveDate>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DemoArgs {
+    /// Folder for the demo's data, pipeline and outputs.
+    #[arg(long, default_value = "segflow-demo")]
+    pub(crate) dir: PathBuf,
+    /// Number of customers in the sample shop.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) customers: u64,
+    /// Number of orders in the sample shop.
+    #[arg(long, default_value_t = 80_000)]
+    pub(crate) orders: u64,
+}
+
+/// The logical dates segflow runs for. SQL may turn `$as_of` into a TIMESTAMP, whose
+/// nanoseconds reach from 1677-09-21 to 2262-04-11; a date outside these bounds would fail
+/// deep inside a query instead of here.
+const FIRST_DATE: (i32, u32, u32) = (1900, 1, 1);
+const LAST_DATE: (i32, u32, u32) = (2261, 12, 31);
+
+fn date_arg(text: &str) -> Result<NaiveDate, String> {
+    let date = parse_date(text)
+        .ok_or_else(|| format!("'{text}' is not a date; write it as YYYY-MM-DD"))?;
+    let bound = |(y, m, d)| NaiveDate::from_ymd_opt(y, m, d).expect("a valid bound");
+    let (first, last) = (bound(FIRST_DATE), bound(LAST_DATE));
+    if date < first || date > last {
+        return Err(format!(
+            "{date} is outside the dates segflow runs for, {first} to {last} (SQL timestamps \
+             in nanoseconds end in 2262)"
+        ));
+    }
+    Ok(date)
+}
+
+fn var_arg(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.trim().to_string(), v.to_string()))
+        .ok_or_else(|| format!("'{text}' is not name=value"))
+}

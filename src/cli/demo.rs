@@ -1,0 +1,100 @@
+//! `segflow demo`: the shipped pipeline on a generated shop, in a folder of its own.
+
+use std::path::Path;
+
+use segflow::generate::{self, ShopSize};
+use segflow::pipeline::{LoadOptions, Pipeline};
+use segflow::progress::Progress;
+use segflow::run::{self, RunRequest};
+use segflow::storage::{Location, Storage};
+
+use super::args::DemoArgs;
+use super::report::{print_report, print_segment_summary};
+use super::{Failure, yesterday};
+
+/// The shipped pipelines and SQL, embedded so that `segflow demo` works from any folder and
+/// from an installed binary.
+static SHIPPED_PIPELINES: include_dir::Dir =
+    include_dir::include_dir!("$CARGO_MANIFEST_DIR/pipelines");
+static SHIPPED_QUERIES: include_dir::Dir = include_dir::include_dir!("$CARGO_MANIFEST_DIR/queries");
+
+fn write_shipped(dir: &Path) -> Result<(), Failure> {
+    for (folder, tree) in [
+        ("pipelines", &SHIPPED_PIPELINES),
+        ("queries", &SHIPPED_QUERIES),
+    ] {
+        let target = dir.join(folder);
+        std::fs::create_dir_all(&target)
+            .and_then(|()| tree.extract(&target))
+            .map_err(|e| {
+                Failure::Environment(anyhow::anyhow!(
+                    "cannot write the demo files to {}: {e}",
+                    dir.display()
+                ))
+            })?;
+    }
+    Ok(())
+}
+
+pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
+    let dir = std::path::absolute(&args.dir)
+        .map_err(|e| Failure::User(anyhow::anyhow!("cannot use {}: {e}", args.dir.display())))?;
+    write_shipped(&dir)?;
+    let data = dir.join("data");
+    let out = dir.join("out");
+    let as_of = yesterday(chrono_tz::Tz::UTC);
+    println!("Generating a sample shop in {} ...", data.display());
+    let size = ShopSize {
+        customers: args.customers,
+        orders: args.orders,
+        seed: 42,
+        end: as_of,
+    };
+    let data_location = Location::parse(&format!("{}/", data.display()))?;
+    generate::generate(
+        &size,
+        &data_location,
+        &Storage::new(),
+        &Progress::for_terminal(),
+    )
+    .await?;
+
+    let env_data = data.display().to_string();
+    let env_out = out.display().to_string();
+    let env = move |name: &str| match name {
+        "SEGFLOW_DATA" => Some(env_data.clone()),
+        "SEGFLOW_OUT" => Some(env_out.clone()),
+        _ => std::env::var(name).ok(),
+    };
+    let options = LoadOptions {
+        var_overrides: Vec::new(),
+        env: &env,
+    };
+    let pipeline_file = dir.join("pipelines/nightly_segments.yaml");
+    let pipeline = Pipeline::load(&pipeline_file, &options)?;
+    println!("Running {} for as_of {as_of} ...", pipeline_file.display());
+    let report = run::run(
+        &pipeline,
+        &RunRequest::new(as_of),
+        &Progress::for_terminal(),
+    )
+    .await?;
+    print_report(&report);
+    if let Some(summary) = report
+        .outputs
+        .iter()
+        .find(|o| o.committed.table == "segment_summary")
+    {
+        print_segment_summary(summary).await?;
+    }
+    let first = report
+        .outputs
+        .first()
+        .map(|o| o.committed.table.clone())
+        .unwrap_or_default();
+    println!(
+        "\nQuery the result, for example with DuckDB:\n  duckdb -c \"SELECT * FROM read_parquet('{}/{first}/as_of=*/*.parquet', hive_partitioning=true) LIMIT 10\"",
+        out.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,29 @@
+//! `segflow generate`: a sample shop, written as Parquet.
+
+use segflow::generate::{self, ShopSize};
+use segflow::progress::Progress;
+use segflow::storage::{Location, Storage};
+
+use super::args::GenerateArgs;
+use super::{Failure, yesterday};
+
+pub(super) async fn generate_command(args: GenerateArgs) -> Result<(), Failure> {
+    let out = Location::parse(&args.out)?.as_folder();
+    let size = ShopSize {
+        customers: args.customers,
+        orders: args.orders,
+        seed: args.seed,
+        end: args.end.unwrap_or_else(|| yesterday(chrono_tz::Tz::UTC)),
+    };
+    let started = std::time::Instant::now();
+    let made = generate::generate(&size, &out, &Storage::new(), &Progress::for_terminal()).await?;
+    println!(
+        "Wrote {} customers, {} orders, {} order items and {} checkouts to {out} in {:.1}s.",
+        made.customers,
+        made.orders,
+        made.order_items,
+        made.checkouts,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}

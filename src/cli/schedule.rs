@@ -1,0 +1,48 @@
+//! `segflow schedule`: the daemon, until stopped or, with `--once`, after what is due now.
+
+use segflow::storage::Location;
+
+use super::Failure;
+use super::args::ScheduleArgs;
+use super::hand_runner::stop_requested;
+
+pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> {
+    if !args.pipelines.is_dir() {
+        return Err(Failure::User(anyhow::anyhow!(
+            "the pipelines folder {} does not exist",
+            args.pipelines.display()
+        )));
+    }
+    let config = segflow::daemon::DaemonConfig {
+        pipelines: args.pipelines,
+        state: Location::parse(&args.state.url)?,
+        once: args.once,
+        grace: std::time::Duration::from_secs(args.grace_seconds),
+        lease_ttl: std::time::Duration::from_secs(args.lease.lease_seconds.max(1)),
+        single_writer: args.lease.single_writer,
+        tick: std::time::Duration::from_millis(500),
+        clock: segflow::clock::Clock::System,
+    };
+    let tally = segflow::daemon::run(config, stop_requested()).await;
+    // For cron and Kubernetes CronJobs, which see only the exit code.
+    if args.once {
+        let mut problems = Vec::new();
+        if tally.failed > 0 {
+            problems.push(format!(
+                "{} of {} scheduled runs failed (`segflow runs` shows why)",
+                tally.failed,
+                tally.failed + tally.published
+            ));
+        }
+        if tally.unloadable > 0 {
+            problems.push(format!(
+                "{} pipeline files do not load (the log above says where)",
+                tally.unloadable
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(Failure::User(anyhow::anyhow!(problems.join("; "))));
+        }
+    }
+    Ok(())
+}
