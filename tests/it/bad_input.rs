@@ -405,6 +405,7 @@ fn bad_input_fails_clearly_and_loses_nothing() {
     copy_dir(&project.data(), pristine.path());
 
     let mut failures = Vec::new();
+    let mut messages = String::new();
     for case in CASES {
         restore(&project, pristine.path());
         let extra = (case.break_it)(&project);
@@ -423,8 +424,26 @@ fn bad_input_fails_clearly_and_loses_nothing() {
         if project.snapshot() != published {
             failures.push(format!("{}: published outputs changed", case.name));
         }
+        messages.push_str(&format!(
+            "## {}\n{}\n",
+            case.name,
+            user_message(&outcome.stderr, project.path())
+        ));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+    // What the user reads, word for word: a change of message is a reviewed diff of
+    // tests/it/snapshots/ (`cargo insta review`, or INSTA_UPDATE=always).
+    insta::assert_snapshot!("bad_input_messages", messages);
+}
+
+/// The error as printed, without log lines, with the project folder as `[project]`.
+fn user_message(stderr: &str, project: &Path) -> String {
+    stderr
+        .lines()
+        .filter(|line| line.starts_with("error: ") || line.starts_with(' '))
+        .map(|line| line.replace(&project.display().to_string(), "[project]"))
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// Out of disk is the environment's (exit 2), and the message says which folder filled up and
