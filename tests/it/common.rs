@@ -6,6 +6,8 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use crate::s3::GatedShop;
+
 use datafusion::arrow::record_batch::RecordBatch;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 
@@ -243,6 +245,18 @@ pub fn scheduled_pipeline(project: &Project, name: &str, schedule: &str) {
 
 /// Writes `scheduled/<name>.yaml`: a pipeline whose one step is `sql` over the customers.
 pub fn scheduled_query(project: &Project, name: &str, schedule: &str, sql: &str) {
+    let customers = format!("{{ url: {}/customers/ }}", project.data().display());
+    scheduled_query_over(project, name, schedule, sql, &customers);
+}
+
+/// A scheduled pipeline counting the customers of `shop`, whose runs wait while the shop's
+/// gate is closed: a run that takes as long as the test says.
+pub fn gated_query(project: &Project, name: &str, schedule: &str, shop: &GatedShop) {
+    let sql = "SELECT COUNT(*) AS customers FROM customers";
+    scheduled_query_over(project, name, schedule, sql, &shop.customers_source());
+}
+
+fn scheduled_query_over(project: &Project, name: &str, schedule: &str, sql: &str, customers: &str) {
     std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
     std::fs::write(project.path().join(format!("queries/{name}.sql")), sql).unwrap();
     std::fs::write(
@@ -250,19 +264,14 @@ pub fn scheduled_query(project: &Project, name: &str, schedule: &str, sql: &str)
         format!(
             "name: {name}\n\
              schedule: {schedule}\n\
-             sources:\n  customers: {{ url: {}/customers/ }}\n\
+             sources:\n  customers: {customers}\n\
              steps:\n  - {{ name: counts, sql: ../queries/{name}.sql }}\n\
              outputs:\n  - {{ table: counts, url: {}/{name}/ }}\n",
-            project.data().display(),
             project.out().display()
         ),
     )
     .unwrap();
 }
-
-/// Seconds of work for a scheduled run over a project of 50,000 customers: 2.5 billion pairs.
-pub const SLOW_QUERY: &str = "SELECT COUNT(*) AS pairs FROM customers a CROSS JOIN customers b \
-     WHERE (a.customer_id * b.customer_id) % 7 = 3";
 
 /// An output's partition for `as_of`, read the atomic way (the manifest, then its files), as
 /// text: its schema, then every row as `column=value | ...`, sorted, without `drop`'s columns.

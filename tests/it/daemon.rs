@@ -8,7 +8,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::common::{Project, SLOW_QUERY, scheduled_pipeline, scheduled_query, segflow};
+use crate::common::{Project, gated_query, scheduled_pipeline, segflow};
+use crate::s3::GatedShop;
 
 pub(crate) fn start_daemon(project: &Project, grace_seconds: u64) -> Child {
     segflow()
@@ -228,19 +229,21 @@ fn once_runs_what_is_due_and_exits() {
 
 #[test]
 fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
-    let project = Project::new(50_000, 100_000);
-    scheduled_query(
+    let project = Project::new(50, 100);
+    let shop = GatedShop::start_blocking();
+    gated_query(
         &project,
         "slow",
         "{ cron: '0 * * * *', attempts: 1 }",
-        SLOW_QUERY,
+        &shop,
     );
+    shop.close();
     let mut first = start_daemon(&project, 5);
     let log = follow_log(&mut first);
-    wait_for_log(&log, "Lease taken.");
-    std::thread::sleep(Duration::from_millis(800));
-    first.kill().unwrap(); // SIGKILL, mid-run
+    wait_for_log(&log, "Run started.");
+    first.kill().unwrap(); // SIGKILL, mid-run: it waits at the gate
     first.wait().unwrap();
+    shop.open();
 
     let mut second = start_daemon(&project, 5);
     let runs = project.path().join("state/runs/slow");
@@ -289,16 +292,14 @@ fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
 
 #[test]
 fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
-    let project = Project::new(50_000, 100_000);
+    let project = Project::new(50, 100);
     // A daily slot two hours ago, so that the latest slot (and its logical date, the day
     // before it) stays the same for the whole test, even across midnight.
     let slot = chrono::Utc::now() - chrono::Duration::hours(2);
-    scheduled_query(
-        &project,
-        "slow",
-        &format!("{{ cron: '0 {} * * *', attempts: 1 }}", slot.format("%-H")),
-        SLOW_QUERY,
-    );
+    let shop = GatedShop::start_blocking();
+    let schedule = format!("{{ cron: '0 {} * * *', attempts: 1 }}", slot.format("%-H"));
+    gated_query(&project, "slow", &schedule, &shop);
+    shop.close();
     // Already published for the slot's logical date by a quicker pipeline.
     let as_of = (slot.date_naive() - chrono::Days::new(1)).to_string();
     std::fs::write(
@@ -326,8 +327,7 @@ fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
     // A one-second grace period: the run is cancelled, recorded so, and leaves no trace.
     let mut daemon = start_daemon(&project, 1);
     let log = follow_log(&mut daemon);
-    wait_for_log(&log, "Lease taken.");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_log(&log, "Run started.");
     assert_eq!(terminate(&mut daemon), 0, "{}", log.lock().unwrap());
     let cancelled = records(&project, "slow");
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
@@ -349,8 +349,15 @@ fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
     // interrupted try did not use up the slot's one attempt.)
     let mut daemon = start_daemon(&project, 600);
     let log = follow_log(&mut daemon);
-    wait_for_log(&log, "Lease taken.");
-    std::thread::sleep(Duration::from_millis(500));
+    wait_for_log(&log, "Run started.");
+    // Stopped while the run waits at the gate; the gate opens within the grace period.
+    let stopped = Command::new("kill")
+        .args(["-TERM", &daemon.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    wait_for_log(&log, "Stop asked for");
+    shop.open();
     assert_eq!(terminate(&mut daemon), 0, "{}", log.lock().unwrap());
     let log = log.lock().unwrap();
     assert!(log.contains("Stop asked for"), "{log}");

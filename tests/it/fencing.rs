@@ -254,13 +254,10 @@ async fn runs_started_together_publish_one_after_the_other_on_s3() {
 
 #[test]
 fn a_run_that_waits_too_long_for_the_lease_names_its_holder() {
-    let project = Project::new(50_000, 100_000);
-    crate::common::scheduled_query(
-        &project,
-        "slow",
-        "{ cron: '0 0 1 1 *' }",
-        crate::common::SLOW_QUERY,
-    );
+    let project = Project::new(50, 100);
+    let shop = crate::s3::GatedShop::start_blocking();
+    crate::common::gated_query(&project, "slow", "{ cron: '0 0 1 1 *' }", &shop);
+    shop.close();
     let pipeline = project.path().join("scheduled/slow.yaml");
     let args = hand_run(&pipeline);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

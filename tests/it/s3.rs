@@ -22,6 +22,16 @@ pub const SECRET: &str = "segflow-test-secret";
 
 /// Serves the folder `root` as S3 (each subfolder a bucket) until the test ends.
 pub async fn start_s3(root: &std::path::Path) -> SocketAddr {
+    start_gated_s3(root, tokio::sync::watch::channel(true).1).await
+}
+
+/// [`start_s3`], answering requests that name something under `gated` (a path, or a
+/// listing's prefix) only while `open` is true: a run that reads there waits exactly as long
+/// as the test wants, with no work to burn meanwhile.
+async fn start_gated_s3(
+    root: &std::path::Path,
+    open: tokio::sync::watch::Receiver<bool>,
+) -> SocketAddr {
     let fs = s3s_fs::FileSystem::new(root).unwrap();
     let mut builder = S3ServiceBuilder::new(fs);
     builder.set_auth(SimpleAuth::from_single(KEY, SECRET));
@@ -39,10 +49,15 @@ pub async fn start_s3(root: &std::path::Path) -> SocketAddr {
             };
             let service = service.clone();
             let conditional_writes = Arc::clone(&conditional_writes);
+            let open = open.clone();
             let handler = service_fn(move |request: Request<Incoming>| {
                 let service = service.clone();
                 let conditional_writes = Arc::clone(&conditional_writes);
+                let mut open = open.clone();
                 async move {
+                    if request.uri().to_string().contains("gated") {
+                        let _ = open.wait_for(|open| *open).await;
+                    }
                     let headers = request.headers();
                     let conditional =
                         headers.contains_key("if-match") || headers.contains_key("if-none-match");
@@ -77,6 +92,78 @@ pub fn segflow_on_s3(addr: SocketAddr) -> std::process::Command {
         .env("SEGFLOW_OUT", "s3://lake/marts")
         .env("SEGFLOW_STATE", "s3://lake/state");
     command
+}
+
+/// A small shop on an S3 test server whose reads wait while the gate is closed: for tests
+/// that need a run to be under way for as long as they say.
+pub struct GatedShop {
+    /// The server's folder, kept for as long as the shop.
+    _root: tempfile::TempDir,
+    addr: SocketAddr,
+    gate: tokio::sync::watch::Sender<bool>,
+    /// The server's runtime, for tests that have none of their own.
+    _runtime: Option<tokio::runtime::Runtime>,
+}
+
+impl GatedShop {
+    pub async fn start() -> GatedShop {
+        let root = tempfile::tempdir().unwrap();
+        std::fs::create_dir(root.path().join("lake")).unwrap();
+        let (gate, open) = tokio::sync::watch::channel(true);
+        let addr = start_gated_s3(root.path(), open).await;
+        let generate = [
+            "generate",
+            "--customers",
+            "50",
+            "--orders",
+            "150",
+            "--end",
+            END,
+            "--out",
+            "s3://lake/gated/",
+        ];
+        let generated = segflow_s3(addr, &generate).await;
+        assert_eq!(generated.code, 0, "{generated:?}");
+        GatedShop {
+            _root: root,
+            addr,
+            gate,
+            _runtime: None,
+        }
+    }
+
+    /// [`GatedShop::start`] for a test without a runtime: the server gets one of its own.
+    pub fn start_blocking() -> GatedShop {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        let shop = runtime.block_on(GatedShop::start());
+        GatedShop {
+            _runtime: Some(runtime),
+            ..shop
+        }
+    }
+
+    pub fn close(&self) {
+        self.gate.send_replace(false);
+    }
+
+    pub fn open(&self) {
+        self.gate.send_replace(true);
+    }
+
+    /// The shop's customers as a pipeline source, with the server's address and
+    /// credentials as options (no environment: in-process daemons share one).
+    pub fn customers_source(&self) -> String {
+        format!(
+            "{{ url: s3://lake/gated/customers/, options: {{ aws_endpoint: 'http://{}', \
+             aws_allow_http: 'true', aws_access_key_id: {KEY}, aws_secret_access_key: {SECRET}, \
+             aws_region: us-east-1 }} }}",
+            self.addr
+        )
+    }
 }
 
 pub async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {

@@ -19,7 +19,8 @@ use segflow::storage::{Location, Storage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
-use crate::common::{Project, SLOW_QUERY, scheduled_pipeline, scheduled_query};
+use crate::common::{Project, gated_query, scheduled_pipeline};
+use crate::s3::GatedShop;
 
 fn at(text: &str) -> DateTime<Utc> {
     text.parse().unwrap()
@@ -325,13 +326,16 @@ async fn failed_runs_retry_with_backoff_and_again_at_the_next_catchup() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
-    let project = Project::new(50_000, 100_000);
-    scheduled_query(
+    let project = Project::new(50, 100);
+    // The run waits at the gate, under way for as long as the test needs.
+    let shop = GatedShop::start().await;
+    gated_query(
         &project,
         "slow",
         "{ cron: '0 2 * * *', attempts: 1, timeout: 30s }",
-        SLOW_QUERY,
+        &shop,
     );
+    shop.close();
     let history = history(&project);
     let start = at("2030-03-06T02:00:00Z");
     let clock = ManualClock::starting_at(start);
@@ -370,13 +374,16 @@ async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_loses_its_lease_stops_and_leaves_the_slot_to_the_new_holder() {
-    let project = Project::new(50_000, 100_000);
-    scheduled_query(
+    let project = Project::new(50, 100);
+    // The run waits at the gate, under way for as long as the test needs.
+    let shop = GatedShop::start().await;
+    gated_query(
         &project,
         "slow",
         "{ cron: '0 2 * * *', attempts: 3, retry_delay: 60s }",
-        SLOW_QUERY,
+        &shop,
     );
+    shop.close();
     let history = history(&project);
     let start = at("2030-03-06T02:00:00Z");
     let clock = ManualClock::starting_at(start);
