@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use chrono::{NaiveDate, TimeZone};
+use chrono::NaiveDate;
 use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
@@ -24,218 +24,21 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SQLOptions, SessionContext, lit};
 use datafusion::scalar::ScalarValue;
 
-use crate::fault::Fault;
-use crate::pipeline::{
-    AS_OF, AS_OF_END, AS_OF_START, EngineSettings, RUN_ID, Step, StepKind, VarValue, did_you_mean,
-};
+use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, Step, StepKind, did_you_mean};
 use crate::segments::{self, CUSTOMER_ID, Members};
-use crate::storage::{Location, Storage, StorageError};
+use crate::storage::{Location, Storage};
 
+mod error;
 mod instants;
+mod params;
+mod schema;
 mod scratch;
 mod session;
 mod sources;
 
+pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};
+pub use params::Params;
 pub use scratch::Scratch;
-
-#[derive(Debug, thiserror::Error)]
-pub enum EngineError {
-    #[error("could not start the query engine")]
-    Setup(#[source] DataFusionError),
-    #[error(transparent)]
-    Storage(#[from] StorageError),
-    #[error("source '{table}': no Parquet files at {url}")]
-    NoFiles { table: String, url: String },
-    #[error("source '{table}': {file} is not a readable Parquet file")]
-    UnreadableFile {
-        table: String,
-        file: String,
-        #[source]
-        source: parquet::errors::ParquetError,
-    },
-    #[error("source '{table}': {file} has no column '{column}' (declared as {expected}){hint}")]
-    MissingColumn {
-        table: String,
-        file: String,
-        column: String,
-        expected: String,
-        hint: String,
-    },
-    #[error(
-        "source '{table}': column '{column}' in {file} is {found}, but is declared as {expected}"
-    )]
-    WrongType {
-        table: String,
-        file: String,
-        column: String,
-        expected: String,
-        found: DataType,
-    },
-    #[error(
-        "source '{}': column '{}' is {} in {} but {} in {}, which cannot be read as one type; rewrite the files so that the column has one kind of value",
-        .0.table, .0.column, .0.first_type, .0.first_file, .0.other_type, .0.other_file
-    )]
-    ColumnTypesDiffer(Box<TypeConflict>),
-    #[error(
-        "source '{table}': column '{column}' holds wall-clock times (no zone) in {naive_file} but instants (with a zone) in {aware_file}; with the source's timezone {zone} they cannot be told apart once read together, so write the column one way"
-    )]
-    WallClockAndInstants {
-        table: String,
-        column: String,
-        naive_file: String,
-        aware_file: String,
-        zone: String,
-    },
-    #[error("source '{table}': {message}")]
-    SourceData { table: String, message: String },
-    /// A query stopped at data that does not decode; [`Engine::find_damaged_file`] can then
-    /// say which file holds it.
-    #[error("step '{step}': a source file could not be read: {message}")]
-    UnreadableData { step: String, message: String },
-    #[error(
-        "source '{table}': {url} cannot be read: {reason}. The file is damaged or was written \
-         incompletely: replace it, or move it out of the source's folder"
-    )]
-    DamagedFile {
-        table: String,
-        url: String,
-        reason: String,
-    },
-    #[error("segments take their members from the table '{table}' (members.table), but {problem}")]
-    Members { table: String, problem: String },
-    #[error("source '{table}': the key column '{column}' is not a column of the source{hint}")]
-    KeyColumn {
-        table: String,
-        column: String,
-        hint: String,
-    },
-    #[error(
-        "source '{table}': {rows} rows have no {key}, which identifies its rows; fix the rows or leave them out of the export"
-    )]
-    MissingKey {
-        table: String,
-        key: String,
-        rows: usize,
-    },
-    #[error("source '{table}': {}", repeated_key_message(.key, *.repeated, .example, *.rows, .latest_by.as_deref()))]
-    RepeatedKey {
-        table: String,
-        key: String,
-        /// How many key values appear on more than one row.
-        repeated: usize,
-        example: String,
-        /// The rows of the example.
-        rows: i64,
-        latest_by: Option<String>,
-    },
-    #[error("table '{table}': could not register {url}")]
-    Register {
-        table: String,
-        url: String,
-        #[source]
-        source: DataFusionError,
-    },
-    #[error("step '{step}' ({file}): {message}")]
-    Plan {
-        step: String,
-        file: String,
-        message: String,
-    },
-    #[error("step '{step}': could not run")]
-    Execute {
-        step: String,
-        #[source]
-        source: DataFusionError,
-    },
-}
-
-fn repeated_key_message(
-    key: &str,
-    repeated: usize,
-    example: &str,
-    rows: i64,
-    latest_by: Option<&str>,
-) -> String {
-    let values = match repeated {
-        1 => format!("1 {key} value is"),
-        n => format!("{n} {key} values are"),
-    };
-    match latest_by {
-        None => format!(
-            "{values} on more than one row (for example {example}, on {rows} rows); \
-             declare keep_latest_by on the source to keep the latest row of each, or fix the data"
-        ),
-        Some(latest) => format!(
-            "{values} on several rows with the same latest {latest} (for example {example}, on {rows} rows), \
-             so keep_latest_by cannot choose one; fix the data"
-        ),
-    }
-}
-
-/// Two files of one source whose column types have no common type.
-#[derive(Debug)]
-pub struct TypeConflict {
-    pub table: String,
-    pub column: String,
-    pub first_file: String,
-    pub first_type: DataType,
-    pub other_file: String,
-    pub other_type: DataType,
-}
-
-impl EngineError {
-    /// The spec, the SQL or the data, except where the engine or the storage failed.
-    pub fn fault(&self) -> Fault {
-        match self {
-            EngineError::Setup(_) | EngineError::Execute { .. } | EngineError::Register { .. } => {
-                Fault::Environment
-            }
-            EngineError::Storage(e) => e.fault(),
-            _ => Fault::User,
-        }
-    }
-}
-
-/// The values a step's SQL sees as `$name`: the run's parameters and the pipeline vars.
-#[derive(Debug, Clone)]
-pub struct Params {
-    values: BTreeMap<String, VarValue>,
-}
-
-impl Params {
-    /// `$as_of`, the as_of day's first instant and the first after it (`$as_of_start`,
-    /// `$as_of_end`) in `zone`, `$run_id`, and the vars.
-    pub fn new(
-        as_of: NaiveDate,
-        zone: Tz,
-        run_id: &str,
-        vars: &BTreeMap<String, VarValue>,
-    ) -> Params {
-        let mut values = vars.clone();
-        values.insert(AS_OF.to_string(), VarValue::Date(as_of));
-        let next = as_of.succ_opt().expect("as_of is before the end of time");
-        values.insert(
-            AS_OF_START.to_string(),
-            VarValue::Instant(start_of_day(as_of, zone)),
-        );
-        values.insert(
-            AS_OF_END.to_string(),
-            VarValue::Instant(start_of_day(next, zone)),
-        );
-        values.insert(RUN_ID.to_string(), VarValue::String(run_id.to_string()));
-        Params { values }
-    }
-}
-
-/// The first instant of `day` in `zone`: midnight, or where a daylight-saving change skips
-/// midnight, the first wall-clock time after the gap.
-fn start_of_day(day: NaiveDate, zone: Tz) -> chrono::DateTime<Tz> {
-    let midnight = day.and_time(chrono::NaiveTime::MIN);
-    (0..=24 * 4)
-        .map(|quarter| midnight + chrono::Duration::minutes(15 * quarter))
-        .find_map(|local| zone.from_local_datetime(&local).earliest())
-        .expect("every day has a wall-clock time")
-}
 
 /// Where a planned step's result goes: a view (planning only, or read once), or a
 /// materialised Parquet copy in the run's scratch folder (read by several later steps).
@@ -555,69 +358,4 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>
     let mut types: Vec<_> = inferred.get_parameter_types()?.into_iter().collect();
     types.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(types)
-}
-
-/// Whether a query failed for want of memory, disk or storage rather than because of
-/// its SQL or data.
-pub fn is_environment_failure(error: &DataFusionError) -> bool {
-    matches!(
-        error.find_root(),
-        DataFusionError::ResourcesExhausted(_)
-            | DataFusionError::IoError(_)
-            | DataFusionError::ObjectStore(_)
-            | DataFusionError::Internal(_)
-    )
-}
-
-/// Whether a query failed because Parquet data did not decode (a damaged page), which says
-/// nothing of the SQL: the culprit is a file.
-pub fn is_unreadable_data(error: &DataFusionError) -> bool {
-    match error.find_root() {
-        DataFusionError::ParquetError(_) => true,
-        DataFusionError::ArrowError(error, _) => {
-            matches!(
-                **error,
-                datafusion::arrow::error::ArrowError::ParquetError(_)
-            )
-        }
-        DataFusionError::External(error) => error.is::<parquet::errors::ParquetError>(),
-        _ => false,
-    }
-}
-
-/// DataFusion's message without its category prefix and backtrace noise.
-pub fn describe(error: &DataFusionError) -> String {
-    let root = error.find_root();
-    let text = match root {
-        DataFusionError::SchemaError(e, _) => e.to_string(),
-        DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
-        other => other.to_string(),
-    };
-    text.trim().to_string()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_as_of_day_runs_from_its_first_instant_to_the_next_days() {
-        let day = |text: &str| NaiveDate::parse_from_str(text, "%Y-%m-%d").unwrap();
-        let start = |text: &str, zone: Tz| start_of_day(day(text), zone).to_utc().to_rfc3339();
-        // Oslo's spring-forward day has 23 hours.
-        let oslo = chrono_tz::Europe::Oslo;
-        assert_eq!(start("2026-03-29", oslo), "2026-03-28T23:00:00+00:00");
-        assert_eq!(start("2026-03-30", oslo), "2026-03-29T22:00:00+00:00");
-        // In Santiago the clocks skip midnight on 2026-09-06: the day starts at 01:00 (-03).
-        let santiago = chrono_tz::America::Santiago;
-        assert_eq!(start("2026-09-06", santiago), "2026-09-06T04:00:00+00:00");
-        let params = Params::new(day("2026-03-29"), oslo, "run", &BTreeMap::new());
-        assert_eq!(
-            params.values[AS_OF_END].to_scalar(),
-            ScalarValue::TimestampMicrosecond(
-                Some(1_774_821_600_000_000),
-                Some("Europe/Oslo".into())
-            )
-        );
-    }
 }

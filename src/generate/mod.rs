@@ -9,11 +9,6 @@
 use std::sync::Arc;
 
 use chrono::{Datelike, NaiveDate, NaiveTime};
-use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder,
-};
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
 use futures::StreamExt;
 use object_store::{ObjectStoreExt, PutPayload};
@@ -23,8 +18,11 @@ use parquet::file::properties::WriterProperties;
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
 
+mod columns;
+
 use crate::progress::Progress;
 use crate::storage::{Location, Storage, StorageError};
+use columns::{CheckoutColumns, CustomerColumns, ItemColumns, OrderColumns};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -513,170 +511,6 @@ fn encode(table: &'static str, batch: RecordBatch) -> Result<EncodedFile, Genera
         rows: batch.num_rows() as u64,
         bytes,
     })
-}
-
-fn timestamp_type() -> DataType {
-    DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()))
-}
-
-fn money_type() -> DataType {
-    DataType::Decimal128(12, 2)
-}
-
-fn batch(fields: Vec<Field>, columns: Vec<ArrayRef>) -> RecordBatch {
-    let schema: SchemaRef = Arc::new(Schema::new(fields));
-    RecordBatch::try_new(schema, columns).expect("generated columns match their schema")
-}
-
-#[derive(Default)]
-struct CustomerColumns {
-    id: Int64Builder,
-    email: StringBuilder,
-    phone: StringBuilder,
-    created_at: TimestampMicrosecondBuilder,
-    country: StringBuilder,
-    email_subscribed: BooleanBuilder,
-    sms_subscribed: BooleanBuilder,
-    tags: ListBuilder<StringBuilder>,
-}
-
-impl CustomerColumns {
-    fn finish(mut self) -> RecordBatch {
-        batch(
-            vec![
-                Field::new("customer_id", DataType::Int64, false),
-                Field::new("email", DataType::Utf8, false),
-                Field::new("phone", DataType::Utf8, true),
-                Field::new("created_at", timestamp_type(), false),
-                Field::new("country", DataType::Utf8, false),
-                Field::new("email_subscribed", DataType::Boolean, false),
-                Field::new("sms_subscribed", DataType::Boolean, false),
-                Field::new(
-                    "tags",
-                    DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
-                    false,
-                ),
-            ],
-            vec![
-                Arc::new(self.id.finish()),
-                Arc::new(self.email.finish()),
-                Arc::new(self.phone.finish()),
-                Arc::new(self.created_at.finish().with_timezone("UTC")),
-                Arc::new(self.country.finish()),
-                Arc::new(self.email_subscribed.finish()),
-                Arc::new(self.sms_subscribed.finish()),
-                Arc::new(self.tags.finish()),
-            ],
-        )
-    }
-}
-
-#[derive(Default)]
-struct OrderColumns {
-    id: Int64Builder,
-    customer_id: Int64Builder,
-    ordered_at: TimestampMicrosecondBuilder,
-    total_amount: Decimal128Builder,
-    currency: StringBuilder,
-    status: StringBuilder,
-    refunded_amount: Decimal128Builder,
-    channel: StringBuilder,
-}
-
-impl OrderColumns {
-    fn finish(mut self) -> RecordBatch {
-        let money = |b: &mut Decimal128Builder| {
-            Arc::new(
-                b.finish()
-                    .with_precision_and_scale(12, 2)
-                    .expect("decimal(12,2) is valid"),
-            ) as ArrayRef
-        };
-        batch(
-            vec![
-                Field::new("order_id", DataType::Int64, false),
-                Field::new("customer_id", DataType::Int64, false),
-                Field::new("ordered_at", timestamp_type(), false),
-                Field::new("total_amount", money_type(), false),
-                Field::new("currency", DataType::Utf8, false),
-                Field::new("status", DataType::Utf8, false),
-                Field::new("refunded_amount", money_type(), false),
-                Field::new("channel", DataType::Utf8, false),
-            ],
-            vec![
-                Arc::new(self.id.finish()),
-                Arc::new(self.customer_id.finish()),
-                Arc::new(self.ordered_at.finish().with_timezone("UTC")),
-                money(&mut self.total_amount),
-                Arc::new(self.currency.finish()),
-                Arc::new(self.status.finish()),
-                money(&mut self.refunded_amount),
-                Arc::new(self.channel.finish()),
-            ],
-        )
-    }
-}
-
-#[derive(Default)]
-struct ItemColumns {
-    order_id: Int64Builder,
-    product_id: Int64Builder,
-    collection: StringBuilder,
-    quantity: Int32Builder,
-    unit_price: Decimal128Builder,
-}
-
-impl ItemColumns {
-    fn finish(mut self) -> RecordBatch {
-        batch(
-            vec![
-                Field::new("order_id", DataType::Int64, false),
-                Field::new("product_id", DataType::Int64, false),
-                Field::new("collection", DataType::Utf8, false),
-                Field::new("quantity", DataType::Int32, false),
-                Field::new("unit_price", money_type(), false),
-            ],
-            vec![
-                Arc::new(self.order_id.finish()),
-                Arc::new(self.product_id.finish()),
-                Arc::new(self.collection.finish()),
-                Arc::new(self.quantity.finish()),
-                Arc::new(
-                    self.unit_price
-                        .finish()
-                        .with_precision_and_scale(12, 2)
-                        .expect("decimal(12,2) is valid"),
-                ),
-            ],
-        )
-    }
-}
-
-#[derive(Default)]
-struct CheckoutColumns {
-    id: Int64Builder,
-    customer_id: Int64Builder,
-    created_at: TimestampMicrosecondBuilder,
-    completed_at: TimestampMicrosecondBuilder,
-}
-
-impl CheckoutColumns {
-    fn finish(mut self) -> RecordBatch {
-        batch(
-            vec![
-                Field::new("checkout_id", DataType::Int64, false),
-                Field::new("customer_id", DataType::Int64, false),
-                Field::new("created_at", timestamp_type(), false),
-                Field::new("completed_at", timestamp_type(), true),
-            ],
-            vec![
-                Arc::new(self.id.finish()),
-                Arc::new(self.customer_id.finish()),
-                Arc::new(self.created_at.finish().with_timezone("UTC")),
-                Arc::new(self.completed_at.finish().with_timezone("UTC")),
-            ],
-        )
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,205 @@
+//! What can go wrong in the engine, with the table, file and column a user needs, and whose
+//! fault it is.
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::error::DataFusionError;
+
+use crate::fault::Fault;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error("could not start the query engine")]
+    Setup(#[source] DataFusionError),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("source '{table}': no Parquet files at {url}")]
+    NoFiles { table: String, url: String },
+    #[error("source '{table}': {file} is not a readable Parquet file")]
+    UnreadableFile {
+        table: String,
+        file: String,
+        #[source]
+        source: parquet::errors::ParquetError,
+    },
+    #[error("source '{table}': {file} has no column '{column}' (declared as {expected}){hint}")]
+    MissingColumn {
+        table: String,
+        file: String,
+        column: String,
+        expected: String,
+        hint: String,
+    },
+    #[error(
+        "source '{table}': column '{column}' in {file} is {found}, but is declared as {expected}"
+    )]
+    WrongType {
+        table: String,
+        file: String,
+        column: String,
+        expected: String,
+        found: DataType,
+    },
+    #[error(
+        "source '{}': column '{}' is {} in {} but {} in {}, which cannot be read as one type; rewrite the files so that the column has one kind of value",
+        .0.table, .0.column, .0.first_type, .0.first_file, .0.other_type, .0.other_file
+    )]
+    ColumnTypesDiffer(Box<TypeConflict>),
+    #[error(
+        "source '{table}': column '{column}' holds wall-clock times (no zone) in {naive_file} but instants (with a zone) in {aware_file}; with the source's timezone {zone} they cannot be told apart once read together, so write the column one way"
+    )]
+    WallClockAndInstants {
+        table: String,
+        column: String,
+        naive_file: String,
+        aware_file: String,
+        zone: String,
+    },
+    #[error("source '{table}': {message}")]
+    SourceData { table: String, message: String },
+    /// A query stopped at data that does not decode; [`Engine::find_damaged_file`] can then
+    /// say which file holds it.
+    #[error("step '{step}': a source file could not be read: {message}")]
+    UnreadableData { step: String, message: String },
+    #[error(
+        "source '{table}': {url} cannot be read: {reason}. The file is damaged or was written \
+         incompletely: replace it, or move it out of the source's folder"
+    )]
+    DamagedFile {
+        table: String,
+        url: String,
+        reason: String,
+    },
+    #[error("segments take their members from the table '{table}' (members.table), but {problem}")]
+    Members { table: String, problem: String },
+    #[error("source '{table}': the key column '{column}' is not a column of the source{hint}")]
+    KeyColumn {
+        table: String,
+        column: String,
+        hint: String,
+    },
+    #[error(
+        "source '{table}': {rows} rows have no {key}, which identifies its rows; fix the rows or leave them out of the export"
+    )]
+    MissingKey {
+        table: String,
+        key: String,
+        rows: usize,
+    },
+    #[error("source '{table}': {}", repeated_key_message(.key, *.repeated, .example, *.rows, .latest_by.as_deref()))]
+    RepeatedKey {
+        table: String,
+        key: String,
+        /// How many key values appear on more than one row.
+        repeated: usize,
+        example: String,
+        /// The rows of the example.
+        rows: i64,
+        latest_by: Option<String>,
+    },
+    #[error("table '{table}': could not register {url}")]
+    Register {
+        table: String,
+        url: String,
+        #[source]
+        source: DataFusionError,
+    },
+    #[error("step '{step}' ({file}): {message}")]
+    Plan {
+        step: String,
+        file: String,
+        message: String,
+    },
+    #[error("step '{step}': could not run")]
+    Execute {
+        step: String,
+        #[source]
+        source: DataFusionError,
+    },
+}
+
+fn repeated_key_message(
+    key: &str,
+    repeated: usize,
+    example: &str,
+    rows: i64,
+    latest_by: Option<&str>,
+) -> String {
+    let values = match repeated {
+        1 => format!("1 {key} value is"),
+        n => format!("{n} {key} values are"),
+    };
+    match latest_by {
+        None => format!(
+            "{values} on more than one row (for example {example}, on {rows} rows); \
+             declare keep_latest_by on the source to keep the latest row of each, or fix the data"
+        ),
+        Some(latest) => format!(
+            "{values} on several rows with the same latest {latest} (for example {example}, on {rows} rows), \
+             so keep_latest_by cannot choose one; fix the data"
+        ),
+    }
+}
+
+/// Two files of one source whose column types have no common type.
+#[derive(Debug)]
+pub struct TypeConflict {
+    pub table: String,
+    pub column: String,
+    pub first_file: String,
+    pub first_type: DataType,
+    pub other_file: String,
+    pub other_type: DataType,
+}
+
+impl EngineError {
+    /// The spec, the SQL or the data, except where the engine or the storage failed.
+    pub fn fault(&self) -> Fault {
+        match self {
+            EngineError::Setup(_) | EngineError::Execute { .. } | EngineError::Register { .. } => {
+                Fault::Environment
+            }
+            EngineError::Storage(e) => e.fault(),
+            _ => Fault::User,
+        }
+    }
+}
+
+/// Whether a query failed for want of memory, disk or storage rather than because of
+/// its SQL or data.
+pub fn is_environment_failure(error: &DataFusionError) -> bool {
+    matches!(
+        error.find_root(),
+        DataFusionError::ResourcesExhausted(_)
+            | DataFusionError::IoError(_)
+            | DataFusionError::ObjectStore(_)
+            | DataFusionError::Internal(_)
+    )
+}
+
+/// Whether a query failed because Parquet data did not decode (a damaged page), which says
+/// nothing of the SQL: the culprit is a file.
+pub fn is_unreadable_data(error: &DataFusionError) -> bool {
+    match error.find_root() {
+        DataFusionError::ParquetError(_) => true,
+        DataFusionError::ArrowError(error, _) => {
+            matches!(
+                **error,
+                datafusion::arrow::error::ArrowError::ParquetError(_)
+            )
+        }
+        DataFusionError::External(error) => error.is::<parquet::errors::ParquetError>(),
+        _ => false,
+    }
+}
+
+/// DataFusion's message without its category prefix and backtrace noise.
+pub fn describe(error: &DataFusionError) -> String {
+    let root = error.find_root();
+    let text = match root {
+        DataFusionError::SchemaError(e, _) => e.to_string(),
+        DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
+        other => other.to_string(),
+    };
+    text.trim().to_string()
+}

@@ -1,0 +1,284 @@
+//! Storage by URL: every place segflow reads or writes is a [`Location`], and every
+//! [`ObjectStore`] comes from one [`Storage`] registry. No other module names a backend.
+//!
+//! Supported: plain paths and `file://`, `memory://` (one in-process store, for tests and
+//! dry runs), `s3://` (credentials and endpoint from the `AWS_*` environment variables, then
+//! per-source `options`), and `gs://` / `az://` when built with the `gcp` / `azure` features.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path as FsPath;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use datafusion::execution::object_store::ObjectStoreRegistry;
+use datafusion::execution::object_store::ObjectStoreUrl;
+use futures::TryStreamExt;
+use object_store::local::LocalFileSystem;
+use object_store::memory::InMemory;
+use object_store::path::Path;
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
+use url::Url;
+
+mod location;
+mod swap;
+
+pub use location::Location;
+pub use swap::{SwapError, Versioned, read_versioned};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("'{url}' is not a valid URL or path: {reason}")]
+    InvalidUrl { url: String, reason: String },
+    #[error("'{url}' uses the scheme '{scheme}', which segflow does not support{hint}")]
+    UnsupportedScheme {
+        url: String,
+        scheme: String,
+        hint: String,
+    },
+    #[error("option '{key}' for {url} is not a known setting of that store")]
+    UnknownOption { url: String, key: String },
+    #[error("could not set up the object store for {url}")]
+    Connect {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("could not delete {url}")]
+    Delete {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+    #[error("could not list {url}")]
+    List {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+impl StorageError {
+    /// A URL, scheme or store setting that is wrong is the user's to fix; a store that fails
+    /// to list or delete is the environment's.
+    pub fn fault(&self) -> crate::fault::Fault {
+        use crate::fault::Fault;
+        match self {
+            StorageError::InvalidUrl { .. }
+            | StorageError::UnsupportedScheme { .. }
+            | StorageError::UnknownOption { .. }
+            | StorageError::Connect { .. } => Fault::User,
+            StorageError::Delete { .. } | StorageError::List { .. } => Fault::Environment,
+        }
+    }
+}
+
+/// The one registry of object stores of a process. Stores are built on first use of their
+/// `scheme://bucket` and shared by every table on it.
+#[derive(Debug, Default, Clone)]
+pub struct Storage {
+    stores: Arc<Mutex<HashMap<ObjectStoreUrl, Arc<dyn ObjectStore>>>>,
+    /// Stores found to honour conditional writes: one probe per store and process.
+    fenced: Arc<Mutex<HashSet<ObjectStoreUrl>>>,
+}
+
+/// The process-wide `memory://` store, so that a pipeline can write there and a later
+/// run in the same process (a test, the scheduler) can read it back.
+fn memory_store() -> Arc<dyn ObjectStore> {
+    static MEMORY: OnceLock<Arc<dyn ObjectStore>> = OnceLock::new();
+    Arc::clone(MEMORY.get_or_init(|| Arc::new(InMemory::new())))
+}
+
+impl Storage {
+    pub fn new() -> Storage {
+        Storage::default()
+    }
+
+    /// The store for `location`, built with `options` if it is the first use of its bucket.
+    pub fn store(
+        &self,
+        location: &Location,
+        options: &BTreeMap<String, String>,
+    ) -> Result<Arc<dyn ObjectStore>, StorageError> {
+        let key = location.store_url();
+        let mut stores = self.stores.lock().expect("storage registry lock");
+        if let Some(store) = stores.get(&key) {
+            return Ok(Arc::clone(store));
+        }
+        let store = build_store(location, options)?;
+        stores.insert(key, Arc::clone(&store));
+        Ok(store)
+    }
+
+    /// Normalises a source location: a local folder written without a trailing slash is
+    /// still a folder; a remote name without a `.parquet` suffix is taken as a folder.
+    pub fn source_location(&self, location: &Location) -> Location {
+        if location.is_folder() {
+            return location.clone();
+        }
+        let named_file = location.url.path().ends_with(".parquet");
+        if location.is_local_dir() || (!named_file && location.local_path().is_none()) {
+            location.as_folder()
+        } else {
+            location.clone()
+        }
+    }
+
+    /// Every object under `location` (or the one object it names).
+    pub async fn list(
+        &self,
+        location: &Location,
+        store: &dyn ObjectStore,
+    ) -> Result<Vec<ObjectMeta>, StorageError> {
+        let list_err = |source| StorageError::List {
+            url: location.to_string(),
+            source,
+        };
+        if !location.is_folder() {
+            return match store.head(&location.path()).await {
+                Ok(meta) => Ok(vec![meta]),
+                Err(object_store::Error::NotFound { .. }) => Ok(Vec::new()),
+                Err(source) => Err(list_err(source)),
+            };
+        }
+        let prefix = location.path();
+        let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
+        let mut objects: Vec<ObjectMeta> = store
+            .list(prefix.as_ref())
+            .try_collect()
+            .await
+            .map_err(list_err)?;
+        objects.sort_by(|a, b| a.location.cmp(&b.location));
+        Ok(objects)
+    }
+
+    /// Deletes every object under a folder; on a local disk also the emptied directories,
+    /// which object stores do not have.
+    pub async fn remove_folder(
+        &self,
+        folder: &Location,
+        store: &dyn ObjectStore,
+    ) -> Result<(), StorageError> {
+        let folder = folder.as_folder();
+        for object in self.list(&folder, store).await? {
+            store
+                .delete(&object.location)
+                .await
+                .map_err(|source| StorageError::Delete {
+                    url: folder.join(&folder.relative(&object.location)).to_string(),
+                    source,
+                })?;
+        }
+        if let Some(dir) = folder.local_path() {
+            remove_empty_dirs(&dir);
+        }
+        Ok(())
+    }
+}
+
+/// DataFusion asks the same registry for the store of every URL a query reads, so a store is
+/// built once, with the options of the source or output that first named its bucket (as
+/// datafusion-cli installs its own registry). A URL no table named gets a store from the
+/// environment's settings alone.
+impl ObjectStoreRegistry for Storage {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
+        let key = Location { url: url.clone() }.store_url();
+        let mut stores = self.stores.lock().expect("storage registry lock");
+        stores.insert(key, store)
+    }
+
+    fn get_store(&self, url: &Url) -> datafusion::error::Result<Arc<dyn ObjectStore>> {
+        let location = Location::parse(url.as_str())
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))?;
+        self.store(&location, &BTreeMap::new())
+            .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
+    }
+}
+
+/// The whole content of one object (run records, leases, manifests: small JSON files).
+pub async fn read_object(
+    store: &dyn ObjectStore,
+    path: &Path,
+) -> Result<bytes::Bytes, object_store::Error> {
+    store.get(path).await?.bytes().await
+}
+
+/// Removes `dir` and the directories below it that hold no files. A file that appeared
+/// meanwhile (another writer's) keeps its directories alive, which is the safe outcome.
+pub(crate) fn remove_empty_dirs(dir: &FsPath) {
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for entry in entries.flatten() {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                remove_empty_dirs(&entry.path());
+            }
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
+}
+
+fn build_store(
+    location: &Location,
+    options: &BTreeMap<String, String>,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let url = location.as_str().to_string();
+    let connect = |source| StorageError::Connect {
+        url: url.clone(),
+        source,
+    };
+    match location.url.scheme() {
+        "file" => Ok(Arc::new(LocalFileSystem::new())),
+        "memory" => Ok(memory_store()),
+        "s3" | "s3a" => {
+            use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+            let mut builder = AmazonS3Builder::from_env().with_url(location.as_str());
+            for (key, value) in options {
+                let config: AmazonS3ConfigKey =
+                    key.to_ascii_lowercase()
+                        .parse()
+                        .map_err(|_| StorageError::UnknownOption {
+                            url: url.clone(),
+                            key: key.clone(),
+                        })?;
+                builder = builder.with_config(config, value);
+            }
+            Ok(Arc::new(builder.build().map_err(connect)?))
+        }
+        scheme @ ("gs" | "az" | "abfs" | "abfss") => cloud_store(location, options, scheme),
+        scheme => Err(StorageError::UnsupportedScheme {
+            url,
+            scheme: scheme.to_string(),
+            hint: String::new(),
+        }),
+    }
+}
+
+/// Google Cloud Storage and Azure through object_store's own URL parsing; compiled in only
+/// with the `gcp` / `azure` features so that the default build carries no unused SDK code.
+fn cloud_store(
+    location: &Location,
+    options: &BTreeMap<String, String>,
+    scheme: &str,
+) -> Result<Arc<dyn ObjectStore>, StorageError> {
+    let enabled = match scheme {
+        "gs" => cfg!(feature = "gcp"),
+        _ => cfg!(feature = "azure"),
+    };
+    if !enabled {
+        let feature = if scheme == "gs" { "gcp" } else { "azure" };
+        return Err(StorageError::UnsupportedScheme {
+            url: location.to_string(),
+            scheme: scheme.to_string(),
+            hint: format!(" in this build (rebuild with `--features {feature}`)"),
+        });
+    }
+    let (store, _) =
+        object_store::parse_url_opts(&location.url, options.iter()).map_err(|source| {
+            StorageError::Connect {
+                url: location.to_string(),
+                source,
+            }
+        })?;
+    Ok(Arc::from(store))
+}
