@@ -39,7 +39,10 @@ pub(crate) fn follow_log(child: &mut Child) -> Arc<Mutex<String>> {
     let sink = Arc::clone(&log);
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            let mut text = sink.lock().unwrap();
+            // A test that failed while reading the log must still show its own panic.
+            let mut text = sink
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             text.push_str(&line);
             text.push('\n');
         }
@@ -49,11 +52,14 @@ pub(crate) fn follow_log(child: &mut Child) -> Arc<Mutex<String>> {
 
 pub(crate) fn wait_for_log(log: &Mutex<String>, needle: &str) {
     let deadline = Instant::now() + Duration::from_secs(60);
-    while !log.lock().unwrap().contains(needle) {
+    loop {
+        let text = log.lock().unwrap().clone();
+        if text.contains(needle) {
+            return;
+        }
         assert!(
             Instant::now() < deadline,
-            "no '{needle}' in the log:\n{}",
-            log.lock().unwrap()
+            "no '{needle}' in the log:\n{text}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
