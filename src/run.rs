@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 
 use crate::cancel::{Cancel, CancelReason};
 use crate::engine::{Engine, EngineError, Params, Scratch, StepResult};
-use crate::pipeline::{Pipeline, Published, Step};
+use crate::pipeline::{Pipeline, Published, Step, StepKind};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
 use crate::segments::Unmatched;
@@ -41,10 +41,19 @@ pub enum RunError {
          or network failure, most likely; run again"
     )]
     ReadFailed(#[source] Box<RunError>),
+    #[error("{} steps do not plan:{}", .0.len(), each_on_a_line(.0))]
+    Steps(Vec<RunError>),
     #[error("the run was cancelled: {0}")]
     Cancelled(CancelReason),
     #[error("the run crashed: {0}")]
     Crashed(String),
+}
+
+fn each_on_a_line(errors: &[RunError]) -> String {
+    errors
+        .iter()
+        .map(|e| format!("\n  {}", crate::history::error_chain(e)))
+        .collect()
 }
 
 impl RunError {
@@ -52,6 +61,11 @@ impl RunError {
         match self {
             RunError::Engine(e) => e.fault(),
             RunError::Publish(e) => e.fault(),
+            RunError::Steps(errors) => errors
+                .iter()
+                .map(RunError::fault)
+                .max()
+                .unwrap_or(crate::fault::Fault::User),
             RunError::Scratch(_)
             | RunError::DiskFull { .. }
             | RunError::ReadFailed(_)
@@ -126,17 +140,49 @@ pub struct PublishedOutput {
     pub committed: Committed,
 }
 
+/// What `segflow validate` planned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Planned {
+    pub steps: usize,
+    pub segments: usize,
+}
+
 /// Plans every step against the sources' schemas without scanning data: what
-/// `segflow validate` checks beyond the spec itself.
-pub async fn plan_only(pipeline: &Pipeline, as_of: NaiveDate) -> Result<(), RunError> {
+/// `segflow validate` checks beyond the spec itself. Every step that fails is reported; a
+/// step that reads a failed one is not planned (its errors would only repeat the cause).
+pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Planned, RunError> {
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
-    let params = Params::new(as_of, pipeline.timezone, "validate", &pipeline.vars);
+    let params = request.params(pipeline);
+    let mut failed = Vec::new();
+    let mut broken: BTreeSet<&str> = BTreeSet::new();
     for step in &pipeline.steps {
-        register_published(pipeline, &engine, &storage, step, as_of).await?;
-        engine.add_step(step, &params, StepResult::View).await?;
+        if step.sql.tables.iter().any(|t| broken.contains(t.as_str())) {
+            broken.insert(&step.name);
+            continue;
+        }
+        let planned = async {
+            register_published(pipeline, &engine, &storage, step, request.as_of).await?;
+            engine.add_step(step, &params, StepResult::View).await?;
+            Ok::<(), RunError>(())
+        };
+        if let Err(error) = planned.await {
+            broken.insert(&step.name);
+            failed.push(error);
+        }
     }
-    Ok(())
+    match failed.len() {
+        0 => Ok(Planned {
+            steps: pipeline
+                .steps
+                .iter()
+                .filter(|s| s.kind == StepKind::Query)
+                .count(),
+            segments: pipeline.segments.len(),
+        }),
+        1 => Err(failed.remove(0)),
+        _ => Err(RunError::Steps(failed)),
+    }
 }
 
 pub async fn run(

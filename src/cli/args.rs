@@ -136,6 +136,13 @@ pub(crate) struct ValidateArgs {
     /// Pipeline YAML files.
     #[arg(required = true)]
     pub(crate) pipelines: Vec<PathBuf>,
+    /// Plan for this logical date (YYYY-MM-DD), as a run would; defaults to yesterday in
+    /// each pipeline's time zone.
+    #[arg(long, value_parser = date_arg)]
+    pub(crate) as_of: Option<NaiveDate>,
+    /// Check with these var values, as `run --var name=value` would use them.
+    #[arg(long = "var", value_parser = var_arg)]
+    pub(crate) vars: Vec<(String, String)>,
 }
 
 #[derive(Debug, Args)]

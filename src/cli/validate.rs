@@ -1,23 +1,38 @@
 //! `segflow validate`: the spec checked and every step planned, nothing scanned.
 
 use segflow::pipeline::{LoadOptions, Pipeline};
-use segflow::run;
+use segflow::run::{self, RunRequest};
 
 use super::args::ValidateArgs;
 use super::{Failure, yesterday};
 
 pub(super) async fn validate_command(args: ValidateArgs) -> Result<(), Failure> {
     let mut failures = Vec::new();
+    let options = LoadOptions {
+        var_overrides: args.vars.clone(),
+        ..LoadOptions::default()
+    };
     for path in &args.pipelines {
-        let checked = match Pipeline::load(path, &LoadOptions::default()) {
-            Ok(pipeline) => run::plan_only(&pipeline, yesterday(pipeline.timezone))
-                .await
-                .map(|()| pipeline.steps.len())
-                .map_err(Failure::from),
+        let checked = match Pipeline::load(path, &options) {
+            Ok(pipeline) => {
+                let as_of = args.as_of.unwrap_or_else(|| yesterday(pipeline.timezone));
+                let request = RunRequest {
+                    run_id: "validate".to_string(),
+                    ..RunRequest::new(as_of)
+                };
+                run::plan_only(&pipeline, &request)
+                    .await
+                    .map_err(Failure::from)
+            }
             Err(error) => Err(Failure::from(error)),
         };
         match checked {
-            Ok(steps) => println!("{}: ok ({steps} steps planned)", path.display()),
+            Ok(planned) => println!(
+                "{}: ok ({} steps and {} segments planned)",
+                path.display(),
+                planned.steps,
+                planned.segments
+            ),
             Err(failure) => {
                 println!("{}: failed", path.display());
                 failures.push(failure);

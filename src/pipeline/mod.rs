@@ -6,6 +6,7 @@
 mod dag;
 mod diagnostics;
 mod env;
+mod keys;
 mod model;
 mod raw;
 mod steps;
@@ -50,12 +51,15 @@ impl Pipeline {
 
     /// Parses and validates the YAML `text`, which was read from `path`.
     pub fn parse(text: &str, path: &Path, options: &LoadOptions) -> Result<Pipeline, SpecError> {
-        let raw = raw::parse(text).map_err(|e| SpecError::Invalid {
-            problems: vec![Problem {
-                file: path.to_path_buf(),
-                line: e.line,
-                message: e.message,
-            }],
+        let raw = raw::parse(text).map_err(|errors| SpecError::Invalid {
+            problems: errors
+                .into_iter()
+                .map(|e| Problem {
+                    file: path.to_path_buf(),
+                    line: e.line,
+                    message: e.message,
+                })
+                .collect(),
         })?;
         let mut validator = validate::Validator::new(path, options.env);
         let pipeline = validator.pipeline(raw, &options.var_overrides);

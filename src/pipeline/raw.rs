@@ -7,6 +7,8 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_saphyr::{MessageFormatter, Spanned};
 
+use super::keys::{Node, PIPELINE, unknown_keys};
+
 /// The line of a value, when the parser knows it (1-based).
 pub(super) fn line_of<T>(value: &Spanned<T>) -> Option<usize> {
     usize::try_from(value.referenced.line())
@@ -56,21 +58,33 @@ pub(super) struct YamlError {
 }
 
 /// Parses YAML 1.2: `NO` and `yes` are strings, not booleans, and a tag segflow does not know
-/// is an error rather than silently dropped.
-pub(super) fn parse(text: &str) -> Result<RawPipeline, YamlError> {
+/// is an error rather than silently dropped. Every unknown key is reported at once (see
+/// `keys`); otherwise the first problem the typed parse meets.
+pub(super) fn parse(text: &str) -> Result<RawPipeline, Vec<YamlError>> {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     options.reject_unsupported_tags = true;
-    serde_saphyr::from_str_with_options(text, options).map_err(|error| {
-        let bare = error.without_snippet();
-        YamlError {
-            line: bare
-                .location()
-                .and_then(|l| usize::try_from(l.line()).ok())
-                .filter(|&line| line > 0),
-            message: plain_words(&serde_saphyr::UserMessageFormatter.format_message(bare)),
-        }
-    })
+    let tree: Node = serde_saphyr::from_str_with_options(text, options.clone())
+        .map_err(|error| vec![yaml_error(&error)])?;
+    let unknown = unknown_keys(&tree, &PIPELINE);
+    if !unknown.is_empty() {
+        return Err(unknown
+            .into_iter()
+            .map(|(line, message)| YamlError { line, message })
+            .collect());
+    }
+    serde_saphyr::from_str_with_options(text, options).map_err(|error| vec![yaml_error(&error)])
+}
+
+fn yaml_error(error: &serde_saphyr::Error) -> YamlError {
+    let bare = error.without_snippet();
+    YamlError {
+        line: bare
+            .location()
+            .and_then(|l| usize::try_from(l.line()).ok())
+            .filter(|&line| line > 0),
+        message: plain_words(&serde_saphyr::UserMessageFormatter.format_message(bare)),
+    }
 }
 
 /// The parser's terse texts for a value of the wrong shape, said as a data engineer would;
@@ -244,7 +258,7 @@ mod tests {
         let raw = parse(
             "name: t\nvars:\n  on: yes\n  off: no\n  country: NO\n  flag: true\nsources:\n  s: { url: x/, options: { region: NO } }\n",
         )
-        .unwrap_or_else(|e| panic!("{}", e.message));
+        .unwrap_or_else(|e| panic!("{}", e[0].message));
         let vars: Vec<(&str, &serde_json::Value)> =
             raw.vars.iter().map(|(k, v)| (k.name(), v)).collect();
         assert_eq!(
@@ -265,7 +279,7 @@ mod tests {
         let raw = parse(
             "name: demo\nsources:\n  orders:\n    url: data/orders/\nsteps:\n  - name: a\n    sql: a.sql\n  - { name: b, sql: b.sql }\n",
         )
-        .unwrap_or_else(|e| panic!("{}", e.message));
+        .unwrap_or_else(|e| panic!("{}", e[0].message));
         assert_eq!(line_of(&raw.name), Some(1));
         let (key, source) = raw.sources.iter().next().unwrap();
         assert_eq!(key.line(), Some(3));
@@ -277,22 +291,96 @@ mod tests {
 
     #[test]
     fn errors_carry_their_line() {
-        let error = parse("name: t\nvars:\n  a: 1\n  a: 2\n").err().unwrap();
+        let first = |text: &str| parse(text).err().unwrap().remove(0);
+        let error = first("name: t\nvars:\n  a: 1\n  a: 2\n");
         assert_eq!(error.line, Some(4));
         assert!(error.message.contains("duplicate"), "{}", error.message);
-        let error = parse("name: t\nvars:\n  a: !secret x\n").err().unwrap();
+        let error = first("name: t\nvars:\n  a: !secret x\n");
         assert_eq!(error.line, Some(3));
-        let error = parse("name: t\nengine:\n  target_partitions: -3\n")
-            .err()
-            .unwrap();
+        let error = first("name: t\nengine:\n  target_partitions: -3\n");
         assert_eq!(
             (error.line, error.message.as_str()),
             (Some(3), "expected a whole number, 0 or more, here")
         );
-        let error = parse("name: t\nsteps: a.sql\n").err().unwrap();
+        let error = first("name: t\nsteps: a.sql\n");
         assert_eq!(
             (error.line, error.message.as_str()),
             (Some(2), "expected a list here")
         );
+    }
+
+    #[test]
+    fn every_unknown_key_is_reported_at_once_with_a_guess() {
+        let errors = parse(
+            "name: t\nsteps:\n  - { name: a, sq: a.sql }\noutputs:\n  - tabel: a\n    url: out/\nschedule:\n  cronn: '0 2 * * *'\n  timezon: UTC\n",
+        )
+        .err()
+        .unwrap();
+        let found: Vec<(Option<usize>, &str)> = errors
+            .iter()
+            .map(|e| (e.line, e.message.as_str()))
+            .collect();
+        assert_eq!(
+            found,
+            [
+                (
+                    Some(3),
+                    "unknown field `sq` (did you mean 'sql'?), expected one of name, sql"
+                ),
+                (
+                    Some(5),
+                    "unknown field `tabel` (did you mean 'table'?), expected one of table, url, options"
+                ),
+                (
+                    Some(8),
+                    "unknown field `cronn` (did you mean 'cron'?), expected one of cron, timezone, catchup, max_catchup, attempts, retry_delay, timeout"
+                ),
+                (
+                    Some(9),
+                    "unknown field `timezon` (did you mean 'timezone'?), expected one of cron, timezone, catchup, max_catchup, attempts, retry_delay, timeout"
+                ),
+            ]
+        );
+    }
+
+    /// The key check's shapes list exactly the fields the typed parse accepts: serde's own
+    /// list, from the error of one unknown key in each section.
+    #[test]
+    fn the_key_check_knows_the_same_fields_as_the_wire_types() {
+        let sections = [
+            ("", "zzz: 1\n"),
+            ("members", "name: t\nmembers: { zzz: 1 }\n"),
+            (
+                "sources.*",
+                "name: t\nsources: { s: { url: x/, zzz: 1 } }\n",
+            ),
+            (
+                "steps[]",
+                "name: t\nsteps: [{ name: a, sql: a.sql, zzz: 1 }]\n",
+            ),
+            ("segments[]", "name: t\nsegments: [{ name: a, zzz: 1 }]\n"),
+            (
+                "outputs[]",
+                "name: t\noutputs: [{ table: a, url: x/, zzz: 1 }]\n",
+            ),
+            ("engine", "name: t\nengine: { zzz: 1 }\n"),
+            ("schedule", "name: t\nschedule: { cron: x, zzz: 1 }\n"),
+        ];
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        for (section, yaml) in sections {
+            let typed = serde_saphyr::from_str_with_options::<RawPipeline>(yaml, options.clone());
+            let serde_message = serde_saphyr::UserMessageFormatter
+                .format_message(typed.err().unwrap().without_snippet())
+                .to_string();
+            let ours = &parse(yaml).err().unwrap()[0].message;
+            let expected =
+                |message: &str| message.split("expected one of ").nth(1).map(str::to_string);
+            assert_eq!(
+                expected(ours),
+                expected(&serde_message),
+                "{section}: ours: {ours}; serde: {serde_message}"
+            );
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use serde_saphyr::{Location, Spanned};
 
 use super::diagnostics::did_you_mean;
-use super::model::{Published, Source, Step, StepKind};
+use super::model::{Published, Step, StepKind};
 use super::raw::{RawSegment, RawStep, line_of};
 use super::validate::Validator;
 use crate::segments::{
@@ -34,22 +34,25 @@ enum DraftSql {
 }
 
 impl Validator<'_> {
-    /// The checked steps, in YAML order, and the segment names.
+    /// The checked steps in YAML order, the segment names, and every name a step or segment
+    /// was declared under, its SQL broken or not (so that what reads a broken step is not
+    /// told it does not exist).
     pub(super) fn steps(
         &mut self,
         raw_steps: Vec<Spanned<RawStep>>,
         raw_segments: Vec<Spanned<RawSegment>>,
-        sources: &[Source],
+        sources: &BTreeSet<String>,
         published: &BTreeSet<String>,
         segments_line: Option<usize>,
-    ) -> (Vec<Step>, Vec<String>) {
+    ) -> (Vec<Step>, Vec<String>, BTreeSet<String>) {
         let segment_names: Vec<String> = raw_segments
             .iter()
             .map(|s| s.value.name.value.clone())
             .collect();
         let drafts = self.drafts(raw_steps, raw_segments, &segment_names, segments_line);
-        let source_names: BTreeSet<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+        let source_names: BTreeSet<&str> = sources.iter().map(String::as_str).collect();
         let readable = readable_tables(&drafts, &source_names, published);
+        let declared = drafts.iter().map(|d| d.name.value.clone()).collect();
         let mut first_lines: HashMap<String, Option<usize>> = HashMap::new();
         let mut steps = Vec::new();
         for draft in drafts {
@@ -66,7 +69,7 @@ impl Validator<'_> {
             self.check_reads(&step, sql_line, &readable);
             steps.push(step);
         }
-        (steps, segment_names)
+        (steps, segment_names, declared)
     }
 
     fn drafts(
@@ -296,18 +299,18 @@ impl Validator<'_> {
         &mut self,
         members: &Members,
         line: Option<usize>,
-        sources: &[Source],
+        sources: &BTreeSet<String>,
         steps: &[Step],
     ) {
         let table = members.table.as_str();
-        let known = sources.iter().any(|s| s.name == table)
+        let known = sources.contains(table)
             || steps
                 .iter()
                 .any(|s| s.name == table && s.kind == StepKind::Query);
         if !known {
             let candidates = sources
                 .iter()
-                .map(|s| s.name.as_str())
+                .map(String::as_str)
                 .chain(steps.iter().map(|s| s.name.as_str()));
             let hint = did_you_mean(table, candidates);
             self.problem(

@@ -58,6 +58,10 @@ impl<'a> Validator<'a> {
         let timezone = self.timezone(raw.timezone.as_ref());
         let members = self.members(raw.members.as_ref().map(|m| &m.value));
         let vars = self.vars(&raw.vars, overrides);
+        // Names count as declared even when a source's URL is wrong, so that the steps that
+        // read it are not told it does not exist.
+        let source_names: BTreeSet<String> =
+            raw.sources.keys().map(|k| k.name().to_string()).collect();
         let sources = self.sources(raw.sources);
         let published: BTreeSet<String> = raw
             .outputs
@@ -72,10 +76,10 @@ impl<'a> Validator<'a> {
                 .and_then(line_of)
                 .or_else(|| line_of(m))
         });
-        let (steps, segments) = self.steps(
+        let (steps, segments, declared) = self.steps(
             raw.steps,
             raw.segments.map(|s| s.value).unwrap_or_default(),
-            &sources,
+            &source_names,
             &published,
             segments_line,
         );
@@ -83,14 +87,14 @@ impl<'a> Validator<'a> {
             self.check_members(
                 &members,
                 members_line.unwrap_or(segments_line),
-                &sources,
+                &source_names,
                 &steps,
             );
         }
         let mut steps = steps;
         super::steps::membership_reads_members(&mut steps, &members);
         let steps = self.order(steps);
-        let outputs = self.outputs(raw.outputs, &sources, &steps);
+        let outputs = self.outputs(raw.outputs, &source_names, &declared);
         let engine = self.engine(raw.engine);
         let schedule = raw.schedule.and_then(|raw| self.schedule(raw, timezone));
         Pipeline {
@@ -176,7 +180,7 @@ impl<'a> Validator<'a> {
             let columns = self.source_columns(&name, &source.columns);
             let timezone = self.timezone(source.timezone.as_ref());
             let key = self.source_key(&name, &source);
-            let options = self.options(source.options);
+            let options = self.options(location.as_ref(), source.options);
             if let Some(location) = location {
                 sources.push(Source {
                     name,
@@ -255,16 +259,18 @@ impl<'a> Validator<'a> {
         })
     }
 
+    /// Outputs, each of a source or of a declared step (whose own problems, if any, are
+    /// reported with the step).
     fn outputs(
         &mut self,
         raw: Vec<Spanned<RawOutput>>,
-        sources: &[Source],
-        steps: &[Step],
+        sources: &BTreeSet<String>,
+        steps: &BTreeSet<String>,
     ) -> Vec<Output> {
         let tables: Vec<&str> = sources
             .iter()
-            .map(|s| s.name.as_str())
-            .chain(steps.iter().map(|s| s.name.as_str()))
+            .map(String::as_str)
+            .chain(steps.iter().map(String::as_str))
             .collect();
         let mut urls: HashMap<String, String> = HashMap::new();
         let mut outputs = Vec::new();
@@ -297,7 +303,7 @@ impl<'a> Validator<'a> {
                     ),
                 );
             }
-            let options = self.options(options);
+            let options = self.options(Some(&location), options);
             outputs.push(Output {
                 table: table.value,
                 location,
@@ -408,10 +414,29 @@ impl<'a> Validator<'a> {
             .ok()
     }
 
-    /// Store options after `${NAME}` interpolation.
-    fn options(&mut self, raw: BTreeMap<Key, String>) -> BTreeMap<String, String> {
+    /// The options of the store of `location`, each a setting that store has, after
+    /// `${NAME}` interpolation.
+    fn options(
+        &mut self,
+        location: Option<&Location>,
+        raw: BTreeMap<Key, String>,
+    ) -> BTreeMap<String, String> {
         let mut options = BTreeMap::new();
         for (key, value) in raw {
+            if let Some(known) =
+                location.and_then(|l| crate::storage::unknown_option(l, key.name()))
+            {
+                let hint = did_you_mean(key.name(), known.iter().copied());
+                self.problem(
+                    key.line(),
+                    format!(
+                        "'{}' is not a setting of the store of {}{hint}",
+                        key.name(),
+                        location.expect("a location had the unknown option")
+                    ),
+                );
+                continue;
+            }
             match interpolate(&value, self.env) {
                 Ok(value) => {
                     options.insert(key.name().to_string(), value);

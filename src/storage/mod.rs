@@ -218,6 +218,52 @@ pub(crate) fn remove_empty_dirs(dir: &FsPath) {
     let _ = std::fs::remove_dir(dir);
 }
 
+/// The S3 settings under their canonical names, for a guess at a misspelt one (object_store
+/// also takes each without its `aws_` prefix).
+const S3_OPTIONS: &[&str] = &[
+    "aws_access_key_id",
+    "aws_secret_access_key",
+    "aws_session_token",
+    "aws_region",
+    "aws_default_region",
+    "aws_bucket",
+    "aws_endpoint",
+    "aws_endpoint_url",
+    "aws_allow_http",
+    "aws_virtual_hosted_style_request",
+    "aws_s3_express",
+    "aws_imdsv1_fallback",
+    "aws_metadata_endpoint",
+    "aws_unsigned_payload",
+    "aws_checksum_algorithm",
+    "aws_container_credentials_relative_uri",
+    "aws_container_credentials_full_uri",
+    "aws_web_identity_token_file",
+    "aws_role_arn",
+    "aws_role_session_name",
+    "aws_skip_signature",
+    "aws_copy_if_not_exists",
+    "aws_conditional_put",
+    "aws_disable_tagging",
+    "aws_request_payer",
+    "aws_server_side_encryption",
+    "aws_sse_kms_key_id",
+    "aws_sse_bucket_key_enabled",
+];
+
+/// When the store of `location` has no setting `key`: the settings it has, for a guess.
+/// None when it has that setting, or when its settings are not checked here.
+pub fn unknown_option(location: &Location, key: &str) -> Option<&'static [&'static str]> {
+    match location.url.scheme() {
+        "s3" | "s3a" => key
+            .to_ascii_lowercase()
+            .parse::<object_store::aws::AmazonS3ConfigKey>()
+            .is_err()
+            .then_some(S3_OPTIONS),
+        _ => None,
+    }
+}
+
 fn build_store(
     location: &Location,
     options: &BTreeMap<String, String>,

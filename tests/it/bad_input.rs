@@ -549,3 +549,121 @@ fn validate_lists_every_problem_at_once() {
     assert_eq!(outcome.code, 0, "{outcome:?}");
     assert!(outcome.stdout.contains(": ok ("), "{outcome:?}");
 }
+
+/// Each cause once, with its own line: every unknown key in one pass with a guess, store
+/// settings checked by name, no complaint about an output whose step is broken, every SQL
+/// file that does not plan, and the values a run will use (`--as-of`, `--var`).
+#[test]
+fn validation_reports_each_cause_once_at_its_line() {
+    let project = Project::new(50, 100);
+    let spec = project.path().join("typos.yaml");
+    std::fs::write(
+        project.path().join("a.sql"),
+        "SELECT customer_id FROM customers",
+    )
+    .unwrap();
+    let write = |text: &str| std::fs::write(&spec, text).unwrap();
+    let validate = |extra: &[&str]| {
+        let mut args = vec!["validate", spec.to_str().unwrap()];
+        args.extend(extra);
+        project.segflow(&args)
+    };
+    let problems = |outcome: &crate::common::Outcome| -> Vec<String> {
+        outcome
+            .stderr
+            .lines()
+            .filter_map(|line| line.trim().strip_prefix(spec.to_str().unwrap()))
+            .map(str::to_string)
+            .collect()
+    };
+    write(
+        "name: t\n\
+         sources:\n  customers:\n    url: s3://lake/customers/\n    options: { aws_endpiont: 'http://x' }\n\
+         steps:\n  - { name: a, sq: a.sql }\n\
+         outputs:\n  - { tabel: a, url: out/a/ }\n\
+         schedule: { cronn: '0 2 * * *' }\n",
+    );
+    let typos = validate(&[]);
+    assert_eq!(typos.code, 1, "{typos:?}");
+    assert_eq!(
+        problems(&typos),
+        [
+            ":7: unknown field `sq` (did you mean 'sql'?), expected one of name, sql",
+            ":9: unknown field `tabel` (did you mean 'table'?), expected one of table, url, options",
+            ":10: unknown field `cronn` (did you mean 'cron'?), expected one of cron, timezone, catchup, max_catchup, attempts, retry_delay, timeout",
+        ],
+        "{typos:?}"
+    );
+    write(
+        "name: t\n\
+         sources:\n  customers:\n    url: s3://lake/customers/\n    options: { aws_endpiont: 'http://x' }\n\
+         steps:\n  - { name: a, sql: missing.sql }\n\
+         outputs:\n  - { table: a, url: out/a/ }\n",
+    );
+    let next = validate(&[]);
+    assert_eq!(
+        problems(&next)
+            .iter()
+            .map(|p| &p[..p.find(' ').unwrap()])
+            .collect::<Vec<_>>(),
+        [":5:", ":7:"],
+        "the option and the missing file, and nothing about the output of the broken step: {next:?}"
+    );
+    assert!(
+        next.stderr.contains(
+            "'aws_endpiont' is not a setting of the store of s3://lake/customers/ (did you mean 'aws_endpoint'?)"
+        ),
+        "{next:?}"
+    );
+
+    // Two SQL files that do not plan: both are reported.
+    replace(
+        &project,
+        RFM,
+        "paid_orders AS frequency",
+        "paid_order AS frequency",
+    );
+    replace(
+        &project,
+        "queries/segments/one_time_lapsed.sql",
+        "WHERE paid_orders = 1",
+        "WHERE paid_ordrs = 1",
+    );
+    let pipeline = project.pipeline();
+    let both = project.segflow(&["validate", pipeline.to_str().unwrap()]);
+    assert_eq!(both.code, 1, "{both:?}");
+    for token in [
+        "2 steps do not plan",
+        "rfm.sql",
+        "paid_order",
+        "one_time_lapsed.sql",
+        "paid_ordrs",
+    ] {
+        assert!(both.stderr.contains(token), "{token}: {both:?}");
+    }
+    restore_spec(&project);
+
+    // The values a run would use.
+    let pipeline = pipeline.to_str().unwrap();
+    let wrong = project.segflow(&["validate", pipeline, "--var", "lapse_days=ninety"]);
+    assert_eq!(wrong.code, 1, "{wrong:?}");
+    assert!(
+        wrong
+            .stderr
+            .contains("--var lapse_days=ninety: 'ninety' is not an int"),
+        "{wrong:?}"
+    );
+    let right = project.segflow(&[
+        "validate",
+        pipeline,
+        "--var",
+        "lapse_days=60",
+        "--as-of",
+        AS_OF,
+    ]);
+    assert_eq!(right.code, 0, "{right:?}");
+    assert!(
+        right.stdout.contains(" steps and ") && right.stdout.contains(" segments planned)"),
+        "{right:?}"
+    );
+}
