@@ -392,12 +392,13 @@ async fn plan_steps(
         engine.check_key(source).await?;
     }
     let params = request.params(pipeline);
-    let readers = step_readers(pipeline);
+    let uses = step_uses(pipeline);
     for step in &pipeline.steps {
         progress.message(format!("step {}", step.name));
-        // A step that later steps read is computed once into scratch Parquet; one that is
-        // only published streams straight from its plan into the output files.
-        let result = if readers.get(step.name.as_str()).copied().unwrap_or(0) > 0 {
+        // A step used twice or more (read by later steps, or read and published) is computed
+        // once into scratch Parquet; one used once is planned into its one reader, or
+        // streams straight from its plan into the output files.
+        let result = if uses.get(step.name.as_str()).copied().unwrap_or(0) > 1 {
             StepResult::Materialize { scratch }
         } else {
             StepResult::View
@@ -490,13 +491,16 @@ async fn stage_outputs(
     Ok(())
 }
 
-/// How many steps read each step.
-fn step_readers(pipeline: &Pipeline) -> HashMap<&str, usize> {
-    let mut readers = HashMap::new();
-    for step in &pipeline.steps {
-        for table in &step.sql.tables {
-            *readers.entry(table.as_str()).or_insert(0) += 1;
-        }
+/// How many times each table is used: read by a step, or published.
+fn step_uses(pipeline: &Pipeline) -> HashMap<&str, usize> {
+    let mut uses = HashMap::new();
+    let read = pipeline
+        .steps
+        .iter()
+        .flat_map(|step| step.sql.tables.iter());
+    let published = pipeline.outputs.iter().map(|output| &output.table);
+    for table in read.chain(published) {
+        *uses.entry(table.as_str()).or_insert(0) += 1;
     }
-    readers
+    uses
 }

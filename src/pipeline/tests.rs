@@ -298,3 +298,25 @@ fn schedules_are_checked_with_lines() {
     let problems = parse_in(dir.path(), "name: t\nschedule: { timezone: UTC }\n").unwrap_err();
     assert!(problems[0].contains("missing field `cron`"), "{problems:?}");
 }
+
+#[test]
+fn a_segment_reading_what_the_segments_build_is_told_what_to_read() {
+    let dir = with_sql(&[
+        (
+            "profile.sql",
+            "SELECT m.customer_id FROM segment_membership m",
+        ),
+        ("vip.sql", "SELECT customer_id FROM profile"),
+    ]);
+    let problems = parse_in(
+        dir.path(),
+        "name: t\nsources: { customers: { url: c/ } }\nsteps:\n  - { name: profile, sql: profile.sql }\nsegments:\n  - { name: vip, sql: vip.sql }\n",
+    )
+    .unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("cycle: "), "{problems:?}");
+    assert!(
+        problems[0].contains("a segment cannot read what is built from the segments"),
+        "{problems:?}"
+    );
+}

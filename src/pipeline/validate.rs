@@ -10,7 +10,9 @@ use serde_saphyr::Spanned;
 
 use super::diagnostics::{Problem, did_you_mean};
 use super::env::interpolate;
-use super::model::{EngineSettings, Output, Pipeline, ScheduleSpec, Source, SourceKey, Step};
+use super::model::{
+    EngineSettings, Output, Pipeline, ScheduleSpec, Source, SourceKey, Step, StepKind,
+};
 use super::raw::{
     Key, RawEngine, RawKey, RawMembers, RawOutput, RawPipeline, RawSchedule, RawSource, line_of,
 };
@@ -248,10 +250,18 @@ impl<'a> Validator<'a> {
     /// Steps and segments in the order they run; none when they read each other in a cycle.
     fn order(&mut self, steps: Vec<Step>) -> Vec<Step> {
         super::dag::dependency_order(steps).unwrap_or_else(|cycle| {
+            let through_membership = cycle.steps.iter().any(|s| s.kind == StepKind::Membership);
+            let hint = if through_membership {
+                "; a segment cannot read what is built from the segments (segment_membership): \
+                 read the tables it is built from (in the shipped pipeline, customer_attributes \
+                 rather than customer_profile)"
+            } else {
+                ""
+            };
             self.problem(
                 cycle.steps[0].line,
                 format!(
-                    "steps and segments read each other in a cycle: {}",
+                    "steps and segments read each other in a cycle: {}{hint}",
                     cycle.describe()
                 ),
             );

@@ -16,6 +16,7 @@ mod history;
 mod labels;
 mod leases;
 mod readers;
+mod readme;
 mod s3;
 mod scheduler;
 mod sources;
