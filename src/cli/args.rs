@@ -108,6 +108,9 @@ pub(crate) struct BackfillArgs {
     /// Run dates that already succeeded too.
     #[arg(long)]
     pub(crate) force: bool,
+    /// Allow dates after the last complete day in the pipeline's time zone.
+    #[arg(long)]
+    pub(crate) allow_future: bool,
     /// Override a pipeline var: --var name=value (repeatable).
     #[arg(long = "var", value_parser = var_arg)]
     pub(crate) vars: Vec<(String, String)>,

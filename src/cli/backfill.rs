@@ -2,9 +2,9 @@
 
 use segflow::pipeline::{LoadOptions, Pipeline};
 
-use super::Failure;
 use super::args::BackfillArgs;
 use super::hand_runner::HandRunner;
+use super::{Failure, yesterday};
 
 pub(super) async fn backfill_command(args: BackfillArgs) -> Result<(), Failure> {
     if args.from > args.to {
@@ -19,6 +19,16 @@ pub(super) async fn backfill_command(args: BackfillArgs) -> Result<(), Failure> 
         ..LoadOptions::default()
     };
     let pipeline = Pipeline::load(&args.pipeline, &options)?;
+    let last_complete = yesterday(pipeline.timezone);
+    if args.to > last_complete && !args.allow_future {
+        return Err(Failure::User(anyhow::anyhow!(
+            "--to {} is after {last_complete}, the last complete day in {}: the orders of a \
+             later day are not all in yet, and its publication would count as done. Use \
+             --to {last_complete}, or --allow-future to run it anyway",
+            args.to,
+            pipeline.timezone
+        )));
+    }
     let hand = HandRunner::new(&args.hand)?;
     let done = hand.history.succeeded(&pipeline.name).await?;
     let mut as_of = args.from;

@@ -13,8 +13,12 @@ pub enum EngineError {
     Setup(#[source] DataFusionError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("source '{table}': no Parquet files at {url}")]
-    NoFiles { table: String, url: String },
+    #[error("source '{table}': no Parquet files at {url}{hint}")]
+    NoFiles {
+        table: String,
+        url: String,
+        hint: String,
+    },
     #[error("source '{table}': {file} is not a readable Parquet file")]
     UnreadableFile {
         table: String,

@@ -35,7 +35,7 @@ impl Engine {
         let store = self.storage.store(&source.location, &source.options)?;
         let location = self.storage.source_location(&source.location);
         let listed = self
-            .parquet_files(&source.name, &location, store.as_ref())
+            .parquet_files(source, &location, store.as_ref())
             .await?;
         let registered: Vec<RegisteredFile> = listed
             .iter()
@@ -213,7 +213,7 @@ impl Engine {
 
     async fn parquet_files(
         &self,
-        table: &str,
+        source: &Source,
         location: &Location,
         store: &dyn ObjectStore,
     ) -> Result<Vec<object_store::ObjectMeta>, EngineError> {
@@ -238,9 +238,20 @@ impl Engine {
             listed
         };
         if files.is_empty() {
+            // A URL built from the environment is most often wrong because a variable is not
+            // set where the run happens.
+            let written = &source.url_as_written;
             return Err(EngineError::NoFiles {
-                table: table.to_string(),
+                table: source.name.clone(),
                 url: location.to_string(),
+                hint: if written.contains("${") {
+                    format!(
+                        " (the spec writes `{written}`: set the variables it names to where \
+                         the data is)"
+                    )
+                } else {
+                    String::new()
+                },
             });
         }
         Ok(files)

@@ -62,6 +62,8 @@ pub struct ScheduleSpec {
 pub struct Source {
     pub name: String,
     pub location: Location,
+    /// The URL as the spec writes it, before `${NAME}` interpolation (for messages).
+    pub url_as_written: String,
     pub columns: Vec<(String, ColumnType)>,
     pub options: BTreeMap<String, String>,
     /// The zone that timestamps written without one (naive) are wall-clock times of.

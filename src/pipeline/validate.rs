@@ -187,6 +187,7 @@ impl<'a> Validator<'a> {
                 sources.push(Source {
                     name,
                     location,
+                    url_as_written: source.url.value.clone(),
                     columns,
                     options,
                     timezone,

@@ -667,3 +667,24 @@ fn validation_reports_each_cause_once_at_its_line() {
         "{right:?}"
     );
 }
+
+/// Run from a folder without the data and without SEGFLOW_DATA: the message names the URL
+/// as the spec writes it, so the variable to set is in plain sight.
+#[test]
+fn a_missing_source_built_from_the_environment_names_the_variable() {
+    let project = Project::new(50, 100);
+    let elsewhere = tempfile::tempdir().unwrap();
+    let pipeline = project.pipeline();
+    let outcome = crate::common::run(
+        crate::common::segflow()
+            .current_dir(elsewhere.path())
+            .args(["run", pipeline.to_str().unwrap(), "--as-of", AS_OF]),
+    );
+    assert_eq!(outcome.code, 1, "{outcome:?}");
+    assert!(
+        outcome.stderr.contains("no Parquet files at")
+            && outcome.stderr.contains("the spec writes `${SEGFLOW_DATA:-data}/")
+            && outcome.stderr.contains("set the variables it names"),
+        "{outcome:?}"
+    );
+}

@@ -97,12 +97,48 @@ fn backfill_skips_what_succeeded_and_history_shows_failures() {
     }
     assert!(rows.iter().all(|r| r.contains(" by hand ")), "{runs:?}");
 
-    let other = project.segflow(&["runs", "another_pipeline"]);
-    assert_eq!(
-        other.stdout.lines().count(),
-        1,
-        "only the header: {other:?}"
+    // A pipeline without runs, or a state location without history, is named, not an
+    // empty table.
+    let other = project.segflow(&["runs", "nightly_segment"]);
+    assert_eq!(other.code, 1, "{other:?}");
+    for token in [
+        "no runs of pipeline 'nightly_segment'",
+        "did you mean 'nightly_segments'",
+        "pipelines with runs there: nightly_segments",
+    ] {
+        assert!(other.stderr.contains(token), "{token}: {other:?}");
+    }
+    let elsewhere = project.segflow(&["runs", "--state", "elsewhere"]);
+    assert_eq!(elsewhere.code, 1, "{elsewhere:?}");
+    assert!(
+        elsewhere
+            .stderr
+            .contains("no runs are recorded in elsewhere"),
+        "{elsewhere:?}"
     );
+    // The table has one line per run, the first line of a multi-line error.
+    assert_eq!(
+        runs.stdout.lines().count(),
+        5,
+        "a header and four runs: {runs:?}"
+    );
+
+    // Dates after the last complete day are refused unless asked for.
+    let tomorrow = (chrono::Utc::now().date_naive() + chrono::Days::new(1)).to_string();
+    let future = project.segflow(&[
+        "backfill",
+        pipeline,
+        "--from",
+        "2026-04-01",
+        "--to",
+        &tomorrow,
+    ]);
+    assert_eq!(future.code, 1, "{future:?}");
+    assert!(
+        future.stderr.contains("the last complete day in UTC"),
+        "{future:?}"
+    );
+    assert!(future.stderr.contains("--allow-future"), "{future:?}");
 
     let reversed = project.segflow(&[
         "backfill",
