@@ -58,6 +58,7 @@ fn init_logging() {
     };
     let filter = std::env::var("SEGFLOW_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
+        .map(|asked| segflow_only(&asked))
         .unwrap_or_else(|_| default.to_string());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
@@ -67,5 +68,15 @@ fn init_logging() {
         builder.json().init();
     } else {
         builder.init();
+    }
+}
+
+/// A bare `debug` would show the query engine's internals too (tens of thousands of lines
+/// per run): a bare level below `info` applies to segflow's own events, and the rest stays
+/// at `info`. `trace`, or any explicit filter (`datafusion=debug`), is taken as written.
+fn segflow_only(asked: &str) -> String {
+    match asked.trim() {
+        "debug" => "info,segflow=debug".to_string(),
+        other => other.to_string(),
     }
 }

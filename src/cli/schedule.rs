@@ -24,8 +24,10 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
         clock: segflow::clock::Clock::System,
     };
     let tally = segflow::daemon::run(config, stop_requested()).await;
-    // For cron and Kubernetes CronJobs, which see only the exit code.
+    // For cron and Kubernetes CronJobs, which see only the exit code, and for a person at
+    // a terminal, who sees nothing else.
     if args.once {
+        println!("{}", once_report(&tally));
         let mut problems = Vec::new();
         if tally.failed > 0 {
             problems.push(format!(
@@ -45,4 +47,19 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
         }
     }
     Ok(())
+}
+
+/// What `schedule --once` did, in one line.
+fn once_report(tally: &segflow::daemon::Tally) -> String {
+    let mut parts = Vec::new();
+    if tally.published + tally.failed == 0 {
+        parts.push("nothing was due".to_string());
+    } else {
+        parts.push(format!("{} scheduled runs published", tally.published));
+        parts.push(format!("{} failed", tally.failed));
+    }
+    if tally.unloadable > 0 {
+        parts.push(format!("{} pipeline files do not load", tally.unloadable));
+    }
+    format!("schedule --once: {}.", parts.join(", "))
 }

@@ -683,7 +683,9 @@ fn a_missing_source_built_from_the_environment_names_the_variable() {
     assert_eq!(outcome.code, 1, "{outcome:?}");
     assert!(
         outcome.stderr.contains("no Parquet files at")
-            && outcome.stderr.contains("the spec writes `${SEGFLOW_DATA:-data}/")
+            && outcome
+                .stderr
+                .contains("the spec writes `${SEGFLOW_DATA:-data}/")
             && outcome.stderr.contains("set the variables it names"),
         "{outcome:?}"
     );

@@ -226,8 +226,18 @@ fn once_runs_what_is_due_and_exits() {
             .unwrap_or(0)
     };
     assert_eq!(records(), 1, "the latest 02:00 slot ran: {first:?}");
+    assert!(
+        first.stdout.contains(
+            "schedule --once: 1 scheduled runs published, 0 failed, 3 pipeline files do not load."
+        ),
+        "{first:?}"
+    );
     let second = once();
     assert_eq!(second.code, 0, "{second:?}");
+    assert!(
+        second.stdout.contains("schedule --once: nothing was due."),
+        "{second:?}"
+    );
     assert_eq!(records(), 1, "nothing new was due");
     let missing = project.segflow(&["schedule", "--once", "--pipelines", "nowhere"]);
     assert_eq!(missing.code, 1, "{missing:?}");

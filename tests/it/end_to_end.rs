@@ -341,3 +341,27 @@ fn a_step_may_call_a_table_function() {
     let expected: Vec<_> = (1..=7).map(|day| (Some(day), Some(50))).collect();
     assert_eq!(days, expected);
 }
+
+/// `SEGFLOW_LOG=debug` is segflow's own story, not the query planner's.
+#[test]
+fn debug_logs_are_segflows_own_events() {
+    let project = Project::new(50, 150);
+    let pipeline = project.pipeline();
+    let outcome = crate::common::run(
+        project
+            .command(&["run", pipeline.to_str().unwrap(), "--as-of", AS_OF])
+            .env("SEGFLOW_LOG", "debug"),
+    );
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let lines = outcome.stderr.lines().count();
+    assert!(outcome.stderr.contains("Run finished."), "{outcome:?}");
+    assert!(
+        lines < 500,
+        "{lines} lines of log; the engine's debug events leak"
+    );
+    assert!(
+        !outcome.stderr.contains("datafusion"),
+        "{}",
+        &outcome.stderr[..2000.min(outcome.stderr.len())]
+    );
+}
