@@ -1,11 +1,13 @@
 //! `segflow demo`: the shipped pipeline on a generated shop, in a folder of its own.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
+use segflow::cancel::Cancel;
 use segflow::generate::{self, ShopSize};
+use segflow::history::{self, RunHistory};
 use segflow::pipeline::{LoadOptions, Pipeline};
 use segflow::progress::Progress;
-use segflow::run::{self, RunRequest};
+use segflow::run::RunRequest;
 use segflow::storage::{Location, Storage};
 
 use super::args::DemoArgs;
@@ -18,28 +20,53 @@ static SHIPPED_PIPELINES: include_dir::Dir =
     include_dir::include_dir!("$CARGO_MANIFEST_DIR/pipelines");
 static SHIPPED_QUERIES: include_dir::Dir = include_dir::include_dir!("$CARGO_MANIFEST_DIR/queries");
 
-fn write_shipped(dir: &Path) -> Result<(), Failure> {
+/// Writes the shipped files that `dir` does not have yet; a file already there is left as it
+/// is, edited or not, so that a second demo never undoes a user's changes. Returns the files
+/// kept that differ from the shipped ones.
+fn write_shipped(dir: &Path) -> Result<Vec<PathBuf>, Failure> {
+    let failed = |e: std::io::Error| {
+        Failure::Environment(anyhow::anyhow!(
+            "cannot write the demo files to {}: {e}",
+            dir.display()
+        ))
+    };
+    let mut kept = Vec::new();
     for (folder, tree) in [
         ("pipelines", &SHIPPED_PIPELINES),
         ("queries", &SHIPPED_QUERIES),
     ] {
-        let target = dir.join(folder);
-        std::fs::create_dir_all(&target)
-            .and_then(|()| tree.extract(&target))
-            .map_err(|e| {
-                Failure::Environment(anyhow::anyhow!(
-                    "cannot write the demo files to {}: {e}",
-                    dir.display()
-                ))
-            })?;
+        for file in files_of(tree) {
+            let target = dir.join(folder).join(file.path());
+            match std::fs::read(&target) {
+                Ok(existing) if existing != file.contents() => kept.push(target),
+                Ok(_) => {}
+                Err(_) => {
+                    if let Some(parent) = target.parent() {
+                        std::fs::create_dir_all(parent).map_err(failed)?;
+                    }
+                    std::fs::write(&target, file.contents()).map_err(failed)?;
+                }
+            }
+        }
     }
-    Ok(())
+    Ok(kept)
+}
+
+fn files_of<'a>(dir: &'a include_dir::Dir<'a>) -> Vec<&'a include_dir::File<'a>> {
+    let mut files: Vec<_> = dir.files().collect();
+    for sub in dir.dirs() {
+        files.extend(files_of(sub));
+    }
+    files
 }
 
 pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     let dir = std::path::absolute(&args.dir)
         .map_err(|e| Failure::User(anyhow::anyhow!("cannot use {}: {e}", args.dir.display())))?;
-    write_shipped(&dir)?;
+    let kept = write_shipped(&dir)?;
+    for file in &kept {
+        println!("Keeping your edited {}", file.display());
+    }
     let data = dir.join("data");
     let out = dir.join("out");
     let as_of = yesterday(chrono_tz::Tz::UTC);
@@ -73,10 +100,18 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     let pipeline_file = dir.join("pipelines/nightly_segments.yaml");
     let pipeline = Pipeline::load(&pipeline_file, &options)?;
     println!("Running {} for as_of {as_of} ...", pipeline_file.display());
-    let report = run::run(
+    // Recorded like any run, in the demo folder's own state.
+    let state = dir.join("state");
+    let history = RunHistory::new(
+        Storage::new(),
+        Location::parse(&format!("{}/", state.display()))?,
+    );
+    let report = history::run_recorded_until(
+        &history,
         &pipeline,
         &RunRequest::new(as_of),
         &Progress::for_terminal(),
+        &Cancel::new(),
     )
     .await?;
     print_report(&report);
@@ -92,6 +127,10 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         .first()
         .map(|o| o.committed.table.clone())
         .unwrap_or_default();
+    println!(
+        "\nThe run is recorded: segflow runs --state {}",
+        state.display()
+    );
     println!(
         "\nQuery the result, for example with DuckDB:\n  duckdb -c \"SELECT * FROM read_parquet('{}/{first}/as_of=*/*.parquet', hive_partitioning=true) LIMIT 10\"",
         out.display()

@@ -318,6 +318,41 @@ fn demo_generates_runs_and_explains() {
     assert!(outcome.stdout.contains("Segments as of"), "{outcome:?}");
     assert!(outcome.stdout.contains("| big_spenders "), "{outcome:?}");
     assert!(demo.join("pipelines/nightly_segments.yaml").exists());
+
+    // The run is in the demo's history, and a second demo keeps what the user edited.
+    let state = demo.join("state");
+    let runs = crate::common::run(crate::common::segflow().args([
+        "runs",
+        "--state",
+        state.to_str().unwrap(),
+    ]));
+    assert_eq!(runs.stdout.matches(" succeeded ").count(), 1, "{runs:?}");
+    let edited = demo.join("queries/segments/prospects.sql");
+    let text = format!("{}-- mine\n", std::fs::read_to_string(&edited).unwrap());
+    std::fs::write(&edited, &text).unwrap();
+    let again = crate::common::run(crate::common::segflow().args([
+        "demo",
+        "--dir",
+        demo.to_str().unwrap(),
+        "--customers",
+        "500",
+        "--orders",
+        "2000",
+    ]));
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again
+            .stdout
+            .contains(&format!("Keeping your edited {}", edited.display())),
+        "{again:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&edited).unwrap(), text);
+    let runs = crate::common::run(crate::common::segflow().args([
+        "runs",
+        "--state",
+        state.to_str().unwrap(),
+    ]));
+    assert_eq!(runs.stdout.matches(" succeeded ").count(), 2, "{runs:?}");
 }
 
 #[test]
