@@ -131,9 +131,14 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         "\nThe run is recorded: segflow runs --state {}",
         state.display()
     );
+    let query = format!(
+        "SELECT * FROM read_parquet('out/{first}/as_of=*/*.parquet', hive_partitioning = true) LIMIT 10"
+    );
     println!(
-        "\nQuery the result, for example with DuckDB:\n  duckdb -c \"SELECT * FROM read_parquet('{}/{first}/as_of=*/*.parquet', hive_partitioning=true) LIMIT 10\"",
-        out.display()
+        "\nQuery the result from {dir}, with the DuckDB CLI:\n  duckdb -c \"{query}\"\n\
+         or from Python (pip install duckdb):\n  python3 -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"\n\
+         More recipes: README, 'Outputs and how to read them'.",
+        dir = dir.display()
     );
     Ok(())
 }

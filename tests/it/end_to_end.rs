@@ -315,6 +315,19 @@ fn demo_generates_runs_and_explains() {
         .collect();
     assert_eq!(summarised.into_iter().collect::<BTreeSet<_>>(), declared);
     assert!(outcome.stdout.contains("duckdb -c"), "{outcome:?}");
+    // The Python line the demo suggests runs as printed, from the demo's folder.
+    let suggested = outcome
+        .stdout
+        .lines()
+        .find(|line| line.trim_start().starts_with("python3 -c"))
+        .expect("a Python line to try");
+    let tried = crate::common::run(
+        std::process::Command::new("sh")
+            .current_dir(&demo)
+            .args(["-c", suggested.trim()]),
+    );
+    assert_eq!(tried.code, 0, "{suggested}: {tried:?}");
+    assert!(tried.stdout.contains("customer_id"), "{tried:?}");
     assert!(outcome.stdout.contains("Segments as of"), "{outcome:?}");
     assert!(outcome.stdout.contains("| big_spenders "), "{outcome:?}");
     assert!(demo.join("pipelines/nightly_segments.yaml").exists());

@@ -13,7 +13,8 @@ fn readme_block(heading: &str, language: &str) -> String {
         .find(&format!("\n{heading}\n"))
         .unwrap_or_else(|| panic!("the README has no section '{heading}'"));
     let section = &readme[start + heading.len() + 2..];
-    let section = &section[..section.find("\n#").unwrap_or(section.len())];
+    // The next heading (`##` or deeper) ends it; a `# comment` inside a block does not.
+    let section = &section[..section.find("\n##").unwrap_or(section.len())];
     let fence = format!("```{language}\n");
     let open = section
         .find(&fence)
@@ -94,4 +95,67 @@ fn the_readme_segment_example_validates_runs_and_means_what_it_says() {
     assert_eq!(members, expected);
     let summary = rows_of(&project.out(), "segment_summary");
     assert!(summary.iter().any(|row| row["segment"] == "vip_country"));
+}
+
+/// Runs the README's DuckDB and pyarrow recipes as written, from the demo's folder, as the
+/// README says to. Each DuckDB query must return rows, `as_of` must come back as a date.
+const RUN_RECIPES: &str = r#"
+import sys
+import duckdb
+
+sql, python = open(sys.argv[1]).read(), open(sys.argv[2]).read()
+con = duckdb.connect()
+for statement in [s for s in sql.split(";") if s.strip()]:
+    code = " ".join(l for l in statement.splitlines() if not l.strip().startswith("--")).strip()
+    result = con.sql(statement)
+    if code.upper().startswith("SELECT"):
+        rows = result.fetchall()
+        assert rows, statement
+        if "as_of" in result.columns:
+            assert str(result.types[result.columns.index("as_of")]) == "DATE", result.types
+        print("duckdb", len(rows))
+scope = {}
+exec(python, scope)
+assert scope["table"].num_rows > 0
+assert str(scope["every_day"].schema.field("as_of").type) == "date32[day]"
+print("pyarrow", scope["table"].num_rows, scope["every_day"].num_rows)
+"#;
+
+#[test]
+fn the_readme_recipes_for_reading_outputs_run_as_written_after_the_demo() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("segflow-demo");
+    let made = crate::common::run(crate::common::segflow().args([
+        "demo",
+        "--dir",
+        demo.to_str().unwrap(),
+        "--customers",
+        "500",
+        "--orders",
+        "2000",
+    ]));
+    assert_eq!(made.code, 0, "{made:?}");
+    let section = "## Outputs and how to read them";
+    let sql = dir.path().join("recipes.sql");
+    let python = dir.path().join("recipes.py");
+    std::fs::write(&sql, readme_block(section, "sql")).unwrap();
+    std::fs::write(&python, readme_block(section, "python")).unwrap();
+    let ran = crate::common::outcome(
+        std::process::Command::new("python3")
+            .current_dir(&demo)
+            .args([
+                "-c",
+                RUN_RECIPES,
+                sql.to_str().unwrap(),
+                python.to_str().unwrap(),
+            ])
+            .output()
+            .expect("python3 runs"),
+    );
+    assert_eq!(
+        ran.code, 0,
+        "the README's recipes failed (bash .ci/run installs duckdb and pyarrow): {ran:?}"
+    );
+    assert_eq!(ran.stdout.matches("duckdb ").count(), 2, "{ran:?}");
+    assert!(ran.stdout.contains("pyarrow "), "{ran:?}");
 }
