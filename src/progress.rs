@@ -37,6 +37,13 @@ impl Progress {
         }
     }
 
+    /// A line that stays above the spinner: one piece of work done.
+    pub fn done(&self, line: impl Into<String>) {
+        if let Some(bar) = &self.bar {
+            bar.println(line.into());
+        }
+    }
+
     pub fn finish(&self) {
         if let Some(bar) = &self.bar {
             bar.finish_and_clear();

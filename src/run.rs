@@ -393,8 +393,10 @@ async fn plan_steps(
     }
     let params = request.params(pipeline);
     let uses = step_uses(pipeline);
-    for step in &pipeline.steps {
+    let count = pipeline.steps.len();
+    for (done, step) in pipeline.steps.iter().enumerate() {
         progress.message(format!("step {}", step.name));
+        let started = Instant::now();
         // A step used twice or more (read by later steps, or read and published) is computed
         // once into scratch Parquet; one used once is planned into its one reader, or
         // streams straight from its plan into the output files.
@@ -403,9 +405,19 @@ async fn plan_steps(
         } else {
             StepResult::View
         };
+        let computed = matches!(result, StepResult::Materialize { .. });
         register_published(pipeline, engine, storage, step, request.as_of).await?;
         engine.add_step(step, &params, result).await?;
-        tracing::info!(pipeline = %pipeline.name, step = %step.name, "Step ready.");
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(pipeline = %pipeline.name, step = %step.name, seconds, computed, "Step ready.");
+        // A step planned into its reader costs nothing until that reader runs.
+        let what = if computed { "computed" } else { "planned" };
+        progress.done(format!(
+            "{}/{count} {what} {} {} ({seconds:.2} s)",
+            done + 1,
+            step.kind.noun(),
+            step.name
+        ));
     }
     let mut unmatched = BTreeMap::new();
     if !pipeline.segments.is_empty() {
@@ -481,12 +493,21 @@ async fn stage_outputs(
     publications: &mut [Box<dyn Publication>],
     progress: &Progress,
 ) -> Result<(), RunError> {
-    for (output, publication) in pipeline.outputs.iter().zip(publications) {
+    let count = pipeline.outputs.len();
+    for (done, (output, publication)) in pipeline.outputs.iter().zip(publications).enumerate() {
         progress.message(format!("writing {}", output.table));
+        let started = Instant::now();
         let stream = engine.stream(&output.table).await?;
         let on_rows =
             |rows: u64| progress.message(format!("writing {}: {rows} rows", output.table));
-        publication.stage(stream, &on_rows).await?;
+        let rows = publication.stage(stream, &on_rows).await?;
+        let seconds = started.elapsed().as_secs_f64();
+        tracing::info!(pipeline = %pipeline.name, table = %output.table, rows, seconds, "Output staged.");
+        progress.done(format!(
+            "{}/{count} wrote {} ({rows} rows, {seconds:.2} s)",
+            done + 1,
+            output.table
+        ));
     }
     Ok(())
 }

@@ -104,7 +104,8 @@ pub enum StepKind {
 }
 
 impl StepKind {
-    pub(super) fn noun(self) -> &'static str {
+    /// `step` or `segment`, as messages name it.
+    pub fn noun(self) -> &'static str {
         match self {
             StepKind::Query | StepKind::Membership | StepKind::Catalog => "step",
             StepKind::Segment => "segment",

@@ -413,3 +413,32 @@ fn debug_logs_are_segflows_own_events() {
         &outcome.stderr[..2000.min(outcome.stderr.len())]
     );
 }
+
+/// On a terminal (a pseudo-terminal from `script`), each finished step, segment and output
+/// leaves one line above the progress spinner.
+#[test]
+fn a_terminal_shows_a_line_per_finished_step_and_output() {
+    let project = Project::new(50, 150);
+    let command = format!(
+        "{} run {} --as-of {AS_OF}",
+        env!("CARGO_BIN_EXE_segflow"),
+        project.pipeline().display()
+    );
+    let outcome = crate::common::run(
+        std::process::Command::new("script")
+            .args(["-qec", &command, "/dev/null"])
+            .current_dir(project.path())
+            .env("SEGFLOW_DATA", project.data())
+            .env("SEGFLOW_OUT", project.out()),
+    );
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let shown = outcome.stdout.replace('\r', "");
+    for expected in [
+        " computed step paid_orders (",
+        " planned segment prospects (",
+        " wrote customer_features (",
+        " rows, ",
+    ] {
+        assert!(shown.contains(expected), "{expected}: {shown}");
+    }
+}
