@@ -66,6 +66,20 @@ pub fn segflow() -> Command {
     command
 }
 
+/// `segflow demo` into `dir` with a small shop (500 customers), for tests of what the demo
+/// leaves behind rather than of its size.
+pub fn small_demo(dir: &Path) -> Outcome {
+    run(segflow().args([
+        "demo",
+        "--dir",
+        dir.to_str().unwrap(),
+        "--customers",
+        "500",
+        "--orders",
+        "2000",
+    ]))
+}
+
 pub fn outcome(output: std::process::Output) -> Outcome {
     Outcome {
         code: output.status.code().unwrap_or(-1),

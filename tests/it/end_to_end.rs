@@ -343,15 +343,7 @@ fn demo_generates_runs_and_explains() {
     let edited = demo.join("queries/segments/prospects.sql");
     let text = format!("{}-- mine\n", std::fs::read_to_string(&edited).unwrap());
     std::fs::write(&edited, &text).unwrap();
-    let again = crate::common::run(crate::common::segflow().args([
-        "demo",
-        "--dir",
-        demo.to_str().unwrap(),
-        "--customers",
-        "500",
-        "--orders",
-        "2000",
-    ]));
+    let again = crate::common::small_demo(&demo);
     assert_eq!(again.code, 0, "{again:?}");
     assert!(
         again

@@ -125,15 +125,7 @@ print("pyarrow", scope["table"].num_rows, scope["every_day"].num_rows)
 fn the_readme_recipes_for_reading_outputs_run_as_written_after_the_demo() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("segflow-demo");
-    let made = crate::common::run(crate::common::segflow().args([
-        "demo",
-        "--dir",
-        demo.to_str().unwrap(),
-        "--customers",
-        "500",
-        "--orders",
-        "2000",
-    ]));
+    let made = crate::common::small_demo(&demo);
     assert_eq!(made.code, 0, "{made:?}");
     let section = "## Outputs and how to read them";
     let sql = dir.path().join("recipes.sql");
