@@ -5,6 +5,7 @@
 #![allow(unreachable_pub)]
 
 mod bad_input;
+mod build;
 mod common;
 mod crash;
 mod cross_check;

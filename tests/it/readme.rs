@@ -37,11 +37,11 @@ fn rows_of(out: &std::path::Path, table: &str) -> Vec<BTreeMap<String, String>> 
         .collect()
 }
 
-#[test]
-fn the_readme_segment_example_validates_runs_and_means_what_it_says() {
-    let project = Project::new(2_000, 8_000);
-    let sql = readme_block("### Adding a segment", "sql");
-    let yaml = readme_block("### Adding a segment", "yaml");
+/// Applies a README example as written: its SQL file (named on its first line) and its YAML,
+/// whose `vars` replace or join the pipeline's and whose list entries join the pipeline's lists.
+fn apply_example(project: &Project, section: &str) -> serde_json::Value {
+    let sql = readme_block(section, "sql");
+    let yaml = readme_block(section, "yaml");
     // Its first line names its file: `-- queries/segments/vip_country.sql: ...`.
     let file = sql
         .lines()
@@ -53,24 +53,39 @@ fn the_readme_segment_example_validates_runs_and_means_what_it_says() {
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
     let example: serde_json::Value = serde_saphyr::from_str_with_options(&yaml, options).unwrap();
-    let vars = example["vars"].as_object().unwrap();
-    let segments = example["segments"].as_array().unwrap();
     project.edit("pipelines/nightly_segments.yaml", |text| {
         let mut text = text;
-        for (name, value) in vars {
-            let line = format!("vars:\n  {name}: {}\n", value.as_str().unwrap());
-            text = text.replacen("vars:\n", &line, 1);
-        }
-        for segment in segments {
-            let line = format!(
-                "segments:\n  - {{ name: {}, sql: {} }}\n",
-                segment["name"].as_str().unwrap(),
-                segment["sql"].as_str().unwrap()
-            );
-            text = text.replacen("segments:\n", &line, 1);
+        for (key, value) in example.as_object().unwrap() {
+            let header = format!("\n{key}:\n");
+            assert!(text.contains(&header), "the pipeline has a {key} block");
+            if let Some(vars) = value.as_object() {
+                for (name, value) in vars {
+                    let value = value.to_string().trim_matches('"').to_string();
+                    let declared = text
+                        .lines()
+                        .find(|line| line.starts_with(&format!("  {name}:")))
+                        .map(str::to_string);
+                    text = match declared {
+                        Some(line) => text.replace(&line, &format!("  {name}: {value}")),
+                        None => text.replacen(&header, &format!("{header}  {name}: {value}\n"), 1),
+                    };
+                }
+            }
+            for entry in value.as_array().into_iter().flatten() {
+                let entry = serde_json::to_string(entry).unwrap();
+                text = text.replacen(&header, &format!("{header}  - {entry}\n"), 1);
+            }
         }
         text
     });
+    example
+}
+
+#[test]
+fn the_readme_segment_example_validates_runs_and_means_what_it_says() {
+    let project = Project::new(2_000, 8_000);
+    let example = apply_example(&project, "### Adding a segment");
+    let vars = example["vars"].as_object().unwrap();
     let pipeline = project.pipeline();
     let validated = project.segflow(&["validate", pipeline.to_str().unwrap()]);
     assert_eq!(validated.code, 0, "{validated:?}");
@@ -95,6 +110,57 @@ fn the_readme_segment_example_validates_runs_and_means_what_it_says() {
     assert_eq!(members, expected);
     let summary = rows_of(&project.out(), "segment_summary");
     assert!(summary.iter().any(|row| row["segment"] == "vip_country"));
+}
+
+#[test]
+fn the_readme_step_example_validates_runs_and_publishes_what_it_says() {
+    let project = Project::new(2_000, 8_000);
+    let example = apply_example(&project, "### Adding a step");
+    let validated = project.segflow(&["validate", project.pipeline().to_str().unwrap()]);
+    assert_eq!(validated.code, 0, "{validated:?}");
+    let run = project.run_nightly(AS_OF);
+    assert_eq!(run.code, 0, "{run:?}");
+
+    // "buyers whose last paid order is more than $lapse_days days before as_of"
+    let lapse_days = example["vars"]["lapse_days"].as_i64().unwrap();
+    let expected: BTreeSet<String> = rows_of(&project.out(), "customer_features")
+        .into_iter()
+        .filter(|row| row["paid_orders"] != "0")
+        .filter(|row| row["days_since_last_order"].parse::<i64>().unwrap() > lapse_days)
+        .map(|row| row["customer_id"].clone())
+        .collect();
+    let published: BTreeSet<String> = rows_of(&project.out(), "lapsed")
+        .into_iter()
+        .map(|row| row["customer_id"].clone())
+        .collect();
+    assert!(!expected.is_empty(), "the shop has lapsed buyers");
+    assert_eq!(published, expected);
+}
+
+/// The reference spec under "## Pipelines" uses only keys and settings segflow knows: validating
+/// it reports missing files and tables (it names a shop that is not here), never a key.
+#[test]
+fn the_readme_reference_pipeline_has_only_known_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dir.path().join("pipelines")).unwrap();
+    let spec = dir.path().join("pipelines/reference.yaml");
+    std::fs::write(&spec, readme_block("## Pipelines", "yaml")).unwrap();
+    let validated = crate::common::run(crate::common::segflow().current_dir(dir.path()).args([
+        "validate",
+        "--offline",
+        spec.to_str().unwrap(),
+    ]));
+    assert_eq!(validated.code, 1, "{validated:?}");
+    assert!(
+        validated.stderr.contains("reference.yaml:"),
+        "{validated:?}"
+    );
+    for word in ["unknown field", "did you mean", "is not a setting"] {
+        assert!(
+            !validated.stderr.to_lowercase().contains(word),
+            "{validated:?}"
+        );
+    }
 }
 
 /// Runs the README's DuckDB and pyarrow recipes as written, from the demo's folder, as the
