@@ -143,6 +143,7 @@ pub async fn run_recorded_until(
     if let Err(error) = history.save(&record).await {
         tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, %error, "Could not record the run's outcome; the history still shows it running.");
     }
+    crate::notify::run_finished(&pipeline.notify, &record).await;
     outcome
 }
 
@@ -244,14 +245,7 @@ pub fn ended_runs(records: &[RunRecord]) -> BTreeSet<String> {
 
 /// An error and its causes on one line, as stored in the history.
 pub fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+    crate::fault::causes(error).join(": ")
 }
 
 pub struct RunHistory {

@@ -2,8 +2,9 @@
 //! YAML. Data flows one way through the modules: `pipeline` (what to run) -> `storage`
 //! (where things live) -> `engine` (DataFusion, with `segments` saying who is a member) ->
 //! `publish` (atomic outputs), with `run` tying one run together, `history` and `lease`
-//! recording and guarding runs, and `daemon` running them on `schedule`. The command line
-//! is the binary's (src/main.rs, src/cli/), so this library holds no `anyhow`.
+//! recording and guarding runs, `notify` posting their outcomes, and `daemon` running them
+//! on `schedule`. The command line is the binary's (src/main.rs, src/cli/), so this library
+//! holds no `anyhow`.
 
 pub mod cancel;
 pub mod clock;
@@ -13,6 +14,7 @@ pub mod fault;
 pub mod generate;
 pub mod history;
 pub mod lease;
+pub mod notify;
 pub mod pipeline;
 pub mod progress;
 pub mod publish;

@@ -36,10 +36,8 @@ fn main() -> ExitCode {
     match runtime.block_on(cli::execute(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {
-            let error = failure.error();
-            eprintln!("error: {error}");
-            for cause in error.chain().skip(1) {
-                eprintln!("  caused by: {cause}");
+            for line in failure.lines() {
+                eprintln!("{line}");
             }
             ExitCode::from(failure.exit_code())
         }

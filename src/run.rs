@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 
 use crate::cancel::{Cancel, CancelReason};
 use crate::engine::{Engine, EngineError, Params, Scratch, StepResult};
-use crate::pipeline::{Pipeline, Published, Step, StepKind};
+use crate::pipeline::{Pipeline, Published, Step};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
 use crate::segments::Unmatched;
@@ -173,11 +173,7 @@ pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Plan
     }
     match failed.len() {
         0 => Ok(Planned {
-            steps: pipeline
-                .steps
-                .iter()
-                .filter(|s| s.kind == StepKind::Query)
-                .count(),
+            steps: pipeline.query_steps().count(),
             segments: pipeline.segments.len(),
         }),
         1 => Err(failed.remove(0)),

@@ -26,6 +26,9 @@ pub(crate) enum Command {
     Generate(GenerateArgs),
     /// Generate a small sample shop, run the shipped nightly pipeline on it, show the result.
     Demo(DemoArgs),
+    /// Start a project of your own from the shipped pipeline: its YAML, SQL, a .gitignore and
+    /// a sample shop, ready for `segflow run` from inside the folder.
+    Init(InitArgs),
     /// Run every scheduled pipeline in a folder at its slots, until stopped (SIGTERM/SIGINT).
     Schedule(ScheduleArgs),
     /// List recorded runs (newest last).
@@ -111,6 +114,11 @@ pub(crate) struct BackfillArgs {
     /// Allow dates after the last complete day in the pipeline's time zone.
     #[arg(long)]
     pub(crate) allow_future: bool,
+    /// After the range, run again every later date that has a successful run: when the
+    /// pipeline reads earlier publications (previous_t, history_t), those dates were
+    /// computed from the history this backfill changed.
+    #[arg(long)]
+    pub(crate) through_latest: bool,
     /// Override a pipeline var: --var name=value (repeatable).
     #[arg(long = "var", value_parser = var_arg)]
     pub(crate) vars: Vec<(String, String)>,
@@ -146,6 +154,12 @@ pub(crate) struct ValidateArgs {
     /// Check with these var values, as `run --var name=value` would use them.
     #[arg(long = "var", value_parser = var_arg)]
     pub(crate) vars: Vec<(String, String)>,
+    /// Check the spec and parse the SQL without touching storage: no source schemas, no
+    /// reachability of outputs and the state store.
+    #[arg(long)]
+    pub(crate) offline: bool,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
 }
 
 #[derive(Debug, Args)]
@@ -172,6 +186,21 @@ pub(crate) struct DemoArgs {
     /// Folder for the demo's data, pipeline and outputs.
     #[arg(long, default_value = "segflow-demo")]
     pub(crate) dir: PathBuf,
+    /// Number of customers in the sample shop.
+    #[arg(long, default_value_t = 20_000)]
+    pub(crate) customers: u64,
+    /// Number of orders in the sample shop.
+    #[arg(long, default_value_t = 80_000)]
+    pub(crate) orders: u64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct InitArgs {
+    /// The project folder (created if missing). Files already in it are kept.
+    pub(crate) dir: PathBuf,
+    /// Write no sample shop: your own exports go into data/ (or SEGFLOW_DATA).
+    #[arg(long)]
+    pub(crate) no_sample_data: bool,
     /// Number of customers in the sample shop.
     #[arg(long, default_value_t = 20_000)]
     pub(crate) customers: u64,

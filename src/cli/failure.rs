@@ -27,6 +27,22 @@ impl Failure {
             Failure::User(e) | Failure::Environment(e) => e,
         }
     }
+
+    /// The error as printed: `error: ...`, then each cause once (see `fault::causes`), then
+    /// advice when the causes show a known misconfiguration.
+    pub(crate) fn lines(&self) -> Vec<String> {
+        let causes = segflow::fault::causes(self.error().as_ref());
+        let mut lines = vec![format!("error: {}", causes[0])];
+        lines.extend(
+            causes[1..]
+                .iter()
+                .map(|cause| format!("  caused by: {cause}")),
+        );
+        if let Some(advice) = segflow::storage::advice(causes.iter().map(String::as_str)) {
+            lines.push(format!("  hint: {advice}"));
+        }
+        lines
+    }
 }
 
 impl From<SpecError> for Failure {

@@ -7,10 +7,12 @@ mod demo;
 mod failure;
 mod generate;
 mod hand_runner;
+mod init;
 mod report;
 mod run;
 mod runs;
 mod schedule;
+mod shipped;
 mod validate;
 
 use chrono::{NaiveDate, Utc};
@@ -25,6 +27,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Validate(args) => validate::validate_command(args).await,
         Command::Generate(args) => generate::generate_command(args).await,
         Command::Demo(args) => demo::demo_command(args).await,
+        Command::Init(args) => init::init_command(args).await,
         Command::Runs(args) => runs::runs_command(args).await,
         Command::Schedule(args) => schedule::schedule_command(args).await,
         Command::Backfill(args) => backfill::backfill_command(args).await,

@@ -1,7 +1,11 @@
-//! `segflow validate`: the spec checked and every step planned, nothing scanned.
+//! `segflow validate`: the spec checked, every step planned and every store reached,
+//! nothing scanned.
+
+use std::collections::BTreeMap;
 
 use segflow::pipeline::{LoadOptions, Pipeline};
 use segflow::run::{self, RunRequest};
+use segflow::storage::{Location, Storage};
 
 use super::args::ValidateArgs;
 use super::{Failure, yesterday};
@@ -14,25 +18,16 @@ pub(super) async fn validate_command(args: ValidateArgs) -> Result<(), Failure> 
     };
     for path in &args.pipelines {
         let checked = match Pipeline::load(path, &options) {
-            Ok(pipeline) => {
-                let as_of = args.as_of.unwrap_or_else(|| yesterday(pipeline.timezone));
-                let request = RunRequest {
-                    run_id: "validate".to_string(),
-                    ..RunRequest::new(as_of)
-                };
-                run::plan_only(&pipeline, &request)
-                    .await
-                    .map_err(Failure::from)
-            }
+            Ok(pipeline) if args.offline => Ok(format!(
+                "{} steps and {} segments read; storage not checked (--offline)",
+                pipeline.query_steps().count(),
+                pipeline.segments.len()
+            )),
+            Ok(pipeline) => check_against_storage(&pipeline, &args).await,
             Err(error) => Err(Failure::from(error)),
         };
         match checked {
-            Ok(planned) => println!(
-                "{}: ok ({} steps and {} segments planned)",
-                path.display(),
-                planned.steps,
-                planned.segments
-            ),
+            Ok(summary) => println!("{}: ok ({summary})", path.display()),
             Err(failure) => {
                 println!("{}: failed", path.display());
                 failures.push(failure);
@@ -59,4 +54,32 @@ pub(super) async fn validate_command(args: ValidateArgs) -> Result<(), Failure> 
             })
         }
     }
+}
+
+/// Reaches each output and the state store, which a run otherwise needs only at its end
+/// (a wrong endpoint or missing credentials there would show after the night's work), then
+/// plans every step against the sources' schemas.
+async fn check_against_storage(
+    pipeline: &Pipeline,
+    args: &ValidateArgs,
+) -> Result<String, Failure> {
+    let storage = Storage::new();
+    for output in &pipeline.outputs {
+        storage.probe(&output.location, &output.options).await?;
+    }
+    storage
+        .probe(&Location::parse(&args.state.url)?, &BTreeMap::new())
+        .await?;
+    let as_of = args.as_of.unwrap_or_else(|| yesterday(pipeline.timezone));
+    let request = RunRequest {
+        run_id: "validate".to_string(),
+        ..RunRequest::new(as_of)
+    };
+    let planned = run::plan_only(pipeline, &request).await?;
+    Ok(format!(
+        "{} steps and {} segments planned; {} outputs and the state store reached",
+        planned.steps,
+        planned.segments,
+        pipeline.outputs.len()
+    ))
 }

@@ -126,6 +126,8 @@ const SCHEDULE: Shape = Shape::Fields(&[
     ("timeout", Shape::Any),
 ]);
 
+const NOTIFY: Shape = Shape::Fields(&[("on_failure", Shape::Any), ("on_success", Shape::Any)]);
+
 /// The shape of a whole pipeline file.
 pub(super) const PIPELINE: Shape = Shape::Fields(&[
     ("name", Shape::Any),
@@ -139,6 +141,7 @@ pub(super) const PIPELINE: Shape = Shape::Fields(&[
     ("outputs", Shape::EachItem(&OUTPUT)),
     ("engine", ENGINE),
     ("schedule", SCHEDULE),
+    ("notify", NOTIFY),
 ]);
 
 /// Each key of `node` that `shape` does not have: its line, and what to say.

@@ -19,7 +19,7 @@ use std::path::Path;
 
 pub use diagnostics::{Problem, SpecError, did_you_mean};
 pub use model::{
-    AS_OF, AS_OF_END, AS_OF_START, EngineSettings, Output, Pipeline, Published, RUN_ID,
+    AS_OF, AS_OF_END, AS_OF_START, EngineSettings, Notify, Output, Pipeline, Published, RUN_ID,
     RUN_PARAMETERS, ScheduleSpec, Source, SourceKey, Step, StepKind,
 };
 pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};
@@ -78,6 +78,20 @@ impl Pipeline {
             .iter()
             .map(|s| s.name.as_str())
             .chain(self.steps.iter().map(|s| s.name.as_str()))
+    }
+
+    /// Whether a step reads `previous_t` or `history_t`: then a run's result depends on
+    /// what earlier dates published, and re-running an earlier date changes later ones.
+    pub fn reads_earlier_publications(&self) -> bool {
+        self.steps
+            .iter()
+            .flat_map(|s| &s.sql.tables)
+            .any(|table| Published::parse(table).is_some())
+    }
+
+    /// The `steps:` entries, without segments and the tables segflow builds from them.
+    pub fn query_steps(&self) -> impl Iterator<Item = &Step> {
+        self.steps.iter().filter(|s| s.kind == StepKind::Query)
     }
 }
 

@@ -44,6 +44,15 @@ pub struct Pipeline {
     pub outputs: Vec<Output>,
     pub engine: EngineSettings,
     pub schedule: Option<ScheduleSpec>,
+    pub notify: Notify,
+}
+
+/// Webhooks posted after a run, each optional. Their URLs often hold secrets, so messages
+/// show them as written in the spec (`${SLACK_WEBHOOK}`), never interpolated.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Notify {
+    pub on_failure: Option<url::Url>,
+    pub on_success: Option<url::Url>,
 }
 
 /// When and how the daemon runs a pipeline.

@@ -129,6 +129,8 @@ pub(super) struct RawPipeline {
     pub(super) engine: RawEngine,
     #[serde(default)]
     pub(super) schedule: Option<RawSchedule>,
+    #[serde(default)]
+    pub(super) notify: Option<RawNotify>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -239,6 +241,15 @@ pub(super) struct RawSchedule {
     pub(super) retry_delay: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) timeout: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawNotify {
+    #[serde(default)]
+    pub(super) on_failure: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) on_success: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]

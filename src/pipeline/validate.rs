@@ -11,10 +11,11 @@ use serde_saphyr::Spanned;
 use super::diagnostics::{Problem, did_you_mean};
 use super::env::interpolate;
 use super::model::{
-    EngineSettings, Output, Pipeline, ScheduleSpec, Source, SourceKey, Step, StepKind,
+    EngineSettings, Notify, Output, Pipeline, ScheduleSpec, Source, SourceKey, Step, StepKind,
 };
 use super::raw::{
-    Key, RawEngine, RawKey, RawMembers, RawOutput, RawPipeline, RawSchedule, RawSource, line_of,
+    Key, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawSchedule, RawSource,
+    line_of,
 };
 use super::types::ColumnType;
 use super::units::{parse_bytes, parse_duration};
@@ -99,6 +100,7 @@ impl<'a> Validator<'a> {
         let outputs = self.outputs(raw.outputs, &source_names, &declared);
         let engine = self.engine(raw.engine);
         let schedule = raw.schedule.and_then(|raw| self.schedule(raw, timezone));
+        let notify = raw.notify.map(|raw| self.notify(raw)).unwrap_or_default();
         Pipeline {
             name: raw.name.value,
             description: raw.description,
@@ -112,6 +114,39 @@ impl<'a> Validator<'a> {
             outputs,
             engine,
             schedule,
+            notify,
+        }
+    }
+
+    fn notify(&mut self, raw: RawNotify) -> Notify {
+        Notify {
+            on_failure: raw
+                .on_failure
+                .and_then(|url| self.webhook(&url, "on_failure")),
+            on_success: raw
+                .on_success
+                .and_then(|url| self.webhook(&url, "on_success")),
+        }
+    }
+
+    /// An http(s) URL after `${NAME}` interpolation; named as written, since the value may
+    /// carry a token.
+    fn webhook(&mut self, text: &Spanned<String>, key: &str) -> Option<url::Url> {
+        let url = interpolate(&text.value, self.env)
+            .map_err(|message| self.problem(line_of(text), message))
+            .ok()?;
+        match url::Url::parse(&url) {
+            Ok(url) if matches!(url.scheme(), "http" | "https") => Some(url),
+            _ => {
+                self.problem(
+                    line_of(text),
+                    format!(
+                        "notify.{key} '{}' is not an http:// or https:// URL",
+                        text.value
+                    ),
+                );
+                None
+            }
         }
     }
 

@@ -48,6 +48,12 @@ pub enum StorageError {
         #[source]
         source: object_store::Error,
     },
+    #[error("could not reach {url}")]
+    Unreachable {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
     #[error("could not list {url}")]
     List {
         url: String,
@@ -66,7 +72,9 @@ impl StorageError {
             | StorageError::UnsupportedScheme { .. }
             | StorageError::UnknownOption { .. }
             | StorageError::Connect { .. } => Fault::User,
-            StorageError::Delete { .. } | StorageError::List { .. } => Fault::Environment,
+            StorageError::Delete { .. }
+            | StorageError::List { .. }
+            | StorageError::Unreachable { .. } => Fault::Environment,
         }
     }
 }
@@ -150,6 +158,26 @@ impl Storage {
         Ok(objects)
     }
 
+    /// Lists the top of `location` with `options`, as `validate` does for outputs and the
+    /// state store so that wrong credentials or endpoints show before a night depends on
+    /// them. A folder that does not exist yet passes: the first run creates it.
+    pub async fn probe(
+        &self,
+        location: &Location,
+        options: &BTreeMap<String, String>,
+    ) -> Result<(), StorageError> {
+        let store = self.store(location, options)?;
+        let prefix = location.as_folder().path();
+        let prefix = (!prefix.as_ref().is_empty()).then_some(prefix);
+        match store.list_with_delimiter(prefix.as_ref()).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(source) => Err(StorageError::Unreachable {
+                url: location.to_string(),
+                source,
+            }),
+        }
+    }
+
     /// Deletes every object under a folder; on a local disk also the emptied directories,
     /// which object stores do not have.
     pub async fn remove_folder(
@@ -195,6 +223,26 @@ impl ObjectStoreRegistry for Storage {
         self.store(&location, &BTreeMap::new())
             .map_err(|e| datafusion::error::DataFusionError::External(Box::new(e)))
     }
+}
+
+/// What to do about a storage failure whose causes (`chain`, outermost first) show a known
+/// misconfiguration, in words a data engineer can act on.
+pub fn advice<'a>(mut chain: impl Iterator<Item = &'a str>) -> Option<&'static str> {
+    // object_store asks the instance metadata service (its token, then its credentials)
+    // only when no other source of S3 credentials was configured; off EC2 that request is
+    // refused or times out.
+    chain
+        .any(|cause| {
+            cause.contains("/latest/api/token")
+                || cause.contains("/latest/meta-data/iam/security-credentials")
+        })
+        .then_some(
+            "no AWS credentials were found: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and \
+         AWS_SESSION_TOKEN for temporary ones) or the options aws_access_key_id and \
+         aws_secret_access_key, set AWS_WEB_IDENTITY_TOKEN_FILE and AWS_ROLE_ARN, or run where \
+         the instance metadata service provides credentials; a public bucket needs \
+         aws_skip_signature: true",
+        )
 }
 
 /// The whole content of one object (run records, leases, manifests: small JSON files).

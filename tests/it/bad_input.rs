@@ -663,7 +663,7 @@ fn validation_reports_each_cause_once_at_its_line() {
     ]);
     assert_eq!(right.code, 0, "{right:?}");
     assert!(
-        right.stdout.contains(" steps and ") && right.stdout.contains(" segments planned)"),
+        right.stdout.contains(" steps and ") && right.stdout.contains(" segments planned;"),
         "{right:?}"
     );
 }

@@ -150,3 +150,62 @@ fn backfill_skips_what_succeeded_and_history_shows_failures() {
     ]);
     assert_eq!(reversed.code, 1, "{reversed:?}");
 }
+
+/// segment_changes of `as_of`: how many rows say `entered`.
+fn entered(project: &Project, as_of: &str) -> usize {
+    crate::common::column_values(&project.out(), "segment_changes", as_of, "change")
+        .iter()
+        .filter(|change| *change == "entered")
+        .count()
+}
+
+#[test]
+fn a_backfill_under_published_dates_says_so_and_through_latest_runs_them_again() {
+    let project = Project::new(300, 1_200);
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let first = project.run_nightly(AS_OF);
+    assert_eq!(first.code, 0, "{first:?}");
+    // Nothing was published before: everyone in a segment entered it.
+    let members =
+        crate::common::column_values(&project.out(), "segment_membership", AS_OF, "segment").len();
+    assert_eq!(entered(&project, AS_OF), members);
+    let first_run = project.manifest("segment_changes", AS_OF).run_id;
+
+    let backfill = [
+        "backfill",
+        pipeline,
+        "--from",
+        "2026-03-29",
+        "--to",
+        "2026-03-30",
+    ];
+    let warned = project.segflow(&backfill);
+    assert_eq!(warned.code, 0, "{warned:?}");
+    assert!(
+        warned.stderr.contains(
+            "warning: 1 later dates (2026-03-31 to 2026-03-31) were computed from the publications before this backfill"
+        ),
+        "{warned:?}"
+    );
+    assert!(warned.stderr.contains("--through-latest"), "{warned:?}");
+    assert_eq!(project.manifest("segment_changes", AS_OF).run_id, first_run);
+
+    let mut through = backfill.to_vec();
+    through.extend(["--force", "--through-latest"]);
+    let rerun = project.segflow(&through);
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert!(!rerun.stderr.contains("warning"), "{rerun:?}");
+    let last = rerun.stdout.lines().last().unwrap();
+    assert!(
+        last.starts_with("2026-03-31: re-published after the backfill"),
+        "{rerun:?}"
+    );
+    assert_ne!(project.manifest("segment_changes", AS_OF).run_id, first_run);
+    // Now compared with 2026-03-30's publication, most members stayed where they were.
+    assert!(
+        entered(&project, AS_OF) < members / 2,
+        "{}",
+        entered(&project, AS_OF)
+    );
+}

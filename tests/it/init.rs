@@ -1,0 +1,78 @@
+//! `segflow init DIR`: a project that runs with `segflow run` from inside it, and that a
+//! second `init` does not undo.
+
+use crate::common::{run, segflow};
+
+#[test]
+fn init_makes_a_project_that_runs_from_inside_it_and_keeps_edits() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("shop");
+    let init = |extra: &[&str]| {
+        let mut command = segflow();
+        command
+            .args(["init", project.to_str().unwrap(), "--customers", "400"])
+            .args(["--orders", "1500"])
+            .args(extra);
+        run(&mut command)
+    };
+    let made = init(&[]);
+    assert_eq!(made.code, 0, "{made:?}");
+    for file in [
+        "pipelines/nightly_segments.yaml",
+        "queries/customer_features.sql",
+        "data/customers",
+        "data/orders",
+    ] {
+        assert!(project.join(file).exists(), "{file} is missing: {made:?}");
+    }
+    let ignored = std::fs::read_to_string(project.join(".gitignore")).unwrap();
+    for folder in ["/out/", "/segflow-state/", "/data/"] {
+        assert!(ignored.lines().any(|l| l == folder), "{ignored}");
+    }
+
+    let inside = |args: &[&str]| run(segflow().current_dir(&project).args(args));
+    let validated = inside(&["validate", "pipelines/nightly_segments.yaml"]);
+    assert_eq!(validated.code, 0, "{validated:?}");
+    let ran = inside(&["run", "pipelines/nightly_segments.yaml"]);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let manifests = std::fs::read_dir(project.join("out/rfm/_segflow/manifests")).unwrap();
+    assert_eq!(manifests.count(), 1, "one date published into out/");
+    let runs = inside(&["runs"]);
+    assert_eq!(runs.code, 0, "{runs:?}");
+    assert!(runs.stdout.contains("nightly_segments"), "{runs:?}");
+    assert!(runs.stdout.contains("succeeded"), "{runs:?}");
+
+    // A second init keeps the edited query, says so, and keeps the data.
+    let query = project.join("queries/customer_features.sql");
+    let edited = std::fs::read_to_string(&query).unwrap() + "-- my change\n";
+    std::fs::write(&query, &edited).unwrap();
+    let again = init(&[]);
+    assert_eq!(again.code, 0, "{again:?}");
+    assert!(
+        again
+            .stdout
+            .contains(&format!("Keeping your edited {}", query.display())),
+        "{again:?}"
+    );
+    assert!(
+        again.stdout.contains("Keeping the data already in"),
+        "{again:?}"
+    );
+    assert_eq!(std::fs::read_to_string(&query).unwrap(), edited);
+}
+
+#[test]
+fn init_without_sample_data_says_where_the_exports_go() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("mine");
+    let made = run(segflow().args(["init", project.to_str().unwrap(), "--no-sample-data"]));
+    assert_eq!(made.code, 0, "{made:?}");
+    assert!(!project.join("data").exists());
+    assert!(
+        made.stdout
+            .contains("data/{customers,orders,order_items,checkouts}/"),
+        "{made:?}"
+    );
+    assert!(made.stdout.contains("SEGFLOW_DATA"), "{made:?}");
+    assert!(project.join("pipelines/nightly_segments.yaml").exists());
+}
