@@ -455,7 +455,7 @@ async fn register_published(
         if engine.has_table(table) {
             continue;
         }
-        let mut partitions = publish::sink(storage, output)
+        let mut partitions = publish::sink(storage, &output.earlier_publications())
             .partitions_before(as_of)
             .await?;
         if kind == Published::Previous {

@@ -138,6 +138,11 @@ pub(crate) struct RunArgs {
     /// var's declared type.
     #[arg(long = "var", value_parser = var_arg)]
     pub(crate) vars: Vec<(String, String)>,
+    /// Publish into this folder or URL instead (one folder per output, the run's record in
+    /// DIR/state), reading earlier publications from the real outputs: a try-out that BI
+    /// tools, the run history and the win-back cooldown never see.
+    #[arg(long, value_name = "DIR")]
+    pub(crate) preview: Option<String>,
     #[command(flatten)]
     pub(crate) hand: HandRunArgs,
 }

@@ -17,6 +17,8 @@ mod vars;
 
 use std::path::Path;
 
+use crate::storage::Location;
+
 pub use diagnostics::{Problem, SpecError, did_you_mean};
 pub use model::{
     AS_OF, AS_OF_END, AS_OF_START, EngineSettings, Notify, Output, Pipeline, Published, RUN_ID,
@@ -87,6 +89,17 @@ impl Pipeline {
             .iter()
             .flat_map(|s| &s.sql.tables)
             .any(|table| Published::parse(table).is_some())
+    }
+
+    /// The pipeline as a preview into `dir`: each output is published to `dir/<table>/`
+    /// while earlier publications are still read from its own URL, so a preview computes
+    /// what tonight's run would (segment changes, cooldowns) and changes nothing that runs,
+    /// BI tools or campaigns read.
+    pub fn preview_into(mut self, dir: &Location) -> Pipeline {
+        for output in &mut self.outputs {
+            output.location = dir.as_folder().join(&format!("{}/", output.table));
+        }
+        self
     }
 
     /// The `steps:` entries, without segments and the tables segflow builds from them.

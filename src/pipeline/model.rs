@@ -156,8 +156,22 @@ impl Published {
 #[derive(Debug, Clone)]
 pub struct Output {
     pub table: String,
+    /// Where this run publishes.
     pub location: Location,
+    /// Where earlier publications are read from (`previous_t`, `history_t`): the output's
+    /// own URL, except in a preview, which writes elsewhere but reads the real history.
+    pub earlier: Location,
     pub options: BTreeMap<String, String>,
+}
+
+impl Output {
+    /// This output as the store of its earlier publications.
+    pub fn earlier_publications(&self) -> Output {
+        Output {
+            location: self.earlier.clone(),
+            ..self.clone()
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -352,6 +352,7 @@ impl<'a> Validator<'a> {
             let options = self.options(Some(&location), options);
             outputs.push(Output {
                 table: table.value,
+                earlier: location.clone(),
                 location,
                 options,
             });

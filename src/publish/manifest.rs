@@ -537,9 +537,11 @@ mod tests {
     #[tokio::test]
     async fn large_outputs_are_split_into_distinct_files() {
         let storage = Storage::new();
+        let location = Location::parse("memory:///publish-test/numbers/").unwrap();
         let output = Output {
             table: "numbers".into(),
-            location: Location::parse("memory:///publish-test/numbers/").unwrap(),
+            earlier: location.clone(),
+            location,
             options: BTreeMap::new(),
         };
         let as_of = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();

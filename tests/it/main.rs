@@ -19,6 +19,7 @@ mod init;
 mod labels;
 mod leases;
 mod notify;
+mod preview;
 mod reachability;
 mod readers;
 mod readme;
