@@ -13,6 +13,10 @@
 -- the two-order buyers jump to F 4, so F 2 and 3, and with them Potential Loyalist and Need
 -- Attention, would stay empty. rfm_quintiles.sql scores F by quintiles too; rfm_thresholds.sql
 -- scores all three by thresholds.
+-- Ranks are cast to BIGINT so that ceil(5k/n) is integer arithmetic: RANK() is unsigned,
+-- and mixed with the signed count DataFusion computes in decimals, where a filter on the
+-- score cast to INT is rewritten wrongly (apache/datafusion#23095: `WHERE r_score = 5`
+-- read no rows when this step was not materialised).
 WITH buyers AS (
     SELECT customer_id,
            days_since_last_order AS recency_days,
@@ -27,11 +31,11 @@ SELECT customer_id,
        recency_days,
        frequency,
        monetary,
-       CAST((5 * RANK() OVER (ORDER BY recency_days DESC) + buyers - 1) / buyers AS INT) AS r_score,
+       CAST((5 * CAST(RANK() OVER (ORDER BY recency_days DESC) AS BIGINT) + buyers - 1) / buyers AS INT) AS r_score,
        CAST(CASE WHEN frequency >= $rfm_f5_orders THEN 5
                  WHEN frequency >= $rfm_f4_orders THEN 4
                  WHEN frequency >= $rfm_f3_orders THEN 3
                  WHEN frequency >= $rfm_f2_orders THEN 2
                  ELSE 1 END AS INT) AS f_score,
-       CAST((5 * RANK() OVER (ORDER BY monetary) + buyers - 1) / buyers AS INT) AS m_score
+       CAST((5 * CAST(RANK() OVER (ORDER BY monetary) AS BIGINT) + buyers - 1) / buyers AS INT) AS m_score
 FROM buyers

@@ -13,6 +13,10 @@
 -- Where most buyers buy once, this leaves f_score 2 and 3 empty (one-time buyers tie at 1,
 -- two-order buyers start high); the default rfm.sql scores F by order counts for that reason.
 -- For fixed thresholds on all three, point the rfm step at rfm_thresholds.sql.
+-- Ranks are cast to BIGINT so that ceil(5k/n) is integer arithmetic: RANK() is unsigned,
+-- and mixed with the signed count DataFusion computes in decimals, where a filter on the
+-- score cast to INT is rewritten wrongly (apache/datafusion#23095: `WHERE r_score = 5`
+-- read no rows when this step was not materialised).
 WITH buyers AS (
     SELECT customer_id,
            days_since_last_order AS recency_days,
@@ -27,7 +31,7 @@ SELECT customer_id,
        recency_days,
        frequency,
        monetary,
-       CAST((5 * RANK() OVER (ORDER BY recency_days DESC) + buyers - 1) / buyers AS INT) AS r_score,
-       CAST((5 * RANK() OVER (ORDER BY frequency) + buyers - 1) / buyers AS INT) AS f_score,
-       CAST((5 * RANK() OVER (ORDER BY monetary) + buyers - 1) / buyers AS INT) AS m_score
+       CAST((5 * CAST(RANK() OVER (ORDER BY recency_days DESC) AS BIGINT) + buyers - 1) / buyers AS INT) AS r_score,
+       CAST((5 * CAST(RANK() OVER (ORDER BY frequency) AS BIGINT) + buyers - 1) / buyers AS INT) AS f_score,
+       CAST((5 * CAST(RANK() OVER (ORDER BY monetary) AS BIGINT) + buyers - 1) / buyers AS INT) AS m_score
 FROM buyers

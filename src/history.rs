@@ -15,7 +15,7 @@ use crate::lease::Lease;
 use crate::pipeline::Pipeline;
 use crate::progress::Progress;
 use crate::publish;
-use crate::run::{self, RunError, RunReport, RunRequest};
+use crate::run::{self, RunError, RunReport, RunRequest, Timing};
 use crate::segments::Unmatched;
 use crate::storage::{Location, Storage, StorageError, read_object};
 
@@ -63,7 +63,39 @@ pub struct RunRecord {
     /// Per source, rows that belong to no known customer (in no segment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unmatched: BTreeMap<String, Unmatched>,
+    /// How long each step took, with the rows of those computed on their own.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<Timing>,
+    /// How long writing each output took.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub writes: Vec<Timing>,
     pub error: Option<String>,
+}
+
+impl RunRecord {
+    /// A first try by hand, running since `started_at`.
+    pub fn started(
+        pipeline: &str,
+        as_of: NaiveDate,
+        run_id: &str,
+        started_at: DateTime<Utc>,
+    ) -> RunRecord {
+        RunRecord {
+            pipeline: pipeline.to_string(),
+            as_of,
+            slot: None,
+            attempt: 1,
+            run_id: run_id.to_string(),
+            started_at,
+            ended_at: None,
+            status: RunStatus::Running,
+            rows: BTreeMap::new(),
+            unmatched: BTreeMap::new(),
+            steps: Vec::new(),
+            writes: Vec::new(),
+            error: None,
+        }
+    }
 }
 
 impl HistoryError {
@@ -96,17 +128,14 @@ pub async fn run_recorded_until(
     cancel: &Cancel,
 ) -> Result<RunReport, RecordedRunError> {
     let mut record = RunRecord {
-        pipeline: pipeline.name.clone(),
-        as_of: request.as_of,
         slot: request.slot,
         attempt: request.attempt,
-        run_id: request.run_id.clone(),
-        started_at: history.clock.now(),
-        ended_at: None,
-        status: RunStatus::Running,
-        rows: BTreeMap::new(),
-        unmatched: BTreeMap::new(),
-        error: None,
+        ..RunRecord::started(
+            &pipeline.name,
+            request.as_of,
+            &request.run_id,
+            history.clock.now(),
+        )
     };
     history.save(&record).await?;
     let outcome = run::run_until(pipeline, request, progress, cancel)
@@ -122,6 +151,8 @@ pub async fn run_recorded_until(
                 .map(|o| (o.committed.table.clone(), o.committed.rows))
                 .collect();
             record.unmatched = report.unmatched.clone();
+            record.steps = report.steps.clone();
+            record.writes = report.writes.clone();
         }
         Err(error) => {
             let overtaken =
@@ -343,18 +374,10 @@ mod tests {
     use super::*;
 
     fn record(run_id: &str, as_of: u32, status: RunStatus) -> RunRecord {
+        let as_of = NaiveDate::from_ymd_opt(2026, 1, as_of).unwrap();
         RunRecord {
-            pipeline: "p".into(),
-            as_of: NaiveDate::from_ymd_opt(2026, 1, as_of).unwrap(),
-            slot: None,
-            attempt: 1,
-            run_id: run_id.into(),
-            started_at: Utc::now(),
-            ended_at: None,
             status,
-            rows: BTreeMap::new(),
-            unmatched: BTreeMap::new(),
-            error: None,
+            ..RunRecord::started("p", as_of, run_id, Utc::now())
         }
     }
 

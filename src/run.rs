@@ -7,10 +7,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use chrono::NaiveDate;
+use datafusion::arrow::array::RecordBatch;
 
 use crate::cancel::{Cancel, CancelReason};
 use crate::engine::{Engine, EngineError, Params, Scratch, StepResult};
-use crate::pipeline::{Pipeline, Published, Step};
+use crate::pipeline::{Pipeline, Published, SelectError, Selector, Step};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
 use crate::segments::Unmatched;
@@ -45,6 +46,8 @@ pub enum RunError {
     Steps(Vec<RunError>),
     #[error("the run was cancelled: {0}")]
     Cancelled(CancelReason),
+    #[error(transparent)]
+    Select(#[from] SelectError),
     #[error("the run crashed: {0}")]
     Crashed(String),
 }
@@ -66,6 +69,7 @@ impl RunError {
                 .map(RunError::fault)
                 .max()
                 .unwrap_or(crate::fault::Fault::User),
+            RunError::Select(_) => crate::fault::Fault::User,
             RunError::Scratch(_)
             | RunError::DiskFull { .. }
             | RunError::ReadFailed(_)
@@ -131,7 +135,21 @@ pub struct RunReport {
     pub outputs: Vec<PublishedOutput>,
     /// Per source, rows that belong to no known customer (and so to no segment).
     pub unmatched: BTreeMap<String, Unmatched>,
+    /// Each step, in the order they ran.
+    pub steps: Vec<Timing>,
+    /// Each output's writing into its staging area, in the order they were written.
+    pub writes: Vec<Timing>,
     pub elapsed: Duration,
+}
+
+/// How long one step took, or one output's writing, and its rows where they were counted
+/// (a step planned into its reader has none of its own).
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Timing {
+    pub name: String,
+    pub seconds: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rows: Option<u64>,
 }
 
 #[derive(Debug, Clone)]
@@ -148,11 +166,44 @@ pub struct Planned {
 }
 
 /// Plans every step against the sources' schemas without scanning data: what
-/// `segflow validate` checks beyond the spec itself. Every step that fails is reported; a
-/// step that reads a failed one is not planned (its errors would only repeat the cause).
+/// `segflow validate` checks beyond the spec itself.
 pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Planned, RunError> {
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
+    plan_views(pipeline, request, &engine, &storage).await?;
+    Ok(Planned {
+        steps: pipeline.query_steps().count(),
+        segments: pipeline.segments.len(),
+    })
+}
+
+/// The first `limit` rows of `table` (a source or step) as a run for `request` would compute
+/// it, computing only what it needs and publishing nothing: `segflow show`.
+pub async fn show_table(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    table: &str,
+    limit: usize,
+) -> Result<Vec<RecordBatch>, RunError> {
+    let table = Selector {
+        name: table.to_string(),
+        downstream: false,
+    };
+    let pipeline = pipeline.clone().select(std::slice::from_ref(&table))?;
+    let storage = Storage::new();
+    let engine = prepare(&pipeline, storage.clone()).await?;
+    plan_views(&pipeline, request, &engine, &storage).await?;
+    Ok(engine.head(&table.name, limit).await?)
+}
+
+/// Registers every step as a view. Every step that fails is reported; a step that reads a
+/// failed one is not planned (its errors would only repeat the cause).
+async fn plan_views(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    engine: &Engine,
+    storage: &Storage,
+) -> Result<(), RunError> {
     let params = request.params(pipeline);
     let mut failed = Vec::new();
     let mut broken: BTreeSet<&str> = BTreeSet::new();
@@ -162,9 +213,9 @@ pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Plan
             continue;
         }
         let planned = async {
-            register_published(pipeline, &engine, &storage, step, request.as_of).await?;
+            register_published(pipeline, engine, storage, step, request.as_of).await?;
             engine.add_step(step, &params, StepResult::View).await?;
-            Ok::<(), RunError>(())
+            Ok::<_, RunError>(())
         };
         if let Err(error) = planned.await {
             broken.insert(&step.name);
@@ -172,10 +223,7 @@ pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Plan
         }
     }
     match failed.len() {
-        0 => Ok(Planned {
-            steps: pipeline.query_steps().count(),
-            segments: pipeline.segments.len(),
-        }),
+        0 => Ok(()),
         1 => Err(failed.remove(0)),
         _ => Err(RunError::Steps(failed)),
     }
@@ -255,15 +303,15 @@ async fn run_on_engine(
     };
     let worked = tokio::select! {
         worked = async {
-            let unmatched = plan_steps(pipeline, request, (&engine, &storage), &scratch, progress).await?;
-            stage_outputs(pipeline, &engine, &mut publications, progress).await?;
-            Ok(unmatched)
+            let planned = plan_steps(pipeline, request, (&engine, &storage), &scratch, progress).await?;
+            let writes = stage_outputs(pipeline, &engine, &mut publications, progress).await?;
+            Ok((planned, writes))
         } => worked,
         reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
     };
     remove_scratch(scratch, &storage).await;
-    let unmatched = match worked {
-        Ok(unmatched) => unmatched,
+    let (StepsDone { steps, unmatched }, writes) = match worked {
+        Ok(done) => done,
         Err(error) => {
             discard(publications).await;
             let error = name_damaged_file(&engine, error).await;
@@ -301,6 +349,8 @@ async fn run_on_engine(
         run_id: request.run_id.clone(),
         outputs,
         unmatched,
+        steps,
+        writes,
         elapsed: started.elapsed(),
     };
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, seconds = report.elapsed.as_secs_f64(), "Run finished.");
@@ -374,6 +424,13 @@ async fn name_damaged_file(engine: &Engine, error: RunError) -> RunError {
     }
 }
 
+/// What [`plan_steps`] did: each step's timing, and per source the rows that belong to no
+/// known customer.
+struct StepsDone {
+    steps: Vec<Timing>,
+    unmatched: BTreeMap<String, Unmatched>,
+}
+
 /// Checks the sources' keys, and adds every step to the engine,
 /// materialising into `scratch` the steps that later steps read. Also counts, per source,
 /// the rows that belong to no known customer.
@@ -383,13 +440,14 @@ async fn plan_steps(
     (engine, storage): (&Engine, &Storage),
     scratch: &Scratch,
     progress: &Progress,
-) -> Result<BTreeMap<String, Unmatched>, RunError> {
+) -> Result<StepsDone, RunError> {
     for source in &pipeline.sources {
         engine.check_key(source).await?;
     }
     let params = request.params(pipeline);
     let uses = step_uses(pipeline);
     let count = pipeline.steps.len();
+    let mut timings = Vec::with_capacity(count);
     for (done, step) in pipeline.steps.iter().enumerate() {
         progress.message(format!("step {}", step.name));
         let started = Instant::now();
@@ -401,19 +459,26 @@ async fn plan_steps(
         } else {
             StepResult::View
         };
-        let computed = matches!(result, StepResult::Materialize { .. });
         register_published(pipeline, engine, storage, step, request.as_of).await?;
-        engine.add_step(step, &params, result).await?;
+        let rows = engine.add_step(step, &params, result).await?;
         let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(pipeline = %pipeline.name, step = %step.name, seconds, computed, "Step ready.");
+        tracing::info!(pipeline = %pipeline.name, step = %step.name, seconds, rows, "Step ready.");
         // A step planned into its reader costs nothing until that reader runs.
-        let what = if computed { "computed" } else { "planned" };
-        progress.done(format!(
-            "{}/{count} {what} {} {} ({seconds:.2} s)",
-            done + 1,
-            step.kind.noun(),
-            step.name
-        ));
+        let what = match rows {
+            Some(rows) => format!(
+                "computed {} {}: {} rows",
+                step.kind.noun(),
+                step.name,
+                thousands(rows)
+            ),
+            None => format!("planned {} {}", step.kind.noun(), step.name),
+        };
+        progress.done(format!("{}/{count} {what} ({seconds:.2} s)", done + 1));
+        timings.push(Timing {
+            name: step.name.clone(),
+            seconds,
+            rows,
+        });
     }
     let mut unmatched = BTreeMap::new();
     if !pipeline.segments.is_empty() {
@@ -434,7 +499,10 @@ async fn plan_steps(
             unmatched.insert(source.name.clone(), counts);
         }
     }
-    Ok(unmatched)
+    Ok(StepsDone {
+        steps: timings,
+        unmatched,
+    })
 }
 
 /// Makes the earlier publications that `step` reads (`previous_t`, `history_t`) available.
@@ -449,13 +517,13 @@ async fn register_published(
         let Some((kind, name)) = Published::parse(table) else {
             continue;
         };
-        let Some(output) = pipeline.outputs.iter().find(|o| o.table == name) else {
+        let Some(earlier) = pipeline.earlier_publications_of(name) else {
             continue;
         };
         if engine.has_table(table) {
             continue;
         }
-        let mut partitions = publish::sink(storage, &output.earlier_publications())
+        let mut partitions = publish::sink(storage, &earlier)
             .partitions_before(as_of)
             .await?;
         if kind == Published::Previous {
@@ -464,7 +532,7 @@ async fn register_published(
         let partitions: Vec<_> = partitions.into_iter().map(|p| (p.as_of, p.files)).collect();
         tracing::info!(pipeline = %pipeline.name, table = %table, partitions = partitions.len(), "Reading earlier publications.");
         engine
-            .register_published(table, partitions, &output.options, name)
+            .register_published(table, partitions, &earlier.options, name)
             .await?;
     }
     Ok(())
@@ -488,24 +556,49 @@ async fn stage_outputs(
     engine: &Engine,
     publications: &mut [Box<dyn Publication>],
     progress: &Progress,
-) -> Result<(), RunError> {
+) -> Result<Vec<Timing>, RunError> {
     let count = pipeline.outputs.len();
+    let mut timings = Vec::with_capacity(count);
     for (done, (output, publication)) in pipeline.outputs.iter().zip(publications).enumerate() {
         progress.message(format!("writing {}", output.table));
         let started = Instant::now();
         let stream = engine.stream(&output.table).await?;
-        let on_rows =
-            |rows: u64| progress.message(format!("writing {}: {rows} rows", output.table));
+        let on_rows = |rows: u64| {
+            progress.message(format!(
+                "writing {}: {} rows",
+                output.table,
+                thousands(rows)
+            ))
+        };
         let rows = publication.stage(stream, &on_rows).await?;
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(pipeline = %pipeline.name, table = %output.table, rows, seconds, "Output staged.");
         progress.done(format!(
-            "{}/{count} wrote {} ({rows} rows, {seconds:.2} s)",
+            "{}/{count} wrote {}: {} rows ({seconds:.2} s)",
             done + 1,
-            output.table
+            output.table,
+            thousands(rows)
         ));
+        timings.push(Timing {
+            name: output.table.clone(),
+            seconds,
+            rows: Some(rows),
+        });
     }
-    Ok(())
+    Ok(timings)
+}
+
+/// `1234567` as `1,234,567`, for people reading a terminal.
+pub fn thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            grouped.push(',');
+        }
+        grouped.push(digit);
+    }
+    grouped
 }
 
 /// How many times each table is used: read by a step, or published.

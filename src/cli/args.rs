@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use chrono::NaiveDate;
 use clap::{Args, Parser, Subcommand};
 
-use segflow::pipeline::parse_date;
+use segflow::pipeline::{Selector, parse_date};
 
 /// segflow: customer segments from e-commerce Parquet, as a scheduled SQL pipeline.
 #[derive(Debug, Parser)]
@@ -26,6 +26,11 @@ pub(crate) enum Command {
     Generate(GenerateArgs),
     /// Generate a small sample shop, run the shipped nightly pipeline on it, show the result.
     Demo(DemoArgs),
+    /// Print the first rows of a step, segment or source as a run would compute them,
+    /// computing only what it needs and publishing nothing.
+    Show(ShowArgs),
+    /// Print a step's SQL with $as_of and the vars bound, as the engine runs it.
+    Render(RenderArgs),
     /// Start a project of your own from the shipped pipeline: its YAML, SQL, a .gitignore and
     /// a sample shop, ready for `segflow run` from inside the folder.
     Init(InitArgs),
@@ -138,6 +143,11 @@ pub(crate) struct RunArgs {
     /// var's declared type.
     #[arg(long = "var", value_parser = var_arg)]
     pub(crate) vars: Vec<(String, String)>,
+    /// Run only NAME (a step, segment or source) and the steps it reads, publishing the
+    /// outputs of selected tables; NAME+ adds everything computed from NAME. Repeatable.
+    /// Needs --preview: a partial run must not stand for the date in the real outputs.
+    #[arg(long = "select", value_name = "NAME[+]")]
+    pub(crate) select: Vec<Selector>,
     /// Publish into this folder or URL instead (one folder per output, the run's record in
     /// DIR/state), reading earlier publications from the real outputs: a try-out that BI
     /// tools, the run history and the win-back cooldown never see.
@@ -147,18 +157,48 @@ pub(crate) struct RunArgs {
     pub(crate) hand: HandRunArgs,
 }
 
+/// The date and var values a run would use, for commands that compute without publishing.
+#[derive(Debug, Args)]
+pub(crate) struct RunValues {
+    /// The logical date (YYYY-MM-DD); defaults to yesterday in the pipeline's time zone.
+    #[arg(long, value_parser = date_arg)]
+    pub(crate) as_of: Option<NaiveDate>,
+    /// Override a pipeline var: --var name=value (repeatable).
+    #[arg(long = "var", value_parser = var_arg)]
+    pub(crate) vars: Vec<(String, String)>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The pipeline YAML file.
+    pub(crate) pipeline: PathBuf,
+    /// The step, segment or source to show.
+    pub(crate) table: String,
+    /// How many rows to print.
+    #[arg(long, default_value_t = 20)]
+    pub(crate) limit: usize,
+    #[command(flatten)]
+    pub(crate) values: RunValues,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RenderArgs {
+    /// The pipeline YAML file.
+    pub(crate) pipeline: PathBuf,
+    /// The step or segment whose SQL to print.
+    pub(crate) step: String,
+    #[command(flatten)]
+    pub(crate) values: RunValues,
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct ValidateArgs {
     /// Pipeline YAML files.
     #[arg(required = true)]
     pub(crate) pipelines: Vec<PathBuf>,
-    /// Plan for this logical date (YYYY-MM-DD), as a run would; defaults to yesterday in
-    /// each pipeline's time zone.
-    #[arg(long, value_parser = date_arg)]
-    pub(crate) as_of: Option<NaiveDate>,
-    /// Check with these var values, as `run --var name=value` would use them.
-    #[arg(long = "var", value_parser = var_arg)]
-    pub(crate) vars: Vec<(String, String)>,
+    /// The date and vars to plan with, as a run would use them.
+    #[command(flatten)]
+    pub(crate) values: RunValues,
     /// Check the spec and parse the SQL without touching storage: no source schemas, no
     /// reachability of outputs and the state store.
     #[arg(long)]

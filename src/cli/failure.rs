@@ -101,3 +101,9 @@ impl From<segflow::storage::StorageError> for Failure {
         Failure::of(error.fault(), error)
     }
 }
+
+impl From<segflow::pipeline::SelectError> for Failure {
+    fn from(error: segflow::pipeline::SelectError) -> Self {
+        Failure::User(error.into())
+    }
+}

@@ -8,14 +8,17 @@ mod failure;
 mod generate;
 mod hand_runner;
 mod init;
+mod render;
 mod report;
 mod run;
 mod runs;
 mod schedule;
 mod shipped;
+mod show;
 mod validate;
 
 use chrono::{NaiveDate, Utc};
+use segflow::pipeline::{LoadOptions, Pipeline};
 
 pub(crate) use args::Cli;
 use args::Command;
@@ -27,11 +30,28 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Validate(args) => validate::validate_command(args).await,
         Command::Generate(args) => generate::generate_command(args).await,
         Command::Demo(args) => demo::demo_command(args).await,
+        Command::Show(args) => show::show_command(args).await,
+        Command::Render(args) => render::render_command(args).await,
         Command::Init(args) => init::init_command(args).await,
         Command::Runs(args) => runs::runs_command(args).await,
         Command::Schedule(args) => schedule::schedule_command(args).await,
         Command::Backfill(args) => backfill::backfill_command(args).await,
     }
+}
+
+/// A pipeline loaded with `--var` overrides, and the date a run would use: `--as-of`, or
+/// yesterday in the pipeline's time zone.
+fn load_with_values(
+    path: &std::path::Path,
+    values: args::RunValues,
+) -> Result<(Pipeline, NaiveDate), Failure> {
+    let options = LoadOptions {
+        var_overrides: values.vars,
+        ..LoadOptions::default()
+    };
+    let pipeline = Pipeline::load(path, &options)?;
+    let as_of = values.as_of.unwrap_or_else(|| yesterday(pipeline.timezone));
+    Ok((pipeline, as_of))
 }
 
 /// The last complete day in `zone`.

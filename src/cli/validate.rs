@@ -13,7 +13,7 @@ use super::{Failure, yesterday};
 pub(super) async fn validate_command(args: ValidateArgs) -> Result<(), Failure> {
     let mut failures = Vec::new();
     let options = LoadOptions {
-        var_overrides: args.vars.clone(),
+        var_overrides: args.values.vars.clone(),
         ..LoadOptions::default()
     };
     for path in &args.pipelines {
@@ -70,7 +70,7 @@ async fn check_against_storage(
     storage
         .probe(&Location::parse(&args.state.url)?, &BTreeMap::new())
         .await?;
-    let as_of = args.as_of.unwrap_or_else(|| yesterday(pipeline.timezone));
+    let as_of = args.values.as_of.unwrap_or_else(|| yesterday(pipeline.timezone));
     let request = RunRequest {
         run_id: "validate".to_string(),
         ..RunRequest::new(as_of)

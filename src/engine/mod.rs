@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use chrono::NaiveDate;
 use chrono_tz::Tz;
+use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
@@ -169,13 +170,14 @@ impl Engine {
     }
 
     /// Plans a step's SQL with its parameters bound, and registers its result under the
-    /// step's name. Nothing is scanned unless the result is materialised.
+    /// step's name. Nothing is scanned unless the result is materialised; then its rows are
+    /// counted.
     pub async fn add_step(
         &self,
         step: &Step,
         params: &Params,
         result: StepResult<'_>,
-    ) -> Result<(), EngineError> {
+    ) -> Result<Option<u64>, EngineError> {
         let mut frame = self.plan(step, params).await?;
         if step.kind == StepKind::Segment
             && let Some(problem) = segments::check_segment_result(frame.schema())
@@ -190,11 +192,12 @@ impl Engine {
                 self.ctx
                     .register_table(step.name.as_str(), frame.into_view())
                     .map_err(|e| self.plan_error(step, e))?;
+                Ok(None)
             }
             StepResult::Materialize { scratch } => {
                 let location = scratch.folder_of(&step.name);
                 let schema = Arc::new(frame.schema().as_arrow().clone());
-                frame
+                let written = frame
                     .write_parquet(
                         location.as_str(),
                         Default::default(),
@@ -206,9 +209,9 @@ impl Engine {
                 self.ctx
                     .register_table(step.name.as_str(), listing)
                     .map_err(|e| self.plan_error(step, e))?;
+                Ok(rows_written(&written))
             }
         }
-        Ok(())
     }
 
     /// The memberships of known customers (see [`segments::known_only`]), once for all
@@ -294,6 +297,21 @@ impl Engine {
         Ok(frame)
     }
 
+    /// The first `limit` rows of a registered table.
+    pub async fn head(&self, table: &str, limit: usize) -> Result<Vec<RecordBatch>, EngineError> {
+        let failed = |source| EngineError::Execute {
+            step: table.to_string(),
+            source,
+        };
+        let frame = self.ctx.table(table).await.map_err(failed)?;
+        frame
+            .limit(0, Some(limit))
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)
+    }
+
     /// The rows of a registered table, as a stream (nothing is collected in memory).
     pub async fn stream(&self, table: &str) -> Result<SendableRecordBatchStream, EngineError> {
         let failed = |source| EngineError::Execute {
@@ -331,6 +349,15 @@ impl Engine {
             self.plan_error(step, error)
         }
     }
+}
+
+/// The row count that DataFusion's writers return, one `count` column.
+fn rows_written(batches: &[RecordBatch]) -> Option<u64> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::UInt64Type;
+    let batch = batches.first()?;
+    let counts = batch.columns().first()?.as_primitive_opt::<UInt64Type>()?;
+    Some(counts.iter().flatten().sum())
 }
 
 /// Parquet settings for a run's own intermediate files: written once, read back from the

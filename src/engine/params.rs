@@ -2,10 +2,13 @@
 
 use std::collections::BTreeMap;
 
-use chrono::{NaiveDate, TimeZone};
+use chrono::{NaiveDate, SecondsFormat, TimeZone};
 use chrono_tz::Tz;
+use datafusion::sql::sqlparser::dialect::GenericDialect;
+use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
-use crate::pipeline::{AS_OF, AS_OF_END, AS_OF_START, RUN_ID, VarValue};
+use super::EngineError;
+use crate::pipeline::{AS_OF, AS_OF_END, AS_OF_START, RUN_ID, Step, VarValue, did_you_mean};
 
 /// The values a step's SQL sees as `$name`: the run's parameters and the pipeline vars.
 #[derive(Debug, Clone)]
@@ -35,6 +38,84 @@ impl Params {
         );
         values.insert(RUN_ID.to_string(), VarValue::String(run_id.to_string()));
         Params { values }
+    }
+}
+
+impl Params {
+    /// The step's SQL with each `$name` replaced by its value as a literal, everything else
+    /// as written (comments, layout): what the engine runs, for a person to read or to paste
+    /// into `datafusion-cli` (as `dbt compile` prints a model).
+    pub fn render(&self, step: &Step) -> Result<String, EngineError> {
+        let text = &step.sql.text;
+        let problem = |message: String| EngineError::Plan {
+            step: step.name.clone(),
+            file: step.sql_file.display().to_string(),
+            message,
+        };
+        let tokens = Tokenizer::new(&GenericDialect {}, text)
+            .tokenize_with_location()
+            .map_err(|e| problem(format!("it is not valid SQL: {e}")))?;
+        let lines = line_starts(text);
+        let mut rendered = String::with_capacity(text.len());
+        let mut copied = 0;
+        for token in tokens {
+            let Token::Placeholder(placeholder) = &token.token else {
+                continue;
+            };
+            let name = placeholder.trim_start_matches('$');
+            let Some(value) = self.values.get(name) else {
+                let hint = did_you_mean(name, self.values.keys().map(String::as_str));
+                return Err(problem(format!(
+                    "uses the parameter {placeholder}, which is not a pipeline var or as_of{hint}"
+                )));
+            };
+            let start = byte_offset(text, &lines, token.span.start.line, token.span.start.column);
+            rendered.push_str(&text[copied..start]);
+            rendered.push_str(&literal(value));
+            copied = start + placeholder.len();
+        }
+        rendered.push_str(&text[copied..]);
+        Ok(rendered)
+    }
+}
+
+/// The byte where each line of `text` starts.
+fn line_starts(text: &str) -> Vec<usize> {
+    std::iter::once(0)
+        .chain(text.match_indices('\n').map(|(i, _)| i + 1))
+        .collect()
+}
+
+/// The byte at a tokenizer location (line and column from 1, columns in characters).
+fn byte_offset(text: &str, lines: &[usize], line: u64, column: u64) -> usize {
+    let start = lines[usize::try_from(line).expect("a line fits usize") - 1];
+    let column = usize::try_from(column).expect("a column fits usize") - 1;
+    text[start..]
+        .char_indices()
+        .nth(column)
+        .map_or(text.len(), |(i, _)| start + i)
+}
+
+/// A SQL literal that DataFusion reads as exactly the value `$name` is bound to: instants
+/// keep their zone (a plain TIMESTAMP literal would lose it), empty lists their item type.
+fn literal(value: &VarValue) -> String {
+    let typed = |expr: String| format!("arrow_cast({expr}, '{}')", value.to_scalar().data_type());
+    match value {
+        VarValue::Int(v) => v.to_string(),
+        VarValue::Float(v) if v.is_finite() => format!("{v:?}"),
+        VarValue::Float(v) => format!("CAST('{v}' AS DOUBLE)"),
+        VarValue::String(v) => format!("'{}'", v.replace('\'', "''")),
+        VarValue::Date(v) => format!("DATE '{v}'"),
+        VarValue::Bool(v) => v.to_string(),
+        VarValue::Instant(v) => typed(format!(
+            "'{}'",
+            v.to_rfc3339_opts(SecondsFormat::AutoSi, false)
+        )),
+        VarValue::List(_, items) if items.is_empty() => typed("make_array()".to_string()),
+        VarValue::List(_, items) => {
+            let items: Vec<String> = items.iter().map(literal).collect();
+            format!("make_array({})", items.join(", "))
+        }
     }
 }
 

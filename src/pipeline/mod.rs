@@ -9,6 +9,7 @@ mod env;
 mod keys;
 mod model;
 mod raw;
+mod select;
 mod steps;
 mod types;
 mod units;
@@ -24,6 +25,7 @@ pub use model::{
     AS_OF, AS_OF_END, AS_OF_START, EngineSettings, Notify, Output, Pipeline, Published, RUN_ID,
     RUN_PARAMETERS, ScheduleSpec, Source, SourceKey, Step, StepKind,
 };
+pub use select::{SelectError, Selector};
 pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};
 
 /// What the caller brings to loading a spec besides the file: `--var` overrides, and how

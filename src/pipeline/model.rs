@@ -42,6 +42,9 @@ pub struct Pipeline {
     /// The segment names, in YAML order.
     pub segments: Vec<String>,
     pub outputs: Vec<Output>,
+    /// Outputs that `--select` left out: this run does not publish them, but its steps may
+    /// still read their earlier publications.
+    pub left_out: Vec<Output>,
     pub engine: EngineSettings,
     pub schedule: Option<ScheduleSpec>,
     pub notify: Notify,
@@ -162,6 +165,18 @@ pub struct Output {
     /// own URL, except in a preview, which writes elsewhere but reads the real history.
     pub earlier: Location,
     pub options: BTreeMap<String, String>,
+}
+
+impl Pipeline {
+    /// The output named `table`, published by this run or left out by `--select`, as the
+    /// store of its earlier publications (`previous_t`, `history_t`).
+    pub fn earlier_publications_of(&self, table: &str) -> Option<Output> {
+        self.outputs
+            .iter()
+            .chain(&self.left_out)
+            .find(|output| output.table == table)
+            .map(Output::earlier_publications)
+    }
 }
 
 impl Output {

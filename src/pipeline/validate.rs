@@ -112,6 +112,7 @@ impl<'a> Validator<'a> {
             steps,
             segments,
             outputs,
+            left_out: Vec::new(),
             engine,
             schedule,
             notify,

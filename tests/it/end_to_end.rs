@@ -426,10 +426,10 @@ fn a_terminal_shows_a_line_per_finished_step_and_output() {
     assert_eq!(outcome.code, 0, "{outcome:?}");
     let shown = outcome.stdout.replace('\r', "");
     for expected in [
-        " computed step paid_orders (",
+        " computed step paid_orders: ",
         " planned segment prospects (",
-        " wrote customer_features (",
-        " rows, ",
+        " wrote customer_features: ",
+        " rows (",
     ] {
         assert!(shown.contains(expected), "{expected}: {shown}");
     }

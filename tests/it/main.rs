@@ -16,6 +16,7 @@ mod fixtures;
 mod history;
 mod http;
 mod init;
+mod inspect;
 mod labels;
 mod leases;
 mod notify;

@@ -146,6 +146,45 @@ fn the_readme_step_example_validates_runs_and_publishes_what_it_says() {
         .collect();
     assert!(!expected.is_empty(), "the shop has lapsed buyers");
     assert_eq!(published, expected);
+
+    // The commands that check, show and try the step, from the project folder, as written
+    // but for the preview folder, which is a private one here.
+    let preview = tempfile::tempdir().unwrap();
+    let preview = preview.path().join("try");
+    let block = readme_block("### Adding a step", "sh");
+    for line in block.lines().filter(|line| !line.trim().is_empty()) {
+        let line = line.replace("/tmp/try", preview.to_str().unwrap());
+        let words: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!(words[0], "segflow", "{line}");
+        let outcome = project.segflow(&words[1..]);
+        assert_eq!(outcome.code, 0, "{line}: {outcome:?}");
+        match words[1] {
+            "render" => assert!(
+                outcome
+                    .stdout
+                    .contains(&format!("days_since_last_order > {lapse_days}")),
+                "{line}: {outcome:?}"
+            ),
+            "show" => assert!(
+                outcome.stdout.contains("lapsed as of ")
+                    && outcome.stdout.contains("| customer_id ")
+                    && outcome
+                        .stdout
+                        .lines()
+                        .filter(|l| l.starts_with("| "))
+                        .count()
+                        <= 6,
+                "{line}: {outcome:?}"
+            ),
+            _ => {}
+        }
+    }
+    let tried: Vec<String> = std::fs::read_dir(&preview)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "state")
+        .collect();
+    assert_eq!(tried, ["lapsed"]);
 }
 
 /// The reference spec under "## Pipelines" uses only keys and settings segflow knows: validating

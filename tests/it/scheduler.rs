@@ -3,7 +3,6 @@
 //! instants. The daemon runs in this process (the library's `daemon::run`) over real
 //! pipelines, real Parquet and a real state folder; only time belongs to the test.
 
-use std::collections::BTreeMap;
 use std::future::Future;
 use std::time::Duration;
 
@@ -142,18 +141,12 @@ fn leases_of(project: &Project, clock: &ManualClock, holder: &str) -> Leases {
 
 /// A successful run of `slot` recorded before the test, as if an earlier daemon had run it.
 async fn seed_success(history: &RunHistory, pipeline: &str, slot: DateTime<Utc>) {
+    let as_of = slot.date_naive().pred_opt().unwrap();
     let record = RunRecord {
-        pipeline: pipeline.to_string(),
-        as_of: slot.date_naive().pred_opt().unwrap(),
         slot: Some(slot),
-        attempt: 1,
-        run_id: "seeded".to_string(),
-        started_at: slot,
         ended_at: Some(slot),
         status: RunStatus::Succeeded,
-        rows: BTreeMap::new(),
-        unmatched: BTreeMap::new(),
-        error: None,
+        ..RunRecord::started(pipeline, as_of, "seeded", slot)
     };
     history.save(&record).await.unwrap();
 }
@@ -473,17 +466,11 @@ async fn a_retry_keeps_the_count_and_backoff_of_another_daemons_tries() {
     let start = at("2030-03-06T02:00:00Z");
     history
         .save(&RunRecord {
-            pipeline: "shared".to_string(),
-            as_of: day("2030-03-05"),
             slot: Some(start),
-            attempt: 1,
-            run_id: "elsewhere".to_string(),
-            started_at: start,
             ended_at: Some(start),
             status: RunStatus::Failed,
-            rows: BTreeMap::new(),
-            unmatched: BTreeMap::new(),
             error: Some("no Parquet files".to_string()),
+            ..RunRecord::started("shared", day("2030-03-05"), "elsewhere", start)
         })
         .await
         .unwrap();

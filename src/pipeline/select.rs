@@ -1,0 +1,114 @@
+//! `--select`: part of a pipeline, as dbt selects models. `NAME` is a step, segment or
+//! source and the steps it reads; `NAME+` adds every table computed from it. The cut-down
+//! pipeline keeps the steps those need and the outputs of the selected tables.
+
+use std::collections::BTreeSet;
+use std::str::FromStr;
+
+use super::diagnostics::did_you_mean;
+use super::model::{Pipeline, StepKind};
+
+/// One `--select` value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    pub name: String,
+    /// `NAME+`: also every table computed from NAME.
+    pub downstream: bool,
+}
+
+impl FromStr for Selector {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Selector, String> {
+        let text = text.trim();
+        let (name, downstream) = match text.strip_suffix('+') {
+            Some(name) => (name, true),
+            None => (text, false),
+        };
+        if name.is_empty() || name.contains('+') {
+            return Err(format!(
+                "'{text}' is not a selection: write a step, segment or source name, or NAME+ \
+                 for it and everything computed from it"
+            ));
+        }
+        Ok(Selector {
+            name: name.to_lowercase(),
+            downstream,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum SelectError {
+    #[error(
+        "--select {name}: pipeline '{pipeline}' has no source, step or segment named \
+         '{name}'{hint}"
+    )]
+    Unknown {
+        pipeline: String,
+        name: String,
+        hint: String,
+    },
+}
+
+impl Pipeline {
+    /// The pipeline cut down to `selectors`: the selected tables, every step they read
+    /// (directly or not), and the outputs of selected tables. Sources all stay: registering
+    /// one reads only its schema.
+    pub fn select(mut self, selectors: &[Selector]) -> Result<Pipeline, SelectError> {
+        let mut selected = BTreeSet::new();
+        for selector in selectors {
+            if !self.table_names().any(|t| t == selector.name) {
+                return Err(SelectError::Unknown {
+                    pipeline: self.name.clone(),
+                    hint: did_you_mean(&selector.name, self.table_names()),
+                    name: selector.name.clone(),
+                });
+            }
+            selected.insert(selector.name.clone());
+            if selector.downstream {
+                selected.extend(self.computed_from(&selector.name));
+            }
+        }
+        let needed = self.needed_by(&selected);
+        self.steps.retain(|step| needed.contains(&step.name));
+        self.segments.retain(|segment| needed.contains(segment));
+        let (kept, left_out) = std::mem::take(&mut self.outputs)
+            .into_iter()
+            .partition(|output| selected.contains(&output.table));
+        self.outputs = kept;
+        self.left_out.extend(left_out);
+        Ok(self)
+    }
+
+    /// The tables `step` reads that the run computes or registers: for segment_membership,
+    /// also the table of known customers it filters by.
+    fn inputs_of<'a>(&'a self, step: &'a super::model::Step) -> impl Iterator<Item = &'a str> {
+        let members = (step.kind == StepKind::Membership).then_some(self.members.table.as_str());
+        step.sql.tables.iter().map(String::as_str).chain(members)
+    }
+
+    /// Every step computed from `table`, directly or through other steps. Steps are in
+    /// dependency order, so one pass finds them all.
+    fn computed_from(&self, table: &str) -> BTreeSet<String> {
+        let mut reached = BTreeSet::from([table.to_string()]);
+        for step in &self.steps {
+            if self.inputs_of(step).any(|input| reached.contains(input)) {
+                reached.insert(step.name.clone());
+            }
+        }
+        reached.remove(table);
+        reached
+    }
+
+    /// `tables` and every step they read, directly or not.
+    fn needed_by(&self, tables: &BTreeSet<String>) -> BTreeSet<String> {
+        let mut needed = tables.clone();
+        for step in self.steps.iter().rev() {
+            if needed.contains(&step.name) {
+                needed.extend(self.inputs_of(step).map(str::to_string));
+            }
+        }
+        needed
+    }
+}

@@ -1,0 +1,323 @@
+//! Looking at a pipeline without publishing: `segflow render` (a step's SQL with its
+//! parameters bound), `segflow show` (a step's first rows), `run --select` (part of a
+//! pipeline, into a preview), and the per-step timings a run records.
+
+use std::path::Path;
+
+use crate::common::{AS_OF, Project, snapshot_of, table_text};
+
+/// A zone far from UTC, so that an instant rendered without its zone would shift the day.
+const ZONE: &str = "Asia/Kolkata";
+
+fn project_in_zone() -> Project {
+    let project = Project::new(400, 1_600);
+    project.edit("pipelines/nightly_segments.yaml", |text| {
+        text.replace("timezone: UTC", &format!("timezone: {ZONE}"))
+    });
+    project
+}
+
+/// Every SQL file of the project, relative to it.
+fn sql_files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(sql_files(&path));
+        } else if path.extension().is_some_and(|e| e == "sql") {
+            files.push(path);
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn rendered_sql_computes_what_the_step_computes() {
+    let project = project_in_zone();
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let baseline = project.run_nightly(AS_OF);
+    assert_eq!(baseline.code, 0, "{baseline:?}");
+
+    // Every SQL file replaced by its rendered text: no parameter is left to bind, so a run
+    // computes the same tables only if every literal (dates, instants in the pipeline's
+    // zone, lists, floats, strings) means what the bound parameter meant.
+    let mut rendered_files = 0;
+    for file in sql_files(&project.path().join("queries")) {
+        let step = file.file_stem().unwrap().to_str().unwrap();
+        let rendered = project.segflow(&["render", pipeline, step, "--as-of", AS_OF]);
+        if rendered.stderr.contains("no step or segment named") {
+            // The other RFM methods, which the shipped pipeline does not use.
+            assert!(step.starts_with("rfm_"), "{rendered:?}");
+            continue;
+        }
+        assert_eq!(rendered.code, 0, "{step}: {rendered:?}");
+        let (header, sql) = rendered.stdout.split_once('\n').unwrap();
+        assert!(header.starts_with("-- "), "{header}");
+        assert!(header.contains(step) && header.contains(AS_OF), "{header}");
+        let original = std::fs::read_to_string(&file).unwrap();
+        if original.contains("$as_of_end") {
+            assert!(
+                sql.contains(r#"Timestamp(µs, "Asia/Kolkata")"#),
+                "{step}: the instant keeps its zone:\n{sql}"
+            );
+        }
+        let code = sql
+            .lines()
+            .filter(|line| !line.trim_start().starts_with("--"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert!(!code.contains('$'), "{step} still has a parameter:\n{code}");
+        std::fs::write(&file, sql).unwrap();
+        rendered_files += 1;
+    }
+    assert!(rendered_files > 30, "{rendered_files} SQL files");
+
+    let again = tempfile::tempdir().unwrap();
+    let rerun = project.segflow(&[
+        "run",
+        pipeline,
+        "--as-of",
+        AS_OF,
+        "--preview",
+        again.path().to_str().unwrap(),
+    ]);
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    for table in [
+        "customer_features",
+        "rfm",
+        "segment_membership",
+        "customer_profile",
+        "segment_summary",
+        "winback_list",
+        "winback_suppressed",
+    ] {
+        assert_eq!(
+            table_text(again.path(), table, AS_OF, &["run_id"]),
+            table_text(&project.out(), table, AS_OF, &["run_id"]),
+            "{table}"
+        );
+    }
+}
+
+#[test]
+fn render_names_what_it_cannot_render() {
+    let project = Project::new(50, 100);
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let typo = project.segflow(&["render", pipeline, "winback_candidate"]);
+    assert_eq!(typo.code, 1, "{typo:?}");
+    assert!(
+        typo.stderr
+            .contains("no step or segment named 'winback_candidate'")
+            && typo.stderr.contains("did you mean 'winback_candidates'?"),
+        "{typo:?}"
+    );
+    let source = project.segflow(&["render", pipeline, "orders"]);
+    assert_eq!(source.code, 1, "{source:?}");
+    assert!(source.stderr.contains("'orders' is a source"), "{source:?}");
+    project.edit("queries/segments/recent_buyers.sql", |sql| {
+        sql.replace("$recent_days", "$recent_dayz")
+    });
+    let unknown = project.segflow(&["render", pipeline, "recent_buyers"]);
+    assert_eq!(unknown.code, 1, "{unknown:?}");
+    assert!(
+        unknown.stderr.contains("recent_buyers.sql")
+            && unknown.stderr.contains("$recent_dayz")
+            && unknown.stderr.contains("did you mean 'recent_days'?"),
+        "{unknown:?}"
+    );
+}
+
+/// The data rows of `segflow show`'s table: the lines between its header and its end.
+fn shown_rows(stdout: &str) -> Vec<&str> {
+    stdout
+        .lines()
+        .filter(|line| line.starts_with("| "))
+        .skip(1)
+        .collect()
+}
+
+#[test]
+fn show_computes_a_table_and_publishes_nothing() {
+    let project = project_in_zone();
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let run = project.run_nightly(AS_OF);
+    assert_eq!(run.code, 0, "{run:?}");
+    let outputs = project.snapshot();
+    let history = snapshot_of(&project.path().join("segflow-state"));
+
+    let all = project.segflow(&[
+        "show",
+        pipeline,
+        "segment_summary",
+        "--as-of",
+        AS_OF,
+        "--limit",
+        "1000",
+    ]);
+    assert_eq!(all.code, 0, "{all:?}");
+    let published = table_text(&project.out(), "segment_summary", AS_OF, &[]);
+    let shown = shown_rows(&all.stdout);
+    assert_eq!(shown.len(), published.len() - 1, "{all:?}");
+    assert!(
+        all.stdout.contains(&format!(
+            "segment_summary as of {AS_OF}: {} rows\n",
+            shown.len()
+        )),
+        "{all:?}"
+    );
+    // The same segments, each with its published size.
+    for row in &published[1..] {
+        let segment = row
+            .split(" | ")
+            .find_map(|pair| pair.strip_prefix("segment="))
+            .unwrap();
+        let members = row
+            .split(" | ")
+            .find_map(|pair| pair.strip_prefix("customers="))
+            .unwrap();
+        assert!(
+            shown.iter().any(|line| {
+                let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+                cells.contains(&segment) && cells.contains(&members)
+            }),
+            "{segment} with {members} customers is not shown:\n{}",
+            all.stdout
+        );
+    }
+
+    let few = project.segflow(&["show", pipeline, "winback_candidates", "--limit", "3"]);
+    assert_eq!(few.code, 0, "{few:?}");
+    assert_eq!(shown_rows(&few.stdout).len(), 3, "{few:?}");
+    assert!(
+        few.stdout.contains("(the first 3; --limit for more)"),
+        "{few:?}"
+    );
+
+    let typo = project.segflow(&["show", pipeline, "customer_profil"]);
+    assert_eq!(typo.code, 1, "{typo:?}");
+    assert!(
+        typo.stderr.contains("did you mean 'customer_profile'?"),
+        "{typo:?}"
+    );
+
+    assert_eq!(project.snapshot(), outputs, "show changed the outputs");
+    assert_eq!(
+        snapshot_of(&project.path().join("segflow-state")),
+        history,
+        "show changed the run history"
+    );
+}
+
+#[test]
+fn select_runs_part_of_a_pipeline_into_a_preview_only() {
+    let project = Project::new(400, 1_600);
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let run = project.run_nightly(AS_OF);
+    assert_eq!(run.code, 0, "{run:?}");
+    let outputs = project.snapshot();
+
+    let unpreviewed = project.segflow(&["run", pipeline, "--as-of", AS_OF, "--select", "rfm"]);
+    assert_eq!(unpreviewed.code, 1, "{unpreviewed:?}");
+    assert!(
+        unpreviewed.stderr.contains("--select needs --preview"),
+        "{unpreviewed:?}"
+    );
+    let nothing = tempfile::tempdir().unwrap();
+    let no_output = project.segflow(&[
+        "run",
+        pipeline,
+        "--as-of",
+        AS_OF,
+        "--select",
+        "paid_orders",
+        "--preview",
+        nothing.path().to_str().unwrap(),
+    ]);
+    assert_eq!(no_output.code, 1, "{no_output:?}");
+    assert!(
+        no_output.stderr.contains("publishes no output"),
+        "{no_output:?}"
+    );
+
+    // The win-back list alone: its cooldown still reads the real history of the list.
+    let preview = tempfile::tempdir().unwrap();
+    let selected = project.segflow(&[
+        "run",
+        pipeline,
+        "--as-of",
+        AS_OF,
+        "--select",
+        "winback_list",
+        "--select",
+        "rfm_cutpoints+",
+        "--preview",
+        preview.path().to_str().unwrap(),
+    ]);
+    assert_eq!(selected.code, 0, "{selected:?}");
+    let mut published: Vec<String> = std::fs::read_dir(preview.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name != "state")
+        .collect();
+    published.sort();
+    assert_eq!(published, ["rfm_cutpoints", "winback_list"], "{selected:?}");
+    for table in ["rfm_cutpoints", "winback_list"] {
+        assert_eq!(
+            table_text(preview.path(), table, AS_OF, &["run_id"]),
+            table_text(&project.out(), table, AS_OF, &["run_id"]),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        project.snapshot(),
+        outputs,
+        "a selected preview changed the outputs"
+    );
+}
+
+#[test]
+fn the_run_record_times_every_step_and_output() {
+    let project = Project::new(200, 800);
+    let run = project.run_nightly(AS_OF);
+    assert_eq!(run.code, 0, "{run:?}");
+    let runs = project.segflow(&["runs", "--json"]);
+    assert_eq!(runs.code, 0, "{runs:?}");
+    let record: serde_json::Value = serde_json::from_str(runs.stdout.trim()).unwrap();
+    let steps = record["steps"].as_array().unwrap();
+    let names: Vec<&str> = steps.iter().map(|s| s["name"].as_str().unwrap()).collect();
+    let position = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    assert!(
+        position("paid_orders") < position("customer_features"),
+        "{names:?}"
+    );
+    assert!(
+        position("rfm") < position("segment_membership"),
+        "{names:?}"
+    );
+    assert!(
+        names.contains(&"winback_list") && names.contains(&"recent_buyers"),
+        "{names:?}"
+    );
+    assert!(steps.iter().all(|s| s["seconds"].as_f64().unwrap() >= 0.0));
+    // customer_profile is read by later steps and published: computed once, counted.
+    let profile = &steps[position("customer_profile")];
+    let published = crate::common::rows(&project.published("customer_profile", AS_OF));
+    assert_eq!(
+        profile["rows"].as_u64(),
+        Some(published as u64),
+        "{profile}"
+    );
+
+    let writes = record["writes"].as_array().unwrap();
+    let rows = record["rows"].as_object().unwrap();
+    assert_eq!(writes.len(), rows.len(), "{record}");
+    for write in writes {
+        let table = write["name"].as_str().unwrap();
+        assert_eq!(write["rows"], rows[table], "{table}: {record}");
+    }
+}
