@@ -420,6 +420,8 @@ async fn name_damaged_file(engine: &Engine, error: RunError) -> RunError {
     }
     match engine.find_damaged_file().await {
         Some(damaged) => damaged.into(),
+        // A text parse error that no file repeats came from the SQL (a cast), not the data.
+        None if engine.reads_text() => error,
         None => RunError::ReadFailed(Box::new(error)),
     }
 }

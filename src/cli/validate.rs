@@ -70,7 +70,10 @@ async fn check_against_storage(
     storage
         .probe(&Location::parse(&args.state.url)?, &BTreeMap::new())
         .await?;
-    let as_of = args.values.as_of.unwrap_or_else(|| yesterday(pipeline.timezone));
+    let as_of = args
+        .values
+        .as_of
+        .unwrap_or_else(|| yesterday(pipeline.timezone));
     let request = RunRequest {
         run_id: "validate".to_string(),
         ..RunRequest::new(as_of)

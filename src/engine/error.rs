@@ -2,6 +2,7 @@
 //! fault it is.
 
 use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::error::ArrowError;
 use datafusion::error::DataFusionError;
 
 use crate::fault::Fault;
@@ -13,11 +14,39 @@ pub enum EngineError {
     Setup(#[source] DataFusionError),
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("source '{table}': no Parquet files at {url}{hint}")]
+    #[error("source '{table}': no {kind} files at {url}{hint}")]
     NoFiles {
         table: String,
+        /// What the source's format calls its files: "Parquet", "CSV", "JSON".
+        kind: &'static str,
         url: String,
         hint: String,
+    },
+    #[error(
+        "source '{table}': {file} has the columns {found}, but {first} has {expected}; every \
+         CSV file of a source needs the same header line"
+    )]
+    HeaderMismatch {
+        table: String,
+        file: String,
+        found: String,
+        first: String,
+        expected: String,
+    },
+    #[error("source '{table}': cannot read the first line of {file}: {reason}")]
+    FirstLine {
+        table: String,
+        file: String,
+        reason: String,
+    },
+    #[error(
+        "source '{table}': {url} holds a value that does not read as its declared type: \
+         {reason}. Fix the file, or declare the column as string and convert it in a step"
+    )]
+    BadValue {
+        table: String,
+        url: String,
+        reason: String,
     },
     #[error("source '{table}': {file} is not a readable Parquet file")]
     UnreadableFile {
@@ -197,12 +226,33 @@ pub fn is_unreadable_data(error: &DataFusionError) -> bool {
     }
 }
 
+/// Whether a CSV or JSON reader may have stopped at a value that does not read as its
+/// column's type, or at a line it cannot split; the readers' messages do not name the file.
+pub(super) fn is_unreadable_text(error: &DataFusionError) -> bool {
+    let DataFusionError::ArrowError(error, _) = error.find_root() else {
+        return false;
+    };
+    // A parse error may also come from a cast in SQL; then no file fails to read again, and
+    // the run reports the error as it was (see `run::name_damaged_file`).
+    matches!(
+        &**error,
+        ArrowError::CsvError(_) | ArrowError::JsonError(_) | ArrowError::ParseError(_)
+    )
+}
+
 /// DataFusion's message without its category prefix and backtrace noise.
 pub fn describe(error: &DataFusionError) -> String {
     let root = error.find_root();
     let text = match root {
         DataFusionError::SchemaError(e, _) => e.to_string(),
         DataFusionError::Plan(m) | DataFusionError::Execution(m) => m.clone(),
+        DataFusionError::ArrowError(error, _) => match &**error {
+            // The readers' own words, without "Arrow error: Parser error:" before them.
+            ArrowError::ParseError(m) | ArrowError::CsvError(m) | ArrowError::JsonError(m) => {
+                m.clone()
+            }
+            other => other.to_string(),
+        },
         other => other.to_string(),
     };
     text.trim().to_string()

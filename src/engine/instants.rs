@@ -63,6 +63,136 @@ pub(crate) fn in_zone(
     }
 }
 
+/// `frame` with the text columns `columns` (CSV and JSON timestamps) read as instants shown
+/// in `zone`: text with an offset is that instant, text without one a wall-clock time of
+/// `source_zone`.
+pub(crate) fn text_in_zone(
+    frame: DataFrame,
+    zone: Tz,
+    source_zone: Tz,
+    columns: &[String],
+) -> Result<DataFrame> {
+    let converted: Vec<Expr> = frame
+        .schema()
+        .fields()
+        .iter()
+        .map(|field| {
+            let name = field.name();
+            let column = col(Column::new_unqualified(name));
+            if columns.contains(name) {
+                ScalarUDF::from(TextToInstant::new(name, source_zone, zone))
+                    .call(vec![column])
+                    .alias(name)
+            } else {
+                column
+            }
+        })
+        .collect();
+    frame.select(converted)
+}
+
+/// Timestamps written as text, as instants shown in `shown_in`; see [`text_in_zone`].
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextToInstant {
+    /// The column, for messages.
+    column: String,
+    wall_clock: WallClockToInstant,
+    signature: Signature,
+}
+
+/// Text with an offset (`+02:00`, `+0200`, `+02`, `Z`), with `T` or a space, and an optional
+/// space before the offset (`2026-03-31 14:05:00 +0200`, as shop exports write it).
+const WITH_OFFSET: [&str; 4] = [
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M:%S%.f %#z",
+    "%Y-%m-%d %H:%M:%S%.f %#z",
+];
+/// Wall-clock text: a time of day to the second or the minute, or a day alone (midnight).
+const WALL_CLOCK: [&str; 4] = [
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M",
+];
+
+impl TextToInstant {
+    fn new(column: &str, source: Tz, shown_in: Tz) -> Self {
+        TextToInstant {
+            column: column.to_string(),
+            wall_clock: WallClockToInstant::new(source, shown_in),
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }
+    }
+
+    /// The instant (µs) a text means; None for an empty text.
+    fn instant(&self, text: &str, offsets: &mut HashMap<i64, i64>) -> Result<Option<i64>> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let zoned = DateTime::parse_from_rfc3339(text).ok().or_else(|| {
+            WITH_OFFSET
+                .iter()
+                .find_map(|format| DateTime::parse_from_str(text, format).ok())
+        });
+        if let Some(instant) = zoned {
+            return Ok(Some(instant.timestamp_micros()));
+        }
+        let wall = WALL_CLOCK
+            .iter()
+            .find_map(|format| chrono::NaiveDateTime::parse_from_str(text, format).ok())
+            .or_else(|| {
+                chrono::NaiveDate::parse_from_str(text, "%Y-%m-%d")
+                    .ok()
+                    .map(|day| day.and_time(chrono::NaiveTime::MIN))
+            });
+        match wall {
+            Some(wall) => self
+                .wall_clock
+                .instant(wall.and_utc().timestamp_micros(), offsets)
+                .map(Some),
+            None => exec_err!(
+                "column {}: '{text}' is not a timestamp segflow reads; write \
+                 2026-03-31 14:05:00 or 2026-03-31T14:05:00, with an offset (+02:00, +0200, Z) \
+                 for an instant, without one for a wall-clock time of the source's timezone",
+                self.column
+            ),
+        }
+    }
+}
+
+impl ScalarUDFImpl for TextToInstant {
+    fn name(&self) -> &str {
+        "text_to_instant"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(instant_type(self.wall_clock.shown_in))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("text_to_instant takes one argument");
+        };
+        let array = value.to_array(args.number_rows)?;
+        let mut offsets: HashMap<i64, i64> = HashMap::new();
+        let instants = array
+            .as_string::<i32>()
+            .iter()
+            .map(|text| match text {
+                Some(text) => self.instant(text, &mut offsets),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<Option<i64>>>>()?;
+        shaped_like(value, instants, self.wall_clock.shown_in)
+    }
+}
+
 /// Naive timestamps (µs) as the instants they are in `source`, shown in `shown_in`.
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct WallClockToInstant {
@@ -134,15 +264,23 @@ impl ScalarUDFImpl for WallClockToInstant {
                     .transpose()
             })
             .collect::<Result<Vec<Option<i64>>>>()?;
-        let instants = TimestampMicrosecondArray::from(instants);
-        let instants = instants.with_timezone(self.shown_in.name());
-        Ok(match value {
-            ColumnarValue::Scalar(_) => {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&instants, 0)?)
-            }
-            ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(instants)),
-        })
+        shaped_like(value, instants, self.shown_in)
     }
+}
+
+/// Instants (µs) shown in `zone`, as a scalar or an array as `input` was.
+fn shaped_like(
+    input: &ColumnarValue,
+    instants: Vec<Option<i64>>,
+    zone: Tz,
+) -> Result<ColumnarValue> {
+    let instants = TimestampMicrosecondArray::from(instants).with_timezone(zone.name());
+    Ok(match input {
+        ColumnarValue::Scalar(_) => {
+            ColumnarValue::Scalar(ScalarValue::try_from_array(&instants, 0)?)
+        }
+        ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(instants)),
+    })
 }
 
 #[cfg(test)]
@@ -150,6 +288,46 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::Array;
     use datafusion::arrow::datatypes::Field;
+
+    #[test]
+    fn text_is_an_instant_with_an_offset_and_a_wall_clock_time_without() {
+        let reader = TextToInstant::new("ordered_at", chrono_tz::Europe::Oslo, Tz::UTC);
+        let mut offsets = HashMap::new();
+        let mut utc = |text: &str| {
+            reader.instant(text, &mut offsets).unwrap().map(|micros| {
+                DateTime::from_timestamp_micros(micros)
+                    .unwrap()
+                    .to_rfc3339()
+            })
+        };
+        let noon_utc = Some("2026-03-31T12:05:00+00:00".to_string());
+        for text in [
+            "2026-03-31T12:05:00Z",
+            "2026-03-31T14:05:00+02:00",
+            "2026-03-31 14:05:00 +0200",
+            "2026-03-31 14:05:00+02",
+            " 2026-03-31 14:05:00 ",
+            "2026-03-31T14:05",
+        ] {
+            assert_eq!(utc(text), noon_utc, "{text}");
+        }
+        assert_eq!(
+            utc("2026-03-31 14:05:00.25 +0200"),
+            Some("2026-03-31T12:05:00.250+00:00".to_string())
+        );
+        assert_eq!(
+            utc("2026-01-15"),
+            Some("2026-01-14T23:00:00+00:00".to_string())
+        );
+        assert_eq!(utc(""), None);
+        let error = reader.instant("31/03/2026", &mut offsets).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .contains("column ordered_at: '31/03/2026'"),
+            "{error}"
+        );
+    }
 
     #[test]
     fn wall_clock_times_become_instants_by_the_one_rule() {

@@ -36,6 +36,7 @@ mod schema;
 mod scratch;
 mod session;
 mod sources;
+mod text;
 
 pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};
 pub use params::Params;
@@ -335,7 +336,7 @@ impl Engine {
     }
 
     fn execute_error(&self, step: &Step, error: DataFusionError) -> EngineError {
-        if is_unreadable_data(&error) {
+        if is_unreadable_data(&error) || (self.reads_text() && error::is_unreadable_text(&error)) {
             EngineError::UnreadableData {
                 step: step.name.clone(),
                 message: describe(&error),

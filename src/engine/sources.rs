@@ -12,10 +12,19 @@ use datafusion::prelude::{DataFrame, Expr};
 use futures::StreamExt;
 use object_store::ObjectStore;
 
-use super::instants::in_zone;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::datasource::file_format::FileFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+
+use super::instants::{in_zone, text_in_zone};
 use super::schema::{check_declared_columns, read_footers, reconcile};
+use super::text;
 use super::{Engine, EngineError};
-use crate::pipeline::{Source, SourceKey, did_you_mean};
+use crate::pipeline::{Source, SourceFormat, SourceKey, did_you_mean};
 use crate::segments::{self, Members, Unmatched};
 use crate::storage::Location;
 
@@ -26,6 +35,18 @@ const KEY_RANK: &str = "__segflow_key_rank";
 pub(super) struct RegisteredFile {
     table: String,
     url: String,
+    reader: FileReader,
+}
+
+/// How to read one file of a source alone again.
+#[derive(Clone)]
+enum FileReader {
+    Parquet,
+    /// A CSV or JSON reader, and the schema the source reads the file with.
+    Text {
+        format: Arc<dyn FileFormat>,
+        schema: SchemaRef,
+    },
 }
 
 impl Engine {
@@ -33,39 +54,40 @@ impl Engine {
     /// with one type per column. Reads footers only, no data.
     pub async fn register_source(&self, source: &Source) -> Result<(), EngineError> {
         let store = self.storage.store(&source.location, &source.options)?;
-        let location = self.storage.source_location(&source.location);
-        let listed = self
-            .parquet_files(source, &location, store.as_ref())
-            .await?;
-        let registered: Vec<RegisteredFile> = listed
-            .iter()
-            .map(|meta| RegisteredFile {
-                table: source.name.clone(),
-                url: match location.is_folder() {
-                    true => location
-                        .join(&location.relative(&meta.location))
-                        .to_string(),
-                    false => location.to_string(),
-                },
-            })
-            .collect();
-        let files = read_footers(source, &location, listed, &store).await?;
-        self.source_files
-            .lock()
-            .expect("source files lock")
-            .extend(registered);
-        for file in &files {
-            check_declared_columns(source, file)?;
-        }
-        let schema = reconcile(source, &files)?;
-        let listing = self
-            .listing(&source.name, &location, schema.files, true)
-            .await?;
-        let mut frame = self
-            .ctx
-            .read_table(listing)
-            .and_then(|f| in_zone(f, self.zone, source.timezone, &schema.wall_clock))
-            .map_err(|e| register_error(source, &location, e))?;
+        let location = self
+            .storage
+            .source_location(&source.location, source.format.extensions());
+        let listed = self.files_of(source, &location, store.as_ref()).await?;
+        let register = |e| register_error(source, &location, e);
+        let mut frame = match text::file_format(&source.format) {
+            None => {
+                self.remember_files(source, &location, &listed, None);
+                let files = read_footers(source, &location, listed, &store).await?;
+                for file in &files {
+                    check_declared_columns(source, file)?;
+                }
+                let schema = reconcile(source, &files)?;
+                let listing = self
+                    .listing(&source.name, &location, schema.files, true)
+                    .await?;
+                self.ctx
+                    .read_table(listing)
+                    .and_then(|f| in_zone(f, self.zone, source.timezone, &schema.wall_clock))
+                    .map_err(register)?
+            }
+            Some(format) => {
+                let table = text::text_table(source, &location, &listed, &store).await?;
+                let reader = FileReader::Text {
+                    format,
+                    schema: Arc::clone(&table.schema),
+                };
+                self.remember_files(source, &location, &listed, Some(reader));
+                self.ctx
+                    .read_table(table.provider)
+                    .and_then(|f| text_in_zone(f, self.zone, source.timezone, &table.timestamps))
+                    .map_err(register)?
+            }
+        };
         if let Some(key) = &source.key {
             check_key_columns(source, key, &frame)?;
             if let Some(latest) = &key.keep_latest_by {
@@ -170,24 +192,52 @@ impl Engine {
         segments::unmatched(rows, known).await.map_err(failed)
     }
 
+    /// Keeps the URLs of a source's files, to find a damaged one after a failed query.
+    fn remember_files(
+        &self,
+        source: &Source,
+        location: &Location,
+        files: &[object_store::ObjectMeta],
+        text: Option<FileReader>,
+    ) {
+        let reader = text.unwrap_or(FileReader::Parquet);
+        self.source_files
+            .lock()
+            .expect("source files lock")
+            .extend(files.iter().map(|meta| RegisteredFile {
+                table: source.name.clone(),
+                url: text::file_url(location, meta),
+                reader: reader.clone(),
+            }));
+    }
+
+    /// Whether a registered source is CSV or JSON, whose values are parsed as they are read.
+    pub fn reads_text(&self) -> bool {
+        self.source_files
+            .lock()
+            .expect("source files lock")
+            .iter()
+            .any(|file| matches!(file.reader, FileReader::Text { .. }))
+    }
+
     /// After a query failed on data that does not decode: reads every source file through,
     /// one at a time, and names the first that fails. Costs a full scan, so only for errors.
     pub async fn find_damaged_file(&self) -> Option<EngineError> {
-        let files: Vec<(String, String)> = self
+        let files: Vec<(String, String, FileReader)> = self
             .source_files
             .lock()
             .expect("source files lock")
             .iter()
-            .map(|f| (f.table.clone(), f.url.clone()))
+            .map(|f| (f.table.clone(), f.url.clone(), f.reader.clone()))
             .collect();
-        for (table, url) in files {
+        for (table, url, reader) in files {
             // A storage failure on the second look says nothing of the file.
-            match self.read_through(&url).await {
+            match self.read_through(&url, &reader).await {
                 Err(error) if !super::is_environment_failure(&error) => {
-                    return Some(EngineError::DamagedFile {
-                        table,
-                        url,
-                        reason: super::describe(&error),
+                    let reason = super::describe(&error);
+                    return Some(match reader {
+                        FileReader::Parquet => EngineError::DamagedFile { table, url, reason },
+                        FileReader::Text { .. } => EngineError::BadValue { table, url, reason },
                     });
                 }
                 _ => {}
@@ -196,32 +246,45 @@ impl Engine {
         None
     }
 
-    /// Decodes every page of one Parquet file, as it is, apart from its source.
-    async fn read_through(&self, url: &str) -> Result<(), datafusion::error::DataFusionError> {
-        let options = datafusion::prelude::ParquetReadOptions::default();
-        let mut batches = self
-            .ctx
-            .read_parquet(url, options)
-            .await?
-            .execute_stream()
-            .await?;
+    /// Decodes every value of one file, as it is, apart from its source.
+    async fn read_through(
+        &self,
+        url: &str,
+        reader: &FileReader,
+    ) -> Result<(), datafusion::error::DataFusionError> {
+        let frame = match reader {
+            FileReader::Parquet => {
+                let options = datafusion::prelude::ParquetReadOptions::default();
+                self.ctx.read_parquet(url, options).await?
+            }
+            FileReader::Text { format, schema } => {
+                let options = ListingOptions::new(Arc::clone(format)).with_file_extension("");
+                let config = ListingTableConfig::new(ListingTableUrl::parse(url)?)
+                    .with_listing_options(options)
+                    .with_schema(Arc::clone(schema));
+                self.ctx
+                    .read_table(Arc::new(ListingTable::try_new(config)?))?
+            }
+        };
+        let mut batches = frame.execute_stream().await?;
         while let Some(batch) = batches.next().await {
             batch?;
         }
         Ok(())
     }
 
-    async fn parquet_files(
+    async fn files_of(
         &self,
         source: &Source,
         location: &Location,
         store: &dyn ObjectStore,
     ) -> Result<Vec<object_store::ObjectMeta>, EngineError> {
         let listed = self.storage.list(location, store).await?;
-        // The files DataFusion will read: `.parquet` files directly in the folder or in
-        // Hive partition folders (`key=value/`), not hidden ones (`.x`, `_SUCCESS`), and not
-        // other subfolders such as segflow's own `_segflow/`. A URL naming one object is
-        // taken as it is.
+        // The files read: the format's files (`.parquet`, `.csv`, ...) directly in the folder
+        // or in Hive partition folders (`key=value/`), not hidden ones (`.x`, `_SUCCESS`),
+        // and not other subfolders such as segflow's own `_segflow/`. A URL naming one object
+        // is taken as it is.
+        let extensions = source.format.extensions();
         let files: Vec<_> = if location.is_folder() {
             listed
                 .into_iter()
@@ -229,7 +292,7 @@ impl Engine {
                     let relative = location.relative(&meta.location);
                     let mut parts: Vec<&str> = relative.split('/').collect();
                     let name = parts.pop().unwrap_or_default();
-                    name.ends_with(".parquet")
+                    extensions.iter().any(|ext| name.ends_with(ext))
                         && !name.starts_with(['.', '_'])
                         && parts.iter().all(|part| part.contains('='))
                 })
@@ -243,6 +306,11 @@ impl Engine {
             let written = &source.url_as_written;
             return Err(EngineError::NoFiles {
                 table: source.name.clone(),
+                kind: match source.format {
+                    SourceFormat::Parquet => "Parquet",
+                    SourceFormat::Csv { .. } => "CSV",
+                    SourceFormat::Json => "JSON",
+                },
                 url: location.to_string(),
                 hint: if written.contains("${") {
                     format!(
@@ -261,7 +329,8 @@ impl Engine {
 /// A query over a source failed: the environment's fault when it ran out of memory, disk or
 /// storage, else the data's (a value that does not convert, say).
 fn scan_error(source: &Source, error: datafusion::error::DataFusionError) -> EngineError {
-    if super::is_unreadable_data(&error) {
+    let text = source.format != SourceFormat::Parquet;
+    if super::is_unreadable_data(&error) || (text && super::error::is_unreadable_text(&error)) {
         EngineError::UnreadableData {
             step: source.name.clone(),
             message: super::describe(&error),

@@ -97,7 +97,10 @@ const SOURCE: Shape = Shape::Fields(&[
     ("timezone", Shape::Any),
     ("key", Shape::Any),
     ("keep_latest_by", Shape::Any),
+    ("format", Shape::Any),
+    ("csv", CSV),
 ]);
+const CSV: Shape = Shape::Fields(&[("header", Shape::Any), ("delimiter", Shape::Any)]);
 const STEP: Shape = Shape::Fields(&[("name", Shape::Any), ("sql", Shape::Any)]);
 const SEGMENT: Shape = Shape::Fields(&[
     ("name", Shape::Any),

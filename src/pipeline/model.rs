@@ -81,6 +81,32 @@ pub struct Source {
     /// The zone that timestamps written without one (naive) are wall-clock times of.
     pub timezone: Tz,
     pub key: Option<SourceKey>,
+    pub format: SourceFormat,
+}
+
+/// How a source's files are written.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceFormat {
+    Parquet,
+    /// Delimited text. With a header line, columns are found by name; without one, the
+    /// declared columns are the file's columns, in the order the spec lists them.
+    Csv {
+        header: bool,
+        delimiter: u8,
+    },
+    /// Newline-delimited JSON: one object per line, fields found by name.
+    Json,
+}
+
+impl SourceFormat {
+    /// The file name endings of the format, as listings filter them.
+    pub fn extensions(&self) -> &'static [&'static str] {
+        match self {
+            SourceFormat::Parquet => &[".parquet"],
+            SourceFormat::Csv { .. } => &[".csv", ".tsv", ".txt"],
+            SourceFormat::Json => &[".json", ".jsonl", ".ndjson"],
+        }
+    }
 }
 
 /// The columns that identify a source's rows. Rows with a repeated or missing key fail the

@@ -147,6 +147,19 @@ pub(super) struct RawSource {
     pub(super) key: Option<Spanned<RawKey>>,
     #[serde(default)]
     pub(super) keep_latest_by: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) format: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) csv: Option<Spanned<RawCsv>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCsv {
+    #[serde(default)]
+    pub(super) header: Option<bool>,
+    #[serde(default)]
+    pub(super) delimiter: Option<Spanned<String>>,
 }
 
 /// A key of one column (`key: customer_id`) or several (`key: [shop, customer_id]`).

@@ -11,7 +11,8 @@ use serde_saphyr::Spanned;
 use super::diagnostics::{Problem, did_you_mean};
 use super::env::interpolate;
 use super::model::{
-    EngineSettings, Notify, Output, Pipeline, ScheduleSpec, Source, SourceKey, Step, StepKind,
+    EngineSettings, Notify, Output, Pipeline, ScheduleSpec, Source, SourceFormat, SourceKey, Step,
+    StepKind,
 };
 use super::raw::{
     Key, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawSchedule, RawSource,
@@ -215,7 +216,19 @@ impl<'a> Validator<'a> {
                 );
             }
             let location = self.location(&source.url);
-            let columns = self.source_columns(&name, &source.columns);
+            let format = self.source_format(&name, &source);
+            let mut columns = self.source_columns(&name, &source.columns);
+            if matches!(format, SourceFormat::Csv { header: false, .. }) {
+                // Without a header line, columns are the file's in the order the spec lists
+                // them.
+                columns.sort_by_key(|(column, _)| {
+                    source
+                        .columns
+                        .keys()
+                        .find(|k| k.name() == column)
+                        .and_then(|k| k.line())
+                });
+            }
             let timezone = self.timezone(source.timezone.as_ref());
             let key = self.source_key(&name, &source);
             let options = self.options(location.as_ref(), source.options);
@@ -228,10 +241,85 @@ impl<'a> Validator<'a> {
                     options,
                     timezone,
                     key,
+                    format,
                 });
             }
         }
         sources
+    }
+
+    fn source_format(&mut self, name: &str, source: &RawSource) -> SourceFormat {
+        let format = source.format.as_ref();
+        let format = match format
+            .map(|f| f.value.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("parquet") => SourceFormat::Parquet,
+            Some("json" | "ndjson" | "jsonl") => SourceFormat::Json,
+            Some("csv") => {
+                let csv = source.csv.as_ref().map(|csv| &csv.value);
+                let header = csv.and_then(|csv| csv.header).unwrap_or(true);
+                let delimiter = match csv.and_then(|csv| csv.delimiter.as_ref()) {
+                    None => b',',
+                    Some(text) => match text.value.as_str() {
+                        "\\t" | "\t" => b'\t',
+                        one if one.len() == 1 => one.as_bytes()[0],
+                        other => {
+                            self.problem(
+                                line_of(text),
+                                format!(
+                                    "source '{name}': the CSV delimiter '{other}' must be one \
+                                     character (for a tab, write \"\\t\")"
+                                ),
+                            );
+                            b','
+                        }
+                    },
+                };
+                SourceFormat::Csv { header, delimiter }
+            }
+            Some(other) => {
+                // Format names are too short for the usual guess; a letter or two off is
+                // close enough.
+                let hint = ["parquet", "csv", "json"]
+                    .into_iter()
+                    .find(|known| strsim::damerau_levenshtein(other, known) <= 2)
+                    .map(|known| format!(" (did you mean '{known}'?)"))
+                    .unwrap_or_default();
+                self.problem(
+                    format.and_then(line_of),
+                    format!(
+                        "source '{name}': format '{other}' is not one segflow reads (parquet, \
+                         csv or json){hint}"
+                    ),
+                );
+                return SourceFormat::Parquet;
+            }
+        };
+        if let Some(csv) = &source.csv
+            && !matches!(format, SourceFormat::Csv { .. })
+        {
+            self.problem(
+                line_of(csv),
+                format!("source '{name}': csv settings need `format: csv`"),
+            );
+        }
+        if !matches!(format, SourceFormat::Parquet) {
+            for (column, type_text) in &source.columns {
+                if matches!(ColumnType::parse(type_text), Some(ColumnType::List(_)))
+                    && matches!(format, SourceFormat::Csv { .. })
+                {
+                    self.problem(
+                        column.line(),
+                        format!(
+                            "source '{name}': column '{}' is a list, which CSV cannot hold",
+                            column.name()
+                        ),
+                    );
+                }
+            }
+        }
+        format
     }
 
     fn source_columns(

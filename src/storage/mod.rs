@@ -117,12 +117,14 @@ impl Storage {
     }
 
     /// Normalises a source location: a local folder written without a trailing slash is
-    /// still a folder; a remote name without a `.parquet` suffix is taken as a folder.
-    pub fn source_location(&self, location: &Location) -> Location {
+    /// still a folder; a remote name without one of the format's `extensions` is taken as
+    /// a folder.
+    pub fn source_location(&self, location: &Location, extensions: &[&str]) -> Location {
         if location.is_folder() {
             return location.clone();
         }
-        let named_file = location.url.path().ends_with(".parquet");
+        let path = location.url.path();
+        let named_file = extensions.iter().any(|ext| path.ends_with(ext));
         if location.is_local_dir() || (!named_file && location.local_path().is_none()) {
             location.as_folder()
         } else {

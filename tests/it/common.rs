@@ -341,6 +341,20 @@ pub fn table_text(out: &Path, table: &str, as_of: &str, drop: &[&str]) -> Vec<St
     rows
 }
 
+/// Asserts that two output folders published the same rows of `tables` for `as_of`, run ids
+/// aside.
+pub fn assert_same_outputs(left: &Path, right: &Path, tables: &[&str], as_of: &str) {
+    for table in tables {
+        assert_eq!(
+            table_text(left, table, as_of, &["run_id"]),
+            table_text(right, table, as_of, &["run_id"]),
+            "{table}: {} and {} differ",
+            left.display(),
+            right.display()
+        );
+    }
+}
+
 /// The values of one column of an output's partition for `as_of`, as text, in file order.
 pub fn column_values(out: &Path, table: &str, as_of: &str, column: &str) -> Vec<String> {
     let manifest: Manifest = serde_json::from_slice(

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use crate::common::{AS_OF, Project, snapshot_of, table_text};
+use crate::common::{AS_OF, Project, assert_same_outputs, snapshot_of, table_text};
 
 /// A zone far from UTC, so that an instant rendered without its zone would shift the day.
 const ZONE: &str = "Asia/Kolkata";
@@ -84,7 +84,7 @@ fn rendered_sql_computes_what_the_step_computes() {
         again.path().to_str().unwrap(),
     ]);
     assert_eq!(rerun.code, 0, "{rerun:?}");
-    for table in [
+    let tables = [
         "customer_features",
         "rfm",
         "segment_membership",
@@ -92,13 +92,8 @@ fn rendered_sql_computes_what_the_step_computes() {
         "segment_summary",
         "winback_list",
         "winback_suppressed",
-    ] {
-        assert_eq!(
-            table_text(again.path(), table, AS_OF, &["run_id"]),
-            table_text(&project.out(), table, AS_OF, &["run_id"]),
-            "{table}"
-        );
-    }
+    ];
+    assert_same_outputs(again.path(), &project.out(), &tables, AS_OF);
 }
 
 #[test]
@@ -266,13 +261,12 @@ fn select_runs_part_of_a_pipeline_into_a_preview_only() {
         .collect();
     published.sort();
     assert_eq!(published, ["rfm_cutpoints", "winback_list"], "{selected:?}");
-    for table in ["rfm_cutpoints", "winback_list"] {
-        assert_eq!(
-            table_text(preview.path(), table, AS_OF, &["run_id"]),
-            table_text(&project.out(), table, AS_OF, &["run_id"]),
-            "{table}"
-        );
-    }
+    assert_same_outputs(
+        preview.path(),
+        &project.out(),
+        &["rfm_cutpoints", "winback_list"],
+        AS_OF,
+    );
     assert_eq!(
         project.snapshot(),
         outputs,

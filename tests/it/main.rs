@@ -27,4 +27,5 @@ mod readme;
 mod s3;
 mod scheduler;
 mod sources;
+mod text_sources;
 mod zones;

@@ -1,7 +1,7 @@
 //! `segflow run --preview DIR`: what tonight's run would publish, computed from the real
 //! history, written where nothing that runs, reads or campaigns looks.
 
-use crate::common::{AS_OF, Project, snapshot_of, table_text};
+use crate::common::{AS_OF, Project, assert_same_outputs, snapshot_of, table_text};
 
 #[test]
 fn a_preview_reads_the_real_history_and_changes_none_of_it() {
@@ -49,16 +49,11 @@ fn a_preview_reads_the_real_history_and_changes_none_of_it() {
     // Tonight's real run publishes exactly what the preview showed.
     let real = project.run_nightly(AS_OF);
     assert_eq!(real.code, 0, "{real:?}");
-    for table in [
+    let tables = [
         "segment_membership",
         "segment_changes",
         "winback_list",
         "customer_profile",
-    ] {
-        assert_eq!(
-            table_text(&preview_dir, table, AS_OF, &["run_id"]),
-            table_text(&project.out(), table, AS_OF, &["run_id"]),
-            "{table}"
-        );
-    }
+    ];
+    assert_same_outputs(&preview_dir, &project.out(), &tables, AS_OF);
 }

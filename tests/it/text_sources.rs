@@ -1,0 +1,187 @@
+//! CSV and newline-delimited JSON sources: the same shop written as Parquet, as CSV the way
+//! exports write it, and as JSON lines publishes the same outputs; bad text files fail naming
+//! the file, the column or the value.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use crate::common::{AS_OF, Project, assert_same_outputs, outcome};
+
+/// The project's Parquet data written again as CSV and JSON (tests/it/text_sources.py),
+/// in `csv/` and `json/` beside `data/`.
+fn write_text_copies(project: &Project) -> (PathBuf, PathBuf) {
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/text_sources.py");
+    let (csv, json) = (project.path().join("csv"), project.path().join("json"));
+    let written = outcome(
+        Command::new("python3")
+            .arg(script)
+            .args([&project.data(), &csv, &json])
+            .output()
+            .expect("python3 runs"),
+    );
+    assert_eq!(written.code, 0, "{written:?}");
+    (csv, json)
+}
+
+/// A copy of the nightly pipeline whose sources are of `format`, with `settings` added to
+/// the source named.
+fn text_pipeline(
+    project: &Project,
+    name: &str,
+    format: &str,
+    settings: &[(&str, &str)],
+) -> PathBuf {
+    let text = std::fs::read_to_string(project.pipeline()).unwrap();
+    let mut edited = String::new();
+    let mut source = None;
+    for line in text.lines() {
+        edited.push_str(line);
+        edited.push('\n');
+        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
+            source = Some(name.to_string());
+        }
+        if line.trim_start().starts_with("url: ${SEGFLOW_DATA") {
+            edited.push_str(&format!("    format: {format}\n"));
+            for (table, setting) in settings {
+                if source.as_deref() == Some(*table) {
+                    edited.push_str(&format!("    {setting}\n"));
+                }
+            }
+        }
+    }
+    let path = project.path().join(format!("pipelines/{name}.yaml"));
+    std::fs::write(&path, edited).unwrap();
+    path
+}
+
+fn preview(project: &Project, pipeline: &Path, data: &Path, into: &Path) -> crate::common::Outcome {
+    crate::common::run(
+        project
+            .command(&[
+                "run",
+                pipeline.to_str().unwrap(),
+                "--as-of",
+                AS_OF,
+                "--preview",
+                into.to_str().unwrap(),
+            ])
+            .env("SEGFLOW_DATA", data),
+    )
+}
+
+#[test]
+fn csv_and_json_exports_publish_what_parquet_publishes() {
+    let project = Project::new(600, 2_400);
+    // NULL refunds, unknown sign-up times, blank emails, orders of unknown customers.
+    let dirty = outcome(
+        Command::new("python3")
+            .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/cross_check.py"))
+            .args(["dirty", project.data().to_str().unwrap(), AS_OF])
+            .output()
+            .unwrap(),
+    );
+    assert_eq!(dirty.code, 0, "{dirty:?}");
+    let baseline = project.run_nightly(AS_OF);
+    assert_eq!(baseline.code, 0, "{baseline:?}");
+    let (csv, json) = write_text_copies(&project);
+
+    let csv_pipeline = text_pipeline(
+        &project,
+        "from_csv",
+        "csv",
+        &[
+            ("customers", r#"csv: { delimiter: ";" }"#),
+            ("checkouts", "timezone: Europe/Oslo"),
+        ],
+    );
+    let json_pipeline = text_pipeline(&project, "from_json", "json", &[]);
+    for (pipeline, data) in [(&csv_pipeline, &csv), (&json_pipeline, &json)] {
+        let into = tempfile::tempdir().unwrap();
+        let run = preview(&project, pipeline, data, into.path());
+        assert_eq!(run.code, 0, "{}: {run:?}", pipeline.display());
+        let tables = [
+            "customer_features",
+            "rfm",
+            "segment_membership",
+            "customer_profile",
+            "segment_summary",
+            "winback_list",
+        ];
+        assert_same_outputs(into.path(), &project.out(), &tables, AS_OF);
+    }
+}
+
+#[test]
+fn bad_text_sources_fail_naming_the_file_column_or_value() {
+    let project = Project::new(80, 300);
+    let (csv, _json) = write_text_copies(&project);
+    let pipeline = text_pipeline(
+        &project,
+        "from_csv",
+        "csv",
+        &[("customers", r#"csv: { delimiter: ";" }"#)],
+    );
+    let into = tempfile::tempdir().unwrap();
+    let fails = |needles: &[&str]| {
+        let run = preview(&project, &pipeline, &csv, into.path());
+        assert_eq!(run.code, 1, "{run:?}");
+        for needle in needles {
+            assert!(run.stderr.contains(needle), "{needle}: {run:?}");
+        }
+    };
+    let first = csv.join("orders/part-0.csv");
+    let first_text = std::fs::read_to_string(&first).unwrap();
+    let orders = csv.join("orders/part-1.csv");
+    let original = std::fs::read_to_string(&orders).unwrap();
+
+    // A renamed column: named, with the file and a guess.
+    std::fs::write(&first, first_text.replacen("ordered_at", "orderd_at", 1)).unwrap();
+    fails(&[
+        "source 'orders'",
+        "part-0.csv has no column 'ordered_at'",
+        "did you mean 'orderd_at'?",
+    ]);
+    std::fs::write(&first, &first_text).unwrap();
+    // Two files with different columns.
+    std::fs::write(&orders, original.replacen(",channel", ",sales_channel", 1)).unwrap();
+    fails(&[
+        "part-1.csv has the columns",
+        "part-0.csv has",
+        "same header line",
+    ]);
+    // A value that is not its column's type: the file and the value.
+    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
+    let amount = lines[3].split(',').nth(3).unwrap().to_string();
+    lines[3] = lines[3].replacen(&format!(",{amount},"), ",12.3x,", 1);
+    std::fs::write(&orders, lines.join("\n") + "\n").unwrap();
+    fails(&["source 'orders'", "part-1.csv", "12.3x"]);
+    // A timestamp segflow cannot read: the column and the value.
+    let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
+    let when = lines[2].split(',').nth(2).unwrap().to_string();
+    lines[2] = lines[2].replacen(&when, "31/03/2026 10:00", 1);
+    std::fs::write(&orders, lines.join("\n") + "\n").unwrap();
+    fails(&["ordered_at", "'31/03/2026 10:00' is not a timestamp"]);
+    std::fs::write(&orders, &original).unwrap();
+
+    // Spec mistakes, with their lines.
+    let spec = std::fs::read_to_string(&pipeline).unwrap();
+    std::fs::write(&pipeline, spec.replacen("format: csv", "format: cvs", 1)).unwrap();
+    fails(&[
+        "format 'cvs' is not one segflow reads",
+        "did you mean 'csv'?",
+        "from_csv.yaml:",
+    ]);
+    std::fs::write(
+        &pipeline,
+        spec.replacen(
+            r#"csv: { delimiter: ";" }"#,
+            r#"csv: { delimiter: ";;" }"#,
+            1,
+        ),
+    )
+    .unwrap();
+    fails(&["the CSV delimiter ';;' must be one character"]);
+    std::fs::write(&pipeline, &spec).unwrap();
+    let run = preview(&project, &pipeline, &csv, into.path());
+    assert_eq!(run.code, 0, "the files read again once mended: {run:?}");
+}
