@@ -186,14 +186,17 @@ pub async fn show_table(
     limit: usize,
 ) -> Result<Vec<RecordBatch>, RunError> {
     let table = Selector {
-        name: table.to_string(),
+        name: table.to_lowercase(),
         downstream: false,
     };
     let pipeline = pipeline.clone().select(std::slice::from_ref(&table))?;
     let storage = Storage::new();
     let engine = prepare(&pipeline, storage.clone()).await?;
     plan_views(&pipeline, request, &engine, &storage).await?;
-    Ok(engine.head(&table.name, limit).await?)
+    match engine.head(&table.name, limit).await {
+        Ok(rows) => Ok(rows),
+        Err(error) => Err(name_damaged_file(&engine, error.into()).await),
+    }
 }
 
 /// Registers every step as a view. Every step that fails is reported; a step that reads a
@@ -412,17 +415,17 @@ fn name_full_disk(error: RunError) -> RunError {
 async fn name_damaged_file(engine: &Engine, error: RunError) -> RunError {
     let unreadable = matches!(
         error,
-        RunError::Engine(EngineError::UnreadableData { .. })
+        RunError::Engine(EngineError::UnreadableData { .. } | EngineError::UnparsedText { .. })
             | RunError::Publish(PublishError::UnreadableData { .. })
     );
     if !unreadable {
         return error;
     }
-    match engine.find_damaged_file().await {
-        Some(damaged) => damaged.into(),
-        // A text parse error that no file repeats came from the SQL (a cast), not the data.
-        None if engine.reads_text() => error,
-        None => RunError::ReadFailed(Box::new(error)),
+    match (engine.find_damaged_file().await, error) {
+        (Some(damaged), _) => damaged.into(),
+        // No file repeats it: the SQL's own cast failed.
+        (None, RunError::Engine(EngineError::UnparsedText { otherwise })) => (*otherwise).into(),
+        (None, error) => RunError::ReadFailed(Box::new(error)),
     }
 }
 

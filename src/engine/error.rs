@@ -94,6 +94,13 @@ pub enum EngineError {
     /// say which file holds it.
     #[error("step '{step}': a source file could not be read: {message}")]
     UnreadableData { step: String, message: String },
+    /// A query over CSV or JSON sources stopped at a value that does not parse: a value of
+    /// a file, which [`Engine::find_damaged_file`] then names, or a cast in the SQL itself,
+    /// when no file repeats the error: then `otherwise` tells it.
+    #[error("{otherwise}")]
+    UnparsedText { otherwise: Box<EngineError> },
+    #[error("computing '{table}': {message}")]
+    Query { table: String, message: String },
     #[error(
         "source '{table}': {url} cannot be read: {reason}. The file is damaged or was written \
          incompletely: replace it, or move it out of the source's folder"

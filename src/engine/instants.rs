@@ -10,8 +10,9 @@ use chrono::DateTime;
 use chrono_tz::Tz;
 use datafusion::arrow::array::{AsArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::error::ArrowError;
 use datafusion::common::{Column, ScalarValue, exec_err};
-use datafusion::error::Result;
+use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
     col,
@@ -63,35 +64,15 @@ pub(crate) fn in_zone(
     }
 }
 
-/// `frame` with the text columns `columns` (CSV and JSON timestamps) read as instants shown
-/// in `zone`: text with an offset is that instant, text without one a wall-clock time of
-/// `source_zone`.
-pub(crate) fn text_in_zone(
-    frame: DataFrame,
-    zone: Tz,
-    source_zone: Tz,
-    columns: &[String],
-) -> Result<DataFrame> {
-    let converted: Vec<Expr> = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|field| {
-            let name = field.name();
-            let column = col(Column::new_unqualified(name));
-            if columns.contains(name) {
-                ScalarUDF::from(TextToInstant::new(name, source_zone, zone))
-                    .call(vec![column])
-                    .alias(name)
-            } else {
-                column
-            }
-        })
-        .collect();
-    frame.select(converted)
+/// The text column `name` (a CSV or JSON timestamp) read as instants shown in `zone`: text
+/// with an offset is that instant, text without one a wall-clock time of `source_zone`.
+pub(crate) fn text_to_instant(name: &str, source_zone: Tz, zone: Tz) -> Expr {
+    ScalarUDF::from(TextToInstant::new(name, source_zone, zone))
+        .call(vec![col(Column::new_unqualified(name))])
+        .alias(name)
 }
 
-/// Timestamps written as text, as instants shown in `shown_in`; see [`text_in_zone`].
+/// Timestamps written as text, as instants shown in `shown_in`; see [`text_to_instant`].
 #[derive(Debug, PartialEq, Eq, Hash)]
 struct TextToInstant {
     /// The column, for messages.
@@ -152,12 +133,17 @@ impl TextToInstant {
                 .wall_clock
                 .instant(wall.and_utc().timestamp_micros(), offsets)
                 .map(Some),
-            None => exec_err!(
-                "column {}: '{text}' is not a timestamp segflow reads; write \
-                 2026-03-31 14:05:00 or 2026-03-31T14:05:00, with an offset (+02:00, +0200, Z) \
-                 for an instant, without one for a wall-clock time of the source's timezone",
-                self.column
-            ),
+            // A parse error, as the CSV reader's own, so that the run names the file.
+            None => Err(DataFusionError::ArrowError(
+                Box::new(ArrowError::ParseError(format!(
+                    "column {}: '{text}' is not a timestamp segflow reads; write \
+                     2026-03-31 14:05:00 or 2026-03-31T14:05:00, with an offset (+02:00, \
+                     +0200, Z) for an instant, without one for a wall-clock time of the \
+                     source's timezone",
+                    self.column
+                ))),
+                None,
+            )),
         }
     }
 }

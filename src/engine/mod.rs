@@ -25,7 +25,7 @@ use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SQLOptions, SessionContext, lit};
 use datafusion::scalar::ScalarValue;
 
-use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, Step, StepKind, did_you_mean};
+use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, Step, StepKind, VarValue};
 use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::storage::{Location, Storage};
 
@@ -259,13 +259,9 @@ impl Engine {
         let mut bound: HashMap<String, ScalarValue> = HashMap::new();
         for (id, wanted) in used {
             let name = id.trim_start_matches('$');
-            let Some(value) = params.values.get(name) else {
-                let hint = did_you_mean(name, params.values.keys().map(String::as_str));
-                return Err(self.plan_message(
-                    step,
-                    format!("uses the parameter {id}, which is not a pipeline var or as_of{hint}"),
-                ));
-            };
+            let value = params
+                .get(&id)
+                .map_err(|message| self.plan_message(step, message))?;
             let scalar = value.to_scalar();
             let scalar = match wanted {
                 Some(wanted) if wanted != scalar.data_type() => value
@@ -283,6 +279,21 @@ impl Engine {
                     })?,
                 _ => scalar,
             };
+            if let (VarValue::Float(float), ScalarValue::Decimal128(Some(units), _, places)) =
+                (value, &scalar)
+                && (*units as f64 / 10f64.powi(i32::from(*places)) - float).abs()
+                    > float.abs() * 1e-12
+            {
+                // Arrow would round it: 0.106 against a decimal(12,2) column would be 0.11.
+                return Err(self.plan_message(
+                    step,
+                    format!(
+                        "uses {id} where it expects {} with {places} decimal places, but \
+                         {name} is {float}, which has more",
+                        scalar.data_type()
+                    ),
+                ));
+            }
             bound.insert(name.to_string(), scalar);
         }
         let frame = frame
@@ -300,9 +311,11 @@ impl Engine {
 
     /// The first `limit` rows of a registered table.
     pub async fn head(&self, table: &str, limit: usize) -> Result<Vec<RecordBatch>, EngineError> {
-        let failed = |source| EngineError::Execute {
-            step: table.to_string(),
-            source,
+        let failed = |error| {
+            self.query_error(table, error, |error| EngineError::Query {
+                table: table.to_string(),
+                message: describe(&error),
+            })
         };
         let frame = self.ctx.table(table).await.map_err(failed)?;
         frame
@@ -336,18 +349,33 @@ impl Engine {
     }
 
     fn execute_error(&self, step: &Step, error: DataFusionError) -> EngineError {
-        if is_unreadable_data(&error) || (self.reads_text() && error::is_unreadable_text(&error)) {
+        self.query_error(&step.name, error, |error| self.plan_error(step, error))
+    }
+
+    /// Whose fault a failed query over `table` is: a source file's (found later by
+    /// [`Engine::find_damaged_file`]), the environment's, or the SQL's (`sql_error`).
+    fn query_error(
+        &self,
+        table: &str,
+        error: DataFusionError,
+        sql_error: impl FnOnce(DataFusionError) -> EngineError,
+    ) -> EngineError {
+        if is_unreadable_data(&error) {
             EngineError::UnreadableData {
-                step: step.name.clone(),
+                step: table.to_string(),
                 message: describe(&error),
             }
         } else if is_environment_failure(&error) {
             EngineError::Execute {
-                step: step.name.clone(),
+                step: table.to_string(),
                 source: error,
             }
+        } else if self.reads_text() && error::is_unreadable_text(&error) {
+            EngineError::UnparsedText {
+                otherwise: Box::new(sql_error(error)),
+            }
         } else {
-            self.plan_error(step, error)
+            sql_error(error)
         }
     }
 }

@@ -42,6 +42,15 @@ impl Params {
 }
 
 impl Params {
+    /// The value of `$name` (written with its `$`), or why a step cannot use it.
+    pub(super) fn get(&self, placeholder: &str) -> Result<&VarValue, String> {
+        let name = placeholder.trim_start_matches('$');
+        self.values.get(name).ok_or_else(|| {
+            let hint = did_you_mean(name, self.values.keys().map(String::as_str));
+            format!("uses the parameter {placeholder}, which is not a pipeline var or as_of{hint}")
+        })
+    }
+
     /// The step's SQL with each `$name` replaced by its value as a literal, everything else
     /// as written (comments, layout): what the engine runs, for a person to read or to paste
     /// into `datafusion-cli` (as `dbt compile` prints a model).
@@ -62,13 +71,7 @@ impl Params {
             let Token::Placeholder(placeholder) = &token.token else {
                 continue;
             };
-            let name = placeholder.trim_start_matches('$');
-            let Some(value) = self.values.get(name) else {
-                let hint = did_you_mean(name, self.values.keys().map(String::as_str));
-                return Err(problem(format!(
-                    "uses the parameter {placeholder}, which is not a pipeline var or as_of{hint}"
-                )));
-            };
+            let value = self.get(placeholder).map_err(problem)?;
             let start = byte_offset(text, &lines, token.span.start.line, token.span.start.column);
             rendered.push_str(&text[copied..start]);
             rendered.push_str(&literal(value));
@@ -100,8 +103,11 @@ fn byte_offset(text: &str, lines: &[usize], line: u64, column: u64) -> usize {
 /// keep their zone (a plain TIMESTAMP literal would lose it), empty lists their item type.
 fn literal(value: &VarValue) -> String {
     let typed = |expr: String| format!("arrow_cast({expr}, '{}')", value.to_scalar().data_type());
+    // A negative number in parentheses: `10 -$n` must not become `10 --5`, a comment.
     match value {
+        VarValue::Int(v) if *v < 0 => format!("({v})"),
         VarValue::Int(v) => v.to_string(),
+        VarValue::Float(v) if v.is_finite() && v.is_sign_negative() => format!("({v:?})"),
         VarValue::Float(v) if v.is_finite() => format!("{v:?}"),
         VarValue::Float(v) => format!("CAST('{v}' AS DOUBLE)"),
         VarValue::String(v) => format!("'{}'", v.replace('\'', "''")),
@@ -133,6 +139,47 @@ fn start_of_day(day: NaiveDate, zone: Tz) -> chrono::DateTime<Tz> {
 mod tests {
     use super::*;
     use datafusion::scalar::ScalarValue;
+
+    #[test]
+    fn rendering_replaces_parameters_and_keeps_everything_else() {
+        let text = "-- uses $n in a comment\nSELECT 10 -$n AS x, '$n' AS s, $note AS t,\n  \
+                    $when AS w, $ids AS i, $none AS e, $f AS f -- é $n\n";
+        let step = Step {
+            name: "s".into(),
+            kind: crate::pipeline::StepKind::Query,
+            sql_file: "s.sql".into(),
+            sql: crate::sql::StepSql {
+                text: text.into(),
+                tables: Default::default(),
+            },
+            line: None,
+        };
+        let day = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
+        let vars = BTreeMap::from([
+            ("n".to_string(), VarValue::Int(-5)),
+            ("note".to_string(), VarValue::String("it's".into())),
+            ("when".to_string(), VarValue::Date(day)),
+            (
+                "ids".to_string(),
+                VarValue::List(
+                    crate::pipeline::VarType::Int,
+                    vec![VarValue::Int(1), VarValue::Int(2)],
+                ),
+            ),
+            (
+                "none".to_string(),
+                VarValue::List(crate::pipeline::VarType::Int, vec![]),
+            ),
+            ("f".to_string(), VarValue::Float(-0.5)),
+        ]);
+        let params = Params::new(day, chrono_tz::Europe::Oslo, "run", &vars);
+        assert_eq!(
+            params.render(&step).unwrap(),
+            "-- uses $n in a comment\nSELECT 10 -(-5) AS x, '$n' AS s, 'it''s' AS t,\n  \
+             DATE '2026-03-31' AS w, make_array(1, 2) AS i, \
+             arrow_cast(make_array(), 'List(Int64)') AS e, (-0.5) AS f -- é $n\n"
+        );
+    }
 
     #[test]
     fn the_as_of_day_runs_from_its_first_instant_to_the_next_days() {

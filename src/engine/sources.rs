@@ -14,13 +14,12 @@ use object_store::ObjectStore;
 
 use std::sync::Arc;
 
-use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 
-use super::instants::{in_zone, text_in_zone};
+use super::instants::in_zone;
 use super::schema::{check_declared_columns, read_footers, reconcile};
 use super::text;
 use super::{Engine, EngineError};
@@ -42,10 +41,10 @@ pub(super) struct RegisteredFile {
 #[derive(Clone)]
 enum FileReader {
     Parquet,
-    /// A CSV or JSON reader, and the schema the source reads the file with.
+    /// A CSV or JSON reader, and how the source reads and converts the file's columns.
     Text {
         format: Arc<dyn FileFormat>,
-        schema: SchemaRef,
+        columns: text::TextColumns,
     },
 }
 
@@ -76,15 +75,17 @@ impl Engine {
                     .map_err(register)?
             }
             Some(format) => {
-                let table = text::text_table(source, &location, &listed, &store).await?;
+                let table =
+                    text::text_table(source, Arc::clone(&format), &location, &listed, &store)
+                        .await?;
                 let reader = FileReader::Text {
                     format,
-                    schema: Arc::clone(&table.schema),
+                    columns: table.columns.clone(),
                 };
                 self.remember_files(source, &location, &listed, Some(reader));
                 self.ctx
                     .read_table(table.provider)
-                    .and_then(|f| text_in_zone(f, self.zone, source.timezone, &table.timestamps))
+                    .and_then(|frame| table.columns.convert(frame, self.zone))
                     .map_err(register)?
             }
         };
@@ -212,7 +213,7 @@ impl Engine {
     }
 
     /// Whether a registered source is CSV or JSON, whose values are parsed as they are read.
-    pub fn reads_text(&self) -> bool {
+    pub(super) fn reads_text(&self) -> bool {
         self.source_files
             .lock()
             .expect("source files lock")
@@ -257,13 +258,15 @@ impl Engine {
                 let options = datafusion::prelude::ParquetReadOptions::default();
                 self.ctx.read_parquet(url, options).await?
             }
-            FileReader::Text { format, schema } => {
+            FileReader::Text { format, columns } => {
                 let options = ListingOptions::new(Arc::clone(format)).with_file_extension("");
                 let config = ListingTableConfig::new(ListingTableUrl::parse(url)?)
                     .with_listing_options(options)
-                    .with_schema(Arc::clone(schema));
-                self.ctx
-                    .read_table(Arc::new(ListingTable::try_new(config)?))?
+                    .with_schema(Arc::clone(&columns.schema));
+                let frame = self
+                    .ctx
+                    .read_table(Arc::new(ListingTable::try_new(config)?))?;
+                columns.convert(frame, self.zone)?
             }
         };
         let mut batches = frame.execute_stream().await?;

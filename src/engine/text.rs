@@ -1,36 +1,93 @@
 //! CSV and newline-delimited JSON sources. Text files carry no schema: a CSV header line (or,
 //! without one, the spec's column order) and each JSON file's first object are checked
 //! against the declared columns before anything is read, and the reader then parses every
-//! value as its declared type. Timestamps are read as text and turned into instants by
-//! [`super::instants::text_in_zone`], since text may hold either an instant or a wall-clock
-//! time.
+//! value as its declared type. Timestamps and decimals are read as text and converted here:
+//! text may hold an instant or a wall-clock time ([`super::instants::text_to_instant`]), and
+//! the readers' own decimal parsing drops digits past the scale where it should fail.
 
 use std::sync::Arc;
 
+use chrono_tz::Tz;
+use datafusion::arrow::array::{AsArray, Decimal128Array};
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::error::ArrowError;
 use datafusion::catalog::TableProvider;
+use datafusion::common::{Column, ScalarValue, exec_err};
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{
+    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
+    col,
+};
+use datafusion::prelude::DataFrame;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::EngineError;
+use super::instants::text_to_instant;
 use crate::pipeline::{ColumnType, Source, SourceFormat, did_you_mean};
-use crate::storage::Location;
+use crate::storage::{Location, StorageError};
 
-/// Most header lines and first objects fit in one read of this size.
-const FIRST_LINE_READ: u64 = 64 * 1024;
+/// Most header lines and first objects fit in one read of this size ...
+const FIRST_LINES_READ: u64 = 64 * 1024;
+/// ... and none that segflow should read in this one.
+const FIRST_LINES_LIMIT: u64 = 16 * 1024 * 1024;
+/// JSON writers leave out fields that are null, so a declared field is looked for in this many
+/// first objects of each file.
+const JSON_SAMPLE: usize = 100;
+/// JSON decimals are read with this many places (and 38 digits), then checked against their
+/// column's scale: the reader would silently drop places past the scale it is given.
+const JSON_DECIMAL_SCALE: i8 = 18;
 
 /// A text source as the reader sees it.
 pub(super) struct TextTable {
     pub(super) provider: Arc<dyn TableProvider>,
-    /// Every file's schema, for reading one file alone again.
+    pub(super) columns: TextColumns,
+}
+
+/// How a text source's files are read (`schema`) and its text columns converted; kept to
+/// read one file alone again.
+#[derive(Clone)]
+pub(super) struct TextColumns {
     pub(super) schema: SchemaRef,
-    /// The declared timestamp columns, read as text.
-    pub(super) timestamps: Vec<String>,
+    /// Declared timestamp columns, and the zone of their wall-clock values.
+    timestamps: Vec<String>,
+    zone: Tz,
+    /// Declared decimal columns: name, precision, scale.
+    decimals: Vec<(String, u8, i8)>,
+}
+
+impl TextColumns {
+    /// `frame` (as read with `schema`) with timestamps as instants shown in `shown_in` and
+    /// decimals as decimals.
+    pub(super) fn convert(&self, frame: DataFrame, shown_in: Tz) -> Result<DataFrame> {
+        let columns: Vec<Expr> = frame
+            .schema()
+            .fields()
+            .iter()
+            .map(|field| {
+                let name = field.name();
+                if self.timestamps.contains(name) {
+                    text_to_instant(name, self.zone, shown_in)
+                } else if let Some((_, precision, scale)) =
+                    self.decimals.iter().find(|(column, ..)| column == name)
+                {
+                    // A wide JSON decimal as its text, which keeps every place it has.
+                    let text = cast(col(Column::new_unqualified(name)), DataType::Utf8);
+                    ScalarUDF::from(TextToDecimal::new(name, *precision, *scale))
+                        .call(vec![text])
+                        .alias(name)
+                } else {
+                    col(Column::new_unqualified(name))
+                }
+            })
+            .collect();
+        frame.select(columns)
+    }
 }
 
 /// The reader of a text format, with the spec's settings.
@@ -48,18 +105,22 @@ pub(super) fn file_format(format: &SourceFormat) -> Option<Arc<dyn FileFormat>> 
     }
 }
 
-/// The type a declared column is read as: its own, but timestamps as text.
-fn read_type(declared: &ColumnType) -> DataType {
+/// The type a declared column is read as: its own, but timestamps as text, and decimals as
+/// text from CSV and as wide decimals from JSON (whose writers put numbers there, which the
+/// JSON reader will not read as text); both are then converted exactly.
+fn read_type(declared: &ColumnType, format: &SourceFormat) -> DataType {
     match declared {
         ColumnType::Int => DataType::Int32,
         ColumnType::BigInt => DataType::Int64,
         ColumnType::Double => DataType::Float64,
-        ColumnType::String | ColumnType::Timestamp => DataType::Utf8,
+        ColumnType::Decimal { .. } if *format == SourceFormat::Json => {
+            DataType::Decimal128(38, JSON_DECIMAL_SCALE)
+        }
+        ColumnType::String | ColumnType::Timestamp | ColumnType::Decimal { .. } => DataType::Utf8,
         ColumnType::Bool => DataType::Boolean,
         ColumnType::Date => DataType::Date32,
-        ColumnType::Decimal { precision, scale } => DataType::Decimal128(*precision, *scale),
         ColumnType::List(item) => {
-            DataType::List(Arc::new(Field::new("item", read_type(item), true)))
+            DataType::List(Arc::new(Field::new("item", read_type(item, format), true)))
         }
     }
 }
@@ -79,11 +140,11 @@ pub(super) fn file_url(location: &Location, meta: &ObjectMeta) -> String {
 /// exactly `files`.
 pub(super) async fn text_table(
     source: &Source,
+    format: Arc<dyn FileFormat>,
     location: &Location,
     files: &[ObjectMeta],
     store: &Arc<dyn ObjectStore>,
 ) -> Result<TextTable, EngineError> {
-    let format = file_format(&source.format).expect("a text format");
     let fields: Vec<Field> = match &source.format {
         SourceFormat::Csv {
             header: true,
@@ -94,7 +155,8 @@ pub(super) async fn text_table(
                 .iter()
                 .map(|name| {
                     let declared = source.columns.iter().find(|(c, _)| c == name);
-                    let data_type = declared.map_or(DataType::Utf8, |(_, ty)| read_type(ty));
+                    let data_type =
+                        declared.map_or(DataType::Utf8, |(_, ty)| read_type(ty, &source.format));
                     Field::new(name, data_type, true)
                 })
                 .collect()
@@ -127,10 +189,22 @@ pub(super) async fn text_table(
         .filter(|(_, ty)| matches!(ty, ColumnType::Timestamp))
         .map(|(name, _)| name.clone())
         .collect();
+    let decimals = source
+        .columns
+        .iter()
+        .filter_map(|(name, ty)| match ty {
+            ColumnType::Decimal { precision, scale } => Some((name.clone(), *precision, *scale)),
+            _ => None,
+        })
+        .collect();
     Ok(TextTable {
         provider,
-        schema,
-        timestamps,
+        columns: TextColumns {
+            schema,
+            timestamps,
+            zone: source.timezone,
+            decimals,
+        },
     })
 }
 
@@ -138,36 +212,55 @@ fn declared_fields(source: &Source) -> Vec<Field> {
     source
         .columns
         .iter()
-        .map(|(name, ty)| Field::new(name, read_type(ty), true))
+        .map(|(name, ty)| Field::new(name, read_type(ty, &source.format), true))
         .collect()
 }
 
-/// The first line of a file (up to [`FIRST_LINE_READ`] bytes), without a byte-order mark.
-async fn first_line(
+/// The first `count` lines of a file (all of a shorter one), read in growing ranges; and
+/// whether it starts with a byte-order mark, which is not part of the first line.
+async fn first_lines(
     source: &Source,
     url: &str,
     meta: &ObjectMeta,
     store: &Arc<dyn ObjectStore>,
-) -> Result<String, EngineError> {
-    let failed = |reason: String| EngineError::FirstLine {
-        table: source.name.clone(),
-        file: url.to_string(),
-        reason,
-    };
-    let end = meta.size.min(FIRST_LINE_READ);
-    let bytes = store
-        .get_range(&meta.location, 0..end)
-        .await
-        .map_err(|e| failed(e.to_string()))?;
-    let text = String::from_utf8_lossy(&bytes);
-    let text = text.trim_start_matches('\u{feff}');
-    match text.split_once('\n') {
-        Some((line, _)) => Ok(line.trim_end_matches('\r').to_string()),
-        None if end == meta.size => Ok(text.to_string()),
-        None => Err(failed(format!(
-            "it is longer than {} KiB",
-            FIRST_LINE_READ / 1024
-        ))),
+    count: usize,
+) -> Result<(Vec<String>, bool), EngineError> {
+    let mut end = meta.size.min(FIRST_LINES_READ);
+    loop {
+        let bytes = if end == 0 {
+            bytes::Bytes::new()
+        } else {
+            store
+                .get_range(&meta.location, 0..end)
+                .await
+                .map_err(|source| StorageError::Read {
+                    url: url.to_string(),
+                    source,
+                })?
+        };
+        let text = String::from_utf8_lossy(&bytes);
+        let bom = text.starts_with('\u{feff}');
+        let text = text.trim_start_matches('\u{feff}');
+        let whole = end == meta.size;
+        if whole || text.matches('\n').count() >= count {
+            let lines = text
+                .lines()
+                .take(count)
+                .map(|line| line.trim_end_matches('\r').to_string())
+                .collect();
+            return Ok((lines, bom));
+        }
+        if end >= FIRST_LINES_LIMIT {
+            return Err(EngineError::FirstLine {
+                table: source.name.clone(),
+                file: url.to_string(),
+                reason: format!(
+                    "its first lines are longer than {} MiB",
+                    FIRST_LINES_LIMIT >> 20
+                ),
+            });
+        }
+        end = (end * 4).min(meta.size).min(FIRST_LINES_LIMIT);
     }
 }
 
@@ -182,7 +275,8 @@ async fn common_header(
     let mut first: Option<(String, Vec<String>)> = None;
     for meta in files {
         let url = file_url(location, meta);
-        let line = first_line(source, &url, meta, store).await?;
+        let (lines, _) = first_lines(source, &url, meta, store, 1).await?;
+        let line = lines.into_iter().next().unwrap_or_default();
         let names = split_header(&line, delimiter).map_err(|reason| EngineError::FirstLine {
             table: source.name.clone(),
             file: url.clone(),
@@ -232,8 +326,9 @@ fn split_header(line: &str, delimiter: u8) -> Result<Vec<String>, String> {
     Ok(record.iter().map(|name| name.trim().to_string()).collect())
 }
 
-/// Fails when a declared column is in no file's first object: a misspelt name would
-/// otherwise read as a column of NULLs.
+/// Fails when a declared column is in none of each file's first objects (a misspelt name
+/// would otherwise read as a column of NULLs), or a file starts with a byte-order mark, which
+/// the JSON reader refuses.
 async fn json_fields_present(
     source: &Source,
     location: &Location,
@@ -243,23 +338,28 @@ async fn json_fields_present(
     let mut seen: Vec<String> = Vec::new();
     for meta in files {
         let url = file_url(location, meta);
-        let line = first_line(source, &url, meta, store).await?;
-        if line.trim().is_empty() {
-            continue;
+        let unreadable = |reason: String| EngineError::FirstLine {
+            table: source.name.clone(),
+            file: url.clone(),
+            reason,
+        };
+        let (lines, bom) = first_lines(source, &url, meta, store, JSON_SAMPLE).await?;
+        if bom {
+            return Err(unreadable(
+                "it starts with a byte-order mark, which JSON readers refuse: write it as \
+                 UTF-8 without one"
+                    .to_string(),
+            ));
         }
-        let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&line)
-            .map_err(|e| EngineError::FirstLine {
-                table: source.name.clone(),
-                file: url.clone(),
-                reason: format!("it is not a JSON object ({e})"),
-            })?;
-        seen.extend(
-            object
-                .keys()
-                .filter(|k| !seen.contains(k))
-                .cloned()
-                .collect::<Vec<_>>(),
-        );
+        for line in lines.iter().filter(|line| !line.trim().is_empty()) {
+            let object: serde_json::Map<String, serde_json::Value> = serde_json::from_str(line)
+                .map_err(|e| unreadable(format!("a line is not a JSON object ({e})")))?;
+            for key in object.keys() {
+                if !seen.contains(key) {
+                    seen.push(key.clone());
+                }
+            }
+        }
     }
     for (column, ty) in &source.columns {
         if !seen.contains(column) {
@@ -274,6 +374,104 @@ async fn json_fields_present(
         }
     }
     Ok(())
+}
+
+/// Decimals written as text, read exactly: a value with more decimal places than the
+/// column's scale, or more digits than its precision, fails naming the column and value.
+#[derive(Debug, PartialEq, Eq, Hash)]
+struct TextToDecimal {
+    column: String,
+    precision: u8,
+    scale: i8,
+    signature: Signature,
+}
+
+impl TextToDecimal {
+    fn new(column: &str, precision: u8, scale: i8) -> Self {
+        TextToDecimal {
+            column: column.to_string(),
+            precision,
+            scale,
+            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
+        }
+    }
+
+    /// The value in units of the scale; None for an empty text.
+    fn units(&self, text: &str) -> Result<Option<i128>> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        let fail = |why: &str| {
+            Err(DataFusionError::ArrowError(
+                Box::new(ArrowError::ParseError(format!(
+                    "column {}: '{text}' is not a decimal({},{}): {why}",
+                    self.column, self.precision, self.scale
+                ))),
+                None,
+            ))
+        };
+        let (negative, digits) = match text.strip_prefix('-') {
+            Some(rest) => (true, rest),
+            None => (false, text.strip_prefix('+').unwrap_or(text)),
+        };
+        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+        let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
+        if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction)
+        {
+            return fail("write digits with an optional '.' and sign");
+        }
+        let scale = usize::try_from(self.scale.max(0)).expect("a non-negative scale");
+        let fraction = fraction.trim_end_matches('0');
+        if fraction.len() > scale {
+            return fail("it has more decimal places than the column keeps");
+        }
+        let whole = whole.trim_start_matches('0');
+        if whole.len() + scale > usize::from(self.precision) {
+            return fail("it has more digits than the column holds");
+        }
+        let text = format!("{whole}{fraction:0<scale$}");
+        let units: i128 = if text.is_empty() {
+            0
+        } else {
+            text.parse().expect("digits")
+        };
+        Ok(Some(if negative { -units } else { units }))
+    }
+}
+
+impl ScalarUDFImpl for TextToDecimal {
+    fn name(&self) -> &str {
+        "text_to_decimal"
+    }
+
+    fn signature(&self) -> &Signature {
+        &self.signature
+    }
+
+    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
+        Ok(DataType::Decimal128(self.precision, self.scale))
+    }
+
+    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
+        let [value] = args.args.as_slice() else {
+            return exec_err!("text_to_decimal takes one argument");
+        };
+        let array = value.to_array(args.number_rows)?;
+        let units = array
+            .as_string::<i32>()
+            .iter()
+            .map(|text| text.map_or(Ok(None), |text| self.units(text)))
+            .collect::<Result<Vec<Option<i128>>>>()?;
+        let decimals =
+            Decimal128Array::from(units).with_precision_and_scale(self.precision, self.scale)?;
+        Ok(match value {
+            ColumnarValue::Scalar(_) => {
+                ColumnarValue::Scalar(ScalarValue::try_from_array(&decimals, 0)?)
+            }
+            ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(decimals)),
+        })
+    }
 }
 
 #[cfg(test)]
@@ -291,5 +489,31 @@ mod tests {
             ["Customer ID", "Accepts Email Marketing", "Total Spent"]
         );
         assert_eq!(split_header("a;b", b';').unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn decimals_read_exactly_or_fail() {
+        let amount = TextToDecimal::new("amount", 6, 2);
+        let units = |text: &str| amount.units(text).map_err(|e| e.to_string());
+        assert_eq!(units("12.3"), Ok(Some(1230)));
+        assert_eq!(units(" -0.05 "), Ok(Some(-5)));
+        assert_eq!(units("+7"), Ok(Some(700)));
+        assert_eq!(units("12.340"), Ok(Some(1234)));
+        assert_eq!(units("0012.34"), Ok(Some(1234)));
+        assert_eq!(units(""), Ok(None));
+        for (text, why) in [
+            ("12.349", "more decimal places"),
+            ("12345.6", "more digits"),
+            ("12.3x", "write digits"),
+            ("1e3", "write digits"),
+            (".", "write digits"),
+        ] {
+            let error = units(text).unwrap_err();
+            assert!(
+                error.contains(&format!("column amount: '{text}' is not a decimal(6,2)"))
+                    && error.contains(why),
+                "{text}: {error}"
+            );
+        }
     }
 }

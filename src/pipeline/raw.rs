@@ -29,6 +29,12 @@ impl Key {
     pub(super) fn line(&self) -> Option<usize> {
         line_of(&self.0)
     }
+
+    /// Where the key is written (line, then column), to restore the YAML's order of keys
+    /// that a map sorted by name lost.
+    pub(super) fn position(&self) -> (u64, u64) {
+        (self.0.referenced.line(), self.0.referenced.column())
+    }
 }
 
 impl PartialEq for Key {

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::str::FromStr;
 
 use super::diagnostics::did_you_mean;
-use super::model::{Pipeline, StepKind};
+use super::model::{Pipeline, Published, StepKind};
 
 /// One `--select` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,10 +40,7 @@ impl FromStr for Selector {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum SelectError {
-    #[error(
-        "--select {name}: pipeline '{pipeline}' has no source, step or segment named \
-         '{name}'{hint}"
-    )]
+    #[error("pipeline '{pipeline}' has no source, step or segment named '{name}'{hint}")]
     Unknown {
         pipeline: String,
         name: String,
@@ -70,7 +67,16 @@ impl Pipeline {
                 selected.extend(self.computed_from(&selector.name));
             }
         }
-        let needed = self.needed_by(&selected);
+        let mut needed = self.needed_by(&selected);
+        // Any segment left needs the known customers, whom a run counts rows against.
+        let segment_kept = self
+            .steps
+            .iter()
+            .any(|step| step.kind == StepKind::Segment && needed.contains(&step.name));
+        if segment_kept && !needed.contains(&self.members.table) {
+            needed.insert(self.members.table.clone());
+            needed = self.needed_by(&needed);
+        }
         self.steps.retain(|step| needed.contains(&step.name));
         self.segments.retain(|segment| needed.contains(segment));
         let (kept, left_out) = std::mem::take(&mut self.outputs)
@@ -81,11 +87,13 @@ impl Pipeline {
         Ok(self)
     }
 
-    /// The tables `step` reads that the run computes or registers: for segment_membership,
-    /// also the table of known customers it filters by.
-    fn inputs_of<'a>(&'a self, step: &'a super::model::Step) -> impl Iterator<Item = &'a str> {
-        let members = (step.kind == StepKind::Membership).then_some(self.members.table.as_str());
-        step.sql.tables.iter().map(String::as_str).chain(members)
+    /// The tables `step` reads; for `previous_t` and `history_t`, also `t`, whose columns
+    /// they take while nothing is published yet.
+    fn inputs_of(step: &super::model::Step) -> impl Iterator<Item = &str> {
+        step.sql.tables.iter().flat_map(|table| {
+            let published = Published::parse(table).map(|(_, output)| output);
+            std::iter::once(table.as_str()).chain(published)
+        })
     }
 
     /// Every step computed from `table`, directly or through other steps. Steps are in
@@ -93,7 +101,7 @@ impl Pipeline {
     fn computed_from(&self, table: &str) -> BTreeSet<String> {
         let mut reached = BTreeSet::from([table.to_string()]);
         for step in &self.steps {
-            if self.inputs_of(step).any(|input| reached.contains(input)) {
+            if Self::inputs_of(step).any(|input| reached.contains(input)) {
                 reached.insert(step.name.clone());
             }
         }
@@ -106,7 +114,7 @@ impl Pipeline {
         let mut needed = tables.clone();
         for step in self.steps.iter().rev() {
             if needed.contains(&step.name) {
-                needed.extend(self.inputs_of(step).map(str::to_string));
+                needed.extend(Self::inputs_of(step).map(str::to_string));
             }
         }
         needed

@@ -226,7 +226,7 @@ impl<'a> Validator<'a> {
                         .columns
                         .keys()
                         .find(|k| k.name() == column)
-                        .and_then(|k| k.line())
+                        .map(Key::position)
                 });
             }
             let timezone = self.timezone(source.timezone.as_ref());
@@ -263,13 +263,13 @@ impl<'a> Validator<'a> {
                     None => b',',
                     Some(text) => match text.value.as_str() {
                         "\\t" | "\t" => b'\t',
-                        one if one.len() == 1 => one.as_bytes()[0],
+                        one if one.len() == 1 && one.is_ascii() => one.as_bytes()[0],
                         other => {
                             self.problem(
                                 line_of(text),
                                 format!(
                                     "source '{name}': the CSV delimiter '{other}' must be one \
-                                     character (for a tab, write \"\\t\")"
+                                     ASCII character (for a tab, write \"\\t\")"
                                 ),
                             );
                             b','
@@ -304,11 +304,9 @@ impl<'a> Validator<'a> {
                 format!("source '{name}': csv settings need `format: csv`"),
             );
         }
-        if !matches!(format, SourceFormat::Parquet) {
+        if matches!(format, SourceFormat::Csv { .. }) {
             for (column, type_text) in &source.columns {
-                if matches!(ColumnType::parse(type_text), Some(ColumnType::List(_)))
-                    && matches!(format, SourceFormat::Csv { .. })
-                {
+                if matches!(ColumnType::parse(type_text), Some(ColumnType::List(_))) {
                     self.problem(
                         column.line(),
                         format!(

@@ -60,11 +60,17 @@ pub enum StorageError {
         #[source]
         source: object_store::Error,
     },
+    #[error("could not read {url}")]
+    Read {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
 }
 
 impl StorageError {
     /// A URL, scheme or store setting that is wrong is the user's to fix; a store that fails
-    /// to list or delete is the environment's.
+    /// to list, read or delete is the environment's.
     pub fn fault(&self) -> crate::fault::Fault {
         use crate::fault::Fault;
         match self {
@@ -74,6 +80,7 @@ impl StorageError {
             | StorageError::Connect { .. } => Fault::User,
             StorageError::Delete { .. }
             | StorageError::List { .. }
+            | StorageError::Read { .. }
             | StorageError::Unreachable { .. } => Fault::Environment,
         }
     }

@@ -184,6 +184,12 @@ fn show_computes_a_table_and_publishes_nothing() {
         );
     }
 
+    // segment_changes reads previous_segment_membership, of which nothing is published
+    // before AS_OF: it takes segment_membership's columns, so that step is computed too.
+    let changes = project.segflow(&["show", pipeline, "segment_changes", "--as-of", AS_OF]);
+    assert_eq!(changes.code, 0, "{changes:?}");
+    assert!(changes.stdout.contains("| segment "), "{changes:?}");
+
     let few = project.segflow(&["show", pipeline, "winback_candidates", "--limit", "3"]);
     assert_eq!(few.code, 0, "{few:?}");
     assert_eq!(shown_rows(&few.stdout).len(), 3, "{few:?}");
@@ -314,4 +320,32 @@ fn the_run_record_times_every_step_and_output() {
         let table = write["name"].as_str().unwrap();
         assert_eq!(write["rows"], rows[table], "{table}: {record}");
     }
+}
+
+#[test]
+fn a_var_with_more_decimal_places_than_its_column_is_refused() {
+    let project = Project::new(50, 100);
+    let pipeline = project.pipeline();
+    // net_revenue is a decimal with 2 places: 50.005 would be rounded to 50.01 by the cast.
+    let validated = project.segflow(&[
+        "validate",
+        pipeline.to_str().unwrap(),
+        "--var",
+        "winback_min_spend=50.005",
+    ]);
+    assert_eq!(validated.code, 1, "{validated:?}");
+    assert!(
+        validated.stderr.contains("winback_candidates.sql")
+            && validated.stderr.contains("$winback_min_spend")
+            && validated.stderr.contains("2 decimal places")
+            && validated.stderr.contains("50.005"),
+        "{validated:?}"
+    );
+    let fits = project.segflow(&[
+        "validate",
+        pipeline.to_str().unwrap(),
+        "--var",
+        "winback_min_spend=50.01",
+    ]);
+    assert_eq!(fits.code, 0, "{fits:?}");
 }

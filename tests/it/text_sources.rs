@@ -95,6 +95,13 @@ fn csv_and_json_exports_publish_what_parquet_publishes() {
         ],
     );
     let json_pipeline = text_pipeline(&project, "from_json", "json", &[]);
+    // A night with no orders leaves an empty file, or a header alone.
+    std::fs::write(json.join("orders/part-2.jsonl"), "").unwrap();
+    std::fs::write(
+        csv.join("orders/part-2.csv"),
+        "order_id,customer_id,ordered_at,total_amount,currency,status,refunded_amount,channel\n",
+    )
+    .unwrap();
     for (pipeline, data) in [(&csv_pipeline, &csv), (&json_pipeline, &json)] {
         let into = tempfile::tempdir().unwrap();
         let run = preview(&project, pipeline, data, into.path());
@@ -155,12 +162,26 @@ fn bad_text_sources_fail_naming_the_file_column_or_value() {
     lines[3] = lines[3].replacen(&format!(",{amount},"), ",12.3x,", 1);
     std::fs::write(&orders, lines.join("\n") + "\n").unwrap();
     fails(&["source 'orders'", "part-1.csv", "12.3x"]);
+    // More decimal places than the column keeps: refused, not cut to 12.34.
+    std::fs::write(
+        &orders,
+        lines.join("\n").replace(",12.3x,", ",12.349,") + "\n",
+    )
+    .unwrap();
+    fails(&[
+        "part-1.csv",
+        "column total_amount: '12.349' is not a decimal(12,2)",
+        "more decimal places",
+    ]);
     // A timestamp segflow cannot read: the column and the value.
     let mut lines: Vec<String> = original.lines().map(str::to_string).collect();
     let when = lines[2].split(',').nth(2).unwrap().to_string();
     lines[2] = lines[2].replacen(&when, "31/03/2026 10:00", 1);
     std::fs::write(&orders, lines.join("\n") + "\n").unwrap();
-    fails(&["ordered_at", "'31/03/2026 10:00' is not a timestamp"]);
+    fails(&[
+        "part-1.csv",
+        "column ordered_at: '31/03/2026 10:00' is not a timestamp",
+    ]);
     std::fs::write(&orders, &original).unwrap();
 
     // Spec mistakes, with their lines.
@@ -180,8 +201,62 @@ fn bad_text_sources_fail_naming_the_file_column_or_value() {
         ),
     )
     .unwrap();
-    fails(&["the CSV delimiter ';;' must be one character"]);
+    fails(&["the CSV delimiter ';;' must be one ASCII character"]);
     std::fs::write(&pipeline, &spec).unwrap();
     let run = preview(&project, &pipeline, &csv, into.path());
     assert_eq!(run.code, 0, "the files read again once mended: {run:?}");
+}
+
+#[test]
+fn csv_without_a_header_reads_columns_in_the_order_the_spec_lists_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("export")).unwrap();
+    std::fs::write(
+        root.join("export/orders.csv"),
+        "9001,17,12.50\n9002,18,-3.25\n",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("q.sql"),
+        "SELECT order_id, customer_id, amount FROM orders ORDER BY order_id",
+    )
+    .unwrap();
+    // Listed on one line and not alphabetically: the file's order, not the names', counts.
+    std::fs::write(
+        root.join("p.yaml"),
+        "name: headerless\n\
+         sources:\n  \
+           orders:\n    \
+             url: export/\n    \
+             format: csv\n    \
+             csv: { header: false }\n    \
+             columns: { order_id: bigint, customer_id: bigint, amount: 'decimal(8,2)' }\n\
+         steps:\n  \
+           - { name: listed, sql: q.sql }\n\
+         outputs:\n  \
+           - { table: listed, url: out/listed/ }\n",
+    )
+    .unwrap();
+    let shown = crate::common::run(
+        crate::common::segflow()
+            .current_dir(root)
+            .args(["show", "p.yaml", "LISTED"]),
+    );
+    assert_eq!(shown.code, 0, "{shown:?}");
+    let rows: Vec<Vec<&str>> = shown
+        .stdout
+        .lines()
+        .filter(|line| line.starts_with("| "))
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            vec!["order_id", "customer_id", "amount"],
+            vec!["9001", "17", "12.50"],
+            vec!["9002", "18", "-3.25"],
+        ],
+        "{shown:?}"
+    );
 }
