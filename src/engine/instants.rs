@@ -4,21 +4,20 @@
 //! own cast cannot apply (it fails on the autumn fold and the spring gap).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use chrono::DateTime;
 use chrono_tz::Tz;
 use datafusion::arrow::array::{AsArray, TimestampMicrosecondArray};
 use datafusion::arrow::datatypes::{DataType, TimeUnit, TimestampMicrosecondType};
-use datafusion::arrow::error::ArrowError;
-use datafusion::common::{Column, ScalarValue, exec_err};
-use datafusion::error::{DataFusionError, Result};
+use datafusion::common::{Column, exec_err};
+use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
     col,
 };
 use datafusion::prelude::DataFrame;
 
+use super::udf;
 use crate::wall_clock::instant_of;
 
 /// The type of every timestamp column that SQL sees.
@@ -133,17 +132,12 @@ impl TextToInstant {
                 .wall_clock
                 .instant(wall.and_utc().timestamp_micros(), offsets)
                 .map(Some),
-            // A parse error, as the CSV reader's own, so that the run names the file.
-            None => Err(DataFusionError::ArrowError(
-                Box::new(ArrowError::ParseError(format!(
-                    "column {}: '{text}' is not a timestamp segflow reads; write \
-                     2026-03-31 14:05:00 or 2026-03-31T14:05:00, with an offset (+02:00, \
-                     +0200, Z) for an instant, without one for a wall-clock time of the \
-                     source's timezone",
-                    self.column
-                ))),
-                None,
-            )),
+            None => Err(udf::parse_error(format!(
+                "column {}: '{text}' is not a timestamp segflow reads; write \
+                 2026-03-31 14:05:00 or 2026-03-31T14:05:00, with an offset (+02:00, +0200, \
+                 Z) for an instant, without one for a wall-clock time of the source's timezone",
+                self.column
+            ))),
         }
     }
 }
@@ -162,20 +156,10 @@ impl ScalarUDFImpl for TextToInstant {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [value] = args.args.as_slice() else {
-            return exec_err!("text_to_instant takes one argument");
-        };
-        let array = value.to_array(args.number_rows)?;
+        let (value, array) = udf::argument(&args, self.name())?;
         let mut offsets: HashMap<i64, i64> = HashMap::new();
-        let instants = array
-            .as_string::<i32>()
-            .iter()
-            .map(|text| match text {
-                Some(text) => self.instant(text, &mut offsets),
-                None => Ok(None),
-            })
-            .collect::<Result<Vec<Option<i64>>>>()?;
-        shaped_like(value, instants, self.wall_clock.shown_in)
+        let instants = udf::parse_texts(&array, |text| self.instant(text, &mut offsets))?;
+        udf::shaped_like(value, instants_in(instants, self.wall_clock.shown_in))
     }
 }
 
@@ -236,41 +220,30 @@ impl ScalarUDFImpl for WallClockToInstant {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [value] = args.args.as_slice() else {
-            return exec_err!("wall_clock_to_instant takes one argument");
-        };
-        let array = value.to_array(args.number_rows)?;
-        let local = array.as_primitive::<TimestampMicrosecondType>();
+        let (value, array) = udf::argument(&args, self.name())?;
         let mut offsets: HashMap<i64, i64> = HashMap::new();
-        let instants = local
+        let instants = array
+            .as_primitive::<TimestampMicrosecondType>()
             .iter()
-            .map(|value| {
-                value
+            .map(|local| {
+                local
                     .map(|micros| self.instant(micros, &mut offsets))
                     .transpose()
             })
             .collect::<Result<Vec<Option<i64>>>>()?;
-        shaped_like(value, instants, self.shown_in)
+        udf::shaped_like(value, instants_in(instants, self.shown_in))
     }
 }
 
-/// Instants (µs) shown in `zone`, as a scalar or an array as `input` was.
-fn shaped_like(
-    input: &ColumnarValue,
-    instants: Vec<Option<i64>>,
-    zone: Tz,
-) -> Result<ColumnarValue> {
-    let instants = TimestampMicrosecondArray::from(instants).with_timezone(zone.name());
-    Ok(match input {
-        ColumnarValue::Scalar(_) => {
-            ColumnarValue::Scalar(ScalarValue::try_from_array(&instants, 0)?)
-        }
-        ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(instants)),
-    })
+/// Instants (µs) shown in `zone`.
+fn instants_in(instants: Vec<Option<i64>>, zone: Tz) -> TimestampMicrosecondArray {
+    TimestampMicrosecondArray::from(instants).with_timezone(zone.name())
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+
     use super::*;
     use datafusion::arrow::array::Array;
     use datafusion::arrow::datatypes::Field;

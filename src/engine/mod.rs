@@ -37,6 +37,7 @@ mod scratch;
 mod session;
 mod sources;
 mod text;
+mod udf;
 
 pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};
 pub use params::Params;

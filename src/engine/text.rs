@@ -8,18 +8,17 @@
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use datafusion::arrow::array::{AsArray, Decimal128Array};
+use datafusion::arrow::array::Decimal128Array;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
-use datafusion::arrow::error::ArrowError;
 use datafusion::catalog::TableProvider;
-use datafusion::common::{Column, ScalarValue, exec_err};
+use datafusion::common::Column;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::csv::CsvFormat;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::error::{DataFusionError, Result};
+use datafusion::error::Result;
 use datafusion::logical_expr::{
     ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
     col,
@@ -27,8 +26,8 @@ use datafusion::logical_expr::{
 use datafusion::prelude::DataFrame;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
-use super::EngineError;
 use super::instants::text_to_instant;
+use super::{EngineError, udf};
 use crate::pipeline::{ColumnType, Source, SourceFormat, did_you_mean};
 use crate::storage::{Location, StorageError};
 
@@ -403,13 +402,10 @@ impl TextToDecimal {
             return Ok(None);
         }
         let fail = |why: &str| {
-            Err(DataFusionError::ArrowError(
-                Box::new(ArrowError::ParseError(format!(
-                    "column {}: '{text}' is not a decimal({},{}): {why}",
-                    self.column, self.precision, self.scale
-                ))),
-                None,
-            ))
+            Err(udf::parse_error(format!(
+                "column {}: '{text}' is not a decimal({},{}): {why}",
+                self.column, self.precision, self.scale
+            )))
         };
         let (negative, digits) = match text.strip_prefix('-') {
             Some(rest) => (true, rest),
@@ -454,23 +450,11 @@ impl ScalarUDFImpl for TextToDecimal {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let [value] = args.args.as_slice() else {
-            return exec_err!("text_to_decimal takes one argument");
-        };
-        let array = value.to_array(args.number_rows)?;
-        let units = array
-            .as_string::<i32>()
-            .iter()
-            .map(|text| text.map_or(Ok(None), |text| self.units(text)))
-            .collect::<Result<Vec<Option<i128>>>>()?;
+        let (value, array) = udf::argument(&args, self.name())?;
+        let units = udf::parse_texts(&array, |text| self.units(text))?;
         let decimals =
             Decimal128Array::from(units).with_precision_and_scale(self.precision, self.scale)?;
-        Ok(match value {
-            ColumnarValue::Scalar(_) => {
-                ColumnarValue::Scalar(ScalarValue::try_from_array(&decimals, 0)?)
-            }
-            ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(decimals)),
-        })
+        udf::shaped_like(value, decimals)
     }
 }
 

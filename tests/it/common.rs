@@ -341,6 +341,15 @@ pub fn table_text(out: &Path, table: &str, as_of: &str, drop: &[&str]) -> Vec<St
     rows
 }
 
+/// The cells of the table `segflow show` prints, its header first.
+pub fn shown_cells(stdout: &str) -> Vec<Vec<&str>> {
+    stdout
+        .lines()
+        .filter(|line| line.starts_with("| "))
+        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
+        .collect()
+}
+
 /// Asserts that two output folders published the same rows of `tables` for `as_of`, run ids
 /// aside.
 pub fn assert_same_outputs(left: &Path, right: &Path, tables: &[&str], as_of: &str) {

@@ -305,12 +305,7 @@ fn the_readme_shopify_mapping_reads_an_export_as_written() {
         "customers",
     ]));
     assert_eq!(shown.code, 0, "{shown:?}");
-    let rows: Vec<Vec<&str>> = shown
-        .stdout
-        .lines()
-        .filter(|line| line.starts_with("| "))
-        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows = crate::common::shown_cells(&shown.stdout);
     assert_eq!(
         rows,
         [

@@ -244,12 +244,7 @@ fn csv_without_a_header_reads_columns_in_the_order_the_spec_lists_them() {
             .args(["show", "p.yaml", "LISTED"]),
     );
     assert_eq!(shown.code, 0, "{shown:?}");
-    let rows: Vec<Vec<&str>> = shown
-        .stdout
-        .lines()
-        .filter(|line| line.starts_with("| "))
-        .map(|line| line.trim_matches('|').split('|').map(str::trim).collect())
-        .collect();
+    let rows = crate::common::shown_cells(&shown.stdout);
     assert_eq!(
         rows,
         [

@@ -1,0 +1,50 @@
+//! What segflow's column functions share: one argument in, a result of the same shape out,
+//! and a value that does not parse reported as the file readers report theirs, so that a run
+//! goes on to name the file that holds it.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::{Array, ArrayRef, AsArray};
+use datafusion::arrow::error::ArrowError;
+use datafusion::common::{ScalarValue, exec_err};
+use datafusion::error::{DataFusionError, Result};
+use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
+
+/// The one argument of the function `name`, and its values as an array.
+pub(super) fn argument<'a>(
+    args: &'a ScalarFunctionArgs,
+    name: &str,
+) -> Result<(&'a ColumnarValue, ArrayRef)> {
+    let [value] = args.args.as_slice() else {
+        return exec_err!("{name} takes one argument");
+    };
+    Ok((value, value.to_array(args.number_rows)?))
+}
+
+/// Each text of a string array through `parse` (NULL stays NULL).
+pub(super) fn parse_texts<T>(
+    array: &ArrayRef,
+    mut parse: impl FnMut(&str) -> Result<Option<T>>,
+) -> Result<Vec<Option<T>>> {
+    array
+        .as_string::<i32>()
+        .iter()
+        .map(|text| text.map_or(Ok(None), &mut parse))
+        .collect()
+}
+
+/// `output` as a scalar or an array, as `input` was.
+pub(super) fn shaped_like(
+    input: &ColumnarValue,
+    output: impl Array + 'static,
+) -> Result<ColumnarValue> {
+    Ok(match input {
+        ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&output, 0)?),
+        ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(output)),
+    })
+}
+
+/// A value that does not parse, as the CSV and JSON readers report theirs.
+pub(super) fn parse_error(message: String) -> DataFusionError {
+    DataFusionError::ArrowError(Box::new(ArrowError::ParseError(message)), None)
+}
