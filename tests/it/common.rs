@@ -350,6 +350,18 @@ pub fn shown_cells(stdout: &str) -> Vec<Vec<&str>> {
         .collect()
 }
 
+/// The shipped pipeline's outputs that two runs of one date on the same facts must publish
+/// alike (segment_changes and rfm_cutpoints follow from these).
+pub const COMPARED_OUTPUTS: [&str; 7] = [
+    "customer_features",
+    "rfm",
+    "segment_membership",
+    "customer_profile",
+    "segment_summary",
+    "winback_list",
+    "winback_suppressed",
+];
+
 /// Asserts that two output folders published the same rows of `tables` for `as_of`, run ids
 /// aside.
 pub fn assert_same_outputs(left: &Path, right: &Path, tables: &[&str], as_of: &str) {

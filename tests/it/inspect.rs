@@ -4,7 +4,9 @@
 
 use std::path::Path;
 
-use crate::common::{AS_OF, Project, assert_same_outputs, snapshot_of, table_text};
+use crate::common::{
+    AS_OF, COMPARED_OUTPUTS, Project, assert_same_outputs, snapshot_of, table_text,
+};
 
 /// A zone far from UTC, so that an instant rendered without its zone would shift the day.
 const ZONE: &str = "Asia/Kolkata";
@@ -84,16 +86,7 @@ fn rendered_sql_computes_what_the_step_computes() {
         again.path().to_str().unwrap(),
     ]);
     assert_eq!(rerun.code, 0, "{rerun:?}");
-    let tables = [
-        "customer_features",
-        "rfm",
-        "segment_membership",
-        "customer_profile",
-        "segment_summary",
-        "winback_list",
-        "winback_suppressed",
-    ];
-    assert_same_outputs(again.path(), &project.out(), &tables, AS_OF);
+    assert_same_outputs(again.path(), &project.out(), &COMPARED_OUTPUTS, AS_OF);
 }
 
 #[test]

@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{AS_OF, Project, assert_same_outputs, outcome};
+use crate::common::{AS_OF, COMPARED_OUTPUTS, Project, assert_same_outputs, outcome};
 
 /// The project's Parquet data written again as CSV and JSON (tests/it/text_sources.py),
 /// in `csv/` and `json/` beside `data/`.
@@ -106,15 +106,7 @@ fn csv_and_json_exports_publish_what_parquet_publishes() {
         let into = tempfile::tempdir().unwrap();
         let run = preview(&project, pipeline, data, into.path());
         assert_eq!(run.code, 0, "{}: {run:?}", pipeline.display());
-        let tables = [
-            "customer_features",
-            "rfm",
-            "segment_membership",
-            "customer_profile",
-            "segment_summary",
-            "winback_list",
-        ];
-        assert_same_outputs(into.path(), &project.out(), &tables, AS_OF);
+        assert_same_outputs(into.path(), &project.out(), &COMPARED_OUTPUTS, AS_OF);
     }
 }
 
