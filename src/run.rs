@@ -10,7 +10,9 @@ use chrono::NaiveDate;
 use datafusion::arrow::array::RecordBatch;
 
 use crate::cancel::{Cancel, CancelReason};
-use crate::engine::{Engine, EngineError, Params, Scratch, StepResult};
+use futures::{FutureExt, StreamExt, TryStreamExt};
+
+use crate::engine::{Engine, EngineError, Params, ParquetTarget, Scratch, StepResult};
 use crate::pipeline::{Pipeline, Published, SelectError, Selector, Step};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
@@ -306,8 +308,10 @@ async fn run_on_engine(
     };
     let worked = tokio::select! {
         worked = async {
-            let planned = plan_steps(pipeline, request, (&engine, &storage), &scratch, progress).await?;
-            let writes = stage_outputs(pipeline, &engine, &mut publications, progress).await?;
+            let targets = Targets::new(pipeline, &publications, &scratch);
+            let planned = plan_steps(pipeline, request, (&engine, &storage), &targets, progress).await?;
+            let written_by_steps = targets.outputs_written(&planned.steps);
+            let writes = stage_outputs(pipeline, &engine, &mut publications, &written_by_steps, progress).await?;
             Ok((planned, writes))
         } => worked,
         reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
@@ -416,7 +420,6 @@ async fn name_damaged_file(engine: &Engine, error: RunError) -> RunError {
     let unreadable = matches!(
         error,
         RunError::Engine(EngineError::UnreadableData { .. } | EngineError::UnparsedText { .. })
-            | RunError::Publish(PublishError::UnreadableData { .. })
     );
     if !unreadable {
         return error;
@@ -436,34 +439,80 @@ struct StepsDone {
     unmatched: BTreeMap<String, Unmatched>,
 }
 
-/// Checks the sources' keys, and adds every step to the engine,
-/// materialising into `scratch` the steps that later steps read. Also counts, per source,
-/// the rows that belong to no known customer.
+/// Where each step that is used twice or more is materialised: into the staging folder of
+/// its publication when it is an output (so that its files are written once, as published),
+/// else into the run's scratch folder.
+struct Targets<'a> {
+    uses: HashMap<&'a str, usize>,
+    /// The staging of each published table's first output, by its index among the outputs.
+    outputs: HashMap<&'a str, (usize, ParquetTarget)>,
+    scratch: &'a Scratch,
+}
+
+impl<'a> Targets<'a> {
+    fn new(
+        pipeline: &'a Pipeline,
+        publications: &[Box<dyn Publication>],
+        scratch: &'a Scratch,
+    ) -> Targets<'a> {
+        let mut outputs = HashMap::new();
+        for (index, (output, publication)) in pipeline.outputs.iter().zip(publications).enumerate()
+        {
+            outputs
+                .entry(output.table.as_str())
+                .or_insert_with(|| (index, publication.staging().clone()));
+        }
+        Targets {
+            uses: step_uses(pipeline),
+            outputs,
+            scratch,
+        }
+    }
+
+    /// A step used twice or more (read by later steps, or read and published) is computed
+    /// once into Parquet files; one used once is planned into its one reader, or is written
+    /// straight from its plan into its output's files.
+    fn of(&self, step: &str) -> StepResult {
+        if self.uses.get(step).copied().unwrap_or(0) < 2 {
+            return StepResult::View;
+        }
+        match self.outputs.get(step) {
+            Some((_, staging)) => StepResult::Materialize(Box::new(staging.clone())),
+            None => StepResult::Materialize(Box::new(self.scratch.target_of(step))),
+        }
+    }
+
+    /// The outputs (by index) whose files a materialised step already wrote.
+    fn outputs_written(&self, steps: &[Timing]) -> BTreeSet<usize> {
+        steps
+            .iter()
+            .filter(|step| step.rows.is_some())
+            .filter_map(|step| self.outputs.get(step.name.as_str()))
+            .map(|(index, _)| *index)
+            .collect()
+    }
+}
+
+/// Checks the sources' keys, and adds every step to the engine, materialising the steps
+/// that are used twice or more where `targets` says. Also counts, per source, the rows
+/// that belong to no known customer.
 async fn plan_steps(
     pipeline: &Pipeline,
     request: &RunRequest,
     (engine, storage): (&Engine, &Storage),
-    scratch: &Scratch,
+    targets: &Targets<'_>,
     progress: &Progress,
 ) -> Result<StepsDone, RunError> {
     for source in &pipeline.sources {
         engine.check_key(source).await?;
     }
     let params = request.params(pipeline);
-    let uses = step_uses(pipeline);
     let count = pipeline.steps.len();
     let mut timings = Vec::with_capacity(count);
     for (done, step) in pipeline.steps.iter().enumerate() {
         progress.message(format!("step {}", step.name));
         let started = Instant::now();
-        // A step used twice or more (read by later steps, or read and published) is computed
-        // once into scratch Parquet; one used once is planned into its one reader, or
-        // streams straight from its plan into the output files.
-        let result = if uses.get(step.name.as_str()).copied().unwrap_or(0) > 1 {
-            StepResult::Materialize { scratch }
-        } else {
-            StepResult::View
-        };
+        let result = targets.of(&step.name);
         register_published(pipeline, engine, storage, step, request.as_of).await?;
         let rows = engine.add_step(step, &params, result).await?;
         let seconds = started.elapsed().as_secs_f64();
@@ -556,41 +605,117 @@ async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunErr
     Ok(engine)
 }
 
+/// How many outputs are written at once. Each write runs its own query and DataFusion's
+/// Parquet writer, which encodes in parallel too; writing two at once keeps both cores of a
+/// small machine busy through the single-threaded parts of each (BENCHMARKS.md).
+const CONCURRENT_WRITES: usize = 2;
+
+/// Has the engine write every output into its publication's staging folder (but those that
+/// a materialised step wrote already: `written_by_steps`), a few at a time, and hands
+/// each publication its files.
 async fn stage_outputs(
     pipeline: &Pipeline,
     engine: &Engine,
     publications: &mut [Box<dyn Publication>],
+    written_by_steps: &BTreeSet<usize>,
     progress: &Progress,
 ) -> Result<Vec<Timing>, RunError> {
-    let count = pipeline.outputs.len();
-    let mut timings = Vec::with_capacity(count);
-    for (done, (output, publication)) in pipeline.outputs.iter().zip(publications).enumerate() {
-        progress.message(format!("writing {}", output.table));
-        let started = Instant::now();
-        let stream = engine.stream(&output.table).await?;
-        let on_rows = |rows: u64| {
-            progress.message(format!(
-                "writing {}: {} rows",
-                output.table,
-                thousands(rows)
-            ))
-        };
-        let rows = publication.stage(stream, &on_rows).await?;
-        let seconds = started.elapsed().as_secs_f64();
-        tracing::info!(pipeline = %pipeline.name, table = %output.table, rows, seconds, "Output staged.");
-        progress.done(format!(
-            "{}/{count} wrote {}: {} rows ({seconds:.2} s)",
-            done + 1,
-            output.table,
-            thousands(rows)
-        ));
-        timings.push(Timing {
-            name: output.table.clone(),
-            seconds,
-            rows: Some(rows),
-        });
+    let writing = Writing {
+        progress,
+        count: pipeline.outputs.len(),
+        tables: Default::default(),
+        done: Default::default(),
+    };
+    let writes: Vec<_> = pipeline
+        .outputs
+        .iter()
+        .zip(publications.iter_mut())
+        .enumerate()
+        .map(|(index, (output, publication))| {
+            let written = written_by_steps.contains(&index);
+            stage_output(
+                pipeline,
+                engine,
+                &output.table,
+                publication,
+                written,
+                &writing,
+            )
+            .boxed()
+        })
+        .collect();
+    futures::stream::iter(writes)
+        .buffer_unordered(CONCURRENT_WRITES)
+        .try_collect()
+        .await
+}
+
+/// Stages one output: has the engine write it unless `written` already, then hands the
+/// publication its files.
+async fn stage_output(
+    pipeline: &Pipeline,
+    engine: &Engine,
+    table: &str,
+    publication: &mut Box<dyn Publication>,
+    written: bool,
+    writing: &Writing<'_>,
+) -> Result<Timing, RunError> {
+    let started = Instant::now();
+    let schema = if written {
+        engine.schema(table).await?
+    } else {
+        writing.started(table);
+        let (schema, _) = engine.write(table, publication.staging()).await?;
+        writing.ended(table);
+        schema
+    };
+    let rows = publication.staged(schema).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    tracing::info!(pipeline = %pipeline.name, table = %table, rows, seconds, "Output staged.");
+    writing.done(format!(
+        "wrote {table}: {} rows ({seconds:.2} s)",
+        thousands(rows)
+    ));
+    Ok(Timing {
+        name: table.to_string(),
+        seconds,
+        rows: Some(rows),
+    })
+}
+
+/// The terminal's view of outputs written at once: which are being written, and how many
+/// are done.
+struct Writing<'a> {
+    progress: &'a Progress,
+    count: usize,
+    tables: std::sync::Mutex<Vec<String>>,
+    done: std::sync::atomic::AtomicUsize,
+}
+
+impl Writing<'_> {
+    fn started(&self, table: &str) {
+        let mut tables = self.tables.lock().expect("progress lock");
+        tables.push(table.to_string());
+        self.show(&tables);
     }
-    Ok(timings)
+
+    fn ended(&self, table: &str) {
+        let mut tables = self.tables.lock().expect("progress lock");
+        tables.retain(|t| t != table);
+        self.show(&tables);
+    }
+
+    fn show(&self, tables: &[String]) {
+        if !tables.is_empty() {
+            self.progress
+                .message(format!("writing {}", tables.join(", ")));
+        }
+    }
+
+    fn done(&self, what: String) {
+        let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+        self.progress.done(format!("{done}/{} {what}", self.count));
+    }
 }
 
 /// `1234567` as `1,234,567`, for people reading a terminal.

@@ -101,6 +101,8 @@ pub enum EngineError {
     UnparsedText { otherwise: Box<EngineError> },
     #[error("computing '{table}': {message}")]
     Query { table: String, message: String },
+    #[error("output '{table}': computing its rows failed: {message}")]
+    Output { table: String, message: String },
     #[error(
         "source '{table}': {url} cannot be read: {reason}. The file is damaged or was written \
          incompletely: replace it, or move it out of the source's folder"

@@ -14,6 +14,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::tree_node::Transformed;
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -21,7 +22,6 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SQLOptions, SessionContext, lit};
 use datafusion::scalar::ScalarValue;
 
@@ -43,11 +43,23 @@ pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_
 pub use params::Params;
 pub use scratch::Scratch;
 
-/// Where a planned step's result goes: a view (planning only, or read once), or a
-/// materialised Parquet copy in the run's scratch folder (read by several later steps).
-pub enum StepResult<'a> {
+/// Where a planned step's result goes: a view (planning only, or read once), or Parquet
+/// files that later steps read (a step read several times: in the run's scratch folder, or
+/// in its publication's staging folder when it is also an output, so that it is written
+/// once).
+pub enum StepResult {
     View,
-    Materialize { scratch: &'a Scratch },
+    Materialize(Box<ParquetTarget>),
+}
+
+/// A folder the engine writes a table into as Parquet files, and how.
+#[derive(Debug, Clone)]
+pub struct ParquetTarget {
+    pub folder: Location,
+    pub options: TableParquetOptions,
+    /// Write the files one after another, in the rows' order, starting a new one every so
+    /// many rows; without it DataFusion writes several files at once, in no order.
+    pub file_rows: Option<usize>,
 }
 
 pub struct Engine {
@@ -178,7 +190,7 @@ impl Engine {
         &self,
         step: &Step,
         params: &Params,
-        result: StepResult<'_>,
+        result: StepResult,
     ) -> Result<Option<u64>, EngineError> {
         let mut frame = self.plan(step, params).await?;
         if step.kind == StepKind::Segment
@@ -196,22 +208,18 @@ impl Engine {
                     .map_err(|e| self.plan_error(step, e))?;
                 Ok(None)
             }
-            StepResult::Materialize { scratch } => {
-                let location = scratch.folder_of(&step.name);
+            StepResult::Materialize(target) => {
                 let schema = Arc::new(frame.schema().as_arrow().clone());
-                let written = frame
-                    .write_parquet(
-                        location.as_str(),
-                        Default::default(),
-                        Some(scratch_format()),
-                    )
+                let rows = write_parquet(frame, &target)
                     .await
                     .map_err(|e| self.execute_error(step, e))?;
-                let listing = self.listing(&step.name, &location, schema, false).await?;
+                let listing = self
+                    .listing(&step.name, &target.folder, schema, false)
+                    .await?;
                 self.ctx
                     .register_table(step.name.as_str(), listing)
                     .map_err(|e| self.plan_error(step, e))?;
-                Ok(rows_written(&written))
+                Ok(Some(rows))
             }
         }
     }
@@ -327,14 +335,36 @@ impl Engine {
             .map_err(failed)
     }
 
-    /// The rows of a registered table, as a stream (nothing is collected in memory).
-    pub async fn stream(&self, table: &str) -> Result<SendableRecordBatchStream, EngineError> {
-        let failed = |source| EngineError::Execute {
-            step: table.to_string(),
-            source,
+    /// Writes the rows of a registered table (an output) into `target`; returns how many
+    /// there were. Returns the table's schema too, as written.
+    pub async fn write(
+        &self,
+        table: &str,
+        target: &ParquetTarget,
+    ) -> Result<(SchemaRef, u64), EngineError> {
+        let failed = |error| {
+            self.query_error(table, error, |error| EngineError::Output {
+                table: table.to_string(),
+                message: describe(&error),
+            })
         };
         let frame = self.ctx.table(table).await.map_err(failed)?;
-        frame.execute_stream().await.map_err(failed)
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let rows = write_parquet(frame, target).await.map_err(failed)?;
+        Ok((schema, rows))
+    }
+
+    /// The schema of a registered table.
+    pub async fn schema(&self, table: &str) -> Result<SchemaRef, EngineError> {
+        let frame = self
+            .ctx
+            .table(table)
+            .await
+            .map_err(|e| EngineError::Output {
+                table: table.to_string(),
+                message: describe(&e),
+            })?;
+        Ok(Arc::new(frame.schema().as_arrow().clone()))
     }
 
     fn plan_message(&self, step: &Step, message: String) -> EngineError {
@@ -381,22 +411,40 @@ impl Engine {
     }
 }
 
-/// The row count that DataFusion's writers return, one `count` column.
-fn rows_written(batches: &[RecordBatch]) -> Option<u64> {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::UInt64Type;
-    let batch = batches.first()?;
-    let counts = batch.columns().first()?.as_primitive_opt::<UInt64Type>()?;
-    Some(counts.iter().flatten().sum())
+/// Writes `frame` into `target` with DataFusion's Parquet writer (which encodes the columns
+/// of a row group in parallel); returns the rows written.
+pub async fn write_parquet(
+    frame: DataFrame,
+    target: &ParquetTarget,
+) -> Result<u64, DataFusionError> {
+    let (mut state, plan) = frame.into_parts();
+    if let Some(rows) = target.file_rows {
+        let options = state.config_mut().options_mut();
+        options.set("datafusion.execution.minimum_parallel_output_files", "1")?;
+        options.set(
+            "datafusion.execution.soft_max_rows_per_output_file",
+            &rows.to_string(),
+        )?;
+    }
+    let written = DataFrame::new(state, plan)
+        .write_parquet(
+            target.folder.as_str(),
+            DataFrameWriteOptions::new(),
+            Some(target.options.clone()),
+        )
+        .await?;
+    Ok(rows_written(&written))
 }
 
-/// Parquet settings for a run's own intermediate files: written once, read back from the
-/// page cache a few times and deleted with the run, so compressing them costs more time than
-/// it saves (zstd took a third of the time of materialising 10M paid orders).
-fn scratch_format() -> TableParquetOptions {
-    let mut options = TableParquetOptions::default();
-    options.global.compression = Some("uncompressed".to_string());
-    options
+/// The row count that DataFusion's writers return, one `count` column.
+fn rows_written(batches: &[RecordBatch]) -> u64 {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::UInt64Type;
+    batches
+        .iter()
+        .filter_map(|batch| batch.columns().first()?.as_primitive_opt::<UInt64Type>())
+        .flat_map(|counts| counts.iter().flatten())
+        .sum()
 }
 
 /// The parameters a plan uses, with the type each place expects where DataFusion can tell

@@ -6,20 +6,16 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use futures::StreamExt;
-use object_store::{ObjectStore, ObjectStoreExt};
-use parquet::arrow::async_reader::MetadataFetch;
+use object_store::ObjectStore;
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::errors::ParquetError;
-use parquet::file::metadata::{PageIndexPolicy, ParquetMetaDataReader};
 
 use super::instants::instant_type;
 use super::{EngineError, TypeConflict};
 use crate::pipeline::{Source, did_you_mean};
-use crate::storage::Location;
+use crate::storage::{Location, parquet_footer};
 
 const FOOTER_READS_IN_FLIGHT: usize = 16;
-/// Most footers fit in one read of this size.
-const FOOTER_PREFETCH: usize = 64 * 1024;
 
 /// One Parquet file of a source, as its footer describes it.
 pub(super) struct SourceFile {
@@ -266,44 +262,17 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     })
 }
 
-/// The Arrow schema of a Parquet file, from its footer and page index alone.
+/// The Arrow schema of a Parquet file, from its footer and page index alone. The page index
+/// is read too, where there is one: DataFusion reads it to skip pages, and a corrupt one is
+/// better named here, with its file, than later in some step.
 async fn read_footer_schema(
     store: Arc<dyn ObjectStore>,
     meta: &object_store::ObjectMeta,
 ) -> Result<SchemaRef, ParquetError> {
-    let mut footer = Footer {
-        store,
-        path: meta.location.clone(),
-    };
-    // The page index too, where there is one: DataFusion reads it to skip pages, and a
-    // corrupt one is better named here, with its file, than later in some step.
-    let metadata = ParquetMetaDataReader::new()
-        .with_page_index_policy(PageIndexPolicy::Optional)
-        .with_prefetch_hint(Some(FOOTER_PREFETCH))
-        .load_and_finish(&mut footer, meta.size)
-        .await?;
+    let metadata = parquet_footer(store, meta, true).await?;
     let file = metadata.file_metadata();
     let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
     Ok(Arc::new(schema))
-}
-
-struct Footer {
-    store: Arc<dyn ObjectStore>,
-    path: object_store::path::Path,
-}
-
-impl MetadataFetch for &mut Footer {
-    fn fetch(
-        &mut self,
-        range: std::ops::Range<u64>,
-    ) -> futures::future::BoxFuture<'_, parquet::errors::Result<bytes::Bytes>> {
-        Box::pin(async move {
-            self.store
-                .get_range(&self.path, range)
-                .await
-                .map_err(|e| ParquetError::External(Box::new(e)))
-        })
-    }
 }
 
 #[cfg(test)]

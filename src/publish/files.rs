@@ -1,25 +1,44 @@
 //! The Parquet files an output is written as: zstd, row groups small enough to skip by
-//! statistics, a new file every so many rows so that readers can split work.
+//! statistics, a new file every so many rows so that readers can split work. The engine
+//! writes them into a publication's staging folder with these settings (DataFusion's
+//! writer, which encodes the columns of a row group in parallel); this module takes stock of
+//! what it wrote.
 
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::config::TableParquetOptions;
+use datafusion::common::file_options::parquet_writer::ParquetWriterOptions;
 use object_store::buffered::BufWriter;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use parquet::arrow::AsyncArrowWriter;
-use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 
 use super::{PublishError, store_error, write_error};
+use crate::engine::ParquetTarget;
+use crate::storage::{Location, parquet_footer};
 
 /// Rows per row group: small enough for readers to skip by statistics, large enough to
 /// compress well (DuckDB writes 122,880; Spark targets about 128 MiB).
 const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Rows per file before a new file is started, so that readers can split work.
-pub(super) const FILE_ROWS: u64 = 4 * 1024 * 1024;
+const FILE_ROWS: usize = 4 * 1024 * 1024;
 
-/// A written file: its name, rows and size.
+/// How an output's files are written into `folder`.
+pub(super) fn target(folder: Location) -> ParquetTarget {
+    let mut options = TableParquetOptions::default();
+    options.global.compression = Some("zstd(3)".to_string());
+    options.global.max_row_group_size = ROW_GROUP_ROWS;
+    options.global.statistics_enabled = Some("page".to_string());
+    options.global.created_by = format!("segflow {}", env!("CARGO_PKG_VERSION"));
+    ParquetTarget {
+        folder,
+        options,
+        file_rows: Some(FILE_ROWS),
+    }
+}
+
+/// A written file: where it is staged, the name it is published under, its rows and size.
 #[derive(Debug, Clone, PartialEq)]
 pub(super) struct WrittenFile {
     pub(super) path: Path,
@@ -28,81 +47,58 @@ pub(super) struct WrittenFile {
     pub(super) bytes: u64,
 }
 
-/// A file being written.
-pub(super) struct OpenFile {
-    name: String,
-    path: Path,
-    writer: AsyncArrowWriter<BufWriter>,
-    pub(super) rows: u64,
+/// The rows of a written file, from its footer.
+pub(super) async fn rows_of(
+    table: &str,
+    store: &Arc<dyn ObjectStore>,
+    file: &ObjectMeta,
+) -> Result<u64, PublishError> {
+    let metadata = parquet_footer(Arc::clone(store), file, false)
+        .await
+        .map_err(|e| write_error(table, &file.location, e))?;
+    Ok(u64::try_from(metadata.file_metadata().num_rows()).unwrap_or_default())
 }
 
-impl OpenFile {
-    /// Starts `name` in `folder`, a file of `table`'s rows.
-    pub(super) fn create(
-        table: &str,
-        store: &Arc<dyn ObjectStore>,
-        folder: &crate::storage::Location,
-        name: String,
-        schema: &SchemaRef,
-    ) -> Result<OpenFile, PublishError> {
-        let path = folder.join(&name).path();
-        let properties = WriterProperties::builder()
-            .set_compression(Compression::ZSTD(
-                ZstdLevel::try_new(3).expect("level 3 is valid"),
-            ))
-            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
-            .set_statistics_enabled(EnabledStatistics::Page)
-            .set_created_by(format!("segflow {}", env!("CARGO_PKG_VERSION")))
-            .build();
-        let sink = BufWriter::new(Arc::clone(store), path.clone());
-        let writer = AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(properties))
-            .map_err(|e| write_error(table, &path, e))?;
-        Ok(OpenFile {
-            name,
-            path,
-            writer,
-            rows: 0,
-        })
-    }
+/// Writes a file of `schema` with no rows at `path`, so that an empty output is still a
+/// file that readers open, with its columns.
+pub(super) async fn write_empty(
+    table: &str,
+    store: &Arc<dyn ObjectStore>,
+    path: &Path,
+    schema: &SchemaRef,
+    target: &ParquetTarget,
+) -> Result<u64, PublishError> {
+    let mut options = target.options.clone();
+    options.arrow_schema(schema);
+    let properties = ParquetWriterOptions::try_from(&options)
+        .map_err(|e| {
+            write_error(
+                table,
+                path,
+                parquet::errors::ParquetError::External(e.into()),
+            )
+        })?
+        .writer_options()
+        .clone();
+    let sink = BufWriter::new(Arc::clone(store), path.clone());
+    let writer = AsyncArrowWriter::try_new(sink, Arc::clone(schema), Some(properties))
+        .map_err(|e| write_error(table, path, e))?;
+    writer
+        .close()
+        .await
+        .map_err(|e| write_error(table, path, e))?;
+    let bytes = store
+        .head(path)
+        .await
+        .map_err(|source| store_error(table, "read back", path, source))?
+        .size;
+    Ok(bytes)
+}
 
-    pub(super) async fn write(
-        &mut self,
-        table: &str,
-        batch: &datafusion::arrow::record_batch::RecordBatch,
-    ) -> Result<(), PublishError> {
-        self.writer
-            .write(batch)
-            .await
-            .map_err(|e| write_error(table, &self.path, e))?;
-        self.rows += batch.num_rows() as u64;
-        Ok(())
-    }
-
-    pub(super) async fn close(
-        self,
-        table: &str,
-        store: &dyn ObjectStore,
-    ) -> Result<WrittenFile, PublishError> {
-        let OpenFile {
-            name,
-            path,
-            writer,
-            rows,
-        } = self;
-        writer
-            .close()
-            .await
-            .map_err(|e| write_error(table, &path, e))?;
-        let bytes = store
-            .head(&path)
-            .await
-            .map_err(|source| store_error(table, "read back", &path, source))?
-            .size;
-        Ok(WrittenFile {
-            path,
-            name,
-            rows,
-            bytes,
-        })
-    }
+/// The order DataFusion wrote a folder's files in: its names end in `_<index>.parquet`.
+pub(super) fn write_index(name: &str) -> u64 {
+    name.strip_suffix(".parquet")
+        .and_then(|stem| stem.rsplit('_').next())
+        .and_then(|index| index.parse().ok())
+        .unwrap_or(u64::MAX)
 }

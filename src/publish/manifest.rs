@@ -17,16 +17,13 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::physical_plan::SendableRecordBatchStream;
-use futures::StreamExt;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
-use super::files::{FILE_ROWS, OpenFile, WrittenFile};
-use super::{
-    Committed, Partition, Publication, PublishError, PublishingRun, Sink, query_error, store_error,
-};
+use super::files::{self, WrittenFile};
+use super::{Committed, Partition, Publication, PublishError, PublishingRun, Sink, store_error};
+use crate::engine::ParquetTarget;
 use crate::pipeline::Output;
 use crate::storage::{Location, Storage, StorageError, SwapError, read_versioned};
 
@@ -99,7 +96,6 @@ pub(super) struct ManifestSink {
     table: String,
     location: Location,
     options: BTreeMap<String, String>,
-    file_rows: u64,
 }
 
 impl ManifestSink {
@@ -109,7 +105,6 @@ impl ManifestSink {
             table: output.table.clone(),
             location: output.location.clone(),
             options: output.options.clone(),
-            file_rows: FILE_ROWS,
         }
     }
 
@@ -264,6 +259,7 @@ impl Sink for ManifestSink {
         }
         self.sweep_staging(store.as_ref(), &run.ended_runs).await;
         Ok(Box::new(ManifestPublication {
+            target: files::target(self.staging(&run.run_id)),
             sink: self.clone(),
             store,
             run: run.clone(),
@@ -281,6 +277,7 @@ struct Staged {
 
 struct ManifestPublication {
     sink: ManifestSink,
+    target: ParquetTarget,
     store: Arc<dyn ObjectStore>,
     run: PublishingRun,
     current: Current,
@@ -289,37 +286,50 @@ struct ManifestPublication {
 
 #[async_trait]
 impl Publication for ManifestPublication {
-    async fn stage(
-        &mut self,
-        mut rows: SendableRecordBatchStream,
-        on_rows: &(dyn Fn(u64) + Sync),
-    ) -> Result<u64, PublishError> {
+    fn staging(&self) -> &ParquetTarget {
+        &self.target
+    }
+
+    /// Lists the staging folder: the engine's files, in the order it wrote them, each to be
+    /// published as `part-<run id>-<index>.zstd.parquet`. An output without rows gets one
+    /// empty file, so that readers still find its columns.
+    async fn staged(&mut self, schema: SchemaRef) -> Result<u64, PublishError> {
         let table = self.sink.table.clone();
-        let schema = rows.schema();
+        let mut written = self
+            .sink
+            .storage
+            .list(&self.target.folder, self.store.as_ref())
+            .await?;
+        written.sort_by_key(|object| {
+            files::write_index(object.location.filename().unwrap_or_default())
+        });
         let mut staged = Staged {
             schema: Arc::clone(&schema),
             files: Vec::new(),
         };
-        let mut file = self.open_file(&schema, 0)?;
-        let mut total = 0u64;
-        while let Some(batch) = rows.next().await {
-            let batch = batch.map_err(|e| query_error(&table, e))?;
-            total += batch.num_rows() as u64;
-            file.write(&table, &batch).await?;
-            on_rows(total);
-            if file.rows >= self.sink.file_rows {
-                let next = self.open_file(&schema, staged.files.len() + 1)?;
-                let full = std::mem::replace(&mut file, next);
-                staged
-                    .files
-                    .push(full.close(&table, self.store.as_ref()).await?);
-            }
+        for object in written {
+            staged.files.push(WrittenFile {
+                name: self.file_name(staged.files.len()),
+                rows: files::rows_of(&table, &self.store, &object).await?,
+                bytes: object.size,
+                path: object.location,
+            });
         }
-        staged
-            .files
-            .push(file.close(&table, self.store.as_ref()).await?);
+        if staged.files.is_empty() {
+            let name = self.file_name(0);
+            let path = self.target.folder.join(&name).path();
+            let bytes =
+                files::write_empty(&table, &self.store, &path, &schema, &self.target).await?;
+            staged.files.push(WrittenFile {
+                path,
+                name,
+                rows: 0,
+                bytes,
+            });
+        }
+        let rows = staged.files.iter().map(|f| f.rows).sum();
         self.staged = Some(staged);
-        Ok(total)
+        Ok(rows)
     }
 
     /// Moves the staged files into the `as_of` partition, writes the manifest if it is still
@@ -339,10 +349,9 @@ impl Publication for ManifestPublication {
 }
 
 impl ManifestPublication {
-    fn open_file(&self, schema: &SchemaRef, index: usize) -> Result<OpenFile, PublishError> {
-        let name = format!("part-{}-{index:05}.zstd.parquet", self.run.run_id);
-        let staging = self.sink.staging(&self.run.run_id);
-        OpenFile::create(&self.sink.table, &self.store, &staging, name, schema)
+    /// The name the `index`th file is published under.
+    fn file_name(&self, index: usize) -> String {
+        format!("part-{}-{index:05}.zstd.parquet", self.run.run_id)
     }
 
     async fn publish(&self) -> Result<Committed, PublishError> {
@@ -532,51 +541,105 @@ fn run_of_file(name: &str) -> &str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::arrow::array::AsArray;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
-    #[tokio::test]
-    async fn large_outputs_are_split_into_distinct_files() {
-        let storage = Storage::new();
-        let location = Location::parse("memory:///publish-test/numbers/").unwrap();
+    fn sink_and_run(name: &str) -> (ManifestSink, PublishingRun, Location) {
+        let location = Location::parse(&format!("memory:///publish-test/{name}/")).unwrap();
         let output = Output {
-            table: "numbers".into(),
+            table: name.into(),
             earlier: location.clone(),
-            location,
+            location: location.clone(),
             options: BTreeMap::new(),
-        };
-        let as_of = NaiveDate::from_ymd_opt(2026, 1, 31).unwrap();
-        let sink = ManifestSink {
-            file_rows: 1000,
-            ..ManifestSink::new(storage, &output)
         };
         let run = PublishingRun {
             pipeline: "test".into(),
-            as_of,
+            as_of: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
             run_id: "run1".into(),
             ended_runs: BTreeSet::new(),
             single_writer: false,
         };
+        (ManifestSink::new(Storage::new(), &output), run, location)
+    }
+
+    async fn write(ctx: &SessionContext, sql: &str, target: &ParquetTarget) -> SchemaRef {
+        let frame = ctx.sql(sql).await.unwrap();
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        crate::engine::write_parquet(frame, target).await.unwrap();
+        schema
+    }
+
+    #[tokio::test]
+    async fn large_outputs_are_split_into_files_in_row_order() {
+        let (sink, run, location) = sink_and_run("numbers");
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(300));
-        let rows = ctx
-            .sql("SELECT * FROM generate_series(1, 3500) AS t(n)")
-            .await
-            .unwrap()
-            .execute_stream()
-            .await
-            .unwrap();
+        let storage = sink.storage.clone();
+        ctx.register_object_store(
+            location.store_url().as_ref(),
+            storage.store(&location, &BTreeMap::new()).unwrap(),
+        );
         let mut publication = sink.begin(&run).await.unwrap();
-        assert_eq!(publication.stage(rows, &|_| {}).await.unwrap(), 3500);
+        let target = ParquetTarget {
+            file_rows: Some(1000),
+            ..publication.staging().clone()
+        };
+        let sql = "SELECT * FROM generate_series(1, 3500) AS t(n) ORDER BY n";
+        let schema = write(&ctx, sql, &target).await;
+        assert_eq!(publication.staged(schema).await.unwrap(), 3500);
         let committed = publication.commit().await.unwrap();
         assert_eq!(committed.rows, 3500);
-        let manifest = sink.manifest(as_of).await.unwrap().unwrap();
-        assert_eq!(manifest.committed(&output.location), committed);
+        let manifest = sink.manifest(run.as_of).await.unwrap().unwrap();
+        assert_eq!(manifest.committed(&location), committed);
         let names: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(names.len(), manifest.files.len(), "file names are distinct");
         assert!(manifest.files.len() >= 3, "{:?}", manifest.files);
-        assert_eq!(manifest.files.iter().map(|f| f.rows).sum::<u64>(), 3500);
-        let partitions = sink.partitions_before(as_of.succ_opt().unwrap()).await;
+        // Read in the manifest's order, the files hold the rows in the query's order.
+        let mut numbers = Vec::new();
+        for (file, url) in manifest.files.iter().zip(&committed.files) {
+            let batches = ctx
+                .read_parquet(url.as_str(), Default::default())
+                .await
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            assert_eq!(rows as u64, file.rows, "{}", file.path);
+            for batch in batches {
+                let column = batch
+                    .column(0)
+                    .as_primitive::<datafusion::arrow::datatypes::Int64Type>();
+                numbers.extend(column.values().iter().copied());
+            }
+        }
+        assert_eq!(numbers, (1..=3500).collect::<Vec<i64>>());
+        let partitions = sink.partitions_before(run.as_of.succ_opt().unwrap()).await;
         let partitions = partitions.unwrap();
         assert_eq!(partitions.len(), 1);
         assert_eq!(partitions[0].files.len(), manifest.files.len());
+    }
+
+    #[tokio::test]
+    async fn an_output_without_rows_is_one_file_with_its_columns() {
+        let (sink, run, location) = sink_and_run("nothing");
+        let ctx = SessionContext::new();
+        ctx.register_object_store(
+            location.store_url().as_ref(),
+            sink.storage.store(&location, &BTreeMap::new()).unwrap(),
+        );
+        let mut publication = sink.begin(&run).await.unwrap();
+        let target = publication.staging().clone();
+        let sql =
+            "SELECT n, CAST(n AS VARCHAR) AS name FROM generate_series(1, 10) AS t(n) WHERE n > 10";
+        let schema = write(&ctx, sql, &target).await;
+        assert_eq!(publication.staged(Arc::clone(&schema)).await.unwrap(), 0);
+        let committed = publication.commit().await.unwrap();
+        assert_eq!(committed.files.len(), 1);
+        let frame = ctx
+            .read_parquet(committed.files[0].as_str(), Default::default())
+            .await
+            .unwrap();
+        assert_eq!(frame.schema().as_arrow().fields(), schema.fields());
+        assert_eq!(frame.count().await.unwrap(), 0);
     }
 }

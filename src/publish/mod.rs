@@ -1,7 +1,7 @@
 //! Publishing an output: one interface, [`Sink`], between a run and a table format. A run
 //! begins a [`Publication`] of each output before it computes anything (so that its commit
-//! can be fenced on what was live then), stages every output, and only then commits them,
-//! one by one. Readers see an output's previous publication until its commit lands, and only
+//! can be fenced on what was live then), has the engine write every output into its
+//! publication's staging folder, and only then commits them, one by one. Readers see an output's previous publication until its commit lands, and only
 //! the new one after. Today's format is Parquet files listed by a JSON manifest
 //! ([`manifest`]); Delta Lake is to be the second.
 
@@ -12,10 +12,10 @@ use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use datafusion::error::DataFusionError;
-use datafusion::physical_plan::SendableRecordBatchStream;
+use datafusion::arrow::datatypes::SchemaRef;
 use object_store::path::Path;
 
+use crate::engine::ParquetTarget;
 use crate::pipeline::Output;
 use crate::storage::{Location, Storage, StorageError, SwapError};
 
@@ -36,13 +36,13 @@ pub trait Sink: Send + Sync {
 /// One run's publication of one output: staged, then committed or discarded.
 #[async_trait]
 pub trait Publication: Send + Sync {
-    /// Writes `rows` where readers do not see them yet; returns how many were written.
-    /// `on_rows` is told the running count (for progress display).
-    async fn stage(
-        &mut self,
-        rows: SendableRecordBatchStream,
-        on_rows: &(dyn Fn(u64) + Sync),
-    ) -> Result<u64, PublishError>;
+    /// Where, and in what form, the engine writes this output's rows before the commit;
+    /// readers do not see them there.
+    fn staging(&self) -> &ParquetTarget;
+
+    /// Takes what the engine wrote into [`Publication::staging`], rows of `schema`, as this
+    /// publication's rows; returns how many there are.
+    async fn staged(&mut self, schema: SchemaRef) -> Result<u64, PublishError>;
 
     /// Makes the staged rows live, unless another run published the date since `begin`.
     async fn commit(self: Box<Self>) -> Result<Committed, PublishError>;
@@ -92,16 +92,6 @@ pub struct Partition {
 pub enum PublishError {
     #[error(transparent)]
     Storage(#[from] StorageError),
-    #[error("output '{table}': computing its rows failed: {message}")]
-    Query { table: String, message: String },
-    #[error("output '{table}': a source file could not be read: {message}")]
-    UnreadableData { table: String, message: String },
-    #[error("output '{table}': the query engine failed while computing its rows")]
-    Engine {
-        table: String,
-        #[source]
-        source: DataFusionError,
-    },
     #[error("output '{table}': could not write {file}")]
     Write {
         table: String,
@@ -148,12 +138,10 @@ pub enum PublishError {
 }
 
 impl PublishError {
-    /// A query that fails while streaming (a cast of bad data, a division by zero) is the
-    /// user's to fix, as is a wrong output URL; the rest is the environment's.
+    /// A wrong output URL is the user's to fix; the rest is the environment's.
     pub fn fault(&self) -> crate::fault::Fault {
         use crate::fault::Fault;
         match self {
-            PublishError::Query { .. } | PublishError::UnreadableData { .. } => Fault::User,
             PublishError::Storage(e) => e.fault(),
             _ => Fault::Environment,
         }
@@ -165,25 +153,6 @@ impl PublishError {
             self,
             PublishError::Overtaken { .. } | PublishError::TakenOver { .. }
         )
-    }
-}
-
-fn query_error(table: &str, error: DataFusionError) -> PublishError {
-    if crate::engine::is_unreadable_data(&error) {
-        PublishError::UnreadableData {
-            table: table.to_string(),
-            message: crate::engine::describe(&error),
-        }
-    } else if crate::engine::is_environment_failure(&error) {
-        PublishError::Engine {
-            table: table.to_string(),
-            source: error,
-        }
-    } else {
-        PublishError::Query {
-            table: table.to_string(),
-            message: crate::engine::describe(&error),
-        }
     }
 }
 

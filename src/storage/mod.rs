@@ -18,9 +18,11 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
+mod footer;
 mod location;
 mod swap;
 
+pub use footer::parquet_footer;
 pub use location::Location;
 pub use swap::{SwapError, Versioned, read_versioned};
 

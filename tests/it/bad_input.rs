@@ -25,6 +25,21 @@ const RFM: &str = "queries/rfm.sql";
 
 const CASES: &[Case] = &[
     Case {
+        // Written while other outputs are being written: the run stops, and nothing of any
+        // output is published.
+        name: "an output's query fails while its rows are written",
+        break_it: |p| {
+            replace(
+                p,
+                "queries/winback_suppressed.sql",
+                "       paid_orders,",
+                "       paid_orders / (paid_orders - paid_orders) AS paid_orders,",
+            );
+            vec![]
+        },
+        expect: &["output 'winback_suppressed'", "Divide by zero"],
+    },
+    Case {
         name: "invalid YAML",
         break_it: |p| {
             replace(p, PIPELINE, "steps:\n", "steps: [\n");

@@ -1,0 +1,129 @@
+#!/usr/bin/env python3
+"""Times the shipped nightly pipeline, whole process, on generated shops.
+
+Runs each segflow binary given (for instance the commit before a change and after it) in
+turn, several times, on the same shop, and prints per binary the median wall time and peak
+memory, the median of the paired ratios against the first binary, and the median seconds of
+each step and output as the run history records them. Nothing here is run by the tests:
+performance is measured, never asserted.
+
+    python3 bench/nightly.py --customers 1000000 --orders 10000000 --runs 3 \\
+        base=/tmp/segflow-base new=target/release/segflow
+
+Shops are generated once per size (by the first binary) under --work and reused.
+Standard library only.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+PIPELINE = REPO / "pipelines" / "nightly_segments.yaml"
+
+
+def timed(command, env):
+    """Runs `command`; returns (seconds, peak RSS in MiB). Fails loudly on a failed run."""
+    started = time.monotonic()
+    with open(os.devnull, "wb") as quiet:
+        child = subprocess.Popen(command, env=env, stdout=quiet, stderr=subprocess.PIPE)
+        _, status, usage = os.wait4(child.pid, 0)
+        seconds = time.monotonic() - started
+        errors = child.stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        sys.exit(f"{' '.join(map(str, command))} failed:\n{errors[-4000:]}")
+    return seconds, usage.ru_maxrss / 1024
+
+
+def shop(binary, work, customers, orders, end):
+    folder = work / f"shop-{customers}-{orders}"
+    if not (folder / "orders").exists():
+        print(f"generating {customers:,} customers / {orders:,} orders in {folder}", flush=True)
+        subprocess.run(
+            [binary, "generate", "--customers", str(customers), "--orders", str(orders),
+             "--end", end, "--seed", "42", "--out", str(folder)],
+            check=True, stdout=subprocess.DEVNULL)
+    return folder
+
+
+def last_record(binary, state):
+    out = subprocess.run([binary, "runs", "--json", "--state", str(state)],
+                         check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("binaries", nargs="+", metavar="NAME=PATH")
+    parser.add_argument("--customers", type=int, default=250_000)
+    parser.add_argument("--orders", type=int, default=2_500_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--as-of", default="2026-06-30")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/segflow-bench"))
+    parser.add_argument("--pipeline", type=Path, default=PIPELINE)
+    parser.add_argument("--memory-limit", help="sets engine.memory_limit (e.g. 512MiB)")
+    args = parser.parse_args()
+
+    variants = [tuple(b.split("=", 1)) for b in args.binaries]
+    args.work.mkdir(parents=True, exist_ok=True)
+    data = shop(variants[0][1], args.work, args.customers, args.orders, args.as_of)
+    pipeline = args.pipeline
+    if args.memory_limit:
+        text = pipeline.read_text()
+        pipeline = args.work / "pipeline-limited.yaml"
+        # The pipeline's SQL paths are relative to its own folder.
+        text = text.replace("../queries/", f"{args.pipeline.parent.parent}/queries/")
+        pipeline.write_text(text + f"\nengine:\n  memory_limit: {args.memory_limit}\n")
+
+    seconds = {name: [] for name, _ in variants}
+    memory = {name: [] for name, _ in variants}
+    parts = {name: {} for name, _ in variants}
+    for run in range(args.runs):
+        for name, binary in variants:
+            out, state = args.work / f"out-{name}", args.work / f"state-{name}"
+            shutil.rmtree(out, ignore_errors=True)
+            shutil.rmtree(state, ignore_errors=True)
+            env = dict(os.environ, SEGFLOW_DATA=str(data), SEGFLOW_OUT=str(out), SEGFLOW_LOG="warn")
+            wall, rss = timed([binary, "run", str(pipeline), "--as-of", args.as_of,
+                               "--state", str(state)], env)
+            seconds[name].append(wall)
+            memory[name].append(rss)
+            record = last_record(binary, state)
+            for kind in ("steps", "writes"):
+                for timing in record.get(kind, []):
+                    key = ("write " if kind == "writes" else "") + timing["name"]
+                    parts[name].setdefault(key, []).append(timing["seconds"])
+            print(f"run {run + 1} {name}: {wall:.2f} s, {rss:,.0f} MiB", flush=True)
+
+    first = variants[0][0]
+    print(f"\n{args.customers:,} customers / {args.orders:,} orders, {args.runs} runs each"
+          + (f", memory_limit {args.memory_limit}" if args.memory_limit else ""))
+    print(f"| variant | median wall | runs | median peak RSS | paired ratio to {first} |")
+    print("|---|---|---|---|---|")
+    for name, _ in variants:
+        ratios = [a / b for a, b in zip(seconds[name], seconds[first])]
+        runs = ", ".join(f"{s:.2f}" for s in seconds[name])
+        print(f"| {name} | {statistics.median(seconds[name]):.2f} s | {runs} | "
+              f"{statistics.median(memory[name]):,.0f} MiB | {statistics.median(ratios):.2f} |")
+    print("\nmedian seconds per step and output write (over 0.1 s in some variant):")
+    names = sorted({key for p in parts.values() for key in p},
+                   key=lambda k: (k.startswith("write "), k))
+    print("| part | " + " | ".join(name for name, _ in variants) + " |")
+    print("|---" * (len(variants) + 1) + "|")
+    for key in names:
+        values = [statistics.median(parts[n][key]) if key in parts[n] else None
+                  for n, _ in variants]
+        if max((v or 0) for v in values) < 0.1:
+            continue
+        cells = " | ".join("" if v is None else f"{v:.2f}" for v in values)
+        print(f"| {key} | {cells} |")
+
+
+if __name__ == "__main__":
+    main()
