@@ -10,8 +10,10 @@ performance is measured, never asserted.
     python3 bench/nightly.py --customers 1000000 --orders 10000000 --runs 3 \\
         base=/tmp/segflow-base new=target/release/segflow
 
-Shops are generated once per size (by the first binary) under --work and reused.
-Standard library only.
+With --peers, DuckDB and raw DataFusion (datafusion-python) run the same SQL in each round
+too (bench/peers.py), on plans rendered by the first binary. Shops are generated once per
+size (by the first binary) under --work and reused. Standard library only, but for the
+peers.
 """
 
 import argparse
@@ -68,9 +70,12 @@ def main():
     parser.add_argument("--work", type=Path, default=Path("/tmp/segflow-bench"))
     parser.add_argument("--pipeline", type=Path, default=PIPELINE)
     parser.add_argument("--memory-limit", help="sets engine.memory_limit (e.g. 512MiB)")
+    parser.add_argument("--peers", action="store_true",
+                        help="also run the SQL in DuckDB and datafusion-python")
     args = parser.parse_args()
 
     variants = [tuple(b.split("=", 1)) for b in args.binaries]
+    peers = ["duckdb", "datafusion"] if args.peers else []
     args.work.mkdir(parents=True, exist_ok=True)
     data = shop(variants[0][1], args.work, args.customers, args.orders, args.as_of)
     pipeline = args.pipeline
@@ -81,8 +86,9 @@ def main():
         text = text.replace("../queries/", f"{args.pipeline.parent.parent}/queries/")
         pipeline.write_text(text + f"\nengine:\n  memory_limit: {args.memory_limit}\n")
 
-    seconds = {name: [] for name, _ in variants}
-    memory = {name: [] for name, _ in variants}
+    plan_file = args.work / f"plan-{args.customers}.json"
+    seconds = {name: [] for name, _ in variants + [(p, None) for p in peers]}
+    memory = {name: [] for name in seconds}
     parts = {name: {} for name, _ in variants}
     for run in range(args.runs):
         for name, binary in variants:
@@ -100,17 +106,39 @@ def main():
                     key = ("write " if kind == "writes" else "") + timing["name"]
                     parts[name].setdefault(key, []).append(timing["seconds"])
             print(f"run {run + 1} {name}: {wall:.2f} s, {rss:,.0f} MiB", flush=True)
+        if peers and run == 0:
+            import peers as peer_plans
+            first_name, first_binary = variants[0]
+            record = last_record(first_binary, args.work / f"state-{first_name}")
+            plan_file.write_text(json.dumps(peer_plans.plan(
+                first_binary, pipeline, args.as_of, record, args.work / f"out-{first_name}")))
+        for name in peers:
+            out = args.work / f"out-{name}"
+            shutil.rmtree(out, ignore_errors=True)
+            wall, rss = timed([sys.executable, Path(__file__).parent / "peers.py", name,
+                               str(plan_file), str(data), str(out)], dict(os.environ))
+            seconds[name].append(wall)
+            memory[name].append(rss)
+            print(f"run {run + 1} {name}: {wall:.2f} s, {rss:,.0f} MiB", flush=True)
+            if run == 0:
+                differ = peer_plans.differing_counts(args.work / f"out-{variants[0][0]}", out)
+                for table, (ours, theirs) in differ.items():
+                    print(f"  {name} wrote {theirs:,} rows of {table}, segflow {ours:,}")
 
     first = variants[0][0]
     print(f"\n{args.customers:,} customers / {args.orders:,} orders, {args.runs} runs each"
           + (f", memory_limit {args.memory_limit}" if args.memory_limit else ""))
     print(f"| variant | median wall | runs | median peak RSS | paired ratio to {first} |")
+    # Ratios are taken run by run (a / b of the same round), then their median.
     print("|---|---|---|---|---|")
-    for name, _ in variants:
+    for name in seconds:
         ratios = [a / b for a, b in zip(seconds[name], seconds[first])]
         runs = ", ".join(f"{s:.2f}" for s in seconds[name])
         print(f"| {name} | {statistics.median(seconds[name]):.2f} s | {runs} | "
               f"{statistics.median(memory[name]):,.0f} MiB | {statistics.median(ratios):.2f} |")
+    for peer in peers:
+        ratios = [a / b for a, b in zip(seconds[first], seconds[peer])]
+        print(f"{first} / {peer}: median paired ratio {statistics.median(ratios):.2f}")
     print("\nmedian seconds per step and output write (over 0.1 s in some variant):")
     names = sorted({key for p in parts.values() for key in p},
                    key=lambda k: (k.startswith("write "), k))

@@ -13,7 +13,7 @@ use crate::cancel::{Cancel, CancelReason};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 
 use crate::engine::{Engine, EngineError, Params, ParquetTarget, Scratch, StepResult};
-use crate::pipeline::{Pipeline, Published, SelectError, Selector, Step};
+use crate::pipeline::{Pipeline, Published, SelectError, Selector, Step, StepKind};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
 use crate::segments::Unmatched;
@@ -470,15 +470,19 @@ impl<'a> Targets<'a> {
     }
 
     /// A step used twice or more (read by later steps, or read and published) is computed
-    /// once into Parquet files; one used once is planned into its one reader, or is written
-    /// straight from its plan into its output's files.
-    fn of(&self, step: &str) -> StepResult {
-        if self.uses.get(step).copied().unwrap_or(0) < 2 {
+    /// once: a segment (a set of ids) into memory, any other step into Parquet files. One
+    /// used once is planned into its one reader, or is written straight from its plan into
+    /// its output's files.
+    fn of(&self, step: &Step) -> StepResult {
+        if self.uses.get(step.name.as_str()).copied().unwrap_or(0) < 2 {
             return StepResult::View;
         }
-        match self.outputs.get(step) {
+        match self.outputs.get(step.name.as_str()) {
             Some((_, staging)) => StepResult::Materialize(Box::new(staging.clone())),
-            None => StepResult::Materialize(Box::new(self.scratch.target_of(step))),
+            None if step.kind == StepKind::Segment => StepResult::Memory {
+                fallback: Box::new(self.scratch.target_of(&step.name)),
+            },
+            None => StepResult::Materialize(Box::new(self.scratch.target_of(&step.name))),
         }
     }
 
@@ -512,7 +516,7 @@ async fn plan_steps(
     for (done, step) in pipeline.steps.iter().enumerate() {
         progress.message(format!("step {}", step.name));
         let started = Instant::now();
-        let result = targets.of(&step.name);
+        let result = targets.of(step);
         register_published(pipeline, engine, storage, step, request.as_of).await?;
         let rows = engine.add_step(step, &params, result).await?;
         let seconds = started.elapsed().as_secs_f64();

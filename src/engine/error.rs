@@ -152,6 +152,17 @@ pub enum EngineError {
         file: String,
         message: String,
     },
+    #[error(
+        "step '{step}': needed more memory than the engine may use ({limit}), and could not \
+         spill what it held to disk: {message}. Raise engine.memory_limit, or lower \
+         engine.target_partitions so that fewer partitions of the step hold memory at once"
+    )]
+    OutOfMemory {
+        step: String,
+        /// The memory pool's size: `engine.memory_limit`, or its default.
+        limit: String,
+        message: String,
+    },
     #[error("step '{step}': could not run")]
     Execute {
         step: String,
@@ -198,9 +209,10 @@ impl EngineError {
     /// The spec, the SQL or the data, except where the engine or the storage failed.
     pub fn fault(&self) -> Fault {
         match self {
-            EngineError::Setup(_) | EngineError::Execute { .. } | EngineError::Register { .. } => {
-                Fault::Environment
-            }
+            EngineError::Setup(_)
+            | EngineError::Execute { .. }
+            | EngineError::OutOfMemory { .. }
+            | EngineError::Register { .. } => Fault::Environment,
             EngineError::Storage(e) => e.fault(),
             _ => Fault::User,
         }

@@ -21,6 +21,7 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::DataFusionError;
+use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, ParquetReadOptions, SQLOptions, SessionContext, lit};
 use datafusion::scalar::ScalarValue;
@@ -49,6 +50,12 @@ pub use scratch::Scratch;
 /// once).
 pub enum StepResult {
     View,
+    /// Kept in memory and counted against the memory pool: a small result, such as a
+    /// segment's ids (at most 8 bytes per customer). Written to `fallback` instead when
+    /// the pool cannot hold it.
+    Memory {
+        fallback: Box<ParquetTarget>,
+    },
     Materialize(Box<ParquetTarget>),
 }
 
@@ -71,6 +78,8 @@ pub struct Engine {
     members: Members,
     /// Every file of every registered source, to find a damaged one after a failed query.
     source_files: std::sync::Mutex<Vec<sources::RegisteredFile>>,
+    /// The pool's account of the results kept in memory, held until the run ends.
+    kept_in_memory: std::sync::Mutex<Vec<MemoryReservation>>,
 }
 
 impl Engine {
@@ -86,6 +95,7 @@ impl Engine {
             zone,
             members,
             source_files: Default::default(),
+            kept_in_memory: Default::default(),
         })
     }
 
@@ -208,20 +218,61 @@ impl Engine {
                     .map_err(|e| self.plan_error(step, e))?;
                 Ok(None)
             }
-            StepResult::Materialize(target) => {
+            StepResult::Memory { fallback } => {
                 let schema = Arc::new(frame.schema().as_arrow().clone());
-                let rows = write_parquet(frame, &target)
+                let batches = frame
+                    .collect()
                     .await
                     .map_err(|e| self.execute_error(step, e))?;
-                let listing = self
-                    .listing(&step.name, &target.folder, schema, false)
-                    .await?;
-                self.ctx
-                    .register_table(step.name.as_str(), listing)
-                    .map_err(|e| self.plan_error(step, e))?;
+                let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
+                let bytes = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+                let reservation =
+                    MemoryConsumer::new(format!("{} {}", step.kind.noun(), step.name))
+                        .register(&self.ctx.runtime_env().memory_pool);
+                if reservation.try_grow(bytes).is_ok() {
+                    self.kept_in_memory
+                        .lock()
+                        .expect("memory account lock")
+                        .push(reservation);
+                    let table = MemTable::try_new(schema, vec![batches])
+                        .map_err(|e| self.plan_error(step, e))?;
+                    self.ctx
+                        .register_table(step.name.as_str(), Arc::new(table))
+                        .map_err(|e| self.plan_error(step, e))?;
+                } else {
+                    tracing::info!(step = %step.name, bytes, "The memory pool is full: the result goes to scratch files instead.");
+                    let frame = self
+                        .ctx
+                        .read_batches(batches)
+                        .map_err(|e| self.plan_error(step, e))?;
+                    self.materialize(step, frame, &fallback).await?;
+                }
                 Ok(Some(rows))
             }
+            StepResult::Materialize(target) => {
+                Ok(Some(self.materialize(step, frame, &target).await?))
+            }
         }
+    }
+
+    /// Writes a step's result into `target`, and registers those files as the step's table.
+    async fn materialize(
+        &self,
+        step: &Step,
+        frame: DataFrame,
+        target: &ParquetTarget,
+    ) -> Result<u64, EngineError> {
+        let schema = Arc::new(frame.schema().as_arrow().clone());
+        let rows = write_parquet(frame, target)
+            .await
+            .map_err(|e| self.execute_error(step, e))?;
+        let listing = self
+            .listing(&step.name, &target.folder, schema, false)
+            .await?;
+        self.ctx
+            .register_table(step.name.as_str(), listing)
+            .map_err(|e| self.plan_error(step, e))?;
+        Ok(rows)
     }
 
     /// The memberships of known customers (see [`segments::known_only`]), once for all
@@ -396,6 +447,16 @@ impl Engine {
                 step: table.to_string(),
                 message: describe(&error),
             }
+        } else if let DataFusionError::ResourcesExhausted(message) = error.find_root() {
+            let limit = match self.ctx.runtime_env().memory_pool.memory_limit() {
+                MemoryLimit::Finite(bytes) => format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20)),
+                MemoryLimit::Infinite | MemoryLimit::Unknown => "no limit".to_string(),
+            };
+            EngineError::OutOfMemory {
+                step: table.to_string(),
+                limit,
+                message: message.clone(),
+            }
         } else if is_environment_failure(&error) {
             EngineError::Execute {
                 step: table.to_string(),
@@ -463,4 +524,72 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>
     let mut types: Vec<_> = inferred.get_parameter_types()?.into_iter().collect();
     types.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(types)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pipeline::EngineSettings;
+
+    /// A segment step whose result is read more than once: 10,000 ids with a note of 1 KB
+    /// each, 10 MB in memory but a few KB as Parquet (one value, dictionary-encoded).
+    fn evens() -> Step {
+        Step {
+            name: "evens".to_string(),
+            kind: StepKind::Segment,
+            sql_file: "evens.sql".into(),
+            sql: crate::sql::analyze(
+                "SELECT value AS customer_id, repeat('x', 1000) AS note \
+                 FROM generate_series(2, 20000, 2)",
+            )
+            .unwrap(),
+            line: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_small_result_stays_in_memory_unless_the_pool_is_too_small() {
+        // 4 MiB holds the Parquet writer's buffers, but not the rows.
+        for (limit, in_memory) in [(64 << 20, true), (4 << 20, false)] {
+            let settings = EngineSettings {
+                memory_limit: Some(limit),
+                target_partitions: Some(2),
+                scratch: None,
+            };
+            let engine = Engine::new(
+                &settings,
+                chrono_tz::UTC,
+                Members::default(),
+                Storage::new(),
+            )
+            .unwrap();
+            let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+            let params = Params::new(as_of, chrono_tz::UTC, "run", &BTreeMap::new());
+            let scratch = Scratch::create(None, "run").unwrap();
+            let fallback = Box::new(scratch.target_of("evens"));
+            let folder = fallback.folder.local_path().unwrap();
+            let rows = engine
+                .add_step(&evens(), &params, StepResult::Memory { fallback })
+                .await
+                .unwrap();
+            assert_eq!(rows, Some(10_000), "limit {limit}");
+            let kept = engine.kept_in_memory.lock().unwrap().len();
+            assert_eq!(kept == 1, in_memory, "limit {limit}");
+            assert_eq!(folder.exists(), !in_memory, "limit {limit}: {folder:?}");
+            let frame = engine.ctx.table("evens").await.unwrap();
+            let sum = frame
+                .aggregate(
+                    vec![],
+                    vec![datafusion::functions_aggregate::expr_fn::sum(
+                        datafusion::prelude::col(CUSTOMER_ID),
+                    )],
+                )
+                .unwrap()
+                .collect()
+                .await
+                .unwrap();
+            let sum = ScalarValue::try_from_array(sum[0].column(0), 0).unwrap();
+            assert_eq!(sum, ScalarValue::Int64(Some(100_010_000)), "limit {limit}");
+        }
+    }
 }

@@ -461,6 +461,31 @@ fn user_message(stderr: &str, project: &Path) -> String {
         .join("\n")
 }
 
+/// A memory limit too small for what a step's operators must hold at once (a Parquet
+/// writer's buffers, here) is the environment's (exit 2); the message names the step, the
+/// limit and the two settings to change, and nothing published changes.
+#[test]
+fn a_step_that_cannot_fit_in_the_memory_limit_says_which_and_what_to_change() {
+    let project = Project::new(300, 900);
+    let first = project.run_nightly(AS_OF);
+    assert_eq!(first.code, 0, "{first:?}");
+    let published = project.snapshot();
+    let pipeline = project.pipeline();
+    let mut spec = std::fs::read_to_string(&pipeline).unwrap();
+    spec.push_str("\nengine:\n  memory_limit: 64KiB\n");
+    std::fs::write(&pipeline, spec).unwrap();
+    let starved = project.run_nightly(AS_OF);
+    assert_eq!(starved.code, 2, "{starved:?}");
+    for token in [
+        "error: step '",
+        "needed more memory than the engine may use (0.1 MiB)",
+        "Raise engine.memory_limit, or lower engine.target_partitions",
+    ] {
+        assert!(starved.stderr.contains(token), "{token}: {starved:?}");
+    }
+    assert_eq!(project.snapshot(), published);
+}
+
 /// Out of disk is the environment's (exit 2), and the message says which folder filled up and
 /// how to move it. The scratch folder is a 256 KiB tmpfs, mounted in a private mount
 /// namespace (`unshare`) so that nothing outside the run sees it.
