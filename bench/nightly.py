@@ -111,7 +111,8 @@ def main():
             first_name, first_binary = variants[0]
             record = last_record(first_binary, args.work / f"state-{first_name}")
             plan_file.write_text(json.dumps(peer_plans.plan(
-                first_binary, pipeline, args.as_of, record, args.work / f"out-{first_name}")))
+                first_binary, pipeline, args.as_of, record, args.work / f"out-{first_name}",
+                args.work)))
         for name in peers:
             out = args.work / f"out-{name}"
             shutil.rmtree(out, ignore_errors=True)
@@ -136,9 +137,10 @@ def main():
         runs = ", ".join(f"{s:.2f}" for s in seconds[name])
         print(f"| {name} | {statistics.median(seconds[name]):.2f} s | {runs} | "
               f"{statistics.median(memory[name]):,.0f} MiB | {statistics.median(ratios):.2f} |")
-    for peer in peers:
-        ratios = [a / b for a, b in zip(seconds[first], seconds[peer])]
-        print(f"{first} / {peer}: median paired ratio {statistics.median(ratios):.2f}")
+    for name, _ in variants:
+        for peer in peers:
+            ratios = [a / b for a, b in zip(seconds[name], seconds[peer])]
+            print(f"{name} / {peer}: median paired ratio {statistics.median(ratios):.2f}")
     print("\nmedian seconds per step and output write (over 0.1 s in some variant):")
     names = sorted({key for p in parts.values() for key in p},
                    key=lambda k: (k.startswith("write "), k))

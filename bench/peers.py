@@ -16,6 +16,7 @@ history) is not repeated, so the peers do slightly less work than segflow.
 
 import json
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +24,7 @@ from pathlib import Path
 SOURCES = ("customers", "orders", "order_items", "checkouts")
 
 
-def plan(binary, pipeline, as_of, record, out_of_segflow):
+def plan(binary, pipeline, as_of, record, out_of_segflow, keep):
     """The steps (name, sql, materialise), the outputs, and the empty earlier-publication
     tables, from a segflow run `record` of the same as_of and its published outputs."""
     names = [step["name"] for step in record["steps"]]
@@ -45,11 +46,15 @@ def plan(binary, pipeline, as_of, record, out_of_segflow):
         later = " ".join(rendered[n] for n in names[i + 1:])
         reads = len(re.findall(rf"\b{name}\b", later)) + (name in outputs)
         steps.append({"name": name, "sql": rendered[name], "materialise": reads > 1})
+    # Earlier publications are empty tables on a first run: the columns of segflow's
+    # output, kept beside the plan (segflow's outputs are replaced run by run).
     earlier = {}
     for name in set(re.findall(r"\b((?:previous|history)_\w+)\b", " ".join(rendered.values()))):
         published = name.split("_", 1)[1]
         files = sorted((Path(out_of_segflow) / published).glob("as_of=*/*.parquet"))
-        earlier[name] = str(files[0])
+        kept = Path(keep) / f"columns-of-{published}.parquet"
+        shutil.copyfile(files[0], kept)
+        earlier[name] = str(kept)
     return {"steps": steps, "outputs": outputs, "earlier": earlier}
 
 

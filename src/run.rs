@@ -666,7 +666,7 @@ async fn stage_output(
 ) -> Result<Timing, RunError> {
     let started = Instant::now();
     let schema = if written {
-        engine.schema(table).await?
+        engine.published_schema(table).await?
     } else {
         writing.started(table);
         let (schema, _) = engine.write(table, publication.staging()).await?;

@@ -11,6 +11,7 @@ use chrono_tz::Tz;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::common::Column;
 use datafusion::common::ParamValues;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::tree_node::Transformed;
@@ -23,7 +24,9 @@ use datafusion::datasource::listing::{
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use datafusion::logical_expr::LogicalPlan;
-use datafusion::prelude::{DataFrame, ParquetReadOptions, SQLOptions, SessionContext, lit};
+use datafusion::prelude::{
+    DataFrame, Expr, ParquetReadOptions, SQLOptions, SessionContext, cast, col, lit,
+};
 use datafusion::scalar::ScalarValue;
 
 use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, Step, StepKind, VarValue};
@@ -67,6 +70,9 @@ pub struct ParquetTarget {
     /// Write the files one after another, in the rows' order, starting a new one every so
     /// many rows; without it DataFusion writes several files at once, in no order.
     pub file_rows: Option<usize>,
+    /// Write strings as plain UTF-8 columns, the type every Parquet reader knows, rather
+    /// than as the string views the engine computes with (files that others read).
+    pub plain_strings: bool,
 }
 
 pub struct Engine {
@@ -262,8 +268,9 @@ impl Engine {
         frame: DataFrame,
         target: &ParquetTarget,
     ) -> Result<u64, EngineError> {
+        // Later steps read the files with the types the engine computed with.
         let schema = Arc::new(frame.schema().as_arrow().clone());
-        let rows = write_parquet(frame, target)
+        let (_, rows) = write_parquet(frame, target)
             .await
             .map_err(|e| self.execute_error(step, e))?;
         let listing = self
@@ -386,8 +393,8 @@ impl Engine {
             .map_err(failed)
     }
 
-    /// Writes the rows of a registered table (an output) into `target`; returns how many
-    /// there were. Returns the table's schema too, as written.
+    /// Writes the rows of a registered table (an output) into `target`; returns their
+    /// schema as written, and how many there were.
     pub async fn write(
         &self,
         table: &str,
@@ -400,21 +407,16 @@ impl Engine {
             })
         };
         let frame = self.ctx.table(table).await.map_err(failed)?;
-        let schema = Arc::new(frame.schema().as_arrow().clone());
-        let rows = write_parquet(frame, target).await.map_err(failed)?;
-        Ok((schema, rows))
+        write_parquet(frame, target).await.map_err(failed)
     }
 
-    /// The schema of a registered table.
-    pub async fn schema(&self, table: &str) -> Result<SchemaRef, EngineError> {
-        let frame = self
-            .ctx
-            .table(table)
-            .await
-            .map_err(|e| EngineError::Output {
-                table: table.to_string(),
-                message: describe(&e),
-            })?;
+    /// The schema of a registered table as it is published (see [`ParquetTarget`]).
+    pub async fn published_schema(&self, table: &str) -> Result<SchemaRef, EngineError> {
+        let frame = self.ctx.table(table).await.and_then(plain_strings);
+        let frame = frame.map_err(|e| EngineError::Output {
+            table: table.to_string(),
+            message: describe(&e),
+        })?;
         Ok(Arc::new(frame.schema().as_arrow().clone()))
     }
 
@@ -449,7 +451,9 @@ impl Engine {
             }
         } else if let DataFusionError::ResourcesExhausted(message) = error.find_root() {
             let limit = match self.ctx.runtime_env().memory_pool.memory_limit() {
-                MemoryLimit::Finite(bytes) => format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20)),
+                MemoryLimit::Finite(bytes) => {
+                    format!("{:.1} MiB", bytes as f64 / f64::from(1 << 20))
+                }
                 MemoryLimit::Infinite | MemoryLimit::Unknown => "no limit".to_string(),
             };
             EngineError::OutOfMemory {
@@ -473,11 +477,17 @@ impl Engine {
 }
 
 /// Writes `frame` into `target` with DataFusion's Parquet writer (which encodes the columns
-/// of a row group in parallel); returns the rows written.
+/// of a row group in parallel); returns the schema written and the rows.
 pub async fn write_parquet(
     frame: DataFrame,
     target: &ParquetTarget,
-) -> Result<u64, DataFusionError> {
+) -> Result<(SchemaRef, u64), DataFusionError> {
+    let frame = if target.plain_strings {
+        plain_strings(frame)?
+    } else {
+        frame
+    };
+    let schema = Arc::new(frame.schema().as_arrow().clone());
     let (mut state, plan) = frame.into_parts();
     if let Some(rows) = target.file_rows {
         let options = state.config_mut().options_mut();
@@ -494,7 +504,33 @@ pub async fn write_parquet(
             Some(target.options.clone()),
         )
         .await?;
-    Ok(rows_written(&written))
+    Ok((schema, rows_written(&written)))
+}
+
+/// `frame` with its string-view columns (and lists of them) cast to plain strings.
+fn plain_strings(frame: DataFrame) -> Result<DataFrame, DataFusionError> {
+    fn plain(data_type: &DataType) -> DataType {
+        match data_type {
+            DataType::Utf8View => DataType::Utf8,
+            DataType::List(item) => DataType::List(Arc::new(
+                item.as_ref()
+                    .clone()
+                    .with_data_type(plain(item.data_type())),
+            )),
+            other => other.clone(),
+        }
+    }
+    let columns = frame.schema().fields().iter().map(|field| {
+        let column = col(Column::new_unqualified(field.name()));
+        let wanted = plain(field.data_type());
+        if wanted == *field.data_type() {
+            column
+        } else {
+            cast(column, wanted).alias(field.name())
+        }
+    });
+    let columns: Vec<Expr> = columns.collect();
+    frame.select(columns)
 }
 
 /// The row count that DataFusion's writers return, one `count` column.

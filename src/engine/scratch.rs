@@ -42,6 +42,7 @@ impl Scratch {
             folder: self.folder.join(&format!("{step}/")),
             options,
             file_rows: None,
+            plain_strings: false,
         }
     }
 

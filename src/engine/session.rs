@@ -23,13 +23,9 @@ pub(super) fn build(
     if let Some(partitions) = settings.target_partitions {
         config = config.with_target_partitions(partitions);
     }
-    // Plain Utf8 strings: every Parquet reader understands them, while the string-view
-    // type DataFusion prefers would leak into published files' Arrow schema.
-    config
-        .options_mut()
-        .execution
-        .parquet
-        .schema_force_view_types = false;
+    // DataFusion reads strings as string views (the nightly run takes 0.96x the time of
+    // plain strings, BENCHMARKS.md); published files get plain strings
+    // (`ParquetTarget::plain_strings`), which every reader knows.
     let memory_limit = settings.memory_limit.or_else(default_memory_limit);
     let mut runtime = RuntimeEnvBuilder::new()
         .with_disk_manager_builder(DiskManagerBuilder::default())

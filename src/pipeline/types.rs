@@ -266,13 +266,14 @@ impl ColumnType {
     }
 
     /// The Arrow type SQL sees for a declared column; timestamps are instants in
-    /// microseconds, shown in the pipeline's zone (`zone`).
+    /// microseconds, shown in the pipeline's zone (`zone`); strings are string views, which
+    /// DataFusion computes with fastest (published files get plain strings again).
     pub fn arrow_type(&self, zone: &str) -> DataType {
         match self {
             ColumnType::Int => DataType::Int32,
             ColumnType::BigInt => DataType::Int64,
             ColumnType::Double => DataType::Float64,
-            ColumnType::String => DataType::Utf8,
+            ColumnType::String => DataType::Utf8View,
             ColumnType::Bool => DataType::Boolean,
             ColumnType::Date => DataType::Date32,
             ColumnType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(zone.into())),
@@ -327,7 +328,10 @@ mod tests {
         let tags = ColumnType::parse("list<string>").unwrap();
         let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
         assert!(tags.accepts(&list));
-        assert_eq!(tags.arrow_type("UTC"), list);
+        // SQL sees strings as string views; files may hold either kind.
+        let views = DataType::List(Arc::new(Field::new("item", DataType::Utf8View, true)));
+        assert!(tags.accepts(&views));
+        assert_eq!(tags.arrow_type("UTC"), views);
         assert!(ColumnType::parse("strnig").is_none());
     }
 

@@ -35,6 +35,7 @@ pub(super) fn target(folder: Location) -> ParquetTarget {
         folder,
         options,
         file_rows: Some(FILE_ROWS),
+        plain_strings: true,
     }
 }
 
