@@ -10,6 +10,9 @@ performance is measured, never asserted.
     python3 bench/nightly.py --customers 1000000 --orders 10000000 --runs 3 \\
         base=/tmp/segflow-base new=target/release/segflow
 
+A binary given as NAME=PATH@LIMIT runs with engine.memory_limit set to LIMIT (512MiB), so
+that a spilling run and a free one are paired in one session.
+
 With --peers, DuckDB and raw DataFusion (datafusion-python) run the same SQL in each round
 too (bench/peers.py), on plans rendered by the first binary. Shops are generated once per
 size (by the first binary) under --work and reused. Standard library only, but for the
@@ -69,22 +72,29 @@ def main():
     parser.add_argument("--as-of", default="2026-06-30")
     parser.add_argument("--work", type=Path, default=Path("/tmp/segflow-bench"))
     parser.add_argument("--pipeline", type=Path, default=PIPELINE)
-    parser.add_argument("--memory-limit", help="sets engine.memory_limit (e.g. 512MiB)")
     parser.add_argument("--peers", action="store_true",
                         help="also run the SQL in DuckDB and datafusion-python")
     args = parser.parse_args()
 
-    variants = [tuple(b.split("=", 1)) for b in args.binaries]
+    variants = []
+    limits = {}
+    for given in args.binaries:
+        name, binary = given.split("=", 1)
+        binary, _, limits[name] = binary.partition("@")
+        variants.append((name, binary))
     peers = ["duckdb", "datafusion"] if args.peers else []
     args.work.mkdir(parents=True, exist_ok=True)
     data = shop(variants[0][1], args.work, args.customers, args.orders, args.as_of)
     pipeline = args.pipeline
-    if args.memory_limit:
-        text = pipeline.read_text()
-        pipeline = args.work / "pipeline-limited.yaml"
+
+    def pipeline_of(name):
+        if not limits[name]:
+            return pipeline
+        limited = args.work / f"pipeline-{limits[name]}.yaml"
         # The pipeline's SQL paths are relative to its own folder.
-        text = text.replace("../queries/", f"{args.pipeline.parent.parent}/queries/")
-        pipeline.write_text(text + f"\nengine:\n  memory_limit: {args.memory_limit}\n")
+        text = pipeline.read_text().replace("../queries/", f"{pipeline.parent.parent}/queries/")
+        limited.write_text(text + f"\nengine:\n  memory_limit: {limits[name]}\n")
+        return limited
 
     plan_file = args.work / f"plan-{args.customers}.json"
     seconds = {name: [] for name, _ in variants + [(p, None) for p in peers]}
@@ -96,7 +106,7 @@ def main():
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(state, ignore_errors=True)
             env = dict(os.environ, SEGFLOW_DATA=str(data), SEGFLOW_OUT=str(out), SEGFLOW_LOG="warn")
-            wall, rss = timed([binary, "run", str(pipeline), "--as-of", args.as_of,
+            wall, rss = timed([binary, "run", str(pipeline_of(name)), "--as-of", args.as_of,
                                "--state", str(state)], env)
             seconds[name].append(wall)
             memory[name].append(rss)
@@ -127,15 +137,15 @@ def main():
                     print(f"  {name} wrote {theirs:,} rows of {table}, segflow {ours:,}")
 
     first = variants[0][0]
-    print(f"\n{args.customers:,} customers / {args.orders:,} orders, {args.runs} runs each"
-          + (f", memory_limit {args.memory_limit}" if args.memory_limit else ""))
+    print(f"\n{args.customers:,} customers / {args.orders:,} orders, {args.runs} runs each")
     print(f"| variant | median wall | runs | median peak RSS | paired ratio to {first} |")
     # Ratios are taken run by run (a / b of the same round), then their median.
     print("|---|---|---|---|---|")
     for name in seconds:
         ratios = [a / b for a, b in zip(seconds[name], seconds[first])]
         runs = ", ".join(f"{s:.2f}" for s in seconds[name])
-        print(f"| {name} | {statistics.median(seconds[name]):.2f} s | {runs} | "
+        limit = f" (memory_limit {limits[name]})" if limits.get(name) else ""
+        print(f"| {name}{limit} | {statistics.median(seconds[name]):.2f} s | {runs} | "
               f"{statistics.median(memory[name]):,.0f} MiB | {statistics.median(ratios):.2f} |")
     for name, _ in variants:
         for peer in peers:

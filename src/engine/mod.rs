@@ -9,6 +9,7 @@ use std::sync::Arc;
 use chrono::NaiveDate;
 use chrono_tz::Tz;
 use datafusion::arrow::array::RecordBatch;
+use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::Column;
@@ -230,8 +231,18 @@ impl Engine {
                     .collect()
                     .await
                     .map_err(|e| self.execute_error(step, e))?;
-                let rows = batches.iter().map(|b| b.num_rows() as u64).sum();
-                let bytes = batches.iter().map(RecordBatch::get_array_memory_size).sum();
+                // Copied into one batch: the collected batches can be slices of much larger
+                // buffers (a union's, a join's), which they would keep alive, and count.
+                let whole = concat_batches(&schema, &batches).map_err(|e| {
+                    self.plan_error(step, DataFusionError::ArrowError(Box::new(e), None))
+                })?;
+                let rows = whole.num_rows() as u64;
+                let bytes = whole.get_array_memory_size();
+                let batch_size = self.ctx.state().config().batch_size();
+                let batches: Vec<RecordBatch> = (0..whole.num_rows())
+                    .step_by(batch_size)
+                    .map(|offset| whole.slice(offset, batch_size.min(whole.num_rows() - offset)))
+                    .collect();
                 let reservation =
                     MemoryConsumer::new(format!("{} {}", step.kind.noun(), step.name))
                         .register(&self.ctx.runtime_env().memory_pool);
