@@ -676,10 +676,12 @@ async fn stage_output(
     let rows = publication.staged(schema).await?;
     let seconds = started.elapsed().as_secs_f64();
     tracing::info!(pipeline = %pipeline.name, table = %table, rows, seconds, "Output staged.");
-    writing.done(format!(
-        "wrote {table}: {} rows ({seconds:.2} s)",
-        thousands(rows)
-    ));
+    let rows_text = thousands(rows);
+    writing.done(if written {
+        format!("staged {table}: {rows_text} rows (written by its step)")
+    } else {
+        format!("wrote {table}: {rows_text} rows ({seconds:.2} s)")
+    });
     Ok(Timing {
         name: table.to_string(),
         seconds,

@@ -428,7 +428,11 @@ fn a_terminal_shows_a_line_per_finished_step_and_output() {
     for expected in [
         " computed step paid_orders: ",
         " planned segment prospects (",
-        " wrote customer_features: ",
+        // Written as its step was computed (later steps read it too) ...
+        " staged customer_features: ",
+        " rows (written by its step)",
+        // ... or written from its plan once every step is ready.
+        " wrote segment_changes: ",
         " rows (",
     ] {
         assert!(shown.contains(expected), "{expected}: {shown}");
