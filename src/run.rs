@@ -12,7 +12,10 @@ use datafusion::arrow::array::RecordBatch;
 use crate::cancel::{Cancel, CancelReason};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 
-use crate::engine::{Engine, EngineError, Params, ParquetTarget, Scratch, StepResult};
+use crate::engine::{
+    CacheSpec, Engine, EngineError, FilesDone, IncrementalMode, Params, ParquetTarget, Scratch,
+    StepResult,
+};
 use crate::pipeline::{Pipeline, Published, SelectError, Selector, Step, StepKind};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
@@ -95,6 +98,9 @@ pub struct RunRequest {
     /// Publish with plain writes on stores that cannot write conditionally, on the user's
     /// promise that nothing else publishes these outputs at the same time.
     pub single_writer: bool,
+    /// Where incremental steps keep each file's result for later runs (in the state store);
+    /// without it they compute every file.
+    pub cache: Option<CacheSpec>,
 }
 
 /// The run request is the one context of a run; what the engine and the publications need
@@ -125,6 +131,7 @@ impl RunRequest {
             attempt: 1,
             ended_runs: BTreeSet::new(),
             single_writer: false,
+            cache: None,
         }
     }
 }
@@ -152,6 +159,9 @@ pub struct Timing {
     pub seconds: f64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rows: Option<u64>,
+    /// An incremental step's files: computed by this run, or reused from earlier ones.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<FilesDone>,
 }
 
 #[derive(Debug, Clone)]
@@ -219,7 +229,14 @@ async fn plan_views(
         }
         let planned = async {
             register_published(pipeline, engine, storage, step, request.as_of).await?;
-            engine.add_step(step, &params, StepResult::View).await?;
+            if step.incremental.is_some() {
+                let mode = IncrementalMode::View;
+                engine
+                    .add_incremental(step, &pipeline.steps, &params, mode)
+                    .await?;
+            } else {
+                engine.add_step(step, &params, StepResult::View).await?;
+            }
             Ok::<_, RunError>(())
         };
         if let Err(error) = planned.await {
@@ -516,26 +533,46 @@ async fn plan_steps(
     for (done, step) in pipeline.steps.iter().enumerate() {
         progress.message(format!("step {}", step.name));
         let started = Instant::now();
-        let result = targets.of(step);
         register_published(pipeline, engine, storage, step, request.as_of).await?;
-        let rows = engine.add_step(step, &params, result).await?;
+        let (rows, files) = if step.incremental.is_some() {
+            let mode = IncrementalMode::Compute {
+                cache: request.cache.as_ref(),
+                scratch: targets.scratch,
+            };
+            let files = engine
+                .add_incremental(step, &pipeline.steps, &params, mode)
+                .await?;
+            (None, files)
+        } else {
+            (
+                engine.add_step(step, &params, targets.of(step)).await?,
+                None,
+            )
+        };
         let seconds = started.elapsed().as_secs_f64();
         tracing::info!(pipeline = %pipeline.name, step = %step.name, seconds, rows, "Step ready.");
         // A step planned into its reader costs nothing until that reader runs.
-        let what = match rows {
-            Some(rows) => format!(
+        let what = match (rows, files) {
+            (_, Some(files)) => format!(
+                "computed step {} file by file: {} files computed, {} kept from earlier runs",
+                step.name,
+                thousands(files.computed),
+                thousands(files.reused)
+            ),
+            (Some(rows), None) => format!(
                 "computed {} {}: {} rows",
                 step.kind.noun(),
                 step.name,
                 thousands(rows)
             ),
-            None => format!("planned {} {}", step.kind.noun(), step.name),
+            (None, None) => format!("planned {} {}", step.kind.noun(), step.name),
         };
         progress.done(format!("{}/{count} {what} ({seconds:.2} s)", done + 1));
         timings.push(Timing {
             name: step.name.clone(),
             seconds,
             rows,
+            files,
         });
     }
     let mut unmatched = BTreeMap::new();
@@ -686,6 +723,7 @@ async fn stage_output(
         name: table.to_string(),
         seconds,
         rows: Some(rows),
+        files: None,
     })
 }
 

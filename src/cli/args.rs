@@ -86,6 +86,10 @@ pub(crate) struct HandRunArgs {
     /// Seconds to wait when another run of the pipeline holds its lease, before giving up.
     #[arg(long, default_value_t = 600)]
     pub(crate) wait_for_lease: u64,
+    /// Compute incremental steps from every file of their sources again, replacing the
+    /// results kept from earlier runs (which it does not read).
+    #[arg(long)]
+    pub(crate) full: bool,
     #[command(flatten)]
     pub(crate) lease: LeaseArgs,
     #[command(flatten)]

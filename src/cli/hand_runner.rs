@@ -4,6 +4,7 @@
 use chrono::NaiveDate;
 
 use segflow::cancel::{Cancel, CancelReason};
+use segflow::engine::CacheSpec;
 use segflow::history::{self, RunHistory};
 use segflow::lease::{Lease, Leases};
 use segflow::pipeline::Pipeline;
@@ -23,6 +24,10 @@ pub(super) struct HandRunner {
     leases: Leases,
     wait: std::time::Duration,
     single_writer: bool,
+    /// The state store, where incremental steps keep their files' results.
+    state: Location,
+    /// Whether incremental steps compute every file again (`--full`).
+    full: bool,
     /// Cancelled by the first SIGINT or SIGTERM.
     stop: Cancel,
 }
@@ -43,6 +48,8 @@ impl HandRunner {
             storage,
             wait: std::time::Duration::from_secs(args.wait_for_lease),
             single_writer: args.lease.single_writer,
+            state,
+            full: args.full,
             stop: stop_signals(),
         })
     }
@@ -72,6 +79,7 @@ impl HandRunner {
         let request = RunRequest {
             ended_runs: history::ended_runs(&records),
             single_writer: self.single_writer,
+            cache: Some(CacheSpec::in_state(&self.state, &pipeline.name, self.full)),
             ..RunRequest::new(as_of)
         };
         // Ctrl-C cancels cleanly: the run removes what it staged, is recorded `interrupted`,

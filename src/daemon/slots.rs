@@ -7,6 +7,7 @@ use chrono::{DateTime, Utc};
 
 use super::{Context, Tally};
 use crate::cancel::CancelReason;
+use crate::engine::CacheSpec;
 use crate::history::{self, RecordedRunError, RunRecord, RunStatus};
 use crate::lease::Lease;
 use crate::pipeline::Pipeline;
@@ -241,6 +242,11 @@ async fn try_slot(
     let request = RunRequest {
         ended_runs: ended_runs.clone(),
         single_writer: context.config.single_writer,
+        cache: Some(CacheSpec::in_state(
+            &context.config.state,
+            &pipeline.name,
+            false,
+        )),
         slot: Some(slot.due),
         attempt,
         ..RunRequest::new(slot.as_of)

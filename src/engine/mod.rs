@@ -30,11 +30,12 @@ use datafusion::prelude::{
 };
 use datafusion::scalar::ScalarValue;
 
-use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, Step, StepKind, VarValue};
+use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, RUN_PARAMETERS, Step, StepKind, VarValue};
 use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::storage::{Location, Storage};
 
 mod error;
+mod incremental;
 mod instants;
 mod params;
 mod schema;
@@ -45,6 +46,7 @@ mod text;
 mod udf;
 
 pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};
+pub use incremental::{CacheSpec, FilesDone, IncrementalMode};
 pub use params::Params;
 pub use scratch::Scratch;
 
@@ -87,6 +89,8 @@ pub struct Engine {
     source_files: std::sync::Mutex<Vec<sources::RegisteredFile>>,
     /// The pool's account of the results kept in memory, held until the run ends.
     kept_in_memory: std::sync::Mutex<Vec<MemoryReservation>>,
+    /// The sources by name, as parts that incremental steps read file by file.
+    source_parts: std::sync::Mutex<HashMap<String, Arc<sources::SourceParts>>>,
 }
 
 impl Engine {
@@ -103,6 +107,7 @@ impl Engine {
             members,
             source_files: Default::default(),
             kept_in_memory: Default::default(),
+            source_parts: Default::default(),
         })
     }
 
@@ -322,14 +327,23 @@ impl Engine {
     }
 
     async fn plan(&self, step: &Step, params: &Params) -> Result<DataFrame, EngineError> {
+        self.plan_in(&self.ctx, step, params).await
+    }
+
+    /// Plans `step` against the tables of `ctx` (the run's session, or one file's).
+    async fn plan_in(
+        &self,
+        ctx: &SessionContext,
+        step: &Step,
+        params: &Params,
+    ) -> Result<DataFrame, EngineError> {
         // Steps were already checked to be queries; refusing statements here too keeps that
         // promise even if a caller skips the spec checks.
         let read_only = SQLOptions::new()
             .with_allow_ddl(false)
             .with_allow_dml(false)
             .with_allow_statements(false);
-        let frame = self
-            .ctx
+        let frame = ctx
             .sql_with_options(&step.sql.text, read_only)
             .await
             .map_err(|e| self.plan_error(step, e))?;
@@ -337,6 +351,9 @@ impl Engine {
         let mut bound: HashMap<String, ScalarValue> = HashMap::new();
         for (id, wanted) in used {
             let name = id.trim_start_matches('$');
+            if step.incremental.is_some() && RUN_PARAMETERS.contains(&name) {
+                return Err(self.plan_message(step, incremental::uses_run_parameter(&id)));
+            }
             let value = params
                 .get(&id)
                 .map_err(|message| self.plan_message(step, message))?;
@@ -379,8 +396,7 @@ impl Engine {
             .map_err(|e| self.plan_error(step, e))?;
         // Type checking happens in the analyzer; run it now so that a mistyped parameter or
         // column is reported as the step's problem before any data is read.
-        self.ctx
-            .state()
+        ctx.state()
             .create_physical_plan(frame.logical_plan())
             .await
             .map_err(|e| self.plan_error(step, e))?;
@@ -591,6 +607,7 @@ mod tests {
             )
             .unwrap(),
             line: None,
+            incremental: None,
         }
     }
 

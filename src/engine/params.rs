@@ -153,6 +153,7 @@ mod tests {
                 tables: Default::default(),
             },
             line: None,
+            incremental: None,
         };
         let day = NaiveDate::from_ymd_opt(2026, 3, 31).unwrap();
         let vars = BTreeMap::from([

@@ -37,6 +37,33 @@ pub(super) struct RegisteredFile {
     reader: FileReader,
 }
 
+/// A source as its parts, to read one of its files alone as a table with the source's own
+/// columns and types (incremental steps, `super::incremental`).
+pub(super) struct SourceParts {
+    pub(super) location: Location,
+    pub(super) files: Vec<object_store::ObjectMeta>,
+    /// The source's table as steps see it (before `keep_latest_by`).
+    pub(super) schema: datafusion::arrow::datatypes::SchemaRef,
+    /// The zone of the source's wall-clock times.
+    pub(super) zone: chrono_tz::Tz,
+    pub(super) reader: PartsReader,
+}
+
+/// How a source's files are read.
+pub(super) enum PartsReader {
+    Parquet {
+        /// The columns read from the files, as the whole source reconciled them.
+        file_schema: datafusion::arrow::datatypes::SchemaRef,
+        /// The listing's columns: the files' and the Hive partition keys of their folders.
+        table_schema: datafusion::arrow::datatypes::SchemaRef,
+        wall_clock: Vec<String>,
+    },
+    Text {
+        format: Arc<dyn FileFormat>,
+        columns: text::TextColumns,
+    },
+}
+
 /// How to read one file of a source alone again.
 #[derive(Clone)]
 enum FileReader {
@@ -58,37 +85,61 @@ impl Engine {
             .source_location(&source.location, source.format.extensions());
         let listed = self.files_of(source, &location, store.as_ref()).await?;
         let register = |e| register_error(source, &location, e);
-        let mut frame = match text::file_format(&source.format) {
+        let (frame, reader) = match text::file_format(&source.format) {
             None => {
                 self.remember_files(source, &location, &listed, None);
-                let files = read_footers(source, &location, listed, &store).await?;
+                let files = read_footers(source, &location, listed.clone(), &store).await?;
                 for file in &files {
                     check_declared_columns(source, file)?;
                 }
                 let schema = reconcile(source, &files)?;
                 let listing = self
-                    .listing(&source.name, &location, schema.files, true)
+                    .listing(&source.name, &location, Arc::clone(&schema.files), true)
                     .await?;
-                self.ctx
+                let reader = PartsReader::Parquet {
+                    table_schema: listing.schema(),
+                    file_schema: schema.files,
+                    wall_clock: schema.wall_clock.clone(),
+                };
+                let frame = self
+                    .ctx
                     .read_table(listing)
                     .and_then(|f| in_zone(f, self.zone, source.timezone, &schema.wall_clock))
-                    .map_err(register)?
+                    .map_err(register)?;
+                (frame, reader)
             }
             Some(format) => {
                 let table =
                     text::text_table(source, Arc::clone(&format), &location, &listed, &store)
                         .await?;
                 let reader = FileReader::Text {
-                    format,
+                    format: Arc::clone(&format),
                     columns: table.columns.clone(),
                 };
                 self.remember_files(source, &location, &listed, Some(reader));
-                self.ctx
+                let frame = self
+                    .ctx
                     .read_table(table.provider)
                     .and_then(|frame| table.columns.convert(frame, self.zone))
-                    .map_err(register)?
+                    .map_err(register)?;
+                let reader = PartsReader::Text {
+                    format,
+                    columns: table.columns,
+                };
+                (frame, reader)
             }
         };
+        self.source_parts.lock().expect("source parts lock").insert(
+            source.name.clone(),
+            Arc::new(SourceParts {
+                location: location.clone(),
+                files: listed,
+                schema: Arc::new(frame.schema().as_arrow().clone()),
+                zone: source.timezone,
+                reader,
+            }),
+        );
+        let mut frame = frame;
         if let Some(key) = &source.key {
             check_key_columns(source, key, &frame)?;
             if let Some(latest) = &key.keep_latest_by {

@@ -101,7 +101,12 @@ const SOURCE: Shape = Shape::Fields(&[
     ("csv", CSV),
 ]);
 const CSV: Shape = Shape::Fields(&[("header", Shape::Any), ("delimiter", Shape::Any)]);
-const STEP: Shape = Shape::Fields(&[("name", Shape::Any), ("sql", Shape::Any)]);
+const STEP: Shape = Shape::Fields(&[
+    ("name", Shape::Any),
+    ("sql", Shape::Any),
+    ("incremental", INCREMENTAL),
+]);
+const INCREMENTAL: Shape = Shape::Fields(&[("source", Shape::Any), ("time", Shape::Any)]);
 const SEGMENT: Shape = Shape::Fields(&[
     ("name", Shape::Any),
     ("sql", Shape::Any),

@@ -127,6 +127,20 @@ pub struct Step {
     pub sql: StepSql,
     /// The line of the pipeline file that defines the step.
     pub line: Option<usize>,
+    /// Computed file by file of one source, each file's result kept for later nights.
+    pub incremental: Option<Incremental>,
+}
+
+/// How an incremental step is computed: its SQL runs on each file of `source` alone (on the
+/// rows whose `time` is before the end of the as_of day), and its table is the union of the
+/// files' results. The result of a file wholly before the as_of day's end is kept in the
+/// state store and reused until the file, the SQL or a var it uses changes (README,
+/// "Incremental steps").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Incremental {
+    pub source: String,
+    /// A timestamp column of the source: when each row happened.
+    pub time: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -190,6 +190,16 @@ pub(super) struct RawMembers {
 pub(super) struct RawStep {
     pub(super) name: Spanned<String>,
     pub(super) sql: Spanned<String>,
+    #[serde(default)]
+    pub(super) incremental: Option<Spanned<RawIncremental>>,
+}
+
+/// `incremental: { source: orders, time: ordered_at }` on a step.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawIncremental {
+    pub(super) source: Spanned<String>,
+    pub(super) time: Spanned<String>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use serde_saphyr::{Location, Spanned};
 
 use super::diagnostics::did_you_mean;
+use super::model::{Incremental, Source};
 use super::model::{Published, Step, StepKind};
-use super::raw::{RawSegment, RawStep, line_of};
+use super::raw::{RawIncremental, RawSegment, RawStep, line_of};
+use super::types::ColumnType;
 use super::validate::Validator;
 use crate::segments::{
     Members, SEGMENT_CATALOG, SEGMENT_MEMBERSHIP, catalog_sql, combination_sql, membership_sql,
@@ -25,6 +27,7 @@ struct Draft {
     sql_line: Option<usize>,
     kind: StepKind,
     sql: DraftSql,
+    incremental: Option<Spanned<RawIncremental>>,
 }
 
 enum DraftSql {
@@ -82,13 +85,18 @@ impl Validator<'_> {
         let mut drafts = Vec::new();
         for raw in raw_steps {
             let line = line_of(&raw);
-            let RawStep { name, sql } = raw.value;
+            let RawStep {
+                name,
+                sql,
+                incremental,
+            } = raw.value;
             drafts.push(Draft {
                 name,
                 line,
                 sql_line: line_of(&sql),
                 kind: StepKind::Query,
                 sql: DraftSql::File(sql.value),
+                incremental,
             });
         }
         let definitions: Vec<(String, String)> = raw_segments
@@ -105,6 +113,7 @@ impl Validator<'_> {
                     sql_line,
                     kind: StepKind::Segment,
                     sql,
+                    incremental: None,
                 });
             }
         }
@@ -128,6 +137,7 @@ impl Validator<'_> {
                     sql_line: segments_line,
                     kind,
                     sql: DraftSql::Generated(sql),
+                    incremental: None,
                 });
             }
         }
@@ -265,6 +275,10 @@ impl Validator<'_> {
                 sql_file,
                 sql,
                 line: draft.line,
+                incremental: draft.incremental.map(|raw| Incremental {
+                    source: raw.value.source.value,
+                    time: raw.value.time.value,
+                }),
             }),
             Err(e) => {
                 self.problem(
@@ -290,6 +304,92 @@ impl Validator<'_> {
                         step.sql_file.display()
                     ),
                 );
+            }
+        }
+    }
+
+    /// An incremental step runs on one file of its source at a time, so it may read only
+    /// that source and the incremental steps over it (computed on the same file), and its
+    /// time column must be a timestamp that the source has.
+    pub(super) fn check_incremental(&mut self, steps: &[Step], sources: &[Source]) {
+        for step in steps {
+            let Some(incremental) = &step.incremental else {
+                continue;
+            };
+            let name = &step.name;
+            let Some(source) = sources.iter().find(|s| s.name == incremental.source) else {
+                let hint =
+                    did_you_mean(&incremental.source, sources.iter().map(|s| s.name.as_str()));
+                self.problem(
+                    step.line,
+                    format!(
+                        "step '{name}': incremental.source '{}' is not a source{hint}",
+                        incremental.source
+                    ),
+                );
+                continue;
+            };
+            // A step over a source that does not exist is told so itself.
+            let same_source = |table: &str| {
+                table == source.name
+                    || steps.iter().any(|other| {
+                        other.name == table
+                            && other.incremental.as_ref().is_some_and(|i| {
+                                i.source == source.name
+                                    || !sources.iter().any(|s| s.name == i.source)
+                            })
+                    })
+            };
+            if let Some(other) = step.sql.tables.iter().find(|t| !same_source(t)) {
+                self.problem(
+                    step.line,
+                    format!(
+                        "step '{name}' is incremental over '{}', so {} may read only that \
+                         source and the incremental steps over it, but it reads '{other}': \
+                         each file's result is kept for later nights, and would not change \
+                         when '{other}' does. Read '{other}' in a later step that folds this \
+                         one's rows",
+                        source.name,
+                        step.sql_file.display()
+                    ),
+                );
+            }
+            if let Some(latest) = source.key.as_ref().and_then(|k| k.keep_latest_by.as_ref()) {
+                self.problem(
+                    step.line,
+                    format!(
+                        "step '{name}' cannot be incremental over '{}': its keep_latest_by \
+                         ({latest}) picks rows across files, so no file's rows stand alone",
+                        source.name
+                    ),
+                );
+            }
+            let declared = source.columns.iter().find(|(c, _)| *c == incremental.time);
+            match declared {
+                Some((_, ColumnType::Timestamp)) => {}
+                Some((_, other)) => self.problem(
+                    step.line,
+                    format!(
+                        "step '{name}': incremental.time '{}' is a {other} column of '{}'; it \
+                         must be a timestamp",
+                        incremental.time, source.name
+                    ),
+                ),
+                None if !source.columns.is_empty() => {
+                    let hint = did_you_mean(
+                        &incremental.time,
+                        source.columns.iter().map(|(c, _)| c.as_str()),
+                    );
+                    self.problem(
+                        step.line,
+                        format!(
+                            "step '{name}': incremental.time '{}' is not a declared column of \
+                             '{}'{hint}",
+                            incremental.time, source.name
+                        ),
+                    );
+                }
+                None => {}
             }
         }
     }

@@ -87,6 +87,7 @@ impl<'a> Validator<'a> {
             &published,
             segments_line,
         );
+        self.check_incremental(&steps, &sources);
         if !segments.is_empty() {
             self.check_members(
                 &members,

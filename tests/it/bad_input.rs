@@ -25,6 +25,74 @@ const RFM: &str = "queries/rfm.sql";
 
 const CASES: &[Case] = &[
     Case {
+        // Each file's result is kept for later nights: it must not depend on the date.
+        name: "an incremental step uses $as_of",
+        break_it: |p| {
+            replace(
+                p,
+                "queries/paid_orders.sql",
+                "WHERE status = 'paid'",
+                "WHERE status = 'paid' AND ordered_at < $as_of_end",
+            );
+            vec![]
+        },
+        expect: &[
+            "step 'paid_orders'",
+            "paid_orders.sql",
+            "cannot use $as_of_end",
+        ],
+    },
+    Case {
+        name: "an incremental step reads a table that is not its source",
+        break_it: |p| {
+            replace(
+                p,
+                "queries/paid_orders.sql",
+                "FROM orders\n",
+                "FROM orders\nWHERE customer_id IN (SELECT customer_id FROM customers)\n  AND ",
+            );
+            replace(
+                p,
+                "queries/paid_orders.sql",
+                "WHERE status = 'paid'",
+                "status = 'paid'",
+            );
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "step 'paid_orders' is incremental over 'orders'",
+            "it reads 'customers'",
+        ],
+    },
+    Case {
+        name: "an incremental step's time column is not a timestamp",
+        break_it: |p| {
+            replace(p, PIPELINE, "time: ordered_at }", "time: order_id }");
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "incremental.time 'order_id' is a bigint column of 'orders'",
+        ],
+    },
+    Case {
+        name: "an incremental step names a source that does not exist",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "incremental: { source: orders,",
+                "incremental: { source: order,",
+            );
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "incremental.source 'order' is not a source (did you mean 'orders'?)",
+        ],
+    },
+    Case {
         // Written while other outputs are being written: the run stops, and nothing of any
         // output is published.
         name: "an output's query fails while its rows are written",
@@ -487,7 +555,7 @@ fn a_step_that_cannot_fit_in_the_memory_limit_says_which_and_what_to_change() {
 }
 
 /// Out of disk is the environment's (exit 2), and the message says which folder filled up and
-/// how to move it. The scratch folder is a 256 KiB tmpfs, mounted in a private mount
+/// how to move it. The scratch folder is a 16 KiB tmpfs, mounted in a private mount
 /// namespace (`unshare`) so that nothing outside the run sees it.
 #[test]
 fn a_full_scratch_disk_names_the_folder_and_how_to_move_it() {
@@ -498,7 +566,7 @@ fn a_full_scratch_disk_names_the_folder_and_how_to_move_it() {
     let tiny = project.path().join("tiny-tmp");
     std::fs::create_dir(&tiny).unwrap();
     let script = format!(
-        "mount -t tmpfs -o size=256k tmpfs {tiny} && TMPDIR={tiny} exec {segflow} run {pipeline} --as-of {AS_OF}",
+        "mount -t tmpfs -o size=16k tmpfs {tiny} && TMPDIR={tiny} exec {segflow} run {pipeline} --as-of {AS_OF}",
         tiny = tiny.display(),
         segflow = env!("CARGO_BIN_EXE_segflow"),
         pipeline = project.pipeline().display(),
@@ -628,7 +696,7 @@ fn validation_reports_each_cause_once_at_its_line() {
     assert_eq!(
         problems(&typos),
         [
-            ":7: unknown field `sq` (did you mean 'sql'?), expected one of name, sql",
+            ":7: unknown field `sq` (did you mean 'sql'?), expected one of name, sql, incremental",
             ":9: unknown field `tabel` (did you mean 'table'?), expected one of table, url, options",
             ":10: unknown field `cronn` (did you mean 'cron'?), expected one of cron, timezone, catchup, max_catchup, attempts, retry_delay, timeout",
         ],

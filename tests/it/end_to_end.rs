@@ -426,7 +426,8 @@ fn a_terminal_shows_a_line_per_finished_step_and_output() {
     assert_eq!(outcome.code, 0, "{outcome:?}");
     let shown = outcome.stdout.replace('\r', "");
     for expected in [
-        " computed step paid_orders: ",
+        // An incremental step says how many of its files it computed.
+        " computed step paid_orders file by file: 1 files computed, 0 kept from earlier runs (",
         " planned segment prospects (",
         // Written as its step was computed (later steps read it too) ...
         " staged customer_features: ",

@@ -1,0 +1,518 @@
+//! Incremental steps (README, "Incremental steps"): a step's SQL runs on each file of its
+//! source alone, and the step's table is the union of the files' results. A file whose rows
+//! are all before the end of the as_of day gives the same result on every later date, so
+//! that result is kept in the state store, named after what made it (the file as listed:
+//! URL, size, ETag and time; the SQL as rendered with its vars; the source's columns; the
+//! time zones; segflow's version), and reused until one of those changes. A file with rows
+//! after the as_of day is cut off at its end and computed again by every run.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::common::Column;
+use datafusion::common::config::TableParquetOptions;
+use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::functions_aggregate::expr_fn::max;
+use datafusion::prelude::{DataFrame, SessionContext, cast, col, lit};
+use datafusion::scalar::ScalarValue;
+use futures::{FutureExt, StreamExt, TryStreamExt};
+use object_store::{ObjectMeta, ObjectStoreExt};
+
+use super::instants::in_zone;
+use super::sources::{PartsReader, SourceParts};
+use super::{Engine, EngineError, Params, Scratch, rows_written};
+use crate::pipeline::{AS_OF_END, Incremental, Step, VarValue};
+use crate::storage::Location;
+
+/// Where a run keeps the results of its incremental steps, and whether it may reuse them.
+#[derive(Debug, Clone)]
+pub struct CacheSpec {
+    /// The pipeline's folder in the state store: `<state>/cache/<pipeline>/`.
+    pub root: Location,
+    /// Compute every file again (`--full`), replacing what is kept.
+    pub full: bool,
+}
+
+impl CacheSpec {
+    /// The pipeline's folder under `cache/` in the state store `state`.
+    pub fn in_state(state: &Location, pipeline: &str, full: bool) -> CacheSpec {
+        CacheSpec {
+            root: state.as_folder().join(&format!("cache/{pipeline}/")),
+            full,
+        }
+    }
+}
+
+/// How the files of an incremental step were had: computed by this run, or kept from
+/// earlier ones.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct FilesDone {
+    pub computed: u64,
+    pub reused: u64,
+}
+
+/// What [`Engine::add_incremental`] does.
+pub enum IncrementalMode<'a> {
+    /// Plans only: the step is the union of every file's plan, computed when read
+    /// (`validate`, `show`).
+    View,
+    /// Computes each file that nothing kept answers, keeps what may be kept in `cache`, and
+    /// registers the step as the files of the results. With no cache, every file is computed
+    /// into `scratch`.
+    Compute {
+        cache: Option<&'a CacheSpec>,
+        scratch: &'a Scratch,
+    },
+}
+
+/// Files computed at once: each is its own query, and small files leave a core idle.
+const CONCURRENT_FILES: usize = 2;
+
+/// Results made by other versions of a step's SQL (or its vars) are kept this long, so that
+/// a run with a var changed for once does not throw away what the nightly runs reuse.
+const KEEP_OTHER_VERSIONS: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The message for an incremental step whose SQL uses a run parameter.
+pub(super) fn uses_run_parameter(placeholder: &str) -> String {
+    format!(
+        "is incremental, so its SQL cannot use {placeholder}: each file's result is kept for \
+         later runs and must not depend on the date. segflow already leaves out the rows at \
+         or after the end of the as_of day (incremental.time); compute what depends on the \
+         date in the step that reads this one"
+    )
+}
+
+/// One kept result: the version of the SQL and the file it was made from, and the latest
+/// time among the file's rows (None when it has no rows with a time).
+struct Kept {
+    version: String,
+    file: String,
+    latest: Option<i64>,
+    location: Location,
+    modified: chrono::DateTime<chrono::Utc>,
+}
+
+impl Engine {
+    /// Registers an incremental step (see the module's comment). Returns how many files
+    /// were computed and reused, unless it only planned.
+    pub async fn add_incremental(
+        &self,
+        step: &Step,
+        steps: &[Step],
+        params: &Params,
+        mode: IncrementalMode<'_>,
+    ) -> Result<Option<FilesDone>, EngineError> {
+        let incremental = step.incremental.as_ref().expect("an incremental step");
+        let source = self.source_parts(step, incremental)?;
+        let chain = chain_of(step, steps);
+        let as_of_end = match &params.values[AS_OF_END] {
+            VarValue::Instant(end) => end.timestamp_micros(),
+            other => unreachable!("as_of_end is an instant, not {other:?}"),
+        };
+        let (cache, scratch) = match mode {
+            IncrementalMode::View => {
+                let mut union: Option<DataFrame> = None;
+                for file in &source.files {
+                    let frame = self.file_plan(&source, file, &chain, params).await?;
+                    union = Some(match union {
+                        None => frame,
+                        Some(earlier) => {
+                            earlier.union(frame).map_err(|e| self.plan_error(step, e))?
+                        }
+                    });
+                }
+                let view = union.expect("a source has files").into_view();
+                self.ctx
+                    .register_table(step.name.as_str(), view)
+                    .map_err(|e| self.plan_error(step, e))?;
+                return Ok(None);
+            }
+            IncrementalMode::Compute { cache, scratch } => (cache, scratch),
+        };
+        let version = version_of(&source, &chain, params, self.zone)?;
+        let step_root = cache.map(|c| c.root.join(&format!("{}/", step.name)));
+        let kept = match &step_root {
+            Some(root) => self.kept(root).await?,
+            None => Vec::new(),
+        };
+        let reusable: HashMap<&str, &Kept> = kept
+            .iter()
+            .filter(|k| k.version == version && !cache.is_some_and(|c| c.full))
+            .filter(|k| k.latest.is_none_or(|latest| latest < as_of_end))
+            .map(|k| (k.file.as_str(), k))
+            .collect();
+        let keys: Vec<String> = source.files.iter().map(file_key).collect();
+        let schema = {
+            let first = self
+                .file_plan(&source, &source.files[0], &chain, params)
+                .await?;
+            Arc::new(first.schema().as_arrow().clone())
+        };
+        let mut results: Vec<Option<Location>> = keys
+            .iter()
+            .map(|key| reusable.get(key.as_str()).map(|k| k.location.clone()))
+            .collect();
+        let missing: Vec<usize> = (0..keys.len()).filter(|&i| results[i].is_none()).collect();
+        let computed = missing.len() as u64;
+        let reused = keys.len() as u64 - computed;
+        let computing = missing.iter().map(|&index| {
+            let (source, chain, keys) = (&source, &chain, &keys);
+            let step_root = step_root.as_ref();
+            let version = version.as_str();
+            async move {
+                let file = &source.files[index];
+                let rows = self
+                    .file_frame(source, file)
+                    .map_err(|e| self.plan_error(step, e))?;
+                let latest = latest_time(rows, &incremental.time)
+                    .await
+                    .map_err(|e| self.execute_error(step, e))?;
+                let frame = self.file_plan(source, file, chain, params).await?;
+                let keep = latest.is_none_or(|latest| latest < as_of_end);
+                let location = match step_root {
+                    Some(root) if keep => root.join(&format!(
+                        "{version}/{}.{}.parquet",
+                        keys[index],
+                        latest.map_or_else(|| "none".to_string(), |t| t.to_string())
+                    )),
+                    _ => scratch
+                        .target_of(&step.name)
+                        .folder
+                        .join(&format!("{}.parquet", keys[index])),
+                };
+                write_one_file(frame, &location)
+                    .await
+                    .map_err(|e| self.execute_error(step, e))?;
+                Ok::<_, EngineError>((index, location))
+            }
+            .boxed()
+        });
+        let computing: Vec<_> = computing.collect();
+        let written: Vec<(usize, Location)> = futures::stream::iter(computing)
+            .buffer_unordered(CONCURRENT_FILES)
+            .try_collect()
+            .await?;
+        for (index, location) in written {
+            results[index] = Some(location);
+        }
+        let urls = results
+            .into_iter()
+            .map(|location| {
+                ListingTableUrl::parse(location.expect("every file has its result").as_str())
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| self.plan_error(step, e))?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(schema);
+        let listing = ListingTable::try_new(config).map_err(|e| self.plan_error(step, e))?;
+        self.ctx
+            .register_table(step.name.as_str(), Arc::new(listing))
+            .map_err(|e| self.plan_error(step, e))?;
+        if step_root.is_some() {
+            let current: HashSet<&str> = keys.iter().map(String::as_str).collect();
+            self.forget_stale(&kept, &version, &current).await;
+        }
+        tracing::info!(step = %step.name, computed, reused, "Incremental step ready.");
+        Ok(Some(FilesDone { computed, reused }))
+    }
+
+    /// The registered source an incremental step reads, with a time column that is a
+    /// timestamp.
+    fn source_parts(
+        &self,
+        step: &Step,
+        incremental: &Incremental,
+    ) -> Result<Arc<SourceParts>, EngineError> {
+        let source = self
+            .source_parts
+            .lock()
+            .expect("source parts lock")
+            .get(&incremental.source)
+            .cloned()
+            .ok_or_else(|| {
+                self.plan_message(
+                    step,
+                    format!(
+                        "is incremental over '{}', which is not a source of the pipeline",
+                        incremental.source
+                    ),
+                )
+            })?;
+        match source.schema.field_with_name(&incremental.time) {
+            Ok(field) if matches!(field.data_type(), DataType::Timestamp(..)) => Ok(source),
+            Ok(field) => Err(self.plan_message(
+                step,
+                format!(
+                    "is incremental with time '{}', a {} column of '{}'; it must be a timestamp",
+                    incremental.time,
+                    field.data_type(),
+                    incremental.source
+                ),
+            )),
+            Err(_) => {
+                let names = source.schema.fields().iter().map(|f| f.name().as_str());
+                let hint = crate::pipeline::did_you_mean(&incremental.time, names);
+                Err(self.plan_message(
+                    step,
+                    format!(
+                        "is incremental with time '{}', which is not a column of '{}'{hint}",
+                        incremental.time, incremental.source
+                    ),
+                ))
+            }
+        }
+    }
+
+    /// One file of a source as a table with the whole source's columns and types: a
+    /// Parquet file's Hive partition keys (from its folders) as constant columns, its
+    /// timestamps in the pipeline's zone, as the source's table has them.
+    fn file_frame(
+        &self,
+        source: &SourceParts,
+        file: &ObjectMeta,
+    ) -> Result<DataFrame, DataFusionError> {
+        let url = ListingTableUrl::parse(super::text::file_url(&source.location, file))?;
+        match &source.reader {
+            PartsReader::Parquet {
+                file_schema,
+                table_schema,
+                wall_clock,
+            } => {
+                let options =
+                    ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+                let config = ListingTableConfig::new(url)
+                    .with_listing_options(options)
+                    .with_schema(Arc::clone(file_schema));
+                let frame = self
+                    .ctx
+                    .read_table(Arc::new(ListingTable::try_new(config)?))?;
+                let relative = source.location.relative(&file.location);
+                let folders: HashMap<&str, &str> = relative
+                    .split('/')
+                    .filter_map(|part| part.split_once('='))
+                    .collect();
+                let columns = table_schema.fields().iter().map(|field| {
+                    let name = field.name().as_str();
+                    if file_schema.field_with_name(name).is_ok() {
+                        col(Column::new_unqualified(name))
+                    } else {
+                        let value = ScalarValue::Utf8(folders.get(name).map(|v| v.to_string()));
+                        cast(lit(value), field.data_type().clone()).alias(name)
+                    }
+                });
+                let frame = frame.select(columns.collect::<Vec<_>>())?;
+                in_zone(frame, self.zone, source.zone, wall_clock)
+            }
+            PartsReader::Text { format, columns } => {
+                let options = ListingOptions::new(Arc::clone(format)).with_file_extension("");
+                let config = ListingTableConfig::new(url)
+                    .with_listing_options(options)
+                    .with_schema(Arc::clone(&columns.schema));
+                let frame = self
+                    .ctx
+                    .read_table(Arc::new(ListingTable::try_new(config)?))?;
+                columns.convert(frame, self.zone)
+            }
+        }
+    }
+
+    /// The last step of `chain` planned on one file: the file's rows before the end of
+    /// the as_of day stand for the source, each earlier step of the chain for itself.
+    async fn file_plan(
+        &self,
+        source: &SourceParts,
+        file: &ObjectMeta,
+        chain: &[&Step],
+        params: &Params,
+    ) -> Result<DataFrame, EngineError> {
+        let last = chain.last().expect("a chain ends with its step");
+        let incremental = last.incremental.as_ref().expect("an incremental step");
+        let as_of_end = params.values[AS_OF_END].to_scalar();
+        let time = col(Column::new_unqualified(&incremental.time));
+        let rows = self
+            .file_frame(source, file)
+            .and_then(|frame| frame.filter(time.lt(lit(as_of_end))))
+            .map_err(|e| self.plan_error(last, e))?;
+        let ctx = self.file_context();
+        ctx.register_table(incremental.source.as_str(), rows.into_view())
+            .map_err(|e| self.plan_error(last, e))?;
+        let mut planned = None;
+        for step in chain {
+            let frame = self.plan_in(&ctx, step, params).await?;
+            ctx.register_table(step.name.as_str(), frame.clone().into_view())
+                .map_err(|e| self.plan_error(step, e))?;
+            planned = Some(frame);
+        }
+        Ok(planned.expect("a chain has a step"))
+    }
+
+    /// A session with the run's settings, memory pool and stores but no tables: one file's
+    /// tables are registered under the names the SQL reads.
+    fn file_context(&self) -> SessionContext {
+        let state = self.ctx.state();
+        let file_state = SessionStateBuilder::new()
+            .with_config(state.config().clone())
+            .with_runtime_env(Arc::clone(state.runtime_env()))
+            .with_default_features()
+            .build();
+        SessionContext::new_with_state(file_state)
+    }
+
+    /// The results kept under a step's folder.
+    async fn kept(&self, root: &Location) -> Result<Vec<Kept>, EngineError> {
+        let store = self.storage.store(root, &Default::default())?;
+        let listed = self.storage.list(root, store.as_ref()).await?;
+        Ok(listed
+            .into_iter()
+            .filter_map(|meta| {
+                let relative = root.relative(&meta.location);
+                let (version, name) = relative.split_once('/')?;
+                let (file, latest) = name.strip_suffix(".parquet")?.split_once('.')?;
+                let latest = match latest {
+                    "none" => None,
+                    micros => Some(micros.parse().ok()?),
+                };
+                Some(Kept {
+                    version: version.to_string(),
+                    file: file.to_string(),
+                    latest,
+                    location: root.join(&relative),
+                    modified: meta.last_modified,
+                })
+            })
+            .collect())
+    }
+
+    /// Deletes kept results that no run will use again: those of files no longer listed
+    /// (or changed), and those of other versions of the SQL once they are a week old.
+    /// Best effort: what stays behind costs space, not correctness.
+    async fn forget_stale(&self, kept: &[Kept], version: &str, current: &HashSet<&str>) {
+        let now = chrono::Utc::now();
+        let old = chrono::Duration::from_std(KEEP_OTHER_VERSIONS).expect("a week fits");
+        for entry in kept {
+            let stale = if entry.version == version {
+                !current.contains(entry.file.as_str())
+            } else {
+                now - entry.modified > old
+            };
+            if !stale {
+                continue;
+            }
+            let deleted = match self.storage.store(&entry.location, &Default::default()) {
+                Ok(store) => store
+                    .delete(&entry.location.path())
+                    .await
+                    .err()
+                    .map(|e| e.to_string()),
+                Err(error) => Some(error.to_string()),
+            };
+            if let Some(error) = deleted {
+                tracing::warn!(url = %entry.location, %error, "Could not delete a stale kept result.");
+            }
+        }
+    }
+}
+
+/// The incremental steps that `step` reads over the same source (all the way down), then
+/// `step`: what runs on each file, in the pipeline's order.
+fn chain_of<'a>(step: &'a Step, steps: &'a [Step]) -> Vec<&'a Step> {
+    let mut needed: HashSet<&str> = HashSet::from([step.name.as_str()]);
+    let mut chain: Vec<&Step> = Vec::new();
+    for candidate in steps.iter().rev() {
+        if candidate.incremental.is_some() && needed.contains(candidate.name.as_str()) {
+            needed.extend(candidate.sql.tables.iter().map(String::as_str));
+            chain.push(candidate);
+        }
+    }
+    chain.reverse();
+    chain
+}
+
+/// What the results of a chain depend on besides the file: segflow's version, the zones,
+/// the source's columns as reconciled, and each step's SQL with its vars' values.
+fn version_of(
+    source: &SourceParts,
+    chain: &[&Step],
+    params: &Params,
+    zone: chrono_tz::Tz,
+) -> Result<String, EngineError> {
+    let mut hasher = blake3::Hasher::new();
+    let mut add = |part: &str| {
+        hasher.update(part.as_bytes());
+        hasher.update(&[0]);
+    };
+    add(env!("CARGO_PKG_VERSION"));
+    add(zone.name());
+    add(source.zone.name());
+    add(&format!("{:?}", source.schema.fields()));
+    for step in chain {
+        let incremental = step.incremental.as_ref().expect("an incremental step");
+        add(&step.name);
+        add(&incremental.source);
+        add(&incremental.time);
+        add(&params.render(step)?);
+    }
+    Ok(short_hex(hasher.finalize()))
+}
+
+/// A file as listed: its URL, size, ETag and modification time. A file rewritten in place
+/// (a refund changing its month) gets another key.
+fn file_key(file: &ObjectMeta) -> String {
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(file.location.as_ref().as_bytes());
+    hasher.update(&file.size.to_le_bytes());
+    hasher.update(file.e_tag.as_deref().unwrap_or_default().as_bytes());
+    hasher.update(&file.last_modified.timestamp_micros().to_le_bytes());
+    short_hex(hasher.finalize())
+}
+
+/// 128 bits of a hash, as 32 hex digits: names that do not collide by chance.
+fn short_hex(hash: blake3::Hash) -> String {
+    hash.to_hex()[..32].to_string()
+}
+
+/// The latest value of `time` among `rows`, in microseconds since the epoch.
+async fn latest_time(rows: DataFrame, time: &str) -> Result<Option<i64>, DataFusionError> {
+    let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    let batches = rows
+        .aggregate(
+            vec![],
+            vec![max(cast(col(Column::new_unqualified(time)), utc))],
+        )?
+        .collect()
+        .await?;
+    let value = match batches.iter().find(|b| b.num_rows() > 0) {
+        Some(batch) => ScalarValue::try_from_array(batch.column(0), 0)?,
+        None => return Ok(None),
+    };
+    Ok(match value {
+        ScalarValue::TimestampMicrosecond(latest, _) => latest,
+        _ => None,
+    })
+}
+
+/// Writes `frame` as the one Parquet file `location` (zstd, since kept results stay in the
+/// state store and are read back every night); the file appears whole or not at all.
+async fn write_one_file(frame: DataFrame, location: &Location) -> Result<u64, DataFusionError> {
+    let mut options = TableParquetOptions::default();
+    options.global.compression = Some("zstd(1)".to_string());
+    let written = frame
+        .write_parquet(
+            location.as_str(),
+            DataFrameWriteOptions::new().with_single_file_output(true),
+            Some(options),
+        )
+        .await?;
+    Ok(rows_written(&written))
+}
