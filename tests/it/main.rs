@@ -15,6 +15,7 @@ mod fencing;
 mod fixtures;
 mod history;
 mod http;
+mod incremental;
 mod init;
 mod inspect;
 mod labels;
