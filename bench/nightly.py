@@ -13,6 +13,14 @@ performance is measured, never asserted.
 A binary given as NAME=PATH@LIMIT runs with engine.memory_limit set to LIMIT (512MiB), so
 that a spilling run and a free one are paired in one session.
 
+Incremental nights: with --layout monthly the shop's orders are one file per month (as a
+nightly export writes them). With --next-night every variant first runs the day before
+(untimed), and each timed run starts from a copy of that run's state (the results its
+incremental steps kept) and outputs (which segment changes and win-back cooldowns read):
+a normal night, which computes only the files changed since, or with rows after that day.
+A variant named by --full-run passes `--full`, and so computes every file again: the same
+night without what earlier nights kept. Without --next-night every run starts empty.
+
 With --peers, DuckDB and raw DataFusion (datafusion-python) run the same SQL in each round
 too (bench/peers.py), on plans rendered by the first binary. Shops are generated once per
 size (by the first binary) under --work and reused. Standard library only, but for the
@@ -27,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import time
+from datetime import date, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -57,6 +66,23 @@ def shop(binary, work, customers, orders, end):
     return folder
 
 
+def monthly(folder):
+    """The shop with its orders one file per month (tests/it/incremental.py lays them out as
+    the tests do, every month with one timestamp type so that the peers read them too)."""
+    monthly = folder.with_name(folder.name + "-monthly")
+    if not (monthly / "orders").exists():
+        print(f"laying out the orders of {folder} by month in {monthly}", flush=True)
+        monthly.mkdir(exist_ok=True)
+        for table in ("customers", "order_items", "checkouts"):
+            if not (monthly / table).exists():
+                (monthly / table).symlink_to(folder / table)
+        shutil.copytree(folder / "orders", monthly / "orders.partial")
+        (monthly / "orders.partial").rename(monthly / "orders")
+        subprocess.run([sys.executable, REPO / "tests/it/incremental.py", "split",
+                        str(monthly), "--one-type"], check=True)
+    return monthly
+
+
 def last_record(binary, state):
     out = subprocess.run([binary, "runs", "--json", "--state", str(state)],
                          check=True, capture_output=True, text=True).stdout
@@ -72,6 +98,14 @@ def main():
     parser.add_argument("--as-of", default="2026-06-30")
     parser.add_argument("--work", type=Path, default=Path("/tmp/segflow-bench"))
     parser.add_argument("--pipeline", type=Path, default=PIPELINE)
+    parser.add_argument("--pipeline-of", action="append", default=[], metavar="NAME=YAML",
+                        help="this variant runs another pipeline (an older commit's tree)")
+    parser.add_argument("--layout", choices=["customers", "monthly"], default="customers",
+                        help="orders in files by customer (as generated) or by month")
+    parser.add_argument("--next-night", action="store_true",
+                        help="run each variant as the night after a run of the day before")
+    parser.add_argument("--full-run", action="append", default=[], metavar="NAME",
+                        help="this variant runs with --full")
     parser.add_argument("--peers", action="store_true",
                         help="also run the SQL in DuckDB and datafusion-python")
     args = parser.parse_args()
@@ -85,9 +119,12 @@ def main():
     peers = ["duckdb", "datafusion"] if args.peers else []
     args.work.mkdir(parents=True, exist_ok=True)
     data = shop(variants[0][1], args.work, args.customers, args.orders, args.as_of)
-    pipeline = args.pipeline
+    if args.layout == "monthly":
+        data = monthly(data)
+    own = dict(given.split("=", 1) for given in args.pipeline_of)
 
     def pipeline_of(name):
+        pipeline = Path(own.get(name, args.pipeline))
         if not limits[name]:
             return pipeline
         limited = args.work / f"pipeline-{limits[name]}.yaml"
@@ -95,6 +132,18 @@ def main():
         text = pipeline.read_text().replace("../queries/", f"{pipeline.parent.parent}/queries/")
         limited.write_text(text + f"\nengine:\n  memory_limit: {limits[name]}\n")
         return limited
+
+    for name, binary in variants:
+        if not args.next_night:
+            continue
+        out, state = args.work / f"out-{name}-before", args.work / f"state-{name}-before"
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+        day_before = str(date.fromisoformat(args.as_of) - timedelta(days=1))
+        env = dict(os.environ, SEGFLOW_DATA=str(data), SEGFLOW_OUT=str(out), SEGFLOW_LOG="warn")
+        wall, _ = timed([binary, "run", str(pipeline_of(name)), "--as-of", day_before,
+                         "--state", str(state)], env)
+        print(f"{name}: the night before ({day_before}) took {wall:.2f} s", flush=True)
 
     plan_file = args.work / f"plan-{args.customers}.json"
     seconds = {name: [] for name, _ in variants + [(p, None) for p in peers]}
@@ -105,9 +154,13 @@ def main():
             out, state = args.work / f"out-{name}", args.work / f"state-{name}"
             shutil.rmtree(out, ignore_errors=True)
             shutil.rmtree(state, ignore_errors=True)
+            if args.next_night:
+                shutil.copytree(args.work / f"out-{name}-before", out, symlinks=True)
+                shutil.copytree(args.work / f"state-{name}-before", state)
             env = dict(os.environ, SEGFLOW_DATA=str(data), SEGFLOW_OUT=str(out), SEGFLOW_LOG="warn")
+            full = ["--full"] if name in args.full_run else []
             wall, rss = timed([binary, "run", str(pipeline_of(name)), "--as-of", args.as_of,
-                               "--state", str(state)], env)
+                               "--state", str(state)] + full, env)
             seconds[name].append(wall)
             memory[name].append(rss)
             record = last_record(binary, state)
@@ -115,13 +168,17 @@ def main():
                 for timing in record.get(kind, []):
                     key = ("write " if kind == "writes" else "") + timing["name"]
                     parts[name].setdefault(key, []).append(timing["seconds"])
+                    if run == 0 and timing.get("files"):
+                        files = timing["files"]
+                        print(f"  {name} {timing['name']}: {files['computed']} files computed, "
+                              f"{files['reused']} reused", flush=True)
             print(f"run {run + 1} {name}: {wall:.2f} s, {rss:,.0f} MiB", flush=True)
         if peers and run == 0:
             import peers as peer_plans
             first_name, first_binary = variants[0]
             record = last_record(first_binary, args.work / f"state-{first_name}")
             plan_file.write_text(json.dumps(peer_plans.plan(
-                first_binary, pipeline, args.as_of, record, args.work / f"out-{first_name}",
+                first_binary, pipeline_of(first_name), args.as_of, record, args.work / f"out-{first_name}",
                 args.work)))
         for name in peers:
             out = args.work / f"out-{name}"
@@ -137,7 +194,8 @@ def main():
                     print(f"  {name} wrote {theirs:,} rows of {table}, segflow {ours:,}")
 
     first = variants[0][0]
-    print(f"\n{args.customers:,} customers / {args.orders:,} orders, {args.runs} runs each")
+    print(f"\n{args.customers:,} customers / {args.orders:,} orders ({args.layout} layout), "
+          f"{args.runs} runs each")
     print(f"| variant | median wall | runs | median peak RSS | paired ratio to {first} |")
     # Ratios are taken run by run (a / b of the same round), then their median.
     print("|---|---|---|---|---|")

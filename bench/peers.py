@@ -70,7 +70,7 @@ def run_duckdb(plan, data, out):
     # DataFusion divides integers as integers; DuckDB only when told to.
     db.execute("SET integer_division = true")
     for source in SOURCES:
-        db.execute(f"CREATE VIEW {source} AS SELECT * FROM read_parquet('{data}/{source}/*.parquet')")
+        db.execute(f"CREATE VIEW {source} AS SELECT * FROM read_parquet('{data}/{source}/**/*.parquet')")
     for name, file in plan["earlier"].items():
         db.execute(f"CREATE TABLE {name} AS SELECT * FROM read_parquet('{file}') LIMIT 0")
     for step in plan["steps"]:

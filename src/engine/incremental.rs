@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::{DataType, TimeUnit};
+use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::Column;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
@@ -100,6 +100,14 @@ struct Kept {
     modified: chrono::DateTime<chrono::Utc>,
 }
 
+/// What an incremental step had for each file of its source in this run (by file key): the
+/// result's location and the latest time among the file's rows. A later incremental step
+/// over the same source reads a file's result from here rather than computing it again.
+pub(super) struct FileResults {
+    files: HashMap<String, (Location, Option<i64>)>,
+    schema: SchemaRef,
+}
+
 impl Engine {
     /// Registers an incremental step (see the module's comment). Returns how many files
     /// were computed and reused, unless it only planned.
@@ -121,7 +129,9 @@ impl Engine {
             IncrementalMode::View => {
                 let mut union: Option<DataFrame> = None;
                 for file in &source.files {
-                    let frame = self.file_plan(&source, file, &chain, params).await?;
+                    let frame = self
+                        .file_plan(&source, file, &file_key(file), &chain, params)
+                        .await?;
                     union = Some(match union {
                         None => frame,
                         Some(earlier) => {
@@ -152,13 +162,17 @@ impl Engine {
         let keys: Vec<String> = source.files.iter().map(file_key).collect();
         let schema = {
             let first = self
-                .file_plan(&source, &source.files[0], &chain, params)
+                .file_plan(&source, &source.files[0], &keys[0], &chain, params)
                 .await?;
             Arc::new(first.schema().as_arrow().clone())
         };
-        let mut results: Vec<Option<Location>> = keys
+        let mut results: Vec<Option<(Location, Option<i64>)>> = keys
             .iter()
-            .map(|key| reusable.get(key.as_str()).map(|k| k.location.clone()))
+            .map(|key| {
+                reusable
+                    .get(key.as_str())
+                    .map(|k| (k.location.clone(), k.latest))
+            })
             .collect();
         let missing: Vec<usize> = (0..keys.len()).filter(|&i| results[i].is_none()).collect();
         let computed = missing.len() as u64;
@@ -169,13 +183,19 @@ impl Engine {
             let version = version.as_str();
             async move {
                 let file = &source.files[index];
-                let rows = self
-                    .file_frame(source, file)
-                    .map_err(|e| self.plan_error(step, e))?;
-                let latest = latest_time(rows, &incremental.time)
-                    .await
-                    .map_err(|e| self.execute_error(step, e))?;
-                let frame = self.file_plan(source, file, chain, params).await?;
+                let key = &keys[index];
+                let latest = match self.latest_known(key) {
+                    Some(latest) => latest,
+                    None => {
+                        let rows = self
+                            .file_frame(source, file)
+                            .map_err(|e| self.plan_error(step, e))?;
+                        latest_time(rows, &incremental.time)
+                            .await
+                            .map_err(|e| self.execute_error(step, e))?
+                    }
+                };
+                let frame = self.file_plan(source, file, key, chain, params).await?;
                 let keep = latest.is_none_or(|latest| latest < as_of_end);
                 let location = match step_root {
                     Some(root) if keep => root.join(&format!(
@@ -191,31 +211,43 @@ impl Engine {
                 write_one_file(frame, &location)
                     .await
                     .map_err(|e| self.execute_error(step, e))?;
-                Ok::<_, EngineError>((index, location))
+                Ok::<_, EngineError>((index, (location, latest)))
             }
             .boxed()
         });
         let computing: Vec<_> = computing.collect();
-        let written: Vec<(usize, Location)> = futures::stream::iter(computing)
+        let written: Vec<(usize, (Location, Option<i64>))> = futures::stream::iter(computing)
             .buffer_unordered(CONCURRENT_FILES)
             .try_collect()
             .await?;
-        for (index, location) in written {
-            results[index] = Some(location);
+        for (index, result) in written {
+            results[index] = Some(result);
         }
-        let urls = results
+        let results: Vec<(Location, Option<i64>)> = results
             .into_iter()
-            .map(|location| {
-                ListingTableUrl::parse(location.expect("every file has its result").as_str())
-            })
+            .map(|result| result.expect("every file has its result"))
+            .collect();
+        let urls = results
+            .iter()
+            .map(|(location, _)| ListingTableUrl::parse(location.as_str()))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| self.plan_error(step, e))?;
         let options =
             ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
         let config = ListingTableConfig::new_with_multi_paths(urls)
             .with_listing_options(options)
-            .with_schema(schema);
+            .with_schema(Arc::clone(&schema));
         let listing = ListingTable::try_new(config).map_err(|e| self.plan_error(step, e))?;
+        self.incremental_results
+            .lock()
+            .expect("incremental results lock")
+            .insert(
+                step.name.clone(),
+                Arc::new(FileResults {
+                    files: keys.iter().cloned().zip(results).collect(),
+                    schema,
+                }),
+            );
         self.ctx
             .register_table(step.name.as_str(), Arc::new(listing))
             .map_err(|e| self.plan_error(step, e))?;
@@ -327,12 +359,23 @@ impl Engine {
         }
     }
 
-    /// The last step of `chain` planned on one file: the file's rows before the end of
-    /// the as_of day stand for the source, each earlier step of the chain for itself.
+    /// The latest time of a file's rows, when an incremental step over its source found it
+    /// already in this run.
+    fn latest_known(&self, key: &str) -> Option<Option<i64>> {
+        let results = self.incremental_results.lock().expect("incremental results lock");
+        results
+            .values()
+            .find_map(|steps| steps.files.get(key).map(|(_, latest)| *latest))
+    }
+
+    /// The last step of `chain` planned on one file (`key` names it): the file's rows before
+    /// the end of the as_of day stand for the source, each earlier step of the chain for
+    /// itself: its result for the file when this run has it, else its plan.
     async fn file_plan(
         &self,
         source: &SourceParts,
         file: &ObjectMeta,
+        key: &str,
         chain: &[&Step],
         params: &Params,
     ) -> Result<DataFrame, EngineError> {
@@ -348,13 +391,33 @@ impl Engine {
         ctx.register_table(incremental.source.as_str(), rows.into_view())
             .map_err(|e| self.plan_error(last, e))?;
         let mut planned = None;
-        for step in chain {
-            let frame = self.plan_in(&ctx, step, params).await?;
+        for (position, step) in chain.iter().enumerate() {
+            let had = (position + 1 < chain.len())
+                .then(|| self.file_result(step, key))
+                .flatten();
+            let frame = match had {
+                Some(provider) => ctx.read_table(provider),
+                None => Ok(self.plan_in(&ctx, step, params).await?),
+            };
+            let frame = frame.map_err(|e| self.plan_error(step, e))?;
             ctx.register_table(step.name.as_str(), frame.clone().into_view())
                 .map_err(|e| self.plan_error(step, e))?;
             planned = Some(frame);
         }
         Ok(planned.expect("a chain has a step"))
+    }
+
+    /// The result this run has of `step` for one file, as a table.
+    fn file_result(&self, step: &Step, key: &str) -> Option<Arc<ListingTable>> {
+        let results = self.incremental_results.lock().expect("incremental results lock");
+        let had = results.get(&step.name)?;
+        let (location, _) = had.files.get(key)?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+        let config = ListingTableConfig::new(ListingTableUrl::parse(location.as_str()).ok()?)
+            .with_listing_options(options)
+            .with_schema(Arc::clone(&had.schema));
+        ListingTable::try_new(config).ok().map(Arc::new)
     }
 
     /// A session with the run's settings, memory pool and stores but no tables: one file's

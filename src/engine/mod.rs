@@ -91,6 +91,8 @@ pub struct Engine {
     kept_in_memory: std::sync::Mutex<Vec<MemoryReservation>>,
     /// The sources by name, as parts that incremental steps read file by file.
     source_parts: std::sync::Mutex<HashMap<String, Arc<sources::SourceParts>>>,
+    /// What each incremental step had for each file of its source in this run.
+    incremental_results: std::sync::Mutex<HashMap<String, Arc<incremental::FileResults>>>,
 }
 
 impl Engine {
@@ -108,6 +110,7 @@ impl Engine {
             source_files: Default::default(),
             kept_in_memory: Default::default(),
             source_parts: Default::default(),
+            incremental_results: Default::default(),
         })
     }
 

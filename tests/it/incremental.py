@@ -1,9 +1,12 @@
 """Lays a shop's orders out as a nightly export does, and changes them as nights go by.
 Used by incremental.rs.
 
-usage: incremental.py split DATA        orders as one file per month of ordered_at, in Hive
+usage: incremental.py split DATA [--one-type]
+                                        orders as one file per month of ordered_at, in Hive
                                         folders (month=YYYY-MM/), each month stored another
                                         way: naive ms, UTC-aware us, Oslo-aware ns timestamps
+                                        (with --one-type, all as UTC-aware us: what
+                                        bench/nightly.py --layout monthly gives its peers)
        incremental.py append DATA DAY   a new file of 20 orders placed on DAY (copies of
                                         paid orders, new ids), one by an unknown customer and
                                         one with no time
@@ -39,7 +42,7 @@ def as_utc_us(table):
     return table.set_column(table.schema.get_field_index("ordered_at"), "ordered_at", column)
 
 
-def split(data):
+def split(data, one_type):
     orders = data / "orders"
     files = sorted(orders.glob("*.parquet"))
     table = as_utc_us(pq.read_table(files))
@@ -51,7 +54,7 @@ def split(data):
     months = pc.strftime(table.column("ordered_at"), format="%Y-%m").to_pylist()
     for index, month in enumerate(sorted(set(months))):
         rows = table.filter(pa.array([m == month for m in months]))
-        stored = STORED[index % len(STORED)]
+        stored = STORED[1] if one_type else STORED[index % len(STORED)]
         rows = rows.set_column(
             rows.schema.get_field_index("ordered_at"),
             "ordered_at",
@@ -113,7 +116,7 @@ def refund(data, month):
 def main():
     command, data = sys.argv[1], Path(sys.argv[2])
     if command == "split":
-        split(data)
+        split(data, sys.argv[3:] == ["--one-type"])
     elif command == "append":
         append(data, dt.date.fromisoformat(sys.argv[3]))
     elif command == "refund":
