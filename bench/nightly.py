@@ -189,7 +189,8 @@ def main():
             memory[name].append(rss)
             print(f"run {run + 1} {name}: {wall:.2f} s, {rss:,.0f} MiB", flush=True)
             if run == 0:
-                differ = peer_plans.differing_counts(args.work / f"out-{variants[0][0]}", out)
+                differ = peer_plans.differing_counts(args.work / f"out-{variants[0][0]}", out,
+                                                    args.as_of)
                 for table, (ours, theirs) in differ.items():
                     print(f"  {name} wrote {theirs:,} rows of {table}, segflow {ours:,}")
 

@@ -96,13 +96,15 @@ def run_datafusion(plan, data, out):
         ctx.table(table).write_parquet(str(out / table), compression="zstd")
 
 
-def differing_counts(segflow_out, peer_out):
-    """Outputs whose row counts differ between segflow's publication and a peer's files."""
+def differing_counts(segflow_out, peer_out, as_of):
+    """Outputs whose row counts differ between segflow's publication of `as_of` and a peer's
+    files."""
     import duckdb
     differ = {}
     for folder in sorted(Path(peer_out).iterdir()):
         counts = []
-        for files in (Path(segflow_out) / folder.name).glob("as_of=*/*.parquet"), folder.glob("*.parquet"):
+        published = (Path(segflow_out) / folder.name).glob(f"as_of={as_of}/*.parquet")
+        for files in published, folder.glob("*.parquet"):
             names = [str(f) for f in files]
             counts.append(duckdb.sql(f"SELECT count(*) FROM read_parquet({names!r})").fetchall()[0][0])
         if counts[0] != counts[1]:

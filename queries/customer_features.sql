@@ -1,22 +1,18 @@
 -- customer_features: one row per customer who had signed up by the end of the $as_of day
 -- (or whose sign-up time is unknown), with their buying history up to that moment (see
--- paid_orders and customer_order_facts). Later orders and sign-ups are ignored, so
--- re-running an as_of gives the same answer. Days count in the pipeline's time zone; the as_of day itself is day 0.
+-- paid_orders). Later orders and sign-ups are ignored, so re-running an as_of gives the same
+-- answer. Days count in the pipeline's time zone; the as_of day itself is day 0.
 --
 -- A blank email or phone (empty or only spaces) is published as NULL: it is no contact point.
 WITH per_customer AS (
-    -- The files' facts (customer_order_facts), folded.
     SELECT customer_id,
-           MIN(first_order_at) AS first_order_at,
-           MAX(last_order_at) AS last_order_at,
-           CAST(CAST($as_of AS DATE) - CAST(MIN(first_order_at) AS DATE) AS BIGINT)
-               AS days_since_first_order,
-           CAST(CAST($as_of AS DATE) - CAST(MAX(last_order_at) AS DATE) AS BIGINT)
-               AS days_since_last_order,
-           SUM(paid_orders) AS paid_orders,
-           -- The type a sum of paid_orders.net_amount has, whatever the files' count.
-           CAST(SUM(net_revenue) AS DECIMAL(23, 2)) AS net_revenue
-    FROM customer_order_facts
+           MIN(ordered_at) AS first_order_at,
+           MAX(ordered_at) AS last_order_at,
+           CAST(CAST($as_of AS DATE) - MIN(order_date) AS BIGINT) AS days_since_first_order,
+           CAST(CAST($as_of AS DATE) - MAX(order_date) AS BIGINT) AS days_since_last_order,
+           COUNT(*) AS paid_orders,
+           SUM(net_amount) AS net_revenue
+    FROM paid_orders
     GROUP BY customer_id
 )
 SELECT c.customer_id,

@@ -51,9 +51,9 @@ def split(data, one_type):
     table = table.set_column(table.schema.get_field_index("ordered_at"), "ordered_at", whole_ms)
     for file in files:
         file.unlink()
-    months = pc.strftime(table.column("ordered_at"), format="%Y-%m").to_pylist()
-    for index, month in enumerate(sorted(set(months))):
-        rows = table.filter(pa.array([m == month for m in months]))
+    months = pc.strftime(table.column("ordered_at"), format="%Y-%m")
+    for index, month in enumerate(sorted(pc.unique(months).to_pylist())):
+        rows = table.filter(pc.equal(months, month))
         stored = STORED[1] if one_type else STORED[index % len(STORED)]
         rows = rows.set_column(
             rows.schema.get_field_index("ordered_at"),

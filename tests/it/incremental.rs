@@ -2,6 +2,8 @@
 //! month (each month's timestamps stored another way), and nights go by: a day's file appears
 //! after the night it belongs to, an old month is rewritten by refunds, a month's file is
 //! deleted, the SQL of an incremental step changes, a var it uses changes and changes back.
+//! Besides the shipped `paid_orders`, the pipeline gets an incremental step of its own that
+//! reads `paid_orders` on each file and is published as it is (a row per customer and file).
 //! Each night runs twice on the same files: reusing what earlier nights kept, and with
 //! `--full` into another state and other outputs; every output must have the same rows. The
 //! run history says how many files each night computed, which shows the reuse is real.
@@ -11,7 +13,8 @@ use std::process::Command;
 
 use crate::common::{AS_OF, Project, assert_same_outputs, outcome, run};
 
-const OUTPUTS: [&str; 9] = [
+const OUTPUTS: [&str; 10] = [
+    "customer_file_facts",
     "customer_features",
     "rfm",
     "rfm_cutpoints",
@@ -68,6 +71,24 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Adds `customer_file_facts`, incremental over orders, reading `paid_orders` on each file,
+/// and publishes it.
+fn add_facts_step(project: &Project) {
+    std::fs::write(
+        project.path().join("queries/customer_file_facts.sql"),
+        "SELECT customer_id, MIN(ordered_at) AS first_order_at, COUNT(*) AS paid_orders,\n       \
+         SUM(net_amount) AS net_revenue\nFROM paid_orders\nGROUP BY customer_id\n",
+    )
+    .unwrap();
+    project.edit("pipelines/nightly_segments.yaml", |spec| {
+        let step = "  - name: customer_file_facts\n    sql: ../queries/customer_file_facts.sql\n    \
+                    incremental: { source: orders, time: ordered_at }\n";
+        let output = "  - { table: customer_file_facts, url: \"${SEGFLOW_OUT:-out}/customer_file_facts/\" }\n";
+        spec.replacen("  - { name: customer_features,", &format!("{step}  - {{ name: customer_features,"), 1)
+            .replacen("outputs:\n", &format!("outputs:\n{output}"), 1)
+    });
+}
+
 /// Files an incremental step computed and reused in a night, from the run history.
 #[derive(Debug, PartialEq)]
 struct Files {
@@ -76,7 +97,7 @@ struct Files {
 }
 
 /// One night, run both ways; the outputs must agree. Returns how the incremental run had
-/// the files of paid_orders and of customer_order_facts.
+/// the files of paid_orders and of customer_file_facts.
 fn night(project: &Project, as_of: &str, extra: &[&str]) -> [Files; 2] {
     let pipeline = project.pipeline();
     let mut files = Vec::new();
@@ -123,7 +144,7 @@ fn night(project: &Project, as_of: &str, extra: &[&str]) -> [Files; 2] {
                 reused: timing["files"]["reused"].as_u64().unwrap(),
             }
         };
-        let [paid, facts] = ["paid_orders", "customer_order_facts"].map(of);
+        let [paid, facts] = ["paid_orders", "customer_file_facts"].map(of);
         let all = order_files(project) as u64;
         if full {
             // --full reads nothing kept.
@@ -161,6 +182,7 @@ fn both(computed: usize, reused: usize) -> [Files; 2] {
 fn incremental_nights_publish_what_full_runs_publish() {
     assert_eq!(AS_OF, "2026-03-31", "the nights below are counted from it");
     let project = Project::new(400, 2_000);
+    add_facts_step(&project);
     change_orders(&project, &["split"]);
     // Orders placed on April 1st are exported before the night of March 31st runs: they must
     // count for April 1st and later only.
@@ -203,7 +225,7 @@ fn incremental_nights_publish_what_full_runs_publish() {
     assert_eq!(kept.len(), before_april, "{kept:?}");
 
     // paid_orders' SQL changes to use a var: both steps compute every file again, since
-    // customer_order_facts is computed from paid_orders on each file.
+    // customer_file_facts is computed from paid_orders on each file.
     project.edit("queries/paid_orders.sql", |sql| {
         sql.replace(
             "WHERE status = 'paid'",
