@@ -35,8 +35,12 @@ def plan(binary, pipeline, as_of, record, out_of_segflow, keep):
                               check=True, capture_output=True, text=True).stdout
         sql = "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("--"))
         rendered[name] = sql.strip()
-    # segflow keeps only the members of `members.table` signed up by the end of as_of.
-    end = re.search(r"arrow_cast\('([^']+)'", rendered["paid_orders"]).group(1)
+    # segflow keeps only the members of `members.table` signed up by the end of as_of
+    # ($as_of_end, rendered as an arrow_cast of an instant in customer_features).
+    # paid_orders is incremental: segflow cuts orders at the same instant before the SQL
+    # sees them, which the peers do not; the shops hold no later orders (generated with
+    # --end as_of), and the row counts are checked.
+    end = re.search(r"arrow_cast\('([^']+)'", rendered["customer_features"]).group(1)
     rendered["segment_membership"] = (
         f"SELECT m.* FROM ({rendered['segment_membership']}) AS m WHERE m.customer_id IN "
         f"(SELECT customer_id FROM customers WHERE created_at IS NULL OR created_at < "

@@ -112,6 +112,15 @@ pub enum EngineError {
         url: String,
         reason: String,
     },
+    #[error(
+        "step '{step}': {url}, a file's result that an earlier run kept, cannot be read: \
+         {reason}. Run with --full to compute every file again (it replaces what is kept)"
+    )]
+    DamagedKept {
+        step: String,
+        url: String,
+        reason: String,
+    },
     #[error("segments take their members from the table '{table}' (members.table), but {problem}")]
     Members { table: String, problem: String },
     #[error("source '{table}': the key column '{column}' is not a column of the source{hint}")]

@@ -14,6 +14,7 @@ use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::Column;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::dataframe::DataFrameWriteOptions;
+use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -28,7 +29,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 
 use super::instants::in_zone;
 use super::sources::{PartsReader, SourceParts};
-use super::{Engine, EngineError, Params, Scratch, rows_written};
+use super::{Engine, EngineError, Params, Scratch};
 use crate::pipeline::{AS_OF_END, Incremental, Step, VarValue};
 use crate::storage::Location;
 
@@ -53,7 +54,7 @@ impl CacheSpec {
 
 /// How the files of an incremental step were had: computed by this run, or kept from
 /// earlier ones.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FilesDone {
     pub computed: u64,
     pub reused: u64,
@@ -76,9 +77,13 @@ pub enum IncrementalMode<'a> {
 /// Files computed at once: each is its own query, and small files leave a core idle.
 const CONCURRENT_FILES: usize = 2;
 
-/// Results made by other versions of a step's SQL (or its vars) are kept this long, so that
-/// a run with a var changed for once does not throw away what the nightly runs reuse.
+/// Results made by other versions of a step's SQL (or its vars) are kept this long after a
+/// run last used that version, so that a run with a var changed for once does not throw away
+/// what the nightly runs reuse.
 const KEEP_OTHER_VERSIONS: Duration = Duration::from_secs(7 * 24 * 3600);
+
+/// The object in a version's folder whose time says when a run last used that version.
+const USED: &str = "_used";
 
 /// The message for an incremental step whose SQL uses a run parameter.
 pub(super) fn uses_run_parameter(placeholder: &str) -> String {
@@ -97,7 +102,14 @@ struct Kept {
     file: String,
     latest: Option<i64>,
     location: Location,
-    modified: chrono::DateTime<chrono::Utc>,
+}
+
+/// What a step's folder in the cache holds: its results, and when each version was last used
+/// (the time of its `_used` object).
+#[derive(Default)]
+struct StepFolder {
+    kept: Vec<Kept>,
+    used: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 /// What an incremental step had for each file of its source in this run (by file key): the
@@ -130,7 +142,13 @@ impl Engine {
                 let mut union: Option<DataFrame> = None;
                 for file in &source.files {
                     let frame = self
-                        .file_plan(&source, file, &file_key(file), &chain, params)
+                        .file_plan(
+                            &source,
+                            file,
+                            &file_key(&source.location, file),
+                            &chain,
+                            params,
+                        )
                         .await?;
                     union = Some(match union {
                         None => frame,
@@ -149,17 +167,22 @@ impl Engine {
         };
         let version = version_of(&source, &chain, params, self.zone)?;
         let step_root = cache.map(|c| c.root.join(&format!("{}/", step.name)));
-        let kept = match &step_root {
-            Some(root) => self.kept(root).await?,
-            None => Vec::new(),
+        let folder = match &step_root {
+            Some(root) => self.step_folder(root, &version).await?,
+            None => StepFolder::default(),
         };
-        let reusable: HashMap<&str, &Kept> = kept
+        let reusable: HashMap<&str, &Kept> = folder
+            .kept
             .iter()
             .filter(|k| k.version == version && !cache.is_some_and(|c| c.full))
             .filter(|k| k.latest.is_none_or(|latest| latest < as_of_end))
             .map(|k| (k.file.as_str(), k))
             .collect();
-        let keys: Vec<String> = source.files.iter().map(file_key).collect();
+        let keys: Vec<String> = source
+            .files
+            .iter()
+            .map(|file| file_key(&source.location, file))
+            .collect();
         let schema = {
             let first = self
                 .file_plan(&source, &source.files[0], &keys[0], &chain, params)
@@ -184,33 +207,37 @@ impl Engine {
             async move {
                 let file = &source.files[index];
                 let key = &keys[index];
+                let url = super::text::file_url(&source.location, file);
+                let in_file = |error: EngineError| in_file(error, &url);
                 let latest = match self.latest_known(key) {
                     Some(latest) => latest,
                     None => {
                         let rows = self
                             .file_frame(source, file)
-                            .map_err(|e| self.plan_error(step, e))?;
+                            .map_err(|e| in_file(self.plan_error(step, e)))?;
                         latest_time(rows, &incremental.time)
                             .await
-                            .map_err(|e| self.execute_error(step, e))?
+                            .map_err(|e| in_file(self.execute_error(step, e)))?
                     }
                 };
-                let frame = self.file_plan(source, file, key, chain, params).await?;
+                let frame = self
+                    .file_plan(source, file, key, chain, params)
+                    .await
+                    .map_err(in_file)?;
                 let keep = latest.is_none_or(|latest| latest < as_of_end);
                 let location = match step_root {
                     Some(root) if keep => root.join(&format!(
-                        "{version}/{}.{}.parquet",
-                        keys[index],
+                        "{version}/{key}.{}.parquet",
                         latest.map_or_else(|| "none".to_string(), |t| t.to_string())
                     )),
                     _ => scratch
                         .target_of(&step.name)
                         .folder
-                        .join(&format!("{}.parquet", keys[index])),
+                        .join(&format!("{key}.parquet")),
                 };
                 write_one_file(frame, &location)
                     .await
-                    .map_err(|e| self.execute_error(step, e))?;
+                    .map_err(|e| in_file(self.execute_error(step, e)))?;
                 Ok::<_, EngineError>((index, (location, latest)))
             }
             .boxed()
@@ -227,17 +254,16 @@ impl Engine {
             .into_iter()
             .map(|result| result.expect("every file has its result"))
             .collect();
-        let urls = results
+        let urls: Vec<&str> = results
             .iter()
-            .map(|(location, _)| ListingTableUrl::parse(location.as_str()))
-            .collect::<Result<Vec<_>, _>>()
+            .map(|(location, _)| location.as_str())
+            .collect();
+        let listing = files_table(&urls, Arc::new(ParquetFormat::default()), &schema)
             .map_err(|e| self.plan_error(step, e))?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
-        let config = ListingTableConfig::new_with_multi_paths(urls)
-            .with_listing_options(options)
-            .with_schema(Arc::clone(&schema));
-        let listing = ListingTable::try_new(config).map_err(|e| self.plan_error(step, e))?;
+        self.remember_kept(
+            &step.name,
+            reusable.values().map(|kept| kept.location.to_string()),
+        );
         self.incremental_results
             .lock()
             .expect("incremental results lock")
@@ -249,11 +275,11 @@ impl Engine {
                 }),
             );
         self.ctx
-            .register_table(step.name.as_str(), Arc::new(listing))
+            .register_table(step.name.as_str(), listing)
             .map_err(|e| self.plan_error(step, e))?;
-        if step_root.is_some() {
+        if let Some(root) = &step_root {
             let current: HashSet<&str> = keys.iter().map(String::as_str).collect();
-            self.forget_stale(&kept, &version, &current).await;
+            self.forget_stale(root, &folder, &version, &current).await;
         }
         tracing::info!(step = %step.name, computed, reused, "Incremental step ready.");
         Ok(Some(FilesDone { computed, reused }))
@@ -314,32 +340,33 @@ impl Engine {
         source: &SourceParts,
         file: &ObjectMeta,
     ) -> Result<DataFrame, DataFusionError> {
-        let url = ListingTableUrl::parse(super::text::file_url(&source.location, file))?;
+        let url = super::text::file_url(&source.location, file);
         match &source.reader {
             PartsReader::Parquet {
                 file_schema,
                 table_schema,
                 wall_clock,
             } => {
-                let options =
-                    ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
-                let config = ListingTableConfig::new(url)
-                    .with_listing_options(options)
-                    .with_schema(Arc::clone(file_schema));
+                let format = Arc::new(ParquetFormat::default());
                 let frame = self
                     .ctx
-                    .read_table(Arc::new(ListingTable::try_new(config)?))?;
+                    .read_table(files_table(&[&url], format, file_schema)?)?;
+                // Folder values as DataFusion's listing reads them: percent-decoded.
                 let relative = source.location.relative(&file.location);
-                let folders: HashMap<&str, &str> = relative
+                let folders: HashMap<&str, String> = relative
                     .split('/')
                     .filter_map(|part| part.split_once('='))
+                    .map(|(key, value)| {
+                        let value = percent_encoding::percent_decode_str(value);
+                        (key, value.decode_utf8_lossy().into_owned())
+                    })
                     .collect();
                 let columns = table_schema.fields().iter().map(|field| {
                     let name = field.name().as_str();
                     if file_schema.field_with_name(name).is_ok() {
                         col(Column::new_unqualified(name))
                     } else {
-                        let value = ScalarValue::Utf8(folders.get(name).map(|v| v.to_string()));
+                        let value = ScalarValue::Utf8(folders.get(name).cloned());
                         cast(lit(value), field.data_type().clone()).alias(name)
                     }
                 });
@@ -347,14 +374,8 @@ impl Engine {
                 in_zone(frame, self.zone, source.zone, wall_clock)
             }
             PartsReader::Text { format, columns } => {
-                let options = ListingOptions::new(Arc::clone(format)).with_file_extension("");
-                let config = ListingTableConfig::new(url)
-                    .with_listing_options(options)
-                    .with_schema(Arc::clone(&columns.schema));
-                let frame = self
-                    .ctx
-                    .read_table(Arc::new(ListingTable::try_new(config)?))?;
-                columns.convert(frame, self.zone)
+                let table = files_table(&[&url], Arc::clone(format), &columns.schema)?;
+                columns.convert(self.ctx.read_table(table)?, self.zone)
             }
         }
     }
@@ -362,7 +383,10 @@ impl Engine {
     /// The latest time of a file's rows, when an incremental step over its source found it
     /// already in this run.
     fn latest_known(&self, key: &str) -> Option<Option<i64>> {
-        let results = self.incremental_results.lock().expect("incremental results lock");
+        let results = self
+            .incremental_results
+            .lock()
+            .expect("incremental results lock");
         results
             .values()
             .find_map(|steps| steps.files.get(key).map(|(_, latest)| *latest))
@@ -409,15 +433,14 @@ impl Engine {
 
     /// The result this run has of `step` for one file, as a table.
     fn file_result(&self, step: &Step, key: &str) -> Option<Arc<ListingTable>> {
-        let results = self.incremental_results.lock().expect("incremental results lock");
+        let results = self
+            .incremental_results
+            .lock()
+            .expect("incremental results lock");
         let had = results.get(&step.name)?;
         let (location, _) = had.files.get(key)?;
-        let options =
-            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
-        let config = ListingTableConfig::new(ListingTableUrl::parse(location.as_str()).ok()?)
-            .with_listing_options(options)
-            .with_schema(Arc::clone(&had.schema));
-        ListingTable::try_new(config).ok().map(Arc::new)
+        let format = Arc::new(ParquetFormat::default());
+        files_table(&[location.as_str()], format, &had.schema).ok()
     }
 
     /// A session with the run's settings, memory pool and stores but no tables: one file's
@@ -432,57 +455,100 @@ impl Engine {
         SessionContext::new_with_state(file_state)
     }
 
-    /// The results kept under a step's folder.
-    async fn kept(&self, root: &Location) -> Result<Vec<Kept>, EngineError> {
+    /// Lists what a step's folder in the cache holds (its results, named by version, file and
+    /// latest time, and each version's `_used` mark), and marks `version` as used now.
+    async fn step_folder(&self, root: &Location, version: &str) -> Result<StepFolder, EngineError> {
         let store = self.storage.store(root, &Default::default())?;
-        let listed = self.storage.list(root, store.as_ref()).await?;
-        Ok(listed
-            .into_iter()
-            .filter_map(|meta| {
-                let relative = root.relative(&meta.location);
-                let (version, name) = relative.split_once('/')?;
-                let (file, latest) = name.strip_suffix(".parquet")?.split_once('.')?;
-                let latest = match latest {
-                    "none" => None,
-                    micros => Some(micros.parse().ok()?),
-                };
-                Some(Kept {
-                    version: version.to_string(),
-                    file: file.to_string(),
-                    latest,
-                    location: root.join(&relative),
-                    modified: meta.last_modified,
-                })
-            })
-            .collect())
+        let mut folder = StepFolder::default();
+        for meta in self.storage.list(root, store.as_ref()).await? {
+            let relative = root.relative(&meta.location);
+            let Some((version, name)) = relative.split_once('/') else {
+                continue;
+            };
+            if name == USED {
+                folder.used.insert(version.to_string(), meta.last_modified);
+                continue;
+            }
+            let Some((file, latest)) = name
+                .strip_suffix(".parquet")
+                .and_then(|n| n.split_once('.'))
+            else {
+                continue;
+            };
+            let latest = match latest {
+                "none" => None,
+                micros => match micros.parse() {
+                    Ok(micros) => Some(micros),
+                    Err(_) => continue,
+                },
+            };
+            folder.kept.push(Kept {
+                version: version.to_string(),
+                file: file.to_string(),
+                latest,
+                location: root.join(&relative),
+            });
+        }
+        let mark = root.join(&format!("{version}/{USED}"));
+        store
+            .put(&mark.path(), object_store::PutPayload::new())
+            .await
+            .map_err(|source| crate::storage::StorageError::Write {
+                url: mark.to_string(),
+                source,
+            })?;
+        Ok(folder)
     }
 
     /// Deletes kept results that no run will use again: those of files no longer listed
-    /// (or changed), and those of other versions of the SQL once they are a week old.
+    /// (or changed), and those of other versions of the SQL that no run used for a week.
     /// Best effort: what stays behind costs space, not correctness.
-    async fn forget_stale(&self, kept: &[Kept], version: &str, current: &HashSet<&str>) {
-        let now = chrono::Utc::now();
+    async fn forget_stale(
+        &self,
+        root: &Location,
+        folder: &StepFolder,
+        version: &str,
+        current: &HashSet<&str>,
+    ) {
         let old = chrono::Duration::from_std(KEEP_OTHER_VERSIONS).expect("a week fits");
-        for entry in kept {
-            let stale = if entry.version == version {
-                !current.contains(entry.file.as_str())
+        let unused = |other: &str| {
+            folder
+                .used
+                .get(other)
+                .is_none_or(|used| chrono::Utc::now() - *used > old)
+        };
+        let stale_results = folder.kept.iter().filter(|kept| {
+            if kept.version == version {
+                !current.contains(kept.file.as_str())
             } else {
-                now - entry.modified > old
-            };
-            if !stale {
-                continue;
+                unused(&kept.version)
             }
-            let deleted = match self.storage.store(&entry.location, &Default::default()) {
+        });
+        let stale_marks = folder
+            .used
+            .keys()
+            .filter(|other| *other != version && unused(other))
+            .map(|other| root.join(&format!("{other}/{USED}")));
+        let stale: Vec<Location> = stale_results
+            .map(|kept| kept.location.clone())
+            .chain(stale_marks)
+            .collect();
+        for location in stale {
+            let deleted = match self.storage.store(&location, &Default::default()) {
                 Ok(store) => store
-                    .delete(&entry.location.path())
+                    .delete(&location.path())
                     .await
                     .err()
                     .map(|e| e.to_string()),
                 Err(error) => Some(error.to_string()),
             };
             if let Some(error) = deleted {
-                tracing::warn!(url = %entry.location, %error, "Could not delete a stale kept result.");
+                tracing::warn!(url = %location, %error, "Could not delete a stale kept result.");
             }
+        }
+        // A local disk keeps the folders that object stores do not have.
+        if let Some(dir) = root.local_path() {
+            crate::storage::remove_empty_dirs(&dir);
         }
     }
 }
@@ -503,7 +569,8 @@ fn chain_of<'a>(step: &'a Step, steps: &'a [Step]) -> Vec<&'a Step> {
 }
 
 /// What the results of a chain depend on besides the file: segflow's version, the zones,
-/// the source's columns as reconciled, and each step's SQL with its vars' values.
+/// how the source's files are read and its columns as reconciled, and each step's SQL with
+/// its vars' values.
 fn version_of(
     source: &SourceParts,
     chain: &[&Step],
@@ -518,6 +585,7 @@ fn version_of(
     add(env!("CARGO_PKG_VERSION"));
     add(zone.name());
     add(source.zone.name());
+    add(&source.format);
     add(&format!("{:?}", source.schema.fields()));
     for step in chain {
         let incremental = step.incremental.as_ref().expect("an incremental step");
@@ -531,9 +599,9 @@ fn version_of(
 
 /// A file as listed: its URL, size, ETag and modification time. A file rewritten in place
 /// (a refund changing its month) gets another key.
-fn file_key(file: &ObjectMeta) -> String {
+fn file_key(source: &Location, file: &ObjectMeta) -> String {
     let mut hasher = blake3::Hasher::new();
-    hasher.update(file.location.as_ref().as_bytes());
+    hasher.update(super::text::file_url(source, file).as_bytes());
     hasher.update(&file.size.to_le_bytes());
     hasher.update(file.e_tag.as_deref().unwrap_or_default().as_bytes());
     hasher.update(&file.last_modified.timestamp_micros().to_le_bytes());
@@ -565,17 +633,50 @@ async fn latest_time(rows: DataFrame, time: &str) -> Result<Option<i64>, DataFus
     })
 }
 
-/// Writes `frame` as the one Parquet file `location` (zstd, since kept results stay in the
-/// state store and are read back every night); the file appears whole or not at all.
-async fn write_one_file(frame: DataFrame, location: &Location) -> Result<u64, DataFusionError> {
+/// Writes `frame` as the one Parquet file `location`; the file appears whole or not at all.
+/// zstd: kept results stay in the state store, and read back as fast as uncompressed or lz4
+/// ones, at 0.42x the size of uncompressed (BENCHMARKS.md).
+async fn write_one_file(frame: DataFrame, location: &Location) -> Result<(), DataFusionError> {
     let mut options = TableParquetOptions::default();
     options.global.compression = Some("zstd(1)".to_string());
-    let written = frame
+    frame
         .write_parquet(
             location.as_str(),
             DataFrameWriteOptions::new().with_single_file_output(true),
             Some(options),
         )
         .await?;
-    Ok(rows_written(&written))
+    Ok(())
+}
+
+/// The files at `urls` as one table of `schema`, read with `format`.
+fn files_table(
+    urls: &[&str],
+    format: Arc<dyn FileFormat>,
+    schema: &SchemaRef,
+) -> Result<Arc<ListingTable>, DataFusionError> {
+    let urls = urls
+        .iter()
+        .map(ListingTableUrl::parse)
+        .collect::<Result<Vec<_>, _>>()?;
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(ListingOptions::new(format).with_file_extension(""))
+        .with_schema(Arc::clone(schema));
+    Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// A computing error about one file of the source names the file.
+fn in_file(error: EngineError, url: &str) -> EngineError {
+    match error {
+        EngineError::Plan {
+            step,
+            file,
+            message,
+        } => EngineError::Plan {
+            step,
+            file,
+            message: format!("on {url}: {message}"),
+        },
+        other => other,
+    }
 }

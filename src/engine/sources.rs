@@ -46,6 +46,8 @@ pub(super) struct SourceParts {
     pub(super) schema: datafusion::arrow::datatypes::SchemaRef,
     /// The zone of the source's wall-clock times.
     pub(super) zone: chrono_tz::Tz,
+    /// How the spec reads the files (format and its options), for what depends on it.
+    pub(super) format: String,
     pub(super) reader: PartsReader,
 }
 
@@ -66,8 +68,10 @@ pub(super) enum PartsReader {
 
 /// How to read one file of a source alone again.
 #[derive(Clone)]
-enum FileReader {
+pub(super) enum FileReader {
     Parquet,
+    /// A result that an incremental step kept from an earlier run (a Parquet file).
+    Kept,
     /// A CSV or JSON reader, and how the source reads and converts the file's columns.
     Text {
         format: Arc<dyn FileFormat>,
@@ -136,6 +140,7 @@ impl Engine {
                 files: listed,
                 schema: Arc::new(frame.schema().as_arrow().clone()),
                 zone: source.timezone,
+                format: format!("{:?}", source.format),
                 reader,
             }),
         );
@@ -263,6 +268,19 @@ impl Engine {
             }));
     }
 
+    /// Keeps the URLs of the results an incremental step reused from earlier runs: a damaged
+    /// one is named, with what to do, like a damaged source file.
+    pub(super) fn remember_kept(&self, step: &str, urls: impl Iterator<Item = String>) {
+        self.source_files
+            .lock()
+            .expect("source files lock")
+            .extend(urls.map(|url| RegisteredFile {
+                table: step.to_string(),
+                url,
+                reader: FileReader::Kept,
+            }));
+    }
+
     /// Whether a registered source is CSV or JSON, whose values are parsed as they are read.
     pub(super) fn reads_text(&self) -> bool {
         self.source_files
@@ -289,6 +307,11 @@ impl Engine {
                     let reason = super::describe(&error);
                     return Some(match reader {
                         FileReader::Parquet => EngineError::DamagedFile { table, url, reason },
+                        FileReader::Kept => EngineError::DamagedKept {
+                            step: table,
+                            url,
+                            reason,
+                        },
                         FileReader::Text { .. } => EngineError::BadValue { table, url, reason },
                     });
                 }
@@ -305,7 +328,7 @@ impl Engine {
         reader: &FileReader,
     ) -> Result<(), datafusion::error::DataFusionError> {
         let frame = match reader {
-            FileReader::Parquet => {
+            FileReader::Parquet | FileReader::Kept => {
                 let options = datafusion::prelude::ParquetReadOptions::default();
                 self.ctx.read_parquet(url, options).await?
             }

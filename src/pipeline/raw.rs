@@ -365,7 +365,7 @@ mod tests {
             [
                 (
                     Some(3),
-                    "unknown field `sq` (did you mean 'sql'?), expected one of name, sql"
+                    "unknown field `sq` (did you mean 'sql'?), expected one of name, sql, incremental"
                 ),
                 (
                     Some(5),

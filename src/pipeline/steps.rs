@@ -329,7 +329,8 @@ impl Validator<'_> {
                 );
                 continue;
             };
-            // A step over a source that does not exist is told so itself.
+            // A step over an unknown source has a problem of its own: its readers are not
+            // blamed for it too.
             let same_source = |table: &str| {
                 table == source.name
                     || steps.iter().any(|other| {
@@ -340,17 +341,41 @@ impl Validator<'_> {
                             })
                     })
             };
-            if let Some(other) = step.sql.tables.iter().find(|t| !same_source(t)) {
+            let others: Vec<String> = step
+                .sql
+                .tables
+                .iter()
+                .filter(|t| !same_source(t))
+                .map(|t| format!("'{t}'"))
+                .collect();
+            if !others.is_empty() {
+                let others = others.join(", ");
                 self.problem(
                     step.line,
                     format!(
                         "step '{name}' is incremental over '{}', so {} may read only that \
-                         source and the incremental steps over it, but it reads '{other}': \
-                         each file's result is kept for later nights, and would not change \
-                         when '{other}' does. Read '{other}' in a later step that folds this \
-                         one's rows",
+                         source and the incremental steps over it, but it reads {others}: each \
+                         file's result is kept for later nights, and would not change when \
+                         those do. Read them in a later step that folds this one's rows",
                         source.name,
                         step.sql_file.display()
+                    ),
+                );
+            }
+            let first_time = steps.iter().find_map(|other| {
+                other
+                    .incremental
+                    .as_ref()
+                    .filter(|i| i.source == source.name)
+            });
+            if let Some(first) = first_time.filter(|first| first.time != incremental.time) {
+                self.problem(
+                    step.line,
+                    format!(
+                        "step '{name}' is incremental over '{}' with time '{}', but an earlier \
+                         step over it has time '{}': every incremental step over a source cuts \
+                         its files at the end of the as_of day by the same column",
+                        source.name, incremental.time, first.time
                     ),
                 );
             }

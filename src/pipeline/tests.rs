@@ -320,3 +320,50 @@ fn a_segment_reading_what_the_segments_build_is_told_what_to_read() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn incremental_steps_read_one_source_and_cut_it_by_one_timestamp() {
+    let dir = with_sql(&[
+        ("paid.sql", "SELECT * FROM orders WHERE status = 'paid'"),
+        (
+            "facts.sql",
+            "SELECT customer_id, COUNT(*) AS n FROM paid GROUP BY customer_id",
+        ),
+        (
+            "mixed.sql",
+            "SELECT o.* FROM orders o JOIN customers c USING (customer_id)",
+        ),
+        ("later.sql", "SELECT * FROM paid"),
+    ]);
+    let sources = "sources:\n  customers:\n    url: data/customers/\n    key: customer_id\n    keep_latest_by: updated_at\n  orders:\n    url: data/orders/\n    columns: { ordered_at: timestamp, shipped_at: timestamp, order_id: bigint }\n";
+    let good = format!(
+        "name: t\n{sources}steps:\n  - name: paid\n    sql: paid.sql\n    incremental: {{ source: orders, time: ordered_at }}\n  - name: facts\n    sql: facts.sql\n    incremental: {{ source: orders, time: ordered_at }}\n"
+    );
+    let pipeline = parse_in(dir.path(), &good).unwrap();
+    let facts = pipeline.steps.iter().find(|s| s.name == "facts").unwrap();
+    assert_eq!(
+        facts.incremental,
+        Some(Incremental {
+            source: "orders".into(),
+            time: "ordered_at".into()
+        })
+    );
+
+    let bad = format!(
+        "name: t\n{sources}steps:\n  - name: paid\n    sql: paid.sql\n    incremental: {{ source: orders, time: ordered_at }}\n  - name: facts\n    sql: facts.sql\n    incremental: {{ source: orders, time: shipped_at }}\n  - name: mixed\n    sql: mixed.sql\n    incremental: {{ source: orders, time: order_id }}\n  - name: by_customer\n    sql: later.sql\n    incremental: {{ source: customers, time: updated_at }}\n  - name: nowhere\n    sql: later.sql\n    incremental: {{ source: ordrs, time: ordered_at }}\n"
+    );
+    let problems = parse_in(dir.path(), &bad).unwrap_err();
+    let text = problems.join("\n");
+    for expected in [
+        "14: step 'facts' is incremental over 'orders' with time 'shipped_at', but an earlier step over it has time 'ordered_at'",
+        "17: step 'mixed' is incremental over 'orders', so",
+        "but it reads 'customers': each file's result is kept",
+        "17: step 'mixed': incremental.time 'order_id' is a bigint column of 'orders'; it must be a timestamp",
+        "20: step 'by_customer' is incremental over 'customers', so",
+        "but it reads 'paid'",
+        "20: step 'by_customer' cannot be incremental over 'customers': its keep_latest_by (updated_at) picks rows across files",
+        "23: step 'nowhere': incremental.source 'ordrs' is not a source (did you mean 'orders'?)",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+}

@@ -68,6 +68,12 @@ pub enum StorageError {
         #[source]
         source: object_store::Error,
     },
+    #[error("could not write {url}")]
+    Write {
+        url: String,
+        #[source]
+        source: object_store::Error,
+    },
 }
 
 impl StorageError {
@@ -83,6 +89,7 @@ impl StorageError {
             StorageError::Delete { .. }
             | StorageError::List { .. }
             | StorageError::Read { .. }
+            | StorageError::Write { .. }
             | StorageError::Unreachable { .. } => Fault::Environment,
         }
     }

@@ -217,11 +217,14 @@ fn incremental_nights_publish_what_full_runs_publish() {
         night(&project, "2026-04-03", &[]),
         both(april_and_later, before_april)
     );
-    let kept = walk(
+    let kept: Vec<PathBuf> = walk(
         &project
             .path()
             .join("state-incremental/cache/nightly_segments/paid_orders"),
-    );
+    )
+    .into_iter()
+    .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+    .collect();
     assert_eq!(kept.len(), before_april, "{kept:?}");
 
     // paid_orders' SQL changes to use a var: both steps compute every file again, since
@@ -245,4 +248,39 @@ fn incremental_nights_publish_what_full_runs_publish() {
         night(&project, "2026-04-06", &[]),
         both(april_and_later, before_april)
     );
+
+    // Versions of the SQL and vars that no run used for a week go: the marks of the two
+    // versions before (the SQL before its change, the one-night var value) are made 8 days
+    // old, and the next night deletes their results.
+    let paid_orders = project
+        .path()
+        .join("state-incremental/cache/nightly_segments/paid_orders");
+    let versions = || -> Vec<PathBuf> {
+        std::fs::read_dir(&paid_orders)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .collect()
+    };
+    let used = |version: &Path| {
+        std::fs::metadata(version.join("_used"))
+            .and_then(|m| m.modified())
+            .unwrap()
+    };
+    let mut by_use = versions();
+    assert_eq!(by_use.len(), 3, "{by_use:?}");
+    by_use.sort_by_key(|version| used(version));
+    let week_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 24 * 3600);
+    for older in &by_use[..2] {
+        std::fs::File::options()
+            .write(true)
+            .open(older.join("_used"))
+            .unwrap()
+            .set_modified(week_ago)
+            .unwrap();
+    }
+    assert_eq!(
+        night(&project, "2026-04-07", &[]),
+        both(april_and_later, before_april)
+    );
+    assert_eq!(versions(), vec![by_use[2].clone()]);
 }

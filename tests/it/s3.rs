@@ -274,6 +274,44 @@ async fn pipeline_runs_against_s3() {
         );
     }
 
+    // On the last day of the shop no order file holds anything later: the results of the
+    // incremental paid_orders are kept in the bucket, beside the history, and the next run
+    // of that date reuses every one.
+    let order_files = std::fs::read_dir(root.path().join("lake/raw/orders"))
+        .unwrap()
+        .count() as u64;
+    for reused in [0, order_files] {
+        let run = segflow_s3(addr, &["run", pipeline, "--as-of", END]).await;
+        assert_eq!(run.code, 0, "{run:?}");
+        let runs = segflow_s3(addr, &["runs", "nightly_segments", "--json"]).await;
+        let latest = runs
+            .stdout
+            .lines()
+            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+            .filter(|record| record["as_of"] == END)
+            .max_by_key(|record| record["run_id"].as_str().unwrap().to_string())
+            .expect("the run is recorded");
+        let paid_orders = latest["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|step| step["name"] == "paid_orders")
+            .unwrap();
+        assert_eq!(
+            paid_orders["files"]["reused"].as_u64(),
+            Some(reused),
+            "{latest}"
+        );
+    }
+    let kept = root
+        .path()
+        .join("lake/state/cache/nightly_segments/paid_orders");
+    let results = crate::common::snapshot_of(&kept)
+        .into_keys()
+        .filter(|path| path.extension().is_some_and(|e| e == "parquet"))
+        .count();
+    assert_eq!(results as u64, order_files);
+
     // A source with no files is the user's to fix, and the message says which URL.
     std::fs::remove_dir_all(root.path().join("lake/raw/orders")).unwrap();
     let missing = segflow_s3(addr, &["run", pipeline, "--as-of", AS_OF]).await;
