@@ -350,6 +350,19 @@ pub fn shown_cells(stdout: &str) -> Vec<Vec<&str>> {
         .collect()
 }
 
+/// Every output of the shipped pipeline.
+pub const SHIPPED_OUTPUTS: &[&str] = &[
+    "customer_features",
+    "rfm",
+    "rfm_cutpoints",
+    "segment_membership",
+    "customer_profile",
+    "segment_summary",
+    "segment_changes",
+    "winback_list",
+    "winback_suppressed",
+];
+
 /// The shipped pipeline's outputs that two runs of one date on the same facts must publish
 /// alike (segment_changes and rfm_cutpoints follow from these).
 pub const COMPARED_OUTPUTS: [&str; 7] = [

@@ -20,17 +20,7 @@ const VARIANTS: &[(&str, bool)] = &[
     ("mixed", false),
 ];
 
-const OUTPUTS: &[&str] = &[
-    "customer_features",
-    "rfm",
-    "rfm_cutpoints",
-    "segment_membership",
-    "customer_profile",
-    "segment_summary",
-    "segment_changes",
-    "winback_list",
-    "winback_suppressed",
-];
+const OUTPUTS: &[&str] = crate::common::SHIPPED_OUTPUTS;
 
 /// The shipped pipeline with the pipeline's zone set to `zone`, and every source's zone to
 /// Oslo when `oslo_sources`.
