@@ -13,6 +13,7 @@ use std::time::Duration;
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
 use datafusion::common::Column;
 use datafusion::common::config::TableParquetOptions;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -22,7 +23,8 @@ use datafusion::datasource::listing::{
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::functions_aggregate::expr_fn::max;
-use datafusion::prelude::{DataFrame, SessionContext, cast, col, lit};
+use datafusion::logical_expr::{LogicalPlan, Volatility};
+use datafusion::prelude::{DataFrame, Expr, SessionContext, cast, col, lit};
 use datafusion::scalar::ScalarValue;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt};
@@ -93,6 +95,36 @@ pub(super) fn uses_run_parameter(placeholder: &str) -> String {
          or after the end of the as_of day (incremental.time); compute what depends on the \
          date in the step that reads this one"
     )
+}
+
+/// The message for an incremental step whose SQL calls a function whose result is not fixed
+/// by its arguments.
+pub(super) fn uses_unfixed_function(function: &str) -> String {
+    format!(
+        "is incremental, so its SQL cannot use {function}(): its value changes from run to \
+         run, and each file's result is kept for later runs. Compute it in the step that \
+         reads this one"
+    )
+}
+
+/// The first function that `plan` calls whose result its arguments do not fix (now(),
+/// current_date, random(), ...): what a kept result must not depend on.
+pub(super) fn unfixed_function(plan: &LogicalPlan) -> Option<String> {
+    let mut found = None;
+    let _ = plan.apply_with_subqueries(|node| {
+        node.apply_expressions(|expr| {
+            expr.apply(|expr| {
+                if let Expr::ScalarFunction(call) = expr
+                    && call.func.signature().volatility != Volatility::Immutable
+                {
+                    found = Some(call.func.name().to_string());
+                    return Ok(TreeNodeRecursion::Stop);
+                }
+                Ok(TreeNodeRecursion::Continue)
+            })
+        })
+    });
+    found
 }
 
 /// One kept result: the version of the SQL and the file it was made from, and the latest

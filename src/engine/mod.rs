@@ -350,6 +350,11 @@ impl Engine {
             .sql_with_options(&step.sql.text, read_only)
             .await
             .map_err(|e| self.plan_error(step, e))?;
+        if step.incremental.is_some()
+            && let Some(function) = incremental::unfixed_function(frame.logical_plan())
+        {
+            return Err(self.plan_message(step, incremental::uses_unfixed_function(&function)));
+        }
         let used = parameter_types(frame.logical_plan()).map_err(|e| self.plan_error(step, e))?;
         let mut bound: HashMap<String, ScalarValue> = HashMap::new();
         for (id, wanted) in used {

@@ -43,6 +43,19 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "an incremental step uses current_date",
+        break_it: |p| {
+            replace(
+                p,
+                "queries/paid_orders.sql",
+                "WHERE status = 'paid'",
+                "WHERE status = 'paid' AND CAST(ordered_at AS DATE) < current_date",
+            );
+            vec![]
+        },
+        expect: &["step 'paid_orders'", "cannot use current_date()"],
+    },
+    Case {
         name: "an incremental step reads a table that is not its source",
         break_it: |p| {
             replace(
