@@ -15,7 +15,7 @@ use crate::lease::Lease;
 use crate::pipeline::Pipeline;
 use crate::progress::Progress;
 use crate::publish;
-use crate::run::{self, RunError, RunReport, RunRequest, Timing};
+use crate::run::{self, CheckResult, RunError, RunReport, RunRequest, Timing};
 use crate::segments::Unmatched;
 use crate::storage::{Location, Storage, StorageError, read_object};
 
@@ -69,6 +69,9 @@ pub struct RunRecord {
     /// How long writing each output took.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub writes: Vec<Timing>,
+    /// Every check's outcome.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub checks: Vec<CheckResult>,
     pub error: Option<String>,
 }
 
@@ -93,6 +96,7 @@ impl RunRecord {
             unmatched: BTreeMap::new(),
             steps: Vec::new(),
             writes: Vec::new(),
+            checks: Vec::new(),
             error: None,
         }
     }
@@ -153,6 +157,7 @@ pub async fn run_recorded_until(
             record.unmatched = report.unmatched.clone();
             record.steps = report.steps.clone();
             record.writes = report.writes.clone();
+            record.checks = report.checks.clone();
         }
         Err(error) => {
             let overtaken =
@@ -166,6 +171,9 @@ pub async fn run_recorded_until(
             } else {
                 RunStatus::Failed
             };
+            if let RecordedRunError::Run(RunError::ChecksFailed(checks)) = error {
+                record.checks = checks.clone();
+            }
             record.error = Some(error_chain(error));
         }
     }

@@ -16,7 +16,7 @@ use crate::engine::{
     CacheSpec, Engine, EngineError, FilesDone, IncrementalMode, Params, ParquetTarget, Scratch,
     StepResult,
 };
-use crate::pipeline::{Pipeline, Published, SelectError, Selector, Step, StepKind};
+use crate::pipeline::{Pipeline, Published, SelectError, Selector, Severity, Step, StepKind};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
 use crate::segments::Unmatched;
@@ -51,10 +51,31 @@ pub enum RunError {
     Steps(Vec<RunError>),
     #[error("the run was cancelled: {0}")]
     Cancelled(CancelReason),
+    #[error("{} of the run failed, so nothing was published:{}", checks_failed(.0), failed_checks(.0))]
+    ChecksFailed(Vec<CheckResult>),
     #[error(transparent)]
     Select(#[from] SelectError),
     #[error("the run crashed: {0}")]
     Crashed(String),
+}
+
+fn checks_failed(checks: &[CheckResult]) -> String {
+    match checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Failed)
+        .count()
+    {
+        1 => "a check".to_string(),
+        n => format!("{n} checks"),
+    }
+}
+
+fn failed_checks(checks: &[CheckResult]) -> String {
+    checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Failed)
+        .map(|c| format!("\n  {}", c.summary()))
+        .collect()
 }
 
 fn each_on_a_line(errors: &[RunError]) -> String {
@@ -74,7 +95,7 @@ impl RunError {
                 .map(RunError::fault)
                 .max()
                 .unwrap_or(crate::fault::Fault::User),
-            RunError::Select(_) => crate::fault::Fault::User,
+            RunError::Select(_) | RunError::ChecksFailed(_) => crate::fault::Fault::User,
             RunError::Scratch(_)
             | RunError::DiskFull { .. }
             | RunError::ReadFailed(_)
@@ -148,7 +169,52 @@ pub struct RunReport {
     pub steps: Vec<Timing>,
     /// Each output's writing into its staging area, in the order they were written.
     pub writes: Vec<Timing>,
+    /// Every check's outcome, in the spec's order.
+    pub checks: Vec<CheckResult>,
     pub elapsed: Duration,
+}
+
+/// How a check went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    Passed,
+    /// Failed, with `severity: warn`: the run published.
+    Warned,
+    /// Failed, with `severity: error`: the run published nothing.
+    Failed,
+}
+
+/// One check's outcome, as the run record keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct CheckResult {
+    pub name: String,
+    pub table: String,
+    /// The rule as the spec writes it.
+    pub rule: String,
+    /// What broke it, in words (empty when it passed).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub found: String,
+    pub status: CheckStatus,
+    /// Rows that break the rule (for row_count, 1 when the count is out of bounds).
+    pub offending: u64,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub examples: Vec<String>,
+}
+
+impl CheckResult {
+    /// One line for a person: the check, its table, and what broke it.
+    pub fn summary(&self) -> String {
+        let examples = if self.examples.is_empty() {
+            String::new()
+        } else {
+            format!(" (e.g. {})", self.examples.join("; "))
+        };
+        format!(
+            "check '{}' on '{}' ({}): {}{examples}",
+            self.name, self.table, self.rule, self.found
+        )
+    }
 }
 
 /// How long one step took, or one output's writing, and its rows where they were counted
@@ -183,6 +249,9 @@ pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Plan
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
     plan_views(pipeline, request, &engine, &storage).await?;
+    for check in &pipeline.checks {
+        engine.plan_check(check).await?;
+    }
     Ok(Planned {
         steps: pipeline.query_steps().count(),
         segments: pipeline.segments.len(),
@@ -329,12 +398,13 @@ async fn run_on_engine(
             let planned = plan_steps(pipeline, request, (&engine, &storage), &targets, progress).await?;
             let written_by_steps = targets.outputs_written(&planned.steps);
             let writes = stage_outputs(pipeline, &engine, &mut publications, &written_by_steps, progress).await?;
-            Ok((planned, writes))
+            let checks = run_checks(pipeline, &engine, &publications, progress).await?;
+            Ok((planned, writes, checks))
         } => worked,
         reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
     };
     remove_scratch(scratch, &storage).await;
-    let (StepsDone { steps, unmatched }, writes) = match worked {
+    let (StepsDone { steps, unmatched }, writes, checks) = match worked {
         Ok(done) => done,
         Err(error) => {
             discard(publications).await;
@@ -375,10 +445,64 @@ async fn run_on_engine(
         unmatched,
         steps,
         writes,
+        checks,
         elapsed: started.elapsed(),
     };
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, seconds = report.elapsed.as_secs_f64(), "Run finished.");
     Ok(report)
+}
+
+/// Runs every check on what the run is about to publish: an output's staged files, or the
+/// registered table. A failed `error` check fails the run (its publications are then
+/// discarded); a failed `warn` one is logged.
+async fn run_checks(
+    pipeline: &Pipeline,
+    engine: &Engine,
+    publications: &[Box<dyn Publication>],
+    progress: &Progress,
+) -> Result<Vec<CheckResult>, RunError> {
+    let mut results = Vec::with_capacity(pipeline.checks.len());
+    for check in &pipeline.checks {
+        progress.message(format!("check {}", check.name));
+        let staged = pipeline
+            .outputs
+            .iter()
+            .zip(publications)
+            .find(|(output, _)| output.table == check.table)
+            .map(|(_, publication)| &publication.staging().folder);
+        let outcome = engine.check(check, staged).await?;
+        let status = match (outcome.offending, check.severity) {
+            (0, _) => CheckStatus::Passed,
+            (_, Severity::Warn) => CheckStatus::Warned,
+            (_, Severity::Error) => CheckStatus::Failed,
+        };
+        let result = CheckResult {
+            name: check.name.clone(),
+            table: check.table.clone(),
+            rule: check.rule.to_string(),
+            found: if outcome.offending == 0 {
+                String::new()
+            } else {
+                check.rule.offending_phrase(outcome.offending)
+            },
+            status,
+            offending: outcome.offending,
+            examples: outcome.examples,
+        };
+        match status {
+            CheckStatus::Passed => {
+                tracing::info!(pipeline = %pipeline.name, check = %check.name, table = %check.table, "Check passed.")
+            }
+            _ => {
+                tracing::warn!(pipeline = %pipeline.name, check = %check.name, table = %check.table, offending = outcome.offending, status = ?status, "{}", result.summary())
+            }
+        }
+        results.push(result);
+    }
+    if results.iter().any(|r| r.status == CheckStatus::Failed) {
+        return Err(RunError::ChecksFailed(results));
+    }
+    Ok(results)
 }
 
 /// Begins the publication of every output before any work, so that each commit is fenced

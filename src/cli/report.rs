@@ -1,6 +1,6 @@
 //! What a finished run prints.
 
-use segflow::run::{self, RunReport};
+use segflow::run::{self, CheckStatus, RunReport};
 
 use super::Failure;
 
@@ -40,5 +40,20 @@ pub(super) fn print_report(report: &RunReport) {
             "  {:<width$}  {:>10}  {}as_of={}/",
             output.committed.table, output.committed.rows, output.url, report.as_of
         );
+    }
+    if !report.checks.is_empty() {
+        let warned: Vec<_> = report
+            .checks
+            .iter()
+            .filter(|c| c.status == CheckStatus::Warned)
+            .collect();
+        println!(
+            "Checks: {} passed, {} warned.",
+            report.checks.len() - warned.len(),
+            warned.len()
+        );
+        for check in warned {
+            println!("  warning: {}", check.summary());
+        }
     }
 }

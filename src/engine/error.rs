@@ -99,6 +99,19 @@ pub enum EngineError {
     /// when no file repeats the error: then `otherwise` tells it.
     #[error("{otherwise}")]
     UnparsedText { otherwise: Box<EngineError> },
+    #[error("check '{check}' on '{table}' could not run: {message}")]
+    Check {
+        check: String,
+        table: String,
+        message: String,
+    },
+    #[error("check '{check}': '{column}' is not a column of '{table}'{hint}")]
+    CheckColumn {
+        check: String,
+        table: String,
+        column: String,
+        hint: String,
+    },
     #[error("computing '{table}': {message}")]
     Query { table: String, message: String },
     #[error("output '{table}': computing its rows failed: {message}")]

@@ -34,6 +34,7 @@ use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, RUN_PARAMETERS, Step, St
 use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::storage::{Location, Storage};
 
+mod checks;
 mod error;
 mod incremental;
 mod instants;
@@ -45,6 +46,7 @@ mod sources;
 mod text;
 mod udf;
 
+pub use checks::CheckOutcome;
 pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};
 pub use incremental::{CacheSpec, FilesDone, IncrementalMode};
 pub use params::Params;

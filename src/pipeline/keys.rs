@@ -150,7 +150,23 @@ pub(super) const PIPELINE: Shape = Shape::Fields(&[
     ("engine", ENGINE),
     ("schedule", SCHEDULE),
     ("notify", NOTIFY),
+    ("checks", Shape::EachItem(&CHECK)),
 ]);
+const CHECK: Shape = Shape::Fields(&[
+    ("name", Shape::Any),
+    ("table", Shape::Any),
+    ("severity", Shape::Any),
+    ("not_null", Shape::Any),
+    ("unique", Shape::Any),
+    ("accepted_range", RANGE),
+    ("row_count", ROW_COUNT),
+]);
+const RANGE: Shape = Shape::Fields(&[
+    ("column", Shape::Any),
+    ("min", Shape::Any),
+    ("max", Shape::Any),
+]);
+const ROW_COUNT: Shape = Shape::Fields(&[("min", Shape::Any), ("max", Shape::Any)]);
 
 /// Each key of `node` that `shape` does not have: its line, and what to say.
 pub(super) fn unknown_keys(node: &Node, shape: &Shape) -> Vec<(Option<usize>, String)> {

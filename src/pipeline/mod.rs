@@ -22,9 +22,9 @@ use crate::storage::Location;
 
 pub use diagnostics::{Problem, SpecError, did_you_mean};
 pub use model::{
-    AS_OF, AS_OF_END, AS_OF_START, EngineSettings, Incremental, Notify, Output, Pipeline,
-    Published, RUN_ID, RUN_PARAMETERS, ScheduleSpec, Source, SourceFormat, SourceKey, Step,
-    StepKind,
+    AS_OF, AS_OF_END, AS_OF_START, Check, CheckRule, EngineSettings, Incremental, Notify, Output,
+    Pipeline, Published, RUN_ID, RUN_PARAMETERS, ScheduleSpec, Severity, Source, SourceFormat,
+    SourceKey, Step, StepKind,
 };
 pub use select::{SelectError, Selector};
 pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};

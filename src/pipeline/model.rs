@@ -48,6 +48,101 @@ pub struct Pipeline {
     pub engine: EngineSettings,
     pub schedule: Option<ScheduleSpec>,
     pub notify: Notify,
+    /// Expectations on tables, checked before anything is published.
+    pub checks: Vec<Check>,
+}
+
+/// An expectation on a table, checked after the outputs are staged and before they are
+/// published (README, "Checks").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Check {
+    pub name: String,
+    /// A source, step or output.
+    pub table: String,
+    pub severity: Severity,
+    pub rule: CheckRule,
+}
+
+/// What a failed check does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// The run fails and publishes nothing.
+    Error,
+    /// The run publishes; the failure is logged and recorded.
+    Warn,
+}
+
+/// Which rows break a check, or what the table must hold.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckRule {
+    /// No row has NULL in any of these columns.
+    NotNull(Vec<String>),
+    /// No two rows share the values of these columns.
+    Unique(Vec<String>),
+    /// Every non-NULL value of the column is within min..=max.
+    AcceptedRange {
+        column: String,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
+    /// The table has min..=max rows.
+    RowCount { min: Option<u64>, max: Option<u64> },
+}
+
+impl std::fmt::Display for CheckRule {
+    /// The rule as the spec writes it: `unique [country]`, `accepted_range r_score max 2`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bounds = |min: Option<String>, max: Option<String>| {
+            [("min", min), ("max", max)]
+                .into_iter()
+                .filter_map(|(key, value)| value.map(|v| format!(" {key} {v}")))
+                .collect::<String>()
+        };
+        match self {
+            CheckRule::NotNull(columns) => write!(f, "not_null [{}]", columns.join(", ")),
+            CheckRule::Unique(columns) => write!(f, "unique [{}]", columns.join(", ")),
+            CheckRule::AcceptedRange { column, min, max } => write!(
+                f,
+                "accepted_range {column}{}",
+                bounds(min.map(|v| v.to_string()), max.map(|v| v.to_string()))
+            ),
+            CheckRule::RowCount { min, max } => write!(
+                f,
+                "row_count{}",
+                bounds(min.map(|v| v.to_string()), max.map(|v| v.to_string()))
+            ),
+        }
+    }
+}
+
+impl CheckRule {
+    /// What `offending` counts for this rule, in words: rows, repeated values, or a count
+    /// out of bounds.
+    pub fn offending_phrase(&self, offending: u64) -> String {
+        match (self, offending) {
+            (CheckRule::NotNull(_) | CheckRule::AcceptedRange { .. }, 1) => {
+                "1 row breaks it".to_string()
+            }
+            (CheckRule::NotNull(_) | CheckRule::AcceptedRange { .. }, n) => {
+                format!("{n} rows break it")
+            }
+            (CheckRule::Unique(_), 1) => "1 value is on more than one row".to_string(),
+            (CheckRule::Unique(_), n) => format!("{n} values are on more than one row"),
+            (CheckRule::RowCount { .. }, _) => "the row count is out of bounds".to_string(),
+        }
+    }
+
+    /// The rule and its columns in a few words, for a check's default name
+    /// (`unique_customer_id`).
+    pub fn describe_short(&self) -> String {
+        match self {
+            CheckRule::NotNull(columns) => format!("not_null_{}", columns.join("_")),
+            CheckRule::Unique(columns) => format!("unique_{}", columns.join("_")),
+            CheckRule::AcceptedRange { column, .. } => format!("accepted_range_{column}"),
+            CheckRule::RowCount { .. } => "row_count".to_string(),
+        }
+    }
 }
 
 /// Webhooks posted after a run, each optional. Their URLs often hold secrets, so messages

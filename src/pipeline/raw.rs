@@ -137,6 +137,46 @@ pub(super) struct RawPipeline {
     pub(super) schedule: Option<RawSchedule>,
     #[serde(default)]
     pub(super) notify: Option<RawNotify>,
+    #[serde(default)]
+    pub(super) checks: Vec<Spanned<RawCheck>>,
+}
+
+/// A check on a table: one rule (`not_null`, `unique`, `accepted_range`, `row_count`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawCheck {
+    #[serde(default)]
+    pub(super) name: Option<Spanned<String>>,
+    pub(super) table: Spanned<String>,
+    #[serde(default)]
+    pub(super) severity: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) not_null: Option<RawKey>,
+    #[serde(default)]
+    pub(super) unique: Option<RawKey>,
+    #[serde(default)]
+    pub(super) accepted_range: Option<RawRange>,
+    #[serde(default)]
+    pub(super) row_count: Option<RawRowCount>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRange {
+    pub(super) column: String,
+    #[serde(default)]
+    pub(super) min: Option<f64>,
+    #[serde(default)]
+    pub(super) max: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRowCount {
+    #[serde(default)]
+    pub(super) min: Option<u64>,
+    #[serde(default)]
+    pub(super) max: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

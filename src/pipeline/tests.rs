@@ -367,3 +367,57 @@ fn incremental_steps_read_one_source_and_cut_it_by_one_timestamp() {
         assert!(text.contains(expected), "{expected}\n{text}");
     }
 }
+
+#[test]
+fn a_check_names_a_table_and_one_rule() {
+    let dir = with_sql(&[("a.sql", "SELECT * FROM orders")]);
+    let spec = "name: t\nsources:\n  orders: { url: data/orders/ }\nsteps:\n  - { name: a, sql: a.sql }\nchecks:\n  - { table: a, unique: [order_id, line] }\n  - { table: orders, accepted_range: { column: total, min: 0 }, severity: warn }\n  - { name: enough, table: a, row_count: { min: 1, max: 10 } }\n";
+    let pipeline = parse_in(dir.path(), spec).unwrap();
+    let checks: Vec<(&str, &str, Severity, String)> = pipeline
+        .checks
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.table.as_str(),
+                c.severity,
+                c.rule.to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        checks,
+        [
+            (
+                "a_unique_order_id_line",
+                "a",
+                Severity::Error,
+                "unique [order_id, line]".to_string()
+            ),
+            (
+                "orders_accepted_range_total",
+                "orders",
+                Severity::Warn,
+                "accepted_range total min 0".to_string()
+            ),
+            (
+                "enough",
+                "a",
+                Severity::Error,
+                "row_count min 1 max 10".to_string()
+            ),
+        ]
+    );
+
+    let bad = "name: t\nsources:\n  orders: { url: data/orders/ }\nchecks:\n  - { table: order, not_null: id }\n  - { table: orders, not_null: id, unique: id }\n  - { table: orders, row_count: { min: 1 }, severity: fatal }\n  - { table: orders, row_count: { max: 5 } }\n";
+    let problems = parse_in(dir.path(), bad).unwrap_err();
+    let text = problems.join("\n");
+    for expected in [
+        "5: check on table 'order', which is not a source or a step (did you mean 'orders'?)",
+        "6: a check on 'orders' needs exactly one rule (not_null, unique, accepted_range or row_count); it has 2",
+        "7: check severity 'fatal' is not error or warn",
+        "8: check 'orders_row_count' is declared twice; give one a `name:`",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+}

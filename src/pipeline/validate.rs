@@ -11,12 +11,12 @@ use serde_saphyr::Spanned;
 use super::diagnostics::{Problem, did_you_mean};
 use super::env::interpolate;
 use super::model::{
-    EngineSettings, Notify, Output, Pipeline, ScheduleSpec, Source, SourceFormat, SourceKey, Step,
-    StepKind,
+    Check, CheckRule, EngineSettings, Notify, Output, Pipeline, ScheduleSpec, Severity, Source,
+    SourceFormat, SourceKey, Step, StepKind,
 };
 use super::raw::{
-    Key, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawSchedule, RawSource,
-    line_of,
+    Key, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawSchedule,
+    RawSource, line_of,
 };
 use super::types::ColumnType;
 use super::units::{parse_bytes, parse_duration};
@@ -103,6 +103,7 @@ impl<'a> Validator<'a> {
         let engine = self.engine(raw.engine);
         let schedule = raw.schedule.and_then(|raw| self.schedule(raw, timezone));
         let notify = raw.notify.map(|raw| self.notify(raw)).unwrap_or_default();
+        let checks = self.checks(raw.checks, &source_names, &declared);
         Pipeline {
             name: raw.name.value,
             description: raw.description,
@@ -118,7 +119,110 @@ impl<'a> Validator<'a> {
             engine,
             schedule,
             notify,
+            checks,
         }
+    }
+
+    /// Each check names a source or step (outputs are steps or sources) and has one rule.
+    fn checks(
+        &mut self,
+        raw: Vec<Spanned<RawCheck>>,
+        sources: &BTreeSet<String>,
+        steps: &BTreeSet<String>,
+    ) -> Vec<Check> {
+        let mut checks: Vec<Check> = Vec::new();
+        for raw in raw {
+            let line = line_of(&raw);
+            let RawCheck {
+                name,
+                table,
+                severity,
+                not_null,
+                unique,
+                accepted_range,
+                row_count,
+            } = raw.value;
+            let known = sources.contains(&table.value) || steps.contains(&table.value);
+            if !known {
+                let hint = did_you_mean(
+                    &table.value,
+                    sources.iter().chain(steps).map(String::as_str),
+                );
+                self.problem(
+                    line_of(&table),
+                    format!(
+                        "check on table '{}', which is not a source or a step{hint}",
+                        table.value
+                    ),
+                );
+            }
+            let severity = match severity.as_ref().map(|s| s.value.as_str()) {
+                None | Some("error") => Severity::Error,
+                Some("warn") => Severity::Warn,
+                Some(other) => {
+                    self.problem(
+                        severity.as_ref().and_then(line_of),
+                        format!("check severity '{other}' is not error or warn"),
+                    );
+                    Severity::Error
+                }
+            };
+            let columns = |key: RawKey| match key {
+                RawKey::One(column) => vec![column],
+                RawKey::Several(columns) => columns,
+            };
+            let mut rules = Vec::new();
+            if let Some(key) = not_null {
+                rules.push(CheckRule::NotNull(columns(key)));
+            }
+            if let Some(key) = unique {
+                rules.push(CheckRule::Unique(columns(key)));
+            }
+            if let Some(range) = accepted_range {
+                rules.push(CheckRule::AcceptedRange {
+                    column: range.column,
+                    min: range.min,
+                    max: range.max,
+                });
+            }
+            if let Some(count) = row_count {
+                rules.push(CheckRule::RowCount {
+                    min: count.min,
+                    max: count.max,
+                });
+            }
+            if rules.len() != 1 {
+                self.problem(
+                    line,
+                    format!(
+                        "a check on '{}' needs exactly one rule (not_null, unique, \
+                         accepted_range or row_count); it has {}",
+                        table.value,
+                        rules.len()
+                    ),
+                );
+                continue;
+            }
+            let rule = rules.remove(0);
+            let name = match name {
+                Some(name) => name.value,
+                None => format!("{}_{}", table.value, rule.describe_short()),
+            };
+            if checks.iter().any(|c| c.name == name) {
+                self.problem(
+                    line,
+                    format!("check '{name}' is declared twice; give one a `name:`"),
+                );
+                continue;
+            }
+            checks.push(Check {
+                name,
+                table: table.value,
+                severity,
+                rule,
+            });
+        }
+        checks
     }
 
     fn notify(&mut self, raw: RawNotify) -> Notify {

@@ -6,6 +6,7 @@
 
 mod bad_input;
 mod build;
+mod checks;
 mod common;
 mod crash;
 mod cross_check;
