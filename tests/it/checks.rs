@@ -55,6 +55,16 @@ fn last_record(project: &Project) -> serde_json::Value {
         .expect("a run of the date")
 }
 
+/// Each check's status in a run record, in the spec's order.
+fn check_statuses(record: &serde_json::Value) -> Vec<&str> {
+    record["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect()
+}
+
 fn column<'a>(batch: &'a RecordBatch, name: &str) -> &'a dyn Array {
     batch
         .column_by_name(name)
@@ -115,12 +125,7 @@ fn checks_block_a_bad_publication_or_warn() {
     let passed = format!("Checks: {} passed, 0 warned.", MET.len() + SHIPPED);
     assert!(met.stdout.contains(&passed), "{met:?}");
     let record = last_record(&project);
-    let statuses: Vec<&str> = record["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["status"].as_str().unwrap())
-        .collect();
+    let statuses = check_statuses(&record);
     assert_eq!(statuses, ["passed"; MET.len() + SHIPPED], "{record}");
     let published = project.snapshot();
     let expected = expected_offending(&project);
@@ -213,12 +218,7 @@ fn checks_block_a_bad_publication_or_warn() {
     assert_ne!(project.snapshot(), published, "a warning publishes");
     let record = last_record(&project);
     assert_eq!(record["status"], "succeeded", "{record}");
-    let statuses: Vec<&str> = record["checks"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c["status"].as_str().unwrap())
-        .collect();
+    let statuses = check_statuses(&record);
     assert_eq!(
         statuses[..BROKEN.len()],
         ["warned"; BROKEN.len()],
