@@ -13,10 +13,12 @@ use crate::cancel::{Cancel, CancelReason};
 use futures::{FutureExt, StreamExt, TryStreamExt};
 
 use crate::engine::{
-    CacheSpec, Engine, EngineError, FilesDone, IncrementalMode, Params, ParquetTarget, Scratch,
-    StepResult,
+    CacheSpec, CheckInputs, Engine, EngineError, FilesDone, IncrementalMode, Params, ParquetTarget,
+    Scratch, StepResult,
 };
-use crate::pipeline::{Pipeline, Published, SelectError, Selector, Severity, Step, StepKind};
+use crate::pipeline::{
+    Check, CheckRule, Pipeline, Published, SelectError, Selector, Severity, Step, StepKind,
+};
 use crate::progress::Progress;
 use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
 use crate::segments::Unmatched;
@@ -55,6 +57,8 @@ pub enum RunError {
     ChecksFailed(Vec<CheckResult>),
     #[error(transparent)]
     Select(#[from] SelectError),
+    #[error("no output of the pipeline is published for {as_of}")]
+    NothingPublished { as_of: NaiveDate },
     #[error("the run crashed: {0}")]
     Crashed(String),
 }
@@ -95,7 +99,9 @@ impl RunError {
                 .map(RunError::fault)
                 .max()
                 .unwrap_or(crate::fault::Fault::User),
-            RunError::Select(_) | RunError::ChecksFailed(_) => crate::fault::Fault::User,
+            RunError::Select(_) | RunError::ChecksFailed(_) | RunError::NothingPublished { .. } => {
+                crate::fault::Fault::User
+            }
             RunError::Scratch(_)
             | RunError::DiskFull { .. }
             | RunError::ReadFailed(_)
@@ -192,7 +198,8 @@ pub struct CheckResult {
     pub table: String,
     /// The rule as the spec writes it.
     pub rule: String,
-    /// What broke it, in words (empty when it passed).
+    /// What broke it, in words; for a check that passed, empty or a note (an anomaly
+    /// check's first publication, with nothing to compare).
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub found: String,
     pub status: CheckStatus,
@@ -243,15 +250,69 @@ pub struct Planned {
     pub segments: usize,
 }
 
+/// What `segflow check` found on an earlier night's publication.
+#[derive(Debug, Clone)]
+pub struct AuditReport {
+    pub checks: Vec<CheckResult>,
+    /// Checks it could not run, each with why: they read a table that only a run computes.
+    pub skipped: Vec<(String, String)>,
+}
+
+/// Runs the checks on what is published for `as_of` and on the sources, computing no step
+/// and writing nothing (`segflow check`). A check that reads a step which is not an output
+/// is skipped: only a run computes it.
+pub async fn check_published(
+    pipeline: &Pipeline,
+    as_of: NaiveDate,
+    progress: &Progress,
+) -> Result<AuditReport, RunError> {
+    let storage = Storage::new();
+    let engine = prepare(pipeline, storage.clone()).await?;
+    let mut published = BTreeSet::new();
+    for output in &pipeline.outputs {
+        if let Some(committed) = publish::sink(&storage, output).committed(as_of).await? {
+            engine
+                .read_table_from(&output.table, &committed.files, &output.options)
+                .await?;
+            published.insert(output.table.as_str());
+        }
+    }
+    if published.is_empty() && !pipeline.outputs.is_empty() {
+        return Err(RunError::NothingPublished { as_of });
+    }
+    let sources: BTreeSet<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
+    let mut runnable = Vec::new();
+    let mut skipped = Vec::new();
+    for check in &pipeline.checks {
+        let unread = check
+            .reads()
+            .into_iter()
+            .find(|t| !published.contains(t) && !sources.contains(t));
+        match unread {
+            None => runnable.push(check),
+            Some(table) => skipped.push((
+                check.name.clone(),
+                format!("'{table}' is not published for {as_of}; only a run computes it"),
+            )),
+        }
+    }
+    let request = RunRequest {
+        run_id: "check".to_string(),
+        ..RunRequest::new(as_of)
+    };
+    let checks =
+        evaluate_checks(pipeline, &request, (&engine, &storage), &runnable, progress).await?;
+    progress.finish();
+    Ok(AuditReport { checks, skipped })
+}
+
 /// Plans every step against the sources' schemas without scanning data: what
 /// `segflow validate` checks beyond the spec itself.
 pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Planned, RunError> {
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
     plan_views(pipeline, request, &engine, &storage).await?;
-    for check in &pipeline.checks {
-        engine.plan_check(check).await?;
-    }
+    plan_checks(pipeline, request, (&engine, &storage)).await?;
     Ok(Planned {
         steps: pipeline.query_steps().count(),
         segments: pipeline.segments.len(),
@@ -396,9 +457,10 @@ async fn run_on_engine(
         worked = async {
             let targets = Targets::new(pipeline, &publications, &scratch);
             let planned = plan_steps(pipeline, request, (&engine, &storage), &targets, progress).await?;
+            plan_checks(pipeline, request, (&engine, &storage)).await?;
             let written_by_steps = targets.outputs_written(&planned.steps);
             let writes = stage_outputs(pipeline, &engine, &mut publications, &written_by_steps, progress).await?;
-            let checks = run_checks(pipeline, &engine, &publications, progress).await?;
+            let checks = run_checks(pipeline, request, (&engine, &storage), &publications, progress).await?;
             Ok((planned, writes, checks))
         } => worked,
         reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
@@ -452,25 +514,83 @@ async fn run_on_engine(
     Ok(report)
 }
 
-/// Runs every check on what the run is about to publish: an output's staged files, or the
+/// Plans every check against the tables' schemas, reading no data: a check that names a
+/// column its table lacks fails the run before any work.
+async fn plan_checks(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    (engine, storage): (&Engine, &Storage),
+) -> Result<(), RunError> {
+    let params = request.params(pipeline);
+    for check in &pipeline.checks {
+        if let CheckRule::Sql(step) = &check.rule {
+            register_published(pipeline, engine, storage, step, request.as_of).await?;
+        }
+        engine.plan_check(check, &params).await?;
+    }
+    Ok(())
+}
+
+/// Runs every check on what the run is about to publish: an output's staged files (read
+/// as the output's table from here on, so that nothing is computed twice), or the
 /// registered table. A failed `error` check fails the run (its publications are then
 /// discarded); a failed `warn` one is logged.
 async fn run_checks(
     pipeline: &Pipeline,
-    engine: &Engine,
+    request: &RunRequest,
+    (engine, storage): (&Engine, &Storage),
     publications: &[Box<dyn Publication>],
     progress: &Progress,
 ) -> Result<Vec<CheckResult>, RunError> {
-    let mut results = Vec::with_capacity(pipeline.checks.len());
-    for check in &pipeline.checks {
+    if pipeline.checks.is_empty() {
+        return Ok(Vec::new());
+    }
+    for (output, publication) in pipeline.outputs.iter().zip(publications) {
+        let staged = std::slice::from_ref(&publication.staging().folder);
+        engine
+            .read_table_from(&output.table, staged, &output.options)
+            .await?;
+    }
+    let checks: Vec<&Check> = pipeline.checks.iter().collect();
+    let results = evaluate_checks(pipeline, request, (engine, storage), &checks, progress).await?;
+    if results.iter().any(|r| r.status == CheckStatus::Failed) {
+        return Err(RunError::ChecksFailed(results));
+    }
+    Ok(results)
+}
+
+/// Runs `checks` on the tables as `engine` has them, each outcome logged.
+async fn evaluate_checks(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    (engine, storage): (&Engine, &Storage),
+    checks: &[&Check],
+    progress: &Progress,
+) -> Result<Vec<CheckResult>, RunError> {
+    let params = request.params(pipeline);
+    let mut results = Vec::with_capacity(checks.len());
+    for check in checks {
         progress.message(format!("check {}", check.name));
-        let staged = pipeline
-            .outputs
-            .iter()
-            .zip(publications)
-            .find(|(output, _)| output.table == check.table)
-            .map(|(_, publication)| &publication.staging().folder);
-        let outcome = engine.check(check, staged).await?;
+        let previous = match &check.rule {
+            CheckRule::Sql(step) => {
+                register_published(pipeline, engine, storage, step, request.as_of).await?;
+                None
+            }
+            CheckRule::Anomaly { .. } => match pipeline.earlier_publications_of(&check.table) {
+                Some(earlier) => {
+                    publish::sink(storage, &earlier)
+                        .latest_before(request.as_of)
+                        .await?
+                }
+                None => None,
+            },
+            _ => None,
+        };
+        let inputs = CheckInputs {
+            params: &params,
+            previous: previous.as_ref().map(|p| p.files.as_slice()),
+        };
+        let outcome = engine.check(check, &inputs).await?;
         let status = match (outcome.offending, check.severity) {
             (0, _) => CheckStatus::Passed,
             (_, Severity::Warn) => CheckStatus::Warned,
@@ -480,27 +600,23 @@ async fn run_checks(
             name: check.name.clone(),
             table: check.table.clone(),
             rule: check.rule.to_string(),
-            found: if outcome.offending == 0 {
-                String::new()
-            } else {
-                check.rule.offending_phrase(outcome.offending)
-            },
+            found: outcome.found,
             status,
             offending: outcome.offending,
             examples: outcome.examples,
         };
         match status {
-            CheckStatus::Passed => {
+            CheckStatus::Passed if result.found.is_empty() => {
                 tracing::info!(pipeline = %pipeline.name, check = %check.name, table = %check.table, "Check passed.")
+            }
+            CheckStatus::Passed => {
+                tracing::info!(pipeline = %pipeline.name, check = %check.name, table = %check.table, note = %result.found, "Check passed.")
             }
             _ => {
                 tracing::warn!(pipeline = %pipeline.name, check = %check.name, table = %check.table, offending = outcome.offending, status = ?status, "{}", result.summary())
             }
         }
         results.push(result);
-    }
-    if results.iter().any(|r| r.status == CheckStatus::Failed) {
-        return Err(RunError::ChecksFailed(results));
     }
     Ok(results)
 }
@@ -742,12 +858,11 @@ async fn register_published(
         if engine.has_table(table) {
             continue;
         }
-        let mut partitions = publish::sink(storage, &earlier)
-            .partitions_before(as_of)
-            .await?;
-        if kind == Published::Previous {
-            partitions = partitions.pop().into_iter().collect();
-        }
+        let sink = publish::sink(storage, &earlier);
+        let partitions = match kind {
+            Published::Previous => sink.latest_before(as_of).await?.into_iter().collect(),
+            Published::History => sink.partitions_before(as_of).await?,
+        };
         let partitions: Vec<_> = partitions.into_iter().map(|p| (p.as_of, p.files)).collect();
         tracing::info!(pipeline = %pipeline.name, table = %table, partitions = partitions.len(), "Reading earlier publications.");
         engine

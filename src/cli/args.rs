@@ -41,6 +41,21 @@ pub(crate) enum Command {
     /// Run a pipeline for every date in a range, oldest first, skipping dates that already
     /// have a successful run unless --force. Stops at the first failure.
     Backfill(BackfillArgs),
+    /// Run a pipeline's checks against the outputs published for a date (and the sources),
+    /// computing no step and writing nothing: an audit of an earlier night.
+    Check(CheckArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CheckArgs {
+    /// The pipeline YAML file.
+    pub(crate) pipeline: PathBuf,
+    /// The date and vars the checks use.
+    #[command(flatten)]
+    pub(crate) values: RunValues,
+    /// Print each check's outcome as one JSON object per line.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, Args)]

@@ -3,6 +3,7 @@
 
 mod args;
 mod backfill;
+mod check;
 mod demo;
 mod failure;
 mod generate;
@@ -36,6 +37,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Runs(args) => runs::runs_command(args).await,
         Command::Schedule(args) => schedule::schedule_command(args).await,
         Command::Backfill(args) => backfill::backfill_command(args).await,
+        Command::Check(args) => check::check_command(args).await,
     }
 }
 

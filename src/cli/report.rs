@@ -1,6 +1,6 @@
 //! What a finished run prints.
 
-use segflow::run::{self, CheckStatus, RunReport};
+use segflow::run::{self, CheckResult, CheckStatus, RunReport};
 
 use super::Failure;
 
@@ -42,18 +42,33 @@ pub(super) fn print_report(report: &RunReport) {
         );
     }
     if !report.checks.is_empty() {
-        let warned: Vec<_> = report
-            .checks
-            .iter()
-            .filter(|c| c.status == CheckStatus::Warned)
-            .collect();
-        println!(
-            "Checks: {} passed, {} warned.",
-            report.checks.len() - warned.len(),
-            warned.len()
-        );
-        for check in warned {
-            println!("  warning: {}", check.summary());
+        print_checks(&report.checks);
+    }
+}
+
+/// A line of counts, then one line per check that did not pass or had something to say.
+pub(super) fn print_checks(checks: &[CheckResult]) {
+    let count = |status| checks.iter().filter(|c| c.status == status).count();
+    let failed = count(CheckStatus::Failed);
+    let failed = if failed > 0 {
+        format!(", {failed} failed")
+    } else {
+        String::new()
+    };
+    println!(
+        "Checks: {} passed, {} warned{failed}.",
+        count(CheckStatus::Passed),
+        count(CheckStatus::Warned)
+    );
+    for check in checks {
+        match check.status {
+            CheckStatus::Failed => println!("  failed: {}", check.summary()),
+            CheckStatus::Warned => println!("  warning: {}", check.summary()),
+            CheckStatus::Passed if !check.found.is_empty() => println!(
+                "  note: check '{}' on '{}' passed: {}",
+                check.name, check.table, check.found
+            ),
+            CheckStatus::Passed => {}
         }
     }
 }

@@ -99,18 +99,26 @@ pub enum EngineError {
     /// when no file repeats the error: then `otherwise` tells it.
     #[error("{otherwise}")]
     UnparsedText { otherwise: Box<EngineError> },
-    #[error("check '{check}' on '{table}' could not run: {message}")]
+    #[error("{at}: check '{check}' on '{table}' could not run: {message}")]
     Check {
+        at: String,
         check: String,
         table: String,
         message: String,
     },
-    #[error("check '{check}': '{column}' is not a column of '{table}'{hint}")]
+    #[error("{at}: check '{check}': '{column}' is not a column of '{table}'{hint}")]
     CheckColumn {
+        at: String,
         check: String,
         table: String,
         column: String,
         hint: String,
+    },
+    #[error("{at}: check '{check}': {message}")]
+    CheckUnfit {
+        at: String,
+        check: String,
+        message: String,
     },
     #[error("computing '{table}': {message}")]
     Query { table: String, message: String },
@@ -168,8 +176,10 @@ pub enum EngineError {
         #[source]
         source: DataFusionError,
     },
-    #[error("step '{step}' ({file}): {message}")]
+    #[error("{what} '{step}' ({file}): {message}")]
     Plan {
+        /// `step`, `segment` or `check`.
+        what: &'static str,
         step: String,
         file: String,
         message: String,

@@ -701,10 +701,12 @@ fn files_table(
 fn in_file(error: EngineError, url: &str) -> EngineError {
     match error {
         EngineError::Plan {
+            what,
             step,
             file,
             message,
         } => EngineError::Plan {
+            what,
             step,
             file,
             message: format!("on {url}: {message}"),

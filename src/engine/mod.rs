@@ -46,7 +46,7 @@ mod sources;
 mod text;
 mod udf;
 
-pub use checks::CheckOutcome;
+pub use checks::{CheckInputs, CheckOutcome};
 pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};
 pub use incremental::{CacheSpec, FilesDone, IncrementalMode};
 pub use params::Params;
@@ -459,6 +459,7 @@ impl Engine {
 
     fn plan_message(&self, step: &Step, message: String) -> EngineError {
         EngineError::Plan {
+            what: step.kind.noun(),
             step: step.name.clone(),
             file: step.sql_file.display().to_string(),
             message,

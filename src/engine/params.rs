@@ -57,6 +57,7 @@ impl Params {
     pub fn render(&self, step: &Step) -> Result<String, EngineError> {
         let text = &step.sql.text;
         let problem = |message: String| EngineError::Plan {
+            what: step.kind.noun(),
             step: step.name.clone(),
             file: step.sql_file.display().to_string(),
             message,

@@ -160,6 +160,35 @@ const CHECK: Shape = Shape::Fields(&[
     ("unique", Shape::Any),
     ("accepted_range", RANGE),
     ("row_count", ROW_COUNT),
+    (
+        "accepted_values",
+        Shape::Fields(&[("column", Shape::Any), ("values", Shape::Any)]),
+    ),
+    (
+        "relationships",
+        Shape::Fields(&[
+            ("column", Shape::Any),
+            ("to", Shape::Any),
+            ("field", Shape::Any),
+        ]),
+    ),
+    (
+        "not_null_proportion",
+        Shape::Fields(&[("column", Shape::Any), ("at_least", Shape::Any)]),
+    ),
+    ("sql", Shape::Any),
+    (
+        "freshness",
+        Shape::Fields(&[("column", Shape::Any), ("max_age", Shape::Any)]),
+    ),
+    (
+        "anomaly",
+        Shape::Fields(&[
+            ("max_change", Shape::Any),
+            ("by", Shape::Any),
+            ("min_size", Shape::Any),
+        ]),
+    ),
 ]);
 const RANGE: Shape = Shape::Fields(&[
     ("column", Shape::Any),

@@ -54,13 +54,35 @@ pub struct Pipeline {
 
 /// An expectation on a table, checked after the outputs are staged and before they are
 /// published (README, "Checks").
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Check {
     pub name: String,
     /// A source, step or output.
     pub table: String,
     pub severity: Severity,
     pub rule: CheckRule,
+    /// Where the spec declares it, `file:line`, for messages about its tables and columns.
+    pub at: String,
+}
+
+impl Check {
+    /// The tables the check reads (not counting earlier publications, which stay as they
+    /// were published).
+    pub fn reads(&self) -> Vec<&str> {
+        let mut tables = vec![self.table.as_str()];
+        match &self.rule {
+            CheckRule::Relationships { to, .. } => tables.push(to),
+            CheckRule::Sql(step) => tables.extend(
+                step.sql
+                    .tables
+                    .iter()
+                    .filter(|t| Published::parse(t).is_none())
+                    .map(String::as_str),
+            ),
+            _ => {}
+        }
+        tables
+    }
 }
 
 /// What a failed check does to the run.
@@ -74,12 +96,17 @@ pub enum Severity {
 }
 
 /// Which rows break a check, or what the table must hold.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub enum CheckRule {
     /// No row has NULL in any of these columns.
     NotNull(Vec<String>),
     /// No two rows share the values of these columns.
     Unique(Vec<String>),
+    /// Every non-NULL value of the column is one of these.
+    AcceptedValues {
+        column: String,
+        values: Vec<CheckValue>,
+    },
     /// Every non-NULL value of the column is within min..=max.
     AcceptedRange {
         column: String,
@@ -88,6 +115,81 @@ pub enum CheckRule {
     },
     /// The table has min..=max rows.
     RowCount { min: Option<u64>, max: Option<u64> },
+    /// Every non-NULL value of the column is a value of `field` in the table `to`.
+    Relationships {
+        column: String,
+        to: String,
+        field: String,
+    },
+    /// At least this share (0..=1) of the rows have a value in the column.
+    NotNullProportion { column: String, at_least: f64 },
+    /// A query whose rows are the offending ones; planned like a step, with the vars.
+    Sql(Box<Step>),
+    /// The newest value of a timestamp column before the end of the as_of day is at most
+    /// `max_age` older than that end.
+    Freshness {
+        column: String,
+        max_age: std::time::Duration,
+    },
+    /// The row count (or with `by`, the rows of each value of that column) changed by at
+    /// most `max_change` since the output's previous publication; groups smaller than
+    /// `min_size` on both sides are let be.
+    Anomaly {
+        max_change: Change,
+        by: Option<String>,
+        min_size: u64,
+    },
+}
+
+/// A value a column may hold, as the spec writes it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckValue {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Text(String),
+}
+
+impl std::fmt::Display for CheckValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CheckValue::Int(v) => write!(f, "{v}"),
+            CheckValue::Float(v) => write!(f, "{v}"),
+            CheckValue::Bool(v) => write!(f, "{v}"),
+            CheckValue::Text(v) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// How much a count may change between publications: a share of the earlier count, or a
+/// number of rows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Change {
+    /// 0.3 for `30%`.
+    Share(f64),
+    Rows(u64),
+}
+
+impl Change {
+    /// Whether going from `before` to `now` rows is within this change. A group that was
+    /// empty may only grow by a number of rows, never by a share.
+    pub fn allows(self, before: u64, now: u64) -> bool {
+        let moved = before.abs_diff(now);
+        match self {
+            Change::Rows(rows) => moved <= rows,
+            Change::Share(_) if before == 0 => moved == 0,
+            Change::Share(share) => moved as f64 <= share * before as f64,
+        }
+    }
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Change::Share(share) => write!(f, "{}%", share * 100.0),
+            Change::Rows(rows) => write!(f, "{rows} rows"),
+        }
+    }
 }
 
 impl std::fmt::Display for CheckRule {
@@ -102,6 +204,10 @@ impl std::fmt::Display for CheckRule {
         match self {
             CheckRule::NotNull(columns) => write!(f, "not_null [{}]", columns.join(", ")),
             CheckRule::Unique(columns) => write!(f, "unique [{}]", columns.join(", ")),
+            CheckRule::AcceptedValues { column, values } => {
+                let values: Vec<String> = values.iter().map(ToString::to_string).collect();
+                write!(f, "accepted_values {column} [{}]", values.join(", "))
+            }
             CheckRule::AcceptedRange { column, min, max } => write!(
                 f,
                 "accepted_range {column}{}",
@@ -112,35 +218,70 @@ impl std::fmt::Display for CheckRule {
                 "row_count{}",
                 bounds(min.map(|v| v.to_string()), max.map(|v| v.to_string()))
             ),
+            CheckRule::Relationships { column, to, field } => {
+                write!(f, "relationships {column} to {to}.{field}")
+            }
+            CheckRule::NotNullProportion { column, at_least } => {
+                write!(f, "not_null_proportion {column} at_least {at_least}")
+            }
+            CheckRule::Sql(step) => write!(f, "sql {}", step.sql_file.display()),
+            CheckRule::Freshness { column, max_age } => write!(
+                f,
+                "freshness {column} max_age {}",
+                super::units::hours(*max_age)
+            ),
+            CheckRule::Anomaly {
+                max_change,
+                by,
+                min_size,
+            } => {
+                write!(f, "anomaly max_change {max_change}")?;
+                if let Some(by) = by {
+                    write!(f, " by {by}")?;
+                }
+                if *min_size > 0 {
+                    write!(f, " min_size {min_size}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
 
 impl CheckRule {
-    /// What `offending` counts for this rule, in words: rows, repeated values, or a count
-    /// out of bounds.
-    pub fn offending_phrase(&self, offending: u64) -> String {
-        match (self, offending) {
-            (CheckRule::NotNull(_) | CheckRule::AcceptedRange { .. }, 1) => {
-                "1 row breaks it".to_string()
-            }
-            (CheckRule::NotNull(_) | CheckRule::AcceptedRange { .. }, n) => {
-                format!("{n} rows break it")
-            }
-            (CheckRule::Unique(_), 1) => "1 value is on more than one row".to_string(),
-            (CheckRule::Unique(_), n) => format!("{n} values are on more than one row"),
-            (CheckRule::RowCount { .. }, _) => "the row count is out of bounds".to_string(),
-        }
-    }
-
     /// The rule and its columns in a few words, for a check's default name
     /// (`unique_customer_id`).
     pub fn describe_short(&self) -> String {
         match self {
             CheckRule::NotNull(columns) => format!("not_null_{}", columns.join("_")),
             CheckRule::Unique(columns) => format!("unique_{}", columns.join("_")),
+            CheckRule::AcceptedValues { column, .. } => format!("accepted_values_{column}"),
             CheckRule::AcceptedRange { column, .. } => format!("accepted_range_{column}"),
             CheckRule::RowCount { .. } => "row_count".to_string(),
+            CheckRule::Relationships { column, to, .. } => {
+                format!("relationships_{column}_{to}")
+            }
+            CheckRule::NotNullProportion { column, .. } => {
+                format!("not_null_proportion_{column}")
+            }
+            CheckRule::Sql(step) => step.name.clone(),
+            CheckRule::Freshness { column, .. } => format!("freshness_{column}"),
+            CheckRule::Anomaly { by: None, .. } => "anomaly".to_string(),
+            CheckRule::Anomaly { by: Some(by), .. } => format!("anomaly_by_{by}"),
+        }
+    }
+
+    /// The columns of the checked table that the rule names.
+    pub fn columns(&self) -> Vec<&String> {
+        match self {
+            CheckRule::NotNull(columns) | CheckRule::Unique(columns) => columns.iter().collect(),
+            CheckRule::AcceptedValues { column, .. }
+            | CheckRule::AcceptedRange { column, .. }
+            | CheckRule::Relationships { column, .. }
+            | CheckRule::NotNullProportion { column, .. }
+            | CheckRule::Freshness { column, .. } => vec![column],
+            CheckRule::Anomaly { by, .. } => by.iter().collect(),
+            CheckRule::RowCount { .. } | CheckRule::Sql(_) => Vec::new(),
         }
     }
 }
@@ -248,6 +389,8 @@ pub enum StepKind {
     Membership,
     /// `segment_catalog`, the declared segments.
     Catalog,
+    /// A `sql:` check's query: its rows are the offending ones. Not a table of the run.
+    Check,
 }
 
 impl StepKind {
@@ -256,6 +399,7 @@ impl StepKind {
         match self {
             StepKind::Query | StepKind::Membership | StepKind::Catalog => "step",
             StepKind::Segment => "segment",
+            StepKind::Check => "check",
         }
     }
 }

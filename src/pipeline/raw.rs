@@ -141,7 +141,7 @@ pub(super) struct RawPipeline {
     pub(super) checks: Vec<Spanned<RawCheck>>,
 }
 
-/// A check on a table: one rule (`not_null`, `unique`, `accepted_range`, `row_count`).
+/// A check on a table: exactly one rule (README, "Checks").
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCheck {
@@ -158,6 +158,89 @@ pub(super) struct RawCheck {
     pub(super) accepted_range: Option<RawRange>,
     #[serde(default)]
     pub(super) row_count: Option<RawRowCount>,
+    #[serde(default)]
+    pub(super) accepted_values: Option<RawValues>,
+    #[serde(default)]
+    pub(super) relationships: Option<RawRelationships>,
+    #[serde(default)]
+    pub(super) not_null_proportion: Option<RawProportion>,
+    #[serde(default)]
+    pub(super) sql: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) freshness: Option<RawFreshness>,
+    #[serde(default)]
+    pub(super) anomaly: Option<RawAnomaly>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawValues {
+    pub(super) column: String,
+    pub(super) values: Vec<RawValue>,
+}
+
+/// A value as YAML types it: `paid`, `3`, `2.5`, `true`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawValue {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl RawValue {
+    pub(super) fn into_value(self) -> super::model::CheckValue {
+        use super::model::CheckValue;
+        match self {
+            RawValue::Bool(v) => CheckValue::Bool(v),
+            RawValue::Int(v) => CheckValue::Int(v),
+            RawValue::Float(v) => CheckValue::Float(v),
+            RawValue::Text(v) => CheckValue::Text(v),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawRelationships {
+    pub(super) column: String,
+    pub(super) to: Spanned<String>,
+    /// The column of `to`; the same name as `column` when left out.
+    #[serde(default)]
+    pub(super) field: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawProportion {
+    pub(super) column: String,
+    pub(super) at_least: Spanned<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFreshness {
+    pub(super) column: String,
+    pub(super) max_age: Spanned<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawAnomaly {
+    /// `30%`, or a number of rows.
+    pub(super) max_change: Spanned<RawChange>,
+    #[serde(default)]
+    pub(super) by: Option<String>,
+    #[serde(default)]
+    pub(super) min_size: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub(super) enum RawChange {
+    Rows(u64),
+    Text(String),
 }
 
 #[derive(Debug, Deserialize)]

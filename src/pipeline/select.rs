@@ -79,10 +79,13 @@ impl Pipeline {
         }
         self.steps.retain(|step| needed.contains(&step.name));
         self.segments.retain(|segment| needed.contains(segment));
-        // A check on a table this run does not compute has nothing to check.
+        // A check that reads a table this run does not compute has nothing to check.
         let sources: BTreeSet<&str> = self.sources.iter().map(|s| s.name.as_str()).collect();
         self.checks.retain(|check| {
-            needed.contains(&check.table) || sources.contains(check.table.as_str())
+            check
+                .reads()
+                .iter()
+                .all(|table| needed.contains(*table) || sources.contains(table))
         });
         let (kept, left_out) = std::mem::take(&mut self.outputs)
             .into_iter()

@@ -290,6 +290,28 @@ impl Validator<'_> {
         }
     }
 
+    /// A `sql:` check's query, read and checked as a step's is: one query over sources,
+    /// steps and earlier publications.
+    pub(super) fn check_query(
+        &mut self,
+        check: &str,
+        sql: Spanned<String>,
+        readable: &BTreeSet<String>,
+    ) -> Option<Step> {
+        let line = line_of(&sql);
+        let draft = Draft {
+            name: Spanned::new(check.to_string(), Location::UNKNOWN, Location::UNKNOWN),
+            line,
+            sql_line: line,
+            kind: StepKind::Check,
+            sql: DraftSql::File(sql.value),
+            incremental: None,
+        };
+        let step = self.step(draft)?;
+        self.check_reads(&step, line, readable);
+        Some(step)
+    }
+
     /// Every table a step reads must be a source, a step, or an earlier publication.
     fn check_reads(&mut self, step: &Step, line: Option<usize>, readable: &BTreeSet<String>) {
         for table in &step.sql.tables {
@@ -457,8 +479,19 @@ fn readable_tables(
     sources: &BTreeSet<&str>,
     published: &BTreeSet<String>,
 ) -> BTreeSet<String> {
-    let mut readable: BTreeSet<String> = sources.iter().map(|s| s.to_string()).collect();
-    readable.extend(drafts.iter().map(|d| d.name.value.clone()));
+    let names = sources
+        .iter()
+        .map(|s| s.to_string())
+        .chain(drafts.iter().map(|d| d.name.value.clone()));
+    readable_with_history(names, published)
+}
+
+/// `tables`, and the earlier publications of every output.
+pub(super) fn readable_with_history(
+    tables: impl Iterator<Item = String>,
+    published: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut readable: BTreeSet<String> = tables.collect();
     for table in published {
         for kind in [Published::Previous, Published::History] {
             readable.insert(kind.table_name(table));

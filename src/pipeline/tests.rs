@@ -370,8 +370,14 @@ fn incremental_steps_read_one_source_and_cut_it_by_one_timestamp() {
 
 #[test]
 fn a_check_names_a_table_and_one_rule() {
-    let dir = with_sql(&[("a.sql", "SELECT * FROM orders")]);
-    let spec = "name: t\nsources:\n  orders: { url: data/orders/ }\nsteps:\n  - { name: a, sql: a.sql }\nchecks:\n  - { table: a, unique: [order_id, line] }\n  - { table: orders, accepted_range: { column: total, min: 0 }, severity: warn }\n  - { name: enough, table: a, row_count: { min: 1, max: 10 } }\n";
+    let dir = with_sql(&[
+        ("a.sql", "SELECT * FROM orders"),
+        (
+            "late.sql",
+            "SELECT * FROM a JOIN previous_a USING (order_id)",
+        ),
+    ]);
+    let spec = "name: t\nsources:\n  orders: { url: data/orders/ }\nsteps:\n  - { name: a, sql: a.sql }\noutputs:\n  - { table: a, url: out/a/ }\nchecks:\n  - { table: a, unique: [order_id, line] }\n  - { table: orders, accepted_range: { column: total, min: 0 }, severity: warn }\n  - { name: enough, table: a, row_count: { min: 1, max: 10 } }\n  - { table: orders, accepted_values: { column: status, values: [paid, 3, 2.5, true] } }\n  - { table: a, relationships: { column: customer_id, to: orders } }\n  - { table: a, not_null_proportion: { column: email, at_least: 0.9 } }\n  - { table: a, sql: late.sql }\n  - { table: orders, freshness: { column: ordered_at, max_age: 1d 12h } }\n  - { table: a, anomaly: { max_change: 30%, by: segment, min_size: 100 } }\n  - { name: few_more, table: a, anomaly: { max_change: 500 } }\n";
     let pipeline = parse_in(dir.path(), spec).unwrap();
     let checks: Vec<(&str, &str, Severity, String)> = pipeline
         .checks
@@ -406,17 +412,71 @@ fn a_check_names_a_table_and_one_rule() {
                 Severity::Error,
                 "row_count min 1 max 10".to_string()
             ),
+            (
+                "orders_accepted_values_status",
+                "orders",
+                Severity::Error,
+                "accepted_values status [paid, 3, 2.5, true]".to_string()
+            ),
+            (
+                "a_relationships_customer_id_orders",
+                "a",
+                Severity::Error,
+                "relationships customer_id to orders.customer_id".to_string()
+            ),
+            (
+                "a_not_null_proportion_email",
+                "a",
+                Severity::Error,
+                "not_null_proportion email at_least 0.9".to_string()
+            ),
+            (
+                "a_late",
+                "a",
+                Severity::Error,
+                format!("sql {}", dir.path().join("late.sql").display())
+            ),
+            (
+                "orders_freshness_ordered_at",
+                "orders",
+                Severity::Error,
+                "freshness ordered_at max_age 36h".to_string()
+            ),
+            (
+                "a_anomaly_by_segment",
+                "a",
+                Severity::Error,
+                "anomaly max_change 30% by segment min_size 100".to_string()
+            ),
+            (
+                "few_more",
+                "a",
+                Severity::Error,
+                "anomaly max_change 500 rows".to_string()
+            ),
         ]
     );
+    assert_eq!(
+        pipeline.checks[7].at,
+        format!("{}:16", dir.path().join("p.yaml").display())
+    );
 
-    let bad = "name: t\nsources:\n  orders: { url: data/orders/ }\nchecks:\n  - { table: order, not_null: id }\n  - { table: orders, not_null: id, unique: id }\n  - { table: orders, row_count: { min: 1 }, severity: fatal }\n  - { table: orders, row_count: { max: 5 } }\n";
+    let bad = "name: t\nsources:\n  orders: { url: data/orders/ }\nchecks:\n  - { table: order, not_null: id }\n  - { table: orders, not_null: id, unique: id }\n  - { table: orders, row_count: { min: 1 }, severity: fatal }\n  - { table: orders, row_count: { max: 5 } }\n  - { table: orders, relationships: { column: id, to: order } }\n  - { table: orders, not_null_proportion: { column: id, at_least: 90 } }\n  - { table: orders, sql: missing.sql }\n  - { table: orders, sql: late.sql }\n  - { table: orders, freshness: { column: ordered_at, max_age: soon } }\n  - { table: orders, anomaly: { max_change: lots } }\n";
     let problems = parse_in(dir.path(), bad).unwrap_err();
     let text = problems.join("\n");
     for expected in [
         "5: check on table 'order', which is not a source or a step (did you mean 'orders'?)",
-        "6: a check on 'orders' needs exactly one rule (not_null, unique, accepted_range or row_count); it has 2",
+        "6: a check on 'orders' needs exactly one rule (not_null, unique, accepted_values, accepted_range, row_count, relationships, not_null_proportion, sql, freshness or anomaly); it has 2",
         "7: check severity 'fatal' is not error or warn",
         "8: check 'orders_row_count' is declared twice; give one a `name:`",
+        "9: relationships to table 'order', which is not a source or a step (did you mean 'orders'?)",
+        "10: not_null_proportion at_least 90 is not a share between 0 and 1 (0.95 for 95 %)",
+        "11: check 'orders_missing': cannot read SQL file",
+        "12: check 'orders_late'",
+        "reads table 'a', which is not a source, step or segment",
+        "13: freshness max_age 'soon' is not a duration (36h, 2d, 90m)",
+        "14: anomaly compares an output with its previous publication, and 'orders' is not an output",
+        "14: anomaly max_change is a share of the previous count (30%) or a number of rows (500)",
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");
     }

@@ -6,6 +6,16 @@ pub(super) fn parse_duration(text: &str) -> Option<std::time::Duration> {
     humantime::parse_duration(text.trim()).ok()
 }
 
+/// A span as a data engineer writes a max_age: `36h`, `104h 12m`.
+pub fn hours(span: std::time::Duration) -> String {
+    let minutes = span.as_secs() / 60;
+    match (minutes / 60, minutes % 60) {
+        (h, 0) => format!("{h}h"),
+        (0, m) => format!("{m}m"),
+        (h, m) => format!("{h}h {m}m"),
+    }
+}
+
 /// `512MiB`, `8GiB`, `2GB`, `1.5G`: decimal or binary units, as datafusion-cli reads them.
 pub(super) fn parse_bytes(text: &str) -> Option<usize> {
     let text = text.trim();

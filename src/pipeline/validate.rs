@@ -11,18 +11,28 @@ use serde_saphyr::Spanned;
 use super::diagnostics::{Problem, did_you_mean};
 use super::env::interpolate;
 use super::model::{
-    Check, CheckRule, EngineSettings, Notify, Output, Pipeline, ScheduleSpec, Severity, Source,
-    SourceFormat, SourceKey, Step, StepKind,
+    Change, Check, CheckRule, EngineSettings, Notify, Output, Pipeline, ScheduleSpec, Severity,
+    Source, SourceFormat, SourceKey, Step, StepKind,
 };
 use super::raw::{
-    Key, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawSchedule,
-    RawSource, line_of,
+    Key, RawChange, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline,
+    RawSchedule, RawSource, RawValue, line_of,
 };
 use super::types::ColumnType;
 use super::units::{parse_bytes, parse_duration};
 use crate::schedule::{Catchup, Schedule, ScheduleError};
 use crate::segments::Members;
 use crate::storage::Location;
+
+/// The rules a check may have, one per check.
+const RULES: &str = "not_null, unique, accepted_values, accepted_range, row_count, \
+                     relationships, not_null_proportion, sql, freshness or anomaly";
+
+/// `30%` or `2.5 %` as a share (0.3, 0.025).
+fn parse_share(text: &str) -> Option<f64> {
+    let number: f64 = text.trim().strip_suffix('%')?.trim().parse().ok()?;
+    (number.is_finite() && number >= 0.0).then_some(number / 100.0)
+}
 
 /// The default bound of `catchup: all`.
 const DEFAULT_MAX_CATCHUP: usize = 31;
@@ -103,7 +113,7 @@ impl<'a> Validator<'a> {
         let engine = self.engine(raw.engine);
         let schedule = raw.schedule.and_then(|raw| self.schedule(raw, timezone));
         let notify = raw.notify.map(|raw| self.notify(raw)).unwrap_or_default();
-        let checks = self.checks(raw.checks, &source_names, &declared);
+        let checks = self.checks(raw.checks, &source_names, &declared, &published);
         Pipeline {
             name: raw.name.value,
             description: raw.description,
@@ -129,7 +139,10 @@ impl<'a> Validator<'a> {
         raw: Vec<Spanned<RawCheck>>,
         sources: &BTreeSet<String>,
         steps: &BTreeSet<String>,
+        published: &BTreeSet<String>,
     ) -> Vec<Check> {
+        let tables = || sources.iter().chain(steps).map(String::as_str);
+        let readable = super::steps::readable_with_history(tables().map(String::from), published);
         let mut checks: Vec<Check> = Vec::new();
         for raw in raw {
             let line = line_of(&raw);
@@ -141,19 +154,20 @@ impl<'a> Validator<'a> {
                 unique,
                 accepted_range,
                 row_count,
+                accepted_values,
+                relationships,
+                not_null_proportion,
+                sql,
+                freshness,
+                anomaly,
             } = raw.value;
-            let known = sources.contains(&table.value) || steps.contains(&table.value);
-            if !known {
-                let hint = did_you_mean(
-                    &table.value,
-                    sources.iter().chain(steps).map(String::as_str),
-                );
+            let table_line = line_of(&table);
+            let table = table.value;
+            if !tables().any(|t| t == table) {
+                let hint = did_you_mean(&table, tables());
                 self.problem(
-                    line_of(&table),
-                    format!(
-                        "check on table '{}', which is not a source or a step{hint}",
-                        table.value
-                    ),
+                    table_line,
+                    format!("check on table '{table}', which is not a source or a step{hint}"),
                 );
             }
             let severity = match severity.as_ref().map(|s| s.value.as_str()) {
@@ -167,47 +181,154 @@ impl<'a> Validator<'a> {
                     Severity::Error
                 }
             };
-            let columns = |key: RawKey| match key {
-                RawKey::One(column) => vec![column],
-                RawKey::Several(columns) => columns,
-            };
-            let mut rules = Vec::new();
-            if let Some(key) = not_null {
-                rules.push(CheckRule::NotNull(columns(key)));
-            }
-            if let Some(key) = unique {
-                rules.push(CheckRule::Unique(columns(key)));
-            }
-            if let Some(range) = accepted_range {
-                rules.push(CheckRule::AcceptedRange {
-                    column: range.column,
-                    min: range.min,
-                    max: range.max,
-                });
-            }
-            if let Some(count) = row_count {
-                rules.push(CheckRule::RowCount {
-                    min: count.min,
-                    max: count.max,
-                });
-            }
-            if rules.len() != 1 {
+            let declared = [
+                not_null.is_some(),
+                unique.is_some(),
+                accepted_range.is_some(),
+                row_count.is_some(),
+                accepted_values.is_some(),
+                relationships.is_some(),
+                not_null_proportion.is_some(),
+                sql.is_some(),
+                freshness.is_some(),
+                anomaly.is_some(),
+            ];
+            let rules = declared.iter().filter(|&&d| d).count();
+            if rules != 1 {
                 self.problem(
                     line,
                     format!(
-                        "a check on '{}' needs exactly one rule (not_null, unique, \
-                         accepted_range or row_count); it has {}",
-                        table.value,
-                        rules.len()
+                        "a check on '{table}' needs exactly one rule ({RULES}); it has {rules}"
                     ),
                 );
                 continue;
             }
-            let rule = rules.remove(0);
-            let name = match name {
-                Some(name) => name.value,
-                None => format!("{}_{}", table.value, rule.describe_short()),
+            let columns = |key: RawKey| match key {
+                RawKey::One(column) => vec![column],
+                RawKey::Several(columns) => columns,
             };
+            let name = name.map(|n| n.value);
+            let rule = if let Some(key) = not_null {
+                CheckRule::NotNull(columns(key))
+            } else if let Some(key) = unique {
+                CheckRule::Unique(columns(key))
+            } else if let Some(range) = accepted_range {
+                CheckRule::AcceptedRange {
+                    column: range.column,
+                    min: range.min,
+                    max: range.max,
+                }
+            } else if let Some(count) = row_count {
+                CheckRule::RowCount {
+                    min: count.min,
+                    max: count.max,
+                }
+            } else if let Some(accepted) = accepted_values {
+                CheckRule::AcceptedValues {
+                    column: accepted.column,
+                    values: accepted
+                        .values
+                        .into_iter()
+                        .map(RawValue::into_value)
+                        .collect(),
+                }
+            } else if let Some(relation) = relationships {
+                if !tables().any(|t| t == relation.to.value) {
+                    let hint = did_you_mean(&relation.to.value, tables());
+                    self.problem(
+                        line_of(&relation.to),
+                        format!(
+                            "relationships to table '{}', which is not a source or a step{hint}",
+                            relation.to.value
+                        ),
+                    );
+                }
+                CheckRule::Relationships {
+                    field: relation.field.unwrap_or_else(|| relation.column.clone()),
+                    column: relation.column,
+                    to: relation.to.value,
+                }
+            } else if let Some(proportion) = not_null_proportion {
+                let at_least = proportion.at_least.value;
+                if !(0.0..=1.0).contains(&at_least) {
+                    self.problem(
+                        line_of(&proportion.at_least),
+                        format!(
+                            "not_null_proportion at_least {at_least} is not a share between 0 \
+                             and 1 (0.95 for 95 %)"
+                        ),
+                    );
+                }
+                CheckRule::NotNullProportion {
+                    column: proportion.column,
+                    at_least,
+                }
+            } else if let Some(sql) = sql {
+                // Unnamed, a `sql:` check is named after its file.
+                let stem = Path::new(&sql.value)
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let name = name.clone().unwrap_or_else(|| format!("{table}_{stem}"));
+                let Some(step) = self.check_query(&name, sql, &readable) else {
+                    continue;
+                };
+                CheckRule::Sql(Box::new(step))
+            } else if let Some(fresh) = freshness {
+                if !sources.contains(&table) {
+                    self.problem(
+                        line,
+                        format!("freshness is checked on a source, and '{table}' is not one"),
+                    );
+                }
+                let Some(max_age) = parse_duration(&fresh.max_age.value) else {
+                    self.problem(
+                        line_of(&fresh.max_age),
+                        format!(
+                            "freshness max_age '{}' is not a duration (36h, 2d, 90m)",
+                            fresh.max_age.value
+                        ),
+                    );
+                    continue;
+                };
+                CheckRule::Freshness {
+                    column: fresh.column,
+                    max_age,
+                }
+            } else if let Some(anomaly) = anomaly {
+                if !published.contains(&table) {
+                    self.problem(
+                        line,
+                        format!(
+                            "anomaly compares an output with its previous publication, and \
+                             '{table}' is not an output"
+                        ),
+                    );
+                }
+                let max_change = match &anomaly.max_change.value {
+                    RawChange::Rows(rows) => Some(Change::Rows(*rows)),
+                    RawChange::Text(text) => parse_share(text).map(Change::Share),
+                };
+                let Some(max_change) = max_change else {
+                    self.problem(
+                        line_of(&anomaly.max_change),
+                        "anomaly max_change is a share of the previous count (30%) or a number \
+                         of rows (500)",
+                    );
+                    continue;
+                };
+                CheckRule::Anomaly {
+                    max_change,
+                    by: anomaly.by,
+                    min_size: anomaly.min_size.unwrap_or(0),
+                }
+            } else {
+                unreachable!("exactly one rule is declared")
+            };
+            let name = name.unwrap_or_else(|| match &rule {
+                CheckRule::Sql(step) => step.name.clone(),
+                rule => format!("{table}_{}", rule.describe_short()),
+            });
             if checks.iter().any(|c| c.name == name) {
                 self.problem(
                     line,
@@ -216,8 +337,12 @@ impl<'a> Validator<'a> {
                 continue;
             }
             checks.push(Check {
+                at: match line {
+                    Some(line) => format!("{}:{line}", self.file.display()),
+                    None => self.file.display().to_string(),
+                },
                 name,
-                table: table.value,
+                table,
                 severity,
                 rule,
             });

@@ -202,16 +202,9 @@ impl ManifestSink {
     }
 }
 
-#[async_trait]
-impl Sink for ManifestSink {
-    async fn committed(&self, as_of: NaiveDate) -> Result<Option<Committed>, PublishError> {
-        Ok(self
-            .manifest(as_of)
-            .await?
-            .map(|m| m.committed(&self.location)))
-    }
-
-    async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError> {
+impl ManifestSink {
+    /// The dates with a manifest before `as_of`, oldest first.
+    async fn dates_before(&self, as_of: NaiveDate) -> Result<Vec<NaiveDate>, PublishError> {
         let store = self.store()?;
         let folder = self.location.join(&format!("{META_DIR}/manifests/"));
         let mut dates: Vec<NaiveDate> = self
@@ -227,16 +220,41 @@ impl Sink for ManifestSink {
             .filter(|date| *date < as_of)
             .collect();
         dates.sort();
+        Ok(dates)
+    }
+
+    async fn partition(&self, date: NaiveDate) -> Result<Option<Partition>, PublishError> {
+        Ok(self.manifest(date).await?.map(|manifest| Partition {
+            as_of: date,
+            files: manifest.committed(&self.location).files,
+        }))
+    }
+}
+
+#[async_trait]
+impl Sink for ManifestSink {
+    async fn committed(&self, as_of: NaiveDate) -> Result<Option<Committed>, PublishError> {
+        Ok(self
+            .manifest(as_of)
+            .await?
+            .map(|m| m.committed(&self.location)))
+    }
+
+    async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError> {
         let mut partitions = Vec::new();
-        for date in dates {
-            if let Some(manifest) = self.manifest(date).await? {
-                partitions.push(Partition {
-                    as_of: date,
-                    files: manifest.committed(&self.location).files,
-                });
-            }
+        for date in self.dates_before(as_of).await? {
+            partitions.extend(self.partition(date).await?);
         }
         Ok(partitions)
+    }
+
+    async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError> {
+        // A manifest that lists a date but no longer parses was a date's publication all
+        // the same: the one before it is not the previous publication.
+        match self.dates_before(as_of).await?.pop() {
+            Some(date) => self.partition(date).await,
+            None => Ok(None),
+        }
     }
 
     /// Also makes sure the store can fence at all, unless the run writes as the single

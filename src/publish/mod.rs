@@ -28,6 +28,9 @@ pub trait Sink: Send + Sync {
     /// Every partition committed before `as_of`, oldest first, with the files it holds.
     async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError>;
 
+    /// The latest partition committed before `as_of`: the previous publication.
+    async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError>;
+
     /// Starts `run`'s publication: remembers what is live for its date, for the commit to
     /// fence on, and removes what ended runs left behind.
     async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError>;

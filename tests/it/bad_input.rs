@@ -25,6 +25,67 @@ const RFM: &str = "queries/rfm.sql";
 
 const CASES: &[Case] = &[
     Case {
+        // Found when the checks are planned, before any step runs.
+        name: "a check names a column its table does not have",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "column: r_score, min: 1",
+                "column: r_scor, min: 1",
+            );
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "check 'rfm_accepted_range_r_scor': 'r_scor' is not a column of 'rfm' (did you mean 'r_score'?)",
+        ],
+    },
+    Case {
+        name: "a relationships check points at a table that does not exist",
+        break_it: |p| {
+            replace(p, PIPELINE, "to: customers }", "to: customer }");
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "relationships to table 'customer', which is not a source or a step (did you mean 'customers'?)",
+        ],
+    },
+    Case {
+        name: "a freshness check on a text column",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "freshness: { column: ordered_at",
+                "freshness: { column: status",
+            );
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "freshness needs a timestamp or date column, and 'status' of 'orders' is a string",
+        ],
+    },
+    Case {
+        name: "a check's SQL file is missing",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "sql: ../queries/checks/winback_change.sql",
+                "sql: ../queries/checks/winback_chnge.sql",
+            );
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "check 'winback_size': cannot read SQL file",
+            "winback_chnge.sql",
+        ],
+    },
+    Case {
         // Each file's result is kept for later nights: it must not depend on the date.
         name: "an incremental step uses $as_of",
         break_it: |p| {
@@ -483,6 +544,7 @@ fn restore_spec(project: &Project) {
         let _ = std::fs::remove_dir_all(project.path().join(folder));
         copy_dir(&root.join(folder), &project.path().join(folder));
     }
+    crate::common::let_orders_age(project.path());
 }
 
 fn restore(project: &Project, pristine_data: &Path) {

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 
 use crate::s3::GatedShop;
 
@@ -92,6 +93,35 @@ pub fn run(command: &mut Command) -> Outcome {
     outcome(command.output().expect("the segflow binary starts"))
 }
 
+/// The shipped pipeline wants an order in the last 36 hours of the as_of day. The tests'
+/// shops are tiny (a few orders a week), so their nights often come days after the last
+/// order; their copy of the pipeline lets orders be a year old. The freshness check has its
+/// own tests on the shipped value (`checks.rs`, `scheduler.rs`).
+pub const SHIPPED_FRESHNESS: &str = "freshness: { column: ordered_at, max_age: 36h }";
+const TEST_FRESHNESS: &str = "freshness: { column: ordered_at, max_age: 400d }";
+
+/// Relaxes the freshness check of the copy of the shipped pipeline in `project` (see
+/// SHIPPED_FRESHNESS).
+pub fn let_orders_age(project: &Path) {
+    let shipped = project.join("pipelines/nightly_segments.yaml");
+    let spec = std::fs::read_to_string(&shipped).unwrap();
+    assert!(
+        spec.contains(SHIPPED_FRESHNESS),
+        "the shipped freshness check"
+    );
+    std::fs::write(
+        &shipped,
+        spec.replacen(SHIPPED_FRESHNESS, TEST_FRESHNESS, 1),
+    )
+    .unwrap();
+}
+
+/// The shipped segment-size check, and the same as a warning: for tests whose nights change
+/// the input on purpose, far more than a real night would.
+pub const SHIPPED_ANOMALY: &str = "anomaly: { by: segment, max_change: 50%, min_size: 100 } }";
+pub const ANOMALY_AS_WARNING: &str =
+    "anomaly: { by: segment, max_change: 50%, min_size: 100 }, severity: warn }";
+
 /// A scratch project: a copy of the shipped pipeline and queries, generated data in
 /// `data/`, outputs in `out/`.
 pub struct Project {
@@ -105,6 +135,7 @@ impl Project {
         for folder in ["pipelines", "queries"] {
             copy_dir(&root.join(folder), &dir.path().join(folder));
         }
+        let_orders_age(dir.path());
         let project = Project { dir };
         let generated = run(segflow().args([
             "generate",
@@ -135,6 +166,14 @@ impl Project {
 
     pub fn pipeline(&self) -> PathBuf {
         self.path().join("pipelines/nightly_segments.yaml")
+    }
+
+    /// Puts the shipped freshness check back in the project's pipeline.
+    pub fn with_shipped_freshness(&self) {
+        let spec = std::fs::read_to_string(self.pipeline()).unwrap();
+        assert!(spec.contains(TEST_FRESHNESS));
+        let spec = spec.replacen(TEST_FRESHNESS, SHIPPED_FRESHNESS, 1);
+        std::fs::write(self.pipeline(), spec).unwrap();
     }
 
     /// `segflow <args>` in the project folder, with data and outputs in the project.
@@ -241,6 +280,70 @@ pub fn read_table(dir: &Path) -> Vec<RecordBatch> {
         .collect();
     paths.sort();
     paths.iter().flat_map(|p| read_parquet(p)).collect()
+}
+
+/// Writes `path`: one paid order of 50.00 in the generator's schema, as a late export
+/// would bring it.
+pub fn write_order(path: &Path, order_id: i64, customer_id: i64, ordered_at: &str) {
+    use datafusion::arrow::array::TimestampMicrosecondArray;
+    use datafusion::arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray};
+    let at: chrono::DateTime<chrono::Utc> = ordered_at.parse().unwrap();
+    let money = |cents: i128| -> ArrayRef {
+        Arc::new(
+            Decimal128Array::from(vec![cents])
+                .with_precision_and_scale(12, 2)
+                .unwrap(),
+        )
+    };
+    let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value])) };
+    let batch = RecordBatch::try_from_iter([
+        (
+            "order_id",
+            Arc::new(Int64Array::from(vec![order_id])) as ArrayRef,
+        ),
+        ("customer_id", Arc::new(Int64Array::from(vec![customer_id]))),
+        (
+            "ordered_at",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![at.timestamp_micros()]).with_timezone("UTC"),
+            ),
+        ),
+        ("total_amount", money(5000)),
+        ("currency", text("USD")),
+        ("status", text("paid")),
+        ("refunded_amount", money(0)),
+        ("channel", text("web")),
+    ])
+    .unwrap();
+    let mut writer =
+        parquet::arrow::ArrowWriter::try_new(File::create(path).unwrap(), batch.schema(), None)
+            .unwrap();
+    writer.write(&batch).unwrap();
+    writer.close().unwrap();
+}
+
+/// Rewrites each Parquet file of a generated table with only the rows `keep` selects.
+pub fn keep_rows(
+    dir: &Path,
+    keep: impl Fn(&RecordBatch) -> datafusion::arrow::array::BooleanArray,
+) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "parquet") {
+            continue;
+        }
+        let batches = read_parquet(&path);
+        let schema = batches[0].schema();
+        let mut writer =
+            parquet::arrow::ArrowWriter::try_new(File::create(&path).unwrap(), schema, None)
+                .unwrap();
+        for batch in &batches {
+            let kept =
+                datafusion::arrow::compute::filter_record_batch(batch, &keep(batch)).unwrap();
+            writer.write(&kept).unwrap();
+        }
+        writer.close().unwrap();
+    }
 }
 
 pub fn rows(batches: &[RecordBatch]) -> usize {

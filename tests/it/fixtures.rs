@@ -400,6 +400,7 @@ fn fixture_project() -> tempfile::TempDir {
     for folder in ["pipelines", "queries"] {
         copy_dir(&root.join(folder), &dir.path().join(folder));
     }
+    crate::common::let_orders_age(dir.path());
     write_shop(&dir.path().join("data"));
     dir
 }

@@ -24,9 +24,10 @@ fn sql_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        if path.is_dir() {
+        // Check queries are not steps: the checks run them (checks.rs).
+        if path.is_dir() && !path.ends_with("checks") {
             files.extend(sql_files(&path));
-        } else if path.extension().is_some_and(|e| e == "sql") {
+        } else if path.is_file() && path.extension().is_some_and(|e| e == "sql") {
             files.push(path);
         }
     }

@@ -598,3 +598,90 @@ async fn a_run_that_published_before_its_daemon_died_is_settled_as_succeeded() {
         Some(project.manifest("settled", "2030-03-05").committed_at)
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freshness_failure_is_a_failed_try_and_a_retry_publishes_once_the_orders_land() {
+    let project = Project::new(50, 150);
+    let name = "fresh";
+    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
+    std::fs::write(
+        project.path().join(format!("queries/{name}.sql")),
+        "SELECT COUNT(*) AS orders FROM orders WHERE ordered_at < $as_of_end",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join(format!("scheduled/{name}.yaml")),
+        format!(
+            "name: {name}\n\
+             schedule: {{ cron: '0 2 * * *', attempts: 3, retry_delay: 60s }}\n\
+             sources:\n  orders: {{ url: {}/orders/ }}\n\
+             steps:\n  - {{ name: counts, sql: ../queries/{name}.sql }}\n\
+             outputs:\n  - {{ table: counts, url: {}/{name}/ }}\n\
+             checks:\n  - {{ table: orders, {} }}\n",
+            project.data().display(),
+            project.out().display(),
+            crate::common::SHIPPED_FRESHNESS,
+        ),
+    )
+    .unwrap();
+    let history = history(&project);
+    seed_success(&history, name, at("2030-03-05T02:00:00Z")).await;
+
+    // The shop's orders end years before the night of 5 March 2030: the export is late.
+    let start = at("2030-03-06T02:00:00Z");
+    let clock = ManualClock::starting_at(start);
+    let daemon = Daemon::start(config(&project, &clock, false));
+    let first = until("attempt 1", || async {
+        let runs = scheduled_runs(&history, name).await;
+        runs.into_iter().find(|r| r.status == RunStatus::Failed)
+    })
+    .await;
+    assert_eq!((first.attempt, first.started_at), (1, start));
+    assert!(
+        first
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("check 'orders_freshness_ordered_at' on 'orders'"),
+        "{first:?}"
+    );
+    assert_eq!(first.checks[0].status, segflow::run::CheckStatus::Failed);
+    assert!(!project.out().join(name).join("_segflow/manifests").exists());
+
+    // The export lands before the retry, a minute later.
+    crate::common::write_order(
+        &project.data().join("orders/late.parquet"),
+        1_000_000,
+        1,
+        "2030-03-05T21:30:00Z",
+    );
+    let retry = start + chrono::Duration::seconds(60);
+    until("the retry to be planned", || async {
+        clock.wakeups().contains(&retry).then_some(())
+    })
+    .await;
+    clock.advance(seconds(60));
+    let second = until("attempt 2", || async {
+        let runs = scheduled_runs(&history, name).await;
+        runs.into_iter().find(|r| r.status == RunStatus::Succeeded)
+    })
+    .await;
+    assert_eq!((second.attempt, second.started_at), (2, retry));
+    assert_eq!(second.checks[0].status, segflow::run::CheckStatus::Passed);
+    let published = crate::common::table_text(&project.out(), name, "2030-03-05", &[]);
+    let orders = crate::common::rows(&crate::common::read_table(&project.data().join("orders")));
+    assert!(
+        published
+            .iter()
+            .any(|row| row.contains(&format!("orders={orders}"))),
+        "{published:?}"
+    );
+    assert_eq!(
+        daemon.stop().await,
+        Tally {
+            published: 1,
+            failed: 0,
+            unloadable: 0
+        }
+    );
+}

@@ -1,0 +1,54 @@
+//! `segflow check`: a pipeline's checks against what is published for a date, read-only.
+
+use segflow::pipeline::{LoadOptions, Pipeline};
+use segflow::progress::Progress;
+use segflow::run::{self, CheckStatus};
+
+use super::args::CheckArgs;
+use super::report::print_checks;
+use super::{Failure, yesterday};
+
+pub(super) async fn check_command(args: CheckArgs) -> Result<(), Failure> {
+    let options = LoadOptions {
+        var_overrides: args.values.vars.clone(),
+        ..LoadOptions::default()
+    };
+    let pipeline = Pipeline::load(&args.pipeline, &options)?;
+    let as_of = args
+        .values
+        .as_of
+        .unwrap_or_else(|| yesterday(pipeline.timezone));
+    let audit = run::check_published(&pipeline, as_of, &Progress::for_terminal()).await?;
+    if args.json {
+        for check in &audit.checks {
+            println!(
+                "{}",
+                serde_json::to_string(check).expect("a check result serialises")
+            );
+        }
+    } else {
+        println!("Checks of {} as published for {as_of}:", pipeline.name);
+        print_checks(&audit.checks);
+    }
+    for (check, why) in &audit.skipped {
+        eprintln!("skipped: check '{check}': {why}");
+    }
+    let failed: Vec<String> = audit
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Failed)
+        .map(|c| format!("\n  {}", c.summary()))
+        .collect();
+    match failed.len() {
+        0 => Ok(()),
+        n => Err(Failure::User(anyhow::anyhow!(
+            "{} of {as_of}'s publication failed:{}",
+            if n == 1 {
+                "a check".to_string()
+            } else {
+                format!("{n} checks")
+            },
+            failed.concat()
+        ))),
+    }
+}
