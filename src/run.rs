@@ -455,12 +455,13 @@ async fn run_on_engine(
     };
     let worked = tokio::select! {
         worked = async {
+            let on_sources = check_sources(pipeline, request, (&engine, &storage), progress).await?;
             let targets = Targets::new(pipeline, &publications, &scratch);
             let planned = plan_steps(pipeline, request, (&engine, &storage), &targets, progress).await?;
             plan_checks(pipeline, request, (&engine, &storage)).await?;
             let written_by_steps = targets.outputs_written(&planned.steps);
             let writes = stage_outputs(pipeline, &engine, &mut publications, &written_by_steps, progress).await?;
-            let checks = run_checks(pipeline, request, (&engine, &storage), &publications, progress).await?;
+            let checks = check_staged(pipeline, request, (&engine, &storage), &publications, on_sources, progress).await?;
             Ok((planned, writes, checks))
         } => worked,
         reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
@@ -531,19 +532,55 @@ async fn plan_checks(
     Ok(())
 }
 
-/// Runs every check on what the run is about to publish: an output's staged files (read
-/// as the output's table from here on, so that nothing is computed twice), or the
+/// Whether `check` reads sources only: it can run before any step is computed.
+fn on_sources_only(pipeline: &Pipeline, check: &Check) -> bool {
+    check
+        .reads()
+        .iter()
+        .all(|table| pipeline.sources.iter().any(|s| s.name == *table))
+}
+
+/// Runs the checks that read sources only, before any step is computed: a night whose
+/// export has not landed fails in seconds, not after the night's work (and so does each of
+/// its retries).
+async fn check_sources(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    (engine, storage): (&Engine, &Storage),
+    progress: &Progress,
+) -> Result<Vec<CheckResult>, RunError> {
+    let checks: Vec<&Check> = pipeline
+        .checks
+        .iter()
+        .filter(|check| on_sources_only(pipeline, check))
+        .collect();
+    let results = evaluate_checks(pipeline, request, (engine, storage), &checks, progress).await?;
+    if results.iter().any(|r| r.status == CheckStatus::Failed) {
+        return Err(RunError::ChecksFailed(results));
+    }
+    Ok(results)
+}
+
+/// Runs the other checks on what the run is about to publish: an output's staged files
+/// (read as the output's table from here on, so that nothing is computed twice), or the
 /// registered table. A failed `error` check fails the run (its publications are then
-/// discarded); a failed `warn` one is logged.
-async fn run_checks(
+/// discarded); a failed `warn` one is logged. Returns every check's outcome, `on_sources`'
+/// too, in the spec's order.
+async fn check_staged(
     pipeline: &Pipeline,
     request: &RunRequest,
     (engine, storage): (&Engine, &Storage),
     publications: &[Box<dyn Publication>],
+    on_sources: Vec<CheckResult>,
     progress: &Progress,
 ) -> Result<Vec<CheckResult>, RunError> {
-    if pipeline.checks.is_empty() {
-        return Ok(Vec::new());
+    let checks: Vec<&Check> = pipeline
+        .checks
+        .iter()
+        .filter(|check| !on_sources_only(pipeline, check))
+        .collect();
+    if checks.is_empty() {
+        return Ok(on_sources);
     }
     for (output, publication) in pipeline.outputs.iter().zip(publications) {
         let staged = std::slice::from_ref(&publication.staging().folder);
@@ -551,8 +588,10 @@ async fn run_checks(
             .read_table_from(&output.table, staged, &output.options)
             .await?;
     }
-    let checks: Vec<&Check> = pipeline.checks.iter().collect();
-    let results = evaluate_checks(pipeline, request, (engine, storage), &checks, progress).await?;
+    let staged = evaluate_checks(pipeline, request, (engine, storage), &checks, progress).await?;
+    let mut results: Vec<CheckResult> = on_sources.into_iter().chain(staged).collect();
+    let position = |name: &str| pipeline.checks.iter().position(|c| c.name == name);
+    results.sort_by_key(|result| position(&result.name));
     if results.iter().any(|r| r.status == CheckStatus::Failed) {
         return Err(RunError::ChecksFailed(results));
     }

@@ -26,6 +26,10 @@ pub(super) async fn check_command(args: CheckArgs) -> Result<(), Failure> {
                 serde_json::to_string(check).expect("a check result serialises")
             );
         }
+        for (name, why) in &audit.skipped {
+            let skipped = serde_json::json!({ "name": name, "status": "skipped", "found": why });
+            println!("{skipped}");
+        }
     } else {
         println!("Checks of {} as published for {as_of}:", pipeline.name);
         print_checks(&audit.checks);
@@ -33,22 +37,19 @@ pub(super) async fn check_command(args: CheckArgs) -> Result<(), Failure> {
     for (check, why) in &audit.skipped {
         eprintln!("skipped: check '{check}': {why}");
     }
-    let failed: Vec<String> = audit
+    // The failed checks are listed above, each on its line.
+    match audit
         .checks
         .iter()
         .filter(|c| c.status == CheckStatus::Failed)
-        .map(|c| format!("\n  {}", c.summary()))
-        .collect();
-    match failed.len() {
+        .count()
+    {
         0 => Ok(()),
+        1 => Err(Failure::User(anyhow::anyhow!(
+            "a check of {as_of}'s publication failed"
+        ))),
         n => Err(Failure::User(anyhow::anyhow!(
-            "{} of {as_of}'s publication failed:{}",
-            if n == 1 {
-                "a check".to_string()
-            } else {
-                format!("{n} checks")
-            },
-            failed.concat()
+            "{n} checks of {as_of}'s publication failed"
         ))),
     }
 }

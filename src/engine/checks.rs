@@ -6,20 +6,26 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, Utc};
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{DataType, Int64Type, TimeUnit, TimestampMicrosecondType};
+use datafusion::arrow::datatypes::{
+    DataType, Date32Type, Int64Type, TimeUnit, TimestampMicrosecondType,
+};
 use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::functions_aggregate::count::{count, count_all};
 use datafusion::functions_aggregate::min_max::max;
-use datafusion::logical_expr::cast;
+use datafusion::logical_expr::{cast, try_cast};
 use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, col, lit};
 
+use super::params::start_of_day;
 use super::{Engine, EngineError, Params, describe};
 use crate::pipeline::{
-    AS_OF_END, Change, Check, CheckRule, CheckValue, VarValue, did_you_mean, hours,
+    AS_OF, AS_OF_END, Change, Check, CheckRule, CheckValue, VarValue, did_you_mean, hours, percent,
 };
 use crate::storage::Location;
+
+/// The other table's column in a relationships check's join.
+const TARGET: &str = "__relationships_target";
 
 /// Examples of offending rows kept per check.
 const EXAMPLES: usize = 5;
@@ -91,36 +97,86 @@ impl Engine {
         check: &Check,
         inputs: &CheckInputs<'_>,
     ) -> Result<CheckOutcome, EngineError> {
-        let failed = |error: DataFusionError| check_error(check, error);
-        if let CheckRule::Sql(step) = &check.rule {
-            let frame = self.plan(step, inputs.params).await?;
-            return self.offending_rows(check, frame, None).await;
-        }
-        let frame = self.ctx.table(check.table.as_str()).await.map_err(failed)?;
-        self.check_columns(check, &frame).await?;
-        match &check.rule {
-            CheckRule::NotNull(columns) => {
-                let missing = columns
-                    .iter()
-                    .map(|c| column(c).is_null())
-                    .reduce(Expr::or)
-                    .expect("a not_null check names columns");
-                let offending = frame.filter(missing).map_err(failed)?;
-                self.offending_rows(check, offending, Some(columns)).await
+        // Running, a check meets what a step meets: damaged files, memory, storage.
+        let failed = |error: DataFusionError| {
+            self.query_error(&check.table, error, |error| check_error(check, error))
+        };
+        let query = self.rule_query(check, inputs.params).await?;
+        match (&check.rule, query) {
+            (CheckRule::RowCount { min, max }, frame) => {
+                let rows = frame.count().await.map_err(failed)? as u64;
+                let outside =
+                    min.is_some_and(|min| rows < min) || max.is_some_and(|max| rows > max);
+                Ok(whole_table(outside, format!("it has {rows} rows")))
             }
-            CheckRule::Unique(columns) => {
-                // As dbt's `unique`: a NULL repeats nothing (not_null is its own check).
-                let keys: Vec<Expr> = columns.iter().map(|c| column(c)).collect();
-                let present = keys
-                    .iter()
-                    .map(|key| key.clone().is_not_null())
-                    .reduce(Expr::and)
-                    .expect("a unique check names columns");
-                let repeated = frame
-                    .filter(present)
-                    .and_then(|f| f.aggregate(keys, vec![count_all().alias("rows")]))
-                    .and_then(|f| f.filter(col("rows").gt(lit(1_i64))))
+            (
+                CheckRule::NotNullProportion {
+                    column: name,
+                    at_least,
+                },
+                frame,
+            ) => {
+                let counts = frame.collect().await.map_err(failed)?;
+                let (total, present) = (int(&counts, 0), int(&counts, 1));
+                let share = if total == 0 {
+                    1.0
+                } else {
+                    present as f64 / total as f64
+                };
+                if share >= *at_least {
+                    return Ok(CheckOutcome::passed());
+                }
+                let nulls = self
+                    .table(check)
+                    .await?
+                    .filter(column(name).is_null())
                     .map_err(failed)?;
+                let mut outcome = self
+                    .offending_rows(check, nulls, Some(std::slice::from_ref(name)))
+                    .await?;
+                outcome.found = format!(
+                    "{} % of the rows have a {name} ({present} of {total}); at least {} % must",
+                    percent(share),
+                    percent(*at_least)
+                );
+                Ok(outcome)
+            }
+            (
+                CheckRule::Freshness {
+                    column: name,
+                    max_age,
+                },
+                frame,
+            ) => self.freshness(check, frame, name, *max_age, inputs).await,
+            (
+                CheckRule::Anomaly {
+                    max_change,
+                    by,
+                    min_size,
+                },
+                frame,
+            ) => {
+                let Some(previous) = inputs.previous else {
+                    return Ok(CheckOutcome {
+                        found: format!(
+                            "'{}' has no earlier publication: nothing to compare with yet",
+                            check.table
+                        ),
+                        ..CheckOutcome::passed()
+                    });
+                };
+                let now = group_sizes(frame).await.map_err(failed)?;
+                let urls: Vec<String> = previous.iter().map(ToString::to_string).collect();
+                let before = self
+                    .ctx
+                    .read_parquet(urls, ParquetReadOptions::default())
+                    .await
+                    .and_then(|f| sizes_query(f, by.as_deref()))
+                    .map_err(failed)?;
+                let before = group_sizes(before).await.map_err(failed)?;
+                Ok(compare_sizes(&before, &now, *max_change, *min_size, by))
+            }
+            (CheckRule::Unique(_), repeated) => {
                 let mut outcome = self.offending_rows(check, repeated, None).await?;
                 if outcome.offending > 0 {
                     outcome.found = match outcome.offending {
@@ -130,59 +186,14 @@ impl Engine {
                 }
                 Ok(outcome)
             }
-            CheckRule::AcceptedValues {
-                column: name,
-                values,
-            } => {
-                let accepted: Vec<Expr> = values.iter().map(|v| lit(scalar(v))).collect();
-                let other = column(name)
-                    .is_not_null()
-                    .and(column(name).in_list(accepted, true));
-                let offending = frame.filter(other).map_err(failed)?;
-                self.offending_rows(check, offending, Some(std::slice::from_ref(name)))
-                    .await
-            }
-            CheckRule::AcceptedRange {
-                column: name,
-                min,
-                max,
-            } => {
-                let below = min.map(|min| column(name).lt(lit(min)));
-                let above = max.map(|max| column(name).gt(lit(max)));
-                let outside = below.into_iter().chain(above).reduce(Expr::or);
-                let offending = frame
-                    .filter(outside.unwrap_or(lit(false)))
-                    .map_err(failed)?;
-                self.offending_rows(check, offending, Some(std::slice::from_ref(name)))
-                    .await
-            }
-            CheckRule::RowCount { min, max } => {
-                let rows = frame.count().await.map_err(failed)? as u64;
-                let outside =
-                    min.is_some_and(|min| rows < min) || max.is_some_and(|max| rows > max);
-                Ok(whole_table(outside, format!("it has {rows} rows")))
-            }
-            CheckRule::Relationships {
-                column: name,
-                to,
-                field,
-            } => {
-                let target = self
-                    .ctx
-                    .table(to.as_str())
-                    .await
-                    .and_then(|f| f.select(vec![column(field).alias("__target")]))
-                    .map_err(failed)?;
-                let unknown = frame
-                    .filter(column(name).is_not_null())
-                    .and_then(|f| {
-                        f.join_on(
-                            target,
-                            JoinType::LeftAnti,
-                            [column(name).eq(col("__target"))],
-                        )
-                    })
-                    .map_err(failed)?;
+            (
+                CheckRule::Relationships {
+                    column: name,
+                    to,
+                    field,
+                },
+                unknown,
+            ) => {
                 let mut outcome = self
                     .offending_rows(check, unknown, Some(std::slice::from_ref(name)))
                     .await?;
@@ -194,73 +205,149 @@ impl Engine {
                 }
                 Ok(outcome)
             }
-            CheckRule::NotNullProportion {
-                column: name,
-                at_least,
-            } => {
-                let counts = frame
-                    .clone()
-                    .aggregate(
-                        vec![],
-                        vec![
-                            count_all().alias("rows"),
-                            count(column(name)).alias("values"),
-                        ],
-                    )
-                    .map_err(failed)?
-                    .collect()
-                    .await
-                    .map_err(failed)?;
-                let (total, present) = (int(&counts, 0), int(&counts, 1));
-                let share = if total == 0 {
-                    1.0
-                } else {
-                    present as f64 / total as f64
-                };
-                if share >= *at_least {
-                    return Ok(CheckOutcome::passed());
-                }
-                let nulls = frame.filter(column(name).is_null()).map_err(failed)?;
-                let mut outcome = self
-                    .offending_rows(check, nulls, Some(std::slice::from_ref(name)))
-                    .await?;
-                outcome.found = format!(
-                    "{:.1} % of the rows have a {name} ({present} of {total}); at least {} % must",
-                    share * 100.0,
-                    at_least * 100.0
-                );
-                Ok(outcome)
+            (CheckRule::Sql(_), offending) => self.offending_rows(check, offending, None).await,
+            (rule, offending) => {
+                let shown = rule.columns().into_iter().cloned().collect::<Vec<_>>();
+                self.offending_rows(check, offending, Some(&shown)).await
             }
-            CheckRule::Freshness {
-                column: name,
-                max_age,
-            } => self.freshness(check, frame, name, *max_age, inputs).await,
-            CheckRule::Anomaly {
-                max_change,
-                by,
-                min_size,
-            } => {
-                let Some(previous) = inputs.previous else {
-                    return Ok(CheckOutcome {
-                        found: format!(
-                            "'{}' has no earlier publication: nothing to compare with yet",
-                            check.table
-                        ),
-                        ..CheckOutcome::passed()
-                    });
-                };
-                let now = self.group_sizes(check, frame, by.as_deref()).await?;
-                let urls: Vec<String> = previous.iter().map(ToString::to_string).collect();
-                let before_frame = self
-                    .ctx
-                    .read_parquet(urls, ParquetReadOptions::default())
-                    .await
-                    .map_err(failed)?;
-                let before = self.group_sizes(check, before_frame, by.as_deref()).await?;
-                Ok(compare_sizes(&before, &now, *max_change, *min_size, by))
-            }
-            CheckRule::Sql(_) => unreachable!("planned above"),
         }
+    }
+
+    /// Checks that a check's tables and columns exist and that its query plans, reading no
+    /// data (`segflow validate`, and every run before it stages anything).
+    pub async fn plan_check(&self, check: &Check, params: &Params) -> Result<(), EngineError> {
+        self.rule_query(check, params)
+            .await?
+            .create_physical_plan()
+            .await
+            .map_err(|error| check_error(check, error))?;
+        Ok(())
+    }
+
+    /// The table a check is on, its columns checked against the rule.
+    async fn table(&self, check: &Check) -> Result<DataFrame, EngineError> {
+        let frame = self
+            .ctx
+            .table(check.table.as_str())
+            .await
+            .map_err(|error| check_error(check, error))?;
+        self.check_columns(check, &frame).await?;
+        Ok(frame)
+    }
+
+    /// The query a rule becomes: the offending rows for a rule on rows; for the others, what
+    /// they count (the table for row_count, the rows and values for not_null_proportion,
+    /// the newest value for freshness, the group sizes for anomaly).
+    async fn rule_query(&self, check: &Check, params: &Params) -> Result<DataFrame, EngineError> {
+        let failed = |error: DataFusionError| check_error(check, error);
+        if let CheckRule::Sql(step) = &check.rule {
+            return self.plan(step, params).await.map_err(|error| match error {
+                // Told with the pipeline line too, not only the SQL file.
+                EngineError::Plan { message, .. } => EngineError::Check {
+                    at: check.at.clone(),
+                    check: check.name.clone(),
+                    table: check.table.clone(),
+                    message: format!("{}: {message}", step.sql_file.display()),
+                },
+                other => other,
+            });
+        }
+        let frame = self.table(check).await?;
+        let type_of = |name: &str| {
+            frame
+                .schema()
+                .qualified_field_with_unqualified_name(name)
+                .map(|(_, field)| field.data_type().clone())
+                .map_err(failed)
+        };
+        let query = match &check.rule {
+            CheckRule::NotNull(columns) => {
+                let missing = columns.iter().map(|c| column(c).is_null()).reduce(Expr::or);
+                frame.filter(missing.unwrap_or(lit(false)))
+            }
+            CheckRule::Unique(columns) => {
+                // As dbt's `unique`: a NULL repeats nothing (not_null is its own check).
+                let keys: Vec<Expr> = columns.iter().map(|c| column(c)).collect();
+                let present = keys
+                    .iter()
+                    .map(|key| key.clone().is_not_null())
+                    .reduce(Expr::and);
+                frame
+                    .filter(present.unwrap_or(lit(true)))
+                    .and_then(|f| f.aggregate(keys, vec![count_all().alias("rows")]))
+                    .and_then(|f| f.filter(col("rows").gt(lit(1_i64))))
+            }
+            CheckRule::AcceptedValues {
+                column: name,
+                values,
+            } => {
+                // Each value as the column's type, so that a value which cannot be one is
+                // told now, not met as a cast failure halfway through the night.
+                let wanted = type_of(name)?;
+                let mut accepted = Vec::new();
+                for value in values {
+                    let cast = scalar(value).cast_to(&wanted).map_err(|_| {
+                        unfit(
+                            check,
+                            format!(
+                                "accepted value '{value}' cannot be a value of '{name}', which \
+                                 is {}",
+                                type_words(&wanted)
+                            ),
+                        )
+                    })?;
+                    accepted.push(lit(cast));
+                }
+                frame.filter(
+                    column(name)
+                        .is_not_null()
+                        .and(column(name).in_list(accepted, true)),
+                )
+            }
+            CheckRule::AcceptedRange {
+                column: name,
+                min,
+                max,
+            } => {
+                let below = min.map(|min| column(name).lt(lit(min)));
+                let above = max.map(|max| column(name).gt(lit(max)));
+                let outside = below.into_iter().chain(above).reduce(Expr::or);
+                frame.filter(outside.unwrap_or(lit(false)))
+            }
+            CheckRule::RowCount { .. } => Ok(frame),
+            CheckRule::Relationships {
+                column: name,
+                to,
+                field,
+            } => {
+                // The other table's values as this column's type: a value that cannot be one
+                // matches nothing, so the rows that would need it are the offending ones.
+                let wanted = type_of(name)?;
+                let target = self
+                    .ctx
+                    .table(to.as_str())
+                    .await
+                    .and_then(|f| f.select(vec![try_cast(column(field), wanted).alias(TARGET)]))
+                    .map_err(failed)?;
+                frame.filter(column(name).is_not_null()).and_then(|f| {
+                    f.join_on(target, JoinType::LeftAnti, [column(name).eq(col(TARGET))])
+                })
+            }
+            CheckRule::NotNullProportion { column: name, .. } => frame.aggregate(
+                vec![],
+                vec![
+                    count_all().alias("rows"),
+                    count(column(name)).alias("values"),
+                ],
+            ),
+            CheckRule::Freshness { column: name, .. } => {
+                let data_type = type_of(name)?;
+                newest_query(frame, name, &data_type, params)
+            }
+            CheckRule::Anomaly { by, .. } => sizes_query(frame, by.as_deref()),
+            CheckRule::Sql(_) => unreachable!("planned above"),
+        };
+        query.map_err(failed)
     }
 
     /// The rows of `offending`, counted, with a few as examples: the first column of the
@@ -271,11 +358,10 @@ impl Engine {
         offending: DataFrame,
         shown: Option<&[String]>,
     ) -> Result<CheckOutcome, EngineError> {
-        let failed = |error: DataFusionError| check_error(check, error);
-        let count = offending.clone().count().await.map_err(failed)? as u64;
-        if count == 0 {
-            return Ok(CheckOutcome::passed());
-        }
+        // Running, a check meets what a step meets: damaged files, memory, storage.
+        let failed = |error: DataFusionError| {
+            self.query_error(&check.table, error, |error| check_error(check, error))
+        };
         let examples = match shown {
             Some(checked) => {
                 let first = offending.schema().field(0).name().clone();
@@ -286,15 +372,25 @@ impl Engine {
                         .filter(|name| **name != first)
                         .map(|name| column(name)),
                 );
-                offending.select(columns)
+                offending.clone().select(columns)
             }
-            None => Ok(offending),
+            None => Ok(offending.clone()),
         }
         .and_then(|f| f.limit(0, Some(EXAMPLES)))
         .map_err(failed)?
         .collect()
         .await
         .map_err(failed)?;
+        let shown_rows: usize = examples.iter().map(RecordBatch::num_rows).sum();
+        // Most checks pass: then the examples' query, which found none, was the only scan.
+        let count = if shown_rows < EXAMPLES {
+            shown_rows as u64
+        } else {
+            offending.count().await.map_err(failed)? as u64
+        };
+        if count == 0 {
+            return Ok(CheckOutcome::passed());
+        }
         Ok(CheckOutcome {
             offending: count,
             found: match count {
@@ -305,113 +401,65 @@ impl Engine {
         })
     }
 
-    /// The newest value of `name` before the end of the as_of day, against `max_age`. Later
-    /// rows are left out: a backfill of an old date is as fresh as that date's data was.
+    /// The newest value before the end of the as_of day, against `max_age`. Later rows are
+    /// left out: a backfill of an old date is as fresh as that date's data was.
     async fn freshness(
         &self,
         check: &Check,
-        frame: DataFrame,
+        newest: DataFrame,
         name: &str,
         max_age: std::time::Duration,
         inputs: &CheckInputs<'_>,
     ) -> Result<CheckOutcome, EngineError> {
-        let failed = |error: DataFusionError| check_error(check, error);
+        // Running, a check meets what a step meets: damaged files, memory, storage.
+        let failed = |error: DataFusionError| {
+            self.query_error(&check.table, error, |error| check_error(check, error))
+        };
         let VarValue::Instant(end) = &inputs.params.values[AS_OF_END] else {
             unreachable!("as_of_end is an instant")
         };
-        let end = end.with_timezone(&Utc);
-        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
-        let newest = frame
-            .filter(column(name).lt(lit(inputs.params.values[AS_OF_END].to_scalar())))
-            .and_then(|f| f.aggregate(vec![], vec![cast(max(column(name)), utc).alias("newest")]))
-            .map_err(failed)?
-            .collect()
-            .await
-            .map_err(failed)?;
-        let newest = newest
+        let batches = newest.collect().await.map_err(failed)?;
+        let newest = batches
             .first()
-            .map(|b| b.column(0).as_primitive::<TimestampMicrosecondType>())
+            .map(|b| b.column(0))
             .filter(|values| values.is_valid(0))
-            .and_then(|values| DateTime::<Utc>::from_timestamp_micros(values.value(0)));
+            .and_then(|values| match values.data_type() {
+                // A date counts from its first instant in the pipeline's zone.
+                DataType::Date32 => values
+                    .as_primitive::<Date32Type>()
+                    .value_as_date(0)
+                    .map(|date| start_of_day(date, end.timezone()).with_timezone(&Utc)),
+                _ => DateTime::<Utc>::from_timestamp_micros(
+                    values.as_primitive::<TimestampMicrosecondType>().value(0),
+                ),
+            });
         let limit = chrono::Duration::from_std(max_age).unwrap_or(chrono::Duration::MAX);
-        let end_text = end.format("%Y-%m-%d %H:%M UTC");
-        Ok(match newest {
-            None => whole_table(
+        let end_text = end.format("%Y-%m-%d %H:%M %Z");
+        let Some(newest) = newest else {
+            return Ok(whole_table(
                 true,
                 format!("'{}' has no {name} before {end_text}", check.table),
-            ),
-            Some(newest) => {
-                let age = end - newest;
-                let stale = age > limit;
-                let mut outcome = whole_table(
-                    stale,
-                    format!(
-                        "its newest {name} is {}, {} before {end_text} (at most {} may pass)",
-                        newest.format("%Y-%m-%d %H:%M:%S UTC"),
-                        hours(std::time::Duration::from_secs(
-                            age.num_seconds().max(0) as u64
-                        )),
-                        hours(max_age)
-                    ),
-                );
-                if stale {
-                    outcome.examples = vec![format!("{name}={}", newest.to_rfc3339())];
-                }
-                outcome
-            }
-        })
-    }
-
-    /// The rows of `frame` per value of `by` (as text), or in all under an empty key.
-    async fn group_sizes(
-        &self,
-        check: &Check,
-        frame: DataFrame,
-        by: Option<&str>,
-    ) -> Result<BTreeMap<String, u64>, EngineError> {
-        let failed = |error: DataFusionError| check_error(check, error);
-        let keys = match by {
-            Some(by) => vec![cast(column(by), DataType::Utf8).alias("key")],
-            None => vec![lit("").alias("key")],
+            ));
         };
-        let batches = frame
-            .aggregate(keys, vec![count_all().alias("rows")])
-            .map_err(failed)?
-            .collect()
-            .await
-            .map_err(failed)?;
-        let mut sizes = BTreeMap::new();
-        for batch in &batches {
-            let keys = batch.column(0).as_string::<i32>();
-            let counts = batch.column(1).as_primitive::<Int64Type>();
-            for row in 0..batch.num_rows() {
-                let key = if keys.is_valid(row) {
-                    keys.value(row).to_string()
-                } else {
-                    "NULL".to_string()
-                };
-                sizes.insert(key, counts.value(row) as u64);
-            }
+        let age = end.with_timezone(&Utc) - newest;
+        let stale = age > limit;
+        let mut outcome = whole_table(
+            stale,
+            format!(
+                "its newest {name} is {}, {} before {end_text} (at most {} may pass)",
+                newest
+                    .with_timezone(&end.timezone())
+                    .format("%Y-%m-%d %H:%M:%S %Z"),
+                hours(std::time::Duration::from_secs(
+                    age.num_seconds().max(0) as u64
+                )),
+                hours(max_age)
+            ),
+        );
+        if stale {
+            outcome.examples = vec![format!("{name}={}", newest.to_rfc3339())];
         }
-        // An empty table still has a row count to compare: none.
-        if by.is_none() {
-            sizes.entry(String::new()).or_insert(0);
-        }
-        Ok(sizes)
-    }
-
-    /// Checks that a check's table and columns exist and fit the rule, reading no data
-    /// (`segflow validate`).
-    pub async fn plan_check(&self, check: &Check, params: &Params) -> Result<(), EngineError> {
-        if let CheckRule::Sql(step) = &check.rule {
-            return self.plan(step, params).await.map(drop);
-        }
-        let frame = self
-            .ctx
-            .table(check.table.as_str())
-            .await
-            .map_err(|error| check_error(check, error))?;
-        self.check_columns(check, &frame).await
+        Ok(outcome)
     }
 
     async fn check_columns(&self, check: &Check, frame: &DataFrame) -> Result<(), EngineError> {
@@ -453,20 +501,15 @@ impl Engine {
                     field.data_type(),
                     DataType::Timestamp(..) | DataType::Date32
                 ) {
-                    return Err(EngineError::CheckUnfit {
-                        at: check.at.clone(),
-                        check: check.name.clone(),
-                        message: format!(
+                    return Err(unfit(
+                        check,
+                        format!(
                             "freshness needs a timestamp or date column, and '{column}' of '{}' \
                              is {}",
                             check.table,
-                            match field.data_type() {
-                                DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 =>
-                                    "a string".to_string(),
-                                other => format!("of type {other}"),
-                            }
+                            type_words(field.data_type())
                         ),
-                    });
+                    ));
                 }
             }
             _ => {}
@@ -484,6 +527,74 @@ fn check_error(check: &Check, error: DataFusionError) -> EngineError {
     }
 }
 
+fn unfit(check: &Check, message: String) -> EngineError {
+    EngineError::CheckUnfit {
+        at: check.at.clone(),
+        check: check.name.clone(),
+        message,
+    }
+}
+
+/// A column type in a data engineer's words.
+fn type_words(data_type: &DataType) -> String {
+    match data_type {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => "a string".to_string(),
+        DataType::Dictionary(_, values) => type_words(values),
+        t if t.is_integer() => format!("a whole number ({t})"),
+        t if t.is_numeric() => format!("a number ({t})"),
+        DataType::Boolean => "a boolean".to_string(),
+        DataType::Date32 | DataType::Date64 => "a date".to_string(),
+        DataType::Timestamp(..) => "a timestamp".to_string(),
+        other => format!("of type {other}"),
+    }
+}
+
+/// The newest value of `name` before the end of the as_of day: an instant as UTC, or a date.
+/// Dates are compared as dates: against an instant, a date would be taken as UTC midnight,
+/// and west of UTC the day after as_of would count as before its end.
+fn newest_query(
+    frame: DataFrame,
+    name: &str,
+    data_type: &DataType,
+    params: &Params,
+) -> Result<DataFrame, DataFusionError> {
+    let (before_end, newest) = if *data_type == DataType::Date32 {
+        let as_of = lit(params.values[AS_OF].to_scalar());
+        (column(name).lt_eq(as_of), max(column(name)))
+    } else {
+        let end = lit(params.values[AS_OF_END].to_scalar());
+        let utc = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        (column(name).lt(end), cast(max(column(name)), utc))
+    };
+    frame
+        .filter(before_end)
+        .and_then(|f| f.aggregate(vec![], vec![newest.alias("newest")]))
+}
+
+/// The rows of `frame` per value of `by`, or in all.
+fn sizes_query(frame: DataFrame, by: Option<&str>) -> Result<DataFrame, DataFusionError> {
+    let key = match by {
+        Some(by) => cast(column(by), DataType::Utf8),
+        None => lit(ScalarValue::Utf8(None)),
+    };
+    frame.aggregate(vec![key.alias("key")], vec![count_all().alias("rows")])
+}
+
+/// The sizes `sizes_query` counted; a NULL key is the NULL group (or, without `by`, the
+/// whole table, which has a size even when it is empty).
+async fn group_sizes(sizes: DataFrame) -> Result<BTreeMap<Option<String>, u64>, DataFusionError> {
+    let mut counted = BTreeMap::new();
+    for batch in sizes.collect().await? {
+        let keys = batch.column(0).as_string::<i32>();
+        let counts = batch.column(1).as_primitive::<Int64Type>();
+        for row in 0..batch.num_rows() {
+            let key = keys.is_valid(row).then(|| keys.value(row).to_string());
+            counted.insert(key, counts.value(row) as u64);
+        }
+    }
+    Ok(counted)
+}
+
 /// The outcome of a rule on the whole table: one offence when `broken`, told as `found`.
 fn whole_table(broken: bool, found: String) -> CheckOutcome {
     CheckOutcome {
@@ -496,14 +607,15 @@ fn whole_table(broken: bool, found: String) -> CheckOutcome {
 /// Each group whose size moved more than `max_change`, unless it is below `min_size` on
 /// both sides.
 fn compare_sizes(
-    before: &BTreeMap<String, u64>,
-    now: &BTreeMap<String, u64>,
+    before: &BTreeMap<Option<String>, u64>,
+    now: &BTreeMap<Option<String>, u64>,
     max_change: Change,
     min_size: u64,
     by: &Option<String>,
 ) -> CheckOutcome {
     let mut moved = Vec::new();
-    let keys: std::collections::BTreeSet<&String> = before.keys().chain(now.keys()).collect();
+    let keys: std::collections::BTreeSet<&Option<String>> =
+        before.keys().chain(now.keys()).collect();
     for key in keys {
         let (was, is) = (
             before.get(key).copied().unwrap_or(0),
@@ -518,7 +630,7 @@ fn compare_sizes(
             format!("{:+.1} %", (is as f64 - was as f64) / was as f64 * 100.0)
         };
         let what = match by {
-            Some(by) => format!("{by}={key}: "),
+            Some(by) => format!("{by}={}: ", key.as_deref().unwrap_or("NULL")),
             None => String::new(),
         };
         moved.push(format!("{what}{was} -> {is} rows ({change})"));
@@ -604,8 +716,11 @@ fn as_text(batches: &[RecordBatch]) -> Result<Vec<String>, DataFusionError> {
 mod tests {
     use super::*;
 
-    fn sizes(pairs: &[(&str, u64)]) -> BTreeMap<String, u64> {
-        pairs.iter().map(|(k, n)| (k.to_string(), *n)).collect()
+    fn sizes(pairs: &[(&str, u64)]) -> BTreeMap<Option<String>, u64> {
+        pairs
+            .iter()
+            .map(|(k, n)| (Some(k.to_string()), *n))
+            .collect()
     }
 
     #[test]

@@ -128,7 +128,7 @@ fn literal(value: &VarValue) -> String {
 
 /// The first instant of `day` in `zone`: midnight, or where a daylight-saving change skips
 /// midnight, the first wall-clock time after the gap.
-fn start_of_day(day: NaiveDate, zone: Tz) -> chrono::DateTime<Tz> {
+pub(super) fn start_of_day(day: NaiveDate, zone: Tz) -> chrono::DateTime<Tz> {
     let midnight = day.and_time(chrono::NaiveTime::MIN);
     (0..=24 * 4)
         .map(|quarter| midnight + chrono::Duration::minutes(15 * quarter))

@@ -28,7 +28,7 @@ pub use model::{
 };
 pub use select::{SelectError, Selector};
 pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};
-pub use units::hours;
+pub use units::{hours, percent};
 
 /// What the caller brings to loading a spec besides the file: `--var` overrides, and how
 /// `${NAME}` in URLs is resolved (the process environment, or a fixed map for the demo).

@@ -186,7 +186,7 @@ impl Change {
 impl std::fmt::Display for Change {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Change::Share(share) => write!(f, "{}%", share * 100.0),
+            Change::Share(share) => write!(f, "{}%", super::units::percent(*share)),
             Change::Rows(rows) => write!(f, "{rows} rows"),
         }
     }

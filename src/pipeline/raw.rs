@@ -229,18 +229,11 @@ pub(super) struct RawFreshness {
 #[serde(deny_unknown_fields)]
 pub(super) struct RawAnomaly {
     /// `30%`, or a number of rows.
-    pub(super) max_change: Spanned<RawChange>,
+    pub(super) max_change: Spanned<String>,
     #[serde(default)]
     pub(super) by: Option<String>,
     #[serde(default)]
     pub(super) min_size: Option<u64>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(super) enum RawChange {
-    Rows(u64),
-    Text(String),
 }
 
 #[derive(Debug, Deserialize)]

@@ -461,7 +461,7 @@ fn a_check_names_a_table_and_one_rule() {
         format!("{}:16", dir.path().join("p.yaml").display())
     );
 
-    let bad = "name: t\nsources:\n  orders: { url: data/orders/ }\nchecks:\n  - { table: order, not_null: id }\n  - { table: orders, not_null: id, unique: id }\n  - { table: orders, row_count: { min: 1 }, severity: fatal }\n  - { table: orders, row_count: { max: 5 } }\n  - { table: orders, relationships: { column: id, to: order } }\n  - { table: orders, not_null_proportion: { column: id, at_least: 90 } }\n  - { table: orders, sql: missing.sql }\n  - { table: orders, sql: late.sql }\n  - { table: orders, freshness: { column: ordered_at, max_age: soon } }\n  - { table: orders, anomaly: { max_change: lots } }\n";
+    let bad = "name: t\nsources:\n  orders: { url: data/orders/ }\nchecks:\n  - { table: order, not_null: id }\n  - { table: orders, not_null: id, unique: id }\n  - { table: orders, row_count: { min: 1 }, severity: fatal }\n  - { table: orders, row_count: { max: 5 } }\n  - { table: orders, relationships: { column: id, to: order } }\n  - { table: orders, not_null_proportion: { column: id, at_least: 90 } }\n  - { table: orders, sql: missing.sql }\n  - { table: orders, sql: late.sql }\n  - { table: orders, freshness: { column: ordered_at, max_age: soon } }\n  - { table: orders, anomaly: { max_change: lots } }\n  - { name: z, table: orders, not_null: [] }\n  - { name: y, table: orders, anomaly: { max_change: 0.5 } }\n";
     let problems = parse_in(dir.path(), bad).unwrap_err();
     let text = problems.join("\n");
     for expected in [
@@ -477,6 +477,8 @@ fn a_check_names_a_table_and_one_rule() {
         "13: freshness max_age 'soon' is not a duration (36h, 2d, 90m)",
         "14: anomaly compares an output with its previous publication, and 'orders' is not an output",
         "14: anomaly max_change is a share of the previous count (30%) or a number of rows (500)",
+        "15: a check on 'orders' has an empty list",
+        "16: anomaly max_change is a share of the previous count (30%) or a number of rows (500)",
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");
     }

@@ -16,6 +16,12 @@ pub fn hours(span: std::time::Duration) -> String {
     }
 }
 
+/// `57.5` for 0.575, `90` for 0.9: a share as people write a percentage.
+pub fn percent(share: f64) -> String {
+    let text = format!("{:.1}", share * 100.0);
+    text.trim_end_matches(".0").to_string()
+}
+
 /// `512MiB`, `8GiB`, `2GB`, `1.5G`: decimal or binary units, as datafusion-cli reads them.
 pub(super) fn parse_bytes(text: &str) -> Option<usize> {
     let text = text.trim();

@@ -15,8 +15,8 @@ use super::model::{
     Source, SourceFormat, SourceKey, Step, StepKind,
 };
 use super::raw::{
-    Key, RawChange, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline,
-    RawSchedule, RawSource, RawValue, line_of,
+    Key, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawSchedule,
+    RawSource, RawValue, line_of,
 };
 use super::types::ColumnType;
 use super::units::{parse_bytes, parse_duration};
@@ -207,6 +207,16 @@ impl<'a> Validator<'a> {
                 RawKey::One(column) => vec![column],
                 RawKey::Several(columns) => columns,
             };
+            let empty =
+                not_null.as_ref().or(unique.as_ref()).is_some_and(
+                    |key| matches!(key, RawKey::Several(columns) if columns.is_empty()),
+                ) || accepted_values
+                    .as_ref()
+                    .is_some_and(|a| a.values.is_empty());
+            if empty {
+                self.problem(line, format!("a check on '{table}' has an empty list"));
+                continue;
+            }
             let name = name.map(|n| n.value);
             let rule = if let Some(key) = not_null {
                 CheckRule::NotNull(columns(key))
@@ -305,9 +315,10 @@ impl<'a> Validator<'a> {
                         ),
                     );
                 }
-                let max_change = match &anomaly.max_change.value {
-                    RawChange::Rows(rows) => Some(Change::Rows(*rows)),
-                    RawChange::Text(text) => parse_share(text).map(Change::Share),
+                let text = anomaly.max_change.value.trim();
+                let max_change = match text.parse::<u64>() {
+                    Ok(rows) => Some(Change::Rows(rows)),
+                    Err(_) => parse_share(text).map(Change::Share),
                 };
                 let Some(max_change) = max_change else {
                     self.problem(

@@ -200,9 +200,7 @@ impl ManifestSink {
             }
         }
     }
-}
 
-impl ManifestSink {
     /// The dates with a manifest before `as_of`, oldest first.
     async fn dates_before(&self, as_of: NaiveDate) -> Result<Vec<NaiveDate>, PublishError> {
         let store = self.store()?;
