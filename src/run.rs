@@ -300,8 +300,12 @@ pub async fn check_published(
         run_id: "check".to_string(),
         ..RunRequest::new(as_of)
     };
-    let checks =
-        evaluate_checks(pipeline, &request, (&engine, &storage), &runnable, progress).await?;
+    let evaluated = evaluate_checks(pipeline, &request, (&engine, &storage), &runnable, progress);
+    let checks = match evaluated.await {
+        Ok(checks) => checks,
+        // As a run does: a damaged source file is named.
+        Err(error) => return Err(name_damaged_file(&engine, error).await),
+    };
     progress.finish();
     Ok(AuditReport { checks, skipped })
 }
@@ -312,7 +316,16 @@ pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Plan
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
     plan_views(pipeline, request, &engine, &storage).await?;
-    plan_checks(pipeline, request, (&engine, &storage)).await?;
+    let mut pending: Vec<&Check> = pipeline.checks.iter().collect();
+    let every_table: BTreeSet<&str> = pending.iter().flat_map(|c| c.reads()).collect();
+    plan_ready_checks(
+        pipeline,
+        request,
+        (&engine, &storage),
+        &mut pending,
+        &every_table,
+    )
+    .await?;
     Ok(Planned {
         steps: pipeline.query_steps().count(),
         segments: pipeline.segments.len(),
@@ -458,7 +471,6 @@ async fn run_on_engine(
             let on_sources = check_sources(pipeline, request, (&engine, &storage), progress).await?;
             let targets = Targets::new(pipeline, &publications, &scratch);
             let planned = plan_steps(pipeline, request, (&engine, &storage), &targets, progress).await?;
-            plan_checks(pipeline, request, (&engine, &storage)).await?;
             let written_by_steps = targets.outputs_written(&planned.steps);
             let writes = stage_outputs(pipeline, &engine, &mut publications, &written_by_steps, progress).await?;
             let checks = check_staged(pipeline, request, (&engine, &storage), &publications, on_sources, progress).await?;
@@ -515,15 +527,23 @@ async fn run_on_engine(
     Ok(report)
 }
 
-/// Plans every check against the tables' schemas, reading no data: a check that names a
-/// column its table lacks fails the run before any work.
-async fn plan_checks(
+/// Plans each check of `pending` whose tables are all `ready` against their schemas,
+/// reading no data, and takes it off `pending`: a run plans each check as soon as its
+/// tables are, so that a check naming a column its table does not have, or a value the
+/// column cannot hold, fails before the steps after it are computed.
+async fn plan_ready_checks(
     pipeline: &Pipeline,
     request: &RunRequest,
     (engine, storage): (&Engine, &Storage),
+    pending: &mut Vec<&Check>,
+    ready: &BTreeSet<&str>,
 ) -> Result<(), RunError> {
     let params = request.params(pipeline);
-    for check in &pipeline.checks {
+    let (now, later): (Vec<&Check>, Vec<&Check>) = pending
+        .iter()
+        .partition(|check| check.reads().iter().all(|table| ready.contains(table)));
+    *pending = later;
+    for check in now {
         if let CheckRule::Sql(step) = &check.rule {
             register_published(pipeline, engine, storage, step, request.as_of).await?;
         }
@@ -807,6 +827,9 @@ async fn plan_steps(
         engine.check_key(source).await?;
     }
     let params = request.params(pipeline);
+    let mut unplanned: Vec<&Check> = pipeline.checks.iter().collect();
+    let mut ready: BTreeSet<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
+    plan_ready_checks(pipeline, request, (engine, storage), &mut unplanned, &ready).await?;
     let count = pipeline.steps.len();
     let mut timings = Vec::with_capacity(count);
     for (done, step) in pipeline.steps.iter().enumerate() {
@@ -853,6 +876,8 @@ async fn plan_steps(
             rows,
             files,
         });
+        ready.insert(step.name.as_str());
+        plan_ready_checks(pipeline, request, (engine, storage), &mut unplanned, &ready).await?;
     }
     let mut unmatched = BTreeMap::new();
     if !pipeline.segments.is_empty() {

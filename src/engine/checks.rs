@@ -14,7 +14,9 @@ use datafusion::common::{Column, JoinType, ScalarValue};
 use datafusion::error::DataFusionError;
 use datafusion::functions_aggregate::count::{count, count_all};
 use datafusion::functions_aggregate::min_max::max;
+use datafusion::logical_expr::type_coercion::binary::comparison_coercion;
 use datafusion::logical_expr::{cast, try_cast};
+use datafusion::logical_expr_common::casts::try_cast_literal_to_type;
 use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, col, lit};
 
 use super::params::start_of_day;
@@ -97,10 +99,7 @@ impl Engine {
         check: &Check,
         inputs: &CheckInputs<'_>,
     ) -> Result<CheckOutcome, EngineError> {
-        // Running, a check meets what a step meets: damaged files, memory, storage.
-        let failed = |error: DataFusionError| {
-            self.query_error(&check.table, error, |error| check_error(check, error))
-        };
+        let failed = |error: DataFusionError| self.run_error(check, error);
         let query = self.rule_query(check, inputs.params).await?;
         match (&check.rule, query) {
             (CheckRule::RowCount { min, max }, frame) => {
@@ -286,7 +285,7 @@ impl Engine {
                 let wanted = type_of(name)?;
                 let mut accepted = Vec::new();
                 for value in values {
-                    let cast = scalar(value).cast_to(&wanted).map_err(|_| {
+                    let cast = exactly_as(value, &wanted).ok_or_else(|| {
                         unfit(
                             check,
                             format!(
@@ -320,17 +319,35 @@ impl Engine {
                 to,
                 field,
             } => {
-                // The other table's values as this column's type: a value that cannot be one
-                // matches nothing, so the rows that would need it are the offending ones.
-                let wanted = type_of(name)?;
-                let target = self
-                    .ctx
-                    .table(to.as_str())
-                    .await
-                    .and_then(|f| f.select(vec![try_cast(column(field), wanted).alias(TARGET)]))
+                let target = self.ctx.table(to.as_str()).await.map_err(failed)?;
+                let theirs = target
+                    .schema()
+                    .qualified_field_with_unqualified_name(field)
+                    .map(|(_, f)| f.data_type().clone())
+                    .map_err(failed)?;
+                let ours = type_of(name)?;
+                // Both sides as the type SQL compares them in, losing nothing; a value that
+                // cannot be one matches nothing, so the rows that would need it offend.
+                let common = comparison_coercion(&ours, &theirs).ok_or_else(|| {
+                    unfit(
+                        check,
+                        format!(
+                            "'{name}' is {} and {to}.{field} is {}: their values cannot be \
+                             compared",
+                            type_words(&ours),
+                            type_words(&theirs)
+                        ),
+                    )
+                })?;
+                let target = target
+                    .select(vec![try_cast(column(field), common.clone()).alias(TARGET)])
                     .map_err(failed)?;
                 frame.filter(column(name).is_not_null()).and_then(|f| {
-                    f.join_on(target, JoinType::LeftAnti, [column(name).eq(col(TARGET))])
+                    f.join_on(
+                        target,
+                        JoinType::LeftAnti,
+                        [try_cast(column(name), common).eq(col(TARGET))],
+                    )
                 })
             }
             CheckRule::NotNullProportion { column: name, .. } => frame.aggregate(
@@ -358,10 +375,7 @@ impl Engine {
         offending: DataFrame,
         shown: Option<&[String]>,
     ) -> Result<CheckOutcome, EngineError> {
-        // Running, a check meets what a step meets: damaged files, memory, storage.
-        let failed = |error: DataFusionError| {
-            self.query_error(&check.table, error, |error| check_error(check, error))
-        };
+        let failed = |error: DataFusionError| self.run_error(check, error);
         let examples = match shown {
             Some(checked) => {
                 let first = offending.schema().field(0).name().clone();
@@ -411,10 +425,7 @@ impl Engine {
         max_age: std::time::Duration,
         inputs: &CheckInputs<'_>,
     ) -> Result<CheckOutcome, EngineError> {
-        // Running, a check meets what a step meets: damaged files, memory, storage.
-        let failed = |error: DataFusionError| {
-            self.query_error(&check.table, error, |error| check_error(check, error))
-        };
+        let failed = |error: DataFusionError| self.run_error(check, error);
         let VarValue::Instant(end) = &inputs.params.values[AS_OF_END] else {
             unreachable!("as_of_end is an instant")
         };
@@ -515,6 +526,23 @@ impl Engine {
             _ => {}
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// A check that fails while it runs meets what a step meets: a damaged file (which the
+    /// run then names), memory, storage. Told with the check, unless it is a file's fault.
+    fn run_error(&self, check: &Check, error: DataFusionError) -> EngineError {
+        match self.query_error(&check.table, error, |error| check_error(check, error)) {
+            named @ (EngineError::Check { .. }
+            | EngineError::UnreadableData { .. }
+            | EngineError::UnparsedText { .. }) => named,
+            other => EngineError::CheckRun {
+                at: check.at.clone(),
+                check: check.name.clone(),
+                source: Box::new(other),
+            },
+        }
     }
 }
 
@@ -664,6 +692,26 @@ fn rows(n: u64) -> String {
     } else {
         format!("{n} rows")
     }
+}
+
+/// `value` as a value of `column_type`, exactly or not at all: `2.5` is no whole number and
+/// `true` no number. A column of text takes any value as it is written (`75001`).
+fn exactly_as(value: &CheckValue, column_type: &DataType) -> Option<ScalarValue> {
+    let as_written = scalar(value);
+    if as_written.data_type() == *column_type {
+        return Some(as_written);
+    }
+    let text = match column_type {
+        DataType::Dictionary(_, values) => values.as_ref(),
+        other => other,
+    };
+    let value = match text {
+        DataType::Utf8 | DataType::Utf8View | DataType::LargeUtf8 => {
+            ScalarValue::Utf8(Some(value.to_string()))
+        }
+        _ => as_written,
+    };
+    try_cast_literal_to_type(&value, column_type)
 }
 
 fn scalar(value: &CheckValue) -> ScalarValue {

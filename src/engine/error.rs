@@ -114,6 +114,13 @@ pub enum EngineError {
         column: String,
         hint: String,
     },
+    #[error("{at}: check '{check}' could not run: {source}")]
+    CheckRun {
+        at: String,
+        check: String,
+        #[source]
+        source: Box<EngineError>,
+    },
     #[error("{at}: check '{check}': {message}")]
     CheckUnfit {
         at: String,
@@ -246,6 +253,7 @@ impl EngineError {
             | EngineError::OutOfMemory { .. }
             | EngineError::Register { .. } => Fault::Environment,
             EngineError::Storage(e) => e.fault(),
+            EngineError::CheckRun { source, .. } => source.fault(),
             _ => Fault::User,
         }
     }

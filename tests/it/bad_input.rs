@@ -25,7 +25,7 @@ const RFM: &str = "queries/rfm.sql";
 
 const CASES: &[Case] = &[
     Case {
-        // Found when the checks are planned, before any output is written.
+        // Found as soon as the check's table is planned, before the steps after it run.
         name: "a check names a column its table does not have",
         break_it: |p| {
             replace(

@@ -310,6 +310,20 @@ fn checks_block_a_bad_publication_or_warn() {
         };
         assert!(shown.contains(examples), "{name}: {examples} examples");
     }
+    // A backfill stops at such a date with exit 1 too, and publishes nothing either.
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let backfill = project.segflow(&[
+        "backfill", pipeline, "--from", AS_OF, "--to", AS_OF, "--force",
+    ]);
+    assert_eq!(backfill.code, 1, "{backfill:?}");
+    assert!(
+        backfill
+            .stderr
+            .contains("check 'everyone_bought' on 'customer_features'"),
+        "{backfill:?}"
+    );
+    assert_eq!(project.snapshot(), published);
 
     // A column that the table does not have is found by validate, which reads no data.
     std::fs::write(
@@ -321,8 +335,7 @@ fn checks_block_a_bad_publication_or_warn() {
         ),
     )
     .unwrap();
-    let pipeline = project.pipeline();
-    let validated = project.segflow(&["validate", pipeline.to_str().unwrap(), "--as-of", AS_OF]);
+    let validated = project.segflow(&["validate", pipeline, "--as-of", AS_OF]);
     assert_eq!(validated.code, 1, "{validated:?}");
     assert!(
         validated.stderr.contains(
@@ -330,21 +343,22 @@ fn checks_block_a_bad_publication_or_warn() {
         ),
         "{validated:?}"
     );
-    // So is a value the column cannot hold, rather than a failed cast in the night.
+    // So is a value the column cannot hold exactly (2.5 is not 2), rather than a cast that
+    // fails, or quietly accepts 2, in the night.
     std::fs::write(
         project.pipeline(),
         with_checks(
             &spec,
-            &["table: rfm, accepted_values: { column: r_score, values: [1, 2, high] }"],
+            &["table: rfm, accepted_values: { column: r_score, values: [1, 2, 2.5] }"],
             "error",
         ),
     )
     .unwrap();
-    let validated = project.segflow(&["validate", pipeline.to_str().unwrap(), "--as-of", AS_OF]);
+    let validated = project.segflow(&["validate", pipeline, "--as-of", AS_OF]);
     assert_eq!(validated.code, 1, "{validated:?}");
     assert!(
         validated.stderr.contains(
-            "check 'rfm_accepted_values_r_score': accepted value 'high' cannot be a value of \
+            "check 'rfm_accepted_values_r_score': accepted value '2.5' cannot be a value of \
              'r_score', which is a whole number"
         ),
         "{validated:?}"
