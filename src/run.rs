@@ -552,12 +552,25 @@ async fn plan_ready_checks(
     Ok(())
 }
 
-/// Whether `check` reads sources only: it can run before any step is computed.
-fn on_sources_only(pipeline: &Pipeline, check: &Check) -> bool {
-    check
-        .reads()
+/// The checks that read sources only (they can run before any step is computed), or the
+/// others.
+fn checks_on_sources(pipeline: &Pipeline, only_sources: bool) -> Vec<&Check> {
+    let on_sources = |check: &&Check| {
+        check
+            .reads()
+            .iter()
+            .all(|table| pipeline.sources.iter().any(|s| s.name == *table))
+    };
+    pipeline
+        .checks
         .iter()
-        .all(|table| pipeline.sources.iter().any(|s| s.name == *table))
+        .filter(|check| on_sources(check) == only_sources)
+        .collect()
+}
+
+/// Whether an `error` check failed, which fails the run.
+fn any_failed(results: &[CheckResult]) -> bool {
+    results.iter().any(|r| r.status == CheckStatus::Failed)
 }
 
 /// Runs the checks that read sources only, before any step is computed: a night whose
@@ -569,13 +582,9 @@ async fn check_sources(
     (engine, storage): (&Engine, &Storage),
     progress: &Progress,
 ) -> Result<Vec<CheckResult>, RunError> {
-    let checks: Vec<&Check> = pipeline
-        .checks
-        .iter()
-        .filter(|check| on_sources_only(pipeline, check))
-        .collect();
+    let checks = checks_on_sources(pipeline, true);
     let results = evaluate_checks(pipeline, request, (engine, storage), &checks, progress).await?;
-    if results.iter().any(|r| r.status == CheckStatus::Failed) {
+    if any_failed(&results) {
         return Err(RunError::ChecksFailed(results));
     }
     Ok(results)
@@ -594,11 +603,7 @@ async fn check_staged(
     on_sources: Vec<CheckResult>,
     progress: &Progress,
 ) -> Result<Vec<CheckResult>, RunError> {
-    let checks: Vec<&Check> = pipeline
-        .checks
-        .iter()
-        .filter(|check| !on_sources_only(pipeline, check))
-        .collect();
+    let checks = checks_on_sources(pipeline, false);
     if checks.is_empty() {
         return Ok(on_sources);
     }
@@ -612,7 +617,7 @@ async fn check_staged(
     let mut results: Vec<CheckResult> = on_sources.into_iter().chain(staged).collect();
     let position = |name: &str| pipeline.checks.iter().position(|c| c.name == name);
     results.sort_by_key(|result| position(&result.name));
-    if results.iter().any(|r| r.status == CheckStatus::Failed) {
+    if any_failed(&results) {
         return Err(RunError::ChecksFailed(results));
     }
     Ok(results)

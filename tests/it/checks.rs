@@ -325,44 +325,26 @@ fn checks_block_a_bad_publication_or_warn() {
     );
     assert_eq!(project.snapshot(), published);
 
-    // A column that the table does not have is found by validate, which reads no data.
-    std::fs::write(
-        project.pipeline(),
-        with_checks(
-            &spec,
-            &["table: rfm, accepted_range: { column: r_scor, max: 2 }"],
-            "error",
+    // Found by validate, which reads no data: a column that the table does not have, and a
+    // value the column cannot hold exactly (2.5 is not 2), rather than a cast that fails,
+    // or quietly accepts 2, in the night.
+    for (check, message) in [
+        (
+            "table: rfm, accepted_range: { column: r_scor, max: 2 }",
+            "check 'rfm_accepted_range_r_scor': 'r_scor' is not a column of 'rfm' (did you \
+             mean 'r_score'?)",
         ),
-    )
-    .unwrap();
-    let validated = project.segflow(&["validate", pipeline, "--as-of", AS_OF]);
-    assert_eq!(validated.code, 1, "{validated:?}");
-    assert!(
-        validated.stderr.contains(
-            "check 'rfm_accepted_range_r_scor': 'r_scor' is not a column of 'rfm' (did you mean 'r_score'?)"
-        ),
-        "{validated:?}"
-    );
-    // So is a value the column cannot hold exactly (2.5 is not 2), rather than a cast that
-    // fails, or quietly accepts 2, in the night.
-    std::fs::write(
-        project.pipeline(),
-        with_checks(
-            &spec,
-            &["table: rfm, accepted_values: { column: r_score, values: [1, 2, 2.5] }"],
-            "error",
-        ),
-    )
-    .unwrap();
-    let validated = project.segflow(&["validate", pipeline, "--as-of", AS_OF]);
-    assert_eq!(validated.code, 1, "{validated:?}");
-    assert!(
-        validated.stderr.contains(
+        (
+            "table: rfm, accepted_values: { column: r_score, values: [1, 2, 2.5] }",
             "check 'rfm_accepted_values_r_score': accepted value '2.5' cannot be a value of \
-             'r_score', which is a whole number"
+             'r_score', which is a whole number",
         ),
-        "{validated:?}"
-    );
+    ] {
+        std::fs::write(project.pipeline(), with_checks(&spec, &[check], "error")).unwrap();
+        let validated = project.segflow(&["validate", pipeline, "--as-of", AS_OF]);
+        assert_eq!(validated.code, 1, "{validated:?}");
+        assert!(validated.stderr.contains(message), "{validated:?}");
+    }
 
     // Broken, as warnings: the run publishes, and records and prints each.
     std::fs::write(project.pipeline(), with_checks(&spec, &broken, "warn")).unwrap();
