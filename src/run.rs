@@ -460,6 +460,7 @@ async fn run_on_engine(
     let (mut publications, engine) = tokio::select! {
         prepared = async {
             let publications = begin_publications(pipeline, &storage, &publishing).await?;
+            tracing::info!(pipeline = %pipeline.name, outputs = publications.len(), "Publications begun: each commit is fenced on what is live now.");
             progress.message("checking sources");
             let engine = prepare(pipeline, storage.clone()).await?;
             Ok::<_, RunError>((publications, engine))
