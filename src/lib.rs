@@ -8,6 +8,7 @@
 
 pub mod cancel;
 pub mod clock;
+pub mod cluster;
 pub mod daemon;
 pub mod engine;
 pub mod fault;

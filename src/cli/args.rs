@@ -44,6 +44,49 @@ pub(crate) enum Command {
     /// Run a pipeline's checks against the outputs published for a date (and the sources),
     /// computing no step and writing nothing: an audit of an earlier night.
     Check(CheckArgs),
+    /// Run a service of an Apache DataFusion Ballista cluster: a scheduler, or an executor.
+    #[command(subcommand)]
+    Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ClusterCommand {
+    /// The scheduler: plans jobs into stages and hands their tasks to executors.
+    Scheduler(SchedulerArgs),
+    /// An executor: runs tasks, keeps their shuffle files and serves them to the others.
+    Executor(ExecutorArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct SchedulerArgs {
+    /// The address to listen on.
+    #[arg(long, default_value = "127.0.0.1:50050")]
+    pub(crate) bind: std::net::SocketAddr,
+    /// The name executors and clients reach this scheduler by.
+    #[arg(long, default_value = "localhost")]
+    pub(crate) external_host: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ExecutorArgs {
+    /// The scheduler: df://HOST:PORT.
+    #[arg(long, env = "SEGFLOW_CLUSTER")]
+    pub(crate) scheduler: segflow::cluster::ClusterUrl,
+    /// The address to listen on, by which the scheduler and other executors reach it.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub(crate) host: String,
+    /// The Arrow Flight port, which serves shuffle files to other executors.
+    #[arg(long, default_value_t = 50051)]
+    pub(crate) flight_port: u16,
+    /// The gRPC port, on which the scheduler hands it tasks.
+    #[arg(long, default_value_t = 50052)]
+    pub(crate) grpc_port: u16,
+    /// Where shuffle files go (default: a temporary folder).
+    #[arg(long)]
+    pub(crate) work_dir: Option<PathBuf>,
+    /// Tasks run at once (default: the number of cores).
+    #[arg(long)]
+    pub(crate) concurrent_tasks: Option<usize>,
 }
 
 #[derive(Debug, Args)]

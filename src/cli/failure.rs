@@ -63,6 +63,12 @@ impl Failure {
     }
 }
 
+impl From<segflow::cluster::ClusterError> for Failure {
+    fn from(error: segflow::cluster::ClusterError) -> Self {
+        Failure::of(error.fault(), error)
+    }
+}
+
 impl From<run::RunError> for Failure {
     fn from(error: run::RunError) -> Self {
         Failure::of(error.fault(), error)

@@ -4,6 +4,7 @@
 mod args;
 mod backfill;
 mod check;
+mod cluster;
 mod demo;
 mod failure;
 mod generate;
@@ -38,6 +39,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Schedule(args) => schedule::schedule_command(args).await,
         Command::Backfill(args) => backfill::backfill_command(args).await,
         Command::Check(args) => check::check_command(args).await,
+        Command::Cluster(command) => cluster::cluster_command(command).await,
     }
 }
 

@@ -7,6 +7,7 @@
 mod bad_input;
 mod build;
 mod checks;
+mod cluster;
 mod common;
 mod crash;
 mod cross_check;

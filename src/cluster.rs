@@ -1,0 +1,152 @@
+//! `segflow cluster`: an Apache DataFusion Ballista scheduler or executor in this process
+//! (README, "Running on a cluster"). Both are Ballista's own services, started from its
+//! crates; segflow starts them so that one binary is the client and the cluster both.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use ballista_core::error::BallistaError;
+use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
+use ballista_scheduler::cluster::BallistaCluster;
+use ballista_scheduler::config::SchedulerConfig;
+use ballista_scheduler::scheduler_process::start_server;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("'{0}' is not a cluster address: write df://HOST:PORT (the scheduler's)")]
+    BadUrl(String),
+    #[error("the Ballista {role} stopped: {source}")]
+    Service {
+        role: &'static str,
+        #[source]
+        source: BallistaError,
+    },
+}
+
+impl ClusterError {
+    pub fn fault(&self) -> crate::fault::Fault {
+        match self {
+            ClusterError::BadUrl(_) => crate::fault::Fault::User,
+            ClusterError::Service { .. } => crate::fault::Fault::Environment,
+        }
+    }
+}
+
+/// A scheduler's address, as clients and executors are given it: `df://HOST:PORT`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterUrl {
+    pub host: String,
+    pub port: u16,
+}
+
+impl std::str::FromStr for ClusterUrl {
+    type Err = ClusterError;
+
+    fn from_str(text: &str) -> Result<ClusterUrl, ClusterError> {
+        let bad = || ClusterError::BadUrl(text.to_string());
+        let address = text.strip_prefix("df://").ok_or_else(bad)?;
+        let (host, port) = address.rsplit_once(':').ok_or_else(bad)?;
+        let port = port.trim_end_matches('/').parse().map_err(|_| bad())?;
+        if host.is_empty() {
+            return Err(bad());
+        }
+        Ok(ClusterUrl {
+            host: host.to_string(),
+            port,
+        })
+    }
+}
+
+impl std::fmt::Display for ClusterUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "df://{}:{}", self.host, self.port)
+    }
+}
+
+/// Runs a scheduler listening on `bind` until the process ends. `external_host` is the
+/// name executors and clients reach it by.
+pub async fn run_scheduler(bind: SocketAddr, external_host: &str) -> Result<(), ClusterError> {
+    let failed = |source| ClusterError::Service {
+        role: "scheduler",
+        source,
+    };
+    let config = SchedulerConfig {
+        bind_host: bind.ip().to_string(),
+        bind_port: bind.port(),
+        external_host: external_host.to_string(),
+        ..SchedulerConfig::default()
+    };
+    let cluster = BallistaCluster::new_from_config(&config)
+        .await
+        .map_err(failed)?;
+    tracing::info!(%bind, "Cluster scheduler starting.");
+    start_server(cluster, bind, Arc::new(config))
+        .await
+        .map_err(failed)
+}
+
+/// Where an executor listens and works.
+#[derive(Debug, Clone)]
+pub struct ExecutorSettings {
+    pub scheduler: ClusterUrl,
+    /// The address it listens on, and by which the scheduler and the other executors
+    /// reach it.
+    pub host: String,
+    /// Arrow Flight, which serves its shuffle files.
+    pub flight_port: u16,
+    /// gRPC, which takes its tasks.
+    pub grpc_port: u16,
+    /// Where its shuffle files go; a temporary folder when unset.
+    pub work_dir: Option<PathBuf>,
+    /// Tasks it runs at once; the number of cores when unset.
+    pub concurrent_tasks: Option<usize>,
+}
+
+/// Runs an executor of the cluster at `settings.scheduler` until the process ends.
+pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ClusterError> {
+    let defaults = ExecutorProcessConfig::default();
+    let config = ExecutorProcessConfig {
+        bind_host: settings.host.clone(),
+        external_host: Some(settings.host.clone()),
+        port: settings.flight_port,
+        grpc_port: settings.grpc_port,
+        scheduler_host: settings.scheduler.host.clone(),
+        scheduler_port: settings.scheduler.port,
+        work_dir: settings
+            .work_dir
+            .as_ref()
+            .map(|dir| dir.display().to_string()),
+        vcores: settings.concurrent_tasks.unwrap_or(defaults.vcores),
+        print_thread_info: false,
+        ..defaults
+    };
+    tracing::info!(scheduler = %settings.scheduler, host = %settings.host, flight_port = settings.flight_port, grpc_port = settings.grpc_port, "Cluster executor starting.");
+    start_executor_process(Arc::new(config))
+        .await
+        .map_err(|source| ClusterError::Service {
+            role: "executor",
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cluster_urls_are_df_host_port() {
+        let url: ClusterUrl = "df://scheduler.internal:50050".parse().unwrap();
+        assert_eq!(url.host, "scheduler.internal");
+        assert_eq!(url.port, 50050);
+        assert_eq!(url.to_string(), "df://scheduler.internal:50050");
+        for bad in [
+            "scheduler:50050",
+            "df://scheduler",
+            "df://:50050",
+            "df://host:port",
+        ] {
+            assert!(bad.parse::<ClusterUrl>().is_err(), "{bad}");
+        }
+    }
+}
