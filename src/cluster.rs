@@ -6,16 +6,136 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::error::BallistaError;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
 use ballista_scheduler::scheduler_process::start_server;
+use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
+use datafusion::error::DataFusionError;
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
+use datafusion::execution::session_state::SessionState;
+use datafusion::prelude::{SessionConfig, SessionContext};
+
+use crate::storage::{Storage, StoreSettings};
+
+/// The stores a client's queries read and write, with their options (JSON of
+/// [`StoreSettings`]), carried in the session's settings (`segflow.stores`) to the scheduler
+/// and the executors, which build the same stores from them. Credentials travel with them,
+/// as Ballista's own `s3.*` settings do: keep the cluster's network private.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterStores {
+    pub stores: String,
+}
+
+const STORES: &str = "stores";
+
+impl ConfigExtension for ClusterStores {
+    const PREFIX: &'static str = "segflow";
+}
+
+// By hand rather than with DataFusion's `extensions_options!`, whose entries leave out the
+// prefix: the settings a client sends are those entries, and the cluster's processes set
+// them back by their full name.
+impl ExtensionOptions for ClusterStores {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn as_any_mut(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+
+    fn cloned(&self) -> Box<dyn ExtensionOptions> {
+        Box::new(self.clone())
+    }
+
+    fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
+        match key {
+            STORES => {
+                self.stores = value.to_string();
+                Ok(())
+            }
+            other => Err(DataFusionError::Configuration(format!(
+                "segflow.{other} is not a setting; segflow.{STORES} is"
+            ))),
+        }
+    }
+
+    fn entries(&self) -> Vec<ConfigEntry> {
+        vec![ConfigEntry {
+            key: format!("{}.{STORES}", Self::PREFIX),
+            value: Some(self.stores.clone()),
+            description: "The client's object stores and their options, as JSON.",
+        }]
+    }
+}
+
+/// A session config that can carry [`ClusterStores`], as every process of the cluster
+/// builds it.
+fn cluster_config() -> SessionConfig {
+    SessionConfig::new_with_ballista().with_option_extension(ClusterStores::default())
+}
+
+/// The runtime of one session in a scheduler or executor: its stores are those the
+/// client's settings name.
+fn cluster_runtime(config: &SessionConfig) -> datafusion::error::Result<Arc<RuntimeEnv>> {
+    let settings = match config.options().extensions.get::<ClusterStores>() {
+        Some(given) if !given.stores.is_empty() => serde_json::from_str(&given.stores)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        _ => StoreSettings::default(),
+    };
+    let storage =
+        Storage::with_settings(&settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
+    RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(storage))
+        .build_arc()
+}
+
+/// A client session on the cluster at `url`: `state`'s settings, with the stores of
+/// `storage` for the cluster's processes to build.
+pub async fn connect(
+    url: &ClusterUrl,
+    state: SessionState,
+    storage: &Storage,
+) -> Result<SessionContext, ClusterError> {
+    let stores = serde_json::to_string(&storage.settings()).expect("store settings serialise");
+    let mut config = state
+        .config()
+        .clone()
+        .with_option_extension(ClusterStores { stores });
+    // Ballista's own settings, for a state that was not built for the cluster.
+    if config
+        .options()
+        .extensions
+        .get::<ballista_core::config::BallistaConfig>()
+        .is_none()
+    {
+        config = config.with_option_extension(ballista_core::config::BallistaConfig::default());
+    }
+    let state = SessionStateBuilder::new_from_existing(state)
+        .with_config(config)
+        .build();
+    SessionContext::remote_with_state(&url.to_string(), state)
+        .await
+        .map_err(|source| ClusterError::Connect {
+            url: url.to_string(),
+            source,
+        })
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("'{0}' is not a cluster address: write df://HOST:PORT (the scheduler's)")]
     BadUrl(String),
+    #[error("cannot reach the cluster at {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: DataFusionError,
+    },
     #[error("the Ballista {role} stopped: {source}")]
     Service {
         role: &'static str,
@@ -28,7 +148,9 @@ impl ClusterError {
     pub fn fault(&self) -> crate::fault::Fault {
         match self {
             ClusterError::BadUrl(_) => crate::fault::Fault::User,
-            ClusterError::Service { .. } => crate::fault::Fault::Environment,
+            ClusterError::Service { .. } | ClusterError::Connect { .. } => {
+                crate::fault::Fault::Environment
+            }
         }
     }
 }
@@ -75,6 +197,14 @@ pub async fn run_scheduler(bind: SocketAddr, external_host: &str) -> Result<(), 
         bind_host: bind.ip().to_string(),
         bind_port: bind.port(),
         external_host: external_host.to_string(),
+        override_config_producer: Some(Arc::new(cluster_config)),
+        override_session_builder: Some(Arc::new(|config: SessionConfig| {
+            Ok(SessionStateBuilder::new()
+                .with_runtime_env(cluster_runtime(&config)?)
+                .with_config(config)
+                .with_default_features()
+                .build())
+        })),
         ..SchedulerConfig::default()
     };
     let cluster = BallistaCluster::new_from_config(&config)
@@ -119,6 +249,8 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ClusterError
             .map(|dir| dir.display().to_string()),
         vcores: settings.concurrent_tasks.unwrap_or(defaults.vcores),
         print_thread_info: false,
+        override_config_producer: Some(Arc::new(cluster_config)),
+        override_runtime_producer: Some(Arc::new(cluster_runtime)),
         ..defaults
     };
     tracing::info!(scheduler = %settings.scheduler, host = %settings.host, flight_port = settings.flight_port, grpc_port = settings.grpc_port, "Cluster executor starting.");

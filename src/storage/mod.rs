@@ -100,9 +100,17 @@ impl StorageError {
 #[derive(Debug, Default, Clone)]
 pub struct Storage {
     stores: Arc<Mutex<HashMap<ObjectStoreUrl, Arc<dyn ObjectStore>>>>,
+    /// The options each store was built with, or is to be built with when first used: what
+    /// a cluster's scheduler and executors need to build the same stores.
+    settings: Arc<Mutex<HashMap<ObjectStoreUrl, BTreeMap<String, String>>>>,
     /// Stores found to honour conditional writes: one probe per store and process.
     fenced: Arc<Mutex<HashSet<ObjectStoreUrl>>>,
 }
+
+/// Stores by `scheme://bucket/`, each with the options it is built with: what a run sends a
+/// cluster so that its processes build the same stores.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoreSettings(pub BTreeMap<String, BTreeMap<String, String>>);
 
 /// The process-wide `memory://` store, so that a pipeline can write there and a later
 /// run in the same process (a test, the scheduler) can read it back.
@@ -116,7 +124,32 @@ impl Storage {
         Storage::default()
     }
 
-    /// The store for `location`, built with `options` if it is the first use of its bucket.
+    /// A registry that builds each store in `settings` (by `scheme://bucket/`) with its
+    /// options when first used, as another process's [`Storage::settings`] gave them.
+    pub fn with_settings(settings: &StoreSettings) -> Result<Storage, StorageError> {
+        let storage = Storage::new();
+        {
+            let mut known = storage.settings.lock().expect("storage settings lock");
+            for (url, options) in &settings.0 {
+                known.insert(Location::parse(url)?.store_url(), options.clone());
+            }
+        }
+        Ok(storage)
+    }
+
+    /// Every store built so far, or to be built, with its options.
+    pub fn settings(&self) -> StoreSettings {
+        let known = self.settings.lock().expect("storage settings lock");
+        StoreSettings(
+            known
+                .iter()
+                .map(|(url, options)| (url.as_str().to_string(), options.clone()))
+                .collect(),
+        )
+    }
+
+    /// The store for `location`, built with `options` if it is the first use of its bucket
+    /// (or, without options, with those this registry was given for it).
     pub fn store(
         &self,
         location: &Location,
@@ -127,7 +160,13 @@ impl Storage {
         if let Some(store) = stores.get(&key) {
             return Ok(Arc::clone(store));
         }
-        let store = build_store(location, options)?;
+        let mut settings = self.settings.lock().expect("storage settings lock");
+        let options = match settings.get(&key) {
+            Some(given) if options.is_empty() => given.clone(),
+            _ => options.clone(),
+        };
+        let store = build_store(location, &options)?;
+        settings.insert(key.clone(), options);
         stores.insert(key, Arc::clone(&store));
         Ok(store)
     }

@@ -1,16 +1,23 @@
 //! A Ballista cluster made of segflow processes on loopback: `segflow cluster scheduler`
-//! and two `segflow cluster executor`s, queried by Ballista's own client.
+//! and two `segflow cluster executor`s, queried through Ballista's client over data on the
+//! S3 test server.
 
 use std::net::TcpListener;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use ballista::prelude::SessionContextExt;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
-use datafusion::prelude::{ParquetReadOptions, SessionContext};
+use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::ParquetReadOptions;
+use segflow::cluster::connect;
+use segflow::storage::{Location, Storage};
 
-use crate::common::{Project, read_table, rows, segflow};
+use crate::common::segflow;
 
 /// A port nobody listens on now.
 fn free_port() -> u16 {
@@ -88,36 +95,79 @@ fn start_cluster(work: &std::path::Path) -> (Services, String) {
     (services, url)
 }
 
+/// The options of the test S3 server's bucket, as a pipeline would give them.
+fn bucket_options(addr: std::net::SocketAddr) -> BTreeMap<String, String> {
+    [
+        ("endpoint", format!("http://{addr}")),
+        ("allow_http", "true".to_string()),
+        ("access_key_id", crate::s3::KEY.to_string()),
+        ("secret_access_key", crate::s3::SECRET.to_string()),
+        ("region", "us-east-1".to_string()),
+    ]
+    .into_iter()
+    .map(|(key, value)| (key.to_string(), value))
+    .collect()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_of_segflow_processes_runs_queries() {
-    let project = Project::new(300, 900);
-    let (_services, url) = start_cluster(project.path());
-    let ctx: SessionContext = SessionContext::remote(&url).await.unwrap();
+async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("lake")).unwrap();
+    let addr = crate::s3::start_s3(root.path()).await;
+    let generate = [
+        "generate",
+        "--customers",
+        "300",
+        "--orders",
+        "900",
+        "--out",
+        "s3://lake/raw/",
+    ];
+    let generated = crate::s3::segflow_s3(addr, &generate).await;
+    assert_eq!(generated.code, 0, "{generated:?}");
+    // The cluster's processes have no S3 settings of their own (no AWS_* variables): the
+    // bucket's endpoint and keys reach them from the client's session.
+    let (_services, url) = start_cluster(root.path());
+    let storage = Storage::new();
+    let raw = Location::parse("s3://lake/raw/").unwrap();
+    storage.store(&raw, &bucket_options(addr)).unwrap();
+    let runtime = RuntimeEnvBuilder::new()
+        .with_object_store_registry(Arc::new(storage.clone()))
+        .build_arc()
+        .unwrap();
+    let state = SessionStateBuilder::new()
+        .with_runtime_env(runtime)
+        .with_default_features()
+        .build();
+    let ctx = connect(&url.parse().unwrap(), state, &storage)
+        .await
+        .unwrap();
     for table in ["customers", "orders"] {
-        let folder = project.data().join(table);
         ctx.register_parquet(
             table,
-            folder.to_str().unwrap(),
+            &format!("s3://lake/raw/{table}/"),
             ParquetReadOptions::default(),
         )
         .await
         .unwrap();
     }
     // Planned by the scheduler into stages, whose tasks the executors run.
-    let counted = ctx
-        .sql(
+    let counted = tokio::time::timeout(
+        Duration::from_secs(120),
+        ctx.sql(
             "SELECT COUNT(*) AS orders, COUNT(DISTINCT c.customer_id) AS buyers \
              FROM orders o JOIN customers c ON o.customer_id = c.customer_id",
         )
         .await
         .unwrap()
-        .collect()
-        .await
-        .unwrap();
-    let orders = counted[0].column(0).as_primitive::<Int64Type>().value(0);
+        .collect(),
+    )
+    .await
+    .expect("the cluster answers")
+    .unwrap();
     assert_eq!(
-        orders as usize,
-        rows(&read_table(&project.data().join("orders")))
+        counted[0].column(0).as_primitive::<Int64Type>().value(0),
+        900
     );
     let buyers = counted[0].column(1).as_primitive::<Int64Type>().value(0);
     assert!(buyers > 0 && buyers <= 300, "{buyers}");
