@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::error::BallistaError;
+use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -102,9 +103,12 @@ pub async fn connect(
     storage: &Storage,
 ) -> Result<SessionContext, ClusterError> {
     let stores = serde_json::to_string(&storage.settings()).expect("store settings serialise");
+    // The state's catalog, with the tables registered so far, stays: a new default one
+    // would replace it.
     let mut config = state
         .config()
         .clone()
+        .with_create_default_catalog_and_schema(false)
         .with_option_extension(ClusterStores { stores });
     // Ballista's own settings, for a state that was not built for the cluster.
     if config
@@ -251,6 +255,11 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ClusterError
         print_thread_info: false,
         override_config_producer: Some(Arc::new(cluster_config)),
         override_runtime_producer: Some(Arc::new(cluster_runtime)),
+        // Every function a session of this build has (Ballista's default registry leaves
+        // out the array functions, which the shipped SQL uses).
+        override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(
+            &SessionStateBuilder::new().with_default_features().build(),
+        ))),
         ..defaults
     };
     tracing::info!(scheduler = %settings.scheduler, host = %settings.host, flight_port = settings.flight_port, grpc_port = settings.grpc_port, "Cluster executor starting.");

@@ -769,6 +769,8 @@ struct Targets<'a> {
     /// The staging of each published table's first output, by its index among the outputs.
     outputs: HashMap<&'a str, (usize, ParquetTarget)>,
     scratch: &'a Scratch,
+    /// On a cluster, results live where executors can read them: never in this process.
+    in_memory: bool,
 }
 
 impl<'a> Targets<'a> {
@@ -788,6 +790,7 @@ impl<'a> Targets<'a> {
             uses: step_uses(pipeline),
             outputs,
             scratch,
+            in_memory: pipeline.engine.cluster.is_none(),
         }
     }
 
@@ -801,7 +804,7 @@ impl<'a> Targets<'a> {
         }
         match self.outputs.get(step.name.as_str()) {
             Some((_, staging)) => StepResult::Materialize(Box::new(staging.clone())),
-            None if step.kind == StepKind::Segment => StepResult::Memory {
+            None if step.kind == StepKind::Segment && self.in_memory => StepResult::Memory {
                 fallback: Box::new(self.scratch.target_of(&step.name)),
             },
             None => StepResult::Materialize(Box::new(self.scratch.target_of(&step.name))),
@@ -952,7 +955,10 @@ async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunErr
     for source in &pipeline.sources {
         engine.register_source(source).await?;
     }
-    Ok(engine)
+    match &pipeline.engine.cluster {
+        Some(url) => Ok(engine.on_cluster(url).await?),
+        None => Ok(engine),
+    }
 }
 
 /// How many outputs are written at once. Each write runs its own query and DataFusion's

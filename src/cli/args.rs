@@ -148,6 +148,10 @@ pub(crate) struct HandRunArgs {
     /// results kept from earlier runs (which it does not read).
     #[arg(long)]
     pub(crate) full: bool,
+    /// Run the queries on this Ballista cluster (df://HOST:PORT) instead of the pipeline's
+    /// `engine.cluster`, or in this process when neither is set.
+    #[arg(long, env = "SEGFLOW_CLUSTER")]
+    pub(crate) cluster: Option<segflow::cluster::ClusterUrl>,
     #[command(flatten)]
     pub(crate) lease: LeaseArgs,
     #[command(flatten)]

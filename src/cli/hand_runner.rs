@@ -7,7 +7,7 @@ use segflow::cancel::{Cancel, CancelReason};
 use segflow::engine::CacheSpec;
 use segflow::history::{self, RunHistory};
 use segflow::lease::{Lease, Leases};
-use segflow::pipeline::Pipeline;
+use segflow::pipeline::{EngineSettings, Pipeline};
 use segflow::progress::Progress;
 use segflow::run::{RunReport, RunRequest};
 use segflow::storage::{Location, Storage};
@@ -28,6 +28,8 @@ pub(super) struct HandRunner {
     state: Location,
     /// Whether incremental steps compute every file again (`--full`).
     full: bool,
+    /// The cluster that `--cluster` names, over the pipeline's own.
+    cluster: Option<segflow::cluster::ClusterUrl>,
     /// Cancelled by the first SIGINT or SIGTERM.
     stop: Cancel,
 }
@@ -50,6 +52,7 @@ impl HandRunner {
             single_writer: args.lease.single_writer,
             state,
             full: args.full,
+            cluster: args.cluster.clone(),
             stop: stop_signals(),
         })
     }
@@ -59,6 +62,20 @@ impl HandRunner {
         pipeline: &Pipeline,
         as_of: NaiveDate,
     ) -> Result<RunReport, Failure> {
+        let on_cluster;
+        let pipeline = match &self.cluster {
+            Some(url) => {
+                on_cluster = Pipeline {
+                    engine: EngineSettings {
+                        cluster: Some(url.clone()),
+                        ..pipeline.engine.clone()
+                    },
+                    ..pipeline.clone()
+                };
+                &on_cluster
+            }
+            None => pipeline,
+        };
         let progress = Progress::for_terminal();
         let (mut lease, records) = loop {
             let lease = self.take_lease(&pipeline.name, &progress).await?;

@@ -114,6 +114,8 @@ pub enum EngineError {
         column: String,
         hint: String,
     },
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
     #[error("{at}: check '{check}' could not run: {source}")]
     CheckRun {
         at: String,
@@ -254,6 +256,7 @@ impl EngineError {
             | EngineError::Register { .. } => Fault::Environment,
             EngineError::Storage(e) => e.fault(),
             EngineError::CheckRun { source, .. } => source.fault(),
+            EngineError::Cluster(error) => error.fault(),
             _ => Fault::User,
         }
     }

@@ -479,8 +479,13 @@ impl Engine {
     /// tables are registered under the names the SQL reads.
     fn file_context(&self) -> SessionContext {
         let state = self.ctx.state();
+        // A catalog of its own: the run's session may have been built on an existing one.
+        let config = state
+            .config()
+            .clone()
+            .with_create_default_catalog_and_schema(true);
         let file_state = SessionStateBuilder::new()
-            .with_config(state.config().clone())
+            .with_config(config)
             .with_runtime_env(Arc::clone(state.runtime_env()))
             .with_default_features()
             .build();

@@ -10,7 +10,7 @@ use chrono::NaiveDate;
 use chrono_tz::Tz;
 use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
-use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::Column;
 use datafusion::common::ParamValues;
@@ -24,12 +24,13 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
-use datafusion::logical_expr::LogicalPlan;
+use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{
     DataFrame, Expr, ParquetReadOptions, SQLOptions, SessionContext, cast, col, lit,
 };
 use datafusion::scalar::ScalarValue;
 
+use crate::cluster::ClusterUrl;
 use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, RUN_PARAMETERS, Step, StepKind, VarValue};
 use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::storage::{Location, Storage};
@@ -98,6 +99,13 @@ pub struct Engine {
 }
 
 impl Engine {
+    /// Sends every query from here on to the cluster at `url`, with the stores built so far
+    /// (the sources', the outputs', ...) for its processes to build too.
+    pub async fn on_cluster(mut self, url: &ClusterUrl) -> Result<Engine, EngineError> {
+        self.ctx = crate::cluster::connect(url, self.ctx.state(), &self.storage).await?;
+        Ok(self)
+    }
+
     pub fn new(
         settings: &EngineSettings,
         zone: Tz,
@@ -202,8 +210,18 @@ impl Engine {
                 if !fields.iter().any(|f| f.name() == AS_OF) {
                     fields.insert(0, Field::new(AS_OF, DataType::Date32, true));
                 }
-                let schema = Arc::new(Schema::new(fields));
-                Arc::new(MemTable::try_new(schema, vec![vec![]]).map_err(failed)?)
+                // No rows, as a plan rather than an in-memory table: a plan serialises, so a
+                // cluster runs it too.
+                let columns: Vec<Expr> = fields
+                    .iter()
+                    .map(|f| cast(lit(ScalarValue::Null), f.data_type().clone()).alias(f.name()))
+                    .collect();
+                LogicalPlanBuilder::empty(false)
+                    .build()
+                    .map(|empty| DataFrame::new(self.ctx.state(), empty))
+                    .and_then(|empty| empty.select(columns))
+                    .map_err(failed)?
+                    .into_view()
             }
         };
         self.ctx.register_table(table, provider).map_err(failed)?;
@@ -629,7 +647,7 @@ mod tests {
             let settings = EngineSettings {
                 memory_limit: Some(limit),
                 target_partitions: Some(2),
-                scratch: None,
+                ..EngineSettings::default()
             };
             let engine = Engine::new(
                 &settings,

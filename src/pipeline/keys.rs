@@ -123,6 +123,7 @@ const ENGINE: Shape = Shape::Fields(&[
     ("memory_limit", Shape::Any),
     ("target_partitions", Shape::Any),
     ("scratch", Shape::Any),
+    ("cluster", Shape::Any),
 ]);
 const SCHEDULE: Shape = Shape::Fields(&[
     ("cron", Shape::Any),

@@ -475,4 +475,6 @@ pub struct EngineSettings {
     /// Where runs keep the results of steps that several later steps read; a local
     /// temporary folder when unset.
     pub scratch: Option<Location>,
+    /// The Ballista cluster the run's queries go to; in-process DataFusion when unset.
+    pub cluster: Option<crate::cluster::ClusterUrl>,
 }

@@ -403,6 +403,7 @@ pub(super) struct RawEngine {
     pub(super) memory_limit: Option<Spanned<String>>,
     pub(super) target_partitions: Option<Spanned<usize>>,
     pub(super) scratch: Option<Spanned<String>>,
+    pub(super) cluster: Option<Spanned<String>>,
 }
 
 #[cfg(test)]

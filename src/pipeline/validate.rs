@@ -20,6 +20,7 @@ use super::raw::{
 };
 use super::types::ColumnType;
 use super::units::{parse_bytes, parse_duration};
+use crate::cluster::ClusterUrl;
 use crate::schedule::{Catchup, Schedule, ScheduleError};
 use crate::segments::Members;
 use crate::storage::Location;
@@ -773,10 +774,18 @@ impl<'a> Validator<'a> {
             self.problem(line_of(zero), "target_partitions must be at least 1");
         }
         let scratch = raw.scratch.and_then(|url| self.location(&url));
+        let cluster = raw.cluster.and_then(|text| {
+            let parsed = interpolate(&text.value, self.env)
+                .and_then(|url| url.parse::<ClusterUrl>().map_err(|e| e.to_string()));
+            parsed
+                .map_err(|message| self.problem(line_of(&text), message))
+                .ok()
+        });
         EngineSettings {
             memory_limit,
             target_partitions: raw.target_partitions.map(|n| n.value).filter(|&n| n > 0),
             scratch: scratch.map(|location| location.as_folder()),
+            cluster,
         }
     }
 

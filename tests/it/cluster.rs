@@ -17,7 +17,7 @@ use datafusion::prelude::ParquetReadOptions;
 use segflow::cluster::connect;
 use segflow::storage::{Location, Storage};
 
-use crate::common::segflow;
+use crate::common::{AS_OF, Project, SHIPPED_OUTPUTS, assert_same_outputs, run, segflow};
 
 /// A port nobody listens on now.
 fn free_port() -> u16 {
@@ -171,4 +171,25 @@ async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
     );
     let buyers = counted[0].column(1).as_primitive::<Int64Type>().value(0);
     assert!(buyers > 0 && buyers <= 300, "{buyers}");
+}
+
+#[test]
+fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
+    let project = Project::new(300, 900);
+    let (_services, url) = start_cluster(project.path());
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let on_cluster = project.path().join("out-cluster");
+    // Two nights: the second reads the first's publications (segment changes, the win-back
+    // cooldown, the anomaly checks).
+    for as_of in [AS_OF, "2026-04-01"] {
+        let local = project.run_nightly(as_of);
+        assert_eq!(local.code, 0, "{local:?}");
+        let clustered = run(project
+            .command(&["run", pipeline, "--as-of", as_of, "--cluster", &url])
+            .args(["--state", "state-cluster"])
+            .env("SEGFLOW_OUT", &on_cluster));
+        assert_eq!(clustered.code, 0, "{clustered:?}");
+        assert_same_outputs(&project.out(), &on_cluster, SHIPPED_OUTPUTS, as_of);
+    }
 }
