@@ -74,6 +74,9 @@ impl ExtensionOptions for ClusterStores {
     }
 }
 
+/// How long a run waits for the scheduler to answer before it gives up.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// A session config that can carry [`ClusterStores`], as every process of the cluster
 /// builds it.
 fn cluster_config() -> SessionConfig {
@@ -95,6 +98,23 @@ fn cluster_runtime(config: &SessionConfig) -> datafusion::error::Result<Arc<Runt
         .build_arc()
 }
 
+/// Checks that the scheduler at `url` answers, within a bound. Ballista's client connects at
+/// the first query, and then only says that the transport failed.
+pub async fn reach(url: &ClusterUrl) -> Result<(), ClusterError> {
+    let unreachable = |reason: String| ClusterError::Unreachable {
+        url: url.to_string(),
+        reason,
+    };
+    let reached = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((url.host.as_str(), url.port)),
+    )
+    .await
+    .map_err(|_| unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))?;
+    reached.map_err(|error| unreachable(error.to_string()))?;
+    Ok(())
+}
+
 /// A client session on the cluster at `url`: `state`'s settings, with the stores of
 /// `storage` for the cluster's processes to build.
 pub async fn connect(
@@ -102,6 +122,7 @@ pub async fn connect(
     state: SessionState,
     storage: &Storage,
 ) -> Result<SessionContext, ClusterError> {
+    reach(url).await?;
     let stores = serde_json::to_string(&storage.settings()).expect("store settings serialise");
     // The state's catalog, with the tables registered so far, stays: a new default one
     // would replace it.
@@ -134,7 +155,12 @@ pub async fn connect(
 pub enum ClusterError {
     #[error("'{0}' is not a cluster address: write df://HOST:PORT (the scheduler's)")]
     BadUrl(String),
-    #[error("cannot reach the cluster at {url}: {source}")]
+    #[error(
+        "cannot reach the cluster's scheduler at {url}: {reason}. Is `segflow cluster \
+         scheduler` running there, and is the port open from here?"
+    )]
+    Unreachable { url: String, reason: String },
+    #[error("cannot start a session on the cluster at {url}: {source}")]
     Connect {
         url: String,
         #[source]
@@ -152,9 +178,9 @@ impl ClusterError {
     pub fn fault(&self) -> crate::fault::Fault {
         match self {
             ClusterError::BadUrl(_) => crate::fault::Fault::User,
-            ClusterError::Service { .. } | ClusterError::Connect { .. } => {
-                crate::fault::Fault::Environment
-            }
+            ClusterError::Service { .. }
+            | ClusterError::Connect { .. }
+            | ClusterError::Unreachable { .. } => crate::fault::Fault::Environment,
         }
     }
 }

@@ -57,6 +57,12 @@ pub enum RunError {
     ChecksFailed(Vec<CheckResult>),
     #[error(transparent)]
     Select(#[from] SelectError),
+    #[error(
+        "the pipeline runs on a cluster, whose executors cannot reach what is on this \
+         machine; make each of these a URL every executor reaches (s3://...):{}",
+        .0.iter().map(|l| format!("\n  {l}")).collect::<String>()
+    )]
+    LocalOnCluster(Vec<String>),
     #[error("no output of the pipeline is published for {as_of}")]
     NothingPublished { as_of: NaiveDate },
     #[error("the run crashed: {0}")]
@@ -99,9 +105,10 @@ impl RunError {
                 .map(RunError::fault)
                 .max()
                 .unwrap_or(crate::fault::Fault::User),
-            RunError::Select(_) | RunError::ChecksFailed(_) | RunError::NothingPublished { .. } => {
-                crate::fault::Fault::User
-            }
+            RunError::Select(_)
+            | RunError::ChecksFailed(_)
+            | RunError::NothingPublished { .. }
+            | RunError::LocalOnCluster(_) => crate::fault::Fault::User,
             RunError::Scratch(_)
             | RunError::DiskFull { .. }
             | RunError::ReadFailed(_)
@@ -313,6 +320,7 @@ pub async fn check_published(
 /// Plans every step against the sources' schemas without scanning data: what
 /// `segflow validate` checks beyond the spec itself.
 pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Planned, RunError> {
+    check_cluster(pipeline).await?;
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
     plan_views(pipeline, request, &engine, &storage).await?;
@@ -453,6 +461,7 @@ async fn run_on_engine(
     let (pipeline, request, progress) = (&pipeline, &request, &progress);
     let started = Instant::now();
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, "Run started.");
+    check_cluster(pipeline).await?;
     let storage = Storage::new();
     let scratch = Scratch::create(pipeline.engine.scratch.as_ref(), &request.run_id)
         .map_err(RunError::Scratch)?;
@@ -943,6 +952,39 @@ async fn register_published(
             .await?;
     }
     Ok(())
+}
+
+/// In cluster mode, the executors read the sources and the scratch folder and write the
+/// outputs' files: what of these is a path of this machine, which they cannot reach.
+fn local_on_cluster(pipeline: &Pipeline) -> Vec<String> {
+    let mut local: Vec<String> = Vec::new();
+    for source in pipeline.sources.iter().filter(|s| s.location.is_local()) {
+        local.push(format!("source '{}' at {}", source.name, source.location));
+    }
+    for output in pipeline.outputs.iter().filter(|o| o.location.is_local()) {
+        local.push(format!("output '{}' at {}", output.table, output.location));
+    }
+    match &pipeline.engine.scratch {
+        None => local.push("engine.scratch, unset (a temporary folder here)".to_string()),
+        Some(scratch) if scratch.is_local() => local.push(format!("engine.scratch at {scratch}")),
+        Some(_) => {}
+    }
+    local
+}
+
+/// Before any work, in cluster mode: every location is one the executors reach, and the
+/// scheduler answers.
+async fn check_cluster(pipeline: &Pipeline) -> Result<(), RunError> {
+    let Some(url) = &pipeline.engine.cluster else {
+        return Ok(());
+    };
+    let local = local_on_cluster(pipeline);
+    if !local.is_empty() {
+        return Err(RunError::LocalOnCluster(local));
+    }
+    crate::cluster::reach(url)
+        .await
+        .map_err(|error| RunError::Engine(error.into()))
 }
 
 async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunError> {

@@ -62,6 +62,11 @@ impl Location {
         Location { url }
     }
 
+    /// Whether only this machine (or this process) reaches it: a path, or `memory://`.
+    pub fn is_local(&self) -> bool {
+        matches!(self.url.scheme(), "file" | "memory")
+    }
+
     pub fn is_folder(&self) -> bool {
         self.url.path().ends_with('/')
     }

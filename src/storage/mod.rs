@@ -166,7 +166,7 @@ impl Storage {
             _ => options.clone(),
         };
         let store = build_store(location, &options)?;
-        settings.insert(key.clone(), options);
+        settings.insert(key.clone(), with_environment(location, options));
         stores.insert(key, Arc::clone(&store));
         Ok(store)
     }
@@ -367,6 +367,27 @@ pub fn unknown_option(location: &Location, key: &str) -> Option<&'static [&'stat
             .then_some(S3_OPTIONS),
         _ => None,
     }
+}
+
+/// `options` and the settings an S3 store also takes from the environment (`AWS_ENDPOINT`,
+/// keys, region, as `AmazonS3Builder::from_env` reads them): the whole of how this process
+/// reaches the store, for another process that has none of its variables.
+fn with_environment(
+    location: &Location,
+    mut options: BTreeMap<String, String>,
+) -> BTreeMap<String, String> {
+    if !matches!(location.url.scheme(), "s3" | "s3a") {
+        return options;
+    }
+    for (name, value) in std::env::vars() {
+        let key = name.to_ascii_lowercase();
+        let known =
+            key.starts_with("aws_") && key.parse::<object_store::aws::AmazonS3ConfigKey>().is_ok();
+        if known && !options.contains_key(&key) {
+            options.insert(key, value);
+        }
+    }
+    options
 }
 
 fn build_store(

@@ -17,7 +17,13 @@ use datafusion::prelude::ParquetReadOptions;
 use segflow::cluster::connect;
 use segflow::storage::{Location, Storage};
 
-use crate::common::{AS_OF, Project, SHIPPED_OUTPUTS, assert_same_outputs, run, segflow};
+use std::net::SocketAddr;
+use std::path::Path;
+
+use crate::common::{
+    AS_OF, END, Outcome, Project, SHIPPED_OUTPUTS, assert_same_outputs, copy_dir, let_orders_age,
+    outcome, segflow,
+};
 
 /// A port nobody listens on now.
 fn free_port() -> u16 {
@@ -173,23 +179,116 @@ async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
     assert!(buyers > 0 && buyers <= 300, "{buyers}");
 }
 
-#[test]
-fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
-    let project = Project::new(300, 900);
-    let (_services, url) = start_cluster(project.path());
-    let pipeline = project.pipeline();
-    let pipeline = pipeline.to_str().unwrap();
-    let on_cluster = project.path().join("out-cluster");
+/// `segflow` on the S3 test server, from `dir`, async (the server runs on this runtime).
+async fn segflow_in(dir: &Path, addr: SocketAddr, args: &[&str], env: &[(&str, &str)]) -> Outcome {
+    let mut command = crate::s3::segflow_on_s3(addr);
+    command
+        .current_dir(dir)
+        .args(args)
+        .envs(env.iter().copied());
+    outcome(
+        tokio::process::Command::from(command)
+            .output()
+            .await
+            .unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("lake")).unwrap();
+    let addr = crate::s3::start_s3(root.path()).await;
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for folder in ["pipelines", "queries"] {
+        copy_dir(&repo.join(folder), &root.path().join(folder));
+    }
+    let_orders_age(root.path());
+    // Intermediate results where the executors reach them too.
+    let spec = root.path().join("pipelines/nightly_segments.yaml");
+    let text = std::fs::read_to_string(&spec).unwrap();
+    std::fs::write(&spec, text + "\nengine:\n  scratch: s3://lake/scratch/\n").unwrap();
+    let generate = [
+        "generate",
+        "--customers",
+        "300",
+        "--orders",
+        "900",
+        "--end",
+        END,
+        "--out",
+        "s3://lake/raw/",
+    ];
+    let generated = segflow_in(root.path(), addr, &generate, &[]).await;
+    assert_eq!(generated.code, 0, "{generated:?}");
+    let (_services, url) = start_cluster(root.path());
+    let pipeline = "pipelines/nightly_segments.yaml";
+    let on_cluster = [
+        ("SEGFLOW_OUT", "s3://lake/marts-cluster"),
+        ("SEGFLOW_STATE", "s3://lake/state-cluster"),
+    ];
     // Two nights: the second reads the first's publications (segment changes, the win-back
     // cooldown, the anomaly checks).
     for as_of in [AS_OF, "2026-04-01"] {
-        let local = project.run_nightly(as_of);
+        let local = segflow_in(root.path(), addr, &["run", pipeline, "--as-of", as_of], &[]).await;
         assert_eq!(local.code, 0, "{local:?}");
-        let clustered = run(project
-            .command(&["run", pipeline, "--as-of", as_of, "--cluster", &url])
-            .args(["--state", "state-cluster"])
-            .env("SEGFLOW_OUT", &on_cluster));
+        let args = ["run", pipeline, "--as-of", as_of, "--cluster", &url];
+        let clustered = segflow_in(root.path(), addr, &args, &on_cluster).await;
         assert_eq!(clustered.code, 0, "{clustered:?}");
-        assert_same_outputs(&project.out(), &on_cluster, SHIPPED_OUTPUTS, as_of);
+        let lake = root.path().join("lake");
+        assert_same_outputs(
+            &lake.join("marts"),
+            &lake.join("marts-cluster"),
+            SHIPPED_OUTPUTS,
+            as_of,
+        );
     }
+}
+
+#[test]
+fn a_cluster_run_refuses_paths_and_names_an_unreachable_scheduler() {
+    let project = Project::new(50, 150);
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    // Nothing listens here: the run says so at once, exit 2, and publishes nothing.
+    let port = free_port();
+    let nowhere = format!("df://127.0.0.1:{port}");
+    let s3_only = project.path().join("s3_only.yaml");
+    let spec = std::fs::read_to_string(pipeline).unwrap();
+    let urls = spec
+        .replace("${SEGFLOW_DATA:-data}", "s3://lake/raw")
+        .replace("${SEGFLOW_OUT:-out}", "s3://lake/marts")
+        .replace(
+            "../queries/",
+            &format!("{}/queries/", project.path().display()),
+        )
+        + "\nengine:\n  scratch: s3://lake/scratch/\n";
+    std::fs::write(&s3_only, urls).unwrap();
+    let unreachable = project.segflow(&[
+        "run",
+        s3_only.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--cluster",
+        &nowhere,
+    ]);
+    assert_eq!(unreachable.code, 2, "{unreachable:?}");
+    assert!(
+        unreachable.stderr.contains(&format!(
+            "cannot reach the cluster's scheduler at {nowhere}"
+        )),
+        "{unreachable:?}"
+    );
+
+    // Paths of this machine: each is named, exit 1, before any work.
+    let local = project.segflow(&["run", pipeline, "--as-of", AS_OF, "--cluster", &nowhere]);
+    assert_eq!(local.code, 1, "{local:?}");
+    for named in [
+        "source 'customers' at file://",
+        "output 'rfm' at file://",
+        "engine.scratch, unset",
+    ] {
+        assert!(local.stderr.contains(named), "{named}: {local:?}");
+    }
+    assert!(project.snapshot().is_empty(), "nothing published");
 }
