@@ -194,8 +194,9 @@ async fn segflow_in(dir: &Path, addr: SocketAddr, args: &[&str], env: &[(&str, &
     )
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
+/// The shipped pipeline and a small shop on the S3 test server, its intermediate results
+/// there too, so that the executors reach everything.
+async fn shop_on_s3() -> (tempfile::TempDir, SocketAddr) {
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("lake")).unwrap();
     let addr = crate::s3::start_s3(root.path()).await;
@@ -204,8 +205,7 @@ async fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
         copy_dir(&repo.join(folder), &root.path().join(folder));
     }
     let_orders_age(root.path());
-    // Intermediate results where the executors reach them too.
-    let spec = root.path().join("pipelines/nightly_segments.yaml");
+    let spec = root.path().join(PIPELINE);
     let text = std::fs::read_to_string(&spec).unwrap();
     std::fs::write(&spec, text + "\nengine:\n  scratch: s3://lake/scratch/\n").unwrap();
     let generate = [
@@ -221,12 +221,23 @@ async fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
     ];
     let generated = segflow_in(root.path(), addr, &generate, &[]).await;
     assert_eq!(generated.code, 0, "{generated:?}");
+    (root, addr)
+}
+
+const PIPELINE: &str = "pipelines/nightly_segments.yaml";
+
+/// Where a cluster run publishes and keeps its history, beside the in-process one.
+const ON_CLUSTER: [(&str, &str); 2] = [
+    ("SEGFLOW_OUT", "s3://lake/marts-cluster"),
+    ("SEGFLOW_STATE", "s3://lake/state-cluster"),
+];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
+    let (root, addr) = shop_on_s3().await;
     let (_services, url) = start_cluster(root.path());
-    let pipeline = "pipelines/nightly_segments.yaml";
-    let on_cluster = [
-        ("SEGFLOW_OUT", "s3://lake/marts-cluster"),
-        ("SEGFLOW_STATE", "s3://lake/state-cluster"),
-    ];
+    let pipeline = PIPELINE;
+    let on_cluster = ON_CLUSTER;
     // Two nights: the second reads the first's publications (segment changes, the win-back
     // cooldown, the anomaly checks).
     for as_of in [AS_OF, "2026-04-01"] {
@@ -291,4 +302,67 @@ fn a_cluster_run_refuses_paths_and_names_an_unreachable_scheduler() {
         assert!(local.stderr.contains(named), "{named}: {local:?}");
     }
     assert!(project.snapshot().is_empty(), "nothing published");
+}
+
+/// An executor killed with SIGKILL while the run uses it: the run completes (Ballista runs
+/// the lost tasks again elsewhere) and publishes what an in-process run publishes, or it
+/// fails with exit 2 and publishes nothing. Never half, never a hang.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executor_killed_mid_run_leaves_a_whole_publication_or_none() {
+    let (root, addr) = shop_on_s3().await;
+    let local = segflow_in(root.path(), addr, &["run", PIPELINE, "--as-of", AS_OF], &[]).await;
+    assert_eq!(local.code, 0, "{local:?}");
+    let (mut services, url) = start_cluster(root.path());
+    let dir = root.path().to_path_buf();
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        let mut run = crate::s3::segflow_on_s3(addr);
+        run.current_dir(&dir)
+            .args(["run", PIPELINE, "--as-of", AS_OF, "--cluster", &url])
+            .envs(ON_CLUSTER)
+            .env("SEGFLOW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut run = run.spawn().unwrap();
+        let log = crate::daemon::follow_log(&mut run);
+        crate::daemon::wait_for_log(&log, "step=customer_features");
+        let executor = &mut services.0[1];
+        executor.kill().unwrap();
+        executor.wait().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
+        let status = loop {
+            if let Some(status) = run.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = run.kill();
+                panic!(
+                    "the run hung after its executor died:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let text = log.lock().unwrap().clone();
+        (status.code(), text)
+    })
+    .await
+    .unwrap();
+    let lake = root.path().join("lake");
+    eprintln!("the run ended with {code:?}");
+    match code {
+        Some(0) => assert_same_outputs(
+            &lake.join("marts"),
+            &lake.join("marts-cluster"),
+            SHIPPED_OUTPUTS,
+            AS_OF,
+        ),
+        Some(2) => assert!(
+            !lake.join("marts-cluster").exists()
+                || crate::common::snapshot_of(&lake.join("marts-cluster"))
+                    .keys()
+                    .all(|file| !file.to_string_lossy().contains("manifests")),
+            "a failed run published: {log}"
+        ),
+        other => panic!("exit {other:?}:\n{log}"),
+    }
 }
