@@ -366,3 +366,59 @@ async fn an_executor_killed_mid_run_leaves_a_whole_publication_or_none() {
         other => panic!("exit {other:?}:\n{log}"),
     }
 }
+
+/// The scheduler daemon runs a pipeline whose `engine.cluster` names a cluster at its slot,
+/// like any other; the pipeline's own store options reach the executors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_runs_a_cluster_pipeline_at_its_slot() {
+    let (root, addr) = shop_on_s3().await;
+    let (_services, url) = start_cluster(root.path());
+    let options: String = bucket_options(addr)
+        .iter()
+        .map(|(key, value)| format!("{key}: \"{value}\", "))
+        .collect();
+    let scheduled = root.path().join("scheduled");
+    std::fs::create_dir_all(&scheduled).unwrap();
+    std::fs::write(
+        root.path().join("queries/paid_per_customer.sql"),
+        "SELECT customer_id, COUNT(*) AS orders FROM orders GROUP BY customer_id",
+    )
+    .unwrap();
+    std::fs::write(
+        scheduled.join("on_cluster.yaml"),
+        format!(
+            "name: on_cluster\n\
+             schedule: {{ cron: '0 2 * * *' }}\n\
+             engine: {{ cluster: \"{url}\", scratch: s3://lake/scratch/ }}\n\
+             sources:\n  orders: {{ url: s3://lake/raw/orders/, options: {{ {options} }} }}\n\
+             steps:\n  - {{ name: per_customer, sql: ../queries/paid_per_customer.sql }}\n\
+             outputs:\n  - {{ table: per_customer, url: s3://lake/daily/per_customer/, options: {{ {options} }} }}\n"
+        ),
+    )
+    .unwrap();
+    let clock = segflow::clock::ManualClock::starting_at("2030-03-06T02:00:00Z".parse().unwrap());
+    let config = segflow::daemon::DaemonConfig {
+        pipelines: scheduled,
+        state: Location::parse(&format!("{}/state/", root.path().display())).unwrap(),
+        once: true,
+        grace: Duration::from_secs(10),
+        lease_ttl: Duration::from_secs(30),
+        tick: Duration::from_secs(1),
+        clock: segflow::clock::Clock::Manual(clock),
+        single_writer: false,
+    };
+    let tally = segflow::daemon::run(config, std::future::pending()).await;
+    assert_eq!((tally.published, tally.failed), (1, 0), "{tally:?}");
+    let published = crate::common::table_text(
+        &root.path().join("lake/daily"),
+        "per_customer",
+        "2030-03-05",
+        &[],
+    );
+    let orders: usize = published
+        .iter()
+        .filter_map(|row| row.split("orders=").nth(1))
+        .map(|n| n.trim().parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(orders, 900, "{published:?}");
+}
