@@ -320,7 +320,7 @@ pub async fn check_published(
 /// Plans every step against the sources' schemas without scanning data: what
 /// `segflow validate` checks beyond the spec itself.
 pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Planned, RunError> {
-    check_cluster(pipeline).await?;
+    check_cluster(pipeline, request).await?;
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
     plan_views(pipeline, request, &engine, &storage).await?;
@@ -461,7 +461,7 @@ async fn run_on_engine(
     let (pipeline, request, progress) = (&pipeline, &request, &progress);
     let started = Instant::now();
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, "Run started.");
-    check_cluster(pipeline).await?;
+    check_cluster(pipeline, request).await?;
     let storage = Storage::new();
     let scratch = Scratch::create(pipeline.engine.scratch.as_ref(), &request.run_id)
         .map_err(RunError::Scratch)?;
@@ -956,7 +956,7 @@ async fn register_published(
 
 /// In cluster mode, the executors read the sources and the scratch folder and write the
 /// outputs' files: what of these is a path of this machine, which they cannot reach.
-fn local_on_cluster(pipeline: &Pipeline) -> Vec<String> {
+fn local_on_cluster(pipeline: &Pipeline, cache: Option<&CacheSpec>) -> Vec<String> {
     let mut local: Vec<String> = Vec::new();
     for source in pipeline.sources.iter().filter(|s| s.location.is_local()) {
         local.push(format!("source '{}' at {}", source.name, source.location));
@@ -969,16 +969,24 @@ fn local_on_cluster(pipeline: &Pipeline) -> Vec<String> {
         Some(scratch) if scratch.is_local() => local.push(format!("engine.scratch at {scratch}")),
         Some(_) => {}
     }
+    // Executors write and read the results of incremental steps kept in the state store.
+    let incremental = pipeline.steps.iter().any(|step| step.incremental.is_some());
+    if let Some(cache) = cache.filter(|cache| incremental && cache.root.is_local()) {
+        local.push(format!(
+            "the state store, which keeps incremental steps' results, at {}",
+            cache.root
+        ));
+    }
     local
 }
 
 /// Before any work, in cluster mode: every location is one the executors reach, and the
 /// scheduler answers.
-async fn check_cluster(pipeline: &Pipeline) -> Result<(), RunError> {
+async fn check_cluster(pipeline: &Pipeline, request: &RunRequest) -> Result<(), RunError> {
     let Some(url) = &pipeline.engine.cluster else {
         return Ok(());
     };
-    let local = local_on_cluster(pipeline);
+    let local = local_on_cluster(pipeline, request.cache.as_ref());
     if !local.is_empty() {
         return Err(RunError::LocalOnCluster(local));
     }

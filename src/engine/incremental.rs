@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::{DataType, SchemaRef, TimeUnit};
+use datafusion::catalog::MemoryCatalogProviderList;
 use datafusion::common::Column;
 use datafusion::common::config::TableParquetOptions;
 use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
@@ -475,19 +476,18 @@ impl Engine {
         files_table(&[location.as_str()], format, &had.schema).ok()
     }
 
-    /// A session with the run's settings, memory pool and stores but no tables: one file's
-    /// tables are registered under the names the SQL reads.
+    /// A session with the run's settings, memory pool, stores and planner (on a cluster, its
+    /// queries go to the cluster too) but no tables: one file's tables are registered under
+    /// the names the SQL reads.
     fn file_context(&self) -> SessionContext {
         let state = self.ctx.state();
-        // A catalog of its own: the run's session may have been built on an existing one.
         let config = state
             .config()
             .clone()
             .with_create_default_catalog_and_schema(true);
-        let file_state = SessionStateBuilder::new()
+        let file_state = SessionStateBuilder::new_from_existing(state)
             .with_config(config)
-            .with_runtime_env(Arc::clone(state.runtime_env()))
-            .with_default_features()
+            .with_catalog_list(Arc::new(MemoryCatalogProviderList::new()))
             .build();
         SessionContext::new_with_state(file_state)
     }

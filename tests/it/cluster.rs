@@ -265,16 +265,20 @@ fn a_cluster_run_refuses_paths_and_names_an_unreachable_scheduler() {
     let port = free_port();
     let nowhere = format!("df://127.0.0.1:{port}");
     let s3_only = project.path().join("s3_only.yaml");
-    let spec = std::fs::read_to_string(pipeline).unwrap();
-    let urls = spec
-        .replace("${SEGFLOW_DATA:-data}", "s3://lake/raw")
-        .replace("${SEGFLOW_OUT:-out}", "s3://lake/marts")
-        .replace(
-            "../queries/",
-            &format!("{}/queries/", project.path().display()),
-        )
-        + "\nengine:\n  scratch: s3://lake/scratch/\n";
-    std::fs::write(&s3_only, urls).unwrap();
+    std::fs::write(
+        &s3_only,
+        "name: s3_only\n\
+         engine: { scratch: s3://lake/scratch/ }\n\
+         sources:\n  orders: { url: s3://lake/raw/orders/ }\n\
+         steps:\n  - { name: counted, sql: queries/counted.sql }\n\
+         outputs:\n  - { table: counted, url: s3://lake/marts/counted/ }\n",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("queries/counted.sql"),
+        "SELECT COUNT(*) AS orders FROM orders",
+    )
+    .unwrap();
     let unreachable = project.segflow(&[
         "run",
         s3_only.to_str().unwrap(),
@@ -298,6 +302,7 @@ fn a_cluster_run_refuses_paths_and_names_an_unreachable_scheduler() {
         "source 'customers' at file://",
         "output 'rfm' at file://",
         "engine.scratch, unset",
+        "the state store, which keeps incremental steps' results, at file://",
     ] {
         assert!(local.stderr.contains(named), "{named}: {local:?}");
     }
