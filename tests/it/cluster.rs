@@ -117,20 +117,7 @@ fn bucket_options(addr: std::net::SocketAddr) -> BTreeMap<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("lake")).unwrap();
-    let addr = crate::s3::start_s3(root.path()).await;
-    let generate = [
-        "generate",
-        "--customers",
-        "300",
-        "--orders",
-        "900",
-        "--out",
-        "s3://lake/raw/",
-    ];
-    let generated = crate::s3::segflow_s3(addr, &generate).await;
-    assert_eq!(generated.code, 0, "{generated:?}");
+    let (root, addr) = shop_on_s3().await;
     // The cluster's processes have no S3 settings of their own (no AWS_* variables): the
     // bucket's endpoint and keys reach them from the client's session.
     let (_services, url) = start_cluster(root.path());
