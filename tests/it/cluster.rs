@@ -21,7 +21,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use crate::common::{
-    AS_OF, END, Outcome, Project, SHIPPED_OUTPUTS, assert_same_outputs, copy_dir, let_orders_age,
+    AS_OF, Outcome, Project, SHIPPED_OUTPUTS, assert_same_outputs, copy_dir, let_orders_age,
     outcome, segflow,
 };
 
@@ -184,9 +184,7 @@ async fn segflow_in(dir: &Path, addr: SocketAddr, args: &[&str], env: &[(&str, &
 /// The shipped pipeline and a small shop on the S3 test server, its intermediate results
 /// there too, so that the executors reach everything.
 async fn shop_on_s3() -> (tempfile::TempDir, SocketAddr) {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("lake")).unwrap();
-    let addr = crate::s3::start_s3(root.path()).await;
+    let (root, addr) = crate::s3::small_shop_on_s3().await;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for folder in ["pipelines", "queries"] {
         copy_dir(&repo.join(folder), &root.path().join(folder));
@@ -195,19 +193,6 @@ async fn shop_on_s3() -> (tempfile::TempDir, SocketAddr) {
     let spec = root.path().join(PIPELINE);
     let text = std::fs::read_to_string(&spec).unwrap();
     std::fs::write(&spec, text + "\nengine:\n  scratch: s3://lake/scratch/\n").unwrap();
-    let generate = [
-        "generate",
-        "--customers",
-        "300",
-        "--orders",
-        "900",
-        "--end",
-        END,
-        "--out",
-        "s3://lake/raw/",
-    ];
-    let generated = segflow_in(root.path(), addr, &generate, &[]).await;
-    assert_eq!(generated.code, 0, "{generated:?}");
     (root, addr)
 }
 

@@ -9,7 +9,6 @@ use std::time::{Duration, Instant};
 
 use crate::common::{AS_OF, Project};
 use crate::daemon::{follow_log, records, records_in, terminate, wait_for_log};
-use crate::s3::start_s3;
 
 /// Writes a pipeline with `outputs` one-step outputs over the customers, each its own table,
 /// so that publishing takes many commits.
@@ -162,29 +161,9 @@ fn runs_started_together_publish_one_after_the_other() {
     assert_consistent(&project.out(), AS_OF, "after repairing a manifest");
 }
 
-/// An S3-protocol server on loopback, serving a folder with the bucket `lake`, and a small
-/// shop generated into `s3://lake/raw/`.
-async fn small_shop_on_s3() -> (tempfile::TempDir, std::net::SocketAddr) {
-    let root = tempfile::tempdir().unwrap();
-    std::fs::create_dir(root.path().join("lake")).unwrap();
-    let addr = start_s3(root.path()).await;
-    let generate = [
-        "generate",
-        "--customers",
-        "300",
-        "--orders",
-        "900",
-        "--out",
-        "s3://lake/raw/",
-    ];
-    let generated = crate::s3::segflow_s3(addr, &generate).await;
-    assert_eq!(generated.code, 0, "{generated:?}");
-    (root, addr)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_started_together_publish_one_after_the_other_on_s3() {
-    let (root, addr) = small_shop_on_s3().await;
+    let (root, addr) = crate::s3::small_shop_on_s3().await;
     let pipeline = root.path().join("pipelines/race.yaml");
     many_outputs(&pipeline, "race", 3, "s3://lake/raw", "s3://lake/marts", "");
     let args = ["run", pipeline.to_str().unwrap(), "--as-of", AS_OF];
@@ -360,7 +339,7 @@ fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor_on_s3() {
-    let (root, addr) = small_shop_on_s3().await;
+    let (root, addr) = crate::s3::small_shop_on_s3().await;
     let folder = root.path().to_path_buf();
     let pipeline = folder.join("scheduled/stall.yaml");
     let (data, out) = ("s3://lake/raw", "s3://lake/marts");

@@ -166,6 +166,26 @@ impl GatedShop {
     }
 }
 
+/// An S3-protocol server on loopback, serving a folder with the bucket `lake`, and a small
+/// shop generated into `s3://lake/raw/`.
+pub async fn small_shop_on_s3() -> (tempfile::TempDir, std::net::SocketAddr) {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("lake")).unwrap();
+    let addr = start_s3(root.path()).await;
+    let generate = [
+        "generate",
+        "--customers",
+        "300",
+        "--orders",
+        "900",
+        "--out",
+        "s3://lake/raw/",
+    ];
+    let generated = segflow_s3(addr, &generate).await;
+    assert_eq!(generated.code, 0, "{generated:?}");
+    (root, addr)
+}
+
 pub async fn segflow_s3(addr: SocketAddr, args: &[&str]) -> Outcome {
     let mut command = segflow_on_s3(addr);
     command.args(args);
