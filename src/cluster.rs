@@ -2,6 +2,7 @@
 //! (README, "Running on a cluster"). Both are Ballista's own services, started from its
 //! crates; segflow starts them so that one binary is the client and the cluster both.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,6 +10,7 @@ use std::sync::Arc;
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::error::BallistaError;
 use ballista_core::registry::BallistaFunctionRegistry;
+use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
 use ballista_scheduler::cluster::BallistaCluster;
 use ballista_scheduler::config::SchedulerConfig;
@@ -19,28 +21,41 @@ use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
+use datafusion_proto::logical_plan::LogicalExtensionCodec;
+use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 
+use crate::functions::{LogicalCodec, PhysicalCodec};
 use crate::storage::{Storage, StoreSettings};
 
-/// The stores a client's queries read and write, with their options (JSON of
-/// [`StoreSettings`]), carried in the session's settings (`segflow.stores`) to the scheduler
-/// and the executors, which build the same stores from them. Credentials travel with them,
-/// as Ballista's own `s3.*` settings do: keep the cluster's network private.
-#[derive(Debug, Clone, Default)]
-pub struct ClusterStores {
-    pub stores: String,
+/// Settings a client sends the cluster with its queries, under one prefix: each process of
+/// the cluster sets back those it knows, and ignores the others.
+trait Prefix: std::fmt::Debug + Default + Clone + Send + Sync + 'static {
+    const PREFIX: &'static str;
+    /// The settings under the prefix, and what each is.
+    const KEYS: &'static [(&'static str, &'static str)];
 }
 
-const STORES: &str = "stores";
+/// [`Prefix`]'s settings, by their name under it.
+#[derive(Debug, Clone, Default)]
+struct Sent<P: Prefix> {
+    values: BTreeMap<String, String>,
+    prefix: std::marker::PhantomData<P>,
+}
 
-impl ConfigExtension for ClusterStores {
-    const PREFIX: &'static str = "segflow";
+impl<P: Prefix> Sent<P> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.values.get(key).map(String::as_str)
+    }
+}
+
+impl<P: Prefix> ConfigExtension for Sent<P> {
+    const PREFIX: &'static str = P::PREFIX;
 }
 
 // By hand rather than with DataFusion's `extensions_options!`, whose entries leave out the
 // prefix: the settings a client sends are those entries, and the cluster's processes set
 // them back by their full name.
-impl ExtensionOptions for ClusterStores {
+impl<P: Prefix> ExtensionOptions for Sent<P> {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -54,24 +69,62 @@ impl ExtensionOptions for ClusterStores {
     }
 
     fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
-        match key {
-            STORES => {
-                self.stores = value.to_string();
-                Ok(())
-            }
-            other => Err(DataFusionError::Configuration(format!(
-                "segflow.{other} is not a setting; segflow.{STORES} is"
-            ))),
+        if !P::KEYS.iter().any(|(known, _)| *known == key) {
+            let known: Vec<&str> = P::KEYS.iter().map(|(known, _)| *known).collect();
+            return Err(DataFusionError::Configuration(format!(
+                "{}.{key} is not a setting; these are: {}",
+                P::PREFIX,
+                known.join(", ")
+            )));
         }
+        self.values.insert(key.to_string(), value.to_string());
+        Ok(())
     }
 
     fn entries(&self) -> Vec<ConfigEntry> {
-        vec![ConfigEntry {
-            key: format!("{}.{STORES}", Self::PREFIX),
-            value: Some(self.stores.clone()),
-            description: "The client's object stores and their options, as JSON.",
-        }]
+        P::KEYS
+            .iter()
+            .map(|(key, description)| ConfigEntry {
+                key: format!("{}.{key}", P::PREFIX),
+                value: self.values.get(*key).cloned(),
+                description,
+            })
+            .collect()
     }
+}
+
+/// `segflow.stores`: the stores a client's queries read and write, with their options (JSON
+/// of [`StoreSettings`]), from which segflow's scheduler and executors build the same
+/// stores. Credentials travel with them, as Ballista's own `s3.*` settings do: keep the
+/// cluster's network private.
+#[derive(Debug, Clone, Default)]
+struct SegflowSettings;
+
+const STORES: &str = "stores";
+
+impl Prefix for SegflowSettings {
+    const PREFIX: &'static str = "segflow";
+    const KEYS: &'static [(&'static str, &'static str)] = &[(
+        STORES,
+        "The client's object stores and their options, as JSON.",
+    )];
+}
+
+/// `s3.*`: the one S3 store that Ballista's stock scheduler and executors build, from these
+/// settings and their own environment (Ballista's `S3Options`).
+#[derive(Debug, Clone, Default)]
+struct StockS3Settings;
+
+impl Prefix for StockS3Settings {
+    const PREFIX: &'static str = "s3";
+    const KEYS: &'static [(&'static str, &'static str)] = &[
+        ("access_key_id", "S3 Access Key"),
+        ("secret_access_key", "S3 Secret Key"),
+        ("session_token", "S3 Session token"),
+        ("region", "S3 region"),
+        ("endpoint", "S3 Endpoint"),
+        ("allow_http", "S3 Allow Http"),
+    ];
 }
 
 /// How long a run waits for the scheduler to answer before it gives up.
@@ -80,16 +133,33 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A session config that can carry [`ClusterStores`], as every process of the cluster
 /// builds it.
 fn cluster_config() -> SessionConfig {
-    SessionConfig::new_with_ballista().with_option_extension(ClusterStores::default())
+    SessionConfig::new_with_ballista().with_option_extension(Sent::<SegflowSettings>::default())
+}
+
+/// Ballista's plan codecs with segflow's functions, as the client, the scheduler and the
+/// executors all need them: a plan that reads a CSV source or wall-clock timestamps calls
+/// them.
+fn logical_codec() -> Arc<dyn LogicalExtensionCodec> {
+    Arc::new(LogicalCodec::wrapping(Arc::new(
+        BallistaLogicalExtensionCodec::default(),
+    )))
+}
+
+fn physical_codec() -> Arc<dyn PhysicalExtensionCodec> {
+    Arc::new(PhysicalCodec::wrapping(Arc::new(
+        BallistaPhysicalExtensionCodec::default(),
+    )))
 }
 
 /// The runtime of one session in a scheduler or executor: its stores are those the
 /// client's settings name.
 fn cluster_runtime(config: &SessionConfig) -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    let settings = match config.options().extensions.get::<ClusterStores>() {
-        Some(given) if !given.stores.is_empty() => serde_json::from_str(&given.stores)
-            .map_err(|e| DataFusionError::External(Box::new(e)))?,
-        _ => StoreSettings::default(),
+    let sent = config.options().extensions.get::<Sent<SegflowSettings>>();
+    let settings = match sent.and_then(|sent| sent.get(STORES)) {
+        Some(stores) => {
+            serde_json::from_str(stores).map_err(|e| DataFusionError::External(Box::new(e)))?
+        }
+        None => StoreSettings::default(),
     };
     let storage =
         Storage::with_settings(&settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -123,14 +193,20 @@ pub async fn connect(
     storage: &Storage,
 ) -> Result<SessionContext, ClusterError> {
     reach(url).await?;
-    let stores = serde_json::to_string(&storage.settings()).expect("store settings serialise");
+    let settings = storage.settings();
+    let mut stores = Sent::<SegflowSettings>::default();
+    let json = serde_json::to_string(&settings).expect("store settings serialise");
+    stores.set(STORES, &json).expect("a segflow setting");
     // The state's catalog, with the tables registered so far, stays: a new default one
     // would replace it.
     let mut config = state
         .config()
         .clone()
         .with_create_default_catalog_and_schema(false)
-        .with_option_extension(ClusterStores { stores });
+        .with_option_extension(stores)
+        .with_option_extension(stock_s3_settings(&settings))
+        .with_ballista_logical_extension_codec(logical_codec())
+        .with_ballista_physical_extension_codec(physical_codec());
     // Ballista's own settings, for a state that was not built for the cluster.
     if config
         .options()
@@ -149,6 +225,53 @@ pub async fn connect(
             url: url.to_string(),
             source,
         })
+}
+
+/// The `s3.*` settings that Ballista's stock scheduler and executors build their one S3
+/// store from, when the run's S3 buckets share one endpoint and one set of keys: a cluster
+/// of stock images then reads and writes them too (segflow's own processes use
+/// `segflow.stores`, and ignore these).
+fn stock_s3_settings(settings: &StoreSettings) -> Sent<StockS3Settings> {
+    use object_store::aws::AmazonS3ConfigKey as Key;
+    let mut s3 = Sent::default();
+    let s3_stores: Vec<&BTreeMap<String, String>> = settings
+        .0
+        .iter()
+        .filter(|(url, _)| url.starts_with("s3://") || url.starts_with("s3a://"))
+        .map(|(_, options)| options)
+        .collect();
+    let shared = |option: &Key| {
+        let values: BTreeSet<Option<&String>> = s3_stores
+            .iter()
+            .map(|options| {
+                options
+                    .iter()
+                    .find(|(key, _)| key.parse::<Key>().ok().as_ref() == Some(option))
+                    .map(|(_, value)| value)
+            })
+            .collect();
+        match Vec::from_iter(values).as_slice() {
+            [Some(value)] => Some((*value).clone()),
+            _ => None,
+        }
+    };
+    let stock = [
+        (Key::AccessKeyId, "access_key_id"),
+        (Key::SecretAccessKey, "secret_access_key"),
+        (Key::Token, "session_token"),
+        (Key::Region, "region"),
+        (Key::Endpoint, "endpoint"),
+        (
+            Key::Client(object_store::ClientConfigKey::AllowHttp),
+            "allow_http",
+        ),
+    ];
+    for (option, name) in stock {
+        if let Some(value) = shared(&option) {
+            s3.set(name, &value).expect("a stock S3 setting");
+        }
+    }
+    s3
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +351,8 @@ pub async fn run_scheduler(bind: SocketAddr, external_host: &str) -> Result<(), 
         bind_port: bind.port(),
         external_host: external_host.to_string(),
         override_config_producer: Some(Arc::new(cluster_config)),
+        override_logical_codec: Some(logical_codec()),
+        override_physical_codec: Some(physical_codec()),
         override_session_builder: Some(Arc::new(|config: SessionConfig| {
             Ok(SessionStateBuilder::new()
                 .with_runtime_env(cluster_runtime(&config)?)
@@ -281,6 +406,8 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ClusterError
         print_thread_info: false,
         override_config_producer: Some(Arc::new(cluster_config)),
         override_runtime_producer: Some(Arc::new(cluster_runtime)),
+        override_logical_codec: Some(logical_codec()),
+        override_physical_codec: Some(physical_codec()),
         // Every function a session of this build has (Ballista's default registry leaves
         // out the array functions, which the shipped SQL uses).
         override_function_registry: Some(Arc::new(BallistaFunctionRegistry::from(

@@ -30,9 +30,9 @@ use datafusion::scalar::ScalarValue;
 use futures::{FutureExt, StreamExt, TryStreamExt};
 use object_store::{ObjectMeta, ObjectStoreExt};
 
-use super::instants::in_zone;
 use super::sources::{PartsReader, SourceParts};
 use super::{Engine, EngineError, Params, Scratch};
+use crate::functions::in_zone;
 use crate::pipeline::{AS_OF_END, Incremental, Step, VarValue};
 use crate::storage::Location;
 

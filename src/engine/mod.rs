@@ -38,14 +38,12 @@ use crate::storage::{Location, Storage};
 mod checks;
 mod error;
 mod incremental;
-mod instants;
 mod params;
 mod schema;
 mod scratch;
 mod session;
 mod sources;
 mod text;
-mod udf;
 
 pub use checks::{CheckInputs, CheckOutcome};
 pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};

@@ -10,8 +10,8 @@ use object_store::ObjectStore;
 use parquet::arrow::parquet_to_arrow_schema;
 use parquet::errors::ParquetError;
 
-use super::instants::instant_type;
 use super::{EngineError, TypeConflict};
+use crate::functions::instant_type;
 use crate::pipeline::{Source, did_you_mean};
 use crate::storage::{Location, parquet_footer};
 
@@ -111,7 +111,7 @@ pub(super) struct SourceSchema {
     /// The listing's schema (Hive partition keys aside).
     pub(super) files: SchemaRef,
     /// Timestamp columns that hold wall-clock times of the source's zone, typed as naive
-    /// microseconds here and turned into instants by [`super::instants::in_zone`].
+    /// microseconds here and turned into instants by [`crate::functions::in_zone`].
     pub(super) wall_clock: Vec<String>,
 }
 

@@ -19,10 +19,10 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 
-use super::instants::in_zone;
 use super::schema::{check_declared_columns, read_footers, reconcile};
 use super::text;
 use super::{Engine, EngineError};
+use crate::functions::in_zone;
 use crate::pipeline::{Source, SourceFormat, SourceKey, did_you_mean};
 use crate::segments::{self, Members, Unmatched};
 use crate::storage::Location;

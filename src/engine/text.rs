@@ -2,13 +2,12 @@
 //! without one, the spec's column order) and each JSON file's first object are checked
 //! against the declared columns before anything is read, and the reader then parses every
 //! value as its declared type. Timestamps and decimals are read as text and converted here:
-//! text may hold an instant or a wall-clock time ([`super::instants::text_to_instant`]), and
+//! text may hold an instant or a wall-clock time ([`crate::functions::text_to_instant`]), and
 //! the readers' own decimal parsing drops digits past the scale where it should fail.
 
 use std::sync::Arc;
 
 use chrono_tz::Tz;
-use datafusion::arrow::array::Decimal128Array;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableProvider;
 use datafusion::common::Column;
@@ -19,15 +18,12 @@ use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
 use datafusion::error::Result;
-use datafusion::logical_expr::{
-    ColumnarValue, Expr, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility, cast,
-    col,
-};
+use datafusion::logical_expr::{Expr, cast, col};
 use datafusion::prelude::DataFrame;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
-use super::instants::text_to_instant;
-use super::{EngineError, udf};
+use super::EngineError;
+use crate::functions::{text_to_decimal, text_to_instant};
 use crate::pipeline::{ColumnType, Source, SourceFormat, did_you_mean};
 use crate::storage::{Location, StorageError};
 
@@ -77,9 +73,7 @@ impl TextColumns {
                 {
                     // A wide JSON decimal as its text, which keeps every place it has.
                     let text = cast(col(Column::new_unqualified(name)), DataType::Utf8);
-                    ScalarUDF::from(TextToDecimal::new(name, *precision, *scale))
-                        .call(vec![text])
-                        .alias(name)
+                    text_to_decimal(text, name, *precision, *scale)
                 } else {
                     col(Column::new_unqualified(name))
                 }
@@ -375,89 +369,6 @@ async fn json_fields_present(
     Ok(())
 }
 
-/// Decimals written as text, read exactly: a value with more decimal places than the
-/// column's scale, or more digits than its precision, fails naming the column and value.
-#[derive(Debug, PartialEq, Eq, Hash)]
-struct TextToDecimal {
-    column: String,
-    precision: u8,
-    scale: i8,
-    signature: Signature,
-}
-
-impl TextToDecimal {
-    fn new(column: &str, precision: u8, scale: i8) -> Self {
-        TextToDecimal {
-            column: column.to_string(),
-            precision,
-            scale,
-            signature: Signature::exact(vec![DataType::Utf8], Volatility::Immutable),
-        }
-    }
-
-    /// The value in units of the scale; None for an empty text.
-    fn units(&self, text: &str) -> Result<Option<i128>> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Ok(None);
-        }
-        let fail = |why: &str| {
-            Err(udf::parse_error(format!(
-                "column {}: '{text}' is not a decimal({},{}): {why}",
-                self.column, self.precision, self.scale
-            )))
-        };
-        let (negative, digits) = match text.strip_prefix('-') {
-            Some(rest) => (true, rest),
-            None => (false, text.strip_prefix('+').unwrap_or(text)),
-        };
-        let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
-        let all_digits = |part: &str| part.bytes().all(|b| b.is_ascii_digit());
-        if (whole.is_empty() && fraction.is_empty()) || !all_digits(whole) || !all_digits(fraction)
-        {
-            return fail("write digits with an optional '.' and sign");
-        }
-        let scale = usize::try_from(self.scale.max(0)).expect("a non-negative scale");
-        let fraction = fraction.trim_end_matches('0');
-        if fraction.len() > scale {
-            return fail("it has more decimal places than the column keeps");
-        }
-        let whole = whole.trim_start_matches('0');
-        if whole.len() + scale > usize::from(self.precision) {
-            return fail("it has more digits than the column holds");
-        }
-        let text = format!("{whole}{fraction:0<scale$}");
-        let units: i128 = if text.is_empty() {
-            0
-        } else {
-            text.parse().expect("digits")
-        };
-        Ok(Some(if negative { -units } else { units }))
-    }
-}
-
-impl ScalarUDFImpl for TextToDecimal {
-    fn name(&self) -> &str {
-        "text_to_decimal"
-    }
-
-    fn signature(&self) -> &Signature {
-        &self.signature
-    }
-
-    fn return_type(&self, _arg_types: &[DataType]) -> Result<DataType> {
-        Ok(DataType::Decimal128(self.precision, self.scale))
-    }
-
-    fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (value, array) = udf::argument(&args, self.name())?;
-        let units = udf::parse_texts(&array, |text| self.units(text))?;
-        let decimals =
-            Decimal128Array::from(units).with_precision_and_scale(self.precision, self.scale)?;
-        udf::shaped_like(value, decimals)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -473,31 +384,5 @@ mod tests {
             ["Customer ID", "Accepts Email Marketing", "Total Spent"]
         );
         assert_eq!(split_header("a;b", b';').unwrap(), ["a", "b"]);
-    }
-
-    #[test]
-    fn decimals_read_exactly_or_fail() {
-        let amount = TextToDecimal::new("amount", 6, 2);
-        let units = |text: &str| amount.units(text).map_err(|e| e.to_string());
-        assert_eq!(units("12.3"), Ok(Some(1230)));
-        assert_eq!(units(" -0.05 "), Ok(Some(-5)));
-        assert_eq!(units("+7"), Ok(Some(700)));
-        assert_eq!(units("12.340"), Ok(Some(1234)));
-        assert_eq!(units("0012.34"), Ok(Some(1234)));
-        assert_eq!(units(""), Ok(None));
-        for (text, why) in [
-            ("12.349", "more decimal places"),
-            ("12345.6", "more digits"),
-            ("12.3x", "write digits"),
-            ("1e3", "write digits"),
-            (".", "write digits"),
-        ] {
-            let error = units(text).unwrap_err();
-            assert!(
-                error.contains(&format!("column amount: '{text}' is not a decimal(6,2)"))
-                    && error.contains(why),
-                "{text}: {error}"
-            );
-        }
     }
 }

@@ -22,7 +22,7 @@ use std::path::Path;
 
 use crate::common::{
     AS_OF, Outcome, Project, SHIPPED_OUTPUTS, assert_same_outputs, copy_dir, let_orders_age,
-    outcome, segflow,
+    outcome, segflow, with_source_settings,
 };
 
 /// A port nobody listens on now.
@@ -226,6 +226,71 @@ async fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
             as_of,
         );
     }
+}
+
+/// Exports as a shop's tools write them, which segflow's own functions read (functions with
+/// settings, which travel in the plan): orders and their items as CSV, with timestamps and
+/// amounts as text; customers and checkouts as Parquet wall-clock times of Oslo. The cluster
+/// publishes what the run in process publishes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exports_that_segflows_functions_read_publish_the_same_on_a_cluster() {
+    let (root, addr) = shop_on_s3().await;
+    let lake = root.path().join("lake");
+    let scripts = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    for (script, args) in [
+        ("zones.py", ["raw", "variants", AS_OF]),
+        ("text_sources.py", ["raw", "csv", "json"]),
+    ] {
+        let written = outcome(
+            std::process::Command::new("python3")
+                .arg(scripts.join(script))
+                .args(args)
+                .current_dir(&lake)
+                .output()
+                .unwrap(),
+        );
+        assert_eq!(written.code, 0, "{script}: {written:?}");
+    }
+    let csv = ["orders", "order_items"];
+    for table in ["customers", "orders", "order_items", "checkouts"] {
+        let from = if csv.contains(&table) {
+            lake.join("csv").join(table)
+        } else {
+            lake.join("variants/naive_oslo_us").join(table)
+        };
+        copy_dir(&from, &lake.join("exports").join(table));
+    }
+    let shipped = std::fs::read_to_string(root.path().join(PIPELINE)).unwrap();
+    let exports = with_source_settings(&shipped, |table| {
+        let mut settings = vec!["timezone: Europe/Oslo".to_string()];
+        if csv.contains(&table) {
+            settings.push("format: csv".to_string());
+        }
+        settings
+    });
+    let pipeline = "pipelines/exports.yaml";
+    std::fs::write(root.path().join(pipeline), exports).unwrap();
+
+    let (_services, url) = start_cluster(root.path());
+    let data = [("SEGFLOW_DATA", "s3://lake/exports")];
+    let local = segflow_in(
+        root.path(),
+        addr,
+        &["run", pipeline, "--as-of", AS_OF],
+        &data,
+    )
+    .await;
+    assert_eq!(local.code, 0, "{local:?}");
+    let args = ["run", pipeline, "--as-of", AS_OF, "--cluster", &url];
+    let on_cluster = [data[0], ON_CLUSTER[0], ON_CLUSTER[1]];
+    let clustered = segflow_in(root.path(), addr, &args, &on_cluster).await;
+    assert_eq!(clustered.code, 0, "{clustered:?}");
+    assert_same_outputs(
+        &lake.join("marts"),
+        &lake.join("marts-cluster"),
+        SHIPPED_OUTPUTS,
+        AS_OF,
+    );
 }
 
 #[test]

@@ -116,6 +116,26 @@ pub fn let_orders_age(project: &Path) {
     .unwrap();
 }
 
+/// The shipped pipeline's `text` with the lines `settings(table)` added to each of its
+/// sources (those read from `${SEGFLOW_DATA:-data}/<table>/`).
+pub fn with_source_settings(text: &str, settings: impl Fn(&str) -> Vec<String>) -> String {
+    let mut edited = String::new();
+    for line in text.lines() {
+        edited.push_str(line);
+        edited.push('\n');
+        if let Some(table) = line
+            .trim_start()
+            .strip_prefix("url: ${SEGFLOW_DATA:-data}/")
+            .and_then(|rest| rest.strip_suffix('/'))
+        {
+            for setting in settings(table) {
+                edited.push_str(&format!("    {setting}\n"));
+            }
+        }
+    }
+    edited
+}
+
 /// The shipped segment-size check, and the same as a warning: for tests whose nights change
 /// the input on purpose, far more than a real night would.
 pub const SHIPPED_ANOMALY: &str = "anomaly: { by: segment, max_change: 50%, min_size: 100 } }";

@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{AS_OF, COMPARED_OUTPUTS, Project, assert_same_outputs, outcome};
+use crate::common::{
+    AS_OF, COMPARED_OUTPUTS, Project, assert_same_outputs, outcome, with_source_settings,
+};
 
 /// The project's Parquet data written again as CSV and JSON (tests/it/text_sources.py),
 /// in `csv/` and `json/` beside `data/`.
@@ -32,23 +34,12 @@ fn text_pipeline(
     settings: &[(&str, &str)],
 ) -> PathBuf {
     let text = std::fs::read_to_string(project.pipeline()).unwrap();
-    let mut edited = String::new();
-    let mut source = None;
-    for line in text.lines() {
-        edited.push_str(line);
-        edited.push('\n');
-        if let Some(name) = line.strip_prefix("  ").and_then(|l| l.strip_suffix(':')) {
-            source = Some(name.to_string());
-        }
-        if line.trim_start().starts_with("url: ${SEGFLOW_DATA") {
-            edited.push_str(&format!("    format: {format}\n"));
-            for (table, setting) in settings {
-                if source.as_deref() == Some(*table) {
-                    edited.push_str(&format!("    {setting}\n"));
-                }
-            }
-        }
-    }
+    let edited = with_source_settings(&text, |table| {
+        let own = settings.iter().filter(|(named, _)| *named == table);
+        std::iter::once(format!("format: {format}"))
+            .chain(own.map(|(_, setting)| setting.to_string()))
+            .collect()
+    });
     let path = project.path().join(format!("pipelines/{name}.yaml"));
     std::fs::write(&path, edited).unwrap();
     path

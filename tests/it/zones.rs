@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{AS_OF, Project, outcome, table_text};
+use crate::common::{AS_OF, Project, outcome, table_text, with_source_settings};
 
 /// How zones.py writes the shop, and whether the sources must declare Oslo as their zone.
 const VARIANTS: &[(&str, bool)] = &[
@@ -33,11 +33,7 @@ fn pipeline_variant(project: &Project, zone: &str, oslo_sources: bool) -> String
     let mut text = std::fs::read_to_string(project.pipeline()).unwrap();
     text = text.replacen("timezone: UTC ", &format!("timezone: {zone} "), 1);
     if oslo_sources {
-        for table in ["customers", "orders", "order_items", "checkouts"] {
-            let url = format!("    url: ${{SEGFLOW_DATA:-data}}/{table}/\n");
-            assert!(text.contains(&url), "{url} in the shipped pipeline");
-            text = text.replace(&url, &format!("{url}    timezone: Europe/Oslo\n"));
-        }
+        text = with_source_settings(&text, |_| vec!["timezone: Europe/Oslo".to_string()]);
     }
     std::fs::write(project.path().join(&name), text).unwrap();
     name

@@ -17,7 +17,6 @@ use datafusion::logical_expr::{
 };
 use datafusion::prelude::DataFrame;
 
-use super::udf;
 use crate::wall_clock::instant_of;
 
 /// The type of every timestamp column that SQL sees.
@@ -73,10 +72,10 @@ pub(crate) fn text_to_instant(name: &str, source_zone: Tz, zone: Tz) -> Expr {
 
 /// Timestamps written as text, as instants shown in `shown_in`; see [`text_to_instant`].
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct TextToInstant {
+pub(super) struct TextToInstant {
     /// The column, for messages.
-    column: String,
-    wall_clock: WallClockToInstant,
+    pub(super) column: String,
+    pub(super) wall_clock: WallClockToInstant,
     signature: Signature,
 }
 
@@ -97,7 +96,7 @@ const WALL_CLOCK: [&str; 4] = [
 ];
 
 impl TextToInstant {
-    fn new(column: &str, source: Tz, shown_in: Tz) -> Self {
+    pub(super) fn new(column: &str, source: Tz, shown_in: Tz) -> Self {
         TextToInstant {
             column: column.to_string(),
             wall_clock: WallClockToInstant::new(source, shown_in),
@@ -132,7 +131,7 @@ impl TextToInstant {
                 .wall_clock
                 .instant(wall.and_utc().timestamp_micros(), offsets)
                 .map(Some),
-            None => Err(udf::parse_error(format!(
+            None => Err(super::parse_error(format!(
                 "column {}: '{text}' is not a timestamp segflow reads; write \
                  2026-03-31 14:05:00 or 2026-03-31T14:05:00, with an offset (+02:00, +0200, \
                  Z) for an instant, without one for a wall-clock time of the source's timezone",
@@ -156,23 +155,23 @@ impl ScalarUDFImpl for TextToInstant {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (value, array) = udf::argument(&args, self.name())?;
+        let (value, array) = super::argument(&args, self.name())?;
         let mut offsets: HashMap<i64, i64> = HashMap::new();
-        let instants = udf::parse_texts(&array, |text| self.instant(text, &mut offsets))?;
-        udf::shaped_like(value, instants_in(instants, self.wall_clock.shown_in))
+        let instants = super::parse_texts(&array, |text| self.instant(text, &mut offsets))?;
+        super::shaped_like(value, instants_in(instants, self.wall_clock.shown_in))
     }
 }
 
 /// Naive timestamps (µs) as the instants they are in `source`, shown in `shown_in`.
 #[derive(Debug, PartialEq, Eq, Hash)]
-struct WallClockToInstant {
-    source: Tz,
-    shown_in: Tz,
+pub(super) struct WallClockToInstant {
+    pub(super) source: Tz,
+    pub(super) shown_in: Tz,
     signature: Signature,
 }
 
 impl WallClockToInstant {
-    fn new(source: Tz, shown_in: Tz) -> Self {
+    pub(super) fn new(source: Tz, shown_in: Tz) -> Self {
         WallClockToInstant {
             source,
             shown_in,
@@ -220,7 +219,7 @@ impl ScalarUDFImpl for WallClockToInstant {
     }
 
     fn invoke_with_args(&self, args: ScalarFunctionArgs) -> Result<ColumnarValue> {
-        let (value, array) = udf::argument(&args, self.name())?;
+        let (value, array) = super::argument(&args, self.name())?;
         let mut offsets: HashMap<i64, i64> = HashMap::new();
         let instants = array
             .as_primitive::<TimestampMicrosecondType>()
@@ -231,7 +230,7 @@ impl ScalarUDFImpl for WallClockToInstant {
                     .transpose()
             })
             .collect::<Result<Vec<Option<i64>>>>()?;
-        udf::shaped_like(value, instants_in(instants, self.shown_in))
+        super::shaped_like(value, instants_in(instants, self.shown_in))
     }
 }
 

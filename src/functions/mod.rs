@@ -1,6 +1,19 @@
-//! What segflow's column functions share: one argument in, a result of the same shape out,
-//! and a value that does not parse reported as the file readers report theirs, so that a run
-//! goes on to name the file that holds it.
+//! segflow's own column functions, which read what exports write exactly: timestamps as
+//! text or as wall-clock times of a zone ([`instants`]), decimals as text ([`decimals`]).
+//! Each carries its settings (a column, zones, a scale); [`codec`] sends them along with the
+//! function's name when a plan goes to a cluster.
+//!
+//! What they share: one argument in, a result of the same shape out, and a value that does
+//! not parse reported as the file readers report theirs, so that a run goes on to name the
+//! file that holds it.
+
+mod codec;
+mod decimals;
+mod instants;
+
+pub use codec::{LogicalCodec, PhysicalCodec};
+pub(crate) use decimals::text_to_decimal;
+pub(crate) use instants::{in_zone, instant_type, text_to_instant};
 
 use std::sync::Arc;
 
@@ -11,10 +24,7 @@ use datafusion::error::{DataFusionError, Result};
 use datafusion::logical_expr::{ColumnarValue, ScalarFunctionArgs};
 
 /// The one argument of the function `name`, and its values as an array.
-pub(super) fn argument<'a>(
-    args: &'a ScalarFunctionArgs,
-    name: &str,
-) -> Result<(&'a ColumnarValue, ArrayRef)> {
+fn argument<'a>(args: &'a ScalarFunctionArgs, name: &str) -> Result<(&'a ColumnarValue, ArrayRef)> {
     let [value] = args.args.as_slice() else {
         return exec_err!("{name} takes one argument");
     };
@@ -22,7 +32,7 @@ pub(super) fn argument<'a>(
 }
 
 /// Each text of a string array through `parse` (NULL stays NULL).
-pub(super) fn parse_texts<T>(
+fn parse_texts<T>(
     array: &ArrayRef,
     mut parse: impl FnMut(&str) -> Result<Option<T>>,
 ) -> Result<Vec<Option<T>>> {
@@ -34,10 +44,7 @@ pub(super) fn parse_texts<T>(
 }
 
 /// `output` as a scalar or an array, as `input` was.
-pub(super) fn shaped_like(
-    input: &ColumnarValue,
-    output: impl Array + 'static,
-) -> Result<ColumnarValue> {
+fn shaped_like(input: &ColumnarValue, output: impl Array + 'static) -> Result<ColumnarValue> {
     Ok(match input {
         ColumnarValue::Scalar(_) => ColumnarValue::Scalar(ScalarValue::try_from_array(&output, 0)?),
         ColumnarValue::Array(_) => ColumnarValue::Array(Arc::new(output)),
@@ -45,6 +52,6 @@ pub(super) fn shaped_like(
 }
 
 /// A value that does not parse, as the CSV and JSON readers report theirs.
-pub(super) fn parse_error(message: String) -> DataFusionError {
+fn parse_error(message: String) -> DataFusionError {
     DataFusionError::ArrowError(Box::new(ArrowError::ParseError(message)), None)
 }
