@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use ballista::prelude::{SessionConfigExt, SessionContextExt};
 use ballista_core::error::BallistaError;
+use ballista_core::object_store::S3Options;
 use ballista_core::registry::BallistaFunctionRegistry;
 use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtensionCodec};
 use ballista_executor::executor_process::{ExecutorProcessConfig, start_executor_process};
@@ -27,35 +28,25 @@ use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 use crate::functions::{LogicalCodec, PhysicalCodec};
 use crate::storage::{Storage, StoreSettings};
 
-/// Settings a client sends the cluster with its queries, under one prefix: each process of
-/// the cluster sets back those it knows, and ignores the others.
-trait Prefix: std::fmt::Debug + Default + Clone + Send + Sync + 'static {
-    const PREFIX: &'static str;
-    /// The settings under the prefix, and what each is.
-    const KEYS: &'static [(&'static str, &'static str)];
-}
-
-/// [`Prefix`]'s settings, by their name under it.
+/// The stores a client's queries read and write, with their options (JSON of
+/// [`StoreSettings`]), carried in the session's settings (`segflow.stores`) to the scheduler
+/// and the executors, which build the same stores from them. Credentials travel with them,
+/// as Ballista's own `s3.*` settings do: keep the cluster's network private.
 #[derive(Debug, Clone, Default)]
-struct Sent<P: Prefix> {
-    values: BTreeMap<String, String>,
-    prefix: std::marker::PhantomData<P>,
+pub struct ClusterStores {
+    pub stores: String,
 }
 
-impl<P: Prefix> Sent<P> {
-    fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).map(String::as_str)
-    }
-}
+const STORES: &str = "stores";
 
-impl<P: Prefix> ConfigExtension for Sent<P> {
-    const PREFIX: &'static str = P::PREFIX;
+impl ConfigExtension for ClusterStores {
+    const PREFIX: &'static str = "segflow";
 }
 
 // By hand rather than with DataFusion's `extensions_options!`, whose entries leave out the
 // prefix: the settings a client sends are those entries, and the cluster's processes set
 // them back by their full name.
-impl<P: Prefix> ExtensionOptions for Sent<P> {
+impl ExtensionOptions for ClusterStores {
     fn as_any(&self) -> &dyn std::any::Any {
         self
     }
@@ -69,62 +60,24 @@ impl<P: Prefix> ExtensionOptions for Sent<P> {
     }
 
     fn set(&mut self, key: &str, value: &str) -> datafusion::error::Result<()> {
-        if !P::KEYS.iter().any(|(known, _)| *known == key) {
-            let known: Vec<&str> = P::KEYS.iter().map(|(known, _)| *known).collect();
-            return Err(DataFusionError::Configuration(format!(
-                "{}.{key} is not a setting; these are: {}",
-                P::PREFIX,
-                known.join(", ")
-            )));
+        match key {
+            STORES => {
+                self.stores = value.to_string();
+                Ok(())
+            }
+            other => Err(DataFusionError::Configuration(format!(
+                "segflow.{other} is not a setting; segflow.{STORES} is"
+            ))),
         }
-        self.values.insert(key.to_string(), value.to_string());
-        Ok(())
     }
 
     fn entries(&self) -> Vec<ConfigEntry> {
-        P::KEYS
-            .iter()
-            .map(|(key, description)| ConfigEntry {
-                key: format!("{}.{key}", P::PREFIX),
-                value: self.values.get(*key).cloned(),
-                description,
-            })
-            .collect()
+        vec![ConfigEntry {
+            key: format!("{}.{STORES}", Self::PREFIX),
+            value: Some(self.stores.clone()),
+            description: "The client's object stores and their options, as JSON.",
+        }]
     }
-}
-
-/// `segflow.stores`: the stores a client's queries read and write, with their options (JSON
-/// of [`StoreSettings`]), from which segflow's scheduler and executors build the same
-/// stores. Credentials travel with them, as Ballista's own `s3.*` settings do: keep the
-/// cluster's network private.
-#[derive(Debug, Clone, Default)]
-struct SegflowSettings;
-
-const STORES: &str = "stores";
-
-impl Prefix for SegflowSettings {
-    const PREFIX: &'static str = "segflow";
-    const KEYS: &'static [(&'static str, &'static str)] = &[(
-        STORES,
-        "The client's object stores and their options, as JSON.",
-    )];
-}
-
-/// `s3.*`: the one S3 store that Ballista's stock scheduler and executors build, from these
-/// settings and their own environment (Ballista's `S3Options`).
-#[derive(Debug, Clone, Default)]
-struct StockS3Settings;
-
-impl Prefix for StockS3Settings {
-    const PREFIX: &'static str = "s3";
-    const KEYS: &'static [(&'static str, &'static str)] = &[
-        ("access_key_id", "S3 Access Key"),
-        ("secret_access_key", "S3 Secret Key"),
-        ("session_token", "S3 Session token"),
-        ("region", "S3 region"),
-        ("endpoint", "S3 Endpoint"),
-        ("allow_http", "S3 Allow Http"),
-    ];
 }
 
 /// How long a run waits for the scheduler to answer before it gives up.
@@ -133,7 +86,7 @@ const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 /// A session config that can carry [`ClusterStores`], as every process of the cluster
 /// builds it.
 fn cluster_config() -> SessionConfig {
-    SessionConfig::new_with_ballista().with_option_extension(Sent::<SegflowSettings>::default())
+    SessionConfig::new_with_ballista().with_option_extension(ClusterStores::default())
 }
 
 /// Ballista's plan codecs with segflow's functions, as the client, the scheduler and the
@@ -154,12 +107,10 @@ fn physical_codec() -> Arc<dyn PhysicalExtensionCodec> {
 /// The runtime of one session in a scheduler or executor: its stores are those the
 /// client's settings name.
 fn cluster_runtime(config: &SessionConfig) -> datafusion::error::Result<Arc<RuntimeEnv>> {
-    let sent = config.options().extensions.get::<Sent<SegflowSettings>>();
-    let settings = match sent.and_then(|sent| sent.get(STORES)) {
-        Some(stores) => {
-            serde_json::from_str(stores).map_err(|e| DataFusionError::External(Box::new(e)))?
-        }
-        None => StoreSettings::default(),
+    let settings = match config.options().extensions.get::<ClusterStores>() {
+        Some(given) if !given.stores.is_empty() => serde_json::from_str(&given.stores)
+            .map_err(|e| DataFusionError::External(Box::new(e)))?,
+        _ => StoreSettings::default(),
     };
     let storage =
         Storage::with_settings(&settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
@@ -194,16 +145,14 @@ pub async fn connect(
 ) -> Result<SessionContext, ClusterError> {
     reach(url).await?;
     let settings = storage.settings();
-    let mut stores = Sent::<SegflowSettings>::default();
-    let json = serde_json::to_string(&settings).expect("store settings serialise");
-    stores.set(STORES, &json).expect("a segflow setting");
+    let stores = serde_json::to_string(&settings).expect("store settings serialise");
     // The state's catalog, with the tables registered so far, stays: a new default one
     // would replace it.
     let mut config = state
         .config()
         .clone()
         .with_create_default_catalog_and_schema(false)
-        .with_option_extension(stores)
+        .with_option_extension(ClusterStores { stores })
         .with_option_extension(stock_s3_settings(&settings))
         .with_ballista_logical_extension_codec(logical_codec())
         .with_ballista_physical_extension_codec(physical_codec());
@@ -231,9 +180,9 @@ pub async fn connect(
 /// store from, when the run's S3 buckets share one endpoint and one set of keys: a cluster
 /// of stock images then reads and writes them too (segflow's own processes use
 /// `segflow.stores`, and ignore these).
-fn stock_s3_settings(settings: &StoreSettings) -> Sent<StockS3Settings> {
+fn stock_s3_settings(settings: &StoreSettings) -> S3Options {
     use object_store::aws::AmazonS3ConfigKey as Key;
-    let mut s3 = Sent::default();
+    let mut s3 = S3Options::default();
     let s3_stores: Vec<&BTreeMap<String, String>> = settings
         .0
         .iter()
