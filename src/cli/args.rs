@@ -269,6 +269,10 @@ pub(crate) struct ValidateArgs {
     /// reachability of outputs and the state store.
     #[arg(long)]
     pub(crate) offline: bool,
+    /// Check the pipelines as runs on this Ballista cluster (df://HOST:PORT) would be
+    /// checked: every location one its executors reach, the scheduler answering.
+    #[arg(long, env = "SEGFLOW_CLUSTER")]
+    pub(crate) cluster: Option<segflow::cluster::ClusterUrl>,
     #[command(flatten)]
     pub(crate) state: StateArgs,
 }

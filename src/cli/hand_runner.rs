@@ -7,7 +7,7 @@ use segflow::cancel::{Cancel, CancelReason};
 use segflow::engine::CacheSpec;
 use segflow::history::{self, RunHistory};
 use segflow::lease::{Lease, Leases};
-use segflow::pipeline::{EngineSettings, Pipeline};
+use segflow::pipeline::Pipeline;
 use segflow::progress::Progress;
 use segflow::run::{RunReport, RunRequest};
 use segflow::storage::{Location, Storage};
@@ -65,13 +65,7 @@ impl HandRunner {
         let on_cluster;
         let pipeline = match &self.cluster {
             Some(url) => {
-                on_cluster = Pipeline {
-                    engine: EngineSettings {
-                        cluster: Some(url.clone()),
-                        ..pipeline.engine.clone()
-                    },
-                    ..pipeline.clone()
-                };
+                on_cluster = pipeline.on_cluster(url);
                 &on_cluster
             }
             None => pipeline,

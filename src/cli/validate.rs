@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use segflow::engine::CacheSpec;
 use segflow::pipeline::{LoadOptions, Pipeline};
 use segflow::run::{self, RunRequest};
 use segflow::storage::{Location, Storage};
@@ -17,7 +18,11 @@ pub(super) async fn validate_command(args: ValidateArgs) -> Result<(), Failure> 
         ..LoadOptions::default()
     };
     for path in &args.pipelines {
-        let checked = match Pipeline::load(path, &options) {
+        let loaded = Pipeline::load(path, &options).map(|pipeline| match &args.cluster {
+            Some(url) => pipeline.on_cluster(url),
+            None => pipeline,
+        });
+        let checked = match loaded {
             Ok(pipeline) if args.offline => Ok(format!(
                 "{} steps and {} segments read; storage not checked (--offline)",
                 pipeline.query_steps().count(),
@@ -67,15 +72,16 @@ async fn check_against_storage(
     for output in &pipeline.outputs {
         storage.probe(&output.location, &output.options).await?;
     }
-    storage
-        .probe(&Location::parse(&args.state.url)?, &BTreeMap::new())
-        .await?;
+    let state = Location::parse(&args.state.url)?;
+    storage.probe(&state, &BTreeMap::new()).await?;
     let as_of = args
         .values
         .as_of
         .unwrap_or_else(|| yesterday(pipeline.timezone));
     let request = RunRequest {
         run_id: "validate".to_string(),
+        // Where a run keeps incremental results: on a cluster, its executors write there.
+        cache: Some(CacheSpec::in_state(&state, &pipeline.name, false)),
         ..RunRequest::new(as_of)
     };
     let planned = run::plan_only(pipeline, &request).await?;

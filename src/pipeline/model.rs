@@ -447,6 +447,14 @@ pub struct Output {
 }
 
 impl Pipeline {
+    /// This pipeline with its queries on the cluster at `url` instead of its own
+    /// `engine.cluster` (`--cluster`, `SEGFLOW_CLUSTER`).
+    pub fn on_cluster(&self, url: &crate::cluster::ClusterUrl) -> Pipeline {
+        let mut on_cluster = self.clone();
+        on_cluster.engine.cluster = Some(url.clone());
+        on_cluster
+    }
+
     /// The output named `table`, published by this run or left out by `--select`, as the
     /// store of its earlier publications (`previous_t`, `history_t`).
     pub fn earlier_publications_of(&self, table: &str) -> Option<Output> {

@@ -455,16 +455,21 @@ fn a_cluster_run_refuses_paths_and_names_an_unreachable_scheduler() {
         "{unreachable:?}"
     );
 
-    // Paths of this machine: each is named, exit 1, before any work.
-    let local = project.segflow(&["run", pipeline, "--as-of", AS_OF, "--cluster", &nowhere]);
-    assert_eq!(local.code, 1, "{local:?}");
-    for named in [
-        "source 'customers' at file://",
-        "output 'rfm' at file://",
-        "engine.scratch, unset",
-        "the state store, which keeps incremental steps' results, at file://",
-    ] {
-        assert!(local.stderr.contains(named), "{named}: {local:?}");
+    // Paths of this machine: each is named, exit 1, before any work; by validate too.
+    for command in ["run", "validate"] {
+        let local = project.segflow(&[command, pipeline, "--as-of", AS_OF, "--cluster", &nowhere]);
+        assert_eq!(local.code, 1, "{command}: {local:?}");
+        for named in [
+            "source 'customers' at file://",
+            "output 'rfm' at file://",
+            "engine.scratch, unset",
+            "the state store, which keeps incremental steps' results, at file://",
+        ] {
+            assert!(
+                local.stderr.contains(named),
+                "{command}, {named}: {local:?}"
+            );
+        }
     }
     assert!(project.snapshot().is_empty(), "nothing published");
 }
