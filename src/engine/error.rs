@@ -319,5 +319,19 @@ pub fn describe(error: &DataFusionError) -> String {
         },
         other => other.to_string(),
     };
-    text.trim().to_string()
+    let text = text.trim();
+    if MISSING_ON_CLUSTER.iter().any(|said| text.contains(said)) {
+        return format!("{text}. {LACKS_FUNCTIONS}");
+    }
+    text.to_string()
 }
+
+/// What Ballista says when a scheduler or an executor lacks a function a plan calls.
+const MISSING_ON_CLUSTER: [&str; 2] = [
+    "task could not be prepared or was rejected by executor",
+    "is not provided for scalar function",
+];
+const LACKS_FUNCTIONS: &str = "Most often the cluster lacks a function the query calls: Ballista's \
+    stock images know none of segflow's (CSV and JSON sources, wall-clock timestamps) and no array \
+    function; run `segflow cluster scheduler` and `segflow cluster executor` (README, \
+    \"Running on a cluster\")";

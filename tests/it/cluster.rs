@@ -426,6 +426,28 @@ async fn a_stock_ballista_cluster_runs_an_s3_parquet_pipeline() {
     assert!(expected > 0);
     let published = orders_in(&lake.join("marts-cluster"), "spend_per_customer", AS_OF);
     assert_eq!(published, expected);
+
+    // The shipped pipeline calls array functions, which stock executors lack: the run says
+    // so, and publishes nothing.
+    let args = ["run", PIPELINE, "--as-of", AS_OF, "--cluster", &url];
+    let elsewhere = [
+        ("SEGFLOW_OUT", "s3://lake/marts-stock"),
+        ("SEGFLOW_STATE", "s3://lake/state-stock"),
+    ];
+    let shipped = segflow_in(root.path(), addr, &args, &elsewhere).await;
+    assert_ne!(shipped.code, 0, "{shipped:?}");
+    assert!(
+        shipped
+            .stderr
+            .contains("the cluster lacks a function the query calls"),
+        "{shipped:?}"
+    );
+    assert!(
+        crate::common::snapshot_of(&lake.join("marts-stock"))
+            .keys()
+            .all(|file| !file.to_string_lossy().contains("manifests")),
+        "nothing published"
+    );
 }
 
 const KNOWN_ORDERS_BEFORE_THE_DAY_ENDS: &str = "
