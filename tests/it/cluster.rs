@@ -249,25 +249,39 @@ const ON_CLUSTER: [(&str, &str); 2] = [
 async fn the_shipped_pipeline_publishes_the_same_on_a_cluster_as_in_process() {
     let (root, addr) = shop_on_s3().await;
     let (_services, url) = start_cluster(root.path());
-    let pipeline = PIPELINE;
-    let on_cluster = ON_CLUSTER;
     // Two nights: the second reads the first's publications (segment changes, the win-back
     // cooldown, the anomaly checks).
     for as_of in [AS_OF, "2026-04-01"] {
-        let local = segflow_in(root.path(), addr, &["run", pipeline, "--as-of", as_of], &[]).await;
-        assert_eq!(local.code, 0, "{local:?}");
-        let args = ["run", pipeline, "--as-of", as_of, "--cluster", &url];
-        let clustered = segflow_in(root.path(), addr, &args, &on_cluster).await;
-        assert_eq!(clustered.code, 0, "{clustered:?}");
+        let night = (PIPELINE, as_of);
+        same_in_process_and_on_cluster(root.path(), addr, &url, night, &[], SHIPPED_OUTPUTS).await;
         let lake = root.path().join("lake");
-        assert_same_outputs(
-            &lake.join("marts"),
-            &lake.join("marts-cluster"),
-            SHIPPED_OUTPUTS,
-            as_of,
-        );
         duckdb_reads_the_same(&lake.join("marts"), &lake.join("marts-cluster"), as_of);
     }
+}
+
+/// Runs `pipeline` for `as_of` in process and on the cluster at `url`, both with `env`, and
+/// checks that both published the same `tables`.
+async fn same_in_process_and_on_cluster(
+    root: &Path,
+    addr: SocketAddr,
+    url: &str,
+    (pipeline, as_of): (&str, &str),
+    env: &[(&str, &str)],
+    tables: &[&str],
+) {
+    let local = segflow_in(root, addr, &["run", pipeline, "--as-of", as_of], env).await;
+    assert_eq!(local.code, 0, "{local:?}");
+    let args = ["run", pipeline, "--as-of", as_of, "--cluster", url];
+    let on_cluster: Vec<(&str, &str)> = env.iter().copied().chain(ON_CLUSTER).collect();
+    let clustered = segflow_in(root, addr, &args, &on_cluster).await;
+    assert_eq!(clustered.code, 0, "{clustered:?}");
+    let lake = root.join("lake");
+    assert_same_outputs(
+        &lake.join("marts"),
+        &lake.join("marts-cluster"),
+        tables,
+        as_of,
+    );
 }
 
 /// DuckDB reads each shipped output's published files (those its manifest lists) from both
@@ -352,24 +366,8 @@ async fn exports_that_segflows_functions_read_publish_the_same_on_a_cluster() {
 
     let (_services, url) = start_cluster(root.path());
     let data = [("SEGFLOW_DATA", "s3://lake/exports")];
-    let local = segflow_in(
-        root.path(),
-        addr,
-        &["run", pipeline, "--as-of", AS_OF],
-        &data,
-    )
-    .await;
-    assert_eq!(local.code, 0, "{local:?}");
-    let args = ["run", pipeline, "--as-of", AS_OF, "--cluster", &url];
-    let on_cluster = [data[0], ON_CLUSTER[0], ON_CLUSTER[1]];
-    let clustered = segflow_in(root.path(), addr, &args, &on_cluster).await;
-    assert_eq!(clustered.code, 0, "{clustered:?}");
-    assert_same_outputs(
-        &lake.join("marts"),
-        &lake.join("marts-cluster"),
-        SHIPPED_OUTPUTS,
-        AS_OF,
-    );
+    let night = (pipeline, AS_OF);
+    same_in_process_and_on_cluster(root.path(), addr, &url, night, &data, SHIPPED_OUTPUTS).await;
 }
 
 /// A cluster of Ballista's stock processes, which build their one S3 store from the `s3.*`
@@ -400,18 +398,10 @@ async fn a_stock_ballista_cluster_runs_an_s3_parquet_pipeline() {
          outputs:\n  - { table: spend_per_customer, url: \"${SEGFLOW_OUT:-out}/spend_per_customer/\" }\n",
     )
     .unwrap();
-    let local = segflow_in(root.path(), addr, &["run", pipeline, "--as-of", AS_OF], &[]).await;
-    assert_eq!(local.code, 0, "{local:?}");
-    let args = ["run", pipeline, "--as-of", AS_OF, "--cluster", &url];
-    let clustered = segflow_in(root.path(), addr, &args, &ON_CLUSTER).await;
-    assert_eq!(clustered.code, 0, "{clustered:?}");
+    let night = (pipeline, AS_OF);
+    let tables = ["spend_per_customer"];
+    same_in_process_and_on_cluster(root.path(), addr, &url, night, &[], &tables).await;
     let lake = root.path().join("lake");
-    assert_same_outputs(
-        &lake.join("marts"),
-        &lake.join("marts-cluster"),
-        &["spend_per_customer"],
-        AS_OF,
-    );
     // The rule, counted from the raw files: orders of known customers placed before the end
     // of AS_OF in Oslo.
     let counted = outcome(
