@@ -117,6 +117,7 @@ const SEGMENT: Shape = Shape::Fields(&[
 const OUTPUT: Shape = Shape::Fields(&[
     ("table", Shape::Any),
     ("url", Shape::Any),
+    ("format", Shape::Any),
     ("options", Shape::Any),
 ]);
 const ENGINE: Shape = Shape::Fields(&[

@@ -440,6 +440,7 @@ pub struct Output {
     pub table: String,
     /// Where this run publishes.
     pub location: Location,
+    pub format: OutputFormat,
     /// Where earlier publications are read from (`previous_t`, `history_t`): the output's
     /// own URL, except in a preview, which writes elsewhere but reads the real history.
     pub earlier: Location,
@@ -464,6 +465,16 @@ impl Pipeline {
             .find(|output| output.table == table)
             .map(Output::earlier_publications)
     }
+}
+
+/// The table format an output is published in.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OutputFormat {
+    /// Parquet files in `as_of=` folders, each date's listed by a segflow manifest.
+    #[default]
+    Parquet,
+    /// A Delta Lake table partitioned by `as_of`: one Delta commit per publication.
+    Delta,
 }
 
 impl Output {

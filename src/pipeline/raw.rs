@@ -367,6 +367,8 @@ pub(super) struct RawOutput {
     pub(super) table: Spanned<String>,
     pub(super) url: Spanned<String>,
     #[serde(default)]
+    pub(super) format: Option<Spanned<String>>,
+    #[serde(default)]
     pub(super) options: BTreeMap<Key, String>,
 }
 
@@ -486,7 +488,7 @@ mod tests {
                 ),
                 (
                     Some(5),
-                    "unknown field `tabel` (did you mean 'table'?), expected one of table, url, options"
+                    "unknown field `tabel` (did you mean 'table'?), expected one of table, url, format, options"
                 ),
                 (
                     Some(8),

@@ -483,3 +483,29 @@ fn a_check_names_a_table_and_one_rule() {
         assert!(text.contains(expected), "{expected}\n{text}");
     }
 }
+
+#[test]
+fn an_output_is_published_as_parquet_or_delta() {
+    let dir = with_sql(&[("a.sql", "SELECT * FROM orders")]);
+    let spec = |format: &str| {
+        format!(
+            "name: t\nsources:\n  orders: {{ url: data/orders/ }}\nsteps:\n  - {{ name: a, sql: a.sql }}\noutputs:\n  - {{ table: a, url: out/a/{format} }}\n"
+        )
+    };
+    let formats = |p: Pipeline| p.outputs.iter().map(|o| o.format).collect::<Vec<_>>();
+    assert_eq!(
+        formats(parse_in(dir.path(), &spec("")).unwrap()),
+        [OutputFormat::Parquet]
+    );
+    assert_eq!(
+        formats(parse_in(dir.path(), &spec(", format: Delta")).unwrap()),
+        [OutputFormat::Delta]
+    );
+    let problems = parse_in(dir.path(), &spec(", format: detla")).unwrap_err();
+    assert_eq!(
+        problems,
+        [
+            "7: output 'a': format 'detla' is not one segflow publishes (parquet or delta) (did you mean 'delta'?)"
+        ]
+    );
+}

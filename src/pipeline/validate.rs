@@ -11,8 +11,8 @@ use serde_saphyr::Spanned;
 use super::diagnostics::{Problem, did_you_mean};
 use super::env::interpolate;
 use super::model::{
-    Change, Check, CheckRule, EngineSettings, Notify, Output, Pipeline, ScheduleSpec, Severity,
-    Source, SourceFormat, SourceKey, Step, StepKind,
+    Change, Check, CheckRule, EngineSettings, Notify, Output, OutputFormat, Pipeline, ScheduleSpec,
+    Severity, Source, SourceFormat, SourceKey, Step, StepKind,
 };
 use super::raw::{
     Key, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawSchedule,
@@ -653,8 +653,10 @@ impl<'a> Validator<'a> {
             let RawOutput {
                 table,
                 url,
+                format,
                 options,
             } = output.value;
+            let format = self.output_format(&table.value, format.as_ref());
             if !tables.contains(&table.value.as_str()) {
                 let hint = did_you_mean(&table.value, tables.iter().copied());
                 self.problem(
@@ -683,10 +685,36 @@ impl<'a> Validator<'a> {
                 table: table.value,
                 earlier: location.clone(),
                 location,
+                format,
                 options,
             });
         }
         outputs
+    }
+
+    fn output_format(&mut self, table: &str, format: Option<&Spanned<String>>) -> OutputFormat {
+        match format
+            .map(|f| f.value.trim().to_ascii_lowercase())
+            .as_deref()
+        {
+            None | Some("parquet") => OutputFormat::Parquet,
+            Some("delta") => OutputFormat::Delta,
+            Some(other) => {
+                let hint = ["parquet", "delta"]
+                    .into_iter()
+                    .find(|known| strsim::damerau_levenshtein(other, known) <= 2)
+                    .map(|known| format!(" (did you mean '{known}'?)"))
+                    .unwrap_or_default();
+                self.problem(
+                    format.and_then(line_of),
+                    format!(
+                        "output '{table}': format '{other}' is not one segflow publishes \
+                         (parquet or delta){hint}"
+                    ),
+                );
+                OutputFormat::Parquet
+            }
+        }
     }
 
     /// The daemon's schedule. Its cron is read in its own zone, by default the pipeline's;

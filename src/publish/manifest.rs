@@ -21,17 +21,13 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
-use super::files::{self, WrittenFile};
+use super::staging::{self, META_DIR, PublishedFile, Staged, Staging};
 use super::{Committed, Partition, Publication, PublishError, PublishingRun, Sink, store_error};
 use crate::engine::ParquetTarget;
 use crate::pipeline::Output;
-use crate::storage::{Location, Storage, StorageError, SwapError, read_versioned};
+use crate::storage::{Location, Storage, SwapError, read_versioned};
 
 const MANIFEST_FORMAT: u32 = 1;
-
-/// Where segflow keeps its own files under an output URL; the leading `_` makes Hive-style
-/// readers (Spark, Trino, DataFusion, pyarrow's dataset) skip it.
-const META_DIR: &str = "_segflow";
 
 /// The record of one published output of one run. Readers that want an atomic view read
 /// this file and then exactly the files it lists.
@@ -45,7 +41,7 @@ struct Manifest {
     committed_at: DateTime<Utc>,
     rows: u64,
     /// Paths relative to the output URL.
-    files: Vec<ManifestFile>,
+    files: Vec<PublishedFile>,
     schema: Vec<ManifestColumn>,
 }
 
@@ -64,21 +60,10 @@ impl Manifest {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct ManifestFile {
-    path: String,
-    rows: u64,
-    bytes: u64,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 struct ManifestColumn {
     name: String,
     data_type: String,
     nullable: bool,
-}
-
-fn partition_dir(as_of: NaiveDate) -> String {
-    format!("as_of={as_of}")
 }
 
 /// An output's manifest for a date as it was read, with its version, for a commit to fence
@@ -115,10 +100,6 @@ impl ManifestSink {
     fn manifest_location(&self, as_of: NaiveDate) -> Location {
         self.location
             .join(&format!("{META_DIR}/manifests/as_of={as_of}.json"))
-    }
-
-    fn staging(&self, run_id: &str) -> Location {
-        self.location.join(&format!("{META_DIR}/staging/{run_id}/"))
     }
 
     /// The manifest for `as_of` now, and why it could not be read if it does not parse.
@@ -159,45 +140,6 @@ impl ManifestSink {
         match self.read_current(store.as_ref(), as_of).await? {
             (_, Some(problem)) => Err(problem),
             (current, None) => Ok(current.manifest),
-        }
-    }
-
-    /// Best-effort removal of the staging folders that ended runs left (runs killed while
-    /// staging). Safe at any time: a run whose staged files are gone fails to move them and
-    /// withdraws. Invisible to readers either way, so failures are only logged.
-    async fn sweep_staging(&self, store: &dyn ObjectStore, ended_runs: &BTreeSet<String>) {
-        let swept = async {
-            let staging = self.location.join(&format!("{META_DIR}/staging/"));
-            let mut removed = 0;
-            for object in self.storage.list(&staging, store).await? {
-                let relative = staging.relative(&object.location);
-                let run = relative.split('/').next().unwrap_or_default();
-                if !ended_runs.contains(run) {
-                    continue;
-                }
-                match store.delete(&object.location).await {
-                    Ok(()) | Err(object_store::Error::NotFound { .. }) => removed += 1,
-                    Err(source) => {
-                        return Err(StorageError::Delete {
-                            url: object.location.to_string(),
-                            source,
-                        });
-                    }
-                }
-            }
-            if let Some(dir) = staging.local_path() {
-                crate::storage::remove_empty_dirs(&dir);
-            }
-            Ok::<usize, StorageError>(removed)
-        };
-        match swept.await {
-            Ok(0) => {}
-            Ok(files) => {
-                tracing::info!(table = %self.table, files, "Removed what ended runs left in staging.")
-            }
-            Err(error) => {
-                tracing::warn!(table = %self.table, %error, "Could not remove what ended runs left in staging.")
-            }
         }
     }
 
@@ -273,11 +215,17 @@ impl Sink for ManifestSink {
         if let Some(error) = problem {
             tracing::warn!(%error, "The run replaces a manifest that is not valid.");
         }
-        self.sweep_staging(store.as_ref(), &run.ended_runs).await;
+        let output = (self.table.as_str(), &self.location);
+        staging::sweep(&self.storage, store.as_ref(), output, &run.ended_runs).await;
         Ok(Box::new(ManifestPublication {
-            target: files::target(self.staging(&run.run_id)),
+            staging: Staging::new(
+                self.storage.clone(),
+                store,
+                &self.table,
+                &self.location,
+                run,
+            ),
             sink: self.clone(),
-            store,
             run: run.clone(),
             current,
             staged: None,
@@ -285,16 +233,9 @@ impl Sink for ManifestSink {
     }
 }
 
-/// An output whose files are written to staging but not yet live.
-struct Staged {
-    schema: SchemaRef,
-    files: Vec<WrittenFile>,
-}
-
 struct ManifestPublication {
     sink: ManifestSink,
-    target: ParquetTarget,
-    store: Arc<dyn ObjectStore>,
+    staging: Staging,
     run: PublishingRun,
     current: Current,
     staged: Option<Staged>,
@@ -303,47 +244,12 @@ struct ManifestPublication {
 #[async_trait]
 impl Publication for ManifestPublication {
     fn staging(&self) -> &ParquetTarget {
-        &self.target
+        self.staging.target()
     }
 
-    /// Lists the staging folder: the engine's files, in the order it wrote them, each to be
-    /// published as `part-<run id>-<index>.zstd.parquet`. An output without rows gets one
-    /// empty file, so that readers still find its columns.
     async fn staged(&mut self, schema: SchemaRef) -> Result<u64, PublishError> {
-        let table = self.sink.table.clone();
-        let mut written = self
-            .sink
-            .storage
-            .list(&self.target.folder, self.store.as_ref())
-            .await?;
-        written.sort_by_key(|object| {
-            files::write_index(object.location.filename().unwrap_or_default())
-        });
-        let mut staged = Staged {
-            schema: Arc::clone(&schema),
-            files: Vec::new(),
-        };
-        for object in written {
-            staged.files.push(WrittenFile {
-                name: self.file_name(staged.files.len()),
-                rows: files::rows_of(&table, &self.store, &object).await?,
-                bytes: object.size,
-                path: object.location,
-            });
-        }
-        if staged.files.is_empty() {
-            let name = self.file_name(0);
-            let path = self.target.folder.join(&name).path();
-            let bytes =
-                files::write_empty(&table, &self.store, &path, &schema, &self.target).await?;
-            staged.files.push(WrittenFile {
-                path,
-                name,
-                rows: 0,
-                bytes,
-            });
-        }
-        let rows = staged.files.iter().map(|f| f.rows).sum();
+        let staged = self.staging.take_stock(schema).await?;
+        let rows = staged.rows();
         self.staged = Some(staged);
         Ok(rows)
     }
@@ -354,51 +260,25 @@ impl Publication for ManifestPublication {
     async fn commit(self: Box<Self>) -> Result<Committed, PublishError> {
         let outcome = self.publish().await;
         if outcome.is_err() {
-            self.remove_staging().await;
+            self.staging.remove().await;
         }
         outcome
     }
 
     async fn discard(self: Box<Self>) {
-        self.remove_staging().await;
+        self.staging.remove().await;
     }
 }
 
 impl ManifestPublication {
-    /// The name the `index`th file is published under.
-    fn file_name(&self, index: usize) -> String {
-        format!("part-{}-{index:05}.zstd.parquet", self.run.run_id)
-    }
-
     async fn publish(&self) -> Result<Committed, PublishError> {
         let table = self.sink.table.as_str();
-        let location = &self.sink.location;
-        let store = self.store.as_ref();
-        let staged = self
+        let store = self.staging.store.as_ref();
+        let staged: &Staged = self
             .staged
             .as_ref()
             .expect("an output is staged before its commit");
-        let partition = partition_dir(self.run.as_of);
-        let mut files = Vec::new();
-        for file in &staged.files {
-            let relative = format!("{partition}/{}", file.name);
-            let target = location.join(&relative).path();
-            if let Err(source) = store.rename(&file.path, &target).await {
-                self.withdraw(&files).await;
-                return Err(match source {
-                    // Only a run that took over from this one removes its staged files.
-                    object_store::Error::NotFound { .. } => PublishError::TakenOver {
-                        table: table.to_string(),
-                    },
-                    source => store_error(table, "move a staged file to", &target, source),
-                });
-            }
-            files.push(ManifestFile {
-                path: relative,
-                rows: file.rows,
-                bytes: file.bytes,
-            });
-        }
+        let files = self.staging.move_into_partition(staged).await?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
             pipeline: self.run.pipeline.clone(),
@@ -451,7 +331,7 @@ impl ManifestPublication {
                     .as_ref()
                     .is_some_and(|m| m.run_id == self.run.run_id && m.files == manifest.files);
                 if !ours {
-                    self.withdraw(&manifest.files).await;
+                    self.staging.withdraw(&manifest.files).await;
                     return Err(PublishError::Overtaken {
                         table: table.to_string(),
                         as_of: self.run.as_of,
@@ -460,7 +340,7 @@ impl ManifestPublication {
                 }
             }
             Err(refused @ (SwapError::Unsupported { .. } | SwapError::Locked { .. })) => {
-                self.withdraw(&manifest.files).await;
+                self.staging.withdraw(&manifest.files).await;
                 return Err(PublishError::Commit {
                     table: table.to_string(),
                     source: refused,
@@ -487,7 +367,7 @@ impl ManifestPublication {
     /// commit fenced on an older version, so none of them can come to list these files. The
     /// publication is live whatever happens here, so failures are only logged.
     async fn tidy(&self, manifest: &Manifest) {
-        let store = self.store.as_ref();
+        let store = self.staging.store.as_ref();
         let location = &self.sink.location;
         let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         let replaced = self.current.manifest.iter().flat_map(|m| m.files.iter());
@@ -495,18 +375,10 @@ impl ManifestPublication {
             .filter(|f| !live.contains(f.path.as_str()))
             .map(|f| location.join(&f.path).path())
             .collect();
-        let partition = location.join(&format!("{}/", partition_dir(self.run.as_of)));
-        match self.sink.storage.list(&partition, store).await {
-            Ok(objects) => doomed.extend(
-                objects
-                    .into_iter()
-                    .filter(|object| {
-                        let relative = location.relative(&object.location);
-                        let run = run_of_file(object.location.filename().unwrap_or_default());
-                        self.run.ended_runs.contains(run) && !live.contains(relative.as_str())
-                    })
-                    .map(|object| object.location),
-            ),
+        let stranded =
+            staging::stranded_in_partition(&self.sink.storage, store, (location, &self.run), &live);
+        match stranded.await {
+            Ok(stranded) => doomed.extend(stranded),
             Err(error) => {
                 tracing::warn!(table = %self.sink.table, %error, "Could not list the partition to tidy it.")
             }
@@ -519,39 +391,8 @@ impl ManifestPublication {
                 }
             }
         }
-        self.remove_staging().await;
+        self.staging.remove().await;
     }
-
-    /// Deletes the files this run moved into a partition but could not list in a manifest.
-    async fn withdraw(&self, moved: &[ManifestFile]) {
-        for file in moved {
-            let path = self.sink.location.join(&file.path).path();
-            if let Err(error) = self.store.delete(&path).await {
-                tracing::warn!(file = %path, %error, "Could not withdraw a file of an overtaken run.");
-            }
-        }
-    }
-
-    /// Best-effort removal of this run's staging folder; it is invisible to readers either
-    /// way, so a failure here is only logged.
-    async fn remove_staging(&self) {
-        let staging = self.sink.staging(&self.run.run_id);
-        if let Err(error) = self
-            .sink
-            .storage
-            .remove_folder(&staging, self.store.as_ref())
-            .await
-        {
-            tracing::warn!(%staging, %error, "Could not remove the run's staging files.");
-        }
-    }
-}
-
-/// The run id in the name of a published file (`part-<run id>-00000.zstd.parquet`).
-fn run_of_file(name: &str) -> &str {
-    name.strip_prefix("part-")
-        .and_then(|rest| rest.split('-').next())
-        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -560,12 +401,15 @@ mod tests {
     use datafusion::arrow::array::AsArray;
     use datafusion::prelude::{SessionConfig, SessionContext};
 
+    use crate::pipeline::OutputFormat;
+
     fn sink_and_run(name: &str) -> (ManifestSink, PublishingRun, Location) {
         let location = Location::parse(&format!("memory:///publish-test/{name}/")).unwrap();
         let output = Output {
             table: name.into(),
             earlier: location.clone(),
             location: location.clone(),
+            format: OutputFormat::Parquet,
             options: BTreeMap::new(),
         };
         let run = PublishingRun {

@@ -3,10 +3,12 @@
 //! can be fenced on what was live then), has the engine write every output into its
 //! publication's staging folder, and only then commits them, one by one. Readers see an output's previous publication until its commit lands, and only
 //! the new one after. Today's format is Parquet files listed by a JSON manifest
-//! ([`manifest`]); Delta Lake is to be the second.
+//! ([`manifest`]), or a Delta Lake table ([`delta`]).
 
+mod delta;
 mod files;
 mod manifest;
+mod staging;
 
 use std::collections::BTreeSet;
 
@@ -16,7 +18,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use object_store::path::Path;
 
 use crate::engine::ParquetTarget;
-use crate::pipeline::Output;
+use crate::pipeline::{Output, OutputFormat};
 use crate::storage::{Location, Storage, StorageError, SwapError};
 
 /// Where one output is published: what is live there, and how a run adds to it.
@@ -56,7 +58,10 @@ pub trait Publication: Send + Sync {
 
 /// The sink of `output`, in the format it is published in.
 pub fn sink(storage: &Storage, output: &Output) -> Box<dyn Sink> {
-    Box::new(manifest::ManifestSink::new(storage.clone(), output))
+    match output.format {
+        OutputFormat::Parquet => Box::new(manifest::ManifestSink::new(storage.clone(), output)),
+        OutputFormat::Delta => Box::new(delta::DeltaSink::new(storage.clone(), output)),
+    }
 }
 
 /// What a publication of a run is part of.
@@ -132,6 +137,25 @@ pub enum PublishError {
         #[source]
         source: SwapError,
     },
+    #[error("output '{table}' (the Delta table at {url}): could not {action}: {source}")]
+    Delta {
+        table: String,
+        url: String,
+        action: &'static str,
+        #[source]
+        source: Box<deltalake::DeltaTableError>,
+    },
+    #[error(
+        "output '{table}': the Delta table at {url} has the columns {theirs}, but this run's \
+         rows have {ours}; Delta readers read every date with the table's columns, so publish \
+         the new columns to a new URL (README, \"Delta Lake outputs\")"
+    )]
+    DeltaColumns {
+        table: String,
+        url: String,
+        theirs: String,
+        ours: String,
+    },
     #[error("output '{table}': the manifest {file} is not valid: {reason}")]
     BadManifest {
         table: String,
@@ -146,6 +170,7 @@ impl PublishError {
         use crate::fault::Fault;
         match self {
             PublishError::Storage(e) => e.fault(),
+            PublishError::DeltaColumns { .. } => Fault::User,
             _ => Fault::Environment,
         }
     }

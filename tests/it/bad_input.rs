@@ -772,7 +772,7 @@ fn validation_reports_each_cause_once_at_its_line() {
         problems(&typos),
         [
             ":7: unknown field `sq` (did you mean 'sql'?), expected one of name, sql, incremental",
-            ":9: unknown field `tabel` (did you mean 'table'?), expected one of table, url, options",
+            ":9: unknown field `tabel` (did you mean 'table'?), expected one of table, url, format, options",
             ":10: unknown field `cronn` (did you mean 'cron'?), expected one of cron, timezone, catchup, max_catchup, attempts, retry_delay, timeout",
         ],
         "{typos:?}"

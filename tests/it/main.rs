@@ -12,6 +12,7 @@ mod common;
 mod crash;
 mod cross_check;
 mod daemon;
+mod delta;
 mod end_to_end;
 mod fencing;
 mod fixtures;
