@@ -44,6 +44,9 @@ pub(crate) enum Command {
     /// Run a pipeline's checks against the outputs published for a date (and the sources),
     /// computing no step and writing nothing: an audit of an earlier night.
     Check(CheckArgs),
+    /// Delete the files of a pipeline's outputs that no publication needs any more: those
+    /// killed runs left, and for Delta outputs those only older versions read.
+    Vacuum(VacuumArgs),
     /// Run a service of an Apache DataFusion Ballista cluster: a scheduler, or an executor.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -99,6 +102,20 @@ pub(crate) struct CheckArgs {
     /// Print each check's outcome as one JSON object per line.
     #[arg(long)]
     pub(crate) json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct VacuumArgs {
+    /// The pipeline YAML file.
+    pub(crate) pipeline: PathBuf,
+    /// Keep what was written, or what versions read, this recently (`7d`, `36h`). Longer
+    /// than the longest run, so that no running run loses its files, and than the longest
+    /// read of a Delta version.
+    #[arg(long, default_value = "7d", value_parser = humantime::parse_duration)]
+    pub(crate) retain: std::time::Duration,
+    /// List what would be deleted, and delete nothing.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
 }
 
 #[derive(Debug, Args)]

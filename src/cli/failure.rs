@@ -69,6 +69,12 @@ impl From<segflow::cluster::ClusterError> for Failure {
     }
 }
 
+impl From<segflow::publish::PublishError> for Failure {
+    fn from(error: segflow::publish::PublishError) -> Self {
+        Failure::of(error.fault(), error)
+    }
+}
+
 impl From<run::RunError> for Failure {
     fn from(error: run::RunError) -> Self {
         Failure::of(error.fault(), error)

@@ -17,6 +17,7 @@ mod runs;
 mod schedule;
 mod shipped;
 mod show;
+mod vacuum;
 mod validate;
 
 use chrono::{NaiveDate, Utc};
@@ -39,6 +40,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Schedule(args) => schedule::schedule_command(args).await,
         Command::Backfill(args) => backfill::backfill_command(args).await,
         Command::Check(args) => check::check_command(args).await,
+        Command::Vacuum(args) => vacuum::vacuum_command(args).await,
         Command::Cluster(command) => cluster::cluster_command(command).await,
     }
 }

@@ -5,8 +5,8 @@
 //! and other dates are not touched.
 //!
 //! The commit is fenced by two application transactions (Delta's `txn` action): one per date
-//! (`segflow/<pipeline>/<table>/as_of=<date>`), whose version counts the date's publications,
-//! and one per run (`.../run=<run id>`). A run commits only if the date's count is still what
+//! (`segflow/as_of=<date>`), whose version counts the date's publications, and one per run
+//! (`segflow/<pipeline>/as_of=<date>/run=<run id>`). A run commits only if the date's count is still what
 //! it was when the run began, and two runs committing the same date at once conflict on it;
 //! after an error that leaves the commit's fate unknown, the run's own transaction tells
 //! whether it landed. Commits to object stores rely on conditional writes (create-only), which
@@ -132,18 +132,17 @@ impl DeltaSink {
             .map_err(|e| self.error("open the table", e))
     }
 
-    /// The date transaction's app id: its version counts the date's publications.
+    /// The date transaction's app id: its version counts the date's publications, by any
+    /// pipeline that publishes to this table.
     fn date_app(&self, run: &PublishingRun) -> String {
-        format!(
-            "segflow/{}/{}/{AS_OF}={}",
-            run.pipeline, self.table, run.as_of
-        )
+        format!("segflow/{AS_OF}={}", run.as_of)
     }
 
+    /// The run transaction's app id: its pipeline, date and run.
     fn run_app(&self, run: &PublishingRun) -> String {
         format!(
-            "segflow/{}/{}/{AS_OF}={}/run={}",
-            run.pipeline, self.table, run.as_of, run.run_id
+            "segflow/{}/{AS_OF}={}/run={}",
+            run.pipeline, run.as_of, run.run_id
         )
     }
 
@@ -300,6 +299,44 @@ impl Sink for DeltaSink {
 
     async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError> {
         Ok(self.partitions_before(as_of).await?.pop())
+    }
+
+    /// Delta's own vacuum, in full (files no version lists go too, as a killed run leaves
+    /// them), keeping what versions newer than `cutoff` read; then the staging leftovers,
+    /// which Delta's vacuum does not look at.
+    async fn vacuum(
+        &self,
+        cutoff: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<Location>, PublishError> {
+        let store = self.store()?;
+        let mut removed = Vec::new();
+        if let Some(table) = self.open().await? {
+            let retention = Utc::now() - cutoff;
+            let (_, metrics) = table
+                .vacuum()
+                .with_retention_period(retention.max(chrono::Duration::zero()))
+                .with_enforce_retention_duration(false)
+                .with_mode(deltalake::operations::vacuum::VacuumMode::Full)
+                .with_dry_run(dry_run)
+                .await
+                .map_err(|e| self.error("vacuum the table", e))?;
+            removed.extend(
+                metrics
+                    .files_deleted
+                    .iter()
+                    .map(|file| self.location.join(file.trim_start_matches('/'))),
+            );
+        }
+        let leftovers =
+            staging::leftovers(&self.storage, store.as_ref(), &self.location, cutoff).await?;
+        let doomed = leftovers
+            .into_iter()
+            .map(|object| object.location)
+            .collect();
+        let output = (self.table.as_str(), &self.location);
+        removed.extend(staging::delete_all(store.as_ref(), output, doomed, dry_run).await?);
+        Ok(removed)
     }
 
     /// Refuses a store that does not honour conditional writes (delta-rs's commits would

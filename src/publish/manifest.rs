@@ -197,6 +197,37 @@ impl Sink for ManifestSink {
         }
     }
 
+    /// The Parquet format keeps no old versions: a file in a partition that the date's
+    /// manifest does not list is a killed run's, once old enough.
+    async fn vacuum(
+        &self,
+        cutoff: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<Location>, PublishError> {
+        let store = self.store()?;
+        let mut live: BTreeSet<String> = BTreeSet::new();
+        for date in self.dates_before(NaiveDate::MAX).await? {
+            if let Some(manifest) = self.manifest(date).await? {
+                live.extend(manifest.files.into_iter().map(|f| f.path));
+            }
+        }
+        let mut doomed: Vec<Path> = Vec::new();
+        for object in self.storage.list(&self.location, store.as_ref()).await? {
+            let relative = self.location.relative(&object.location);
+            if relative.starts_with("as_of=")
+                && !live.contains(&relative)
+                && object.last_modified < cutoff
+            {
+                doomed.push(object.location);
+            }
+        }
+        let leftovers =
+            staging::leftovers(&self.storage, store.as_ref(), &self.location, cutoff).await?;
+        doomed.extend(leftovers.into_iter().map(|object| object.location));
+        let output = (self.table.as_str(), &self.location);
+        staging::delete_all(store.as_ref(), output, doomed, dry_run).await
+    }
+
     /// Also makes sure the store can fence at all, unless the run writes as the single
     /// writer. A manifest that does not parse (a hand edit, a store that lost half a write)
     /// is replaced all the same: a re-run is how it gets repaired.

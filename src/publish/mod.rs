@@ -36,6 +36,15 @@ pub trait Sink: Send + Sync {
     /// Starts `run`'s publication: remembers what is live for its date, for the commit to
     /// fence on, and removes what ended runs left behind.
     async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError>;
+
+    /// Deletes the files that no publication needs any more, or only lists them with
+    /// `dry_run`: files that no commit lists and staged files, last written before `cutoff`,
+    /// and for Delta the files that only versions older than `cutoff` list. Their URLs.
+    async fn vacuum(
+        &self,
+        cutoff: DateTime<Utc>,
+        dry_run: bool,
+    ) -> Result<Vec<Location>, PublishError>;
 }
 
 /// One run's publication of one output: staged, then committed or discarded.

@@ -251,3 +251,46 @@ pub(super) async fn stranded_in_partition(
         .map(|object| object.location)
         .collect())
 }
+
+/// What killed runs left under the output's `_segflow/` (staged files, conditional-write
+/// probes), last written before `cutoff`: no run still going wrote them, if `cutoff` is
+/// older than the longest run.
+pub(super) async fn leftovers(
+    storage: &Storage,
+    store: &dyn ObjectStore,
+    location: &Location,
+    cutoff: chrono::DateTime<chrono::Utc>,
+) -> Result<Vec<object_store::ObjectMeta>, StorageError> {
+    let mut found = Vec::new();
+    for folder in ["staging/", "swap-check/"] {
+        let folder = location.join(&format!("{META_DIR}/{folder}"));
+        found.extend(
+            storage
+                .list(&folder, store)
+                .await?
+                .into_iter()
+                .filter(|object| object.last_modified < cutoff),
+        );
+    }
+    Ok(found)
+}
+
+/// Deletes `doomed` (unless `dry_run`); their URLs under the output at `location`.
+pub(super) async fn delete_all(
+    store: &dyn ObjectStore,
+    (table, location): (&str, &Location),
+    doomed: Vec<object_store::path::Path>,
+    dry_run: bool,
+) -> Result<Vec<Location>, PublishError> {
+    let mut deleted = Vec::with_capacity(doomed.len());
+    for path in doomed {
+        if !dry_run {
+            match store.delete(&path).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(source) => return Err(store_error(table, "delete", &path, source)),
+            }
+        }
+        deleted.push(location.join(&location.relative(&path)));
+    }
+    Ok(deleted)
+}

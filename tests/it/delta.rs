@@ -41,11 +41,14 @@ fn run_delta(project: &Project, pipeline: &Path, as_of: &str, out: &Path) -> Out
     )
 }
 
-/// Runs a Python script of Delta readers with `args`; its stdout.
+/// Runs a Python script of Delta readers with `args`; its stdout. The script ends with
+/// `os._exit`: `deltalake`'s runtime threads sometimes abort the interpreter's own exit
+/// ("terminate called without an active exception") after the work is done.
 fn python(script: &str, args: &[&str]) -> String {
+    let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
     let ran = outcome(
         Command::new("python3")
-            .args(["-c", script])
+            .args(["-c", &script])
             .args(args)
             .output()
             .unwrap(),
@@ -133,7 +136,7 @@ print(json.dumps({
     "second_at_1": runs(deltalake.DeltaTable(path, version=1), second),
     "first_rows_then": rows(then, first_day),
     "first_rows_now": rows(now, first_day),
-    "first_publications": now.transaction_version(f"segflow/nightly_segments/customer_features/as_of={first}"),
+    "first_publications": now.transaction_version(f"segflow/as_of={first}"),
 }))
 "#;
 
@@ -157,7 +160,7 @@ fn each_publication_is_one_delta_commit_that_replaces_only_its_date() {
         "{history}"
     );
     // Each commit is a run's; the re-run replaced the first date's files, and only them.
-    let runs = history["runs"].as_array().unwrap();
+    let runs = history["runs"].as_array().unwrap().clone();
     assert_eq!(
         history["first_then"],
         serde_json::json!([runs[0]]),
@@ -178,4 +181,156 @@ fn each_publication_is_one_delta_commit_that_replaces_only_its_date() {
     // Time travel: the first version still reads the first run's rows.
     assert_eq!(history["first_rows_then"], history["first_rows_now"]);
     assert!(history["first_rows_now"].as_u64().unwrap() > 0);
+
+    // Vacuum keeping nothing older than now: the replaced files of the first run go, and
+    // only they; the latest version reads as before.
+    let vacuum = |extra: &[&str]| {
+        let mut args = vec!["vacuum", pipeline.to_str().unwrap(), "--retain", "0s"];
+        args.extend(extra);
+        outcome(
+            project
+                .command(&args)
+                .env("SEGFLOW_OUT", &out)
+                .output()
+                .unwrap(),
+        )
+    };
+    let listed = vacuum(&["--dry-run"]);
+    assert_eq!(listed.code, 0, "{listed:?}");
+    let first_run = runs[0].as_str().unwrap();
+    let files: Vec<&str> = listed
+        .stdout
+        .lines()
+        .filter(|l| l.starts_with("  "))
+        .collect();
+    assert!(!files.is_empty(), "{listed:?}");
+    assert!(
+        files
+            .iter()
+            .all(|file| file.contains(&format!("part-{first_run}-"))),
+        "{listed:?}"
+    );
+    let vacuumed = vacuum(&[]);
+    assert_eq!(vacuumed.code, 0, "{vacuumed:?}");
+    assert!(
+        vacuumed
+            .stdout
+            .contains("customer_features: deleted 1 files"),
+        "{vacuumed:?}"
+    );
+    let after: serde_json::Value =
+        serde_json::from_str(&python(LATEST_ROWS, &[table.to_str().unwrap(), AS_OF])).unwrap();
+    assert_eq!(after, history["first_rows_now"]);
+}
+
+const LATEST_ROWS: &str = r#"
+import datetime, sys
+import deltalake
+day = datetime.date.fromisoformat(sys.argv[2])
+print(deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(filters=[("as_of", "=", day)]).num_rows)
+"#;
+
+/// Each Delta table under `out` as `deltalake` reads it: for each date, the runs whose files
+/// it holds, the commits that published it (from their commit info), and its transaction's
+/// version.
+const TABLES: &str = r#"
+import json, os, sys
+import deltalake
+
+out, dates = sys.argv[1], sys.argv[2:]
+report = {}
+for name in sorted(os.listdir(out)):
+    table = deltalake.DeltaTable(f"{out}/{name}")
+    history = list(reversed(table.history()))
+    report[name] = {date: {
+        "runs": sorted({os.path.basename(f).split("-")[1]
+                        for f in table.file_uris([("as_of", "=", date)])}),
+        "commits": [h["segflow.run_id"] for h in history if h.get("segflow.as_of") == date],
+        "count": table.transaction_version(f"segflow/as_of={date}"),
+    } for date in dates}
+print(json.dumps(report))
+"#;
+
+/// Two pipelines that publish the same Delta tables on the S3 test server (so they hold no
+/// common lease), run at once: for different dates both land; for the same date, each table's
+/// date holds the files of one run, the run whose commit is last in its log, and its count
+/// has every commit. A run that lost a race fails saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_delta_commits_on_s3_lose_none() {
+    let (root, addr) = crate::s3::small_shop_on_s3().await;
+    let pipelines: Vec<PathBuf> = ["a", "b"]
+        .iter()
+        .map(|name| {
+            let file = root.path().join(format!("pipelines/{name}.yaml"));
+            crate::fencing::many_outputs(&file, name, 3, "s3://lake/raw", "s3://lake/delta", "");
+            let text = std::fs::read_to_string(&file).unwrap();
+            let delta: String = text
+                .lines()
+                .map(|line| match line.strip_suffix("/ }") {
+                    Some(start) if line.starts_with("  - { table:") => {
+                        format!("{start}/, format: delta }}\n")
+                    }
+                    _ => format!("{line}\n"),
+                })
+                .collect();
+            std::fs::write(&file, delta).unwrap();
+            file
+        })
+        .collect();
+    let run = |pipeline: &Path, as_of: &'static str| {
+        let args = ["run", pipeline.to_str().unwrap(), "--as-of", as_of].map(String::from);
+        async move {
+            let args: Vec<&str> = args.iter().map(String::as_str).collect();
+            crate::s3::segflow_s3(addr, &args).await
+        }
+    };
+    let second = "2026-04-01";
+    let (a, b) = tokio::join!(run(&pipelines[0], AS_OF), run(&pipelines[1], second));
+    assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
+
+    let (a, b) = tokio::join!(run(&pipelines[0], AS_OF), run(&pipelines[1], AS_OF));
+    eprintln!(
+        "the same-date race ended with exits {} and {}",
+        a.code, b.code
+    );
+    assert!(
+        a.code == 0 || b.code == 0,
+        "one of them publishes: {a:?}\n{b:?}"
+    );
+    for lost in [&a, &b].into_iter().filter(|run| run.code != 0) {
+        assert_eq!(lost.code, 2, "{lost:?}");
+        assert!(
+            lost.stderr
+                .contains("published 2026-03-31 while this one was running"),
+            "{lost:?}"
+        );
+    }
+
+    let out = root.path().join("lake/delta");
+    let report: serde_json::Value =
+        serde_json::from_str(&python(TABLES, &[out.to_str().unwrap(), AS_OF, second])).unwrap();
+    let tables = report.as_object().unwrap();
+    assert_eq!(tables.len(), 3, "{report}");
+    for (table, dates) in tables {
+        let second = &dates[second];
+        assert_eq!(
+            second["commits"].as_array().unwrap().len(),
+            1,
+            "{table}: {second}"
+        );
+        assert_eq!(second["count"], 1, "{table}: {second}");
+        let first = &dates[AS_OF];
+        let commits = first["commits"].as_array().unwrap();
+        assert!(commits.len() >= 2, "{table}: {first}");
+        assert_eq!(
+            first["count"],
+            commits.len(),
+            "{table}: every commit counted: {first}"
+        );
+        assert_eq!(
+            first["runs"],
+            serde_json::json!([commits.last().unwrap()]),
+            "{table}: the date holds the last commit's files only: {first}"
+        );
+    }
 }

@@ -32,4 +32,5 @@ mod s3;
 mod scheduler;
 mod sources;
 mod text_sources;
+mod vacuum;
 mod zones;
