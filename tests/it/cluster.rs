@@ -224,7 +224,7 @@ async fn segflow_in(dir: &Path, addr: SocketAddr, args: &[&str], env: &[(&str, &
 
 /// The shipped pipeline and a small shop on the S3 test server, its intermediate results
 /// there too, so that the executors reach everything.
-async fn shop_on_s3() -> (tempfile::TempDir, SocketAddr) {
+pub async fn shop_on_s3() -> (tempfile::TempDir, SocketAddr) {
     let (root, addr) = crate::s3::small_shop_on_s3().await;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
     for folder in ["pipelines", "queries"] {

@@ -7,9 +7,10 @@ use std::process::Command;
 
 use crate::common::{AS_OF, Outcome, Project, SHIPPED_OUTPUTS, outcome};
 
-/// A copy of the shipped pipeline with every output published as Delta.
-fn delta_pipeline(project: &Project) -> PathBuf {
-    let shipped = std::fs::read_to_string(project.pipeline()).unwrap();
+/// A copy of the shipped pipeline `shipped` with every output published as Delta, beside it.
+fn delta_pipeline(shipped: &Path) -> PathBuf {
+    let path = shipped.with_file_name("delta.yaml");
+    let shipped = std::fs::read_to_string(shipped).unwrap();
     let mut outputs = 0;
     let text: String = shipped
         .lines()
@@ -26,7 +27,6 @@ fn delta_pipeline(project: &Project) -> PathBuf {
         SHIPPED_OUTPUTS.len(),
         "every shipped output edited"
     );
-    let path = project.path().join("pipelines/delta.yaml");
     std::fs::write(&path, text).unwrap();
     path
 }
@@ -93,7 +93,7 @@ fn delta_outputs_hold_what_parquet_outputs_hold_for_delta_readers() {
     let project = Project::new(600, 2_400);
     let parquet = project.run_nightly(AS_OF);
     assert_eq!(parquet.code, 0, "{parquet:?}");
-    let pipeline = delta_pipeline(&project);
+    let pipeline = delta_pipeline(&project.pipeline());
     let delta_out = project.path().join("delta");
     let delta = run_delta(&project, &pipeline, AS_OF, &delta_out);
     assert_eq!(delta.code, 0, "{delta:?}");
@@ -143,7 +143,7 @@ print(json.dumps({
 #[test]
 fn each_publication_is_one_delta_commit_that_replaces_only_its_date() {
     let project = Project::new(300, 1_200);
-    let pipeline = delta_pipeline(&project);
+    let pipeline = delta_pipeline(&project.pipeline());
     let out = project.path().join("delta");
     let second = "2026-04-01";
     for as_of in [AS_OF, second, AS_OF] {
@@ -333,4 +333,128 @@ async fn concurrent_delta_commits_on_s3_lose_none() {
             "{table}: the date holds the last commit's files only: {first}"
         );
     }
+}
+
+/// Every Delta table under `out`: each date's files all exist, are one run's, and hold the
+/// rows the log counts; the number of tables read.
+const CONSISTENT: &str = r#"
+import os, sys
+import deltalake
+
+out = sys.argv[1]
+tables = 0
+for name in sorted(os.listdir(out)):
+    table = deltalake.DeltaTable(f"{out}/{name}")
+    files = table.file_uris()
+    assert all(os.path.exists(f) for f in files), (name, files)
+    runs = {}
+    for f in files:
+        date = f.split("/as_of=")[1].split("/")[0]
+        runs.setdefault(date, set()).add(os.path.basename(f).split("-")[1])
+    assert all(len(r) == 1 for r in runs.values()), (name, runs)
+    counted = sum(table.get_add_actions(flatten=True).column("num_records").to_pylist())
+    assert table.to_pyarrow_table().num_rows == counted, name
+    tables += 1
+print(tables)
+"#;
+
+/// Runs of the all-Delta pipeline killed with SIGKILL at moments of their own log, among them
+/// between two outputs' commits: every table reads whole after each (the previous
+/// publication or the new one of each table), and the next run publishes.
+#[test]
+fn sigkill_during_delta_publications_leaves_every_table_whole() {
+    let project = Project::new(8_000, 32_000);
+    let pipeline = delta_pipeline(&project.pipeline());
+    let out = project.path().join("delta");
+    let baseline = run_delta(&project, &pipeline, AS_OF, &out);
+    assert_eq!(baseline.code, 0, "{baseline:?}");
+    let args = [
+        "run",
+        pipeline.to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--lease-seconds",
+        "1",
+    ];
+    let moments = [
+        ("Step ready.", 10),
+        ("Output published.", 1),
+        ("Output published.", SHIPPED_OUTPUTS.len() / 2),
+    ];
+    for (event, nth) in moments {
+        let mut child = project
+            .command(&args)
+            .env("SEGFLOW_OUT", &out)
+            .env("SEGFLOW_LOG", "info")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let log = std::io::BufReader::new(child.stderr.take().unwrap());
+        let mut seen = 0;
+        for line in std::io::BufRead::lines(log).map_while(Result::ok) {
+            seen += usize::from(line.contains(event));
+            if seen == nth {
+                child.kill().unwrap(); // SIGKILL on Unix
+                break;
+            }
+        }
+        child.wait().unwrap();
+        assert_eq!(
+            seen, nth,
+            "the run reached {event} #{nth} before it was killed"
+        );
+        let read = python(CONSISTENT, &[out.to_str().unwrap()]);
+        assert_eq!(
+            read.trim(),
+            SHIPPED_OUTPUTS.len().to_string(),
+            "after {event} #{nth}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(1200));
+    }
+    let after = run_delta(&project, &pipeline, AS_OF, &out);
+    assert_eq!(after.code, 0, "{after:?}");
+    let read = python(CONSISTENT, &[out.to_str().unwrap()]);
+    assert_eq!(read.trim(), SHIPPED_OUTPUTS.len().to_string());
+}
+
+/// The same on the S3 test server, whose conditional writes the Delta commits rely on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delta_outputs_on_s3_hold_what_parquet_outputs_hold() {
+    let (root, addr) = crate::cluster::shop_on_s3().await;
+    let pipeline = delta_pipeline(&root.path().join("pipelines/nightly_segments.yaml"));
+    let run = |pipeline: &Path, out: &str| {
+        let mut command = crate::s3::segflow_on_s3(addr);
+        command
+            .current_dir(root.path())
+            .args(["run", pipeline.to_str().unwrap(), "--as-of", AS_OF])
+            .env("SEGFLOW_OUT", out);
+        async move {
+            outcome(
+                tokio::process::Command::from(command)
+                    .output()
+                    .await
+                    .unwrap(),
+            )
+        }
+    };
+    let parquet = run(
+        &root.path().join("pipelines/nightly_segments.yaml"),
+        "s3://lake/marts",
+    )
+    .await;
+    assert_eq!(parquet.code, 0, "{parquet:?}");
+    let delta = run(&pipeline, "s3://lake/delta").await;
+    assert_eq!(delta.code, 0, "{delta:?}");
+    // The server keeps each object as a file under its folder, which the readers open.
+    let lake = root.path().join("lake");
+    let mut args = vec![
+        lake.join("delta").to_str().unwrap().to_string(),
+        lake.join("marts").to_str().unwrap().to_string(),
+        AS_OF.to_string(),
+    ];
+    args.extend(SHIPPED_OUTPUTS.iter().map(|t| t.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let read = python(SAME_AS_PARQUET, &args);
+    assert_eq!(read.lines().count(), SHIPPED_OUTPUTS.len(), "{read}");
 }
