@@ -32,7 +32,7 @@ use super::staging::{self, PublishedFile, Staged, Staging, run_of_file};
 use super::{Committed, Partition, Publication, PublishError, PublishingRun, Sink};
 use crate::engine::ParquetTarget;
 use crate::pipeline::Output;
-use crate::storage::{Location, Storage};
+use crate::storage::{Location, Storage, SwapError};
 
 /// The partition column.
 const AS_OF: &str = "as_of";
@@ -344,13 +344,21 @@ impl Sink for DeltaSink {
     /// published, for the commit to fence on.
     async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError> {
         let store = self.store()?;
-        self.storage
+        let fenced = self
+            .storage
             .check_swap(&self.location, store.as_ref())
-            .await
-            .map_err(|source| PublishError::Commit {
+            .await;
+        fenced.map_err(|source| match source {
+            SwapError::Unsupported { reason, .. } => PublishError::DeltaUnfenced {
+                table: self.table.clone(),
+                url: self.location.to_string(),
+                reason,
+            },
+            source => PublishError::Commit {
                 table: self.table.clone(),
                 source,
-            })?;
+            },
+        })?;
         let seen = match self.open().await? {
             Some(table) => self.transaction(&table, &self.date_app(run)).await?,
             None => None,

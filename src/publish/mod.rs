@@ -165,6 +165,17 @@ pub enum PublishError {
         theirs: String,
         ours: String,
     },
+    #[error(
+        "output '{table}': the store of the Delta table at {url} does not honour conditional \
+         writes ({reason}), so two commits could overwrite each other's log entry. Use a store \
+         that does (S3 and most S3-compatible servers: keep `aws_conditional_put` at its \
+         default, `etag`); --single-writer does not apply to Delta outputs"
+    )]
+    DeltaUnfenced {
+        table: String,
+        url: String,
+        reason: String,
+    },
     #[error("output '{table}': the manifest {file} is not valid: {reason}")]
     BadManifest {
         table: String,

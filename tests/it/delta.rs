@@ -147,7 +147,10 @@ fn delta_outputs_hold_what_parquet_outputs_hold_for_delta_readers() {
                 .unwrap(),
         );
         assert_eq!(duckdb.code, 0, "{duckdb:?}");
-        assert_eq!(duckdb.stdout, read, "DuckDB counts the rows deltalake and polars read");
+        assert_eq!(
+            duckdb.stdout, read,
+            "DuckDB counts the rows deltalake and polars read"
+        );
     }
 }
 
@@ -306,17 +309,7 @@ async fn concurrent_delta_commits_on_s3_lose_none() {
         .map(|name| {
             let file = root.path().join(format!("pipelines/{name}.yaml"));
             crate::fencing::many_outputs(&file, name, 3, "s3://lake/raw", "s3://lake/delta", "");
-            let text = std::fs::read_to_string(&file).unwrap();
-            let delta: String = text
-                .lines()
-                .map(|line| match line.strip_suffix("/ }") {
-                    Some(start) if line.starts_with("  - { table:") => {
-                        format!("{start}/, format: delta }}\n")
-                    }
-                    _ => format!("{line}\n"),
-                })
-                .collect();
-            std::fs::write(&file, delta).unwrap();
+            outputs_as_delta(&file);
             file
         })
         .collect();
@@ -327,6 +320,34 @@ async fn concurrent_delta_commits_on_s3_lose_none() {
             crate::s3::segflow_s3(addr, &args).await
         }
     };
+    // A store that accepts a conditional write it should refuse is refused before any work.
+    std::fs::create_dir(root.path().join("unfenced")).unwrap();
+    let unfenced = root.path().join("pipelines/unfenced.yaml");
+    crate::fencing::many_outputs(
+        &unfenced,
+        "unfenced",
+        1,
+        "s3://lake/raw",
+        "s3://unfenced/d",
+        "",
+    );
+    outputs_as_delta(&unfenced);
+    let text = std::fs::read_to_string(&unfenced).unwrap().replace(
+        "format: delta }",
+        "format: delta, options: { aws_conditional_put: disabled } }",
+    );
+    std::fs::write(&unfenced, text).unwrap();
+    let refused = run(&unfenced, AS_OF).await;
+    assert_eq!(refused.code, 2, "{refused:?}");
+    for token in [
+        "output 't000'",
+        "s3://unfenced/d/t000/",
+        "does not honour conditional",
+    ] {
+        assert!(refused.stderr.contains(token), "{token}: {refused:?}");
+    }
+    assert!(!root.path().join("unfenced/d/t000/_delta_log").exists());
+
     let second = "2026-04-01";
     let (a, b) = tokio::join!(run(&pipelines[0], AS_OF), run(&pipelines[1], second));
     assert_eq!((a.code, b.code), (0, 0), "{a:?}\n{b:?}");
@@ -500,4 +521,41 @@ async fn delta_outputs_on_s3_hold_what_parquet_outputs_hold() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let read = python(SAME_AS_PARQUET, &args);
     assert_eq!(read.lines().count(), SHIPPED_OUTPUTS.len(), "{read}");
+}
+
+/// Every output of a pipeline that `crate::fencing::many_outputs` wrote, published as Delta.
+pub fn outputs_as_delta(file: &Path) {
+    let text = std::fs::read_to_string(file).unwrap();
+    let delta: String = text
+        .lines()
+        .map(|line| match line.strip_suffix("/ }") {
+            Some(start) if line.starts_with("  - { table:") => {
+                format!("{start}/, format: delta }}\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    std::fs::write(file, delta).unwrap();
+}
+
+/// Every Delta table under `out` is whole for `as_of` (see CONSISTENT); the run whose files
+/// each holds for that date, table by table.
+pub fn delta_runs(out: &Path, as_of: &str, context: &str) -> Vec<String> {
+    const RUNS: &str = r#"
+import os, sys
+import deltalake
+out, as_of = sys.argv[1], sys.argv[2]
+for name in sorted(os.listdir(out)):
+    files = deltalake.DeltaTable(f"{out}/{name}").file_uris()
+    assert all(os.path.exists(f) for f in files), (name, files)
+    runs = {os.path.basename(f).split("-")[1] for f in files if f"/as_of={as_of}/" in f}
+    assert len(runs) == 1, (name, runs)
+    print(runs.pop())
+"#;
+    let read = python(CONSISTENT, &[out.to_str().unwrap()]);
+    assert!(!read.trim().is_empty(), "{context}");
+    python(RUNS, &[out.to_str().unwrap(), as_of])
+        .lines()
+        .map(str::to_string)
+        .collect()
 }

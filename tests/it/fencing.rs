@@ -334,16 +334,49 @@ fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor(
         || crate::daemon::start_daemon(&project, 5),
         &project.path().join("state/runs/stall"),
         &project.out(),
+        assert_consistent,
     );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_successor_on_s3() {
+    a_daemon_stopped_on_s3("marts", Format::Parquet).await;
+}
+
+/// The same with every output a Delta table: the successor's commits move each date's
+/// transaction on, so the resumed daemon's next commit finds it changed and withdraws.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_daemon_stopped_past_its_lease_cannot_commit_over_its_successor_in_delta_on_s3() {
+    a_daemon_stopped_on_s3("delta", Format::Delta).await;
+}
+
+enum Format {
+    Parquet,
+    Delta,
+}
+
+/// Two daemons of the `stall` pipeline on the S3 test server, publishing under
+/// `s3://lake/<folder>` in `format` (see [`a_frozen_daemon_is_overtaken`]).
+async fn a_daemon_stopped_on_s3(folder_name: &'static str, format: Format) {
     let (root, addr) = crate::s3::small_shop_on_s3().await;
     let folder = root.path().to_path_buf();
     let pipeline = folder.join("scheduled/stall.yaml");
-    let (data, out) = ("s3://lake/raw", "s3://lake/marts");
-    many_outputs(&pipeline, "stall", STALL_OUTPUTS, data, out, STALL_SCHEDULE);
+    let out = format!("s3://lake/{folder_name}");
+    many_outputs(
+        &pipeline,
+        "stall",
+        STALL_OUTPUTS,
+        "s3://lake/raw",
+        &out,
+        STALL_SCHEDULE,
+    );
+    let consistent = match format {
+        Format::Parquet => assert_consistent,
+        Format::Delta => {
+            crate::delta::outputs_as_delta(&pipeline);
+            crate::delta::delta_runs
+        }
+    };
     // The scenario waits on processes; the server keeps this runtime's threads.
     tokio::task::spawn_blocking(move || {
         let start = || {
@@ -363,7 +396,8 @@ async fn a_daemon_stopped_past_its_lease_mid_commit_cannot_publish_over_its_succ
                 .unwrap()
         };
         let state = folder.join("lake/state/runs/stall");
-        a_frozen_daemon_is_overtaken(start, &state, &folder.join("lake/marts"));
+        let out = folder.join("lake").join(folder_name);
+        a_frozen_daemon_is_overtaken(start, &state, &out, consistent);
     })
     .await
     .unwrap();
@@ -421,7 +455,12 @@ fn a_frozen_daemon_resuming_while_its_successor_runs_leaves_every_output_whole()
 /// Two daemons started by `start`: the first is frozen (SIGSTOP) right after its first
 /// commit, the second takes the slot over once the lease has expired and publishes it, then
 /// the first resumes. `runs` and `out` are the run records and the outputs on disk.
-fn a_frozen_daemon_is_overtaken(start: impl Fn() -> Child, runs: &Path, out: &Path) {
+fn a_frozen_daemon_is_overtaken(
+    start: impl Fn() -> Child,
+    runs: &Path,
+    out: &Path,
+    consistent: fn(&Path, &str, &str) -> Vec<String>,
+) {
     let mut first = start();
     let first_log = follow_log(&mut first);
     // Stopped right after its first commit, with most of its outputs still to commit.
@@ -491,7 +530,7 @@ fn a_frozen_daemon_is_overtaken(start: impl Fn() -> Child, runs: &Path, out: &Pa
         .as_str()
         .unwrap()
         .to_string();
-    let run_ids = assert_consistent(out, &as_of, "after the stalled daemon resumed");
+    let run_ids = consistent(out, &as_of, "after the stalled daemon resumed");
     assert_eq!(run_ids.len(), STALL_OUTPUTS);
     assert!(
         run_ids.iter().all(|id| *id == winner),
