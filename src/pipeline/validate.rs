@@ -521,13 +521,7 @@ impl<'a> Validator<'a> {
                 SourceFormat::Csv { header, delimiter }
             }
             Some(other) => {
-                // Format names are too short for the usual guess; a letter or two off is
-                // close enough.
-                let hint = ["parquet", "csv", "json"]
-                    .into_iter()
-                    .find(|known| strsim::damerau_levenshtein(other, known) <= 2)
-                    .map(|known| format!(" (did you mean '{known}'?)"))
-                    .unwrap_or_default();
+                let hint = format_hint(other, &["parquet", "csv", "json"]);
                 self.problem(
                     format.and_then(line_of),
                     format!(
@@ -700,11 +694,7 @@ impl<'a> Validator<'a> {
             None | Some("parquet") => OutputFormat::Parquet,
             Some("delta") => OutputFormat::Delta,
             Some(other) => {
-                let hint = ["parquet", "delta"]
-                    .into_iter()
-                    .find(|known| strsim::damerau_levenshtein(other, known) <= 2)
-                    .map(|known| format!(" (did you mean '{known}'?)"))
-                    .unwrap_or_default();
+                let hint = format_hint(other, &["parquet", "delta"]);
                 self.problem(
                     format.and_then(line_of),
                     format!(
@@ -866,4 +856,14 @@ pub(super) fn is_identifier(name: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
         && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
+}
+
+/// " (did you mean 'csv'?)" for a format name a letter or two off one of `known`: format
+/// names are too short for the usual guess.
+fn format_hint(written: &str, known: &[&str]) -> String {
+    known
+        .iter()
+        .find(|known| strsim::damerau_levenshtein(written, known) <= 2)
+        .map(|known| format!(" (did you mean '{known}'?)"))
+        .unwrap_or_default()
 }

@@ -364,15 +364,8 @@ impl Sink for DeltaSink {
             None => None,
         };
         let output = (self.table.as_str(), &self.location);
-        staging::sweep(&self.storage, store.as_ref(), output, &run.ended_runs).await;
         Ok(Box::new(DeltaPublication {
-            staging: Staging::new(
-                self.storage.clone(),
-                store,
-                &self.table,
-                &self.location,
-                run,
-            ),
+            staging: Staging::begin(&self.storage, store, output, run).await,
             sink: self.clone(),
             run: run.clone(),
             seen,

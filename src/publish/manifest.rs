@@ -247,15 +247,8 @@ impl Sink for ManifestSink {
             tracing::warn!(%error, "The run replaces a manifest that is not valid.");
         }
         let output = (self.table.as_str(), &self.location);
-        staging::sweep(&self.storage, store.as_ref(), output, &run.ended_runs).await;
         Ok(Box::new(ManifestPublication {
-            staging: Staging::new(
-                self.storage.clone(),
-                store,
-                &self.table,
-                &self.location,
-                run,
-            ),
+            staging: Staging::begin(&self.storage, store, output, run).await,
             sink: self.clone(),
             run: run.clone(),
             current,

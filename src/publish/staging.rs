@@ -64,7 +64,19 @@ pub(super) struct Staging {
 }
 
 impl Staging {
-    pub(super) fn new(
+    /// `run`'s staging of the output `table` at `location`, once what ended runs left in
+    /// staging there is swept.
+    pub(super) async fn begin(
+        storage: &Storage,
+        store: Arc<dyn ObjectStore>,
+        (table, location): (&str, &Location),
+        run: &PublishingRun,
+    ) -> Staging {
+        sweep(storage, store.as_ref(), (table, location), &run.ended_runs).await;
+        Staging::new(storage.clone(), store, table, location, run)
+    }
+
+    fn new(
         storage: Storage,
         store: Arc<dyn ObjectStore>,
         table: &str,
@@ -187,7 +199,7 @@ impl Staging {
 /// staging) under the output at `location`. Safe at any time: a run whose staged files are
 /// gone fails to move them and withdraws. Invisible to readers either way, so failures are
 /// only logged.
-pub(super) async fn sweep(
+async fn sweep(
     storage: &Storage,
     store: &dyn ObjectStore,
     (table, location): (&str, &Location),
