@@ -50,14 +50,14 @@ fn main() -> ExitCode {
 /// machine-read logs.
 fn init_logging() {
     let default = if std::io::stderr().is_terminal() {
-        "warn"
+        "warn".to_string()
     } else {
-        "info"
+        format!("info,{CHATTY_AT_INFO}")
     };
     let filter = std::env::var("SEGFLOW_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .map(|asked| segflow_only(&asked))
-        .unwrap_or_else(|_| default.to_string());
+        .unwrap_or(default);
     let builder = tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::new(filter))
         .with_ansi(std::io::stderr().is_terminal())
@@ -74,7 +74,12 @@ fn init_logging() {
 /// at `info`. `trace`, or any explicit filter (`datafusion=debug`), is taken as written.
 fn segflow_only(asked: &str) -> String {
     match asked.trim() {
-        "debug" => "info,segflow=debug".to_string(),
+        "info" => format!("info,{CHATTY_AT_INFO}"),
+        "debug" => format!("info,{CHATTY_AT_INFO},segflow=debug"),
         other => other.to_string(),
     }
 }
+
+/// delta-rs and its kernel log every snapshot they load and every scan at info, a dozen
+/// lines per Delta output and commit: at info, segflow's log keeps their warnings only.
+const CHATTY_AT_INFO: &str = "buoyant_kernel=warn,deltalake_core=warn";
