@@ -29,7 +29,7 @@ use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore};
 use url::Url;
 
 use super::staging::{self, PublishedFile, Staged, Staging, run_of_file};
-use super::{Committed, Partition, Publication, PublishError, PublishingRun, Sink};
+use super::{Committed, OutputAt, Partition, Publication, PublishError, PublishingRun, Sink};
 use crate::engine::ParquetTarget;
 use crate::pipeline::Output;
 use crate::storage::{Location, Storage, SwapError};
@@ -73,41 +73,31 @@ fn register_log_stores() {
 
 #[derive(Clone)]
 pub(super) struct DeltaSink {
-    storage: Storage,
-    table: String,
-    location: Location,
-    options: BTreeMap<String, String>,
+    at: OutputAt,
 }
 
 impl DeltaSink {
     pub(super) fn new(storage: Storage, output: &Output) -> DeltaSink {
         register_log_stores();
         DeltaSink {
-            storage,
-            table: output.table.clone(),
-            location: output.location.clone(),
-            options: output.options.clone(),
+            at: OutputAt::new(storage, output),
         }
-    }
-
-    fn store(&self) -> Result<Arc<dyn ObjectStore>, PublishError> {
-        Ok(self.storage.store(&self.location, &self.options)?)
     }
 
     fn error(&self, action: &'static str, source: DeltaTableError) -> PublishError {
         PublishError::Delta {
-            table: self.table.clone(),
-            url: self.location.to_string(),
+            table: self.at.table.clone(),
+            url: self.at.location.to_string(),
             action,
             source: Box::new(source),
         }
     }
 
     fn builder(&self) -> Result<DeltaTableBuilder, PublishError> {
-        let url = Url::parse(self.location.as_str()).expect("a location is a URL");
+        let url = Url::parse(self.at.location.as_str()).expect("a location is a URL");
         let builder = DeltaTableBuilder::from_url(url.clone())
             .map_err(|e| self.error("open the table", e))?;
-        Ok(builder.with_storage_backend(self.store()?, url))
+        Ok(builder.with_storage_backend(self.at.store()?, url))
     }
 
     /// The table's latest version; None before its first publication.
@@ -180,7 +170,7 @@ impl DeltaSink {
         })?;
         let created = deltalake::operations::create::CreateBuilder::new()
             .with_log_store(self.log_store().map_err(Created::Failed)?)
-            .with_table_name(&self.table)
+            .with_table_name(&self.at.table)
             .with_columns(kernel.fields().cloned())
             .with_partition_columns([AS_OF])
             // Old transactions of runs leave the table's state at checkpoints after this.
@@ -238,7 +228,10 @@ impl DeltaSink {
     fn partition(&self, as_of: NaiveDate, files: &[FileOfDate]) -> Partition {
         Partition {
             as_of,
-            files: files.iter().map(|f| self.location.join(&f.path)).collect(),
+            files: files
+                .iter()
+                .map(|f| self.at.location.join(&f.path))
+                .collect(),
         }
     }
 }
@@ -270,7 +263,7 @@ impl Sink for DeltaSink {
         };
         let name = |f: &FileOfDate| f.path.rsplit('/').next().unwrap_or_default().to_string();
         Ok(Some(Committed {
-            table: self.table.clone(),
+            table: self.at.table.clone(),
             as_of,
             run_id: files
                 .first()
@@ -282,7 +275,10 @@ impl Sink for DeltaSink {
                 .max()
                 .unwrap_or_default(),
             rows: files.iter().map(|f| f.rows).sum(),
-            files: files.iter().map(|f| self.location.join(&f.path)).collect(),
+            files: files
+                .iter()
+                .map(|f| self.at.location.join(&f.path))
+                .collect(),
         }))
     }
 
@@ -309,7 +305,7 @@ impl Sink for DeltaSink {
         cutoff: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Vec<Location>, PublishError> {
-        let store = self.store()?;
+        let store = self.at.store()?;
         let mut removed = Vec::new();
         if let Some(table) = self.open().await? {
             let retention = Utc::now() - cutoff;
@@ -325,16 +321,16 @@ impl Sink for DeltaSink {
                 metrics
                     .files_deleted
                     .iter()
-                    .map(|file| self.location.join(file.trim_start_matches('/'))),
+                    .map(|file| self.at.location.join(file.trim_start_matches('/'))),
             );
         }
         let leftovers =
-            staging::leftovers(&self.storage, store.as_ref(), &self.location, cutoff).await?;
+            staging::leftovers(&self.at.storage, store.as_ref(), &self.at.location, cutoff).await?;
         let doomed = leftovers
             .into_iter()
             .map(|object| object.location)
             .collect();
-        let output = (self.table.as_str(), &self.location);
+        let output = (self.at.table.as_str(), &self.at.location);
         removed.extend(staging::delete_all(store.as_ref(), output, doomed, dry_run).await?);
         Ok(removed)
     }
@@ -343,19 +339,20 @@ impl Sink for DeltaSink {
     /// silently overwrite each other there), and remembers how many times the date was
     /// published, for the commit to fence on.
     async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError> {
-        let store = self.store()?;
+        let store = self.at.store()?;
         let fenced = self
+            .at
             .storage
-            .check_swap(&self.location, store.as_ref())
+            .check_swap(&self.at.location, store.as_ref())
             .await;
         fenced.map_err(|source| match source {
             SwapError::Unsupported { reason, .. } => PublishError::DeltaUnfenced {
-                table: self.table.clone(),
-                url: self.location.to_string(),
+                table: self.at.table.clone(),
+                url: self.at.location.to_string(),
                 reason,
             },
             source => PublishError::Commit {
-                table: self.table.clone(),
+                table: self.at.table.clone(),
                 source,
             },
         })?;
@@ -363,9 +360,9 @@ impl Sink for DeltaSink {
             Some(table) => self.transaction(&table, &self.date_app(run)).await?,
             None => None,
         };
-        let output = (self.table.as_str(), &self.location);
+        let output = (self.at.table.as_str(), &self.at.location);
         Ok(Box::new(DeltaPublication {
-            staging: Staging::begin(&self.storage, store, output, run).await,
+            staging: Staging::begin(&self.at.storage, store, output, run).await,
             sink: self.clone(),
             run: run.clone(),
             seen,
@@ -539,14 +536,14 @@ impl DeltaPublication {
 
     fn committed(&self, moved: &[PublishedFile], committed_at: DateTime<Utc>) -> Committed {
         Committed {
-            table: self.sink.table.clone(),
+            table: self.sink.at.table.clone(),
             as_of: self.run.as_of,
             run_id: self.run.run_id.clone(),
             committed_at,
             rows: moved.iter().map(|f| f.rows).sum(),
             files: moved
                 .iter()
-                .map(|f| self.sink.location.join(&f.path))
+                .map(|f| self.sink.at.location.join(&f.path))
                 .collect(),
         }
     }
@@ -580,8 +577,8 @@ impl DeltaPublication {
             return Ok(());
         }
         Err(PublishError::DeltaColumns {
-            table: self.sink.table.clone(),
-            url: self.sink.location.to_string(),
+            table: self.sink.at.table.clone(),
+            url: self.sink.at.location.to_string(),
             theirs: table.join(", "),
             ours: ours.join(", "),
         })
@@ -595,7 +592,7 @@ impl DeltaPublication {
             .map(|run| format!(" (run {run})"))
             .unwrap_or_default();
         PublishError::Overtaken {
-            table: self.sink.table.clone(),
+            table: self.sink.at.table.clone(),
             as_of: self.run.as_of,
             by,
         }

@@ -11,8 +11,7 @@
 //! manifest listed are deleted, and those that ended runs moved but never listed; never a
 //! file that a manifest this commit did not replace may list.
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::collections::BTreeSet;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -22,7 +21,9 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
 use super::staging::{self, META_DIR, PublishedFile, Staged, Staging};
-use super::{Committed, Partition, Publication, PublishError, PublishingRun, Sink, store_error};
+use super::{
+    Committed, OutputAt, Partition, Publication, PublishError, PublishingRun, Sink, store_error,
+};
 use crate::engine::ParquetTarget;
 use crate::pipeline::Output;
 use crate::storage::{Location, Storage, SwapError, read_versioned};
@@ -77,28 +78,19 @@ struct Current {
 /// An output published as manifest-listed Parquet.
 #[derive(Clone)]
 pub(super) struct ManifestSink {
-    storage: Storage,
-    table: String,
-    location: Location,
-    options: BTreeMap<String, String>,
+    at: OutputAt,
 }
 
 impl ManifestSink {
     pub(super) fn new(storage: Storage, output: &Output) -> ManifestSink {
         ManifestSink {
-            storage,
-            table: output.table.clone(),
-            location: output.location.clone(),
-            options: output.options.clone(),
+            at: OutputAt::new(storage, output),
         }
     }
 
-    fn store(&self) -> Result<Arc<dyn ObjectStore>, PublishError> {
-        Ok(self.storage.store(&self.location, &self.options)?)
-    }
-
     fn manifest_location(&self, as_of: NaiveDate) -> Location {
-        self.location
+        self.at
+            .location
             .join(&format!("{META_DIR}/manifests/as_of={as_of}.json"))
     }
 
@@ -112,7 +104,12 @@ impl ManifestSink {
         let found = read_versioned(store, &location.path())
             .await
             .map_err(|source| {
-                store_error(&self.table, "read the manifest", &location.path(), source)
+                store_error(
+                    &self.at.table,
+                    "read the manifest",
+                    &location.path(),
+                    source,
+                )
             })?;
         let Some(found) = found else {
             return Ok((Current::default(), None));
@@ -122,7 +119,7 @@ impl ManifestSink {
             Err(e) => (
                 None,
                 Some(PublishError::BadManifest {
-                    table: self.table.clone(),
+                    table: self.at.table.clone(),
                     file: location.to_string(),
                     reason: e.to_string(),
                 }),
@@ -136,7 +133,7 @@ impl ManifestSink {
     }
 
     async fn manifest(&self, as_of: NaiveDate) -> Result<Option<Manifest>, PublishError> {
-        let store = self.store()?;
+        let store = self.at.store()?;
         match self.read_current(store.as_ref(), as_of).await? {
             (_, Some(problem)) => Err(problem),
             (current, None) => Ok(current.manifest),
@@ -145,9 +142,10 @@ impl ManifestSink {
 
     /// The dates with a manifest before `as_of`, oldest first.
     async fn dates_before(&self, as_of: NaiveDate) -> Result<Vec<NaiveDate>, PublishError> {
-        let store = self.store()?;
-        let folder = self.location.join(&format!("{META_DIR}/manifests/"));
+        let store = self.at.store()?;
+        let folder = self.at.location.join(&format!("{META_DIR}/manifests/"));
         let mut dates: Vec<NaiveDate> = self
+            .at
             .storage
             .list(&folder, store.as_ref())
             .await?
@@ -166,7 +164,7 @@ impl ManifestSink {
     async fn partition(&self, date: NaiveDate) -> Result<Option<Partition>, PublishError> {
         Ok(self.manifest(date).await?.map(|manifest| Partition {
             as_of: date,
-            files: manifest.committed(&self.location).files,
+            files: manifest.committed(&self.at.location).files,
         }))
     }
 }
@@ -177,7 +175,7 @@ impl Sink for ManifestSink {
         Ok(self
             .manifest(as_of)
             .await?
-            .map(|m| m.committed(&self.location)))
+            .map(|m| m.committed(&self.at.location)))
     }
 
     async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError> {
@@ -204,7 +202,7 @@ impl Sink for ManifestSink {
         cutoff: DateTime<Utc>,
         dry_run: bool,
     ) -> Result<Vec<Location>, PublishError> {
-        let store = self.store()?;
+        let store = self.at.store()?;
         let mut live: BTreeSet<String> = BTreeSet::new();
         for date in self.dates_before(NaiveDate::MAX).await? {
             if let Some(manifest) = self.manifest(date).await? {
@@ -212,8 +210,13 @@ impl Sink for ManifestSink {
             }
         }
         let mut doomed: Vec<Path> = Vec::new();
-        for object in self.storage.list(&self.location, store.as_ref()).await? {
-            let relative = self.location.relative(&object.location);
+        for object in self
+            .at
+            .storage
+            .list(&self.at.location, store.as_ref())
+            .await?
+        {
+            let relative = self.at.location.relative(&object.location);
             if relative.starts_with("as_of=")
                 && !live.contains(&relative)
                 && object.last_modified < cutoff
@@ -222,9 +225,9 @@ impl Sink for ManifestSink {
             }
         }
         let leftovers =
-            staging::leftovers(&self.storage, store.as_ref(), &self.location, cutoff).await?;
+            staging::leftovers(&self.at.storage, store.as_ref(), &self.at.location, cutoff).await?;
         doomed.extend(leftovers.into_iter().map(|object| object.location));
-        let output = (self.table.as_str(), &self.location);
+        let output = (self.at.table.as_str(), &self.at.location);
         staging::delete_all(store.as_ref(), output, doomed, dry_run).await
     }
 
@@ -232,13 +235,14 @@ impl Sink for ManifestSink {
     /// writer. A manifest that does not parse (a hand edit, a store that lost half a write)
     /// is replaced all the same: a re-run is how it gets repaired.
     async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError> {
-        let store = self.store()?;
+        let store = self.at.store()?;
         if !run.single_writer {
-            self.storage
-                .check_swap(&self.location, store.as_ref())
+            self.at
+                .storage
+                .check_swap(&self.at.location, store.as_ref())
                 .await
                 .map_err(|source| PublishError::Commit {
-                    table: self.table.clone(),
+                    table: self.at.table.clone(),
                     source,
                 })?;
         }
@@ -246,9 +250,9 @@ impl Sink for ManifestSink {
         if let Some(error) = problem {
             tracing::warn!(%error, "The run replaces a manifest that is not valid.");
         }
-        let output = (self.table.as_str(), &self.location);
+        let output = (self.at.table.as_str(), &self.at.location);
         Ok(Box::new(ManifestPublication {
-            staging: Staging::begin(&self.storage, store, output, run).await,
+            staging: Staging::begin(&self.at.storage, store, output, run).await,
             sink: self.clone(),
             run: run.clone(),
             current,
@@ -296,7 +300,7 @@ impl Publication for ManifestPublication {
 
 impl ManifestPublication {
     async fn publish(&self) -> Result<Committed, PublishError> {
-        let table = self.sink.table.as_str();
+        let table = self.sink.at.table.as_str();
         let store = self.staging.store.as_ref();
         let staged: &Staged = self
             .staged
@@ -336,6 +340,7 @@ impl ManifestPublication {
                 })
         } else {
             self.sink
+                .at
                 .storage
                 .swap(
                     &manifest_location,
@@ -382,7 +387,7 @@ impl ManifestPublication {
             }
         }
         self.tidy(&manifest).await;
-        Ok(manifest.committed(&self.sink.location))
+        Ok(manifest.committed(&self.sink.at.location))
     }
 
     /// After a commit: deletes the files of the manifest it replaced, the files of ended runs
@@ -392,19 +397,23 @@ impl ManifestPublication {
     /// publication is live whatever happens here, so failures are only logged.
     async fn tidy(&self, manifest: &Manifest) {
         let store = self.staging.store.as_ref();
-        let location = &self.sink.location;
+        let location = &self.sink.at.location;
         let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
         let replaced = self.current.manifest.iter().flat_map(|m| m.files.iter());
         let mut doomed: Vec<Path> = replaced
             .filter(|f| !live.contains(f.path.as_str()))
             .map(|f| location.join(&f.path).path())
             .collect();
-        let stranded =
-            staging::stranded_in_partition(&self.sink.storage, store, (location, &self.run), &live);
+        let stranded = staging::stranded_in_partition(
+            &self.sink.at.storage,
+            store,
+            (location, &self.run),
+            &live,
+        );
         match stranded.await {
             Ok(stranded) => doomed.extend(stranded),
             Err(error) => {
-                tracing::warn!(table = %self.sink.table, %error, "Could not list the partition to tidy it.")
+                tracing::warn!(table = %self.sink.at.table, %error, "Could not list the partition to tidy it.")
             }
         }
         for path in doomed {
@@ -424,6 +433,9 @@ mod tests {
     use super::*;
     use datafusion::arrow::array::AsArray;
     use datafusion::prelude::{SessionConfig, SessionContext};
+
+    use std::collections::BTreeMap;
+    use std::sync::Arc;
 
     use crate::pipeline::OutputFormat;
 
@@ -457,7 +469,7 @@ mod tests {
     async fn large_outputs_are_split_into_files_in_row_order() {
         let (sink, run, location) = sink_and_run("numbers");
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(300));
-        let storage = sink.storage.clone();
+        let storage = sink.at.storage.clone();
         ctx.register_object_store(
             location.store_url().as_ref(),
             storage.store(&location, &BTreeMap::new()).unwrap(),
@@ -509,7 +521,7 @@ mod tests {
         let ctx = SessionContext::new();
         ctx.register_object_store(
             location.store_url().as_ref(),
-            sink.storage.store(&location, &BTreeMap::new()).unwrap(),
+            sink.at.storage.store(&location, &BTreeMap::new()).unwrap(),
         );
         let mut publication = sink.begin(&run).await.unwrap();
         let target = publication.staging().clone();

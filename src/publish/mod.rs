@@ -73,6 +73,30 @@ pub fn sink(storage: &Storage, output: &Output) -> Box<dyn Sink> {
     }
 }
 
+/// An output's place, as both formats' sinks keep it: its table, URL and store options.
+#[derive(Clone)]
+struct OutputAt {
+    storage: Storage,
+    table: String,
+    location: Location,
+    options: std::collections::BTreeMap<String, String>,
+}
+
+impl OutputAt {
+    fn new(storage: Storage, output: &Output) -> OutputAt {
+        OutputAt {
+            storage,
+            table: output.table.clone(),
+            location: output.location.clone(),
+            options: output.options.clone(),
+        }
+    }
+
+    fn store(&self) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, PublishError> {
+        Ok(self.storage.store(&self.location, &self.options)?)
+    }
+}
+
 /// What a publication of a run is part of.
 #[derive(Debug, Clone)]
 pub struct PublishingRun {
