@@ -13,6 +13,7 @@
 -- their average gap for repeat buyers; $winback_min_days for one-time buyers and for repeat
 -- buyers whose orders all fell on one day (an average gap of 0 says nothing about rhythm).
 -- Blank emails and phones are NULL in customer_features, so they are no contact point.
+-- predicted_clv_12m is the customer's from customer_predictions (winback_list may rank by it).
 WITH lapsed AS (
     SELECT customer_id, email, phone, email_subscribed, sms_subscribed, last_order_at,
            paid_orders, net_revenue, days_since_last_order, rf_segment, shopify_group,
@@ -31,6 +32,7 @@ recently_contacted AS (
     WHERE as_of > CAST($as_of AS DATE) - CAST(CAST($cooldown_days AS VARCHAR) || ' days' AS INTERVAL)
 )
 SELECT l.*,
+       p.predicted_clv_12m,
        CASE WHEN NOT ((COALESCE(l.email_subscribed, false) AND l.email IS NOT NULL)
                       OR (COALESCE(l.sms_subscribed, false) AND l.phone IS NOT NULL))
                 THEN 'no marketing consent'
@@ -38,3 +40,4 @@ SELECT l.*,
        END AS left_out_because
 FROM lapsed l
 LEFT JOIN recently_contacted r ON r.customer_id = l.customer_id
+LEFT JOIN customer_predictions p ON p.customer_id = l.customer_id

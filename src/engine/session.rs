@@ -40,7 +40,9 @@ pub(super) fn build(
         .with_runtime_env(runtime.build_arc()?)
         .with_default_features()
         .build();
-    Ok(SessionContext::new_with_state(state))
+    let ctx = SessionContext::new_with_state(state);
+    crate::functions::register(&ctx);
+    Ok(ctx)
 }
 
 /// Three quarters of the memory this process may use (the machine's, or its container's

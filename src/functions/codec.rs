@@ -13,7 +13,7 @@ use datafusion::common::{TableReference, exec_datafusion_err};
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::error::Result;
 use datafusion::execution::TaskContext;
-use datafusion::logical_expr::{Extension, LogicalPlan, ScalarUDF};
+use datafusion::logical_expr::{AggregateUDF, Extension, LogicalPlan, ScalarUDF};
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::{PhysicalExtensionCodec, PhysicalProtoConverterExtension};
@@ -100,8 +100,12 @@ fn encode(function: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
     Ok(())
 }
 
-/// The function `name` built from the settings [`encode`] wrote.
+/// The function `name` built from the settings [`encode`] wrote (or from its name alone,
+/// for the models' functions, which have no settings).
 fn decode(name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
+    if let Some(function) = super::models::scalar_named(name) {
+        return Ok(Arc::new(function));
+    }
     let settings: Settings = serde_json::from_slice(buf).map_err(|e| {
         exec_datafusion_err!(
             "the function {name} arrived with settings this segflow cannot read ({e}): \
@@ -187,6 +191,17 @@ impl LogicalExtensionCodec for LogicalCodec {
     fn try_encode_udf(&self, function: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
         encode(function, buf)
     }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        match super::models::aggregate_named(name) {
+            Some(function) => Ok(Arc::new(function)),
+            None => self.inner.try_decode_udaf(name, buf),
+        }
+    }
+
+    fn try_encode_udaf(&self, function: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udaf(function, buf)
+    }
 }
 
 /// A physical-plan codec: `inner`'s, with segflow's functions.
@@ -227,6 +242,17 @@ impl PhysicalExtensionCodec for PhysicalCodec {
 
     fn try_encode_udf(&self, function: &ScalarUDF, buf: &mut Vec<u8>) -> Result<()> {
         encode(function, buf)
+    }
+
+    fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
+        match super::models::aggregate_named(name) {
+            Some(function) => Ok(Arc::new(function)),
+            None => self.inner.try_decode_udaf(name, buf),
+        }
+    }
+
+    fn try_encode_udaf(&self, function: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
+        self.inner.try_encode_udaf(function, buf)
     }
 }
 

@@ -1,19 +1,31 @@
-//! segflow's own column functions, which read what exports write exactly: timestamps as
-//! text or as wall-clock times of a zone ([`instants`]), decimals as text ([`decimals`]).
-//! Each carries its settings (a column, zones, a scale); [`codec`] sends them along with the
-//! function's name when a plan goes to a cluster.
+//! segflow's own functions: column functions that read what exports write exactly
+//! (timestamps as text or as wall-clock times of a zone, [`instants`]; decimals as text,
+//! [`decimals`]), and the predictive models' fits and predictions ([`models`]). A column
+//! function carries its settings (a column, zones, a scale); [`codec`] sends them along with
+//! the function's name when a plan goes to a cluster, where the models' are built by name.
 //!
-//! What they share: one argument in, a result of the same shape out, and a value that does
-//! not parse reported as the file readers report theirs, so that a run goes on to name the
-//! file that holds it.
+//! What the column functions share: one argument in, a result of the same shape out, and a
+//! value that does not parse reported as the file readers report theirs, so that a run goes
+//! on to name the file that holds it.
 
 mod codec;
 mod decimals;
 mod instants;
+mod models;
 
 pub use codec::{LogicalCodec, PhysicalCodec};
 pub(crate) use decimals::text_to_decimal;
 pub(crate) use instants::{in_zone, instant_type, text_to_instant};
+
+/// Makes the functions that SQL calls by name (the models') known to `ctx`.
+pub fn register(ctx: &datafusion::prelude::SessionContext) {
+    for function in models::scalar_functions() {
+        ctx.register_udf(function);
+    }
+    for function in models::aggregate_functions() {
+        ctx.register_udaf(function);
+    }
+}
 
 use std::sync::Arc;
 
