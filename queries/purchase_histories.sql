@@ -27,6 +27,7 @@ SELECT customer_id,
        COUNT(*) - 1 AS x,
        CAST(MAX(order_date) - MIN(order_date) AS DOUBLE) / $model_period_days AS t_x,
        CAST(CAST($as_of AS DATE) - MIN(order_date) + 1 AS DOUBLE) / $model_period_days AS "T",
-       AVG(CASE WHEN order_date > first_day THEN CAST(amount AS DOUBLE) END) AS mean_repeat_value
+       -- averaged as decimals, exact whatever order the partitions come in, then a float
+       CAST(AVG(CASE WHEN order_date > first_day THEN amount END) AS DOUBLE) AS mean_repeat_value
 FROM ordered
 GROUP BY customer_id

@@ -168,12 +168,15 @@ pub async fn connect(
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build();
-    SessionContext::remote_with_state(&url.to_string(), state)
+    let ctx = SessionContext::remote_with_state(&url.to_string(), state)
         .await
         .map_err(|source| ClusterError::Connect {
             url: url.to_string(),
             source,
-        })
+        })?;
+    // Ballista replaces the state's functions with its own list: segflow's go back in.
+    crate::functions::register(&ctx);
+    Ok(ctx)
 }
 
 /// The `s3.*` settings that Ballista's stock scheduler and executors build their one S3

@@ -327,11 +327,12 @@ pub fn describe(error: &DataFusionError) -> String {
 }
 
 /// What Ballista says when a scheduler or an executor lacks a function a plan calls.
-const MISSING_ON_CLUSTER: [&str; 2] = [
+const MISSING_ON_CLUSTER: [&str; 3] = [
     "task could not be prepared or was rejected by executor",
     "is not provided for scalar function",
+    "is not provided for aggregate function",
 ];
 const LACKS_FUNCTIONS: &str = "Most often the cluster lacks a function the query calls: Ballista's \
-    stock images know none of segflow's (CSV and JSON sources, wall-clock timestamps) and no array \
-    function; run `segflow cluster scheduler` and `segflow cluster executor` (README, \
+    stock images know none of segflow's (CSV and JSON sources, wall-clock timestamps, the \
+    predictions' models) and no array function; run `segflow cluster scheduler` and `segflow cluster executor` (README, \
     \"Running on a cluster\")";

@@ -42,7 +42,8 @@ pub enum FitError {
     #[error(
         "the {model} model needs at least {} repeat buyers (customers with a purchase after \
          their first) to learn how customers come back, and its input has {found} among \
-         {customers} customers: fit it on a longer history, or leave the model out",
+         {customers} customers: fit it on a longer history, or pin its parameters until \
+         then (README, \"Predictions\")",
         MIN_REPEAT_BUYERS as u64
     )]
     TooFewRepeatBuyers {
@@ -55,7 +56,10 @@ pub enum FitError {
         model: &'static str,
         problem: String,
     },
-    #[error("the {model} fit failed: {why}; nothing was predicted from it")]
+    #[error(
+        "the {model} fit failed: {why}; nothing was predicted from it (README, \"Predictions\": \
+         what a fit needs, and how to pin the parameters instead)"
+    )]
     NotConverged { model: &'static str, why: String },
     #[error("a {model} prediction failed: {problem}")]
     Prediction {

@@ -96,7 +96,7 @@ pub(super) fn minimize<const N: usize>(
         };
         let Some((next, next_value, next_gradient)) = accepted else {
             let largest = norm(&gradient);
-            return if largest < STALLED_TOLERANCE {
+            return if largest < STALLED_TOLERANCE || at_bound(&x).is_some() {
                 finish(x, value, iteration)
             } else {
                 Err(Stalled::LineSearch {
@@ -131,12 +131,18 @@ fn identity<const N: usize>() -> [[f64; N]; N] {
     std::array::from_fn(|i| std::array::from_fn(|j| if i == j { 1.0 } else { 0.0 }))
 }
 
+/// The first parameter within a step's rounding of its bound, if any: it ran off, and the
+/// likelihood would have taken it further.
+fn at_bound(at: &[f64]) -> Option<usize> {
+    at.iter().position(|v| v.abs() >= BOUND - 0.01)
+}
+
 fn finish<const N: usize>(
     at: [f64; N],
     value: f64,
     iterations: usize,
 ) -> Result<Minimum<N>, Stalled> {
-    if let Some(index) = at.iter().position(|v| v.abs() >= BOUND - 1e-6) {
+    if let Some(index) = at_bound(&at) {
         return Err(Stalled::AtBound {
             index,
             upper: at[index] > 0.0,

@@ -470,6 +470,71 @@ const CASES: &[Case] = &[
             "uses $lapse_days where it expects Int64, but lapse_days is a date",
         ],
     },
+    Case {
+        name: "a prediction given a column where the fit goes",
+        break_it: |p| {
+            replace(
+                p,
+                "queries/customer_predictions.sql",
+                "bgnbd_p_alive(m.fit, h.x,",
+                "bgnbd_p_alive(h.x, h.x,",
+            );
+            vec![]
+        },
+        expect: &[
+            "step 'customer_predictions'",
+            "customer_predictions.sql",
+            "bgnbd_p_alive(fit, x, t_x, T): fit is Int64, not the result of bgnbd_fit",
+        ],
+    },
+    Case {
+        // Fitted, not pinned, on the one-time buyers alone.
+        name: "a model fitted without repeat buyers",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "queries/purchase_model_pinned.sql",
+                "queries/purchase_model.sql",
+            );
+            replace(
+                p,
+                "queries/purchase_model.sql",
+                "FROM purchase_histories",
+                "FROM purchase_histories WHERE x = 0",
+            );
+            vec![]
+        },
+        expect: &[
+            "step 'purchase_model'",
+            "purchase_model.sql",
+            "the BG/NBD model needs at least 10 repeat buyers",
+            "its input has 0 among",
+        ],
+    },
+    Case {
+        name: "a model's inputs in the wrong order",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "queries/purchase_model_pinned.sql",
+                "queries/purchase_model.sql",
+            );
+            replace(
+                p,
+                "queries/purchase_model.sql",
+                r#"bgnbd_fit(x, t_x, "T")"#,
+                r#"bgnbd_fit(x, "T", t_x)"#,
+            );
+            vec![]
+        },
+        expect: &[
+            "step 'purchase_model'",
+            "the BG/NBD model's input has x = 0, t_x = ",
+            "breaks 0 ≤ x and 0 ≤ t_x ≤ T",
+        ],
+    },
 ];
 
 /// Overwrites the first column index of a Parquet file (its footer stays intact), as a
@@ -545,6 +610,7 @@ fn restore_spec(project: &Project) {
         copy_dir(&root.join(folder), &project.path().join(folder));
     }
     crate::common::let_orders_age(project.path());
+    crate::common::pin_models(project.path());
 }
 
 fn restore(project: &Project, pristine_data: &Path) {

@@ -417,8 +417,8 @@ async fn a_stock_ballista_cluster_runs_an_s3_parquet_pipeline() {
     let published = orders_in(&lake.join("marts-cluster"), "spend_per_customer", AS_OF);
     assert_eq!(published, expected);
 
-    // The shipped pipeline calls array functions, which stock executors lack: the run says
-    // so, and publishes nothing.
+    // The shipped pipeline calls the models' functions and array functions, which stock
+    // clusters lack: the run says so, and publishes nothing.
     let args = ["run", PIPELINE, "--as-of", AS_OF, "--cluster", &url];
     let elsewhere = [
         ("SEGFLOW_OUT", "s3://lake/marts-stock"),

@@ -81,6 +81,25 @@ pub fn small_demo(dir: &Path) -> Outcome {
     ]))
 }
 
+/// Shops generated with fewer customers than this have too few repeat buyers, or too
+/// alike, for the models' fits: their projects run the models with pinned parameters.
+pub const PINNED_BELOW: u64 = 1_000;
+
+/// Points the shipped pipeline of `project` at the models' pinned parameters, as the README
+/// tells a shop too young for a fit to ("Predictions").
+pub fn pin_models(project: &Path) {
+    let path = project.join("pipelines/nightly_segments.yaml");
+    let spec = std::fs::read_to_string(&path).unwrap();
+    let pinned = spec
+        .replace(
+            "queries/purchase_model.sql",
+            "queries/purchase_model_pinned.sql",
+        )
+        .replace("queries/spend_model.sql", "queries/spend_model_pinned.sql");
+    assert_eq!(pinned.matches("_pinned.sql }").count(), 2, "{pinned}");
+    std::fs::write(&path, pinned).unwrap();
+}
+
 pub fn outcome(output: std::process::Output) -> Outcome {
     Outcome {
         code: output.status.code().unwrap_or(-1),
@@ -156,6 +175,9 @@ impl Project {
             copy_dir(&root.join(folder), &dir.path().join(folder));
         }
         let_orders_age(dir.path());
+        if customers < PINNED_BELOW {
+            pin_models(dir.path());
+        }
         let project = Project { dir };
         let generated = run(segflow().args([
             "generate",
@@ -484,11 +506,13 @@ pub const SHIPPED_OUTPUTS: &[&str] = &[
     "segment_changes",
     "winback_list",
     "winback_suppressed",
+    "customer_predictions",
+    "model_fits",
 ];
 
 /// The shipped pipeline's outputs that two runs of one date on the same facts must publish
 /// alike (segment_changes and rfm_cutpoints follow from these).
-pub const COMPARED_OUTPUTS: [&str; 7] = [
+pub const COMPARED_OUTPUTS: [&str; 9] = [
     "customer_features",
     "rfm",
     "segment_membership",
@@ -496,6 +520,8 @@ pub const COMPARED_OUTPUTS: [&str; 7] = [
     "segment_summary",
     "winback_list",
     "winback_suppressed",
+    "customer_predictions",
+    "model_fits",
 ];
 
 /// Asserts that two output folders published the same rows of `tables` for `as_of`, run ids

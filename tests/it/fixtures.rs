@@ -401,6 +401,7 @@ fn fixture_project() -> tempfile::TempDir {
         copy_dir(&root.join(folder), &dir.path().join(folder));
     }
     crate::common::let_orders_age(dir.path());
+    crate::common::pin_models(dir.path());
     write_shop(&dir.path().join("data"));
     dir
 }

@@ -23,7 +23,7 @@ fn backfill_skips_what_succeeded_and_history_shows_failures() {
     let lines: Vec<&str> = backfill.stdout.lines().collect();
     assert_eq!(lines.len(), 3, "{backfill:?}");
     assert!(
-        lines[0].starts_with("2026-03-30: published 9 outputs"),
+        lines[0].starts_with("2026-03-30: published 11 outputs"),
         "{backfill:?}"
     );
     assert!(
