@@ -27,7 +27,8 @@ SELECT customer_id,
        COUNT(*) - 1 AS x,
        CAST(MAX(order_date) - MIN(order_date) AS DOUBLE) / $model_period_days AS t_x,
        CAST(CAST($as_of AS DATE) - MIN(order_date) + 1 AS DOUBLE) / $model_period_days AS "T",
-       -- averaged as decimals, exact whatever order the partitions come in, then a float
-       CAST(AVG(CASE WHEN order_date > first_day THEN amount END) AS DOUBLE) AS mean_repeat_value
+       -- summed as decimals, exact whatever order the partitions come in, then divided once
+       CAST(SUM(CASE WHEN order_date > first_day THEN amount END) AS DOUBLE) / (COUNT(*) - 1)
+           AS mean_repeat_value
 FROM ordered
 GROUP BY customer_id

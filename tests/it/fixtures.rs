@@ -394,7 +394,7 @@ fn write_shop(data: &Path) {
 }
 
 /// A scratch folder with the shipped pipeline and queries, and the fixture shop in `data/`.
-fn fixture_project() -> tempfile::TempDir {
+pub(crate) fn fixture_project() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for folder in ["pipelines", "queries"] {

@@ -24,6 +24,7 @@ mod inspect;
 mod labels;
 mod leases;
 mod notify;
+mod predictions;
 mod preview;
 mod reachability;
 mod readers;
