@@ -8,27 +8,34 @@
 --   t_x                from the first purchase day to the last
 --   T                  from the first purchase day to the end of $as_of (so t_x < T)
 --   mean_repeat_value  the average net amount of the repeat purchases; NULL when x = 0
+--
+-- Aggregated first and joined to customer_features (the members) last: a join of the
+-- buyers is a fraction of a join of every order.
 WITH days AS (
-    SELECT p.customer_id,
-           p.order_date,
-           SUM(p.net_amount) AS amount
-    FROM paid_orders p
-    JOIN customer_features f ON f.customer_id = p.customer_id
-    GROUP BY p.customer_id, p.order_date
+    SELECT customer_id, order_date, SUM(net_amount) AS amount
+    FROM paid_orders
+    WHERE customer_id IS NOT NULL
+    GROUP BY customer_id, order_date
 ),
 ordered AS (
-    SELECT customer_id,
-           order_date,
-           amount,
+    SELECT customer_id, order_date, amount,
            MIN(order_date) OVER (PARTITION BY customer_id) AS first_day
     FROM days
+),
+per_customer AS (
+    SELECT customer_id,
+           COUNT(*) - 1 AS x,
+           MIN(order_date) AS first_day,
+           MAX(order_date) AS last_day,
+           -- the repeat purchases' sum, exact in decimals, divided once below
+           SUM(CASE WHEN order_date > first_day THEN amount END) AS repeat_total
+    FROM ordered
+    GROUP BY customer_id
 )
-SELECT customer_id,
-       COUNT(*) - 1 AS x,
-       CAST(MAX(order_date) - MIN(order_date) AS DOUBLE) / $model_period_days AS t_x,
-       CAST(CAST($as_of AS DATE) - MIN(order_date) + 1 AS DOUBLE) / $model_period_days AS "T",
-       -- summed as decimals, exact whatever order the partitions come in, then divided once
-       CAST(SUM(CASE WHEN order_date > first_day THEN amount END) AS DOUBLE) / (COUNT(*) - 1)
-           AS mean_repeat_value
-FROM ordered
-GROUP BY customer_id
+SELECT c.customer_id,
+       c.x,
+       CAST(c.last_day - c.first_day AS DOUBLE) / $model_period_days AS t_x,
+       CAST(CAST($as_of AS DATE) - c.first_day + 1 AS DOUBLE) / $model_period_days AS "T",
+       CAST(c.repeat_total AS DOUBLE) / c.x AS mean_repeat_value
+FROM per_customer c
+JOIN customer_features f ON f.customer_id = c.customer_id

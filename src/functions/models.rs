@@ -83,6 +83,9 @@ fn floats(array: &ArrayRef) -> Result<Float64Array> {
         .clone())
 }
 
+/// The most inputs a model's row has (BG/NBD's x, t_x, T).
+const MAX_INPUTS: usize = 3;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Model {
     BgNbd,
@@ -241,14 +244,18 @@ impl AggregateUDFImpl for ModelFit {
 #[derive(Debug)]
 struct Histories {
     model: Model,
-    counts: HashMap<Vec<u64>, f64>,
+    /// Keyed by the inputs' bits, the unused places 0 (Gamma-Gamma has two inputs).
+    counts: HashMap<[u64; MAX_INPUTS], f64>,
 }
 
 impl Histories {
     fn add(&mut self, values: &[f64], customers: f64) {
         if self.model.counts(values) {
             // -0.0 and 0.0 are one history.
-            let key = values.iter().map(|v| (v + 0.0).to_bits()).collect();
+            let mut key = [0; MAX_INPUTS];
+            for (bits, value) in key.iter_mut().zip(values) {
+                *bits = (value + 0.0).to_bits();
+            }
             *self.counts.entry(key).or_insert(0.0) += customers;
         }
     }
@@ -299,7 +306,7 @@ impl Accumulator for Histories {
         let width = self.model.inputs().len();
         let mut columns: Vec<Vec<f64>> = vec![Vec::with_capacity(self.counts.len()); width + 1];
         for (key, customers) in &self.counts {
-            for (column, bits) in columns.iter_mut().zip(key) {
+            for (column, bits) in columns.iter_mut().zip(&key[..width]) {
                 column.push(f64::from_bits(*bits));
             }
             columns[width].push(*customers);
@@ -322,10 +329,14 @@ impl Accumulator for Histories {
     fn evaluate(&mut self) -> Result<ScalarValue> {
         // In one order whatever order the partitions arrived in: the same data, the same fit,
         // to the last bit.
+        let width = self.model.inputs().len();
         let mut rows: Vec<(Vec<f64>, f64)> = self
             .counts
             .iter()
-            .map(|(key, customers)| (key.iter().map(|b| f64::from_bits(*b)).collect(), *customers))
+            .map(|(key, customers)| {
+                let values = key[..width].iter().map(|b| f64::from_bits(*b)).collect();
+                (values, *customers)
+            })
             .collect();
         rows.sort_by(|a, b| {
             a.0.iter()
@@ -350,9 +361,8 @@ impl Accumulator for Histories {
     }
 
     fn size(&self) -> usize {
-        let width = self.model.inputs().len();
         std::mem::size_of_val(self)
-            + self.counts.capacity() * (std::mem::size_of::<(Vec<u64>, f64)>() + 8 * width + 8)
+            + self.counts.capacity() * (std::mem::size_of::<([u64; MAX_INPUTS], f64)>() + 8)
     }
 }
 

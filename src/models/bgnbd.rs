@@ -120,8 +120,7 @@ impl BgNbd {
         }
     }
 
-    /// E[Y(t) | x, t_x, T]: the purchases expected in the next `t` (eq. 10 of the paper),
-    /// computed as logarithms so that a customer with thousands of orders stays finite.
+    /// E[Y(t) | x, t_x, T]: the purchases expected in the next `t` (eq. 10 of the paper).
     pub fn expected_purchases(
         &self,
         t: f64,
@@ -129,52 +128,74 @@ impl BgNbd {
         t_x: f64,
         observed: f64,
     ) -> Result<f64, FitError> {
-        if t <= 0.0 {
-            return Ok(0.0);
-        }
+        Ok(self.expected_purchases_by(&[t], x, t_x, observed)?[0])
+    }
+
+    /// E[Y(t) | x, t_x, T] for each t, computed as logarithms so that a customer with
+    /// thousands of orders stays finite, and with one pass over the ₂F₁ series for all t.
+    fn expected_purchases_by(
+        &self,
+        ts: &[f64],
+        x: f64,
+        t_x: f64,
+        observed: f64,
+    ) -> Result<Vec<f64>, FitError> {
         let Self { r, alpha, a, b } = *self;
         let c = a + b + x - 1.0;
-        let z = t / (alpha + observed + t);
-        let series = ln_hyp2f1(r + x, b + x, c, z).map_err(|e| FitError::Prediction {
+        let positive: Vec<f64> = ts.iter().copied().filter(|&t| t > 0.0).collect();
+        let zs: Vec<f64> = positive
+            .iter()
+            .map(|t| t / (alpha + observed + t))
+            .collect();
+        let series = ln_hyp2f1(r + x, b + x, c, &zs).map_err(|e| FitError::Prediction {
             model: MODEL,
             problem: e.to_string(),
         })?;
-        // 1 − ((α+T)/(α+T+t))^(r+x) · ₂F₁(...)
-        let ln_product =
-            (r + x) * ((alpha + observed).ln() - (alpha + observed + t).ln()) + series.ln_abs;
-        let bracket = if series.negative {
-            Signed {
-                ln_abs: softplus(ln_product),
-                negative: false,
-            }
-        } else if ln_product < 0.0 {
-            Signed {
-                ln_abs: (-ln_product.exp_m1()).ln(),
-                negative: false,
-            }
-        } else {
-            Signed {
-                ln_abs: ln_product + (-(-ln_product).exp_m1()).ln(),
-                negative: true,
-            }
-        };
         let coefficient = c / (a - 1.0);
         let ln_denominator = self
             .ln_odds_inactive(x, t_x, observed)
             .map_or(0.0, softplus);
-        let magnitude = (coefficient.abs().ln() + bracket.ln_abs - ln_denominator).exp();
-        let negative = (coefficient < 0.0) != bracket.negative;
-        let value = if negative { -magnitude } else { magnitude };
-        if value.is_finite() {
-            Ok(value.max(0.0))
-        } else {
-            Err(FitError::Prediction {
-                model: MODEL,
-                problem: format!(
-                    "E[Y({t})] for x = {x}, t_x = {t_x}, T = {observed} is not finite"
-                ),
+        let mut by_t = positive.iter().zip(series);
+        ts.iter()
+            .map(|&t| {
+                if t <= 0.0 {
+                    return Ok(0.0);
+                }
+                let (&t, series) = by_t.next().expect("one series per positive t");
+                // 1 − ((α+T)/(α+T+t))^(r+x) · ₂F₁(...)
+                let ln_product = (r + x) * ((alpha + observed).ln() - (alpha + observed + t).ln())
+                    + series.ln_abs;
+                let bracket = if series.negative {
+                    Signed {
+                        ln_abs: softplus(ln_product),
+                        negative: false,
+                    }
+                } else if ln_product < 0.0 {
+                    Signed {
+                        ln_abs: (-ln_product.exp_m1()).ln(),
+                        negative: false,
+                    }
+                } else {
+                    Signed {
+                        ln_abs: ln_product + (-(-ln_product).exp_m1()).ln(),
+                        negative: true,
+                    }
+                };
+                let magnitude = (coefficient.abs().ln() + bracket.ln_abs - ln_denominator).exp();
+                let negative = (coefficient < 0.0) != bracket.negative;
+                let value = if negative { -magnitude } else { magnitude };
+                if value.is_finite() {
+                    Ok(value.max(0.0))
+                } else {
+                    Err(FitError::Prediction {
+                        model: MODEL,
+                        problem: format!(
+                            "E[Y({t})] for x = {x}, t_x = {t_x}, T = {observed} is not finite"
+                        ),
+                    })
+                }
             })
-        }
+            .collect()
     }
 
     /// The purchases expected in each of the next `months`, each discounted by
@@ -190,11 +211,13 @@ impl BgNbd {
         t_x: f64,
         observed: f64,
     ) -> Result<f64, FitError> {
+        let ends: Vec<f64> = (1..=months)
+            .map(|month| f64::from(month) * periods_per_month)
+            .collect();
+        let by = self.expected_purchases_by(&ends, x, t_x, observed)?;
         let mut total = 0.0;
         let mut before = 0.0;
-        for month in 1..=months {
-            let by =
-                self.expected_purchases(f64::from(month) * periods_per_month, x, t_x, observed)?;
+        for (month, by) in (1..=months).zip(by) {
             total += (by - before) / (1.0 + monthly_discount).powi(month as i32);
             before = by;
         }
@@ -211,55 +234,92 @@ impl BgNbd {
         t_x: f64,
         observed: f64,
     ) -> Result<Option<f64>, FitError> {
-        if self.expected_purchases(horizon, x, t_x, observed)? < purchases {
+        let gap =
+            |t| Ok::<f64, FitError>(self.expected_purchases(t, x, t_x, observed)? - purchases);
+        let (mut low, mut high) = (0.0, horizon);
+        let (mut gap_low, mut gap_high) = (-purchases, gap(horizon)?);
+        if gap_high < 0.0 {
             return Ok(None);
         }
-        // E[Y(t)] grows with t: halve the interval that holds the crossing.
-        let (mut low, mut high) = (0.0, horizon);
-        while high - low > horizon * 1e-6 {
-            let middle = 0.5 * (low + high);
-            if self.expected_purchases(middle, x, t_x, observed)? >= purchases {
-                high = middle;
+        // E[Y(t)] grows with t and bends smoothly: regula falsi with the Illinois rule (the
+        // end that stays put has its gap halved) closes in within a few steps where halving
+        // the interval takes twenty.
+        let mut kept = 0i8;
+        for _ in 0..200 {
+            if high - low <= horizon * 1e-6 {
+                break;
+            }
+            let t = (high - gap_high * (high - low) / (gap_high - gap_low)).clamp(low, high);
+            let at = gap(t)?;
+            if at >= 0.0 {
+                (high, gap_high) = (t, at);
+                if kept == 1 {
+                    gap_low *= 0.5;
+                }
+                kept = 1;
             } else {
-                low = middle;
+                (low, gap_low) = (t, at);
+                if kept == -1 {
+                    gap_high *= 0.5;
+                }
+                kept = -1;
+            }
+            if at == 0.0 {
+                break;
             }
         }
         Ok(Some(high))
     }
 }
 
-/// The histories arranged for fast likelihood sums: the terms that depend on x alone are
-/// computed once per distinct x, not once per history.
+/// The histories arranged for fast likelihood sums: what depends on x alone, on T alone or
+/// on t_x alone is computed once per distinct value (a few thousand), not once per history
+/// (hundreds of thousands).
 struct Prepared {
-    /// Distinct x values, ascending.
     xs: Vec<f64>,
+    observed: Vec<f64>,
+    t_xs: Vec<f64>,
     rows: Vec<Row>,
     customers: f64,
 }
 
 struct Row {
-    x_index: usize,
-    t_x: f64,
-    observed: f64,
+    x: usize,
+    t_x: usize,
+    observed: usize,
     customers: f64,
+}
+
+/// The distinct values of `values`, ascending.
+fn distinct(values: impl Iterator<Item = f64>) -> Vec<f64> {
+    let mut values: Vec<f64> = values.collect();
+    values.sort_by(f64::total_cmp);
+    values.dedup();
+    values
+}
+
+fn index_of(values: &[f64], value: f64) -> usize {
+    values.partition_point(|&v| v < value)
 }
 
 impl Prepared {
     fn new(histories: &[History]) -> Prepared {
-        let mut xs: Vec<f64> = histories.iter().map(|h| h.x).collect();
-        xs.sort_by(f64::total_cmp);
-        xs.dedup();
+        let xs = distinct(histories.iter().map(|h| h.x));
+        let observed = distinct(histories.iter().map(|h| h.observed));
+        let t_xs = distinct(histories.iter().map(|h| h.t_x));
         let rows = histories
             .iter()
             .map(|h| Row {
-                x_index: xs.partition_point(|&v| v < h.x),
-                t_x: h.t_x,
-                observed: h.observed,
+                x: index_of(&xs, h.x),
+                t_x: index_of(&t_xs, h.t_x),
+                observed: index_of(&observed, h.observed),
                 customers: h.customers,
             })
             .collect();
         Prepared {
             xs,
+            observed,
+            t_xs,
             rows,
             customers: histories.iter().map(|h| h.customers).sum(),
         }
@@ -293,29 +353,40 @@ impl Prepared {
                 ln_b_x_1: if x > 0.0 { (b + x - 1.0).ln() } else { 0.0 },
             })
             .collect();
+        // ln(α + v) and 1/(α + v) for each distinct T and t_x
+        let shifted = |values: &[f64]| -> Vec<(f64, f64)> {
+            values
+                .iter()
+                .map(|v| ((alpha + v).ln(), 1.0 / (alpha + v)))
+                .collect()
+        };
+        let (at_observed, at_t_x) = (shifted(&self.observed), shifted(&self.t_xs));
         let mut total = 0.0;
         let mut gradient = [0.0; 4];
         for row in &self.rows {
-            let x = self.xs[row.x_index];
-            let k = &per_x[row.x_index];
-            let ln_t = (alpha + row.observed).ln();
+            let x = self.xs[row.x];
+            let k = &per_x[row.x];
+            let (ln_t, inv_t) = at_observed[row.observed];
             let a3 = -(r + x) * ln_t;
-            let (ll, w3, w4, ln_tx) = if x > 0.0 {
-                let ln_tx = (alpha + row.t_x).ln();
+            let (ll, w3, w4, ln_tx, inv_tx) = if x > 0.0 {
+                let (ln_tx, inv_tx) = at_t_x[row.t_x];
                 let a4 = ln_a - k.ln_b_x_1 - (r + x) * ln_tx;
-                let (high, low) = if a3 > a4 { (a3, a4) } else { (a4, a3) };
-                let ll = high + (low - high).exp().ln_1p();
-                let w3 = (a3 - ll).exp();
-                (ll, w3, 1.0 - w3, ln_tx)
+                // ln(e^a3 + e^a4), and a3's share of it, from one exponential
+                let small = (-(a3 - a4).abs()).exp();
+                let ll = a3.max(a4) + small.ln_1p();
+                let w3 = if a3 >= a4 {
+                    1.0 / (1.0 + small)
+                } else {
+                    small / (1.0 + small)
+                };
+                (ll, w3, 1.0 - w3, ln_tx, inv_tx)
             } else {
-                (a3, 1.0, 0.0, 0.0)
+                (a3, 1.0, 0.0, 0.0, 0.0)
             };
             let n = row.customers;
             total += n * (k.constant + ll);
             let d_r = k.d_r - w3 * ln_t - w4 * ln_tx;
-            let d_alpha = r / alpha
-                - w3 * (r + x) / (alpha + row.observed)
-                - w4 * (r + x) / (alpha + row.t_x);
+            let d_alpha = r / alpha - (r + x) * (w3 * inv_t + w4 * inv_tx);
             let d_a = k.d_a + w4 / a;
             let d_b = k.d_b - if x > 0.0 { w4 / (b + x - 1.0) } else { 0.0 };
             // with respect to ln θ: θ · ∂/∂θ

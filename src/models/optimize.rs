@@ -4,8 +4,9 @@
 //!
 //! Stopping rule: converged when no component of the gradient of the mean negative
 //! log-likelihood (per customer, with respect to the log parameters) exceeds 1e-9; also
-//! converged when the line search can make no more progress and the gradient is below 1e-6
-//! (the precision of the sums is exhausted). It fails after [`MAX_ITERATIONS`] iterations, when
+//! converged when the line search can make no more progress (no step moves a parameter, or
+//! promises a decrease above the value's precision) and the gradient is below 1e-6 (the
+//! precision of the sums is exhausted). It fails after [`MAX_ITERATIONS`] iterations, when
 //! the line search stalls with a larger gradient, or when a parameter ends at its bound: then
 //! the data do not pin the parameter down, and nothing fitted is better than a number.
 
@@ -78,14 +79,19 @@ pub(super) fn minimize<const N: usize>(
             for i in 0..N {
                 trial[i] = (x[i] + step * direction[i]).clamp(-BOUND, BOUND);
             }
-            if trial == x {
-                // The step no longer moves any parameter: the sums' precision is exhausted.
+            if trial == x || (step * slope).abs() < 1e-15 * value.abs() {
+                // The step no longer moves any parameter, or the decrease it promises is
+                // below the value's precision: the sums' precision is exhausted.
                 break None;
             }
             let (trial_value, trial_gradient) = f(&trial);
+            // Armijo's sufficient decrease, and a strict one: near the minimum the decrease a
+            // step promises falls below the value's precision, and equal values would let the
+            // search creep on without end.
             if trial_value.is_finite()
                 && trial_gradient.iter().all(|g| g.is_finite())
                 && trial_value <= value + 1e-4 * step * slope
+                && trial_value < value
             {
                 break Some((trial, trial_value, trial_gradient));
             }

@@ -54,55 +54,98 @@ pub(super) enum SeriesError {
 
 const MAX_TERMS: usize = 2_000_000;
 
-/// ₂F₁(a, b; c; z) for 0 ≤ z < 1 as ln|value| and sign, by its power series
-/// Σ (a)ₙ(b)ₙ / ((c)ₙ n!) zⁿ. The running sum is rescaled as it grows, because with a and b
-/// in the hundreds (a customer's order count) it exceeds any float long before it settles.
-/// It stops when the terms fall geometrically (each ratio at most the last, or below z, its
-/// limit) and the tail that bound allows is below 1e-17 of the sum.
-pub(super) fn ln_hyp2f1(a: f64, b: f64, c: f64, z: f64) -> Result<Signed, SeriesError> {
-    debug_assert!((0.0..1.0).contains(&z), "z = {z}");
-    const RESCALE: f64 = 1e200;
-    let mut term = 1.0f64;
-    let mut sum = 1.0f64;
-    let mut ln_scale = 0.0;
-    let mut previous_ratio = f64::INFINITY;
+/// ₂F₁(a, b; c; z) at each z (0 ≤ z < 1) as ln|value| and sign, by the power series
+/// Σ (a)ₙ(b)ₙ / ((c)ₙ n!) zⁿ, whose coefficients the z share (the CLV needs twelve). Each
+/// running sum is rescaled as it grows, because with a and b in the hundreds (a customer's
+/// order count) it exceeds any float long before it settles. A sum stops when its terms fall
+/// geometrically (each ratio at most the last checked, or below z, its limit) and the tail
+/// that bound allows is below 1e-17 of the sum, checked every eighth term.
+pub(super) fn ln_hyp2f1(a: f64, b: f64, c: f64, zs: &[f64]) -> Result<Vec<Signed>, SeriesError> {
+    let mut sums: Vec<Series> = zs.iter().map(|&z| Series::new(z)).collect();
+    let mut left = sums.len();
     for n in 0..MAX_TERMS {
+        if left == 0 {
+            break;
+        }
         let n = n as f64;
         let denominator = (c + n) * (n + 1.0);
         if denominator == 0.0 {
+            let z = zs.first().copied().unwrap_or(0.0);
             return Err(SeriesError::Pole { a, b, c, z });
         }
-        let ratio = (a + n) * (b + n) / denominator * z;
-        term *= ratio;
-        sum += term;
-        if sum.abs() > RESCALE || term.abs() > RESCALE {
-            sum /= RESCALE;
-            term /= RESCALE;
-            ln_scale += RESCALE.ln();
-        }
-        if term == 0.0 {
-            break;
-        }
-        let bound = ratio.abs();
-        let falling = bound <= previous_ratio || bound <= z;
-        previous_ratio = bound;
-        if falling && bound < 1.0 && c + n > 0.0 {
-            let tail = term.abs() * bound.max(z) / (1.0 - bound.max(z));
-            if tail <= 1e-17 * sum.abs() {
-                return Ok(Signed {
-                    ln_abs: sum.abs().ln() + ln_scale,
-                    negative: sum < 0.0,
-                });
+        let coefficient = (a + n) * (b + n) / denominator;
+        for series in sums.iter_mut().filter(|s| s.done.is_none()) {
+            if series.add(coefficient, c + n > 0.0) {
+                left -= 1;
             }
         }
     }
-    if sum.is_finite() && term == 0.0 {
-        return Ok(Signed {
-            ln_abs: sum.abs().ln() + ln_scale,
-            negative: sum < 0.0,
-        });
+    sums.into_iter()
+        .zip(zs)
+        .map(|(series, &z)| series.done.ok_or(SeriesError::Slow { a, b, c, z }))
+        .collect()
+}
+
+/// One z's running sum of the ₂F₁ series.
+struct Series {
+    z: f64,
+    term: f64,
+    sum: f64,
+    ln_scale: f64,
+    terms: u32,
+    /// The ratio of the last term checked to the one before it.
+    previous_ratio: f64,
+    done: Option<Signed>,
+}
+
+impl Series {
+    fn new(z: f64) -> Series {
+        debug_assert!((0.0..1.0).contains(&z), "z = {z}");
+        Series {
+            z,
+            term: 1.0,
+            sum: 1.0,
+            ln_scale: 0.0,
+            terms: 0,
+            previous_ratio: f64::INFINITY,
+            done: None,
+        }
     }
-    Err(SeriesError::Slow { a, b, c, z })
+
+    /// Adds the next term, `coefficient` · z times the last; true when the sum is done
+    /// (`settled` says whether the tail test applies yet: c + n > 0).
+    fn add(&mut self, coefficient: f64, settled: bool) -> bool {
+        const RESCALE: f64 = 1e200;
+        let ratio = coefficient * self.z;
+        self.term *= ratio;
+        self.sum += self.term;
+        if self.sum.abs() > RESCALE || self.term.abs() > RESCALE {
+            self.sum /= RESCALE;
+            self.term /= RESCALE;
+            self.ln_scale += RESCALE.ln();
+        }
+        self.terms += 1;
+        if self.term != 0.0 && !self.terms.is_multiple_of(8) {
+            // The test below costs more than a term: every eighth term is soon enough.
+            return false;
+        }
+        let bound = ratio.abs();
+        let falling = bound <= self.previous_ratio || bound <= self.z;
+        self.previous_ratio = bound;
+        let limit = bound.max(self.z);
+        let finished = self.term == 0.0
+            || (falling
+                && settled
+                && bound < 1.0
+                && self.term.abs() * limit / (1.0 - limit) <= 1e-17 * self.sum.abs());
+        if finished {
+            self.done = Some(Signed {
+                ln_abs: self.sum.abs().ln() + self.ln_scale,
+                negative: self.sum < 0.0,
+            });
+        }
+        finished
+    }
 }
 
 #[cfg(test)]
@@ -138,7 +181,7 @@ mod tests {
     #[test]
     fn hypergeometric_matches_closed_forms() {
         let value = |a, b, c, z| {
-            let s = ln_hyp2f1(a, b, c, z).unwrap();
+            let s = ln_hyp2f1(a, b, c, &[z]).unwrap()[0];
             assert!(!s.negative);
             s.ln_abs.exp()
         };
@@ -149,11 +192,17 @@ mod tests {
         // ₂F₁(a, b; b; z) = (1 − z)^−a
         close(value(2.5, 3.0, 3.0, 0.7), 0.3f64.powf(-2.5), 1e-13);
         // huge parameters: (1 − z)^−a as a logarithm, far beyond a float
-        let big = ln_hyp2f1(5000.0, 7.0, 7.0, 0.9).unwrap();
+        let big = ln_hyp2f1(5000.0, 7.0, 7.0, &[0.9]).unwrap()[0];
         close(big.ln_abs, -5000.0 * 0.1f64.ln(), 1e-12);
+        // several z at once, each as alone
+        let zs = [0.2, 0.95, 0.6];
+        let together = ln_hyp2f1(0.4, 3.5, 2.2, &zs).unwrap();
+        for (z, value) in zs.iter().zip(together) {
+            assert_eq!(value, ln_hyp2f1(0.4, 3.5, 2.2, &[*z]).unwrap()[0], "{z}");
+        }
         // c at a pole
         assert!(matches!(
-            ln_hyp2f1(1.0, 1.0, -2.0, 0.5),
+            ln_hyp2f1(1.0, 1.0, -2.0, &[0.5]),
             Err(SeriesError::Pole { .. })
         ));
     }
