@@ -166,7 +166,13 @@ pub async fn run_recorded_until(
                 error,
                 RecordedRunError::Run(RunError::Cancelled(reason)) if reason.is_interruption()
             );
-            record.status = if interrupted || overtaken {
+            // Interrupted, and then failed on something else: a request in flight while the
+            // process was frozen past its lease fails when it resumes. The interruption is
+            // why the run did not finish, and what its record says first.
+            let interrupted_first = cancel
+                .reason()
+                .filter(|reason| reason.is_interruption() && !interrupted && !overtaken);
+            record.status = if interrupted || overtaken || interrupted_first.is_some() {
                 RunStatus::Interrupted
             } else {
                 RunStatus::Failed
@@ -174,7 +180,10 @@ pub async fn run_recorded_until(
             if let RecordedRunError::Run(RunError::ChecksFailed(checks)) = error {
                 record.checks = checks.clone();
             }
-            record.error = Some(error_chain(error));
+            record.error = Some(match interrupted_first {
+                Some(reason) => format!("{reason}; then: {}", error_chain(error)),
+                None => error_chain(error),
+            });
         }
     }
     // The outcome matters more than its record: a run that published stays a success (a

@@ -14,6 +14,7 @@ usage: predictions.py DATA OUT AS_OF [HOLDOUT_DAYS]
 The shipped vars are assumed: UTC, weeks (model_period_days 7), a 1 % monthly discount,
 a 365-day horizon for the next order, churn cut points 0.3 and 0.7.
 """
+import bisect
 import datetime as dt
 import decimal
 import json
@@ -129,6 +130,31 @@ for customer, per_day in sorted(days.items()):
         if not (by_day(d) >= 1 - 1e-6 and by_day(d - 1) < 1 + 1e-6):
             problems.append(f"customer {customer}: {date} is not the day E[purchases] reaches 1")
 
+# The three segments of the predictions, by their rules (README, "Segments") over the rows
+# just checked: likely_to_churn (repeat buyers with a purchase in the last 365 days and
+# p_alive below 0.5), high_predicted_value (the top 10 % by predicted_clv_12m, ties all in
+# or all out), expected_to_buy_soon (the next order within 30 days).
+members_of = {}
+for row in rows(out / "segment_membership" / f"as_of={as_of}"):
+    members_of.setdefault(row["segment"], set()).add(row["customer_id"])
+descending = sorted(-row["predicted_clv_12m"] for row in published.values())
+at_or_above = lambda v: bisect.bisect_right(descending, -v) / len(descending)
+want = {
+    "likely_to_churn": {c for c, row in published.items() if row["x"] > 0
+                        and row["p_alive"] < 0.5
+                        and (as_of - max(days[c])).days <= 365},
+    "high_predicted_value": {c for c, row in published.items()
+                             if at_or_above(row["predicted_clv_12m"]) <= 0.1},
+    "expected_to_buy_soon": {c for c, row in published.items()
+                             if row["expected_next_order_date"] is not None
+                             and (row["expected_next_order_date"] - as_of).days <= 30},
+}
+for segment, expected_members in want.items():
+    got = members_of.get(segment, set())
+    if got != expected_members:
+        problems.append(f"{segment}: {len(got)} members, the rule gives {len(expected_members)}: "
+                        f"{sorted(got ^ expected_members)[:10]} differ")
+
 extra = set(published) - set(days)
 if extra:
     problems.append(f"predictions for customers without a purchase: {sorted(extra)[:10]}")
@@ -136,6 +162,7 @@ if problems:
     print("\n".join(problems[:50]))
     sys.exit(1)
 print(f"checked {len(days)} buyers")
+print(", ".join(f"{segment} {len(members)}" for segment, members in want.items()))
 
 if holdout:
     later = purchase_days(as_of_end + dt.timedelta(days=holdout))

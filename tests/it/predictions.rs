@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
-use datafusion::arrow::datatypes::{Float64Type, Int64Type};
+use datafusion::arrow::datatypes::{Float64Type, Int32Type, Int64Type};
 
 use crate::common::{AS_OF, Outcome, Project, outcome, read_table, segflow};
 
@@ -173,7 +173,11 @@ fn predictions_on_the_fixture_shop_follow_the_rules() {
     assert_eq!(checked.code, 0, "{checked:?}");
     // c1, c3, c4, c7, c8, c9 (fixtures.rs): not c5 (signs up after as_of), not c10 (refunded
     // in full), not the orders without a known customer.
-    assert_eq!(checked.stdout.trim(), "checked 6 buyers", "{checked:?}");
+    assert_eq!(
+        checked.stdout.lines().next(),
+        Some("checked 6 buyers"),
+        "{checked:?}"
+    );
     // By hand: c3 bought on 2025-06-01 and 2025-07-01 (the cancelled order and the one after
     // as_of do not count), 303 days before as_of; c1 only in the last microsecond of as_of.
     let published = read_table(&out.join(format!("customer_predictions/as_of={AS_OF}")));
@@ -221,4 +225,61 @@ fn fitted_predictions_follow_the_rules_and_beat_the_past_rate() {
     let checked = recompute(&project.data(), &project.out(), AS_OF, Some("90"));
     assert_eq!(checked.code, 0, "{checked:?}");
     println!("{}", checked.stdout);
+    // The segments of the predictions were checked against their rules, and none is empty.
+    let sizes = checked.stdout.lines().nth(1).unwrap();
+    for size in sizes.split(", ") {
+        let (segment, members) = size.split_once(' ').unwrap();
+        assert!(
+            members.parse::<u64>().unwrap() > 0,
+            "{segment} is empty: {sizes}"
+        );
+    }
+
+    // Ranked by predicted CLV when the var says so: the same candidates, in another order.
+    let by_revenue = winback_ranking(&project);
+    let again = project.segflow(&[
+        "run",
+        project.pipeline().to_str().unwrap(),
+        "--as-of",
+        AS_OF,
+        "--var",
+        "winback_by_predicted_clv=true",
+    ]);
+    assert_eq!(again.code, 0, "{again:?}");
+    let by_clv = winback_ranking(&project);
+    let clvs: Vec<f64> = by_clv.iter().map(|(_, clv)| *clv).collect();
+    assert!(clvs.windows(2).all(|w| w[0] >= w[1]), "{clvs:?}");
+    let mut same = by_revenue.clone();
+    same.sort_by_key(|(id, _)| *id);
+    let mut other = by_clv.clone();
+    other.sort_by_key(|(id, _)| *id);
+    assert_eq!(same, other, "the same candidates");
+    assert_ne!(by_revenue, by_clv, "ranked differently");
+}
+
+/// The published win-back list as (customer_id, predicted_clv_12m), in rank order.
+fn winback_ranking(project: &Project) -> Vec<(i64, f64)> {
+    let mut ranked: Vec<(i32, i64, f64)> = project
+        .published("winback_list", AS_OF)
+        .iter()
+        .flat_map(|batch| {
+            let ranks = batch
+                .column_by_name("rank")
+                .unwrap()
+                .as_primitive::<Int32Type>();
+            let ids = batch
+                .column_by_name("customer_id")
+                .unwrap()
+                .as_primitive::<Int64Type>();
+            let clvs = batch
+                .column_by_name("predicted_clv_12m")
+                .unwrap()
+                .as_primitive::<Float64Type>();
+            (0..batch.num_rows())
+                .map(|i| (ranks.value(i), ids.value(i), clvs.value(i)))
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    ranked.sort_by_key(|(rank, _, _)| *rank);
+    ranked.into_iter().map(|(_, id, clv)| (id, clv)).collect()
 }
