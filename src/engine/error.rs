@@ -319,11 +319,26 @@ pub fn describe(error: &DataFusionError) -> String {
         },
         other => other.to_string(),
     };
-    let text = text.trim();
+    let text = own_complaint(text.trim());
     if MISSING_ON_CLUSTER.iter().any(|said| text.contains(said)) {
         return format!("{text}. {LACKS_FUNCTIONS}");
     }
     text.to_string()
+}
+
+/// A function's own complaint about its arguments, without the two sentences DataFusion
+/// wraps it in ("Function 'f' user-defined coercion failed with: ..." and "No function
+/// matches the given name and argument types ...").
+fn own_complaint(text: &str) -> &str {
+    let Some((_, inner)) = text.split_once("user-defined coercion failed with: ") else {
+        return text;
+    };
+    let inner = inner
+        .strip_prefix("Error during planning: ")
+        .unwrap_or(inner);
+    inner
+        .split_once(". No function matches the given name")
+        .map_or(inner, |(complaint, _)| complaint)
 }
 
 /// What Ballista says when a scheduler or an executor lacks a function a plan calls.
