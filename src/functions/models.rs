@@ -129,7 +129,7 @@ impl Model {
 
     /// Whether a row counts: BG/NBD takes every customer with a history; Gamma-Gamma only
     /// repeat buyers, whose repeat orders say what they spend.
-    fn counts(self, values: &[f64]) -> bool {
+    fn takes(self, values: &[f64]) -> bool {
         match self {
             Model::BgNbd => true,
             Model::GammaGamma => values[0] > 0.0,
@@ -250,7 +250,7 @@ struct Histories {
 
 impl Histories {
     fn add(&mut self, values: &[f64], customers: f64) {
-        if self.model.counts(values) {
+        if self.model.takes(values) {
             // -0.0 and 0.0 are one history.
             let mut key = [0; MAX_INPUTS];
             for (bits, value) in key.iter_mut().zip(values) {
