@@ -4,9 +4,9 @@
 //! is x (repeat purchases), t_x (time of the last purchase since the first) and T (time from
 //! the first purchase to the end of observation), all in one unit of time.
 
-use super::optimize::{BOUND, minimize};
+use super::optimize::BOUND;
 use super::special::{Signed, digamma, ln_gamma, ln_hyp2f1, softplus};
-use super::{FitError, Fitted, MIN_REPEAT_BUYERS};
+use super::{FitError, Fitted, enough_repeat_buyers, maximise_likelihood};
 
 pub const MODEL: &str = "BG/NBD";
 
@@ -68,13 +68,7 @@ impl BgNbd {
             .filter(|h| h.x > 0.0)
             .map(|h| h.customers)
             .sum();
-        if repeat_buyers < MIN_REPEAT_BUYERS {
-            return Err(FitError::TooFewRepeatBuyers {
-                model: MODEL,
-                found: repeat_buyers as u64,
-                customers: customers as u64,
-            });
-        }
+        enough_repeat_buyers(MODEL, repeat_buyers, customers)?;
         let data = Prepared::new(histories);
         // Start at α = the mean T, the scale of the purchase times; the rest at 1.
         let mean_observed = histories
@@ -88,11 +82,8 @@ impl BgNbd {
             0.0,
             0.0,
         ];
-        let minimum = minimize(|p| data.negative_mean(p), start).map_err(|stalled| {
-            FitError::NotConverged {
-                model: MODEL,
-                why: stalled.explain(&["r", "alpha", "a", "b"]),
-            }
+        let minimum = maximise_likelihood(MODEL, ["r", "alpha", "a", "b"], start, |p| {
+            data.negative_mean(p)
         })?;
         let [r, alpha, a, b] = minimum.at.map(f64::exp);
         Ok(Fitted {

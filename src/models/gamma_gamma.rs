@@ -4,9 +4,8 @@
 //! It is fitted on repeat buyers: x repeat orders of average value m̄ each. Then a customer's
 //! expected order value is p(γ + x·m̄) / (p·x + q − 1), the population's p·γ / (q − 1).
 
-use super::optimize::minimize;
 use super::special::{digamma, ln_gamma};
-use super::{FitError, Fitted, MIN_REPEAT_BUYERS};
+use super::{FitError, Fitted, enough_repeat_buyers, maximise_likelihood};
 
 pub const MODEL: &str = "Gamma-Gamma";
 
@@ -44,13 +43,7 @@ impl GammaGamma {
             }
         }
         let customers: f64 = spends.iter().map(|s| s.customers).sum();
-        if customers < MIN_REPEAT_BUYERS {
-            return Err(FitError::TooFewRepeatBuyers {
-                model: MODEL,
-                found: customers as u64,
-                customers: customers as u64,
-            });
-        }
+        enough_repeat_buyers(MODEL, customers, customers)?;
         let data = Prepared::new(spends);
         let mean_value = spends
             .iter()
@@ -59,12 +52,8 @@ impl GammaGamma {
             / customers;
         // Start at p = q = 1 and γ at the mean value's scale.
         let start = [0.0, 0.0, mean_value.ln()];
-        let minimum = minimize(|p| data.negative_mean(p), start).map_err(|stalled| {
-            FitError::NotConverged {
-                model: MODEL,
-                why: stalled.explain(&["p", "q", "gamma"]),
-            }
-        })?;
+        let minimum =
+            maximise_likelihood(MODEL, ["p", "q", "gamma"], start, |p| data.negative_mean(p))?;
         let [p, q, gamma] = minimum.at.map(f64::exp);
         if q <= 1.0 {
             return Err(FitError::NotConverged {

@@ -68,6 +68,35 @@ pub enum FitError {
     },
 }
 
+/// Refuses a fit on fewer than [`MIN_REPEAT_BUYERS`] repeat buyers.
+fn enough_repeat_buyers(
+    model: &'static str,
+    repeat_buyers: f64,
+    customers: f64,
+) -> Result<(), FitError> {
+    if repeat_buyers < MIN_REPEAT_BUYERS {
+        return Err(FitError::TooFewRepeatBuyers {
+            model,
+            found: repeat_buyers as u64,
+            customers: customers as u64,
+        });
+    }
+    Ok(())
+}
+
+/// The log parameters (named `names` in errors) that minimise `negative_mean`, from `start`.
+fn maximise_likelihood<const N: usize>(
+    model: &'static str,
+    names: [&str; N],
+    start: [f64; N],
+    negative_mean: impl Fn(&[f64; N]) -> (f64, [f64; N]),
+) -> Result<optimize::Minimum<N>, FitError> {
+    optimize::minimize(negative_mean, start).map_err(|stalled| FitError::NotConverged {
+        model,
+        why: stalled.explain(&names),
+    })
+}
+
 impl optimize::Stalled {
     /// What went wrong, with the parameters by name.
     fn explain(&self, names: &[&str]) -> String {

@@ -21,6 +21,18 @@ fn replace(project: &Project, file: &str, from: &str, to: &str) {
 }
 
 const PIPELINE: &str = "pipelines/nightly_segments.yaml";
+
+/// The purchase model fitted (this small shop runs it pinned, see `restore_spec`), with
+/// `from` replaced by `to` in its SQL.
+fn fitted_purchase_model(project: &Project, from: &str, to: &str) {
+    replace(
+        project,
+        PIPELINE,
+        "queries/purchase_model_pinned.sql",
+        "queries/purchase_model.sql",
+    );
+    replace(project, "queries/purchase_model.sql", from, to);
+}
 const RFM: &str = "queries/rfm.sql";
 
 const CASES: &[Case] = &[
@@ -491,15 +503,8 @@ const CASES: &[Case] = &[
         // Fitted, not pinned, on the one-time buyers alone.
         name: "a model fitted without repeat buyers",
         break_it: |p| {
-            replace(
+            fitted_purchase_model(
                 p,
-                PIPELINE,
-                "queries/purchase_model_pinned.sql",
-                "queries/purchase_model.sql",
-            );
-            replace(
-                p,
-                "queries/purchase_model.sql",
                 "FROM purchase_histories",
                 "FROM purchase_histories WHERE x = 0",
             );
@@ -515,18 +520,7 @@ const CASES: &[Case] = &[
     Case {
         name: "a model's inputs in the wrong order",
         break_it: |p| {
-            replace(
-                p,
-                PIPELINE,
-                "queries/purchase_model_pinned.sql",
-                "queries/purchase_model.sql",
-            );
-            replace(
-                p,
-                "queries/purchase_model.sql",
-                r#"bgnbd_fit(x, t_x, "T")"#,
-                r#"bgnbd_fit(x, "T", t_x)"#,
-            );
+            fitted_purchase_model(p, r#"bgnbd_fit(x, t_x, "T")"#, r#"bgnbd_fit(x, "T", t_x)"#);
             vec![]
         },
         expect: &[
