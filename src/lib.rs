@@ -17,6 +17,7 @@ pub mod functions;
 pub mod generate;
 pub mod history;
 pub mod lease;
+pub mod lineage;
 pub mod models;
 pub mod notify;
 pub mod pipeline;

@@ -47,6 +47,9 @@ pub(crate) enum Command {
     /// Delete the files of a pipeline's outputs that no publication needs any more: those
     /// killed runs left, and for Delta outputs those only older versions read.
     Vacuum(VacuumArgs),
+    /// Print the pipeline's lineage (sources, steps, segments, outputs; each step's SQL file
+    /// and the rows of the last successful run) as Mermaid or Graphviz DOT text.
+    Graph(GraphArgs),
     /// Run a service of an Apache DataFusion Ballista cluster: a scheduler, or an executor.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -116,6 +119,23 @@ pub(crate) struct VacuumArgs {
     /// List what would be deleted, and delete nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct GraphArgs {
+    /// The pipeline YAML file.
+    pub(crate) pipeline: PathBuf,
+    /// mermaid (for Markdown) or dot (for `dot -Tsvg`).
+    #[arg(long, value_enum, default_value = "mermaid")]
+    pub(crate) format: GraphFormat,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum GraphFormat {
+    Mermaid,
+    Dot,
 }
 
 #[derive(Debug, Args)]

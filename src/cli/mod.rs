@@ -8,6 +8,7 @@ mod cluster;
 mod demo;
 mod failure;
 mod generate;
+mod graph;
 mod hand_runner;
 mod init;
 mod render;
@@ -41,6 +42,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Backfill(args) => backfill::backfill_command(args).await,
         Command::Check(args) => check::check_command(args).await,
         Command::Vacuum(args) => vacuum::vacuum_command(args).await,
+        Command::Graph(args) => graph::graph_command(args).await,
         Command::Cluster(command) => cluster::cluster_command(command).await,
     }
 }

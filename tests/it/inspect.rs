@@ -345,3 +345,80 @@ fn a_var_with_more_decimal_places_than_its_column_is_refused() {
     ]);
     assert_eq!(fits.code, 0, "{fits:?}");
 }
+
+/// `segflow graph`: every source, step, segment and output of the shipped pipeline, what
+/// each step reads as its SQL says, and the rows the last run recorded.
+#[test]
+fn graph_draws_the_pipeline_with_the_last_runs_rows() {
+    let project = Project::new(300, 900);
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let before = project.segflow(&["graph", pipeline]);
+    assert_eq!(before.code, 0, "{before:?}");
+    assert!(
+        !before.stdout.contains(" rows"),
+        "no run yet: {}",
+        before.stdout
+    );
+
+    let run = project.run_nightly(AS_OF);
+    assert_eq!(run.code, 0, "{run:?}");
+    let mermaid = project.segflow(&["graph", pipeline]);
+    assert_eq!(mermaid.code, 0, "{mermaid:?}");
+    let text = &mermaid.stdout;
+    assert!(text.starts_with("flowchart LR\n"), "{text}");
+    // Reads taken from the SQL files: paid_orders reads orders; the predictions read the
+    // histories; a segment reads customer_predictions; membership reads every segment; an
+    // output is its step's.
+    for edge in [
+        "source_orders --> step_paid_orders",
+        "step_paid_orders --> step_customer_features",
+        "step_purchase_histories --> step_customer_predictions",
+        "step_customer_predictions --> step_likely_to_churn",
+        "step_likely_to_churn --> step_segment_membership",
+        "step_customer_profile --> output_customer_profile",
+    ] {
+        assert!(text.contains(&format!("  {edge}\n")), "{edge}:\n{text}");
+    }
+    // Every output with the rows `segflow runs` recorded for it.
+    let runs = project.segflow(&["runs", "--json"]);
+    let record: serde_json::Value =
+        serde_json::from_str(runs.stdout.lines().last().unwrap()).unwrap();
+    let rows = record["rows"].as_object().unwrap();
+    assert_eq!(rows.len(), crate::common::SHIPPED_OUTPUTS.len());
+    for (table, count) in rows {
+        let count = count.as_u64().unwrap();
+        let unit = if count == 1 { "row" } else { "rows" };
+        let node = text
+            .lines()
+            .find(|line| line.starts_with(&format!("  output_{table}[/")))
+            .unwrap_or_else(|| panic!("no output node {table}:\n{text}"));
+        assert!(
+            node.ends_with(&format!("<br/>{count} {unit}\"/]")),
+            "{node}"
+        );
+    }
+    let steps = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("step_") && !l.contains("-->"));
+    let segments = text.lines().filter(|l| l.contains("([\"")).count();
+    assert_eq!(segments, 38, "the shipped segments:\n{text}");
+    assert!(steps.count() > segments, "{text}");
+
+    // DOT: the same nodes and edges.
+    let dot = project.segflow(&["graph", pipeline, "--format", "dot"]);
+    assert_eq!(dot.code, 0, "{dot:?}");
+    assert!(
+        dot.stdout.starts_with("digraph \"nightly_segments\" {"),
+        "{}",
+        dot.stdout
+    );
+    assert_eq!(
+        dot.stdout.matches(" -> ").count(),
+        text.matches(" --> ").count()
+    );
+    assert_eq!(
+        dot.stdout.matches(", shape=").count(),
+        text.lines().count() - 1 - text.matches(" --> ").count()
+    );
+}
