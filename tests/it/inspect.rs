@@ -417,8 +417,29 @@ fn graph_draws_the_pipeline_with_the_last_runs_rows() {
         dot.stdout.matches(" -> ").count(),
         text.matches(" --> ").count()
     );
+    let nodes = text.lines().count() - 1 - text.matches(" --> ").count();
+    assert_eq!(dot.stdout.matches(", shape=").count(), nodes);
+    // Graphviz draws it: every node and edge.
+    let mut drawing = std::process::Command::new("dot")
+        .arg("-Tsvg")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("Graphviz's dot runs (.ci/run installs it)");
+    use std::io::Write;
+    drawing
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(dot.stdout.as_bytes())
+        .unwrap();
+    let svg = crate::common::outcome(drawing.wait_with_output().unwrap());
+    assert_eq!(svg.code, 0, "{svg:?}");
+    assert!(svg.stderr.is_empty(), "{}", svg.stderr);
+    assert_eq!(svg.stdout.matches("<g id=\"node").count(), nodes);
     assert_eq!(
-        dot.stdout.matches(", shape=").count(),
-        text.lines().count() - 1 - text.matches(" --> ").count()
+        svg.stdout.matches("<g id=\"edge").count(),
+        text.matches(" --> ").count()
     );
 }
