@@ -122,6 +122,18 @@ fn decode(name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
     Ok(Arc::new(function))
 }
 
+/// The aggregate `name` when it is one of segflow's (built by name: they have no settings),
+/// else what `otherwise` decodes.
+fn decode_aggregate(
+    name: &str,
+    otherwise: impl FnOnce() -> Result<Arc<AggregateUDF>>,
+) -> Result<Arc<AggregateUDF>> {
+    match super::models::aggregate_named(name) {
+        Some(function) => Ok(Arc::new(function)),
+        None => otherwise(),
+    }
+}
+
 /// A logical-plan codec: `inner`'s, with segflow's functions.
 #[derive(Debug)]
 pub struct LogicalCodec {
@@ -193,10 +205,7 @@ impl LogicalExtensionCodec for LogicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        match super::models::aggregate_named(name) {
-            Some(function) => Ok(Arc::new(function)),
-            None => self.inner.try_decode_udaf(name, buf),
-        }
+        decode_aggregate(name, || self.inner.try_decode_udaf(name, buf))
     }
 
     fn try_encode_udaf(&self, function: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {
@@ -245,10 +254,7 @@ impl PhysicalExtensionCodec for PhysicalCodec {
     }
 
     fn try_decode_udaf(&self, name: &str, buf: &[u8]) -> Result<Arc<AggregateUDF>> {
-        match super::models::aggregate_named(name) {
-            Some(function) => Ok(Arc::new(function)),
-            None => self.inner.try_decode_udaf(name, buf),
-        }
+        decode_aggregate(name, || self.inner.try_decode_udaf(name, buf))
     }
 
     fn try_encode_udaf(&self, function: &AggregateUDF, buf: &mut Vec<u8>) -> Result<()> {

@@ -435,20 +435,7 @@ mod tests {
             },
         ];
         let data = Prepared::new(&histories);
-        let p = [-1.2, 1.4, -0.2, 0.9];
-        let (_, gradient) = data.negative_mean(&p);
-        for i in 0..4 {
-            let h = 1e-6;
-            let (mut up, mut down) = (p, p);
-            up[i] += h;
-            down[i] -= h;
-            let slope = (data.negative_mean(&up).0 - data.negative_mean(&down).0) / (2.0 * h);
-            assert!(
-                (gradient[i] - slope).abs() < 1e-7,
-                "{i}: {} vs {slope}",
-                gradient[i]
-            );
-        }
+        super::super::assert_gradient(|p| data.negative_mean(p), [-1.2, 1.4, -0.2, 0.9]);
     }
 
     #[test]

@@ -159,19 +159,6 @@ mod tests {
             },
         ];
         let data = Prepared::new(&spends);
-        let logs = [1.5, 1.2, 2.7];
-        let (_, gradient) = data.negative_mean(&logs);
-        for i in 0..3 {
-            let h = 1e-6;
-            let (mut up, mut down) = (logs, logs);
-            up[i] += h;
-            down[i] -= h;
-            let slope = (data.negative_mean(&up).0 - data.negative_mean(&down).0) / (2.0 * h);
-            assert!(
-                (gradient[i] - slope).abs() < 1e-7,
-                "{i}: {} vs {slope}",
-                gradient[i]
-            );
-        }
+        super::super::assert_gradient(|p| data.negative_mean(p), [1.5, 1.2, 2.7]);
     }
 }

@@ -111,3 +111,21 @@ impl optimize::Stalled {
         }
     }
 }
+
+/// Asserts that `f`'s gradient at `at` is the slope of its value, by central differences.
+#[cfg(test)]
+fn assert_gradient<const N: usize>(f: impl Fn(&[f64; N]) -> (f64, [f64; N]), at: [f64; N]) {
+    let (_, gradient) = f(&at);
+    for i in 0..N {
+        let h = 1e-6;
+        let (mut up, mut down) = (at, at);
+        up[i] += h;
+        down[i] -= h;
+        let slope = (f(&up).0 - f(&down).0) / (2.0 * h);
+        assert!(
+            (gradient[i] - slope).abs() < 1e-7,
+            "{i}: {} vs {slope}",
+            gradient[i]
+        );
+    }
+}
