@@ -1,6 +1,7 @@
 -- customer_attributes: one row per customer (signed up by as_of) with everything known of
--- them before segments are drawn: features, RFM values and scores, and the three RFM labels
--- (customers without a paid order are Prospects in each scheme). Segments may read it;
+-- them before segments are drawn: features, RFM values and scores (fm_score, the rounded-up
+-- mean of F and M, is what shopify_group reads), and the three RFM labels (customers
+-- without a paid order are Prospects in each scheme). Segments may read it;
 -- customer_profile adds each customer's segments to it.
 SELECT f.customer_id,
        f.email,
@@ -22,6 +23,7 @@ SELECT f.customer_id,
        r.r_score,
        r.f_score,
        r.m_score,
+       l.fm_score,
        COALESCE(l.rf_segment, 'Prospects') AS rf_segment,
        COALESCE(l.shopify_group, 'Prospects') AS shopify_group,
        COALESCE(l.value_class, 'prospect') AS value_class,

@@ -23,6 +23,7 @@ pub mod notify;
 pub mod pipeline;
 pub mod progress;
 pub mod publish;
+pub mod report;
 pub mod run;
 pub mod schedule;
 pub mod segments;

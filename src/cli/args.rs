@@ -50,6 +50,9 @@ pub(crate) enum Command {
     /// Print the pipeline's lineage (sources, steps, segments, outputs; each step's SQL file
     /// and the rows of the last successful run) as Mermaid or Graphviz DOT text.
     Graph(GraphArgs),
+    /// Write one HTML page of a publication: the RFM grids, segment sizes and moves, their
+    /// portraits, the win-back list, predictions, the last runs and the lineage.
+    Report(ReportArgs),
     /// Run a service of an Apache DataFusion Ballista cluster: a scheduler, or an executor.
     #[command(subcommand)]
     Cluster(ClusterCommand),
@@ -128,6 +131,20 @@ pub(crate) struct GraphArgs {
     /// mermaid (for Markdown) or dot (for `dot -Tsvg`).
     #[arg(long, value_enum, default_value = "mermaid")]
     pub(crate) format: GraphFormat,
+    #[command(flatten)]
+    pub(crate) state: StateArgs,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReportArgs {
+    /// The pipeline YAML file.
+    pub(crate) pipeline: PathBuf,
+    /// The publication to show (YYYY-MM-DD); the latest one when left out.
+    #[arg(long, value_parser = date_arg)]
+    pub(crate) as_of: Option<NaiveDate>,
+    /// Where to write the page: a path, or a URL (s3://bucket/report.html).
+    #[arg(long, default_value = "report.html")]
+    pub(crate) out: String,
     #[command(flatten)]
     pub(crate) state: StateArgs,
 }

@@ -5,7 +5,7 @@ use segflow::progress::Progress;
 use segflow::run::{self, CheckStatus};
 
 use super::args::CheckArgs;
-use super::report::print_checks;
+use super::outcome::print_checks;
 use super::{Failure, yesterday};
 
 pub(super) async fn check_command(args: CheckArgs) -> Result<(), Failure> {

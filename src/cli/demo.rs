@@ -9,7 +9,7 @@ use segflow::run::RunRequest;
 use segflow::storage::{Location, Storage};
 
 use super::args::DemoArgs;
-use super::report::{print_report, print_segment_summary};
+use super::outcome::{print_report, print_segment_summary};
 use super::shipped::write_shipped;
 use super::{Failure, yesterday};
 

@@ -75,6 +75,12 @@ impl From<segflow::publish::PublishError> for Failure {
     }
 }
 
+impl From<segflow::report::ReportError> for Failure {
+    fn from(error: segflow::report::ReportError) -> Self {
+        Failure::of(error.fault(), error)
+    }
+}
+
 impl From<run::RunError> for Failure {
     fn from(error: run::RunError) -> Self {
         Failure::of(error.fault(), error)

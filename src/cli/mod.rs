@@ -11,6 +11,7 @@ mod generate;
 mod graph;
 mod hand_runner;
 mod init;
+mod outcome;
 mod render;
 mod report;
 mod run;
@@ -43,6 +44,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Check(args) => check::check_command(args).await,
         Command::Vacuum(args) => vacuum::vacuum_command(args).await,
         Command::Graph(args) => graph::graph_command(args).await,
+        Command::Report(args) => report::report_command(args).await,
         Command::Cluster(command) => cluster::cluster_command(command).await,
     }
 }

@@ -1,74 +1,29 @@
-//! What a finished run prints.
+//! `segflow report`: a publication as one HTML page, from the published tables and the run
+//! history.
 
-use segflow::run::{self, CheckResult, CheckStatus, RunReport};
+use segflow::pipeline::{LoadOptions, Pipeline};
+use segflow::storage::{Location, Storage};
 
 use super::Failure;
+use super::args::ReportArgs;
+use super::hand_runner::open_history;
 
-/// The demo's closing view: each segment's portrait, largest first.
-pub(super) async fn print_segment_summary(summary: &run::PublishedOutput) -> Result<(), Failure> {
-    let files: Vec<String> = summary
-        .committed
-        .files
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-    let text = segflow::segments::summary_text(files).await.map_err(|e| {
-        Failure::Environment(anyhow::anyhow!("cannot read back the segment summary: {e}"))
-    })?;
-    println!("\nSegments as of {}:\n{text}", summary.committed.as_of);
+pub(super) async fn report_command(args: ReportArgs) -> Result<(), Failure> {
+    let pipeline = Pipeline::load(&args.pipeline, &LoadOptions::default())?;
+    let out = Location::parse(&args.out).map_err(|e| Failure::User(e.into()))?;
+    let history = open_history(&args.state)?;
+    let storage = Storage::new();
+    let report = segflow::report::gather(&pipeline, &storage, &history, args.as_of).await?;
+    segflow::report::write(&storage, &out, &Default::default(), report.html()).await?;
+    match report.as_of {
+        Some(as_of) => println!(
+            "Wrote the report of {} as of {as_of} to {}",
+            pipeline.name, args.out
+        ),
+        None => println!(
+            "Wrote the report of {} to {}: it has published nothing yet",
+            pipeline.name, args.out
+        ),
+    }
     Ok(())
-}
-
-pub(super) fn print_report(report: &RunReport) {
-    println!(
-        "Published {} for as_of {} (run {}) in {:.1}s:",
-        report.pipeline,
-        report.as_of,
-        report.run_id,
-        report.elapsed.as_secs_f64()
-    );
-    let width = report
-        .outputs
-        .iter()
-        .map(|o| o.committed.table.len())
-        .max()
-        .unwrap_or(5)
-        .max(5);
-    println!("  {:<width$}  {:>10}  location", "table", "rows");
-    for output in &report.outputs {
-        println!(
-            "  {:<width$}  {:>10}  {}as_of={}/",
-            output.committed.table, output.committed.rows, output.url, report.as_of
-        );
-    }
-    if !report.checks.is_empty() {
-        print_checks(&report.checks);
-    }
-}
-
-/// A line of counts, then one line per check that did not pass or had something to say.
-pub(super) fn print_checks(checks: &[CheckResult]) {
-    let count = |status| checks.iter().filter(|c| c.status == status).count();
-    let failed = count(CheckStatus::Failed);
-    let failed = if failed > 0 {
-        format!(", {failed} failed")
-    } else {
-        String::new()
-    };
-    println!(
-        "Checks: {} passed, {} warned{failed}.",
-        count(CheckStatus::Passed),
-        count(CheckStatus::Warned)
-    );
-    for check in checks {
-        match check.status {
-            CheckStatus::Failed => println!("  failed: {}", check.summary()),
-            CheckStatus::Warned => println!("  warning: {}", check.summary()),
-            CheckStatus::Passed if !check.found.is_empty() => println!(
-                "  note: check '{}' on '{}' passed: {}",
-                check.name, check.table, check.found
-            ),
-            CheckStatus::Passed => {}
-        }
-    }
 }

@@ -5,7 +5,7 @@ use segflow::storage::Location;
 
 use super::args::RunArgs;
 use super::hand_runner::HandRunner;
-use super::report::print_report;
+use super::outcome::print_report;
 use super::{Failure, yesterday};
 
 pub(super) async fn run_command(mut args: RunArgs) -> Result<(), Failure> {

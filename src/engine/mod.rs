@@ -530,6 +530,12 @@ impl Engine {
     }
 }
 
+/// A session that reads published tables with the stores and functions of a run, here and
+/// with the default settings (`segflow report`).
+pub fn reading_session(storage: &Storage) -> Result<SessionContext, DataFusionError> {
+    session::build(&EngineSettings::default(), storage)
+}
+
 /// Writes `frame` into `target` with DataFusion's Parquet writer (which encodes the columns
 /// of a row group in parallel); returns the schema written and the rows.
 pub async fn write_parquet(

@@ -29,6 +29,7 @@ mod preview;
 mod reachability;
 mod readers;
 mod readme;
+mod report;
 mod s3;
 mod scheduler;
 mod sources;

@@ -1,0 +1,368 @@
+//! The report's pictures as inline SVG, so that the page needs nothing from the network.
+//! Colours come from palettes readable with the common colour-vision deficiencies:
+//! ColorBrewer's sequential Blues for amounts, Okabe and Ito's eight colours for kinds.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::format::{count, escape, money_rounded, percent};
+use super::gather::{Bin, Grid};
+use crate::lineage::{Lineage, NodeKind};
+
+/// ColorBrewer Blues, light to dark.
+const BLUES: [&str; 7] = [
+    "#eff3ff", "#c6dbef", "#9ecae1", "#6baed6", "#4292c6", "#2171b5", "#084594",
+];
+/// Okabe and Ito's colour-blind-safe palette, by use.
+pub(super) const BLUE: &str = "#0072B2";
+pub(super) const ORANGE: &str = "#E69F00";
+pub(super) const SKY: &str = "#56B4E9";
+pub(super) const GREEN: &str = "#009E73";
+pub(super) const VERMILLION: &str = "#D55E00";
+pub(super) const PURPLE: &str = "#CC79A7";
+pub(super) const GREY: &str = "#999999";
+
+/// A 5×5 score grid as a heatmap: R from 5 (top) to 1, the other score from 1 (left) to
+/// 5; each cell with its buyers, their share and revenue, shaded by buyers; the areas
+/// whose customers share a label outlined, each named once.
+pub(super) fn heatmap(grid: &Grid, currency: Option<&str>) -> String {
+    const LEFT: f64 = 40.0;
+    const TOP: f64 = 6.0;
+    const CELL_W: f64 = 104.0;
+    const CELL_H: f64 = 80.0;
+    let width = LEFT + 5.0 * CELL_W + 6.0;
+    let height = TOP + 5.0 * CELL_H + 44.0;
+    let buyers: u64 = grid.cells.iter().map(|c| c.customers).sum();
+    let most = grid
+        .cells
+        .iter()
+        .map(|c| c.customers)
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let at: BTreeMap<(i64, i64), &super::gather::Cell> =
+        grid.cells.iter().map(|c| ((c.down, c.across), c)).collect();
+    // A cell's area: its label, or the cell alone when it has none.
+    let area = |down: i64, across: i64| -> Option<String> {
+        if !(1..=5).contains(&down) || !(1..=5).contains(&across) {
+            return None;
+        }
+        Some(
+            match at.get(&(down, across)).and_then(|c| c.label.clone()) {
+                Some(label) => label,
+                None => format!("\u{0}{down},{across}"),
+            },
+        )
+    };
+    let x_of = |across: i64| LEFT + (across - 1) as f64 * CELL_W;
+    let y_of = |down: i64| TOP + (5 - down) as f64 * CELL_H;
+    let mut svg = format!(
+        "<svg class=\"heatmap\" viewBox=\"0 0 {width} {height}\" role=\"img\" \
+         aria-label=\"{} grid of buyers\" data-buyers=\"{buyers}\">",
+        escape(&grid.title)
+    );
+    let mut named = std::collections::BTreeSet::new();
+    for down in (1..=5).rev() {
+        for across in 1..=5 {
+            let (x, y) = (x_of(across), y_of(down));
+            let cell = at.get(&(down, across));
+            let customers = cell.map_or(0, |c| c.customers);
+            let revenue = cell.map_or(0.0, |c| c.revenue);
+            let label = cell.and_then(|c| c.label.clone()).unwrap_or_default();
+            let shade = if customers == 0 {
+                0
+            } else {
+                1 + ((customers as f64 / most as f64) * (BLUES.len() - 2) as f64).round() as usize
+            };
+            let ink = if shade >= 4 { "#ffffff" } else { "#1a1a1a" };
+            let share = if buyers > 0 {
+                customers as f64 / buyers as f64
+            } else {
+                0.0
+            };
+            let _ = write!(
+                svg,
+                "<g class=\"cell\" data-down=\"{down}\" data-across=\"{across}\" \
+                 data-customers=\"{customers}\" data-revenue=\"{revenue:.2}\" data-label=\"{}\">\
+                 <title>{} {down}, {} {across}: {} buyers ({}), {} net revenue{}</title>\
+                 <rect x=\"{x}\" y=\"{y}\" width=\"{CELL_W}\" height=\"{CELL_H}\" fill=\"{}\" \
+                 stroke=\"#ffffff\" stroke-width=\"1\"/>",
+                escape(&label),
+                grid.down,
+                grid.across,
+                count(customers),
+                percent(share),
+                money_rounded(revenue, currency),
+                if label.is_empty() {
+                    String::new()
+                } else {
+                    format!("; {}", escape(&label))
+                },
+                BLUES[shade.min(BLUES.len() - 1)],
+            );
+            let key = area(down, across);
+            if !label.is_empty() && named.insert(label.clone()) {
+                let _ = write!(
+                    svg,
+                    "<text x=\"{}\" y=\"{}\" class=\"area\" fill=\"{ink}\">{}</text>",
+                    x + 6.0,
+                    y + 16.0,
+                    escape(&label)
+                );
+            }
+            let _ = write!(
+                svg,
+                "<text x=\"{}\" y=\"{}\" class=\"n\" fill=\"{ink}\" text-anchor=\"middle\">{}</text>\
+                 <text x=\"{}\" y=\"{}\" class=\"money\" fill=\"{ink}\" text-anchor=\"middle\">{}</text></g>",
+                x + CELL_W / 2.0,
+                y + CELL_H / 2.0 + 8.0,
+                count(customers),
+                x + CELL_W / 2.0,
+                y + CELL_H - 10.0,
+                money_rounded(revenue, currency),
+            );
+            // Outline the side where the next cell is another area.
+            for (d_down, d_across, x1, y1, x2, y2) in [
+                (1, 0, x, y, x + CELL_W, y),
+                (-1, 0, x, y + CELL_H, x + CELL_W, y + CELL_H),
+                (0, -1, x, y, x, y + CELL_H),
+                (0, 1, x + CELL_W, y, x + CELL_W, y + CELL_H),
+            ] {
+                if area(down + d_down, across + d_across) != key {
+                    let _ = write!(
+                        svg,
+                        "<line class=\"edge\" x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\"/>"
+                    );
+                }
+            }
+        }
+    }
+    for i in 1..=5 {
+        let _ = write!(
+            svg,
+            "<text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{} {i}</text>\
+             <text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"end\">{} {i}</text>",
+            x_of(i) + CELL_W / 2.0,
+            TOP + 5.0 * CELL_H + 20.0,
+            grid.across,
+            LEFT - 6.0,
+            y_of(i) + CELL_H / 2.0 + 4.0,
+            grid.down,
+        );
+    }
+    let _ = write!(
+        svg,
+        "<text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{} score → (5 best); {} score ↑</text></svg>",
+        LEFT + 2.5 * CELL_W,
+        height - 4.0,
+        grid.across,
+        grid.down
+    );
+    svg
+}
+
+/// A segment's size over its last publications: a line, and a dot on the newest.
+pub(super) fn sparkline(sizes: &[Option<u64>], dates: &[chrono::NaiveDate]) -> String {
+    const W: f64 = 120.0;
+    const H: f64 = 26.0;
+    let known: Vec<(usize, u64)> = sizes
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| s.map(|s| (i, s)))
+        .collect();
+    let high = known.iter().map(|(_, s)| *s).max().unwrap_or(0);
+    let low = known.iter().map(|(_, s)| *s).min().unwrap_or(0);
+    let span = (high - low).max(1) as f64;
+    let step = if sizes.len() > 1 {
+        (W - 4.0) / (sizes.len() - 1) as f64
+    } else {
+        0.0
+    };
+    let point = |i: usize, s: u64| {
+        (
+            2.0 + step * i as f64,
+            H - 3.0 - (s - low) as f64 / span * (H - 6.0),
+        )
+    };
+    let points: Vec<String> = known
+        .iter()
+        .map(|&(i, s)| {
+            let (x, y) = point(i, s);
+            format!("{x:.1},{y:.1}")
+        })
+        .collect();
+    let title: Vec<String> = dates
+        .iter()
+        .zip(sizes)
+        .filter_map(|(d, s)| s.map(|s| format!("{d}: {}", count(s))))
+        .collect();
+    let data: Vec<String> = sizes
+        .iter()
+        .map(|s| s.map_or(String::new(), |s| s.to_string()))
+        .collect();
+    let mut svg = format!(
+        "<svg class=\"spark\" viewBox=\"0 0 {W} {H}\" data-sizes=\"{}\"><title>{}</title>\
+         <polyline fill=\"none\" stroke=\"{BLUE}\" stroke-width=\"1.5\" points=\"{}\"/>",
+        data.join(","),
+        escape(&title.join("\n")),
+        points.join(" ")
+    );
+    if let Some(&(i, s)) = known.last() {
+        let (x, y) = point(i, s);
+        let _ = write!(
+            svg,
+            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.2\" fill=\"{BLUE}\"/>"
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// A histogram of money amounts: one bar per bin, the axis in whole currency units.
+pub(super) fn histogram(bins: &[Bin], currency: Option<&str>) -> String {
+    const W: f64 = 600.0;
+    const H: f64 = 180.0;
+    const BOTTOM: f64 = 28.0;
+    let most = bins.iter().map(|b| b.customers).max().unwrap_or(0).max(1);
+    let bar = W / bins.len().max(1) as f64;
+    let mut svg = format!("<svg class=\"histogram\" viewBox=\"0 0 {W} {H}\" role=\"img\">");
+    for (i, bin) in bins.iter().enumerate() {
+        let height = bin.customers as f64 / most as f64 * (H - BOTTOM - 16.0);
+        let _ = write!(
+            svg,
+            "<rect class=\"bin\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{height:.1}\" \
+             fill=\"{BLUE}\" data-from=\"{:.2}\" data-to=\"{:.2}\" data-customers=\"{}\">\
+             <title>{} to {}: {} buyers</title></rect>",
+            i as f64 * bar + 1.0,
+            H - BOTTOM - height,
+            bar - 2.0,
+            bin.from,
+            bin.to,
+            bin.customers,
+            money_rounded(bin.from, currency),
+            money_rounded(bin.to, currency),
+            count(bin.customers),
+        );
+    }
+    if let (Some(first), Some(last)) = (bins.first(), bins.last()) {
+        let middle = &bins[bins.len() / 2];
+        for (x, anchor, value) in [
+            (0.0, "start", first.from),
+            (W / 2.0, "middle", middle.from),
+            (W, "end", last.to),
+        ] {
+            let _ = write!(
+                svg,
+                "<text x=\"{x}\" y=\"{}\" class=\"axis\" text-anchor=\"{anchor}\">{}</text>",
+                H - 8.0,
+                money_rounded(value, currency)
+            );
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// The lineage graph laid out in columns, as `dbt docs` draws it: each node one column
+/// right of the furthest node it reads, outputs in the last column.
+pub(super) fn lineage(graph: &Lineage) -> String {
+    const NODE_W: f64 = 200.0;
+    const NODE_H: f64 = 40.0;
+    const COLUMN: f64 = 250.0;
+    const ROW: f64 = 50.0;
+    const MARGIN: f64 = 10.0;
+    let mut column: BTreeMap<&str, usize> = BTreeMap::new();
+    // Steps come after what they read (the pipeline's order), so one pass places them.
+    for node in &graph.nodes {
+        let reads = graph
+            .edges
+            .iter()
+            .filter(|(_, to)| to == &node.id)
+            .filter_map(|(from, _)| column.get(from.as_str()))
+            .max();
+        let placed = match node.kind {
+            NodeKind::Source => 0,
+            _ => reads.map_or(0, |c| c + 1),
+        };
+        column.insert(&node.id, placed);
+    }
+    let last = column.values().copied().max().unwrap_or(0);
+    for node in graph.nodes.iter().filter(|n| n.kind == NodeKind::Output) {
+        column.insert(&node.id, last);
+    }
+    let mut rows_in: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut position: BTreeMap<&str, (f64, f64)> = BTreeMap::new();
+    for node in &graph.nodes {
+        let c = column[node.id.as_str()];
+        let r = rows_in.entry(c).or_insert(0);
+        position.insert(
+            &node.id,
+            (MARGIN + c as f64 * COLUMN, MARGIN + *r as f64 * ROW),
+        );
+        *r += 1;
+    }
+    let tallest = rows_in.values().copied().max().unwrap_or(0);
+    let width = MARGIN * 2.0 + last as f64 * COLUMN + NODE_W;
+    let height = MARGIN * 2.0 + tallest as f64 * ROW;
+    let mut svg = format!(
+        "<svg class=\"lineage\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" \
+         height=\"{height}\" role=\"img\" aria-label=\"lineage\">"
+    );
+    for (from, to) in &graph.edges {
+        let (Some(&(x1, y1)), Some(&(x2, y2))) =
+            (position.get(from.as_str()), position.get(to.as_str()))
+        else {
+            continue;
+        };
+        let (x1, y1, x2, y2) = (x1 + NODE_W, y1 + NODE_H / 2.0, x2, y2 + NODE_H / 2.0);
+        let bend = (x2 - x1).abs() / 2.0;
+        let _ = write!(
+            svg,
+            "<path class=\"link\" data-from=\"{}\" data-to=\"{}\" \
+             d=\"M{x1},{y1} C{},{y1} {},{y2} {x2},{y2}\"/>",
+            escape(from),
+            escape(to),
+            x1 + bend,
+            x2 - bend
+        );
+    }
+    for node in &graph.nodes {
+        let (x, y) = position[node.id.as_str()];
+        let (colour, kind) = match node.kind {
+            NodeKind::Source => (SKY, "source"),
+            NodeKind::Step => (ORANGE, "step"),
+            NodeKind::Segment => (GREEN, "segment"),
+            NodeKind::Built => (PURPLE, "built"),
+            NodeKind::Output => (BLUE, "output"),
+        };
+        let rows = node.rows.map_or(String::new(), |n| {
+            format!("{} row{}", count(n), if n == 1 { "" } else { "s" })
+        });
+        let _ = write!(
+            svg,
+            "<g class=\"node\" data-id=\"{}\" data-kind=\"{kind}\" data-rows=\"{}\">\
+             <title>{} ({kind}): {}</title>\
+             <rect x=\"{x}\" y=\"{y}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"6\" \
+             fill=\"#ffffff\" stroke=\"{colour}\" stroke-width=\"2\"/>\
+             <rect x=\"{x}\" y=\"{y}\" width=\"6\" height=\"{NODE_H}\" fill=\"{colour}\"/>\
+             <text x=\"{}\" y=\"{}\" class=\"name\">{}</text>\
+             <text x=\"{}\" y=\"{}\" class=\"rows\">{}</text></g>",
+            escape(&node.id),
+            node.rows.map_or(String::new(), |n| n.to_string()),
+            escape(&node.name),
+            escape(&node.detail),
+            x + 12.0,
+            y + 17.0,
+            escape(&node.name),
+            x + 12.0,
+            y + 33.0,
+            if rows.is_empty() {
+                escape(kind)
+            } else {
+                format!("{kind} · {rows}")
+            },
+        );
+    }
+    svg.push_str("</svg>");
+    svg
+}
