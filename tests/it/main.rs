@@ -1,5 +1,5 @@
 //! Integration tests: the real binary, real Parquet files, a real S3 server on loopback and
-//! real readers (DuckDB and pyarrow).
+//! real readers (DuckDB and pyarrow) and a real browser (Chromium).
 
 // One test binary: its modules share helpers with `pub`, and nothing here is an API.
 #![allow(unreachable_pub)]
