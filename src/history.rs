@@ -191,6 +191,20 @@ pub async fn run_recorded_until(
     if let Err(error) = history.save(&record).await {
         tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, %error, "Could not record the run's outcome; the history still shows it running.");
     }
+    if record.status == RunStatus::Succeeded
+        && let Some(spec) = &pipeline.report
+    {
+        // Like its record, the report is about the run: one that cannot be written leaves
+        // the run a success.
+        match crate::report::write_latest(pipeline, &history.storage, history, spec).await {
+            Ok(()) => {
+                tracing::info!(pipeline = %pipeline.name, url = %spec.location, "Wrote the report.")
+            }
+            Err(error) => {
+                tracing::warn!(pipeline = %pipeline.name, url = %spec.location, error = %error_chain(&error), "Could not write the report; the run published all the same.")
+            }
+        }
+    }
     crate::notify::run_finished(&pipeline.notify, &record).await;
     outcome
 }
@@ -296,10 +310,14 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     crate::fault::causes(error).join(": ")
 }
 
+/// Told of every run outcome a history records (the daemon's metrics).
+pub type EndedRuns = std::sync::Arc<dyn Fn(&RunRecord) + Send + Sync>;
+
 pub struct RunHistory {
     storage: Storage,
     root: Location,
     clock: Clock,
+    ended: Option<EndedRuns>,
 }
 
 const READS_IN_FLIGHT: usize = 16;
@@ -310,6 +328,15 @@ impl RunHistory {
             storage,
             root: root.as_folder(),
             clock: Clock::System,
+            ended: None,
+        }
+    }
+
+    /// Tells `ended` of every outcome saved from here on, whether or not its save lands.
+    pub fn telling(self, ended: EndedRuns) -> RunHistory {
+        RunHistory {
+            ended: Some(ended),
+            ..self
         }
     }
 
@@ -324,6 +351,11 @@ impl RunHistory {
     }
 
     pub async fn save(&self, record: &RunRecord) -> Result<(), HistoryError> {
+        if let Some(ended) = self.ended.as_ref()
+            && record.status != RunStatus::Running
+        {
+            ended(record);
+        }
         let location = self.record_location(record);
         let store = self.storage.store(&location, &Default::default())?;
         let body = serde_json::to_vec_pretty(record).expect("a run record serialises");

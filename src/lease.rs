@@ -51,6 +51,9 @@ struct LeaseRecord {
     pid: u32,
     #[serde(default)]
     since: Option<DateTime<Utc>>,
+    /// Given up by its holder, rather than left to expire.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    released: bool,
 }
 
 /// Who holds a lease, as its newest record says.
@@ -94,6 +97,8 @@ pub struct Lease {
     epoch: u64,
     expires_at: DateTime<Utc>,
     since: DateTime<Utc>,
+    /// The holder that let this lease expire unreleased, when this take was a takeover.
+    taken_over: Option<Holder>,
 }
 
 /// Epochs are zero-padded so that listing order is numeric order.
@@ -128,6 +133,7 @@ impl Leases {
         let store = self.storage.store(&folder, &Default::default())?;
         let epochs = epochs(&self.storage, &folder, store.as_ref()).await?;
         let now = self.clock.now();
+        let mut taken_over = None;
         let next_epoch = match epochs.last() {
             Some((epoch, object)) => {
                 let url = folder.join(&folder.relative(&object.location)).to_string();
@@ -140,11 +146,15 @@ impl Leases {
                     })?;
                 // A record that does not parse was written by something else; it counts as
                 // expired, so that the next epoch replaces it.
-                let held = serde_json::from_slice::<LeaseRecord>(&bytes)
-                    .is_ok_and(|r| r.expires_at > now && r.holder != self.holder);
+                let record = serde_json::from_slice::<LeaseRecord>(&bytes).ok();
+                let held = record
+                    .as_ref()
+                    .is_some_and(|r| r.expires_at > now && r.holder != self.holder);
                 if held {
                     return Ok(None);
                 }
+                // Left to expire by another holder: a daemon that died or froze.
+                taken_over = record.filter(|r| !r.released && r.holder != self.holder);
                 epoch + 1
             }
             None => 1,
@@ -156,8 +166,9 @@ impl Leases {
             epoch: next_epoch,
             expires_at,
             since: now,
+            taken_over: taken_over.map(|r| r.holder_info()),
         };
-        let held = lease.claim(next_epoch, expires_at).await?
+        let held = lease.claim(next_epoch, expires_at, false).await?
             && lease.nobody_ahead_of(next_epoch).await?
             && self.clock.now() < expires_at;
         if !held {
@@ -190,12 +201,18 @@ impl Leases {
         Ok(serde_json::from_slice::<LeaseRecord>(&bytes)
             .ok()
             .filter(|r| r.expires_at > self.clock.now())
-            .map(|r| Holder {
-                host: r.host,
-                pid: r.pid,
-                since: r.since,
-                expires_at: r.expires_at,
-            }))
+            .map(|r| r.holder_info()))
+    }
+}
+
+impl LeaseRecord {
+    fn holder_info(&self) -> Holder {
+        Holder {
+            host: self.host.clone(),
+            pid: self.pid,
+            since: self.since,
+            expires_at: self.expires_at,
+        }
     }
 }
 
@@ -213,7 +230,7 @@ impl Lease {
         }
         let next = self.epoch + 1;
         let expires_at = now + self.leases.ttl;
-        let won = self.claim(next, expires_at).await? && self.nobody_ahead_of(next).await?;
+        let won = self.claim(next, expires_at, false).await? && self.nobody_ahead_of(next).await?;
         if won {
             self.epoch = next;
             self.expires_at = expires_at;
@@ -233,6 +250,12 @@ impl Lease {
         self.leases.clock.now() + self.leases.ttl / 3 < self.expires_at
     }
 
+    /// Who let the lease expire without giving it up (a daemon that died or froze), when
+    /// taking it was a takeover.
+    pub fn taken_over(&self) -> Option<&Holder> {
+        self.taken_over.as_ref()
+    }
+
     /// Until when the lease is ours without another renewal.
     pub fn expires_at(&self) -> DateTime<Utc> {
         self.expires_at
@@ -245,7 +268,7 @@ impl Lease {
         if now >= self.expires_at {
             return Ok(());
         }
-        self.claim(self.epoch + 1, now).await.map(|_| ())
+        self.claim(self.epoch + 1, now, true).await.map(|_| ())
     }
 
     /// Whether no epoch after ours exists. A create-only put can bring back an epoch that was
@@ -262,7 +285,12 @@ impl Lease {
 
     /// Creates epoch `epoch`; false if another holder created it first. An epoch that exists
     /// with our name on it is ours: a put whose answer was lost (its future dropped) wrote it.
-    async fn claim(&self, epoch: u64, expires_at: DateTime<Utc>) -> Result<bool, LeaseError> {
+    async fn claim(
+        &self,
+        epoch: u64,
+        expires_at: DateTime<Utc>,
+        released: bool,
+    ) -> Result<bool, LeaseError> {
         let location = self.folder.join(&epoch_name(epoch));
         let store = self.leases.storage.store(&location, &Default::default())?;
         let record = LeaseRecord {
@@ -272,6 +300,7 @@ impl Lease {
             host: hostname(),
             pid: std::process::id(),
             since: Some(self.since),
+            released,
         };
         let body = serde_json::to_vec(&record).expect("a lease record serialises");
         let options = PutOptions {

@@ -84,6 +84,13 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         "\nThe run is recorded: segflow runs --state {}",
         state.display()
     );
+    if let Some(page) = pipeline
+        .report
+        .as_ref()
+        .and_then(|r| r.location.local_path())
+    {
+        println!("The report, to open in a browser: {}", page.display());
+    }
     let query = format!(
         "SELECT * FROM read_parquet('out/{first}/as_of=*/*.parquet', hive_partitioning = true) LIMIT 10"
     );

@@ -23,7 +23,23 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
         tick: std::time::Duration::from_millis(500),
         clock: segflow::clock::Clock::System,
     };
-    let tally = segflow::daemon::run(config, stop_requested()).await;
+    let server = match args.http {
+        None => None,
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(address).await.map_err(|e| {
+                Failure::Environment(anyhow::anyhow!(
+                    "cannot serve the status page on {address}: {e}"
+                ))
+            })?;
+            let bound = listener.local_addr().unwrap_or(address);
+            tracing::info!(url = %format!("http://{bound}/"), "Serving the status page, /healthz and /metrics.");
+            Some(segflow::daemon::StatusServer {
+                listener,
+                interval: std::time::Duration::from_secs(args.health_seconds),
+            })
+        }
+    };
+    let tally = segflow::daemon::run_serving(config, server, stop_requested()).await;
     // For cron and Kubernetes CronJobs, which see only the exit code, and for a person at
     // a terminal, who sees nothing else.
     if args.once {

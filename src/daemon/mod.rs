@@ -6,7 +6,9 @@
 //! new run and gives a running one a grace period before cancelling it.
 
 mod folder;
+mod http;
 mod slots;
+mod status;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::future::Future;
@@ -27,6 +29,7 @@ use crate::pipeline::Pipeline;
 use crate::schedule::{Slot, due_slots};
 use crate::storage::{Location, Storage};
 use folder::Loaded;
+use status::DaemonStatus;
 
 #[derive(Debug, Clone)]
 pub struct DaemonConfig {
@@ -78,6 +81,7 @@ struct Context {
     history: Arc<RunHistory>,
     leases: Leases,
     signals: Signals,
+    status: Arc<DaemonStatus>,
 }
 
 /// How far back a pipeline with no successful run looks for a missed slot, so that a first
@@ -89,10 +93,42 @@ const FIRST_LOOKBACK: chrono::Duration = chrono::Duration::days(1);
 const MAX_LOOKBACK: chrono::Duration = chrono::Duration::days(366);
 
 pub async fn run(config: DaemonConfig, stop: impl std::future::Future<Output = ()>) -> Tally {
-    let mut scheduler = Scheduler::new(config);
+    run_serving(config, None, stop).await
+}
+
+/// The status page, health and metrics of a daemon (`segflow schedule --http`).
+pub struct StatusServer {
+    pub listener: tokio::net::TcpListener,
+    /// How often the state store is asked for a sign of life; `/healthz` fails when its
+    /// last answer is older than two of these.
+    pub interval: Duration,
+}
+
+/// [`run`], answering on `server` meanwhile.
+pub async fn run_serving(
+    config: DaemonConfig,
+    server: Option<StatusServer>,
+    stop: impl std::future::Future<Output = ()>,
+) -> Tally {
+    let interval = server.as_ref().map(|s| s.interval);
+    let mut scheduler = Scheduler::new(config, interval);
+    let serving = CancellationToken::new();
+    if let Some(server) = server {
+        let context = &scheduler.context;
+        let pages = http::Pages {
+            status: Arc::clone(&context.status),
+            history: Arc::clone(&context.history),
+            leases: context.leases.clone(),
+            storage: context.storage.clone(),
+            clock: context.config.clock.clone(),
+        };
+        tokio::spawn(http::serve(server.listener, pages, serving.clone()));
+    }
     tokio::pin!(stop);
     let stop_asked = scheduler.watch(stop.as_mut()).await;
-    scheduler.shut_down(stop_asked, stop).await
+    let tally = scheduler.shut_down(stop_asked, stop).await;
+    serving.cancel();
+    tally
 }
 
 /// The daemon's state between ticks.
@@ -107,18 +143,28 @@ struct Scheduler {
     running: JoinSet<(String, Tally)>,
     busy: HashSet<String>,
     tally: Tally,
+    /// How often to ask the state store for a sign of life, when a status page is served.
+    store_interval: Option<Duration>,
 }
 
 impl Scheduler {
-    fn new(config: DaemonConfig) -> Scheduler {
+    fn new(config: DaemonConfig, store_interval: Option<Duration>) -> Scheduler {
         let clock = config.clock.clone();
         let storage = Storage::new();
-        let history =
-            RunHistory::new(storage.clone(), config.state.clone()).with_clock(clock.clone());
+        let holder = crate::lease::unique_holder();
+        let status = Arc::new(DaemonStatus::new(
+            store_interval.unwrap_or(Duration::from_secs(30)),
+            holder.clone(),
+            clock.now(),
+        ));
+        let ended = Arc::clone(&status);
+        let history = RunHistory::new(storage.clone(), config.state.clone())
+            .with_clock(clock.clone())
+            .telling(Arc::new(move |record| ended.run_ended(record)));
         let leases = Leases::new(
             storage.clone(),
             &config.state,
-            crate::lease::unique_holder(),
+            holder,
             config.lease_ttl,
             clock,
         );
@@ -132,6 +178,7 @@ impl Scheduler {
                     stopping: CancellationToken::new(),
                     cancel: Cancel::new(),
                 },
+                status,
             },
             loaded: BTreeMap::new(),
             unloadable: BTreeMap::new(),
@@ -139,6 +186,7 @@ impl Scheduler {
             running: JoinSet::new(),
             busy: HashSet::new(),
             tally: Tally::default(),
+            store_interval,
         }
     }
 
@@ -148,6 +196,7 @@ impl Scheduler {
         tracing::info!(pipelines = %config.pipelines.display(), state = %config.state, holder = self.context.leases.holder(), "Scheduler started.");
         loop {
             folder::reload(&config.pipelines, &mut self.loaded, &mut self.unloadable);
+            self.report_alive().await;
             self.collect_finished();
             self.start_due().await;
             if config.once {
@@ -159,6 +208,38 @@ impl Scheduler {
                 () = config.clock.sleep(config.tick) => {}
             }
         }
+    }
+
+    /// Tells the status page that the loop goes round, and with a status page, whether the
+    /// state store answers (at most once an interval, and waiting no longer than one).
+    async fn report_alive(&mut self) {
+        let context = &self.context;
+        let now = context.config.clock.now();
+        let pipelines = self
+            .loaded
+            .values()
+            .map(|entry| Arc::clone(&entry.pipeline))
+            .collect();
+        context.status.ticked(now, pipelines);
+        let Some(interval) = self.store_interval else {
+            return;
+        };
+        if !context.status.store_due(now) {
+            return;
+        }
+        let no_options = BTreeMap::new();
+        let probe = context.storage.probe(&context.config.state, &no_options);
+        let outcome = match tokio::time::timeout(interval, probe).await {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(crate::history::error_chain(&error)),
+            Err(_) => Err(format!("no answer within {}s", interval.as_secs())),
+        };
+        if let Err(error) = &outcome {
+            tracing::warn!(state = %context.config.state, %error, "The state store does not answer.");
+        }
+        context
+            .status
+            .store_answered(context.config.clock.now(), outcome);
     }
 
     /// Counts the pipeline tasks that have ended since the last tick.
@@ -192,7 +273,9 @@ impl Scheduler {
             .collect();
         for pipeline in pipelines {
             let last = self.considered.get(&pipeline.name);
-            let Some(due) = due_now(&pipeline, &self.context.history, last, now).await else {
+            let context = &self.context;
+            let Some(due) = due_now(&pipeline, &context.history, &context.status, last, now).await
+            else {
                 // Looked at again next tick; --once has no next tick.
                 if self.context.config.once {
                     self.tally.failed += 1;
@@ -274,6 +357,7 @@ impl Scheduler {
 async fn due_now(
     pipeline: &Pipeline,
     history: &RunHistory,
+    status: &DaemonStatus,
     last_considered: Option<&DateTime<Utc>>,
     now: DateTime<Utc>,
 ) -> Option<Vec<Slot>> {
@@ -283,7 +367,7 @@ async fn due_now(
     {
         return Some(Vec::new());
     }
-    let succeeded = match succeeded_slots(history, &pipeline.name).await {
+    let succeeded = match succeeded_slots(history, status, &pipeline.name).await {
         Ok(succeeded) => succeeded,
         Err(error) => {
             tracing::warn!(pipeline = %pipeline.name, %error, "Could not read the run history; will look again.");
@@ -309,15 +393,20 @@ async fn due_now(
     ))
 }
 
+/// The slots that succeeded, as the history says; its newest success goes to `status`.
 async fn succeeded_slots(
     history: &RunHistory,
+    status: &DaemonStatus,
     pipeline: &str,
 ) -> Result<BTreeSet<DateTime<Utc>>, HistoryError> {
-    Ok(history
+    let succeeded: Vec<_> = history
         .list(Some(pipeline))
         .await?
         .into_iter()
         .filter(|r| r.status == RunStatus::Succeeded)
-        .filter_map(|r| r.slot)
-        .collect())
+        .collect();
+    if let Some(ended) = succeeded.iter().filter_map(|r| r.ended_at).max() {
+        status.success_seen(pipeline, ended);
+    }
+    Ok(succeeded.into_iter().filter_map(|r| r.slot).collect())
 }

@@ -168,7 +168,14 @@ async fn take_lease(
     let clock = context.config.clock.clone();
     let mut errors = 0;
     loop {
-        match context.leases.acquire(name).await {
+        let acquired = context.leases.acquire(name).await;
+        if let Ok(Some(lease)) = &acquired
+            && let Some(holder) = lease.taken_over()
+        {
+            tracing::warn!(pipeline = %name, previous = %holder, "Took over the lease, which its holder let expire.");
+            context.status.lease_taken_over(name);
+        }
+        match acquired {
             Ok(Some(lease)) => match context.history.list(Some(name)).await {
                 Ok(mut records) => {
                     history::settle_unfinished(

@@ -136,6 +136,7 @@ const SCHEDULE: Shape = Shape::Fields(&[
     ("timeout", Shape::Any),
 ]);
 
+const REPORT: Shape = Shape::Fields(&[("url", Shape::Any), ("options", Shape::Any)]);
 const NOTIFY: Shape = Shape::Fields(&[("on_failure", Shape::Any), ("on_success", Shape::Any)]);
 
 /// The shape of a whole pipeline file.
@@ -152,6 +153,7 @@ pub(super) const PIPELINE: Shape = Shape::Fields(&[
     ("engine", ENGINE),
     ("schedule", SCHEDULE),
     ("notify", NOTIFY),
+    ("report", REPORT),
     ("checks", Shape::EachItem(&CHECK)),
 ]);
 const CHECK: Shape = Shape::Fields(&[

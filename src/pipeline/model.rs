@@ -48,6 +48,8 @@ pub struct Pipeline {
     pub engine: EngineSettings,
     pub schedule: Option<ScheduleSpec>,
     pub notify: Notify,
+    /// Where a successful run writes the report of the latest publication (`segflow report`).
+    pub report: Option<ReportSpec>,
     /// Expectations on tables, checked before anything is published.
     pub checks: Vec<Check>,
 }
@@ -292,6 +294,13 @@ impl CheckRule {
 pub struct Notify {
     pub on_failure: Option<url::Url>,
     pub on_success: Option<url::Url>,
+}
+
+/// Where each successful run writes the report page, and the settings of its store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ReportSpec {
+    pub location: Location,
+    pub options: BTreeMap<String, String>,
 }
 
 /// When and how the daemon runs a pipeline.

@@ -138,6 +138,8 @@ pub(super) struct RawPipeline {
     #[serde(default)]
     pub(super) notify: Option<RawNotify>,
     #[serde(default)]
+    pub(super) report: Option<RawReport>,
+    #[serde(default)]
     pub(super) checks: Vec<Spanned<RawCheck>>,
 }
 
@@ -397,6 +399,14 @@ pub(super) struct RawNotify {
     pub(super) on_failure: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) on_success: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawReport {
+    pub(super) url: Spanned<String>,
+    #[serde(default)]
+    pub(super) options: BTreeMap<Key, String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -11,12 +11,12 @@ use serde_saphyr::Spanned;
 use super::diagnostics::{Problem, did_you_mean};
 use super::env::interpolate;
 use super::model::{
-    Change, Check, CheckRule, EngineSettings, Notify, Output, OutputFormat, Pipeline, ScheduleSpec,
-    Severity, Source, SourceFormat, SourceKey, Step, StepKind,
+    Change, Check, CheckRule, EngineSettings, Notify, Output, OutputFormat, Pipeline, ReportSpec,
+    ScheduleSpec, Severity, Source, SourceFormat, SourceKey, Step, StepKind,
 };
 use super::raw::{
-    Key, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawSchedule,
-    RawSource, RawValue, line_of,
+    Key, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawReport,
+    RawSchedule, RawSource, RawValue, line_of,
 };
 use super::types::ColumnType;
 use super::units::{parse_bytes, parse_duration};
@@ -114,6 +114,7 @@ impl<'a> Validator<'a> {
         let engine = self.engine(raw.engine);
         let schedule = raw.schedule.and_then(|raw| self.schedule(raw, timezone));
         let notify = raw.notify.map(|raw| self.notify(raw)).unwrap_or_default();
+        let report = raw.report.and_then(|raw| self.report(raw));
         let checks = self.checks(raw.checks, &source_names, &declared, &published);
         Pipeline {
             name: raw.name.value,
@@ -130,6 +131,7 @@ impl<'a> Validator<'a> {
             engine,
             schedule,
             notify,
+            report,
             checks,
         }
     }
@@ -371,6 +373,25 @@ impl<'a> Validator<'a> {
                 .on_success
                 .and_then(|url| self.webhook(&url, "on_success")),
         }
+    }
+
+    /// The report's page: a file, in a store with these settings.
+    fn report(&mut self, raw: RawReport) -> Option<ReportSpec> {
+        let RawReport { url, options } = raw;
+        let location = self.location(&url)?;
+        if location.is_folder() || location.local_path().is_some_and(|p| p.is_dir()) {
+            self.problem(
+                line_of(&url),
+                format!(
+                    "report.url '{}' is a folder; name the page's file, such as {}report.html",
+                    url.value,
+                    location.as_folder()
+                ),
+            );
+            return None;
+        }
+        let options = self.options(Some(&location), options);
+        Some(ReportSpec { location, options })
     }
 
     /// An http(s) URL after `${NAME}` interpolation; named as written, since the value may

@@ -88,7 +88,7 @@ fn symbol(code: &str) -> Option<&'static str> {
 }
 
 /// Text safe inside HTML and SVG elements and attributes.
-pub(super) fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut escaped = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

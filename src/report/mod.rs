@@ -13,12 +13,14 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use object_store::{ObjectStoreExt, PutPayload};
 
+pub(crate) use format::escape;
 pub use gather::{
     Bin, Cell, Grid, Group, Predictions, RECENT_RUNS, Report, SIZE_HISTORY, Section, SegmentLine,
     Segments, Winback, gather,
 };
 
-use crate::history::HistoryError;
+use crate::history::{HistoryError, RunHistory};
+use crate::pipeline::{Pipeline, ReportSpec};
 use crate::publish::PublishError;
 use crate::storage::{Location, Storage, StorageError};
 
@@ -77,6 +79,19 @@ impl Report {
     pub fn html(&self) -> String {
         page::render(self)
     }
+}
+
+/// Writes the report of `pipeline`'s latest publication where `spec` says: what a run with
+/// `report:` does after it published, so that the page shows the newest date even after a
+/// backfill of older ones.
+pub async fn write_latest(
+    pipeline: &Pipeline,
+    storage: &Storage,
+    history: &RunHistory,
+    spec: &ReportSpec,
+) -> Result<(), ReportError> {
+    let report = gather(pipeline, storage, history, None).await?;
+    write(storage, &spec.location, &spec.options, report.html()).await
 }
 
 /// Writes `html` to `location` in one put, so that a reader sees the previous report or

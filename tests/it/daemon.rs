@@ -12,6 +12,11 @@ use crate::common::{Project, gated_query, scheduled_pipeline, segflow};
 use crate::s3::GatedShop;
 
 pub(crate) fn start_daemon(project: &Project, grace_seconds: u64) -> Child {
+    start_daemon_with(project, grace_seconds, &[])
+}
+
+/// [`start_daemon`] with more arguments (`--http ...`).
+pub(crate) fn start_daemon_with(project: &Project, grace_seconds: u64, more: &[&str]) -> Child {
     segflow()
         .current_dir(project.path())
         .env("SEGFLOW_LOG", "info")
@@ -26,6 +31,7 @@ pub(crate) fn start_daemon(project: &Project, grace_seconds: u64) -> Child {
             "--grace-seconds",
             &grace_seconds.to_string(),
         ])
+        .args(more)
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .spawn()
@@ -261,7 +267,9 @@ fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
     first.wait().unwrap();
     shop.open();
 
-    let mut second = start_daemon(&project, 5);
+    let mut second = start_daemon_with(&project, 5, &["--http", "127.0.0.1:0"]);
+    let second_log = follow_log(&mut second);
+    let status_page = crate::status::served_at(&second_log);
     let runs = project.path().join("state/runs/slow");
     let succeeded = || {
         std::fs::read_dir(&runs)
@@ -277,6 +285,15 @@ fn a_killed_daemons_slot_is_taken_over_after_its_lease_expires() {
             "the second daemon never ran the slot"
         );
         std::thread::sleep(Duration::from_millis(200));
+    }
+    // Its metrics count the takeover, the run it settled and its own.
+    let metrics = crate::status::get(&status_page, "/metrics").1;
+    for sample in [
+        "segflow_lease_takeovers_total{pipeline=\"slow\"} 1\n",
+        "segflow_runs_total{pipeline=\"slow\",status=\"abandoned\"} 1\n",
+        "segflow_runs_total{pipeline=\"slow\",status=\"succeeded\"} 1\n",
+    ] {
+        assert!(metrics.contains(sample), "{sample}{metrics}");
     }
     assert_eq!(terminate(&mut second), 0);
     let records: Vec<serde_json::Value> = std::fs::read_dir(&runs)

@@ -33,6 +33,7 @@ mod report;
 mod s3;
 mod scheduler;
 mod sources;
+mod status;
 mod text_sources;
 mod vacuum;
 mod zones;

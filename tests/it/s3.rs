@@ -146,6 +146,10 @@ impl GatedShop {
         }
     }
 
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
     pub fn close(&self) {
         self.gate.send_replace(false);
     }

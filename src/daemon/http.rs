@@ -1,0 +1,246 @@
+//! `segflow schedule --http ADDR`: the daemon's status page (`/`), its health (`/healthz`),
+//! its metrics in the Prometheus text format (`/metrics`), and each pipeline's latest report
+//! (`/report/NAME`, read from its `report.url`). Read-only; it binds only where it is told.
+
+use std::convert::Infallible;
+use std::fmt::Write;
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_TYPE, HeaderValue};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
+use object_store::ObjectStoreExt;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use super::status::DaemonStatus;
+use crate::clock::Clock;
+use crate::history::{RunHistory, RunRecord};
+use crate::lease::{Holder, Leases};
+use crate::pipeline::Pipeline;
+use crate::report::escape;
+use crate::storage::Storage;
+
+/// What the pages read: the daemon's own status, and the state store it shares with others.
+#[derive(Clone)]
+pub(super) struct Pages {
+    pub(super) status: Arc<DaemonStatus>,
+    pub(super) history: Arc<RunHistory>,
+    pub(super) leases: Leases,
+    pub(super) storage: Storage,
+    pub(super) clock: Clock,
+}
+
+/// Answers on `listener` until `stop` is cancelled.
+pub(super) async fn serve(listener: TcpListener, pages: Pages, stop: CancellationToken) {
+    loop {
+        let socket = tokio::select! {
+            () = stop.cancelled() => return,
+            accepted = listener.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(error) => {
+                    tracing::warn!(%error, "Could not accept a connection to the status page.");
+                    continue;
+                }
+            },
+        };
+        let pages = pages.clone();
+        tokio::spawn(async move {
+            let handler = service_fn(move |request: Request<Incoming>| {
+                let pages = pages.clone();
+                async move { Ok::<_, Infallible>(pages.answer(&request).await) }
+            });
+            if let Err(error) = Builder::new(TokioExecutor::new())
+                .serve_connection(TokioIo::new(socket), handler)
+                .await
+            {
+                tracing::debug!(%error, "A status page connection ended with an error.");
+            }
+        });
+    }
+}
+
+fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<String> {
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+const TEXT: &str = "text/plain; charset=utf-8";
+const HTML: &str = "text/html; charset=utf-8";
+const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+impl Pages {
+    async fn answer(&self, request: &Request<Incoming>) -> Response<String> {
+        if request.method() != Method::GET && request.method() != Method::HEAD {
+            return response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                TEXT,
+                "The status page only answers GET.\n".to_string(),
+            );
+        }
+        let now = self.clock.now();
+        match request.uri().path() {
+            "/healthz" => match self.status.health(now) {
+                Ok(()) => response(StatusCode::OK, TEXT, "ok\n".to_string()),
+                Err(why) => response(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    TEXT,
+                    format!("unhealthy: {why}\n"),
+                ),
+            },
+            "/metrics" => response(StatusCode::OK, PROMETHEUS, self.status.metrics_text(now)),
+            "/" => response(StatusCode::OK, HTML, self.status_page(now).await),
+            path => match path.strip_prefix("/report/") {
+                Some(name) => self.report(name).await,
+                None => response(
+                    StatusCode::NOT_FOUND,
+                    TEXT,
+                    format!("Nothing at {path}: try /, /healthz, /metrics or /report/NAME.\n"),
+                ),
+            },
+        }
+    }
+
+    /// The latest report of pipeline `name`, as its last run wrote it.
+    async fn report(&self, name: &str) -> Response<String> {
+        let pipelines = self.status.pipelines();
+        let Some(spec) = pipelines
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.report.as_ref())
+        else {
+            return response(
+                StatusCode::NOT_FOUND,
+                TEXT,
+                format!("No loaded pipeline named {name} has a report: url.\n"),
+            );
+        };
+        let read = async {
+            let store = self.storage.store(&spec.location, &spec.options)?;
+            let bytes = store.get(&spec.location.path()).await?.bytes().await?;
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                String::from_utf8_lossy(&bytes).into_owned(),
+            )
+        };
+        match read.await {
+            Ok(page) => response(StatusCode::OK, HTML, page),
+            Err(error) => response(
+                StatusCode::NOT_FOUND,
+                TEXT,
+                format!(
+                    "No report of {name} at {} yet ({error}); a successful run writes it.\n",
+                    spec.location
+                ),
+            ),
+        }
+    }
+
+    async fn status_page(&self, now: DateTime<Utc>) -> String {
+        let health = self.status.health(now);
+        let mut html = String::new();
+        let _ = write!(
+            html,
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <title>segflow schedule</title><style>{STYLE}</style></head><body>\
+             <h1>segflow schedule</h1><p class=\"meta\">Daemon {} · up since {} UTC · \
+             <span id=\"health\" data-healthy=\"{}\">{}</span> · \
+             <a href=\"/metrics\">metrics</a></p>",
+            escape(&self.status.holder),
+            self.status.started_at.format("%Y-%m-%d %H:%M:%S"),
+            health.is_ok(),
+            escape(&match &health {
+                Ok(()) => "healthy".to_string(),
+                Err(why) => format!("unhealthy: {why}"),
+            }),
+        );
+        let pipelines = self.status.pipelines();
+        if pipelines.is_empty() {
+            html.push_str("<p>No pipeline loaded.</p></body></html>\n");
+            return html;
+        }
+        html.push_str(
+            "<div class=\"scroll\"><table id=\"pipelines\"><thead><tr><th>Pipeline</th>\
+             <th>Schedule</th><th>Next slot (UTC)</th><th>Last run</th><th>Lease holder</th>\
+             <th>Report</th></tr></thead><tbody>",
+        );
+        for pipeline in pipelines {
+            self.pipeline_row(&mut html, &pipeline, now).await;
+        }
+        html.push_str("</tbody></table></div></body></html>\n");
+        html
+    }
+
+    async fn pipeline_row(&self, html: &mut String, pipeline: &Pipeline, now: DateTime<Utc>) {
+        let name = &pipeline.name;
+        let (schedule, next) = match &pipeline.schedule {
+            Some(schedule) => (
+                schedule.slots.expression().to_string(),
+                schedule
+                    .slots
+                    .next_after(now)
+                    .map(|slot| slot.due.format("%Y-%m-%d %H:%M:%S").to_string())
+                    .unwrap_or_else(|| "none".to_string()),
+            ),
+            None => ("not scheduled".to_string(), "–".to_string()),
+        };
+        let last: Result<Option<RunRecord>, String> = self
+            .history
+            .list(Some(name))
+            .await
+            .map(|records| records.into_iter().max_by_key(|r| r.started_at))
+            .map_err(|e| e.to_string());
+        let (last_status, last_text) = match &last {
+            Ok(Some(run)) => {
+                let status = serde_json::to_value(run.status)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default();
+                let text = format!(
+                    "{status} · as_of {} · started {}",
+                    run.as_of,
+                    run.started_at.format("%Y-%m-%d %H:%M:%S")
+                );
+                (status, text)
+            }
+            Ok(None) => (String::new(), "no run yet".to_string()),
+            Err(error) => (String::new(), format!("cannot read the history: {error}")),
+        };
+        let holder = match self.leases.holder_of(name).await {
+            Ok(Some(Holder { host, pid, .. })) => format!("process {pid} on {host}"),
+            Ok(None) => "nobody".to_string(),
+            Err(error) => format!("cannot read the lease: {error}"),
+        };
+        let report = match &pipeline.report {
+            Some(_) => format!("<a href=\"/report/{}\">latest</a>", escape(name)),
+            None => "–".to_string(),
+        };
+        let _ = write!(
+            html,
+            "<tr data-pipeline=\"{}\" data-last-status=\"{last_status}\" data-next-slot=\"{}\">\
+             <td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"last {last_status}\">{}</td>\
+             <td>{}</td><td>{report}</td></tr>",
+            escape(name),
+            escape(&next),
+            escape(name),
+            escape(&schedule),
+            escape(&next),
+            escape(&last_text),
+            escape(&holder),
+        );
+    }
+}
+
+const STYLE: &str = "body{margin:0 auto;max-width:1100px;padding:16px;font:15px/1.45 system-ui,\
+sans-serif;color:#1a1a1a}h1{font-size:1.5rem;margin:0 0 4px}.meta{color:#5f6368}\
+table{border-collapse:collapse;width:100%}th,td{padding:4px 8px;border-bottom:1px solid #dadce0;\
+text-align:left;vertical-align:top}.scroll{overflow-x:auto}td.failed{color:#D55E00;\
+font-weight:600}td.succeeded{color:#0072B2}code{overflow-wrap:anywhere}";

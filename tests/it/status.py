@@ -1,0 +1,149 @@
+"""Checks a running daemon's /metrics (parsed with prometheus_client, as Prometheus would)
+and its status page (in headless Chromium, driven by Selenium) against the run history.
+
+usage: status.py BASE_URL RUNS_JSON DUE(HH:MM:SS UTC)
+
+Prints nothing and exits 0 when every check holds; else raises with what differed.
+"""
+
+import json
+import re
+import sys
+import urllib.request
+from collections import Counter
+from datetime import datetime, timedelta, timezone
+
+from prometheus_client.parser import text_string_to_metric_families
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.by import By
+
+base, runs_json, due = sys.argv[1:4]
+
+
+def check(condition, message):
+    if not condition:
+        raise AssertionError(message)
+
+
+def instant(text):
+    """An RFC 3339 time as the history writes it (up to nanoseconds), in Unix seconds."""
+    text = re.sub(r"(\.\d{6})\d+", r"\1", text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text).timestamp()
+
+
+with open(runs_json) as f:
+    runs = [json.loads(line) for line in f if line.strip()]
+ended = [r for r in runs if r["status"] != "running"]
+check(len(ended) == len(runs), "a run is still going")
+
+with urllib.request.urlopen(base + "/metrics") as answer:
+    check(answer.headers["Content-Type"].startswith("text/plain; version=0.0.4"), "content type")
+    text = answer.read().decode()
+samples = {}
+kinds = {}
+for family in text_string_to_metric_families(text):
+    kinds[family.name] = family.type
+    for sample in family.samples:
+        samples[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+
+
+def sample(name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))))
+
+
+check(kinds.get("segflow_runs") == "counter", f"kinds {kinds}")
+check(kinds.get("segflow_last_success_timestamp_seconds") == "gauge", "gauge")
+
+# Runs by pipeline and status: exactly the history's (this daemon ran every one of them).
+counted = Counter((r["pipeline"], r["status"]) for r in ended)
+check(counted[("good", "succeeded")] >= 1 and counted[("bad", "failed")] >= 2, f"{counted}")
+reported = {
+    (dict(labels)["pipeline"], dict(labels)["status"]): value
+    for (name, labels), value in samples.items()
+    if name == "segflow_runs_total" and value > 0
+}
+check(reported == dict(counted), f"runs_total {reported} vs the history {dict(counted)}")
+check(sample("segflow_runs_total", pipeline="good", status="failed") == 0, "zero counters exist")
+
+for pipeline in ["good", "bad"]:
+    mine = sorted((r for r in ended if r["pipeline"] == pipeline), key=lambda r: r["ended_at"])
+    last = mine[-1]
+    took = instant(last["ended_at"]) - instant(last["started_at"])
+    shown = sample("segflow_last_run_duration_seconds", pipeline=pipeline)
+    check(abs(shown - took) < 0.002, f"{pipeline} duration {shown} vs {took}")
+    succeeded = [r for r in mine if r["status"] == "succeeded"]
+    success = sample("segflow_last_success_timestamp_seconds", pipeline=pipeline)
+    if succeeded:
+        newest = succeeded[-1]
+        check(abs(success - instant(newest["ended_at"])) < 0.002, f"{pipeline} last success")
+        for table, rows in newest["rows"].items():
+            check(
+                sample("segflow_rows_published", pipeline=pipeline, table=table) == rows,
+                f"{pipeline}.{table} rows",
+            )
+    else:
+        check(success is None, f"{pipeline} never succeeded, yet has a last success")
+    failed_checks = Counter(
+        c["name"] for r in mine for c in r.get("checks", []) if c["status"] != "passed"
+    )
+    for name, n in failed_checks.items():
+        check(
+            sample("segflow_check_failures_total", pipeline=pipeline, check=name) == n,
+            f"{pipeline} check {name}: {n}",
+        )
+check(
+    sample("segflow_check_failures_total", pipeline="bad", check="enough") == 2,
+    "both of bad's tries failed their check",
+)
+check(
+    not any(name == "segflow_lease_takeovers_total" for name, _ in samples),
+    "a lease was taken over",
+)
+check(sample("segflow_healthy") == 1, "healthy")
+check(sample("segflow_pipelines_loaded") == 2, "two pipelines")
+
+# The status page, in a browser: each pipeline's last run, next slot, lease and report.
+options = webdriver.ChromeOptions()
+options.binary_location = "/usr/bin/chromium"
+for flag in [
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--window-size=1200,800",
+]:
+    options.add_argument(flag)
+driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+try:
+    driver.get(base + "/")
+    check(driver.find_element(By.ID, "health").get_attribute("data-healthy") == "true", "health")
+    rows = driver.find_elements(By.CSS_SELECTOR, "#pipelines tbody tr")
+    check(len(rows) == 2, f"{len(rows)} pipelines shown")
+    now = datetime.now(timezone.utc)
+    for row in rows:
+        pipeline = row.get_attribute("data-pipeline")
+        newest = max((r for r in ended if r["pipeline"] == pipeline), key=lambda r: r["started_at"])
+        check(row.get_attribute("data-last-status") == newest["status"], f"{pipeline} status")
+        check(newest["as_of"] in row.text, f"{pipeline} as_of")
+        next_slot = row.get_attribute("data-next-slot")
+        at = datetime.strptime(next_slot, "%Y-%m-%d %H:%M:%S").replace(tzinfo=timezone.utc)
+        check(
+            next_slot.endswith(due) and now < at <= now + timedelta(days=1),
+            f"{pipeline} next {next_slot}",
+        )
+        check("nobody" in row.text, f"{pipeline} lease: {row.text}")
+    link = driver.find_element(By.CSS_SELECTOR, "tr[data-pipeline='good'] a")
+    link.click()
+    check(driver.current_url == base + "/report/good", driver.current_url)
+    statuses = [
+        r.get_attribute("data-status")
+        for r in driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")
+    ]
+    check(statuses == ["succeeded"], f"the report's runs: {statuses}")
+finally:
+    driver.quit()
