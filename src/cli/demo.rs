@@ -41,9 +41,11 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
 
     let env_data = data.display().to_string();
     let env_out = out.display().to_string();
+    let env_report = dir.join("report.html").display().to_string();
     let env = move |name: &str| match name {
         "SEGFLOW_DATA" => Some(env_data.clone()),
         "SEGFLOW_OUT" => Some(env_out.clone()),
+        "SEGFLOW_REPORT" => Some(env_report.clone()),
         _ => std::env::var(name).ok(),
     };
     let options = LoadOptions {

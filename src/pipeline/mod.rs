@@ -98,10 +98,15 @@ impl Pipeline {
     /// The pipeline as a preview into `dir`: each output is published to `dir/<table>/`
     /// while earlier publications are still read from its own URL, so a preview computes
     /// what tonight's run would (segment changes, cooldowns) and changes nothing that runs,
-    /// BI tools or campaigns read.
+    /// BI tools or campaigns read. The report, of the preview's publications, goes to
+    /// `dir/report.html`.
     pub fn preview_into(mut self, dir: &Location) -> Pipeline {
         for output in &mut self.outputs {
             output.location = dir.as_folder().join(&format!("{}/", output.table));
+        }
+        if let Some(report) = &mut self.report {
+            report.location = dir.as_folder().join("report.html");
+            report.options = Default::default();
         }
         self
     }

@@ -62,7 +62,10 @@ impl std::fmt::Debug for Outcome {
 
 pub fn segflow() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_segflow"));
-    command.env_remove("SEGFLOW_DATA").env_remove("SEGFLOW_OUT");
+    command
+        .env_remove("SEGFLOW_DATA")
+        .env_remove("SEGFLOW_OUT")
+        .env_remove("SEGFLOW_REPORT");
     command.env("SEGFLOW_LOG", "warn");
     command
 }

@@ -262,7 +262,12 @@ fn select_runs_part_of_a_pipeline_into_a_preview_only() {
         .filter(|name| name != "state")
         .collect();
     published.sort();
-    assert_eq!(published, ["rfm_cutpoints", "winback_list"], "{selected:?}");
+    // The report of the preview's publications is the preview's, beside them.
+    assert_eq!(
+        published,
+        ["report.html", "rfm_cutpoints", "winback_list"],
+        "{selected:?}"
+    );
     assert_same_outputs(
         preview.path(),
         &project.out(),

@@ -25,8 +25,14 @@ fn report_shows_the_publication_in_a_browser() {
         let run = project.run_nightly(as_of);
         assert_eq!(run.code, 0, "{run:?}");
     }
+    // The shipped pipeline's `report:` wrote the page of the newest publication.
+    let written = std::fs::read_to_string(project.path().join("report.html")).unwrap();
+    assert!(
+        written.contains(&format!("<b id=\"as-of\">{AS_OF}</b>")),
+        "{written}"
+    );
     let pipeline = project.pipeline();
-    let page = project.path().join("report.html");
+    let page = project.path().join("asked.html");
     let report = project.segflow(&[
         "report",
         pipeline.to_str().unwrap(),
