@@ -75,6 +75,19 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl RunStatus {
+    /// As the history and `segflow runs --json` write it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Running => "running",
+            RunStatus::Succeeded => "succeeded",
+            RunStatus::Failed => "failed",
+            RunStatus::Interrupted => "interrupted",
+            RunStatus::Abandoned => "abandoned",
+        }
+    }
+}
+
 impl RunRecord {
     /// A first try by hand, running since `started_at`.
     pub fn started(
@@ -191,22 +204,45 @@ pub async fn run_recorded_until(
     if let Err(error) = history.save(&record).await {
         tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, %error, "Could not record the run's outcome; the history still shows it running.");
     }
+    if let Some(ended) = &history.ended {
+        ended(&record);
+    }
+    crate::notify::run_finished(&pipeline.notify, &record).await;
     if record.status == RunStatus::Succeeded
         && let Some(spec) = &pipeline.report
     {
-        // Like its record, the report is about the run: one that cannot be written leaves
-        // the run a success.
-        match crate::report::write_latest(pipeline, &history.storage, history, spec).await {
-            Ok(()) => {
-                tracing::info!(pipeline = %pipeline.name, url = %spec.location, "Wrote the report.")
-            }
-            Err(error) => {
-                tracing::warn!(pipeline = %pipeline.name, url = %spec.location, error = %error_chain(&error), "Could not write the report; the run published all the same.")
-            }
-        }
+        write_report(history, pipeline, spec, cancel).await;
     }
-    crate::notify::run_finished(&pipeline.notify, &record).await;
     outcome
+}
+
+/// How long writing a run's report may take before the run gives up on it.
+const REPORT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Writes the report after a run that published. Like the run's record, it is about the
+/// run, not part of it: one that cannot be written, is cancelled or takes too long is
+/// logged, and the run stays a success.
+async fn write_report(
+    history: &RunHistory,
+    pipeline: &Pipeline,
+    spec: &crate::pipeline::ReportSpec,
+    cancel: &Cancel,
+) {
+    let write = crate::report::write_latest(pipeline, &history.storage, history, spec);
+    let failure = tokio::select! {
+        written = write => match written {
+            Ok(()) => {
+                tracing::info!(pipeline = %pipeline.name, url = %spec.location, "Wrote the report.");
+                return;
+            }
+            Err(error) => error_chain(&error),
+        },
+        reason = cancel.cancelled() => format!("cancelled: {reason}"),
+        () = tokio::time::sleep(REPORT_TIMEOUT) => {
+            format!("it took over {}s", REPORT_TIMEOUT.as_secs())
+        }
+    };
+    tracing::warn!(pipeline = %pipeline.name, url = %spec.location, error = %failure, "Could not write the report; the run published all the same.");
 }
 
 /// [`run_recorded_until`] while `lease` is kept renewed; a lost lease cancels the run as an
@@ -310,7 +346,7 @@ pub fn error_chain(error: &dyn std::error::Error) -> String {
     crate::fault::causes(error).join(": ")
 }
 
-/// Told of every run outcome a history records (the daemon's metrics).
+/// Told of the outcome of every run recorded through a history (the daemon's metrics).
 pub type EndedRuns = std::sync::Arc<dyn Fn(&RunRecord) + Send + Sync>;
 
 pub struct RunHistory {
@@ -332,7 +368,8 @@ impl RunHistory {
         }
     }
 
-    /// Tells `ended` of every outcome saved from here on, whether or not its save lands.
+    /// Tells `ended` of the outcome of every run recorded from here on (not of runs settled
+    /// for dead processes), whether or not its save lands.
     pub fn telling(self, ended: EndedRuns) -> RunHistory {
         RunHistory {
             ended: Some(ended),
@@ -351,11 +388,6 @@ impl RunHistory {
     }
 
     pub async fn save(&self, record: &RunRecord) -> Result<(), HistoryError> {
-        if let Some(ended) = self.ended.as_ref()
-            && record.status != RunStatus::Running
-        {
-            ended(record);
-        }
         let location = self.record_location(record);
         let store = self.storage.store(&location, &Default::default())?;
         let body = serde_json::to_vec_pretty(record).expect("a run record serialises");

@@ -51,9 +51,10 @@ struct LeaseRecord {
     pid: u32,
     #[serde(default)]
     since: Option<DateTime<Utc>>,
-    /// Given up by its holder, rather than left to expire.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    released: bool,
+    /// Given up by its holder (true), or written to be renewed (false); absent from records
+    /// of older versions, which said neither.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    released: Option<bool>,
 }
 
 /// Who holds a lease, as its newest record says.
@@ -154,7 +155,8 @@ impl Leases {
                     return Ok(None);
                 }
                 // Left to expire by another holder: a daemon that died or froze.
-                taken_over = record.filter(|r| !r.released && r.holder != self.holder);
+                taken_over =
+                    record.filter(|r| r.released == Some(false) && r.holder != self.holder);
                 epoch + 1
             }
             None => 1,
@@ -300,7 +302,7 @@ impl Lease {
             host: hostname(),
             pid: std::process::id(),
             since: Some(self.since),
-            released,
+            released: Some(released),
         };
         let body = serde_json::to_vec(&record).expect("a lease record serialises");
         let options = PutOptions {

@@ -943,7 +943,7 @@ async fn register_published(
         let sink = publish::sink(storage, &earlier);
         let partitions = match kind {
             Published::Previous => sink.latest_before(as_of).await?.into_iter().collect(),
-            Published::History => sink.partitions_before(as_of).await?,
+            Published::History => sink.partitions_before(as_of, None).await?,
         };
         let partitions: Vec<_> = partitions.into_iter().map(|p| (p.as_of, p.files)).collect();
         tracing::info!(pipeline = %pipeline.name, table = %table, partitions = partitions.len(), "Reading earlier publications.");

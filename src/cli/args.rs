@@ -175,11 +175,11 @@ pub(crate) struct ScheduleArgs {
     pub(crate) grace_seconds: u64,
     /// Serve the status page (/), /healthz and /metrics (Prometheus) on this address, such as
     /// 127.0.0.1:9090; off unless given. Port 0 takes a free port (the log says which).
-    #[arg(long, value_name = "ADDR")]
+    #[arg(long, value_name = "ADDR", conflicts_with = "once")]
     pub(crate) http: Option<std::net::SocketAddr>,
     /// Seconds between the status page's checks that the state store answers; /healthz
     /// fails when the last answer is older than two of these.
-    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub(crate) health_seconds: u64,
     #[command(flatten)]
     pub(crate) lease: LeaseArgs,

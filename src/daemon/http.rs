@@ -43,7 +43,9 @@ pub(super) async fn serve(listener: TcpListener, pages: Pages, stop: Cancellatio
             accepted = listener.accept() => match accepted {
                 Ok((socket, _)) => socket,
                 Err(error) => {
+                    // Out of file descriptors, say: wait rather than spin.
                     tracing::warn!(%error, "Could not accept a connection to the status page.");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
                     continue;
                 }
             },
@@ -67,11 +69,17 @@ pub(super) async fn serve(listener: TcpListener, pages: Pages, stop: Cancellatio
 fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<String> {
     let mut response = Response::new(body);
     *response.status_mut() = status;
-    response
-        .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     response
 }
+
+/// How long a page waits for the state store or a report's store before saying so.
+const STORE_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
 
 const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
@@ -124,20 +132,45 @@ impl Pages {
             );
         };
         let read = async {
-            let store = self.storage.store(&spec.location, &spec.options)?;
-            let bytes = store.get(&spec.location.path()).await?.bytes().await?;
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
-                String::from_utf8_lossy(&bytes).into_owned(),
-            )
+            let store = self
+                .storage
+                .store(&spec.location, &spec.options)
+                .map_err(|e| e.to_string())?;
+            let got = store.get(&spec.location.path()).await;
+            let bytes = match got {
+                Ok(found) => found.bytes().await,
+                Err(error) => Err(error),
+            };
+            bytes.map_err(|error| match error {
+                object_store::Error::NotFound { .. } => String::new(),
+                other => crate::history::error_chain(&other),
+            })
         };
-        match read.await {
-            Ok(page) => response(StatusCode::OK, HTML, page),
-            Err(error) => response(
+        match tokio::time::timeout(STORE_WAIT, read).await {
+            Ok(Ok(page)) => response(StatusCode::OK, HTML, String::from_utf8_lossy(&page).into()),
+            Ok(Err(missing)) if missing.is_empty() => response(
                 StatusCode::NOT_FOUND,
                 TEXT,
                 format!(
-                    "No report of {name} at {} yet ({error}); a successful run writes it.\n",
+                    "No report of {name} at {} yet: a successful run writes it.\n",
                     spec.location
+                ),
+            ),
+            Ok(Err(error)) => response(
+                StatusCode::BAD_GATEWAY,
+                TEXT,
+                format!(
+                    "Cannot read the report of {name} at {}: {error}\n",
+                    spec.location
+                ),
+            ),
+            Err(_) => response(
+                StatusCode::GATEWAY_TIMEOUT,
+                TEXT,
+                format!(
+                    "The store of {} did not answer within {}s.\n",
+                    spec.location,
+                    STORE_WAIT.as_secs()
                 ),
             ),
         }
@@ -192,18 +225,16 @@ impl Pages {
             ),
             None => ("not scheduled".to_string(), "–".to_string()),
         };
-        let last: Result<Option<RunRecord>, String> = self
-            .history
-            .list(Some(name))
-            .await
-            .map(|records| records.into_iter().max_by_key(|r| r.started_at))
-            .map_err(|e| e.to_string());
+        let last: Result<Option<RunRecord>, String> =
+            match tokio::time::timeout(STORE_WAIT, self.history.list(Some(name))).await {
+                Ok(listed) => listed
+                    .map(|records| records.into_iter().max_by_key(|r| r.started_at))
+                    .map_err(|e| e.to_string()),
+                Err(_) => Err(format!("no answer within {}s", STORE_WAIT.as_secs())),
+            };
         let (last_status, last_text) = match &last {
             Ok(Some(run)) => {
-                let status = serde_json::to_value(run.status)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default();
+                let status = run.status.as_str().to_string();
                 let text = format!(
                     "{status} · as_of {} · started {}",
                     run.as_of,
@@ -214,10 +245,11 @@ impl Pages {
             Ok(None) => (String::new(), "no run yet".to_string()),
             Err(error) => (String::new(), format!("cannot read the history: {error}")),
         };
-        let holder = match self.leases.holder_of(name).await {
-            Ok(Some(Holder { host, pid, .. })) => format!("process {pid} on {host}"),
-            Ok(None) => "nobody".to_string(),
-            Err(error) => format!("cannot read the lease: {error}"),
+        let holder = match tokio::time::timeout(STORE_WAIT, self.leases.holder_of(name)).await {
+            Ok(Ok(Some(Holder { host, pid, .. }))) => format!("process {pid} on {host}"),
+            Ok(Ok(None)) => "nobody".to_string(),
+            Ok(Err(error)) => format!("cannot read the lease: {error}"),
+            Err(_) => format!("no answer within {}s", STORE_WAIT.as_secs()),
         };
         let report = match &pipeline.report {
             Some(_) => format!("<a href=\"/report/{}\">latest</a>", escape(name)),

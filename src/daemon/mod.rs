@@ -196,7 +196,7 @@ impl Scheduler {
         tracing::info!(pipelines = %config.pipelines.display(), state = %config.state, holder = self.context.leases.holder(), "Scheduler started.");
         loop {
             folder::reload(&config.pipelines, &mut self.loaded, &mut self.unloadable);
-            self.report_alive().await;
+            self.report_alive();
             self.collect_finished();
             self.start_due().await;
             if config.once {
@@ -210,9 +210,10 @@ impl Scheduler {
         }
     }
 
-    /// Tells the status page that the loop goes round, and with a status page, whether the
-    /// state store answers (at most once an interval, and waiting no longer than one).
-    async fn report_alive(&mut self) {
+    /// Tells the status page that the loop goes round, and with a status page, asks the
+    /// state store for a sign of life once an interval, in a task of its own so that a store
+    /// that hangs never holds the loop up.
+    fn report_alive(&mut self) {
         let context = &self.context;
         let now = context.config.clock.now();
         let pipelines = self
@@ -224,22 +225,24 @@ impl Scheduler {
         let Some(interval) = self.store_interval else {
             return;
         };
-        if !context.status.store_due(now) {
+        if !context.status.ask_store(now) {
             return;
         }
-        let no_options = BTreeMap::new();
-        let probe = context.storage.probe(&context.config.state, &no_options);
-        let outcome = match tokio::time::timeout(interval, probe).await {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(crate::history::error_chain(&error)),
-            Err(_) => Err(format!("no answer within {}s", interval.as_secs())),
-        };
-        if let Err(error) = &outcome {
-            tracing::warn!(state = %context.config.state, %error, "The state store does not answer.");
-        }
-        context
-            .status
-            .store_answered(context.config.clock.now(), outcome);
+        let (storage, state) = (context.storage.clone(), context.config.state.clone());
+        let (status, clock) = (Arc::clone(&context.status), context.config.clock.clone());
+        tokio::spawn(async move {
+            let no_options = BTreeMap::new();
+            let probe = storage.probe(&state, &no_options);
+            let outcome = match tokio::time::timeout(interval, probe).await {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(error)) => Err(crate::history::error_chain(&error)),
+                Err(_) => Err(format!("no answer within {}s", interval.as_secs())),
+            };
+            if let Err(error) = &outcome {
+                tracing::warn!(%state, %error, "The state store does not answer.");
+            }
+            status.store_answered(clock.now(), outcome);
+        });
     }
 
     /// Counts the pipeline tasks that have ended since the last tick.
@@ -272,6 +275,7 @@ impl Scheduler {
             .filter(|p| p.schedule.is_some() && !self.busy.contains(&p.name))
             .collect();
         for pipeline in pipelines {
+            self.context.status.alive(self.context.config.clock.now());
             let last = self.considered.get(&pipeline.name);
             let context = &self.context;
             let Some(due) = due_now(&pipeline, &context.history, &context.status, last, now).await

@@ -178,6 +178,12 @@ async fn take_lease(
         match acquired {
             Ok(Some(lease)) => match context.history.list(Some(name)).await {
                 Ok(mut records) => {
+                    // A standby daemon learns here of the success of the daemon that ran
+                    // the slot.
+                    let successes = records.iter().filter(|r| r.status == RunStatus::Succeeded);
+                    if let Some(ended) = successes.filter_map(|r| r.ended_at).max() {
+                        context.status.success_seen(name, ended);
+                    }
                     history::settle_unfinished(
                         &context.history,
                         &context.storage,

@@ -27,6 +27,7 @@ pub(super) struct DaemonStatus {
 #[derive(Default)]
 struct Inner {
     last_tick: Option<DateTime<Utc>>,
+    store_asked: Option<DateTime<Utc>>,
     store_answered: Option<DateTime<Utc>>,
     store_error: Option<String>,
     pipelines: Vec<Arc<Pipeline>>,
@@ -41,16 +42,6 @@ struct Metrics {
     last_success: BTreeMap<String, DateTime<Utc>>,
     last_duration: BTreeMap<String, f64>,
     rows: BTreeMap<(String, String), u64>,
-}
-
-fn status_name(status: RunStatus) -> &'static str {
-    match status {
-        RunStatus::Running => "running",
-        RunStatus::Succeeded => "succeeded",
-        RunStatus::Failed => "failed",
-        RunStatus::Interrupted => "interrupted",
-        RunStatus::Abandoned => "abandoned",
-    }
 }
 
 impl DaemonStatus {
@@ -80,13 +71,24 @@ impl DaemonStatus {
         inner.pipelines = pipelines;
     }
 
-    /// When the state store was last asked for a sign of life, if it is time to ask again.
-    pub(super) fn store_due(&self, now: DateTime<Utc>) -> bool {
-        let inner = self.inner();
+    /// Whether to ask the state store for a sign of life at `now`: an interval after the last
+    /// question, answered or not. A yes counts as asking.
+    pub(super) fn ask_store(&self, now: DateTime<Utc>) -> bool {
+        let mut inner = self.inner();
         let interval = chrono::Duration::from_std(self.interval).unwrap_or_default();
-        inner
-            .store_answered
-            .is_none_or(|answered| now - answered >= interval)
+        let due = inner
+            .store_asked
+            .is_none_or(|asked| now - asked >= interval);
+        if due {
+            inner.store_asked = Some(now);
+        }
+        due
+    }
+
+    /// The loop is going round: it may take a while inside one tick (each pipeline's
+    /// history is read before its slots start).
+    pub(super) fn alive(&self, now: DateTime<Utc>) {
+        self.inner().last_tick = Some(now);
     }
 
     pub(super) fn store_answered(&self, at: DateTime<Utc>, outcome: Result<(), String>) {
@@ -104,14 +106,14 @@ impl DaemonStatus {
         self.inner().pipelines.clone()
     }
 
-    /// A run this daemon ended (or settled): counted by status, with its checks, and for a
-    /// success its end, duration and rows.
+    /// A run this daemon ended: counted by status, with its checks, and for a success its
+    /// end, duration and rows.
     pub(super) fn run_ended(&self, record: &RunRecord) {
         let mut inner = self.inner();
         let metrics = &mut inner.metrics;
         *metrics
             .runs
-            .entry((record.pipeline.clone(), status_name(record.status)))
+            .entry((record.pipeline.clone(), record.status.as_str()))
             .or_default() += 1;
         for check in &record.checks {
             if check.status != CheckStatus::Passed {
@@ -138,7 +140,8 @@ impl DaemonStatus {
         }
     }
 
-    /// A success found in the run history (another daemon's, or before this one started).
+    /// A success found in the run history (another daemon's, or from before this one
+    /// started), whenever the daemon reads it: when a slot comes due, and under the lease.
     pub(super) fn success_seen(&self, pipeline: &str, ended: DateTime<Utc>) {
         Self::succeeded_at(&mut self.inner().metrics, pipeline, ended);
     }
@@ -164,7 +167,7 @@ impl DaemonStatus {
     /// answered within the last two intervals. Else what is wrong, in a sentence.
     pub(super) fn health(&self, now: DateTime<Utc>) -> Result<(), String> {
         let inner = self.inner();
-        let stale = chrono::Duration::from_std(self.interval * 2).unwrap_or_default();
+        let stale = chrono::Duration::from_std(self.interval.saturating_mul(2)).unwrap_or_default();
         match inner.last_tick {
             None => return Err("the scheduler loop has not gone round yet".to_string()),
             Some(tick) if now - tick > stale.max(chrono::Duration::seconds(60)) => {

@@ -282,19 +282,27 @@ impl Sink for DeltaSink {
         }))
     }
 
-    async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError> {
+    async fn partitions_before(
+        &self,
+        as_of: NaiveDate,
+        newest: Option<usize>,
+    ) -> Result<Vec<Partition>, PublishError> {
         let Some(table) = self.open().await? else {
             return Ok(Vec::new());
         };
-        Ok(self
+        let mut partitions: Vec<Partition> = self
             .files_by_date(&table)?
             .range(..as_of)
             .map(|(date, files)| self.partition(*date, files))
-            .collect())
+            .collect();
+        if let Some(newest) = newest {
+            partitions.drain(..partitions.len().saturating_sub(newest));
+        }
+        Ok(partitions)
     }
 
     async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError> {
-        Ok(self.partitions_before(as_of).await?.pop())
+        Ok(self.partitions_before(as_of, Some(1)).await?.pop())
     }
 
     /// Delta's own vacuum, in full (files no version lists go too, as a killed run leaves

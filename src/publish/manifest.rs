@@ -178,9 +178,17 @@ impl Sink for ManifestSink {
             .map(|m| m.committed(&self.at.location)))
     }
 
-    async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError> {
+    async fn partitions_before(
+        &self,
+        as_of: NaiveDate,
+        newest: Option<usize>,
+    ) -> Result<Vec<Partition>, PublishError> {
+        let mut dates = self.dates_before(as_of).await?;
+        if let Some(newest) = newest {
+            dates.drain(..dates.len().saturating_sub(newest));
+        }
         let mut partitions = Vec::new();
-        for date in self.dates_before(as_of).await? {
+        for date in dates {
             partitions.extend(self.partition(date).await?);
         }
         Ok(partitions)
@@ -509,7 +517,9 @@ mod tests {
             }
         }
         assert_eq!(numbers, (1..=3500).collect::<Vec<i64>>());
-        let partitions = sink.partitions_before(run.as_of.succ_opt().unwrap()).await;
+        let partitions = sink
+            .partitions_before(run.as_of.succ_opt().unwrap(), None)
+            .await;
         let partitions = partitions.unwrap();
         assert_eq!(partitions.len(), 1);
         assert_eq!(partitions[0].files.len(), manifest.files.len());

@@ -27,8 +27,13 @@ pub trait Sink: Send + Sync {
     /// The publication live for `as_of`, if any.
     async fn committed(&self, as_of: NaiveDate) -> Result<Option<Committed>, PublishError>;
 
-    /// Every partition committed before `as_of`, oldest first, with the files it holds.
-    async fn partitions_before(&self, as_of: NaiveDate) -> Result<Vec<Partition>, PublishError>;
+    /// The partitions committed before `as_of`, oldest first, with the files each holds: all
+    /// of them, or the `newest` so many.
+    async fn partitions_before(
+        &self,
+        as_of: NaiveDate,
+        newest: Option<usize>,
+    ) -> Result<Vec<Partition>, PublishError>;
 
     /// The latest partition committed before `as_of`: the previous publication.
     async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError>;

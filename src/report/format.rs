@@ -6,9 +6,21 @@ pub(super) fn count(n: u64) -> String {
     group_thousands(&n.to_string())
 }
 
+/// A signed whole number, grouped: `-1234` → `-1,234`.
+pub(super) fn integer(n: i64) -> String {
+    let sign = if n < 0 { "-" } else { "" };
+    format!("{sign}{}", count(n.unsigned_abs()))
+}
+
+/// What stands for a value that is no number (NaN, infinite) or missing.
+pub(super) const NO_VALUE: &str = "–";
+
 /// Money with two decimals and thousands separators, with the currency's symbol (or code)
 /// when the report knows it: `€1,234.50`, `CHF 1,234.50`, `1,234.50`.
 pub(super) fn money(amount: f64, currency: Option<&str>) -> String {
+    if !amount.is_finite() {
+        return NO_VALUE.to_string();
+    }
     let sign = if amount < 0.0 { "-" } else { "" };
     let cents = format!("{:.2}", amount.abs());
     let (whole, fraction) = cents.split_once('.').expect("two decimals");
@@ -31,6 +43,9 @@ pub(super) fn money_rounded(amount: f64, currency: Option<&str>) -> String {
 
 /// A share of 1 as a percentage with one decimal: `0.1234` → `12.3%`.
 pub(super) fn percent(share: f64) -> String {
+    if !share.is_finite() {
+        return NO_VALUE.to_string();
+    }
     format!("{:.1}%", share * 100.0)
 }
 
@@ -51,6 +66,9 @@ pub(super) fn duration(seconds: f64) -> String {
 
 /// A number with at most `decimals` decimals, grouped: `1234.5` → `1,234.5`.
 pub(super) fn decimal(value: f64, decimals: usize) -> String {
+    if !value.is_finite() {
+        return NO_VALUE.to_string();
+    }
     let text = format!("{:.decimals$}", value.abs());
     let sign = if value < 0.0 && text.chars().any(|c| c.is_ascii_digit() && c != '0') {
         "-"
@@ -124,6 +142,13 @@ mod tests {
         assert_eq!(duration(4.25), "4.2 s");
         assert_eq!(duration(185.0), "3 min 05 s");
         assert_eq!(duration(7440.0), "2 h 04 min");
+        assert_eq!(integer(-1234), "-1,234");
+        for odd in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(money(odd, Some("EUR")), NO_VALUE);
+            assert_eq!(money_rounded(odd, None), NO_VALUE);
+            assert_eq!(decimal(odd, 2), NO_VALUE);
+            assert_eq!(percent(odd), NO_VALUE);
+        }
         assert_eq!(
             escape("<a href=\"x\">&'"),
             "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"

@@ -5,9 +5,10 @@
 use std::collections::{BTreeMap, HashMap};
 
 use chrono::NaiveDate;
-use datafusion::arrow::array::{Array, AsArray, RecordBatch};
+use datafusion::arrow::array::{Array, AsArray, RecordBatch, new_null_array};
 use datafusion::arrow::compute::cast;
 use datafusion::arrow::datatypes::{DataType, Float64Type, Int64Type};
+use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use datafusion::prelude::{ParquetReadOptions, SessionContext};
 
 use super::ReportError;
@@ -167,6 +168,8 @@ pub struct Predictions {
     /// Buyers by churn risk; the None key holds one-time buyers, whom the model cannot rate.
     pub churn: Vec<(Option<String>, u64)>,
     pub clv: Vec<Bin>,
+    /// Buyers whose predicted CLV is no number (NaN or infinite): counted, not drawn.
+    pub clv_not_finite: u64,
     pub clv_total: f64,
     pub clv_median: Option<f64>,
 }
@@ -202,11 +205,12 @@ pub async fn gather(
         }
         (None, latest) => latest,
     };
+    // Rows from another date's run would be passed off as this date's: without the run that
+    // published it (a history kept elsewhere), the graph shows none.
     let shown_run = runs
         .iter()
         .filter(|r| r.status == RunStatus::Succeeded)
-        .find(|r| Some(r.as_of) == as_of)
-        .or_else(|| runs.iter().find(|r| r.status == RunStatus::Succeeded));
+        .find(|r| Some(r.as_of) == as_of);
     let lineage = Lineage::of(pipeline, shown_run);
     runs.truncate(RECENT_RUNS);
     let mut report = Report {
@@ -370,13 +374,22 @@ impl Published {
                         missing.join(", ")
                     )));
                 }
-                let read = |source| ReportError::Read {
+                // A query that does not plan meets a table of another shape than the report
+                // knows (a column of another type): that part is not drawn, the rest is.
+                let frame = match self.ctx.sql(sql).await {
+                    Ok(frame) => frame,
+                    Err(error) => {
+                        let first = error.to_string();
+                        let first = first.lines().next().unwrap_or_default().to_string();
+                        return Ok(Err(format!("the published {table} does not fit: {first}")));
+                    }
+                };
+                let rows = frame.collect().await.map_err(|source| ReportError::Read {
                     table: table.to_string(),
                     as_of: self.as_of,
                     source,
-                };
-                let frame = self.ctx.sql(sql).await.map_err(read)?;
-                Ok(Ok(frame.collect().await.map_err(read)?))
+                })?;
+                Ok(Ok(rows))
             }
         }
     }
@@ -464,7 +477,7 @@ impl Published {
         let rows = match self
             .query(
                 SEGMENT_SUMMARY,
-                &["segment"],
+                &["segment", "customers"],
                 "SELECT * FROM segment_summary ORDER BY customers DESC, segment",
             )
             .await?
@@ -512,34 +525,13 @@ impl Published {
             .find(|o| o.table == SEGMENT_SUMMARY)
             .expect("segment_summary was read, so it is an output");
         let earlier = publish::sink(storage, output)
-            .partitions_before(self.as_of)
+            .partitions_before(self.as_of, Some(SIZE_HISTORY - 1))
             .await?;
-        let earlier = &earlier[earlier.len().saturating_sub(SIZE_HISTORY - 1)..];
         let mut dates = Vec::new();
         let mut history: Vec<HashMap<String, u64>> = Vec::new();
-        for partition in earlier {
-            let read = |source| ReportError::Read {
-                table: SEGMENT_SUMMARY.to_string(),
-                as_of: partition.as_of,
-                source,
-            };
-            if partition.files.is_empty() {
-                continue;
-            }
-            let urls: Vec<String> = partition.files.iter().map(ToString::to_string).collect();
-            let frame = self
-                .ctx
-                .read_parquet(urls, ParquetReadOptions::default())
-                .await
-                .map_err(read)?;
-            let rows = frame
-                .select_columns(&["segment", "customers"])
-                .map_err(read)?
-                .collect()
-                .await
-                .map_err(read)?;
+        for partition in &earlier {
             dates.push(partition.as_of);
-            history.push(sizes_of(&rows).into_iter().collect());
+            history.push(self.sizes_in(partition).await);
         }
         dates.push(self.as_of);
         let mut lines: Vec<SegmentLine> = now
@@ -568,6 +560,30 @@ impl Published {
             dates,
             changes: changes.is_ok(),
         }))
+    }
+
+    /// Each segment's size in an earlier publication of segment_summary; none where that
+    /// publication cannot be read as segments and sizes (an older shape of the table).
+    async fn sizes_in(&self, partition: &publish::Partition) -> HashMap<String, u64> {
+        let urls: Vec<String> = partition.files.iter().map(ToString::to_string).collect();
+        if urls.is_empty() {
+            return HashMap::new();
+        }
+        let read = async {
+            self.ctx
+                .read_parquet(urls, ParquetReadOptions::default())
+                .await?
+                .select_columns(&["segment", "customers"])?
+                .collect()
+                .await
+        };
+        match read.await {
+            Ok(rows) => sizes_of(&rows).into_iter().collect(),
+            Err(error) => {
+                tracing::warn!(as_of = %partition.as_of, %error, "Could not read an earlier segment_summary; its sizes are left out.");
+                HashMap::new()
+            }
+        }
     }
 
     async fn winback(&self) -> Result<Section<Winback>, ReportError> {
@@ -624,8 +640,11 @@ impl Published {
             Ok(rows) => floats(&rows, "clv").into_iter().flatten().collect(),
             Err(why) => return Ok(Section::Unavailable(why)),
         };
+        let (values, not_finite): (Vec<f64>, Vec<f64>) =
+            values.into_iter().partition(|v| v.is_finite());
         Ok(Section::Shown(Predictions {
             churn,
+            clv_not_finite: not_finite.len() as u64,
             clv_total: values.iter().sum(),
             clv_median: median(&values),
             clv: bins(&values, CLV_BINS),
@@ -765,24 +784,37 @@ fn kind_of(name: &str, data_type: &DataType) -> ValueKind {
     }
 }
 
+/// Column `name` of every batch as `to`, one value per row: a batch without the column, or
+/// whose column does not convert, gives NULLs, so that columns read this way stay aligned.
 fn column_as(rows: &[RecordBatch], name: &str, to: &DataType) -> Vec<std::sync::Arc<dyn Array>> {
     rows.iter()
-        .filter_map(|batch| batch.column_by_name(name))
-        .filter_map(|column| cast(column, to).ok())
+        .map(|batch| {
+            batch
+                .column_by_name(name)
+                .and_then(|column| cast(column, to).ok())
+                .unwrap_or_else(|| new_null_array(to, batch.num_rows()))
+        })
         .collect()
 }
 
+/// Column `name` as text, whatever its type (lists, maps and structs as Arrow prints them).
 fn strings(rows: &[RecordBatch], name: &str) -> Vec<Option<String>> {
-    column_as(rows, name, &DataType::Utf8)
-        .iter()
-        .flat_map(|array| {
-            array
-                .as_string::<i32>()
-                .iter()
-                .map(|v| v.map(str::to_string))
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    let options = FormatOptions::default();
+    let mut texts = Vec::new();
+    for batch in rows {
+        let Some(column) = batch.column_by_name(name) else {
+            texts.extend(std::iter::repeat_n(None, batch.num_rows()));
+            continue;
+        };
+        match ArrayFormatter::try_new(column.as_ref(), &options) {
+            Ok(formatter) => texts.extend(
+                (0..column.len())
+                    .map(|i| (!column.is_null(i)).then(|| formatter.value(i).to_string())),
+            ),
+            Err(_) => texts.extend(std::iter::repeat_n(None, batch.num_rows())),
+        }
+    }
+    texts
 }
 
 fn integers(rows: &[RecordBatch], name: &str) -> Vec<Option<i64>> {

@@ -15,8 +15,8 @@ use object_store::{ObjectStoreExt, PutPayload};
 
 pub(crate) use format::escape;
 pub use gather::{
-    Bin, Cell, Grid, Group, Predictions, RECENT_RUNS, Report, SIZE_HISTORY, Section, SegmentLine,
-    Segments, Winback, gather,
+    Bin, Cell, Column, Grid, Group, Predictions, RECENT_RUNS, Report, SIZE_HISTORY, Section,
+    SegmentLine, Segments, Table, Value, ValueKind, Winback, gather,
 };
 
 use crate::history::{HistoryError, RunHistory};

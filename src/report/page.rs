@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::format::{count, decimal, duration, escape, money, money_rounded, percent};
+use super::format::{
+    NO_VALUE, count, decimal, duration, escape, integer, money, money_rounded, percent,
+};
 use super::gather::{Predictions, Report, Section, Segments, Table, Value, ValueKind, Winback};
 use super::svg;
 use crate::history::{RunRecord, RunStatus};
@@ -271,12 +273,12 @@ fn portrait(html: &mut String, section: &Section<Table>, currency: Option<&str>)
         html.push_str("<tr>");
         for (column, value) in table.columns.iter().zip(row) {
             let (sort, shown) = match value {
-                Value::Null => (String::new(), "–".to_string()),
+                Value::Null => (String::new(), NO_VALUE.to_string()),
                 Value::Text(text) => (text.clone(), text.clone()),
                 Value::Number(n) => (
                     n.to_string(),
                     match column.kind {
-                        ValueKind::Count => count(n.max(0.0).round() as u64),
+                        ValueKind::Count => integer(n.round() as i64),
                         ValueKind::Money => money(*n, currency),
                         ValueKind::Share => percent(*n),
                         ValueKind::Number | ValueKind::Text => decimal(*n, 2),
@@ -389,13 +391,20 @@ fn predictions(html: &mut String, section: &Section<Predictions>, currency: Opti
         html,
         "<section id=\"predictions\"><h2>Predictions</h2><p class=\"note\">From \
          customer_predictions (BG/NBD and Gamma-Gamma, README \"Predictions\"): {} buyers; \
-         predicted 12-month CLV {} in all, median {}.</p><div class=\"pair\">\
+         predicted 12-month CLV {} in all, median {}{}.</p><div class=\"pair\">\
          <div><h3>Churn risk</h3>",
         count(buyers),
         money_rounded(predictions.clv_total, currency),
         predictions
             .clv_median
-            .map_or("–".to_string(), |m| money(m, currency)),
+            .map_or(NO_VALUE.to_string(), |m| money(m, currency)),
+        match predictions.clv_not_finite {
+            0 => String::new(),
+            n => format!(
+                "; {} buyers' CLV is no number (NaN or infinite) and left out",
+                count(n)
+            ),
+        },
     );
     count_bars(html, "churn", &churn, buyers);
     html.push_str(
@@ -437,7 +446,7 @@ fn runs(html: &mut String, runs: &[RunRecord]) {
         let took = run
             .ended_at
             .map(|end| duration((end - run.started_at).num_milliseconds() as f64 / 1000.0))
-            .unwrap_or_else(|| "–".to_string());
+            .unwrap_or_else(|| NO_VALUE.to_string());
         let rows: u64 = run.rows.values().sum();
         let failed = run
             .checks
@@ -451,7 +460,7 @@ fn runs(html: &mut String, runs: &[RunRecord]) {
             .count();
         let passed = run.checks.len() - failed - warned;
         let checks = match (run.checks.len(), failed, warned) {
-            (0, _, _) => "–".to_string(),
+            (0, _, _) => NO_VALUE.to_string(),
             (_, 0, 0) => format!("{passed} passed"),
             _ => format!("{passed} passed, {warned} warned, {failed} failed"),
         };
@@ -460,10 +469,7 @@ fn runs(html: &mut String, runs: &[RunRecord]) {
             .as_deref()
             .map(|e| e.lines().next().unwrap_or_default().to_string())
             .unwrap_or_default();
-        let status = serde_json::to_value(run.status)
-            .ok()
-            .and_then(|v| v.as_str().map(str::to_string))
-            .unwrap_or_default();
+        let status = run.status.as_str();
         let _ = write!(
             html,
             "<tr data-run=\"{}\" data-status=\"{status}\" data-as-of=\"{}\"><td>{}</td>\
@@ -475,7 +481,7 @@ fn runs(html: &mut String, runs: &[RunRecord]) {
             status_text(run.status),
             run.started_at.format("%Y-%m-%d %H:%M:%S"),
             if run.rows.is_empty() {
-                "–".to_string()
+                NO_VALUE.to_string()
             } else {
                 count(rows)
             },

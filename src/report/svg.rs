@@ -263,13 +263,30 @@ pub(super) fn histogram(bins: &[Bin], currency: Option<&str>) -> String {
     svg
 }
 
+/// The end of a path or URL, as much as a node has room for: `rfm.sql`, `customers/`.
+fn last_part(detail: &str) -> String {
+    let trimmed = detail.trim_end_matches('/');
+    let name = trimmed.rsplit('/').next().unwrap_or(trimmed);
+    let name = if trimmed.len() < detail.len() {
+        format!("{name}/")
+    } else {
+        name.to_string()
+    };
+    if name.chars().count() > 30 {
+        let tail: String = name.chars().skip(name.chars().count() - 29).collect();
+        format!("…{tail}")
+    } else {
+        name
+    }
+}
+
 /// The lineage graph laid out in columns, as `dbt docs` draws it: each node one column
 /// right of the furthest node it reads, outputs in the last column.
 pub(super) fn lineage(graph: &Lineage) -> String {
     const NODE_W: f64 = 200.0;
-    const NODE_H: f64 = 40.0;
+    const NODE_H: f64 = 54.0;
     const COLUMN: f64 = 250.0;
-    const ROW: f64 = 50.0;
+    const ROW: f64 = 64.0;
     const MARGIN: f64 = 10.0;
     let mut column: BTreeMap<&str, usize> = BTreeMap::new();
     // Steps come after what they read (the pipeline's order), so one pass places them.
@@ -346,6 +363,7 @@ pub(super) fn lineage(graph: &Lineage) -> String {
              fill=\"#ffffff\" stroke=\"{colour}\" stroke-width=\"2\"/>\
              <rect x=\"{x}\" y=\"{y}\" width=\"6\" height=\"{NODE_H}\" fill=\"{colour}\"/>\
              <text x=\"{}\" y=\"{}\" class=\"name\">{}</text>\
+             <text x=\"{}\" y=\"{}\" class=\"file\">{}</text>\
              <text x=\"{}\" y=\"{}\" class=\"rows\">{}</text></g>",
             escape(&node.id),
             node.rows.map_or(String::new(), |n| n.to_string()),
@@ -355,7 +373,10 @@ pub(super) fn lineage(graph: &Lineage) -> String {
             y + 17.0,
             escape(&node.name),
             x + 12.0,
-            y + 33.0,
+            y + 32.0,
+            escape(&last_part(&node.detail)),
+            x + 12.0,
+            y + 47.0,
             if rows.is_empty() {
                 escape(kind)
             } else {
@@ -365,4 +386,53 @@ pub(super) fn lineage(graph: &Lineage) -> String {
     }
     svg.push_str("</svg>");
     svg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::report::gather::Cell;
+
+    #[test]
+    fn areas_are_outlined_where_labels_change_and_named_once() {
+        let cells = (1..=5)
+            .flat_map(|down| (1..=5).map(move |across| (down, across)))
+            .map(|(down, across)| Cell {
+                down,
+                across,
+                customers: (down * across) as u64,
+                revenue: 10.0,
+                label: Some(if across <= 2 { "Low" } else { "High" }.to_string()),
+            })
+            .collect();
+        let grid = Grid {
+            title: "R × F".into(),
+            down: "R".into(),
+            across: "F".into(),
+            label_column: "rf_segment".into(),
+            cells,
+            groups: Vec::new(),
+        };
+        let svg = heatmap(&grid, None);
+        // The 20 sides of the grid's edge, and the boundary between columns 2 and 3, drawn
+        // by the cells on both of its sides.
+        assert_eq!(svg.matches("class=\"edge\"").count(), 20 + 2 * 5);
+        assert_eq!(svg.matches(">Low</text>").count(), 1);
+        assert_eq!(svg.matches(">High</text>").count(), 1);
+        assert_eq!(svg.matches("class=\"cell\"").count(), 25);
+        assert!(svg.contains("data-buyers=\"225\""), "1+..+5 squared");
+    }
+
+    #[test]
+    fn nodes_show_the_end_of_their_file_or_url() {
+        assert_eq!(
+            last_part("../queries/segments/rfm_loyal.sql"),
+            "rfm_loyal.sql"
+        );
+        assert_eq!(last_part("file:///tmp/out/customers/"), "customers/");
+        assert_eq!(
+            last_part("s3://lake/a_table_name_that_is_far_too_long_for_a_node/"),
+            "…t_is_far_too_long_for_a_node/"
+        );
+    }
 }

@@ -237,8 +237,15 @@ impl Project {
     }
 
     pub fn run_nightly(&self, as_of: &str) -> Outcome {
+        self.run_with_env(as_of, &[])
+    }
+
+    /// [`Project::run_nightly`] with more environment variables.
+    pub fn run_with_env(&self, as_of: &str, env: &[(&str, &str)]) -> Outcome {
         let pipeline = self.pipeline();
-        self.segflow(&["run", pipeline.to_str().unwrap(), "--as-of", as_of])
+        let mut command = self.command(&["run", pipeline.to_str().unwrap(), "--as-of", as_of]);
+        command.envs(env.iter().copied());
+        run(&mut command)
     }
 
     pub fn edit(&self, relative: &str, change: impl FnOnce(String) -> String) {

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use object_store::ObjectStoreExt;
 use segflow::clock::{Clock, ManualClock};
 use segflow::lease::Leases;
 use segflow::storage::{Location, Storage};
@@ -29,6 +30,7 @@ async fn holders_take_turns(storage: Storage, state: Location) {
     let (a, b, c) = (daemon("a"), daemon("b"), daemon("c"));
 
     let mut held = a.acquire("p").await.unwrap().expect("the lease is free");
+    assert!(held.taken_over().is_none(), "nobody held it before");
     assert!(b.acquire("p").await.unwrap().is_none(), "a holds it");
     assert!(
         b.acquire("q").await.unwrap().is_some(),
@@ -45,13 +47,34 @@ async fn holders_take_turns(storage: Storage, state: Location) {
     // a stalls past its expiry: b takes over, and a learns it lost the lease.
     clock.advance(Duration::from_secs(11));
     let taken = b.acquire("p").await.unwrap().expect("expired");
+    let from = taken.taken_over().expect("a let it expire: a takeover");
+    assert_eq!(from.pid, std::process::id());
     assert!(!held.renew().await.unwrap(), "a lost the lease");
     assert!(c.acquire("p").await.unwrap().is_none(), "b holds it now");
     taken.release().await.unwrap();
+    let after_release = c.acquire("p").await.unwrap();
+    let after_release = after_release.expect("free as soon as it is released");
     assert!(
-        c.acquire("p").await.unwrap().is_some(),
-        "free as soon as it is released"
+        after_release.taken_over().is_none(),
+        "given up, not taken over"
     );
+
+    // A record of an older version, which did not say whether it was given up: an expired
+    // one is free, and its take is not counted as a takeover.
+    let legacy = state.join("leases/old/00000000000000000001.json");
+    let record = r#"{"holder":"gone","epoch":1,"expires_at":"2030-03-06T01:00:00Z"}"#;
+    storage
+        .store(&legacy, &BTreeMap::new())
+        .unwrap()
+        .put(&legacy.path(), record.as_bytes().to_vec().into())
+        .await
+        .unwrap();
+    let taken = a
+        .acquire("old")
+        .await
+        .unwrap()
+        .expect("expired an hour ago");
+    assert!(taken.taken_over().is_none());
 }
 
 #[tokio::test]

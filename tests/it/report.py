@@ -14,9 +14,9 @@ import sys
 from datetime import date, timedelta
 
 import duckdb
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+from browser import chromium
 
 page, out, data, as_of, previous, runs_json, shots = sys.argv[1:8]
 db = duckdb.connect()
@@ -46,25 +46,6 @@ def people(n):
 
 def text(element):
     return element.get_attribute("textContent").strip()
-
-
-def browser(width, height):
-    options = webdriver.ChromeOptions()
-    options.binary_location = "/usr/bin/chromium"
-    for flag in [
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--hide-scrollbars",
-        f"--window-size={width},{height}",
-    ]:
-        options.add_argument(flag)
-    return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
 
 
 def check(condition, message):
@@ -101,7 +82,7 @@ check(
     "the page loads something from the network",
 )
 
-driver = browser(1280, 900)
+driver = chromium(1280, 900)
 try:
     driver.get("file://" + page)
     check(
@@ -198,6 +179,13 @@ try:
                 for c in table.find_elements(By.CSS_SELECTOR, f"tbody td[data-column='{column}']")
             ]
             keys = [float(v) for v in values] if numeric else values
+            if column == "buyers":
+                # What the reader sees is the number sorted by.
+                seen = [
+                    text(c).replace(",", "")
+                    for c in table.find_elements(By.CSS_SELECTOR, f"tbody td[data-column='{column}']")
+                ]
+                check(seen == [str(int(k)) for k in keys], f"buyers shown {seen}")
             expected = sorted(keys, reverse=direction == "descending")
             if not numeric:
                 # The browser's collation (localeCompare), not Python's code points.
@@ -235,11 +223,22 @@ try:
     (valued,) = rows(
         "customer_predictions", as_of, "SELECT COUNT(*) FROM t WHERE predicted_clv_12m IS NOT NULL"
     )[0]
-    binned = sum(
-        int(b.get_attribute("data-customers"))
-        for b in driver.find_elements(By.CSS_SELECTOR, "#predictions rect.bin")
-    )
+    bins = driver.find_elements(By.CSS_SELECTOR, "#predictions rect.bin")
+    binned = sum(int(b.get_attribute("data-customers")) for b in bins)
     check(binned == valued, f"the CLV bins hold {binned} of {valued}")
+    # Each bin holds the values between its edges (as drawn, to the cent): the first also
+    # those below, the last its end.
+    for i, b in enumerate(bins):
+        low, high = float(b.get_attribute("data-from")), float(b.get_attribute("data-to"))
+        lower = "" if i == 0 else f"predicted_clv_12m >= {low} - 0.005 AND"
+        upper = f"predicted_clv_12m <= {high} + 0.005" if i == len(bins) - 1 else f"predicted_clv_12m < {high} + 0.005"
+        (most,) = rows("customer_predictions", as_of, f"SELECT COUNT(*) FROM t WHERE {lower} {upper}")[0]
+        lower = "" if i == 0 else f"predicted_clv_12m >= {low} + 0.005 AND"
+        upper = f"predicted_clv_12m < {high} - 0.005"
+        (least,) = rows("customer_predictions", as_of, f"SELECT COUNT(*) FROM t WHERE {lower} {upper}")[0]
+        n = int(b.get_attribute("data-customers"))
+        check(least <= n <= most, f"bin {i} [{low}, {high}) holds {n}, DuckDB {least}..{most}")
+    check(sum(1 for b in bins if int(b.get_attribute("data-customers")) > 0) >= 5, "a spread")
 
     # Run health: the runs `segflow runs` lists, newest first, with their status.
     lines = driver.find_elements(By.CSS_SELECTOR, "#runs-table tbody tr")

@@ -126,4 +126,44 @@ fn a_report_says_when_nothing_is_published_and_names_a_missing_date() {
         2,
         "the failed run and the good one"
     );
+
+    // A report that cannot be written (its folder is a file) leaves the run a success.
+    let blocked = project.path().join("blocked");
+    std::fs::write(&blocked, "a file, not a folder").unwrap();
+    let rerun = project.run_with_env(
+        AS_OF,
+        &[(
+            "SEGFLOW_REPORT",
+            blocked.join("report.html").to_str().unwrap(),
+        )],
+    );
+    assert_eq!(rerun.code, 0, "{rerun:?}");
+    assert!(
+        rerun.stdout.contains("Published nightly_segments"),
+        "{rerun:?}"
+    );
+    assert!(
+        rerun
+            .stderr
+            .contains("Could not write the report; the run published all the same."),
+        "{rerun:?}"
+    );
+
+    // Without an output a part reads, that part says why; the rest is drawn.
+    project.edit("pipelines/nightly_segments.yaml", |spec| {
+        let line = spec
+            .lines()
+            .find(|l| l.contains("table: customer_predictions"))
+            .unwrap()
+            .to_string();
+        spec.replacen(&format!("{line}\n"), "", 1)
+    });
+    let partial = project.segflow(&["report", pipeline, "--out", page]);
+    assert_eq!(partial.code, 0, "{partial:?}");
+    let html = std::fs::read_to_string(page).unwrap();
+    assert!(
+        html.contains("Not shown: the pipeline has no output named customer_predictions."),
+        "{html}"
+    );
+    assert_eq!(html.matches("class=\"heatmap\"").count(), 2);
 }

@@ -14,9 +14,9 @@ from collections import Counter
 from datetime import datetime, timedelta, timezone
 
 from prometheus_client.parser import text_string_to_metric_families
-from selenium import webdriver
-from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+
+from browser import chromium
 
 base, runs_json, due = sys.argv[1:4]
 
@@ -104,21 +104,7 @@ check(sample("segflow_healthy") == 1, "healthy")
 check(sample("segflow_pipelines_loaded") == 2, "two pipelines")
 
 # The status page, in a browser: each pipeline's last run, next slot, lease and report.
-options = webdriver.ChromeOptions()
-options.binary_location = "/usr/bin/chromium"
-for flag in [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--window-size=1200,800",
-]:
-    options.add_argument(flag)
-driver = webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))
+driver = chromium(1200, 800)
 try:
     driver.get(base + "/")
     check(driver.find_element(By.ID, "health").get_attribute("data-healthy") == "true", "health")

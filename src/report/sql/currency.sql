@@ -1,4 +1,4 @@
--- The shop's currency when customer_profile names one and only one.
+-- The shop's currency when every row of customer_profile names the same one.
 SELECT MIN(CAST(currency AS VARCHAR)) AS currency,
-       COUNT(DISTINCT currency) AS currencies
+       CASE WHEN COUNT(currency) = COUNT(*) THEN COUNT(DISTINCT currency) END AS currencies
 FROM customer_profile
