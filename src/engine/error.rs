@@ -265,13 +265,28 @@ impl EngineError {
 /// Whether a query failed for want of memory, disk or storage rather than because of
 /// its SQL or data.
 pub fn is_environment_failure(error: &DataFusionError) -> bool {
-    matches!(
-        error.find_root(),
+    match error.find_root() {
         DataFusionError::ResourcesExhausted(_)
-            | DataFusionError::IoError(_)
-            | DataFusionError::ObjectStore(_)
-            | DataFusionError::Internal(_)
-    )
+        | DataFusionError::IoError(_)
+        | DataFusionError::ObjectStore(_)
+        | DataFusionError::Internal(_) => true,
+        DataFusionError::Execution(text) => is_cluster_transport_failure(text),
+        _ => false,
+    }
+}
+
+/// Whether a cluster's scheduler or executor could not be reached (one that died mid-run).
+/// Ballista's client hands such errors on as execution errors holding the debug text of
+/// its own error (`GrpcConnectionError("...")`, ballista-core's distributed_query.rs).
+fn is_cluster_transport_failure(text: &str) -> bool {
+    [
+        "GrpcConnectionError(",
+        "TonicError(",
+        "GrpcError(",
+        "IoError(",
+    ]
+    .iter()
+    .any(|variant| text.starts_with(variant))
 }
 
 /// Whether a query failed because Parquet data did not decode (a damaged page), which says
@@ -351,3 +366,20 @@ const LACKS_FUNCTIONS: &str = "Most often the cluster lacks a function the query
     stock images know none of segflow's (CSV and JSON sources, wall-clock timestamps, the \
     predictions' models) and no array function; run `segflow cluster scheduler` and `segflow cluster executor` (README, \
     \"Running on a cluster\")";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_executor_is_the_environments_failure() {
+        let refused = "GrpcConnectionError(\"Error connecting to Ballista scheduler or executor \
+                       at http://127.0.0.1:33759: tonic::transport::Error(Transport, ...)\")";
+        assert!(is_environment_failure(&DataFusionError::Execution(
+            refused.to_string()
+        )));
+        assert!(!is_environment_failure(&DataFusionError::Execution(
+            "Divide by zero error".to_string()
+        )));
+    }
+}

@@ -182,7 +182,7 @@ fn the_readme_step_example_validates_runs_and_publishes_what_it_says() {
     let tried: Vec<String> = std::fs::read_dir(&preview)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|name| name != "state")
+        .filter(|name| name != "state" && name != "report.html")
         .collect();
     assert_eq!(tried, ["lapsed"]);
 }
@@ -328,5 +328,63 @@ fn the_readme_shopify_mapping_reads_an_export_as_written() {
             vec!["7002", "", "", "false", "true", "SE"],
         ],
         "{shown:?}"
+    );
+}
+
+/// The README's picture of the report (docs/report.png) was made from the report's code as
+/// it is: a change to the report without `bash docs/screenshot.sh` fails here.
+#[test]
+fn the_readme_picture_of_the_report_shows_the_report_as_it_is() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    assert!(
+        readme.contains("![The report of the demo shop"),
+        "README shows the picture"
+    );
+    let picture = std::fs::read(root.join("docs/report.png")).unwrap();
+    assert!(
+        picture.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "docs/report.png is a PNG"
+    );
+    let mut sources: Vec<std::path::PathBuf> = Vec::new();
+    for folder in ["src/report", "src/report/sql"] {
+        for entry in std::fs::read_dir(root.join(folder)).unwrap() {
+            let path = entry.unwrap().path();
+            let kept = ["rs", "css", "js", "sql"]
+                .iter()
+                .any(|ext| path.extension().is_some_and(|e| e == *ext));
+            if kept {
+                sources.push(path.strip_prefix(root).unwrap().to_path_buf());
+            }
+        }
+    }
+    // As the script names them: sorted by path, byte order.
+    sources.sort_by(|a, b| {
+        a.to_str()
+            .unwrap()
+            .as_bytes()
+            .cmp(b.to_str().unwrap().as_bytes())
+    });
+    let mut text = Vec::new();
+    for source in &sources {
+        text.extend(std::fs::read(root.join(source)).unwrap());
+    }
+    let mut hashing = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    use std::io::Write;
+    hashing.stdin.take().unwrap().write_all(&text).unwrap();
+    let hashed = hashing.wait_with_output().unwrap();
+    let now = String::from_utf8(hashed.stdout).unwrap();
+    let now = now.split_whitespace().next().unwrap();
+    let pictured = std::fs::read_to_string(root.join("docs/report.png.sha256")).unwrap();
+    assert_eq!(
+        pictured.trim(),
+        now,
+        "the report's code changed since docs/report.png was made ({} files): run \
+         `bash docs/screenshot.sh` and commit the new picture",
+        sources.len()
     );
 }
