@@ -447,4 +447,28 @@ fn graph_draws_the_pipeline_with_the_last_runs_rows() {
         svg.stdout.matches("<g id=\"edge").count(),
         text.matches(" --> ").count()
     );
+
+    // Mermaid itself (the npm package, which .ci/run installs) draws the Mermaid text in
+    // Chromium, every node and edge.
+    let mermaid_js = std::env::var("SEGFLOW_MERMAID_JS").unwrap_or_else(|_| {
+        format!(
+            "{}/.cache/segflow/mermaid/node_modules/mermaid/dist/mermaid.min.js",
+            std::env::var("HOME").unwrap()
+        )
+    });
+    let graph = project.path().join("lineage.mmd");
+    std::fs::write(&graph, text).unwrap();
+    let drawn = crate::common::outcome(
+        std::process::Command::new("python3")
+            .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/mermaid.py"))
+            .arg(&graph)
+            .arg(&mermaid_js)
+            .arg(project.path())
+            .output()
+            .expect("python3 runs"),
+    );
+    assert_eq!(
+        drawn.code, 0,
+        "Mermaid at {mermaid_js} (bash .ci/run installs it) did not draw the graph: {drawn:?}"
+    );
 }

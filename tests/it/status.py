@@ -123,6 +123,16 @@ try:
             f"{pipeline} next {next_slot}",
         )
         check("nobody" in row.text, f"{pipeline} lease: {row.text}")
+    # On a phone-width screen nothing but the table's own box scrolls sideways.
+    driver.set_window_size(390, 844)
+    check(driver.execute_script("return window.innerWidth") <= 400, "a phone-width window")
+    check(
+        driver.execute_script(
+            "return document.documentElement.scrollWidth <= window.innerWidth"
+        ),
+        "the status page scrolls sideways at phone width",
+    )
+    driver.set_window_size(1200, 800)
     link = driver.find_element(By.CSS_SELECTOR, "tr[data-pipeline='good'] a")
     link.click()
     check(driver.current_url == base + "/report/good", driver.current_url)
