@@ -36,7 +36,7 @@ pub(super) async fn backfill_command(args: BackfillArgs) -> Result<(), Failure> 
     let mut as_of = args.from;
     while as_of <= args.to {
         if done.contains(&as_of) && !args.force {
-            println!("{as_of}: already succeeded, skipped (--force to run it again)");
+            say!("{as_of}: already succeeded, skipped (--force to run it again)");
         } else {
             run_one(&hand, &pipeline, as_of, "published").await?;
             changed_history = true;
@@ -73,7 +73,7 @@ async fn run_one(
 ) -> Result<(), Failure> {
     let report = hand.run(pipeline, as_of).await?;
     let rows: u64 = report.outputs.iter().map(|o| o.committed.rows).sum();
-    println!(
+    say!(
         "{as_of}: {done} {} outputs, {rows} rows (run {})",
         report.outputs.len(),
         report.run_id

@@ -21,17 +21,17 @@ pub(super) async fn check_command(args: CheckArgs) -> Result<(), Failure> {
     let audit = run::check_published(&pipeline, as_of, &Progress::for_terminal()).await?;
     if args.json {
         for check in &audit.checks {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string(check).expect("a check result serialises")
             );
         }
         for (name, why) in &audit.skipped {
             let skipped = serde_json::json!({ "name": name, "status": "skipped", "found": why });
-            println!("{skipped}");
+            say!("{skipped}");
         }
     } else {
-        println!("Checks of {} as published for {as_of}:", pipeline.name);
+        say!("Checks of {} as published for {as_of}:", pipeline.name);
         print_checks(&audit.checks);
     }
     for (check, why) in &audit.skipped {

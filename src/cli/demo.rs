@@ -18,12 +18,12 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         .map_err(|e| Failure::User(anyhow::anyhow!("cannot use {}: {e}", args.dir.display())))?;
     let kept = write_shipped(&dir)?;
     for file in &kept {
-        println!("Keeping your edited {}", file.display());
+        say!("Keeping your edited {}", file.display());
     }
     let data = dir.join("data");
     let out = dir.join("out");
     let as_of = yesterday(chrono_tz::Tz::UTC);
-    println!("Generating a sample shop in {} ...", data.display());
+    say!("Generating a sample shop in {} ...", data.display());
     let size = ShopSize {
         customers: args.customers,
         orders: args.orders,
@@ -54,7 +54,7 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     };
     let pipeline_file = dir.join("pipelines/nightly_segments.yaml");
     let pipeline = Pipeline::load(&pipeline_file, &options)?;
-    println!("Running {} for as_of {as_of} ...", pipeline_file.display());
+    say!("Running {} for as_of {as_of} ...", pipeline_file.display());
     // Recorded like any run, in the demo folder's own state.
     let state = dir.join("state");
     let history = RunHistory::new(
@@ -82,7 +82,7 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         .first()
         .map(|o| o.committed.table.clone())
         .unwrap_or_default();
-    println!(
+    say!(
         "\nThe run is recorded: segflow runs --state {}",
         state.display()
     );
@@ -91,12 +91,12 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         .as_ref()
         .and_then(|r| r.location.local_path())
     {
-        println!("The report, to open in a browser: {}", page.display());
+        say!("The report, to open in a browser: {}", page.display());
     }
     let query = format!(
         "SELECT * FROM read_parquet('out/{first}/as_of=*/*.parquet', hive_partitioning = true) LIMIT 10"
     );
-    println!(
+    say!(
         "\nQuery the result from {dir}, with the DuckDB CLI:\n  duckdb -c \"{query}\"\n\
          or from Python (pip install duckdb):\n  python3 -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"\n\
          More recipes: README, 'Outputs and how to read them'.",

@@ -17,7 +17,7 @@ pub(super) async fn generate_command(args: GenerateArgs) -> Result<(), Failure> 
     };
     let started = std::time::Instant::now();
     let made = generate::generate(&size, &out, &Storage::new(), &Progress::for_terminal()).await?;
-    println!(
+    say!(
         "Wrote {} customers, {} orders, {} order items and {} checkouts to {out} in {:.1}s.",
         made.customers,
         made.orders,

@@ -19,8 +19,8 @@ pub(super) async fn graph_command(args: GraphArgs) -> Result<(), Failure> {
         .find(|r| r.status == RunStatus::Succeeded);
     let lineage = Lineage::of(&pipeline, last_success);
     match args.format {
-        GraphFormat::Mermaid => print!("{}", lineage.mermaid()),
-        GraphFormat::Dot => print!("{}", lineage.dot(&pipeline.name)),
+        GraphFormat::Mermaid => super::say_text(&lineage.mermaid()),
+        GraphFormat::Dot => super::say_text(&lineage.dot(&pipeline.name)),
     }
     Ok(())
 }

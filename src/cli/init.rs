@@ -25,7 +25,7 @@ pub(super) async fn init_command(args: InitArgs) -> Result<(), Failure> {
     let dir = std::path::absolute(&args.dir)
         .map_err(|e| Failure::User(anyhow::anyhow!("cannot use {}: {e}", args.dir.display())))?;
     for file in write_shipped(&dir)? {
-        println!("Keeping your edited {}", file.display());
+        say!("Keeping your edited {}", file.display());
     }
     let gitignore = dir.join(".gitignore");
     if !gitignore.exists() {
@@ -35,16 +35,16 @@ pub(super) async fn init_command(args: InitArgs) -> Result<(), Failure> {
     }
     let data = dir.join("data");
     if args.no_sample_data {
-        println!(
+        say!(
             "No sample data: put your Parquet exports in {}/{{{}}}/, or set SEGFLOW_DATA to \
              where they are (a folder or an s3:// URL).",
             data.display(),
             SOURCES.join(",")
         );
     } else if data.exists() {
-        println!("Keeping the data already in {}", data.display());
+        say!("Keeping the data already in {}", data.display());
     } else {
-        println!("Generating a sample shop in {} ...", data.display());
+        say!("Generating a sample shop in {} ...", data.display());
         let size = ShopSize {
             customers: args.customers,
             orders: args.orders,
@@ -54,7 +54,7 @@ pub(super) async fn init_command(args: InitArgs) -> Result<(), Failure> {
         let location = Location::parse(&format!("{}/", data.display()))?;
         generate::generate(&size, &location, &Storage::new(), &Progress::for_terminal()).await?;
     }
-    println!(
+    say!(
         "\nThe project is in {dir}. From there:\n  \
          segflow validate pipelines/nightly_segments.yaml\n  \
          segflow run pipelines/nightly_segments.yaml      # yesterday's segments, into out/\n  \

@@ -1,6 +1,16 @@
 //! The command line, one file per command (as uv does). `anyhow` is used here and in
 //! main.rs only; the library's errors are typed.
 
+/// Prints a line of a command's output (see [`say_text`]).
+macro_rules! say {
+    () => {
+        $crate::cli::say_text("\n")
+    };
+    ($($arg:tt)*) => {
+        $crate::cli::say_text(&format!("{}\n", format_args!($($arg)*)))
+    };
+}
+
 mod args;
 mod backfill;
 mod check;
@@ -62,6 +72,23 @@ fn load_with_values(
     let pipeline = Pipeline::load(path, &options)?;
     let as_of = values.as_of.unwrap_or_else(|| yesterday(pipeline.timezone));
     Ok((pipeline, as_of))
+}
+
+/// Writes a command's output to stdout. A reader that stops reading (`segflow runs --json |
+/// head -1`) ends the command quietly, as it ends `cat`, rather than with a panic about a
+/// broken pipe (Rust ignores SIGPIPE, so every write after that fails).
+pub(crate) fn say_text(text: &str) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    if let Err(error) = out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        if error.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        // Output that cannot be written (a full disk behind a redirect) is the environment's
+        // failure.
+        eprintln!("error: cannot write the output: {error}");
+        std::process::exit(2);
+    }
 }
 
 /// The last complete day in `zone`.

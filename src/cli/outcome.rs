@@ -15,12 +15,12 @@ pub(super) async fn print_segment_summary(summary: &run::PublishedOutput) -> Res
     let text = segflow::segments::summary_text(files).await.map_err(|e| {
         Failure::Environment(anyhow::anyhow!("cannot read back the segment summary: {e}"))
     })?;
-    println!("\nSegments as of {}:\n{text}", summary.committed.as_of);
+    say!("\nSegments as of {}:\n{text}", summary.committed.as_of);
     Ok(())
 }
 
 pub(super) fn print_report(report: &RunReport) {
-    println!(
+    say!(
         "Published {} for as_of {} (run {}) in {:.1}s:",
         report.pipeline,
         report.as_of,
@@ -34,11 +34,14 @@ pub(super) fn print_report(report: &RunReport) {
         .max()
         .unwrap_or(5)
         .max(5);
-    println!("  {:<width$}  {:>10}  location", "table", "rows");
+    say!("  {:<width$}  {:>10}  location", "table", "rows");
     for output in &report.outputs {
-        println!(
+        say!(
             "  {:<width$}  {:>10}  {}as_of={}/",
-            output.committed.table, output.committed.rows, output.url, report.as_of
+            output.committed.table,
+            output.committed.rows,
+            output.url,
+            report.as_of
         );
     }
     if !report.checks.is_empty() {
@@ -55,18 +58,20 @@ pub(super) fn print_checks(checks: &[CheckResult]) {
     } else {
         String::new()
     };
-    println!(
+    say!(
         "Checks: {} passed, {} warned{failed}.",
         count(CheckStatus::Passed),
         count(CheckStatus::Warned)
     );
     for check in checks {
         match check.status {
-            CheckStatus::Failed => println!("  failed: {}", check.summary()),
-            CheckStatus::Warned => println!("  warning: {}", check.summary()),
-            CheckStatus::Passed if !check.found.is_empty() => println!(
+            CheckStatus::Failed => say!("  failed: {}", check.summary()),
+            CheckStatus::Warned => say!("  warning: {}", check.summary()),
+            CheckStatus::Passed if !check.found.is_empty() => say!(
                 "  note: check '{}' on '{}' passed: {}",
-                check.name, check.table, check.found
+                check.name,
+                check.table,
+                check.found
             ),
             CheckStatus::Passed => {}
         }

@@ -29,12 +29,12 @@ pub(super) async fn render_command(args: RenderArgs) -> Result<(), Failure> {
         .params(&pipeline)
         .render(step)
         .map_err(|e| Failure::from(segflow::run::RunError::from(e)))?;
-    println!(
+    say!(
         "-- {} {} ({}) as of {as_of}, parameters bound",
         step.kind.noun(),
         step.name,
         step.sql_file.display()
     );
-    println!("{}", sql.trim_end());
+    say!("{}", sql.trim_end());
     Ok(())
 }

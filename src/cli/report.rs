@@ -16,13 +16,15 @@ pub(super) async fn report_command(args: ReportArgs) -> Result<(), Failure> {
     let report = segflow::report::gather(&pipeline, &storage, &history, args.as_of).await?;
     segflow::report::write(&storage, &out, &Default::default(), report.html()).await?;
     match report.as_of {
-        Some(as_of) => println!(
+        Some(as_of) => say!(
             "Wrote the report of {} as of {as_of} to {}",
-            pipeline.name, args.out
+            pipeline.name,
+            args.out
         ),
-        None => println!(
+        None => say!(
             "Wrote the report of {} to {}: it has published nothing yet",
-            pipeline.name, args.out
+            pipeline.name,
+            args.out
         ),
     }
     Ok(())

@@ -39,7 +39,7 @@ pub(super) async fn run_command(mut args: RunArgs) -> Result<(), Failure> {
         let dir = Location::parse(preview)?.as_folder();
         args.hand.state.url = dir.join("state/").to_string();
         pipeline = pipeline.preview_into(&dir);
-        println!("Preview into {dir}: the pipeline's outputs and history are only read.");
+        say!("Preview into {dir}: the pipeline's outputs and history are only read.");
     }
     let hand = HandRunner::new(&args.hand)?;
     let report = hand

@@ -17,14 +17,14 @@ pub(super) async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
     }
     if args.json {
         for record in &records {
-            println!(
+            say!(
                 "{}",
                 serde_json::to_string(record).expect("a run record serialises")
             );
         }
         return Ok(());
     }
-    println!(
+    say!(
         "{:<20} {:<10} {:<16} {:>7} {:<11} {:<20} {:>8} {:>10}  {:<32}  error",
         "pipeline",
         "as_of",
@@ -46,7 +46,7 @@ pub(super) async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
             || "by hand".to_string(),
             |slot| slot.format("%Y-%m-%d %H:%M").to_string(),
         );
-        println!(
+        say!(
             "{:<20} {:<10} {:<16} {:>7} {:<11} {:<20} {:>8} {:>10}  {:<32}  {}",
             r.pipeline,
             r.as_of,

@@ -43,7 +43,7 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
     // For cron and Kubernetes CronJobs, which see only the exit code, and for a person at
     // a terminal, who sees nothing else.
     if args.once {
-        println!("{}", once_report(&tally));
+        say!("{}", once_report(&tally));
         let mut problems = Vec::new();
         if tally.failed > 0 {
             problems.push(format!(

@@ -17,13 +17,13 @@ pub(super) async fn show_command(args: ShowArgs) -> Result<(), Failure> {
     let shown: usize = rows.iter().map(|batch| batch.num_rows()).sum();
     let table = pretty_format_batches(&rows)
         .map_err(|e| Failure::Environment(anyhow::anyhow!("cannot print the rows: {e}")))?;
-    println!("{table}");
+    say!("{table}");
     let more = if shown == args.limit {
         format!(" (the first {shown}; --limit for more)")
     } else {
         String::new()
     };
-    println!(
+    say!(
         "{} as of {as_of}: {shown} rows{more}",
         args.table.to_lowercase()
     );

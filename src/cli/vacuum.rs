@@ -22,10 +22,10 @@ pub(super) async fn vacuum_command(args: VacuumArgs) -> Result<(), Failure> {
         let removed = publish::sink(&storage, output)
             .vacuum(cutoff, args.dry_run)
             .await?;
-        println!("{}: {verb} {} files", output.table, removed.len());
+        say!("{}: {verb} {} files", output.table, removed.len());
         if args.dry_run {
             for file in &removed {
-                println!("  {file}");
+                say!("  {file}");
             }
         }
     }

@@ -32,9 +32,9 @@ pub(super) async fn validate_command(args: ValidateArgs) -> Result<(), Failure> 
             Err(error) => Err(Failure::from(error)),
         };
         match checked {
-            Ok(summary) => println!("{}: ok ({summary})", path.display()),
+            Ok(summary) => say!("{}: ok ({summary})", path.display()),
             Err(failure) => {
-                println!("{}: failed", path.display());
+                say!("{}: failed", path.display());
                 failures.push(failure);
             }
         }

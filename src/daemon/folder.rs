@@ -43,7 +43,13 @@ pub(super) fn reload(
         if unchanged {
             continue;
         }
-        match Pipeline::load(&file, &LoadOptions::default()) {
+        let load = Pipeline::load(&file, &LoadOptions::default())
+            .map_err(|error| error.to_string())
+            .and_then(|pipeline| match clash(&pipeline, &file, loaded) {
+                Some(clash) => Err(clash),
+                None => Ok(pipeline),
+            });
+        match load {
             Ok(pipeline) => {
                 tracing::info!(file = %file.display(), pipeline = %pipeline.name, scheduled = pipeline.schedule.is_some(), "Pipeline loaded.");
                 unloadable.remove(&file);
@@ -57,7 +63,6 @@ pub(super) fn reload(
                 );
             }
             Err(error) => {
-                let error = error.to_string();
                 if unloadable.get(&file) != Some(&error) {
                     let keeps = last_good.is_some();
                     tracing::error!(file = %file.display(), error = %error, keeps_last_good = keeps, "Pipeline does not load.");
@@ -66,6 +71,44 @@ pub(super) fn reload(
             }
         }
     }
+}
+
+/// Why `pipeline` (from `file`) cannot run beside the pipelines already loaded from other
+/// files: the same name (they would share one lease, run history and set of slots), or the
+/// same report URL (each run would overwrite the other's page). The file loaded first keeps
+/// running; this one is reported until the clash is gone.
+fn clash(pipeline: &Pipeline, file: &Path, loaded: &BTreeMap<PathBuf, Loaded>) -> Option<String> {
+    let others = loaded
+        .iter()
+        .filter(|(path, _)| path.as_path() != file)
+        .map(|(path, entry)| (path, &entry.pipeline));
+    for (path, other) in others {
+        if other.name == pipeline.name {
+            return Some(format!(
+                "{}: the pipeline name '{}' is taken by {}; two pipelines in one folder would                  share a lease, a run history and their slots: give this one another name",
+                file.display(),
+                pipeline.name,
+                path.display()
+            ));
+        }
+        let same_report = match (&pipeline.report, &other.report) {
+            (Some(mine), Some(theirs)) => mine.location == theirs.location,
+            _ => false,
+        };
+        if same_report {
+            return Some(format!(
+                "{}: report.url {} is where pipeline '{}' ({}) writes its report too; each                  run would overwrite the other's page: give this one its own report.url",
+                file.display(),
+                pipeline
+                    .report
+                    .as_ref()
+                    .map_or(String::new(), |r| r.location.to_string()),
+                other.name,
+                path.display()
+            ));
+        }
+    }
+    None
 }
 
 /// The modification times of a pipeline file and of the SQL files it uses.

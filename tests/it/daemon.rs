@@ -194,36 +194,70 @@ fn once_runs_what_is_due_and_exits() {
     };
     // Broken files beside it are reported with file and line, and do not stop it; the exit
     // code tells cron that something needs fixing.
+    // A second file of the same pipeline, and a pipeline writing its report where another
+    // one does, are refused: the file loaded first keeps running.
+    let nightly = std::fs::read_to_string(project.path().join("scheduled/nightly.yaml")).unwrap();
+    let with_report = |name: &str| {
+        let counts = project.path().join(format!("out/{name}/"));
+        format!(
+            "name: {name}\nsources:\n  customers: {{ url: {}/customers/ }}\n\
+             steps:\n  - {{ name: counts, sql: ../queries/nightly.sql }}\n\
+             outputs:\n  - {{ table: counts, url: {} }}\nreport: {{ url: shared.html }}\n",
+            project.data().display(),
+            counts.display()
+        )
+    };
     let broken = [
         (
             "bad_cron",
-            "name: a\nschedule:\n  cron: 'every night'\n",
+            "name: a\nschedule:\n  cron: 'every night'\n".to_string(),
             "bad_cron.yaml:3: 'every night' is not a cron expression",
         ),
         (
             "bad_zone",
-            "name: b\nschedule:\n  cron: '0 2 * * *'\n  timezone: Europe/Olso\n",
+            "name: b\nschedule:\n  cron: '0 2 * * *'\n  timezone: Europe/Olso\n".to_string(),
             "bad_zone.yaml:4: 'Europe/Olso' is not an IANA time zone",
         ),
         (
             "no_name",
-            "schedule: { cron: '0 2 * * *' }\n",
+            "schedule: { cron: '0 2 * * *' }\n".to_string(),
             "no_name.yaml:1: missing field `name`",
         ),
+        (
+            "twin",
+            nightly,
+            "twin.yaml: the pipeline name 'nightly' is taken by scheduled/nightly.yaml",
+        ),
+        (
+            "report_two",
+            with_report("report_two"),
+            "report_two.yaml: report.url",
+        ),
     ];
-    for (name, text, _) in broken {
+    std::fs::write(
+        project.path().join("scheduled/report_one.yaml"),
+        with_report("report_one"),
+    )
+    .unwrap();
+    for (name, text, _) in &broken {
         std::fs::write(project.path().join(format!("scheduled/{name}.yaml")), text).unwrap();
     }
     let first = once();
     assert_eq!(first.code, 1, "{first:?}");
-    for (_, _, message) in broken {
+    for (_, _, message) in &broken {
         assert!(first.stderr.contains(message), "{message}\n{first:?}");
     }
     assert!(
-        first.stderr.contains("3 pipeline files do not load"),
+        first.stderr.contains(
+            "is where pipeline 'report_one' (scheduled/report_one.yaml) writes its report too"
+        ),
         "{first:?}"
     );
-    for (name, _, _) in broken {
+    assert!(
+        first.stderr.contains("5 pipeline files do not load"),
+        "{first:?}"
+    );
+    for (name, _, _) in &broken {
         std::fs::remove_file(project.path().join(format!("scheduled/{name}.yaml"))).unwrap();
     }
     let records = || {
@@ -234,7 +268,7 @@ fn once_runs_what_is_due_and_exits() {
     assert_eq!(records(), 1, "the latest 02:00 slot ran: {first:?}");
     assert!(
         first.stdout.contains(
-            "schedule --once: 1 scheduled runs published, 0 failed, 3 pipeline files do not load."
+            "schedule --once: 1 scheduled runs published, 0 failed, 5 pipeline files do not load."
         ),
         "{first:?}"
     );

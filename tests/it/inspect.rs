@@ -472,3 +472,22 @@ fn graph_draws_the_pipeline_with_the_last_runs_rows() {
         "Mermaid at {mermaid_js} (bash .ci/run installs it) did not draw the graph: {drawn:?}"
     );
 }
+
+/// A reader that stops reading (`segflow graph ... | head -1`) ends the output quietly, as
+/// it ends `cat`: no panic about a broken pipe, exit 0.
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let project = Project::new(50, 150);
+    let pipeline = project.pipeline();
+    let mut child = project
+        .command(&["graph", pipeline.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Closed before segflow has loaded the pipeline, so its first write finds no reader.
+    drop(child.stdout.take());
+    let ended = crate::common::outcome(child.wait_with_output().unwrap());
+    assert_eq!(ended.code, 0, "{ended:?}");
+    assert!(ended.stderr.is_empty(), "{ended:?}");
+}
