@@ -12,9 +12,10 @@ use super::{Failure, yesterday};
 
 /// What a project keeps out of version control: what runs produce, and data.
 const GITIGNORE: &str = "\
-# Outputs, run history and data are produced or exported, not written by hand.
+# Outputs, run history, the report and data are produced or exported, not written by hand.
 /out/
 /segflow-state/
+/report.html
 /data/
 ";
 
@@ -58,7 +59,8 @@ pub(super) async fn init_command(args: InitArgs) -> Result<(), Failure> {
         "\nThe project is in {dir}. From there:\n  \
          segflow validate pipelines/nightly_segments.yaml\n  \
          segflow run pipelines/nightly_segments.yaml      # yesterday's segments, into out/\n  \
-         segflow runs                                     # the history, in segflow-state/",
+         segflow runs                                     # the history, in segflow-state/\n\n\
+         Each run writes report.html, a page of its segments to open in a browser.",
         dir = dir.display()
     );
     Ok(())

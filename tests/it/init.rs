@@ -26,7 +26,7 @@ fn init_makes_a_project_that_runs_from_inside_it_and_keeps_edits() {
         assert!(project.join(file).exists(), "{file} is missing: {made:?}");
     }
     let ignored = std::fs::read_to_string(project.join(".gitignore")).unwrap();
-    for folder in ["/out/", "/segflow-state/", "/data/"] {
+    for folder in ["/out/", "/segflow-state/", "/report.html", "/data/"] {
         assert!(ignored.lines().any(|l| l == folder), "{ignored}");
     }
 

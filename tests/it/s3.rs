@@ -90,7 +90,8 @@ pub fn segflow_on_s3(addr: SocketAddr) -> std::process::Command {
         .env("AWS_REGION", "us-east-1")
         .env("SEGFLOW_DATA", "s3://lake/raw")
         .env("SEGFLOW_OUT", "s3://lake/marts")
-        .env("SEGFLOW_STATE", "s3://lake/state");
+        .env("SEGFLOW_STATE", "s3://lake/state")
+        .env("SEGFLOW_REPORT", "s3://lake/reports/nightly.html");
     command
 }
 
@@ -255,6 +256,12 @@ async fn pipeline_runs_against_s3() {
     }
     assert_eq!(published[0], published[1]);
     assert!(!published[0].is_empty());
+    // Each run wrote its report into the bucket, for a team to open from there.
+    let report = std::fs::read_to_string(root.path().join("lake/reports/nightly.html")).unwrap();
+    assert!(
+        report.contains(&format!("<b id=\"as-of\">{AS_OF}</b>")),
+        "{report}"
+    );
     let scratch = root.path().join("lake/scratch");
     assert!(
         scratch.is_dir(),
