@@ -3,7 +3,7 @@
 
 /// `1234567` → `1,234,567`.
 pub(super) fn count(n: u64) -> String {
-    group_thousands(&n.to_string())
+    crate::run::thousands(n)
 }
 
 /// A signed whole number, grouped: `-1234` → `-1,234`.
@@ -81,15 +81,11 @@ pub(super) fn decimal(value: f64, decimals: usize) -> String {
     }
 }
 
+/// Whole digits, grouped as the terminal's counts are; digits past u64 stay as they are.
 fn group_thousands(digits: &str) -> String {
-    let mut grouped = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, digit) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            grouped.push(',');
-        }
-        grouped.push(digit);
-    }
-    grouped
+    digits
+        .parse::<u64>()
+        .map_or_else(|_| digits.to_string(), crate::run::thousands)
 }
 
 /// The symbols of the currencies people recognise by symbol alone; others keep their code.
