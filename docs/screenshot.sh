@@ -6,6 +6,7 @@
 #   bash docs/screenshot.sh [path/to/segflow]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export SEGFLOW_LOG=warn
 segflow="${1:-${CARGO_TARGET_DIR:-target}/debug/segflow}"
 [[ -x "$segflow" ]] || { echo "build segflow first (cargo build), or name the binary" >&2; exit 1; }
 segflow="$(realpath "$segflow")"
@@ -14,7 +15,7 @@ trap 'rm -rf "$work"' EXIT
 "$segflow" demo --dir "$work/demo" >/dev/null
 cd "$work/demo"
 latest="$(date -u -d yesterday +%F)"
-SEGFLOW_LOG=warn SEGFLOW_DATA=data SEGFLOW_OUT=out SEGFLOW_REPORT=report.html "$segflow" backfill \
+SEGFLOW_DATA=data SEGFLOW_OUT=out SEGFLOW_REPORT=report.html "$segflow" backfill \
   pipelines/nightly_segments.yaml --state state --force \
   --from "$(date -u -d "$latest - 14 days" +%F)" --to "$latest" >/dev/null
 cd - >/dev/null
