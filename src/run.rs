@@ -841,10 +841,13 @@ async fn plan_steps(
     targets: &Targets<'_>,
     progress: &Progress,
 ) -> Result<StepsDone, RunError> {
-    for source in &pipeline.sources {
-        engine.check_key(source).await?;
-    }
     let params = request.params(pipeline);
+    for source in &pipeline.sources {
+        if source.key.as_ref().is_some_and(|k| k.versions.is_some()) {
+            progress.message(format!("rows in force of {}", source.name));
+        }
+        engine.settle_key(source, params.as_of_end_micros()).await?;
+    }
     let mut unplanned: Vec<&Check> = pipeline.checks.iter().collect();
     let mut ready: BTreeSet<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
     plan_ready_checks(pipeline, request, (engine, storage), &mut unplanned, &ready).await?;

@@ -153,9 +153,11 @@ pub enum EngineError {
     },
     #[error("segments take their members from the table '{table}' (members.table), but {problem}")]
     Members { table: String, problem: String },
-    #[error("source '{table}': the key column '{column}' is not a column of the source{hint}")]
+    #[error("source '{table}': the {role} column '{column}' is not a column of the source{hint}")]
     KeyColumn {
         table: String,
+        /// What the spec names the column as: `key`, `version` or `deleted`.
+        role: &'static str,
         column: String,
         hint: String,
     },
@@ -167,7 +169,7 @@ pub enum EngineError {
         key: String,
         rows: usize,
     },
-    #[error("source '{table}': {}", repeated_key_message(.key, *.repeated, .example, *.rows, .latest_by.as_deref()))]
+    #[error("source '{table}': {}", repeated_key_message(.key, *.repeated, .example, *.rows, .version.as_deref()))]
     RepeatedKey {
         table: String,
         key: String,
@@ -176,7 +178,18 @@ pub enum EngineError {
         example: String,
         /// The rows of the example.
         rows: i64,
-        latest_by: Option<String>,
+        /// The column that stamps the rows' versions, when the source has one.
+        version: Option<String>,
+    },
+    #[error(
+        "source '{table}': '{column}' is a {found} column; as a {role} column it must be {expected}"
+    )]
+    VersionColumn {
+        table: String,
+        column: String,
+        role: &'static str,
+        expected: &'static str,
+        found: DataType,
     },
     #[error("table '{table}': could not register {url}")]
     Register {
@@ -217,20 +230,23 @@ fn repeated_key_message(
     repeated: usize,
     example: &str,
     rows: i64,
-    latest_by: Option<&str>,
+    version: Option<&str>,
 ) -> String {
     let values = match repeated {
         1 => format!("1 {key} value is"),
         n => format!("{n} {key} values are"),
     };
-    match latest_by {
+    match version {
         None => format!(
-            "{values} on more than one row (for example {example}, on {rows} rows); \
-             declare keep_latest_by on the source to keep the latest row of each, or fix the data"
+            "{values} on more than one row (for example {example}, on {rows} rows); if the \
+             rows are versions of what the key names (an order exported again when refunded, \
+             a row delivered twice), declare `version:` (a column such as updated_at) on the \
+             source so that each run counts the version in force at the end of its as_of day \
+             (README, \"Rows that change\"); else fix the data"
         ),
-        Some(latest) => format!(
-            "{values} on several rows with the same latest {latest} (for example {example}, on {rows} rows), \
-             so keep_latest_by cannot choose one; fix the data"
+        Some(version) => format!(
+            "{values} on different rows of one file with the same {version} (for example \
+             {example}, on {rows} rows), so which one is in force is not known; fix the export"
         ),
     }
 }

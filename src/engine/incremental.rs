@@ -33,7 +33,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 use super::sources::{PartsReader, SourceParts};
 use super::{Engine, EngineError, Params, Scratch};
 use crate::functions::in_zone;
-use crate::pipeline::{AS_OF_END, Incremental, Step, VarValue};
+use crate::pipeline::{AS_OF_END, Incremental, Step};
 use crate::storage::Location;
 
 /// Where a run keeps the results of its incremental steps, and whether it may reuse them.
@@ -166,23 +166,13 @@ impl Engine {
         let incremental = step.incremental.as_ref().expect("an incremental step");
         let source = self.source_parts(step, incremental)?;
         let chain = chain_of(step, steps);
-        let as_of_end = match &params.values[AS_OF_END] {
-            VarValue::Instant(end) => end.timestamp_micros(),
-            other => unreachable!("as_of_end is an instant, not {other:?}"),
-        };
+        let as_of_end = params.as_of_end_micros();
         let (cache, scratch) = match mode {
             IncrementalMode::View => {
                 let mut union: Option<DataFrame> = None;
                 for file in &source.files {
-                    let frame = self
-                        .file_plan(
-                            &source,
-                            file,
-                            &file_key(&source.location, file),
-                            &chain,
-                            params,
-                        )
-                        .await?;
+                    let key = self.file_key(&source, file);
+                    let frame = self.file_plan(&source, file, &key, &chain, params).await?;
                     union = Some(match union {
                         None => frame,
                         Some(earlier) => {
@@ -214,7 +204,7 @@ impl Engine {
         let keys: Vec<String> = source
             .files
             .iter()
-            .map(|file| file_key(&source.location, file))
+            .map(|file| self.file_key(&source, file))
             .collect();
         let schema = {
             let first = self
@@ -368,7 +358,7 @@ impl Engine {
     /// One file of a source as a table with the whole source's columns and types: a
     /// Parquet file's Hive partition keys (from its folders) as constant columns, its
     /// timestamps in the pipeline's zone, as the source's table has them.
-    fn file_frame(
+    pub(super) fn file_frame(
         &self,
         source: &SourceParts,
         file: &ObjectMeta,
@@ -441,7 +431,7 @@ impl Engine {
         let as_of_end = params.values[AS_OF_END].to_scalar();
         let time = col(Column::new_unqualified(&incremental.time));
         let rows = self
-            .file_frame(source, file)
+            .file_in_force(source, file)
             .and_then(|frame| frame.filter(time.lt(lit(as_of_end))))
             .map_err(|e| self.plan_error(last, e))?;
         let ctx = self.file_context();
@@ -634,15 +624,19 @@ fn version_of(
     Ok(short_hex(hasher.finalize()))
 }
 
-/// A file as listed: its URL, size, ETag and modification time. A file rewritten in place
-/// (a refund changing its month) gets another key.
-fn file_key(source: &Location, file: &ObjectMeta) -> String {
-    let mut hasher = blake3::Hasher::new();
-    hasher.update(super::text::file_url(source, file).as_bytes());
-    hasher.update(&file.size.to_le_bytes());
-    hasher.update(file.e_tag.as_deref().unwrap_or_default().as_bytes());
-    hasher.update(&file.last_modified.timestamp_micros().to_le_bytes());
-    short_hex(hasher.finalize())
+impl Engine {
+    /// What names a file's results: the file as listed (its URL, size, ETag and modification
+    /// time; a file rewritten in place, a refund changing its month, gets another key) and,
+    /// for a versioned source, its versions that this run set aside.
+    fn file_key(&self, source: &SourceParts, file: &ObjectMeta) -> String {
+        let mut hasher = blake3::Hasher::new();
+        hasher.update(super::text::file_url(&source.location, file).as_bytes());
+        hasher.update(&file.size.to_le_bytes());
+        hasher.update(file.e_tag.as_deref().unwrap_or_default().as_bytes());
+        hasher.update(&file.last_modified.timestamp_micros().to_le_bytes());
+        hasher.update(self.set_aside_digest(source, file).as_bytes());
+        short_hex(hasher.finalize())
+    }
 }
 
 /// 128 bits of a hash, as 32 hex digits: names that do not collide by chance.

@@ -44,12 +44,14 @@ mod scratch;
 mod session;
 mod sources;
 mod text;
+mod versions;
 
 pub use checks::{CheckInputs, CheckOutcome};
 pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};
 pub use incremental::{CacheSpec, FilesDone, IncrementalMode};
 pub use params::Params;
 pub use scratch::Scratch;
+pub use versions::VersionCounts;
 
 /// Where a planned step's result goes: a view (planning only, or read once), or Parquet
 /// files that later steps read (a step read several times: in the run's scratch folder, or
@@ -94,6 +96,8 @@ pub struct Engine {
     source_parts: std::sync::Mutex<HashMap<String, Arc<sources::SourceParts>>>,
     /// What each incremental step had for each file of its source in this run.
     incremental_results: std::sync::Mutex<HashMap<String, Arc<incremental::FileResults>>>,
+    /// The versioned sources' rows in force, by source, once resolved.
+    in_force: std::sync::Mutex<HashMap<String, Arc<versions::InForce>>>,
 }
 
 impl Engine {
@@ -119,6 +123,7 @@ impl Engine {
             kept_in_memory: Default::default(),
             source_parts: Default::default(),
             incremental_results: Default::default(),
+            in_force: Default::default(),
         })
     }
 

@@ -42,6 +42,14 @@ impl Params {
 }
 
 impl Params {
+    /// `$as_of_end` in microseconds since the epoch.
+    pub fn as_of_end_micros(&self) -> i64 {
+        match &self.values[AS_OF_END] {
+            VarValue::Instant(end) => end.timestamp_micros(),
+            other => unreachable!("as_of_end is an instant, not {other:?}"),
+        }
+    }
+
     /// The value of `$name` (written with its `$`), or why a step cannot use it.
     pub(super) fn get(&self, placeholder: &str) -> Result<&VarValue, String> {
         let name = placeholder.trim_start_matches('$');

@@ -1,13 +1,12 @@
 //! Sources: files listed, every footer checked and one schema made for the table (see
-//! [`super::schema`]); naive timestamps are wall-clock times of the source's zone. A source with a key is checked for repeated and
-//! missing keys before any step reads it, or reduced to its latest row per key when it says
-//! how.
+//! [`super::schema`]); naive timestamps are wall-clock times of the source's zone. A source
+//! with a key is checked for missing and repeated keys before any step reads it; a source
+//! whose rows are versions is first reduced to the rows in force (see [`super::versions`]).
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
 use datafusion::common::ScalarValue;
-use datafusion::functions_window::expr_fn::rank;
-use datafusion::logical_expr::{ExprFunctionExt, col, lit};
+use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::{DataFrame, Expr};
 use futures::StreamExt;
 use object_store::ObjectStore;
@@ -21,14 +20,12 @@ use datafusion::datasource::listing::{
 
 use super::schema::{check_declared_columns, read_footers, reconcile};
 use super::text;
+use super::versions::VersionCounts;
 use super::{Engine, EngineError};
 use crate::functions::in_zone;
 use crate::pipeline::{Source, SourceFormat, SourceKey, did_you_mean};
 use crate::segments::{self, Members, Unmatched};
 use crate::storage::Location;
-
-/// The column name under which a source's rows are ranked within their key.
-const KEY_RANK: &str = "__segflow_key_rank";
 
 /// A file of a registered source, kept to find a damaged one when a query fails.
 pub(super) struct RegisteredFile {
@@ -40,9 +37,11 @@ pub(super) struct RegisteredFile {
 /// A source as its parts, to read one of its files alone as a table with the source's own
 /// columns and types (incremental steps, `super::incremental`).
 pub(super) struct SourceParts {
+    pub(super) name: String,
+    pub(super) key: Option<SourceKey>,
     pub(super) location: Location,
     pub(super) files: Vec<object_store::ObjectMeta>,
-    /// The source's table as steps see it (before `keep_latest_by`).
+    /// The source's table as its files have it (before versions are resolved).
     pub(super) schema: datafusion::arrow::datatypes::SchemaRef,
     /// The zone of the source's wall-clock times.
     pub(super) zone: chrono_tz::Tz,
@@ -136,6 +135,8 @@ impl Engine {
         self.source_parts.lock().expect("source parts lock").insert(
             source.name.clone(),
             Arc::new(SourceParts {
+                name: source.name.clone(),
+                key: source.key.clone(),
                 location: location.clone(),
                 files: listed,
                 schema: Arc::new(frame.schema().as_arrow().clone()),
@@ -144,13 +145,8 @@ impl Engine {
                 reader,
             }),
         );
-        let mut frame = frame;
         if let Some(key) = &source.key {
             check_key_columns(source, key, &frame)?;
-            if let Some(latest) = &key.keep_latest_by {
-                frame = latest_per_key(frame, &key.columns, latest)
-                    .map_err(|e| register_error(source, &location, e))?;
-            }
         }
         self.ctx
             .register_table(source.name.as_str(), frame.into_view())
@@ -158,12 +154,39 @@ impl Engine {
         Ok(())
     }
 
-    /// Fails when a keyed source has rows with a missing key, or keys on several rows (after
-    /// `keep_latest_by`, several rows sharing the latest value). Reads the source's data.
-    pub async fn check_key(&self, source: &Source) -> Result<(), EngineError> {
+    /// Settles a keyed source before any step reads it: fails on rows with a missing key,
+    /// reduces a versioned source to its rows in force at `as_of_end` (microseconds), then
+    /// fails on keys that are on more than one row. Reads the source's data.
+    pub async fn settle_key(
+        &self,
+        source: &Source,
+        as_of_end: i64,
+    ) -> Result<Option<VersionCounts>, EngineError> {
         let Some(key) = &source.key else {
-            return Ok(());
+            return Ok(None);
         };
+        self.check_missing_key(source, key).await?;
+        let Some(versions) = &key.versions else {
+            self.check_repeated_key(source, key).await?;
+            return Ok(None);
+        };
+        let counts = self
+            .resolve_versions(source, key, versions, as_of_end)
+            .await?;
+        // Once resolved, only rows that share a key's time in one file can repeat it.
+        if self.has_ties(&source.name) {
+            self.check_repeated_key(source, key).await?;
+        }
+        Ok(Some(counts))
+    }
+
+    /// The parts of a registered source.
+    pub(super) fn parts_of(&self, source: &str) -> Arc<SourceParts> {
+        let parts = self.source_parts.lock().expect("source parts lock");
+        Arc::clone(&parts[source])
+    }
+
+    async fn check_missing_key(&self, source: &Source, key: &SourceKey) -> Result<(), EngineError> {
         let failed = |error| scan_error(source, error);
         let frame = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
         let missing = key
@@ -173,7 +196,6 @@ impl Engine {
             .reduce(Expr::or)
             .expect("a key has columns");
         let rows_without_key = frame
-            .clone()
             .filter(missing)
             .map_err(failed)?
             .count()
@@ -186,6 +208,16 @@ impl Engine {
                 rows: rows_without_key,
             });
         }
+        Ok(())
+    }
+
+    async fn check_repeated_key(
+        &self,
+        source: &Source,
+        key: &SourceKey,
+    ) -> Result<(), EngineError> {
+        let failed = |error| scan_error(source, error);
+        let frame = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
         let keys: Vec<Expr> = key.columns.iter().map(|c| column(c)).collect();
         let repeated = frame
             .aggregate(
@@ -225,7 +257,7 @@ impl Engine {
             repeated: count,
             example,
             rows,
-            latest_by: key.keep_latest_by.clone(),
+            version: key.versions.as_ref().map(|v| v.by.clone()),
         })
     }
 
@@ -405,7 +437,10 @@ impl Engine {
 
 /// A query over a source failed: the environment's fault when it ran out of memory, disk or
 /// storage, else the data's (a value that does not convert, say).
-fn scan_error(source: &Source, error: datafusion::error::DataFusionError) -> EngineError {
+pub(super) fn scan_error(
+    source: &Source,
+    error: datafusion::error::DataFusionError,
+) -> EngineError {
     let text = source.format != SourceFormat::Parquet;
     if super::is_unreadable_data(&error) || (text && super::error::is_unreadable_text(&error)) {
         EngineError::UnreadableData {
@@ -449,38 +484,19 @@ fn check_key_columns(
 ) -> Result<(), EngineError> {
     let schema = frame.schema();
     let names = || schema.fields().iter().map(|f| f.name().as_str());
-    for column in key.columns.iter().chain(&key.keep_latest_by) {
+    let keys = key.columns.iter().map(|c| ("key", c));
+    let versions = key.versions.iter().flat_map(|v| {
+        std::iter::once(("version", &v.by)).chain(v.deleted.iter().map(|d| ("deleted", d)))
+    });
+    for (role, column) in keys.chain(versions) {
         if !names().any(|name| name == column) {
             return Err(EngineError::KeyColumn {
                 table: source.name.clone(),
+                role,
                 column: column.clone(),
                 hint: did_you_mean(column, names()),
             });
         }
     }
     Ok(())
-}
-
-/// The rows whose `latest` value is the greatest of their key (NULLs last); ties stay, so
-/// that [`Engine::check_key`] reports them.
-fn latest_per_key(
-    frame: DataFrame,
-    key: &[String],
-    latest: &str,
-) -> datafusion::error::Result<DataFrame> {
-    let columns: Vec<Expr> = frame
-        .schema()
-        .fields()
-        .iter()
-        .map(|f| column(f.name()))
-        .collect();
-    let ranked = rank()
-        .partition_by(key.iter().map(|c| column(c)).collect())
-        .order_by(vec![column(latest).sort(false, false)])
-        .build()?
-        .alias(KEY_RANK);
-    frame
-        .window(vec![ranked])?
-        .filter(col(KEY_RANK).eq(lit(1_u64)))?
-        .select(columns)
 }

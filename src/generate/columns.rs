@@ -32,6 +32,7 @@ pub(super) struct CustomerColumns {
     pub(super) email_subscribed: BooleanBuilder,
     pub(super) sms_subscribed: BooleanBuilder,
     pub(super) tags: ListBuilder<StringBuilder>,
+    pub(super) updated_at: TimestampMicrosecondBuilder,
 }
 
 impl CustomerColumns {
@@ -50,6 +51,7 @@ impl CustomerColumns {
                     DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
                     false,
                 ),
+                Field::new("updated_at", timestamp_type(), false),
             ],
             vec![
                 Arc::new(self.id.finish()),
@@ -60,6 +62,7 @@ impl CustomerColumns {
                 Arc::new(self.email_subscribed.finish()),
                 Arc::new(self.sms_subscribed.finish()),
                 Arc::new(self.tags.finish()),
+                Arc::new(self.updated_at.finish().with_timezone("UTC")),
             ],
         )
     }
@@ -75,6 +78,7 @@ pub(super) struct OrderColumns {
     pub(super) status: StringBuilder,
     pub(super) refunded_amount: Decimal128Builder,
     pub(super) channel: StringBuilder,
+    pub(super) updated_at: TimestampMicrosecondBuilder,
 }
 
 impl OrderColumns {
@@ -96,6 +100,7 @@ impl OrderColumns {
                 Field::new("status", DataType::Utf8, false),
                 Field::new("refunded_amount", money_type(), false),
                 Field::new("channel", DataType::Utf8, false),
+                Field::new("updated_at", timestamp_type(), false),
             ],
             vec![
                 Arc::new(self.id.finish()),
@@ -106,6 +111,7 @@ impl OrderColumns {
                 Arc::new(self.status.finish()),
                 money(&mut self.refunded_amount),
                 Arc::new(self.channel.finish()),
+                Arc::new(self.updated_at.finish().with_timezone("UTC")),
             ],
         )
     }

@@ -410,6 +410,7 @@ fn build_chunk(
             }
         }
         customers.tags.append(true);
+        customers.updated_at.append_value(joined);
 
         let order_count = plan.orders[index as usize];
         let mut times = Vec::with_capacity(order_count as usize);
@@ -466,6 +467,13 @@ fn build_chunk(
             orders.status.append_value(status);
             orders.refunded_amount.append_value(refunded);
             orders.channel.append_value(pick(&mut rng, &CHANNELS));
+            // A refund or cancellation comes 1 to 29 days later and stamps the order's
+            // version then (drawn from the id, so that the customer's stream stays as it was).
+            let changed = match status {
+                "paid" if refunded == 0 => ordered_at,
+                _ => ordered_at + (1 + splitmix(order_id as u64) % 29) as i64 * MICROS_PER_DAY,
+            };
+            orders.updated_at.append_value(changed.min(end_micros));
 
             checkouts.id.append_value(next_checkout);
             next_checkout += 1;

@@ -97,6 +97,8 @@ const SOURCE: Shape = Shape::Fields(&[
     ("timezone", Shape::Any),
     ("key", Shape::Any),
     ("keep_latest_by", Shape::Any),
+    ("version", Shape::Any),
+    ("deleted", Shape::Any),
     ("format", Shape::Any),
     ("csv", CSV),
 ]);

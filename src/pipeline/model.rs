@@ -354,12 +354,23 @@ impl SourceFormat {
     }
 }
 
-/// The columns that identify a source's rows. Rows with a repeated or missing key fail the
-/// run, unless `keep_latest_by` names the column whose greatest value picks the row to keep.
+/// The columns that identify a source's rows. Rows with a missing key fail the run; so do
+/// rows with a repeated key, unless the rows are versions of what the key names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SourceKey {
     pub columns: Vec<String>,
-    pub keep_latest_by: Option<String>,
+    pub versions: Option<Versions>,
+}
+
+/// How the rows of a key change (README, "Rows that change"): each row is a version stamped
+/// by the time in `by`, and each run sees, per key, the version in force at the end of its
+/// as_of day; a version marked by `deleted` takes the key away.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Versions {
+    /// A timestamp column: when the row became the key's version.
+    pub by: String,
+    /// A bool column (true: deleted) or a timestamp column (set: deleted at that time).
+    pub deleted: Option<String>,
 }
 
 #[derive(Debug, Clone)]

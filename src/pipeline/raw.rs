@@ -269,8 +269,13 @@ pub(super) struct RawSource {
     pub(super) timezone: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) key: Option<Spanned<RawKey>>,
+    /// Before `version:`, which replaced it; kept to say so.
     #[serde(default)]
     pub(super) keep_latest_by: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) version: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) deleted: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) format: Option<Spanned<String>>,
     #[serde(default)]

@@ -401,16 +401,6 @@ impl Validator<'_> {
                     ),
                 );
             }
-            if let Some(latest) = source.key.as_ref().and_then(|k| k.keep_latest_by.as_ref()) {
-                self.problem(
-                    step.line,
-                    format!(
-                        "step '{name}' cannot be incremental over '{}': its keep_latest_by \
-                         ({latest}) picks rows across files, so no file's rows stand alone",
-                        source.name
-                    ),
-                );
-            }
             let declared = source.columns.iter().find(|(c, _)| *c == incremental.time);
             match declared {
                 Some((_, ColumnType::Timestamp)) => {}

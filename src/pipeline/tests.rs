@@ -81,7 +81,7 @@ fn zones_keys_and_members_are_checked() {
     let dir = with_sql(&[("s.sql", "SELECT customer_id FROM people")]);
     let problems = parse_in(
         dir.path(),
-        "name: t\ntimezone: Europe/Olso\nmembers: { table: peple }\nsources:\n  people:\n    url: data/people/\n    timezone: Mars/Base\n    keep_latest_by: updated_at\nsegments:\n  - { name: s, sql: s.sql }\n",
+        "name: t\ntimezone: Europe/Olso\nmembers: { table: peple }\nsources:\n  people:\n    url: data/people/\n    timezone: Mars/Base\n    version: updated_at\n    deleted: deleted_at\n  old:\n    url: data/old/\n    key: id\n    keep_latest_by: updated_at\n  half:\n    url: data/half/\n    key: id\n    deleted: gone\nsegments:\n  - { name: s, sql: s.sql }\n",
     )
     .unwrap_err();
     let text = problems.join("\n");
@@ -94,18 +94,26 @@ fn zones_keys_and_members_are_checked() {
         "{text}"
     );
     assert!(
-        text.contains("8: source 'people': keep_latest_by needs a key"),
+        text.contains("8: source 'people': version needs a key, whose versions it orders"),
+        "{text}"
+    );
+    assert!(
+        text.contains("13: source 'old': keep_latest_by is now `version: updated_at`, which keeps the version in force at the end of the as_of day"),
+        "{text}"
+    );
+    assert!(
+        text.contains("17: source 'half': deleted needs version"),
         "{text}"
     );
     assert!(
         text.contains("3: segments take their members from the table 'peple', which is not a source or a step (did you mean 'people'?)"),
         "{text}"
     );
-    assert_eq!(problems.len(), 4, "{text}");
+    assert_eq!(problems.len(), 6, "{text}");
 
     let pipeline = parse_in(
         dir.path(),
-        "name: t\ntimezone: Europe/Oslo\nmembers: { table: people }\nsources:\n  people:\n    url: data/people/\n    key: [shop, customer_id]\n    keep_latest_by: updated_at\nsegments:\n  - { name: s, sql: s.sql }\nschedule: { cron: '0 2 * * *' }\n",
+        "name: t\ntimezone: Europe/Oslo\nmembers: { table: people }\nsources:\n  people:\n    url: data/people/\n    key: [shop, customer_id]\n    version: updated_at\n    deleted: _fivetran_deleted\nsegments:\n  - { name: s, sql: s.sql }\nschedule: { cron: '0 2 * * *' }\n",
     )
     .unwrap();
     assert_eq!(pipeline.timezone, chrono_tz::Europe::Oslo);
@@ -113,7 +121,10 @@ fn zones_keys_and_members_are_checked() {
         pipeline.sources[0].key,
         Some(SourceKey {
             columns: vec!["shop".into(), "customer_id".into()],
-            keep_latest_by: Some("updated_at".into()),
+            versions: Some(Versions {
+                by: "updated_at".into(),
+                deleted: Some("_fivetran_deleted".into()),
+            }),
         })
     );
     assert_eq!(pipeline.sources[0].timezone, Tz::UTC);
@@ -335,7 +346,7 @@ fn incremental_steps_read_one_source_and_cut_it_by_one_timestamp() {
         ),
         ("later.sql", "SELECT * FROM paid"),
     ]);
-    let sources = "sources:\n  customers:\n    url: data/customers/\n    key: customer_id\n    keep_latest_by: updated_at\n  orders:\n    url: data/orders/\n    columns: { ordered_at: timestamp, shipped_at: timestamp, order_id: bigint }\n";
+    let sources = "sources:\n  customers:\n    url: data/customers/\n    key: customer_id\n    version: updated_at\n  orders:\n    url: data/orders/\n    columns: { ordered_at: timestamp, shipped_at: timestamp, order_id: bigint }\n";
     let good = format!(
         "name: t\n{sources}steps:\n  - name: paid\n    sql: paid.sql\n    incremental: {{ source: orders, time: ordered_at }}\n  - name: facts\n    sql: facts.sql\n    incremental: {{ source: orders, time: ordered_at }}\n"
     );
@@ -361,7 +372,6 @@ fn incremental_steps_read_one_source_and_cut_it_by_one_timestamp() {
         "17: step 'mixed': incremental.time 'order_id' is a bigint column of 'orders'; it must be a timestamp",
         "20: step 'by_customer' is incremental over 'customers', so",
         "but it reads 'paid'",
-        "20: step 'by_customer' cannot be incremental over 'customers': its keep_latest_by (updated_at) picks rows across files",
         "23: step 'nowhere': incremental.source 'ordrs' is not a source (did you mean 'orders'?)",
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");

@@ -12,7 +12,7 @@ use super::diagnostics::{Problem, did_you_mean};
 use super::env::interpolate;
 use super::model::{
     Change, Check, CheckRule, EngineSettings, Notify, Output, OutputFormat, Pipeline, ReportSpec,
-    ScheduleSpec, Severity, Source, SourceFormat, SourceKey, Step, StepKind,
+    ScheduleSpec, Severity, Source, SourceFormat, SourceKey, Step, StepKind, Versions,
 };
 use super::raw::{
     Key, RawCheck, RawEngine, RawKey, RawMembers, RawNotify, RawOutput, RawPipeline, RawReport,
@@ -601,11 +601,30 @@ impl<'a> Validator<'a> {
     }
 
     fn source_key(&mut self, name: &str, source: &RawSource) -> Option<SourceKey> {
+        if let Some(by) = &source.keep_latest_by {
+            self.problem(
+                line_of(by),
+                format!(
+                    "source '{name}': keep_latest_by is now `version: {}`, which keeps the \
+                     version in force at the end of the as_of day (README, \"Rows that change\")",
+                    by.value
+                ),
+            );
+        }
+        if let (None, Some(deleted)) = (&source.version, &source.deleted) {
+            self.problem(
+                line_of(deleted),
+                format!(
+                    "source '{name}': deleted needs version, the column that says when each \
+                     row, deletions too, became its key's version"
+                ),
+            );
+        }
         let Some(key) = &source.key else {
-            if let Some(by) = &source.keep_latest_by {
+            if let Some(by) = &source.version {
                 self.problem(
                     line_of(by),
-                    format!("source '{name}': keep_latest_by needs a key to keep one row of"),
+                    format!("source '{name}': version needs a key, whose versions it orders"),
                 );
             }
             return None;
@@ -623,7 +642,10 @@ impl<'a> Validator<'a> {
         }
         Some(SourceKey {
             columns,
-            keep_latest_by: source.keep_latest_by.as_ref().map(|by| by.value.clone()),
+            versions: source.version.as_ref().map(|by| Versions {
+                by: by.value.clone(),
+                deleted: source.deleted.as_ref().map(|d| d.value.clone()),
+            }),
         })
     }
 

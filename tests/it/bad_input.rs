@@ -389,7 +389,9 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
-        name: "repeated customers",
+        // With `version:` a second delivery counts once (tests/it/versions.rs); without it,
+        // repeated ids are refused, and the message says what to declare.
+        name: "repeated customers of a source without versions",
         break_it: |p| {
             let customers = p.data().join("customers");
             std::fs::copy(
@@ -397,11 +399,12 @@ const CASES: &[Case] = &[
                 customers.join("part-again.parquet"),
             )
             .unwrap();
+            replace(p, PIPELINE, "    version: updated_at\n", "");
             vec![]
         },
         expect: &[
-            "source 'customers': 300 customer_id values are on more than one row (for example customer_id 1, on 2 rows)",
-            "keep_latest_by",
+            "source 'customers': 300 customer_id values are on more than one row (for example customer_id 1, on 2 rows); if the rows are versions of what the key names",
+            "declare `version:`",
         ],
     },
     Case {
@@ -429,17 +432,42 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
-        name: "keep_latest_by without a key",
+        name: "version without a key",
+        break_it: |p| {
+            replace(p, PIPELINE, "    key: customer_id\n", "");
+            vec![]
+        },
+        expect: &["source 'customers': version needs a key, whose versions it orders"],
+    },
+    Case {
+        name: "keep_latest_by, the name before version",
         break_it: |p| {
             replace(
                 p,
                 PIPELINE,
-                "    key: customer_id ",
-                "    keep_latest_by: created_at ",
+                "    version: updated_at\n",
+                "    keep_latest_by: updated_at\n",
             );
             vec![]
         },
-        expect: &["source 'customers': keep_latest_by needs a key"],
+        expect: &[
+            "source 'customers': keep_latest_by is now `version: updated_at`, which keeps the version in force at the end of the as_of day",
+        ],
+    },
+    Case {
+        name: "a version column that is not there",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "    version: updated_at\n",
+                "    version: updated\n",
+            );
+            vec![]
+        },
+        expect: &[
+            "source 'customers': the version column 'updated' is not a column of the source (did you mean 'updated_at'?)",
+        ],
     },
     Case {
         name: "var of the wrong type",
@@ -589,6 +617,10 @@ fn write_orders_with_numeric_currency(path: &Path) {
         ("currency", Arc::new(Int64Array::from(vec![978]))),
         ("status", Arc::new(StringArray::from(vec!["paid"]))),
         ("refunded_amount", money()),
+        (
+            "updated_at",
+            Arc::new(TimestampMicrosecondArray::from(vec![0]).with_timezone("UTC")),
+        ),
     ])
     .unwrap();
     let file = std::fs::File::create(path).unwrap();

@@ -365,6 +365,12 @@ pub fn write_order(path: &Path, order_id: i64, customer_id: i64, ordered_at: &st
         ("status", text("paid")),
         ("refunded_amount", money(0)),
         ("channel", text("web")),
+        (
+            "updated_at",
+            Arc::new(
+                TimestampMicrosecondArray::from(vec![at.timestamp_micros()]).with_timezone("UTC"),
+            ),
+        ),
     ])
     .unwrap();
     let mut writer =

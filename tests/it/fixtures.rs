@@ -86,7 +86,7 @@ fn bools(values: &[Option<bool>]) -> ArrayRef {
     Arc::new(BooleanArray::from(values.to_vec()))
 }
 
-/// The fixture's customers; `updated_at` is only read by keep_latest_by.
+/// The fixture's customers; `updated_at` stamps each row as a version of its customer.
 fn customers(rows: &[Customer]) -> Vec<(&'static str, ArrayRef)> {
     vec![
         (
@@ -341,6 +341,7 @@ fn write_shop(data: &Path) {
                 maybe_money(&orders.iter().map(|o| o.5).collect::<Vec<_>>()),
             ),
             ("channel", strings(&vec!["online_store"; orders.len()])),
+            ("updated_at", ts(orders.iter().map(|o| Some(o.2)).collect())),
         ],
     );
     write(
@@ -624,18 +625,11 @@ fn run_fixture(dir: &Path, as_of: &str) -> crate::common::Outcome {
 }
 
 #[test]
-fn repeated_customers_fail_the_run_unless_the_source_says_which_row_to_keep() {
+fn customers_count_as_they_stood_at_the_end_of_the_night() {
     let dir = fixture_project();
     let first = run_fixture(dir.path(), AS_OF);
     assert_eq!(first.code, 0, "{first:?}");
     let published = crate::common::snapshot_of(&dir.path().join("out"));
-
-    // A second export file repeats c1 with a newer email, and c4 with the same update time.
-    let mut c1 = customer(1, "new@x", Some(CREATED));
-    c1.updated = "2026-02-01 00:00:00";
-    let c4 = customer(4, "c4@x", Some(CREATED));
-    let again = dir.path().join("data/customers/part-1.parquet");
-    write_file(&again, customers(&[c1, c4]));
 
     // Each failure exits 1 with its message and leaves what was published as it was.
     let fails_with = |message: &str| {
@@ -645,33 +639,67 @@ fn repeated_customers_fail_the_run_unless_the_source_says_which_row_to_keep() {
         let now = crate::common::snapshot_of(&dir.path().join("out"));
         assert!(now == published, "nothing published changed");
     };
+
+    // A later export repeats c4 with two different emails stamped with one time.
+    let mut c4 = customer(4, "c4@new", Some(CREATED));
+    c4.updated = "2026-02-01 00:00:00";
+    let mut c4_again = customer(4, "c4@other", Some(CREATED));
+    c4_again.updated = "2026-02-01 00:00:00";
+    let again = dir.path().join("data/customers/part-1.parquet");
+    write_file(&again, customers(&[c4, c4_again]));
     fails_with(
-        "source 'customers': 2 customer_id values are on more than one row (for example customer_id 1, on 2 rows); declare keep_latest_by",
+        "source 'customers': 1 customer_id value is on different rows of one file with the same updated_at (for example customer_id 4, on 2 rows)",
     );
 
-    // Keeping the latest row: c1's newer one wins; c4's two rows tie on updated_at.
-    let pipeline = dir.path().join("pipelines/nightly_segments.yaml");
-    let text = std::fs::read_to_string(&pipeline).unwrap();
-    std::fs::write(
-        &pipeline,
-        text.replace(
-            "    key: customer_id ",
-            "    keep_latest_by: updated_at\n    key: customer_id ",
-        ),
-    )
-    .unwrap();
-    fails_with(
-        "1 customer_id value is on several rows with the same latest updated_at (for example customer_id 4, on 2 rows)",
-    );
-    let mut c1 = customer(1, "new@x", Some(CREATED));
+    // c1 changed its email in February (in force on the night of AS_OF) and again in April
+    // (after it); c4 arrives twice alike, at the very end of the night (in force).
+    let mut c1 = customer(1, "c1@feb", Some(CREATED));
     c1.updated = "2026-02-01 00:00:00";
-    write_file(&again, customers(&[c1]));
+    let mut c1_later = customer(1, "c1@april", Some(CREATED));
+    c1_later.updated = "2026-04-01 00:00:00";
+    let mut c4 = customer(4, "c4@new", Some(CREATED));
+    c4.updated = "2026-03-31 23:59:59.999999";
+    write_file(&again, customers(&[c1, c1_later, c4]));
+    write_file(
+        &dir.path().join("data/customers/part-2.parquet"),
+        customers(&[{
+            let mut c4 = customer(4, "c4@new", Some(CREATED));
+            c4.updated = "2026-03-31 23:59:59.999999";
+            c4
+        }]),
+    );
     let kept = run_fixture(dir.path(), AS_OF);
     assert_eq!(kept.code, 0, "{kept:?}");
     let out = dir.path().join("out");
     let emails = published_rows(&out, "customer_profile", AS_OF, &["customer_id", "email"]);
-    assert!(emails.contains("1 new@x"), "{emails:?}");
+    assert!(emails.contains("1 c1@feb"), "{emails:?}");
+    assert!(emails.contains("4 c4@new"), "{emails:?}");
     assert_eq!(emails.len(), 9, "one row per customer: {emails:?}");
+    // The night after, c1's April version is in force.
+    let next = run_fixture(dir.path(), "2026-04-01");
+    assert_eq!(next.code, 0, "{next:?}");
+    let emails = published_rows(
+        &out,
+        "customer_profile",
+        "2026-04-01",
+        &["customer_id", "email"],
+    );
+    assert!(emails.contains("1 c1@april"), "{emails:?}");
+
+    // Without `version:`, the repeated ids fail the run and the message says what to declare.
+    let pipeline = dir.path().join("pipelines/nightly_segments.yaml");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    let without = text.replacen("    version: updated_at\n", "", 1);
+    assert_ne!(without, text);
+    std::fs::write(&pipeline, without).unwrap();
+    let failed = run_fixture(dir.path(), AS_OF);
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed.stderr.contains(
+            "source 'customers': 2 customer_id values are on more than one row (for example customer_id 1, on 3 rows); if the rows are versions of what the key names"
+        ),
+        "{failed:?}"
+    );
 }
 
 /// The published rows of `table` for `as_of`, as space-separated values of `columns`.

@@ -36,4 +36,5 @@ mod sources;
 mod status;
 mod text_sources;
 mod vacuum;
+mod versions;
 mod zones;

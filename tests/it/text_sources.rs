@@ -90,7 +90,7 @@ fn csv_and_json_exports_publish_what_parquet_publishes() {
     std::fs::write(json.join("orders/part-2.jsonl"), "").unwrap();
     std::fs::write(
         csv.join("orders/part-2.csv"),
-        "order_id,customer_id,ordered_at,total_amount,currency,status,refunded_amount,channel\n",
+        "order_id,customer_id,ordered_at,total_amount,currency,status,refunded_amount,channel,updated_at\n",
     )
     .unwrap();
     for (pipeline, data) in [(&csv_pipeline, &csv), (&json_pipeline, &json)] {

@@ -58,6 +58,7 @@ def edge_rows(tables):
         "sms_subscribed": [False] * 6,
         "tags": [[] for _ in range(6)],
     }
+    extra["updated_at"] = extra["created_at"]
     tables["customers"] = pa.concat_tables(
         [customers, pa.table({k: extra[k] for k in customers.column_names}, schema=customers.schema)]
     )
@@ -72,6 +73,7 @@ def edge_rows(tables):
         "refunded_amount": [decimal.Decimal("0.00")] * len(orders),
         "channel": ["online_store"] * len(orders),
     }
+    rows["updated_at"] = rows["ordered_at"]
     tables["orders"] = pa.concat_tables(
         [orders_table, pa.table({k: rows[k] for k in orders_table.column_names}, schema=orders_table.schema)]
     )
