@@ -8,7 +8,7 @@
 --                                 average m weighed against everyone's; for x = 0 the
 --                                 population's p·gamma / (q − 1)
 --   predicted_clv_12m             that value times the purchases expected in each of the next
---                                 12 months (of 30.44 days), each discounted by
+--                                 12 months (of 30.4375 days, 365.25 / 12), each discounted by
 --                                 (1 + $clv_monthly_discount)^month, as `lifetimes` computes CLV
 --   expected_next_order_date      the first day by whose end one more purchase is expected
 --                                 (E[purchases] reaches 1); NULL if not within

@@ -99,7 +99,7 @@ for customer, per_day in sorted(days.items()):
     first, last = min(per_day), max(per_day)
     x = len(per_day) - 1
     t_x = mp.mpf((last - first).days) / PERIOD
-    T = mp.mpf((as_of - first).days + 1) / PERIOD
+    T = mp.mpf((as_of - first).days) / PERIOD
     repeat = [amount for day, amount in per_day.items() if day > first]
     mean = mp.mpf(str(sum(repeat) / len(repeat))) if repeat else mp.mpf(0)
     alive = p_alive(x, t_x, T)
@@ -170,7 +170,8 @@ if holdout:
     for customer, per_day in days.items():
         row = published[customer]
         actual = len(later[customer]) - len(per_day)
-        naive = row["x"] / row["T"] * holdout / PERIOD
+        # A buyer first seen on the as_of day (T 0) has no rate yet.
+        naive = row["x"] / row["T"] * holdout / PERIOD if row["T"] > 0 else 0.0
         group = groups.setdefault(min(row["x"], 7), {"customers": 0, "actual": 0, "model": 0.0, "naive": 0.0})
         group["customers"] += 1
         group["actual"] += actual
