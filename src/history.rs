@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::cancel::Cancel;
 use crate::clock::Clock;
+use crate::engine::VersionCounts;
 use crate::lease::Lease;
 use crate::pipeline::Pipeline;
 use crate::progress::Progress;
@@ -63,6 +64,9 @@ pub struct RunRecord {
     /// Per source, rows that belong to no known customer (in no segment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unmatched: BTreeMap<String, Unmatched>,
+    /// Per versioned source, the rows that were not in force (README, "Rows that change").
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub versions: BTreeMap<String, VersionCounts>,
     /// How long each step took, with the rows of those computed on their own.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<Timing>,
@@ -107,6 +111,7 @@ impl RunRecord {
             status: RunStatus::Running,
             rows: BTreeMap::new(),
             unmatched: BTreeMap::new(),
+            versions: BTreeMap::new(),
             steps: Vec::new(),
             writes: Vec::new(),
             checks: Vec::new(),
@@ -168,6 +173,7 @@ pub async fn run_recorded_until(
                 .map(|o| (o.committed.table.clone(), o.committed.rows))
                 .collect();
             record.unmatched = report.unmatched.clone();
+            record.versions = report.versions.clone();
             record.steps = report.steps.clone();
             record.writes = report.writes.clone();
             record.checks = report.checks.clone();

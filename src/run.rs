@@ -14,7 +14,7 @@ use futures::{FutureExt, StreamExt, TryStreamExt};
 
 use crate::engine::{
     CacheSpec, CheckInputs, Engine, EngineError, FilesDone, IncrementalMode, Params, ParquetTarget,
-    Scratch, StepResult,
+    Scratch, StepResult, VersionCounts,
 };
 use crate::pipeline::{
     Check, CheckRule, Pipeline, Published, SelectError, Selector, Severity, Step, StepKind,
@@ -178,6 +178,8 @@ pub struct RunReport {
     pub outputs: Vec<PublishedOutput>,
     /// Per source, rows that belong to no known customer (and so to no segment).
     pub unmatched: BTreeMap<String, Unmatched>,
+    /// Per versioned source, the rows that were not in force.
+    pub versions: BTreeMap<String, VersionCounts>,
     /// Each step, in the order they ran.
     pub steps: Vec<Timing>,
     /// Each output's writing into its staging area, in the order they were written.
@@ -489,7 +491,15 @@ async fn run_on_engine(
         reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
     };
     remove_scratch(scratch, &storage).await;
-    let (StepsDone { steps, unmatched }, writes, checks) = match worked {
+    let (
+        StepsDone {
+            steps,
+            unmatched,
+            versions,
+        },
+        writes,
+        checks,
+    ) = match worked {
         Ok(done) => done,
         Err(error) => {
             discard(publications).await;
@@ -528,6 +538,7 @@ async fn run_on_engine(
         run_id: request.run_id.clone(),
         outputs,
         unmatched,
+        versions,
         steps,
         writes,
         checks,
@@ -763,11 +774,12 @@ async fn name_damaged_file(engine: &Engine, error: RunError) -> RunError {
     }
 }
 
-/// What [`plan_steps`] did: each step's timing, and per source the rows that belong to no
-/// known customer.
+/// What [`plan_steps`] did: each step's timing, per source the rows that belong to no
+/// known customer, and per versioned source the rows not in force.
 struct StepsDone {
     steps: Vec<Timing>,
     unmatched: BTreeMap<String, Unmatched>,
+    versions: BTreeMap<String, VersionCounts>,
 }
 
 /// Where each step that is used twice or more is materialised: into the staging folder of
@@ -842,11 +854,14 @@ async fn plan_steps(
     progress: &Progress,
 ) -> Result<StepsDone, RunError> {
     let params = request.params(pipeline);
+    let mut versions = BTreeMap::new();
     for source in &pipeline.sources {
         if source.key.as_ref().is_some_and(|k| k.versions.is_some()) {
             progress.message(format!("rows in force of {}", source.name));
         }
-        engine.settle_key(source, params.as_of_end_micros()).await?;
+        if let Some(counts) = engine.settle_key(source, params.as_of_end_micros()).await? {
+            versions.insert(source.name.clone(), counts);
+        }
     }
     let mut unplanned: Vec<&Check> = pipeline.checks.iter().collect();
     let mut ready: BTreeSet<&str> = pipeline.sources.iter().map(|s| s.name.as_str()).collect();
@@ -922,6 +937,7 @@ async fn plan_steps(
     Ok(StepsDone {
         steps: timings,
         unmatched,
+        versions,
     })
 }
 

@@ -48,8 +48,8 @@ pub(super) struct InForce {
     tied: HashSet<i32>,
 }
 
-/// How many versions a run set aside, for its log.
-#[derive(Debug, Default, Clone, Copy)]
+/// How many rows of a versioned source a run set aside, reported with each run.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct VersionCounts {
     /// Rows that are not the version in force of their key (superseded, or later than it).
     pub set_aside: u64,

@@ -91,7 +91,15 @@ fn land_until(from: &Path, to: &Path, night: &str) {
     }
 }
 
-fn run_night(pipeline: &Path, as_of: &str, state: &Path, out: &Path, full: bool) -> Vec<u64> {
+/// Runs one night; returns how `paid_orders` had its files (computed, reused) and the run
+/// record.
+fn run_night(
+    pipeline: &Path,
+    as_of: &str,
+    state: &Path,
+    out: &Path,
+    full: bool,
+) -> (Vec<u64>, serde_json::Value) {
     let mut command = segflow();
     command.env("SEGFLOW_OUT", out).args([
         "run",
@@ -126,9 +134,8 @@ fn run_night(pipeline: &Path, as_of: &str, state: &Path, out: &Path, full: bool)
         .iter()
         .find(|t| t["name"] == "paid_orders")
         .unwrap();
-    ["computed", "reused"]
-        .map(|k| paid["files"][k].as_u64().unwrap())
-        .to_vec()
+    let files = ["computed", "reused"].map(|k| paid["files"][k].as_u64().unwrap());
+    (files.to_vec(), latest)
 }
 
 #[test]
@@ -146,8 +153,13 @@ fn nights_backfills_and_incremental_runs_see_the_rows_in_force() {
     let mut reuse_seen = false;
     for night in nights {
         land_until(&landing, &arrived, night);
-        let files = run_night(&pipeline, night, &state, &out, false);
+        let (files, record) = run_night(&pipeline, night, &state, &out, false);
         reuse_seen |= files[1] > 0;
+        // The run record counts what each versioned source set aside.
+        let orders = &record["versions"]["orders"];
+        assert!(orders["set_aside"].as_u64().unwrap() > 0, "{record}");
+        assert!(orders["deleted"].as_u64().unwrap() > 0, "{record}");
+        assert!(record["versions"]["customers"].is_object(), "{record}");
         let checked = python(&[
             "check",
             arrived.to_str().unwrap(),
