@@ -576,3 +576,21 @@ pub fn column_values(out: &Path, table: &str, as_of: &str, column: &str) -> Vec<
     }
     values
 }
+
+/// The run record of `pipeline`'s latest run for `as_of` in the state store `state`, as
+/// `segflow runs --json` prints it.
+pub fn latest_record(pipeline: &str, state: &Path, as_of: &str) -> serde_json::Value {
+    let json = run(segflow().args([
+        "runs",
+        pipeline,
+        "--json",
+        "--state",
+        state.to_str().unwrap(),
+    ]));
+    json.stdout
+        .lines()
+        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
+        .filter(|record| record["as_of"] == as_of)
+        .max_by_key(|record| record["run_id"].as_str().unwrap().to_string())
+        .expect("the night's run is recorded")
+}

@@ -13,7 +13,7 @@ use std::process::Command;
 
 use crate::common::{
     ANOMALY_AS_WARNING, AS_OF, Project, SHIPPED_ANOMALY, SHIPPED_OUTPUTS, assert_same_outputs,
-    outcome, run,
+    latest_record, outcome, run,
 };
 
 /// Changes the shop's orders with `incremental.py` (see its usage).
@@ -108,20 +108,7 @@ fn night(project: &Project, as_of: &str, extra: &[&str]) -> [Files; 2] {
         }
         let ran = run(project.command(&args).env("SEGFLOW_OUT", &out));
         assert_eq!(ran.code, 0, "{flavour} run of {as_of}: {ran:?}");
-        let json = project.segflow(&[
-            "runs",
-            "nightly_segments",
-            "--json",
-            "--state",
-            state.to_str().unwrap(),
-        ]);
-        let latest: serde_json::Value = json
-            .stdout
-            .lines()
-            .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-            .filter(|record| record["as_of"] == as_of)
-            .max_by_key(|record| record["run_id"].as_str().unwrap().to_string())
-            .expect("the night's run is recorded");
+        let latest = latest_record("nightly_segments", &state, as_of);
         let of = |step: &str| {
             let timing = latest["steps"]
                 .as_array()

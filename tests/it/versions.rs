@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{assert_same_outputs, outcome, run, segflow};
+use crate::common::{assert_same_outputs, latest_record, outcome, run, segflow};
 
 const TABLES: [&str; 3] = ["orders_in_force", "customers_in_force", "paid_orders"];
 
@@ -114,20 +114,7 @@ fn run_night(
     }
     let ran = run(&mut command);
     assert_eq!(ran.code, 0, "{as_of} (full: {full}): {ran:?}");
-    let json = run(segflow().args([
-        "runs",
-        "versions",
-        "--json",
-        "--state",
-        state.to_str().unwrap(),
-    ]));
-    let latest: serde_json::Value = json
-        .stdout
-        .lines()
-        .map(|line| serde_json::from_str::<serde_json::Value>(line).unwrap())
-        .filter(|record| record["as_of"] == as_of)
-        .max_by_key(|record| record["run_id"].as_str().unwrap().to_string())
-        .expect("the night's run is recorded");
+    let latest = latest_record("versions", state, as_of);
     let paid = latest["steps"]
         .as_array()
         .unwrap()
