@@ -13,6 +13,7 @@ mod crash;
 mod cross_check;
 mod daemon;
 mod delta;
+mod edges;
 mod end_to_end;
 mod fencing;
 mod fixtures;
