@@ -337,40 +337,48 @@ pub fn read_table(dir: &Path) -> Vec<RecordBatch> {
 /// Writes `path`: one paid order of 50.00 in the generator's schema, as a late export
 /// would bring it.
 pub fn write_order(path: &Path, order_id: i64, customer_id: i64, ordered_at: &str) {
+    write_orders(path, &[(order_id, customer_id, ordered_at, 5000)]);
+}
+
+/// Writes `path`: paid orders (order_id, customer_id, ordered_at, total in cents) in the
+/// generator's schema.
+pub fn write_orders(path: &Path, orders: &[(i64, i64, &str, i128)]) {
     use datafusion::arrow::array::TimestampMicrosecondArray;
     use datafusion::arrow::array::{ArrayRef, Decimal128Array, Int64Array, StringArray};
-    let at: chrono::DateTime<chrono::Utc> = ordered_at.parse().unwrap();
-    let money = |cents: i128| -> ArrayRef {
+    let micros: Vec<i64> = orders
+        .iter()
+        .map(|o| {
+            o.2.parse::<chrono::DateTime<chrono::Utc>>()
+                .unwrap()
+                .timestamp_micros()
+        })
+        .collect();
+    let times = || -> ArrayRef {
+        Arc::new(TimestampMicrosecondArray::from(micros.clone()).with_timezone("UTC"))
+    };
+    let money = |cents: Vec<i128>| -> ArrayRef {
         Arc::new(
-            Decimal128Array::from(vec![cents])
+            Decimal128Array::from(cents)
                 .with_precision_and_scale(12, 2)
                 .unwrap(),
         )
     };
-    let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value])) };
+    let text = |value: &str| -> ArrayRef { Arc::new(StringArray::from(vec![value; orders.len()])) };
+    let ids = |pick: fn(&(i64, i64, &str, i128)) -> i64| -> ArrayRef {
+        Arc::new(Int64Array::from(
+            orders.iter().map(pick).collect::<Vec<_>>(),
+        ))
+    };
     let batch = RecordBatch::try_from_iter([
-        (
-            "order_id",
-            Arc::new(Int64Array::from(vec![order_id])) as ArrayRef,
-        ),
-        ("customer_id", Arc::new(Int64Array::from(vec![customer_id]))),
-        (
-            "ordered_at",
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![at.timestamp_micros()]).with_timezone("UTC"),
-            ),
-        ),
-        ("total_amount", money(5000)),
+        ("order_id", ids(|o| o.0)),
+        ("customer_id", ids(|o| o.1)),
+        ("ordered_at", times()),
+        ("total_amount", money(orders.iter().map(|o| o.3).collect())),
         ("currency", text("USD")),
         ("status", text("paid")),
-        ("refunded_amount", money(0)),
+        ("refunded_amount", money(vec![0; orders.len()])),
         ("channel", text("web")),
-        (
-            "updated_at",
-            Arc::new(
-                TimestampMicrosecondArray::from(vec![at.timestamp_micros()]).with_timezone("UTC"),
-            ),
-        ),
+        ("updated_at", times()),
     ])
     .unwrap();
     let mut writer =

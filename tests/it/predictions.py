@@ -1,7 +1,8 @@
 """Recomputes the published customer_predictions from the raw shop, by the README's rules
 ("Predictions") and the parameters the night published in model_fits, independently of
 segflow's SQL and Rust: plain Python, with mpmath's hypergeometric function. Prints the
-number of buyers checked; exits 1 listing every published value that differs.
+number of buyers checked, the prediction segments' sizes and the repeat buyers left out of
+the spend fit; exits 1 listing every published value that differs.
 
 With HOLDOUT_DAYS, it then counts the purchases each buyer made in the days after as_of
 (the data must hold them) and compares them with expected_purchases_90d (HOLDOUT_DAYS 90)
@@ -59,7 +60,8 @@ def purchase_days(until):
 
 days = purchase_days(as_of_end)
 
-fits = {f["model"]: dict(f["parameters"]) for f in rows(out / "model_fits" / f"as_of={as_of}")}
+model_fits = rows(out / "model_fits" / f"as_of={as_of}")
+fits = {f["model"]: dict(f["parameters"]) for f in model_fits}
 r, alpha, a, b = (mp.mpf(fits["bgnbd"][k]) for k in ("r", "alpha", "a", "b"))
 p, q, gamma = (mp.mpf(fits["gamma_gamma"][k]) for k in ("p", "q", "gamma"))
 
@@ -142,7 +144,7 @@ at_or_above = lambda v: bisect.bisect_right(descending, -v) / len(descending)
 want = {
     "likely_to_churn": {c for c, row in published.items() if row["x"] > 0
                         and row["p_alive"] < 0.5
-                        and (as_of - max(days[c])).days <= 365},
+                        and (as_of - max(days[c])).days < 365},
     "high_predicted_value": {c for c, row in published.items()
                              if at_or_above(row["predicted_clv_12m"]) <= 0.1},
     "expected_to_buy_soon": {c for c, row in published.items()
@@ -155,6 +157,22 @@ for segment, expected_members in want.items():
         problems.append(f"{segment}: {len(got)} members, the rule gives {len(expected_members)}: "
                         f"{sorted(got ^ expected_members)[:10]} differ")
 
+# Gamma-Gamma is fitted on the repeat buyers whose repeat purchases average above zero; the
+# others (free orders) are left out, and the shipped check spend_fit_left_out counts them.
+# (Pinned parameters have no customers.)
+def repeat_mean(per_day):
+    first = min(per_day)
+    repeat = [amount for day, amount in per_day.items() if day > first]
+    return sum(repeat) / len(repeat) if repeat else None
+
+
+means = [repeat_mean(per_day) for per_day in days.values()]
+left_out = sum(1 for m in means if m is not None and m <= 0)
+spend_fit = next(f["customers"] for f in model_fits if f["model"] == "gamma_gamma")
+if spend_fit is not None and spend_fit != sum(1 for m in means if m is not None and m > 0):
+    problems.append(f"the spend fit used {spend_fit} customers, not the repeat buyers whose "
+                    f"repeat purchases average above zero")
+
 extra = set(published) - set(days)
 if extra:
     problems.append(f"predictions for customers without a purchase: {sorted(extra)[:10]}")
@@ -163,6 +181,7 @@ if problems:
     sys.exit(1)
 print(f"checked {len(days)} buyers")
 print(", ".join(f"{segment} {len(members)}" for segment, members in want.items()))
+print(f"left out of the spend fit: {left_out}")
 
 if holdout:
     later = purchase_days(as_of_end + dt.timedelta(days=holdout))

@@ -10,7 +10,9 @@ use std::process::Command;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int32Type, Int64Type};
 
-use crate::common::{AS_OF, Outcome, Project, outcome, read_table, segflow};
+use crate::common::{
+    AS_OF, Outcome, Project, latest_record, outcome, read_table, segflow, write_orders,
+};
 
 /// Where .ci/run unpacks the `lifetimes` 0.11.3 wheel, whose datasets hold the CDNOW sample.
 fn cdnow_datasets() -> PathBuf {
@@ -318,11 +320,49 @@ fn predictions_on_the_fixture_shop_follow_the_rules() {
 #[test]
 fn fitted_predictions_follow_the_rules_and_beat_the_past_rate() {
     let project = Project::new(4_000, 16_000);
+    // Five customers without an order get two free ones: repeat buyers whose repeat
+    // purchases average 0 say nothing about spend. The night must not fail on them.
+    let prospects = prospects(&project.data(), 5);
+    let free: Vec<(i64, i64, &str, i128)> = prospects
+        .iter()
+        .enumerate()
+        .flat_map(|(i, &customer)| {
+            let id = 90_000_000 + 2 * i as i64;
+            [
+                (id, customer, "2026-01-05T12:00:00Z", 0),
+                (id + 1, customer, "2026-02-05T12:00:00Z", 0),
+            ]
+        })
+        .collect();
+    write_orders(&project.data().join("orders/free-orders.parquet"), &free);
     let run = project.run_nightly(AS_OF);
     assert_eq!(run.code, 0, "{run:?}");
     let checked = recompute(&project.data(), &project.out(), AS_OF, Some("90"));
     assert_eq!(checked.code, 0, "{checked:?}");
     println!("{}", checked.stdout);
+    // The shipped warning counts them in the run record, as many as the rules leave out.
+    let left_out: u64 = checked
+        .stdout
+        .lines()
+        .find_map(|line| line.strip_prefix("left out of the spend fit: "))
+        .expect("predictions.py counts the buyers left out")
+        .parse()
+        .unwrap();
+    // (Fewer than five when a prospect signed up after as_of.)
+    assert!(left_out > 0, "{checked:?}");
+    let record = latest_record(
+        "nightly_segments",
+        &project.path().join("segflow-state"),
+        AS_OF,
+    );
+    let check = record["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "spend_fit_left_out")
+        .expect("the shipped check ran");
+    assert_eq!(check["status"], "warned", "{check}");
+    assert_eq!(check["offending"], left_out, "{check}");
     // The segments of the predictions were checked against their rules, and none is empty.
     let sizes = checked.stdout.lines().nth(1).unwrap();
     for size in sizes.split(", ") {
@@ -353,6 +393,31 @@ fn fitted_predictions_follow_the_rules_and_beat_the_past_rate() {
     other.sort_by_key(|(id, _)| *id);
     assert_eq!(same, other, "the same candidates");
     assert_ne!(by_revenue, by_clv, "ranked differently");
+}
+
+/// The first `n` customers of a generated shop without an order.
+fn prospects(data: &Path, n: usize) -> Vec<i64> {
+    let ids = |table: &str| -> Vec<i64> {
+        read_table(&data.join(table))
+            .iter()
+            .flat_map(|batch| {
+                let column = batch.column_by_name("customer_id").unwrap();
+                column
+                    .as_primitive::<Int64Type>()
+                    .iter()
+                    .flatten()
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    };
+    let buyers: std::collections::HashSet<i64> = ids("orders").into_iter().collect();
+    let mut customers = ids("customers");
+    customers.sort_unstable();
+    customers
+        .into_iter()
+        .filter(|c| !buyers.contains(c))
+        .take(n)
+        .collect()
 }
 
 /// The published win-back list as (customer_id, predicted_clv_12m), in rank order.
