@@ -4,6 +4,7 @@
 -- answer. Days count in the pipeline's time zone; the as_of day itself is day 0.
 --
 -- A blank email or phone (empty or only spaces) is published as NULL: it is no contact point.
+-- Money is in the shop's currency, $currency, named in the column currency.
 WITH per_customer AS (
     SELECT customer_id,
            MIN(ordered_at) AS first_order_at,
@@ -27,6 +28,7 @@ SELECT c.customer_id,
        COALESCE(p.paid_orders, 0) AS paid_orders,
        CAST(COALESCE(p.net_revenue, 0) AS DECIMAL(14, 2)) AS net_revenue,
        CAST(p.net_revenue / p.paid_orders AS DECIMAL(14, 2)) AS average_order_value,
+       $currency AS currency,
        p.days_since_first_order,
        p.days_since_last_order
 FROM customers c

@@ -5,6 +5,7 @@
 --   buyers                         members with a paid order
 --   revenue                        members' net revenue after refunds
 --   average_order_value            revenue / the members' paid orders
+--   currency                       of revenue and average_order_value: the shop's, $currency
 --   average_orders                 paid orders per buyer
 --   repurchase_rate                buyers with two or more paid orders / buyers
 --   median_days_since_last_order   over buyers
@@ -26,6 +27,7 @@ SELECT s.segment,
        COUNT(m.customer_id) FILTER (WHERE m.paid_orders > 0) AS buyers,
        CAST(COALESCE(SUM(m.net_revenue), 0) AS DECIMAL(16, 2)) AS revenue,
        CAST(SUM(m.net_revenue) / NULLIF(SUM(m.paid_orders), 0) AS DECIMAL(14, 2)) AS average_order_value,
+       $currency AS currency,
        AVG(CAST(m.paid_orders AS DOUBLE)) FILTER (WHERE m.paid_orders > 0) AS average_orders,
        CAST(COUNT(m.customer_id) FILTER (WHERE m.paid_orders >= 2) AS DOUBLE)
            / NULLIF(COUNT(m.customer_id) FILTER (WHERE m.paid_orders > 0), 0) AS repurchase_rate,

@@ -379,11 +379,11 @@ const CASES: &[Case] = &[
     Case {
         name: "files of a source disagree on a column's type",
         break_it: |p| {
-            write_orders_with_numeric_currency(&p.data().join("orders/part-zz.parquet"));
+            write_orders_with_numeric_channel(&p.data().join("orders/part-zz.parquet"));
             vec![]
         },
         expect: &[
-            "source 'orders': column 'currency' is Utf8 in file://",
+            "source 'orders': column 'channel' is Utf8 in file://",
             "orders/part-00000.parquet but Int64 in file://",
             "orders/part-zz.parquet, which cannot be read as one type",
         ],
@@ -590,8 +590,9 @@ fn corrupt_data_page(path: &Path) {
     std::fs::write(path, bytes).unwrap();
 }
 
-/// An orders file whose currency is a number, where the generated files have text.
-fn write_orders_with_numeric_currency(path: &Path) {
+/// An orders file whose channel (a column the pipeline does not declare) is a number, where
+/// the generated files have text.
+fn write_orders_with_numeric_channel(path: &Path) {
     use datafusion::arrow::array::{
         ArrayRef, Decimal128Array, Int64Array, StringArray, TimestampMicrosecondArray,
     };
@@ -614,7 +615,8 @@ fn write_orders_with_numeric_currency(path: &Path) {
             Arc::new(TimestampMicrosecondArray::from(vec![0]).with_timezone("UTC")),
         ),
         ("total_amount", money()),
-        ("currency", Arc::new(Int64Array::from(vec![978]))),
+        ("currency", Arc::new(StringArray::from(vec!["USD"]))),
+        ("channel", Arc::new(Int64Array::from(vec![7]))),
         ("status", Arc::new(StringArray::from(vec!["paid"]))),
         ("refunded_amount", money()),
         (

@@ -27,7 +27,7 @@ fn with_checks(spec: &str, lines: &[&str], severity: &str) -> String {
 }
 
 /// The shipped pipeline's own checks, which its data meets.
-const SHIPPED: usize = 13;
+const SHIPPED: usize = 14;
 
 /// Checks the data meets; `{countries}` is every country of the shop's customers.
 const MET: [&str; 11] = [

@@ -82,7 +82,8 @@ class Shop:
         self.orders.append({
             "order_id": 1 + len(self.orders), "customer_id": customer_id, "ordered_at": at,
             "total_amount": D(str(amount)), "status": status,
-            "refunded_amount": None if refunded is None else D(str(refunded)), "updated_at": at,
+            "refunded_amount": None if refunded is None else D(str(refunded)), "currency": "USD",
+            "updated_at": at,
         })
 
     def checkout(self, customer_id, created_at, completed_at=None):
@@ -174,7 +175,8 @@ def write(data, shop):
                       ("sms_subscribed", pa.bool_()), ("updated_at", ts)],
         "orders": [("order_id", pa.int64()), ("customer_id", pa.int64()), ("ordered_at", ts),
                    ("total_amount", pa.decimal128(12, 2)), ("status", pa.string()),
-                   ("refunded_amount", pa.decimal128(12, 2)), ("updated_at", ts)],
+                   ("refunded_amount", pa.decimal128(12, 2)), ("currency", pa.string()),
+                   ("updated_at", ts)],
         "checkouts": [("customer_id", pa.int64()), ("created_at", ts), ("completed_at", ts)],
         "order_items": [("order_id", pa.int64()), ("product_id", pa.int64()), ("collection", pa.string())],
     }

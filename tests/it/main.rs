@@ -11,6 +11,7 @@ mod cluster;
 mod common;
 mod crash;
 mod cross_check;
+mod currencies;
 mod daemon;
 mod delta;
 mod edges;

@@ -131,7 +131,7 @@ try:
     check(text(driver.find_element(By.CSS_SELECTOR, "#tile-buyers .value")) == people(buyers), "tile")
     (revenue,) = rows("customer_profile", as_of, "SELECT SUM(net_revenue) FROM t")[0]
     shown = text(driver.find_element(By.CSS_SELECTOR, "#tile-revenue .value"))
-    check(shown == f"€{round(float(revenue)):,}", f"revenue tile {shown} vs {revenue}")
+    check(shown == f"${round(float(revenue)):,}", f"revenue tile {shown} vs {revenue}")
 
     # Segments: each bar's number is segment_summary's, its moves segment_changes', and its
     # line the two publications' sizes.

@@ -81,7 +81,7 @@ def land(data, seed):
         total = Decimal(rng.randrange(500, 40000)) / 100
         base = dict(order_id=order_id, customer_id=rng.randrange(1, 121), ordered_at=placed,
                     total_amount=total, status="paid", refunded_amount=Decimal("0.00"),
-                    updated_at=placed, deleted_at=None)
+                    currency="NOK", updated_at=placed, deleted_at=None)
         versions = [base]
         roll = rng.random()
         later = whole_seconds(rng, placed + dt.timedelta(minutes=1), stop + dt.timedelta(days=5))
@@ -94,7 +94,7 @@ def land(data, seed):
         elif roll < 0.26:  # deleted: a stub with deleted_at and no updated_at
             versions.append(dict(order_id=order_id, customer_id=None, ordered_at=None,
                                  total_amount=None, status=None, refunded_amount=None,
-                                 updated_at=None, deleted_at=later))
+                                 currency=None, updated_at=None, deleted_at=later))
             if rng.random() < 0.3:  # ... and brought back after
                 back = later + dt.timedelta(hours=rng.randrange(1, 72))
                 versions.append(dict(base, updated_at=back))
@@ -136,8 +136,8 @@ def order_schema(stored):
     money = pa.decimal128(12, 2)
     return pa.schema([("order_id", pa.int64()), ("customer_id", pa.int64()),
                       ("ordered_at", stored), ("total_amount", money), ("status", pa.string()),
-                      ("refunded_amount", money), ("updated_at", stored),
-                      ("deleted_at", stored)])
+                      ("refunded_amount", money), ("currency", pa.string()),
+                      ("updated_at", stored), ("deleted_at", stored)])
 
 
 def write(folder, rows, schema_of):

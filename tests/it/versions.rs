@@ -46,6 +46,7 @@ fn project(dir: &Path, data: &Path) -> PathBuf {
         format!(
             "name: versions\n\
              timezone: Europe/Oslo\n\
+             vars: {{ currency: NOK }}\n\
              sources:\n  \
                customers: {{ url: {data}/customers/, key: customer_id, version: updated_at }}\n  \
                orders:\n    \
@@ -224,7 +225,8 @@ fn orders_file(path: &Path, updated_type: &str, rows: &[(i64, &str, i64)]) {
          pq.write_table(pa.table({{'order_id': [r[0] for r in rows], 'customer_id': [1] * len(rows),\n\
            'ordered_at': pa.array([ts('2026-03-01T10:00:00')] * len(rows), pa.timestamp('us', 'UTC')),\n\
            'total_amount': [10] * len(rows), 'status': ['paid'] * len(rows),\n\
-           'refunded_amount': [r[2] for r in rows], 'updated_at': updated,\n\
+           'refunded_amount': [r[2] for r in rows], 'currency': ['NOK'] * len(rows),\n\
+           'updated_at': updated,\n\
            'deleted_at': pa.array([None] * len(rows), pa.timestamp('us', 'UTC'))}}), '{path}')\n",
         rows = rows
             .iter()

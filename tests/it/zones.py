@@ -68,7 +68,7 @@ def edge_rows(tables):
         "customer_id": list(orders),
         "ordered_at": [instant(t) for t in orders.values()],
         "total_amount": [decimal.Decimal("10.00")] * len(orders),
-        "currency": ["EUR"] * len(orders),
+        "currency": ["USD"] * len(orders),
         "status": ["paid"] * len(orders),
         "refunded_amount": [decimal.Decimal("0.00")] * len(orders),
         "channel": ["online_store"] * len(orders),
