@@ -18,6 +18,7 @@ use datafusion::arrow::compute::{concat_batches, filter_record_batch};
 use datafusion::arrow::datatypes::{DataType, Int32Type, TimeUnit, UInt64Type};
 use datafusion::common::{Column, DFSchema, JoinType};
 use datafusion::error::DataFusionError;
+use datafusion::functions_aggregate::expr_fn::count;
 use datafusion::functions_window::expr_fn::{rank, row_number};
 use datafusion::logical_expr::{ExprFunctionExt, when};
 use datafusion::prelude::{DataFrame, Expr, cast, col, lit};
@@ -32,6 +33,8 @@ const TIME: &str = "__segflow_version";
 const DELETED: &str = "__segflow_deleted";
 const RANK: &str = "__segflow_rank";
 const ROW: &str = "__segflow_row";
+const ROWS: &str = "__segflow_rows";
+const REPEATED: &str = "__segflow_repeated";
 
 /// A version without a time is older than every version with one.
 const NO_TIME: i64 = i64::MIN;
@@ -107,7 +110,13 @@ impl Engine {
             });
         }
         let index = index.expect("a source has files");
-        let found = not_in_force(index, key, as_of_end)
+        let repeated = repeated_keys(index.clone(), key)
+            .map_err(failed)?
+            .collect()
+            .await
+            .map_err(failed)?;
+        let candidates = self.to_rank(index, key, repeated).map_err(failed)?;
+        let found = not_in_force(candidates, key, as_of_end)
             .map_err(failed)?
             .collect()
             .await
@@ -146,6 +155,42 @@ impl Engine {
 
     /// Whether a versioned source has files where two rows share a key's version in force,
     /// the only place where a key can repeat once versions are resolved.
+    /// The rows of `index` whose key has several (`repeated`, collected), and deletions: the
+    /// only ones that can be set aside.
+    fn to_rank(
+        &self,
+        index: DataFrame,
+        key: &SourceKey,
+        repeated: Vec<RecordBatch>,
+    ) -> datafusion::error::Result<DataFrame> {
+        let repeated: Vec<RecordBatch> =
+            repeated.into_iter().filter(|b| b.num_rows() > 0).collect();
+        if repeated.is_empty() {
+            return index.filter(col(DELETED));
+        }
+        let columns: Vec<Expr> = index
+            .schema()
+            .fields()
+            .iter()
+            .map(|f| col(f.name()))
+            .collect();
+        let on: Vec<Expr> = (0..key.columns.len())
+            .map(|i| col(repeated_alias(i)).eq(col(key_alias(i))))
+            .collect();
+        let marked: Vec<Expr> = (0..key.columns.len())
+            .map(|i| col(repeated_alias(i)))
+            .chain([lit(true).alias(REPEATED)])
+            .collect();
+        // The few repeated keys are the side of the join that is built; every row of the
+        // index comes through it once, marked when its key is repeated.
+        self.ctx
+            .read_batches(repeated)?
+            .select(marked)?
+            .join_on(index, JoinType::Right, on)?
+            .filter(col(REPEATED).is_true().or(col(DELETED)))?
+            .select(columns)
+    }
+
     pub(super) fn has_ties(&self, source: &str) -> bool {
         self.in_force
             .lock()
@@ -290,8 +335,29 @@ fn version_time(versions: &Versions, schema: &DFSchema) -> Expr {
     datafusion::functions::expr_fn::coalesce(times)
 }
 
+/// The keys of `index` with more than one row, as `__segflow_repeated_key_<i>`.
+///
+/// Ranking sorts the rows by key, which took longer than the rest of a night on 10M orders
+/// (BENCHMARKS.md, "Issue 30"). Most keys have one row, which is in force unless it is a
+/// deletion: only the rows of keys with several, and deletions, are ranked. Counting each
+/// key's rows is one hash aggregation. It is a query of its own, collected, rather than a
+/// join of the index with itself: a Ballista 55 cluster stalls on a plan that reads one
+/// scan twice.
+fn repeated_keys(index: DataFrame, key: &SourceKey) -> datafusion::error::Result<DataFrame> {
+    let keys: Vec<Expr> = (0..key.columns.len()).map(|i| col(key_alias(i))).collect();
+    index
+        .aggregate(keys, vec![count(lit(1_i64)).alias(ROWS)])?
+        .filter(col(ROWS).gt(lit(1_i64)))?
+        .select(
+            (0..key.columns.len())
+                .map(|i| col(key_alias(i)).alias(repeated_alias(i)))
+                .collect::<Vec<_>>(),
+        )
+}
+
 /// The rows of `index` that are not their key's version in force, and the rows that share
-/// it with another row of the same file (marked by a row number over 1).
+/// it with another row of the same file (marked by a row number over 1). `index` holds the
+/// rows to rank: those of repeated keys, and deletions.
 ///
 /// The version in force is the latest one stamped before `as_of_end`; a key with none
 /// before it (first exported later, or from an export that keeps only the newest row)
@@ -301,9 +367,9 @@ fn not_in_force(
     key: &SourceKey,
     as_of_end: i64,
 ) -> datafusion::error::Result<DataFrame> {
+    let keys: Vec<Expr> = (0..key.columns.len()).map(|i| col(key_alias(i))).collect();
     let before = col(TIME).lt(lit(as_of_end));
     let order = when(before.clone(), col(TIME)).otherwise(lit(0_i64) - col(TIME))?;
-    let keys: Vec<Expr> = (0..key.columns.len()).map(|i| col(key_alias(i))).collect();
     let sort = vec![
         before.sort(false, false),
         order.sort(false, false),
@@ -418,6 +484,10 @@ fn sort_out(
 
 fn key_alias(i: usize) -> String {
     format!("__segflow_key_{i}")
+}
+
+fn repeated_alias(i: usize) -> String {
+    format!("__segflow_repeated_key_{i}")
 }
 
 /// A column by its name as written (SQL would lower-case an unquoted name).
