@@ -356,6 +356,13 @@ pub(crate) struct GenerateArgs {
     /// The last day of the generated history (YYYY-MM-DD). Defaults to yesterday (UTC).
     #[arg(long, value_parser = date_arg)]
     pub(crate) end: Option<NaiveDate>,
+    /// Export each order refunded or cancelled after it was placed twice, as connectors
+    /// do: as placed, and again when it changed (in orders/changes-*.parquet).
+    #[arg(long)]
+    pub(crate) reexport_changes: bool,
+    /// Share of orders, 0 to 1, delivered a second time alike (in orders/duplicates-*.parquet).
+    #[arg(long, default_value_t = 0.0, value_parser = share_arg)]
+    pub(crate) duplicates: f64,
 }
 
 #[derive(Debug, Args)]
@@ -404,6 +411,13 @@ fn date_arg(text: &str) -> Result<NaiveDate, String> {
         ));
     }
     Ok(date)
+}
+
+fn share_arg(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(share) if (0.0..=1.0).contains(&share) => Ok(share),
+        _ => Err(format!("'{text}' is not a share from 0 to 1 (0.02 = 2 %)")),
+    }
 }
 
 fn var_arg(text: &str) -> Result<(String, String), String> {

@@ -29,6 +29,7 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         orders: args.orders,
         seed: 42,
         end: as_of,
+        exports: generate::Exports::LANDED,
     };
     let data_location = Location::parse(&format!("{}/", data.display()))?;
     generate::generate(

@@ -51,6 +51,7 @@ pub(super) async fn init_command(args: InitArgs) -> Result<(), Failure> {
             orders: args.orders,
             seed: 42,
             end: yesterday(chrono_tz::Tz::UTC),
+            exports: generate::Exports::LANDED,
         };
         let location = Location::parse(&format!("{}/", data.display()))?;
         generate::generate(&size, &location, &Storage::new(), &Progress::for_terminal()).await?;

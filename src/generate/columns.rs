@@ -3,8 +3,8 @@
 use std::sync::Arc;
 
 use datafusion::arrow::array::{
-    ArrayRef, BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder, ListBuilder,
-    StringBuilder, TimestampMicrosecondBuilder,
+    ArrayBuilder, ArrayRef, BooleanBuilder, Decimal128Builder, Int32Builder, Int64Builder,
+    ListBuilder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 use datafusion::arrow::record_batch::RecordBatch;
@@ -81,7 +81,35 @@ pub(super) struct OrderColumns {
     pub(super) updated_at: TimestampMicrosecondBuilder,
 }
 
+/// One row of the orders export.
+pub(super) struct OrderRow<'a> {
+    pub(super) id: i64,
+    pub(super) customer_id: i64,
+    pub(super) ordered_at: i64,
+    pub(super) total_cents: i128,
+    pub(super) status: &'a str,
+    pub(super) refunded_cents: i128,
+    pub(super) channel: &'a str,
+    pub(super) updated_at: i64,
+}
+
 impl OrderColumns {
+    pub(super) fn push(&mut self, row: &OrderRow<'_>) {
+        self.id.append_value(row.id);
+        self.customer_id.append_value(row.customer_id);
+        self.ordered_at.append_value(row.ordered_at);
+        self.total_amount.append_value(row.total_cents);
+        self.currency.append_value("USD");
+        self.status.append_value(row.status);
+        self.refunded_amount.append_value(row.refunded_cents);
+        self.channel.append_value(row.channel);
+        self.updated_at.append_value(row.updated_at);
+    }
+
+    pub(super) fn is_empty(&self) -> bool {
+        self.id.len() == 0
+    }
+
     pub(super) fn finish(mut self) -> RecordBatch {
         let money = |b: &mut Decimal128Builder| {
             Arc::new(

@@ -1,6 +1,8 @@
 //! Sample shop data: deterministic for a given seed, size and end date, shaped like a real
 //! shop (most customers buy once, spend follows a Pareto curve, customers churn, November and
 //! December sell more, a few orders are refunded or cancelled, about three years of history).
+//! With [`Exports`], the orders export repeats rows as connectors land them: an order
+//! refunded or cancelled later is exported again then, and some rows arrive twice.
 //!
 //! Every customer draws from its own random stream, seeded from the run seed and its id, so
 //! chunks of customers are generated in parallel and the result does not depend on the
@@ -22,7 +24,7 @@ mod columns;
 
 use crate::progress::Progress;
 use crate::storage::{Location, Storage, StorageError};
-use columns::{CheckoutColumns, CustomerColumns, ItemColumns, OrderColumns};
+use columns::{CheckoutColumns, CustomerColumns, ItemColumns, OrderColumns, OrderRow};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GenerateError {
@@ -60,6 +62,30 @@ pub struct ShopSize {
     pub seed: u64,
     /// The last day of history; orders run up to its end.
     pub end: NaiveDate,
+    pub exports: Exports,
+}
+
+/// How the orders export repeats rows (README, "Sample data"). The orders themselves do not
+/// change: the same seed and sizes give the same orders with any of these.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Exports {
+    /// An order refunded or cancelled after it was placed is exported as placed (paid,
+    /// stamped then) and again when it changed, in a later file (`orders/changes-*`), as
+    /// Airbyte's and Fivetran's Shopify sources export it. Without it each order is one row
+    /// as it stands at the end.
+    pub reexport_changes: bool,
+    /// This share of orders (0 to 1) is delivered a second time, alike, in another file
+    /// (`orders/duplicates-*`): at-least-once delivery.
+    pub duplicates: f64,
+}
+
+impl Exports {
+    /// As a connector's incremental syncs land a shop: what changed exported again, and 1 %
+    /// of rows delivered twice. The demo's and `init`'s shops.
+    pub const LANDED: Exports = Exports {
+        reexport_changes: true,
+        duplicates: 0.01,
+    };
 }
 
 #[derive(Debug, Clone, Default)]
@@ -68,6 +94,8 @@ pub struct Generated {
     pub orders: u64,
     pub order_items: u64,
     pub checkouts: u64,
+    /// Rows of orders exported again (changes and duplicates), beyond one per order.
+    pub reexported: u64,
 }
 
 const HISTORY_DAYS: i64 = 3 * 365;
@@ -162,7 +190,8 @@ pub async fn generate(
                 .map_err(|e| GenerateError::Thread(e.to_string()))??;
                 let mut counts = Generated::default();
                 for file in files {
-                    let location = out.join(&format!("{}/part-{chunk:05}.parquet", file.table));
+                    let location =
+                        out.join(&format!("{}/{}-{chunk:05}.parquet", file.table, file.name));
                     store
                         .put(&location.path(), PutPayload::from(file.bytes))
                         .await
@@ -170,10 +199,13 @@ pub async fn generate(
                             file: location.to_string(),
                             source,
                         })?;
-                    match file.table {
-                        "customers" => counts.customers += file.rows,
-                        "orders" => counts.orders += file.rows,
-                        "order_items" => counts.order_items += file.rows,
+                    match (file.table, file.name) {
+                        ("customers", _) => counts.customers += file.rows,
+                        ("orders", CHANGES_FILE | DUPLICATES_FILE) => {
+                            counts.reexported += file.rows
+                        }
+                        ("orders", _) => counts.orders += file.rows,
+                        ("order_items", _) => counts.order_items += file.rows,
                         _ => counts.checkouts += file.rows,
                     }
                 }
@@ -187,6 +219,7 @@ pub async fn generate(
         totals.orders += counts.orders;
         totals.order_items += counts.order_items;
         totals.checkouts += counts.checkouts;
+        totals.reexported += counts.reexported;
         done += 1;
         progress.message(format!(
             "generating: {done}/{chunks} chunks, {} customers, {} orders",
@@ -219,6 +252,7 @@ fn splitmix(mut x: u64) -> u64 {
 const PLAN_STREAM: u64 = 1;
 const CUSTOMER_STREAM: u64 = 2;
 const PRODUCT_STREAM: u64 = 3;
+const DUPLICATE_STREAM: u64 = 0xD0B1_E000;
 
 /// Decides each customer's number of orders (summing to exactly `size.orders`) and of
 /// abandoned checkouts.
@@ -322,8 +356,15 @@ fn products(seed: u64) -> Vec<Product> {
         .collect()
 }
 
+/// The file name, before the chunk number, of each table's rows, and of the orders exported
+/// again after they changed, or delivered twice.
+const PART_FILE: &str = "part";
+const CHANGES_FILE: &str = "changes";
+const DUPLICATES_FILE: &str = "duplicates";
+
 struct EncodedFile {
     table: &'static str,
+    name: &'static str,
     rows: u64,
     bytes: Vec<u8>,
 }
@@ -367,7 +408,8 @@ fn build_chunk(
         .timestamp_micros()
         + MICROS_PER_DAY
         - 1;
-    let start_micros = end_micros - HISTORY_DAYS * MICROS_PER_DAY;
+    // Midnight, HISTORY_DAYS before the end.
+    let start_micros = end_micros + 1 - HISTORY_DAYS * MICROS_PER_DAY;
     let (first_customer, last_customer) = chunk_range(chunk, size.customers);
 
     let mut customers = CustomerColumns::default();
@@ -377,12 +419,36 @@ fn build_chunk(
     let mut next_order = first_order as i64;
     let mut next_checkout = first_checkout as i64;
 
+    let mut changes = OrderColumns::default();
+    let mut duplicates = OrderColumns::default();
     for index in first_customer..last_customer {
         let customer_id = index as i64 + 1;
         let mut rng = rng_for(size.seed, CUSTOMER_STREAM, index);
         // Sign-ups grow over time: more recent customers are more likely.
-        let joined = start_micros
+        let mut joined = start_micros
             + ((end_micros - start_micros) as f64 * rng.random::<f64>().powf(0.7)) as i64;
+        let order_count = plan.orders[index as usize];
+        // First order soon after sign-up; repeat orders spread over the customer's active
+        // life, which ends at churn (exponential, mean 18 months). A life that would run past
+        // the end date starts earlier instead (one longer than the history began before
+        // it), and a first order due after it falls in the days left: squeezing them into
+        // the last days would pile orders onto them.
+        let delay = (rng.random::<f64>().powi(3) * 20.0 * MICROS_PER_DAY as f64) as i64;
+        let life = match order_count {
+            0 | 1 => 0,
+            _ => ((-rng.random::<f64>().max(1e-9).ln() * 540.0 * MICROS_PER_DAY as f64) as i64)
+                .max(MICROS_PER_DAY),
+        };
+        let room = end_micros - life - joined;
+        let (first, last) = if room >= 0 {
+            let first = joined + delay % (room + 1);
+            (first, first + life)
+        } else if life <= end_micros - start_micros {
+            (end_micros - life, end_micros)
+        } else {
+            (start_micros + delay, end_micros)
+        };
+        joined = joined.min(first);
         let country = pick(&mut rng, &COUNTRIES);
         let has_phone = rng.random::<f64>() < 0.62;
         customers.id.append_value(customer_id);
@@ -412,16 +478,8 @@ fn build_chunk(
         customers.tags.append(true);
         customers.updated_at.append_value(joined);
 
-        let order_count = plan.orders[index as usize];
         let mut times = Vec::with_capacity(order_count as usize);
         if order_count > 0 {
-            // First order soon after sign-up; repeat orders spread over the customer's active
-            // life, which ends at churn (exponential, mean 18 months) or at the end of history.
-            let first = (joined
-                + (rng.random::<f64>().powi(3) * 20.0 * MICROS_PER_DAY as f64) as i64)
-                .min(end_micros);
-            let life = (-rng.random::<f64>().max(1e-9).ln() * 540.0 * MICROS_PER_DAY as f64) as i64;
-            let last = (first + life.max(MICROS_PER_DAY)).min(end_micros);
             times.push(first);
             while times.len() < order_count as usize {
                 let t = first + (rng.random::<f64>() * (last - first) as f64) as i64;
@@ -459,21 +517,42 @@ fn build_chunk(
                 u if u < 0.095 => ("paid", (total as f64 * rng.random_range(0.1..0.6)) as i128),
                 _ => ("paid", 0),
             };
-            orders.id.append_value(order_id);
-            orders.customer_id.append_value(customer_id);
-            orders.ordered_at.append_value(ordered_at);
-            orders.total_amount.append_value(total);
-            orders.currency.append_value("USD");
-            orders.status.append_value(status);
-            orders.refunded_amount.append_value(refunded);
-            orders.channel.append_value(pick(&mut rng, &CHANNELS));
             // A refund or cancellation comes 1 to 29 days later and stamps the order's
             // version then (drawn from the id, so that the customer's stream stays as it was).
             let changed = match status {
-                "paid" if refunded == 0 => ordered_at,
-                _ => ordered_at + (1 + splitmix(order_id as u64) % 29) as i64 * MICROS_PER_DAY,
+                "paid" if refunded == 0 => None,
+                _ => Some(
+                    (ordered_at + (1 + splitmix(order_id as u64) % 29) as i64 * MICROS_PER_DAY)
+                        .min(end_micros),
+                ),
             };
-            orders.updated_at.append_value(changed.min(end_micros));
+            let row = OrderRow {
+                id: order_id,
+                customer_id,
+                ordered_at,
+                total_cents: total,
+                status,
+                refunded_cents: refunded,
+                channel: pick(&mut rng, &CHANNELS),
+                updated_at: changed.unwrap_or(ordered_at),
+            };
+            match changed {
+                Some(_) if size.exports.reexport_changes => {
+                    orders.push(&OrderRow {
+                        status: "paid",
+                        refunded_cents: 0,
+                        updated_at: ordered_at,
+                        ..row
+                    });
+                    changes.push(&row);
+                }
+                _ => orders.push(&row),
+            }
+            // Drawn from the id too: duplicates leave every other value as it was.
+            let draw = splitmix(order_id as u64 ^ DUPLICATE_STREAM) as f64 / u64::MAX as f64;
+            if draw < size.exports.duplicates {
+                duplicates.push(&row);
+            }
 
             checkouts.id.append_value(next_checkout);
             next_checkout += 1;
@@ -493,15 +572,25 @@ fn build_chunk(
         }
     }
 
-    Ok(vec![
-        encode("customers", customers.finish())?,
-        encode("orders", orders.finish())?,
-        encode("order_items", items.finish())?,
-        encode("checkouts", checkouts.finish())?,
-    ])
+    let mut files = vec![
+        encode("customers", PART_FILE, customers.finish())?,
+        encode("orders", PART_FILE, orders.finish())?,
+        encode("order_items", PART_FILE, items.finish())?,
+        encode("checkouts", PART_FILE, checkouts.finish())?,
+    ];
+    for (name, rows) in [(CHANGES_FILE, changes), (DUPLICATES_FILE, duplicates)] {
+        if !rows.is_empty() {
+            files.push(encode("orders", name, rows.finish())?);
+        }
+    }
+    Ok(files)
 }
 
-fn encode(table: &'static str, batch: RecordBatch) -> Result<EncodedFile, GenerateError> {
+fn encode(
+    table: &'static str,
+    name: &'static str,
+    batch: RecordBatch,
+) -> Result<EncodedFile, GenerateError> {
     let properties = WriterProperties::builder()
         .set_compression(Compression::ZSTD(
             ZstdLevel::try_new(1).expect("level 1 is valid"),
@@ -516,6 +605,7 @@ fn encode(table: &'static str, batch: RecordBatch) -> Result<EncodedFile, Genera
     writer.close().map_err(encode_err)?;
     Ok(EncodedFile {
         table,
+        name,
         rows: batch.num_rows() as u64,
         bytes,
     })
@@ -531,32 +621,144 @@ mod tests {
             orders,
             seed: 7,
             end: NaiveDate::from_ymd_opt(2026, 6, 30).unwrap(),
+            exports: Exports::default(),
         }
     }
 
-    #[test]
-    fn plans_exactly_the_orders_asked_for_most_buying_once() {
-        for (customers, orders) in [(10_000, 30_000), (1_000, 500), (100, 5_000), (0, 0)] {
-            let plan = plan(&size(customers, orders));
-            let total: u64 = plan.orders.iter().map(|&n| n as u64).sum();
-            assert_eq!(total, orders, "{customers} customers, {orders} orders");
-        }
-        let plan = plan(&size(10_000, 30_000));
-        let buyers = plan.orders.iter().filter(|&&n| n > 0).count();
-        let once = plan.orders.iter().filter(|&&n| n == 1).count();
-        assert!(once * 2 > buyers, "{once} of {buyers} buyers bought once");
-        assert!(buyers < 10_000, "some customers are prospects");
+    /// The orders files of the first chunk: (file name, rows).
+    fn orders_of(size: &ShopSize) -> Vec<(&'static str, RecordBatch)> {
+        let files = build_chunk(size, &plan(size), 0, 1, 1).unwrap();
+        files
+            .into_iter()
+            .filter(|f| f.table == "orders")
+            .map(|f| {
+                let reader =
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
+                        bytes::Bytes::from(f.bytes),
+                    )
+                    .unwrap()
+                    .build()
+                    .unwrap();
+                let batches: Vec<RecordBatch> = reader.map(Result::unwrap).collect();
+                let batch =
+                    datafusion::arrow::compute::concat_batches(&batches[0].schema(), &batches)
+                        .unwrap();
+                (f.name, batch)
+            })
+            .collect()
+    }
+
+    fn micros(batch: &RecordBatch, column: &str) -> Vec<i64> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::TimestampMicrosecondType;
+        let column = batch.column_by_name(column).unwrap();
+        column
+            .as_primitive::<TimestampMicrosecondType>()
+            .values()
+            .to_vec()
     }
 
     #[test]
-    fn chunks_are_deterministic() {
-        let s = size(2_000, 6_000);
-        let p = plan(&s);
-        let a = build_chunk(&s, &p, 0, 1, 1).unwrap();
-        let b = build_chunk(&s, &p, 0, 1, 1).unwrap();
-        for (x, y) in a.iter().zip(&b) {
-            assert_eq!(x.rows, y.rows);
-            assert_eq!(x.bytes, y.bytes);
+    fn orders_spread_through_the_days_up_to_the_end_at_a_steady_rate() {
+        let size = size(20_000, 80_000);
+        let orders = orders_of(&size);
+        let end_day = size
+            .end
+            .and_time(NaiveTime::MIN)
+            .and_utc()
+            .timestamp_micros()
+            / MICROS_PER_DAY;
+        let mut per_day = std::collections::BTreeMap::new();
+        for at in micros(&orders[0].1, "ordered_at") {
+            *per_day.entry(at.div_euclid(MICROS_PER_DAY)).or_insert(0u32) += 1;
+            assert!(
+                at.rem_euclid(MICROS_PER_DAY) != MICROS_PER_DAY - 1,
+                "an order at 23:59:59.999999"
+            );
+        }
+        assert_eq!(
+            *per_day.keys().last().unwrap(),
+            end_day,
+            "orders up to the end day"
+        );
+        let mean = |days: std::ops::Range<i64>| {
+            days.clone()
+                .map(|d| per_day.get(&(end_day - d)).copied().unwrap_or(0) as f64)
+                .sum::<f64>()
+                / days.count() as f64
+        };
+        // The last week against the four weeks before it, and the end day alone.
+        let (last_week, before) = (mean(0..7), mean(7..35));
+        assert!(
+            last_week < 1.25 * before,
+            "{last_week} a day in the last week, {before} before"
+        );
+        assert!(
+            mean(0..1) < 1.5 * before,
+            "{} on the end day, {before} before",
+            mean(0..1)
+        );
+    }
+
+    #[test]
+    fn exports_repeat_changed_and_duplicated_orders_in_a_later_file() {
+        let plain = orders_of(&size(3_000, 12_000));
+        let landed = orders_of(&ShopSize {
+            exports: Exports {
+                reexport_changes: true,
+                duplicates: 0.05,
+            },
+            ..size(3_000, 12_000)
+        });
+        let ids = |batch: &RecordBatch| {
+            use datafusion::arrow::array::AsArray;
+            use datafusion::arrow::datatypes::Int64Type;
+            batch
+                .column(0)
+                .as_primitive::<Int64Type>()
+                .values()
+                .to_vec()
+        };
+        assert_eq!(plain.len(), 1, "one file without exports");
+        let [
+            (_, placed),
+            (CHANGES_FILE, changed),
+            (DUPLICATES_FILE, again),
+        ] = &landed[..]
+        else {
+            panic!("three orders files")
+        };
+        // The same orders, each once in the first file; the others repeat some.
+        assert_eq!(ids(placed), ids(&plain[0].1));
+        let stamps = micros(changed, "updated_at")
+            .into_iter()
+            .zip(micros(changed, "ordered_at"));
+        assert!(
+            stamps
+                .into_iter()
+                .all(|(updated, ordered)| updated > ordered),
+            "changed later"
+        );
+        let rows = plain[0].1.num_rows() as f64;
+        assert!(
+            changed.num_rows() as f64 > 0.05 * rows,
+            "{} of {rows} changed",
+            changed.num_rows()
+        );
+        let duplicated = again.num_rows() as f64;
+        assert!(
+            (duplicated - 0.05 * rows).abs() < 0.02 * rows,
+            "{duplicated} duplicates"
+        );
+        // Every row of the later files is an order's final row (changed or alike).
+        let finals: std::collections::HashSet<String> = (0..plain[0].1.num_rows())
+            .map(|i| format!("{:?}", plain[0].1.slice(i, 1).columns()))
+            .collect();
+        for batch in [changed, again] {
+            for i in 0..batch.num_rows() {
+                let row = format!("{:?}", batch.slice(i, 1).columns());
+                assert!(finals.contains(&row), "{row}");
+            }
         }
     }
 }

@@ -328,3 +328,65 @@ fn versions_that_cannot_be_told_apart_fail_the_run_naming_the_key() {
         "{failed:?}"
     );
 }
+
+/// `segflow generate --reexport-changes --duplicates`: the same shop landed as a connector
+/// lands it. At the end date every change is in force, so the night publishes what the shop
+/// of one final row per order does; every row the connector repeated is set aside.
+#[test]
+fn a_generated_shop_landed_by_a_connector_publishes_what_its_final_rows_do() {
+    use crate::common::{COMPARED_OUTPUTS, END, Project, read_parquet, rows};
+    let project = Project::new(600, 2_400);
+    let landed = project.path().join("landed");
+    let generated = project.segflow(&[
+        "generate",
+        "--customers",
+        "600",
+        "--orders",
+        "2400",
+        "--end",
+        END,
+        "--out",
+        landed.to_str().unwrap(),
+        "--reexport-changes",
+        "--duplicates",
+        "0.02",
+    ]);
+    assert_eq!(generated.code, 0, "{generated:?}");
+    let pipeline = project.pipeline();
+    let night = |data: &Path, name: &str| {
+        let (out, state) = (
+            project.path().join(name),
+            project.path().join(format!("{name}-state")),
+        );
+        let mut command = project.command(&[
+            "run",
+            pipeline.to_str().unwrap(),
+            "--as-of",
+            END,
+            "--state",
+            state.to_str().unwrap(),
+        ]);
+        command.env("SEGFLOW_DATA", data).env("SEGFLOW_OUT", &out);
+        let ran = run(&mut command);
+        assert_eq!(ran.code, 0, "{name}: {ran:?}");
+        (out, latest_record("nightly_segments", &state, END))
+    };
+    let (final_rows, _) = night(&project.data(), "out-final");
+    let (connector, record) = night(&landed, "out-landed");
+    assert_same_outputs(&final_rows, &connector, &COMPARED_OUTPUTS, END);
+    let repeated: usize = std::fs::read_dir(landed.join("orders"))
+        .unwrap()
+        .map(|entry| entry.unwrap().path())
+        .filter(|path| {
+            let name = path.file_name().unwrap().to_str().unwrap();
+            name.starts_with("changes-") || name.starts_with("duplicates-")
+        })
+        .map(|path| rows(&read_parquet(&path)))
+        .sum();
+    assert!(repeated > 0, "the connector repeated rows");
+    assert_eq!(
+        record["versions"]["orders"]["set_aside"].as_u64(),
+        Some(repeated as u64),
+        "{record}"
+    );
+}
