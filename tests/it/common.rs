@@ -111,6 +111,20 @@ pub fn outcome(output: std::process::Output) -> Outcome {
     }
 }
 
+/// `python3 tests/it/<script> <args>`: the tests' independent checks and data writers.
+pub fn python_script(script: &str, args: &[&str]) -> Outcome {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/it")
+        .join(script);
+    outcome(
+        Command::new("python3")
+            .arg(path)
+            .args(args)
+            .output()
+            .expect("python3 runs"),
+    )
+}
+
 pub fn run(command: &mut Command) -> Outcome {
     outcome(command.output().expect("the segflow binary starts"))
 }

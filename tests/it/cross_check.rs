@@ -5,20 +5,10 @@
 //! SQL), computes features, segments, a summary and the win-back list from the raw data, and
 //! must agree exactly with what segflow published.
 
-use std::path::Path;
-use std::process::Command;
+use crate::common::{AS_OF, Outcome, Project, python_script};
 
-use crate::common::{AS_OF, Project, outcome};
-
-fn cross_check(args: &[&str]) -> crate::common::Outcome {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/cross_check.py");
-    outcome(
-        Command::new("python3")
-            .arg(script)
-            .args(args)
-            .output()
-            .expect("python3 runs"),
-    )
+fn cross_check(args: &[&str]) -> Outcome {
+    python_script("cross_check.py", args)
 }
 
 #[test]

@@ -3,20 +3,10 @@
 //! (a `rates` source, `paid_orders_converted.sql`), every customer's revenue is what
 //! `currencies.py` derives from the raw orders and rates by the README's rules.
 
-use std::path::Path;
-use std::process::Command;
-
-use crate::common::{AS_OF, Outcome, Project, outcome};
+use crate::common::{AS_OF, Outcome, Project, python_script};
 
 fn currencies(args: &[&str]) -> Outcome {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/currencies.py");
-    outcome(
-        Command::new("python3")
-            .arg(script)
-            .args(args)
-            .output()
-            .expect("python3 runs"),
-    )
+    python_script("currencies.py", args)
 }
 
 fn shop_in_three_currencies() -> Project {

@@ -6,20 +6,12 @@
 //! model's cuts (`expected_to_buy_soon`, `high_predicted_value`) are then run again with vars
 //! set exactly on a published date and a tie group's share, and one step to either side.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 
-use crate::common::{AS_OF, Outcome, Project, column_values, outcome};
+use crate::common::{AS_OF, Outcome, Project, column_values, python_script};
 
 fn edges(args: &[&str]) -> Outcome {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/edges.py");
-    outcome(
-        Command::new("python3")
-            .arg(script)
-            .args(args)
-            .output()
-            .expect("python3 runs"),
-    )
+    python_script("edges.py", args)
 }
 
 /// Runs the night with `vars` and checks it against the README; returns the members of

@@ -12,18 +12,8 @@ use crate::common::{assert_same_outputs, latest_record, outcome, run, segflow};
 
 const TABLES: [&str; 3] = ["orders_in_force", "customers_in_force", "paid_orders"];
 
-fn script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/versions.py")
-}
-
 fn python(args: &[&str]) -> crate::common::Outcome {
-    outcome(
-        Command::new("python3")
-            .arg(script())
-            .args(args)
-            .output()
-            .expect("python3 runs"),
-    )
+    crate::common::python_script("versions.py", args)
 }
 
 /// A project reading `data` with the versioned sources, the shipped `paid_orders`
