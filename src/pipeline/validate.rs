@@ -110,7 +110,7 @@ impl<'a> Validator<'a> {
         let mut steps = steps;
         super::steps::membership_reads_members(&mut steps, &members);
         let steps = self.order(steps);
-        let outputs = self.outputs(raw.outputs, &source_names, &declared);
+        let outputs = self.outputs(raw.outputs, &source_names, &declared, &sources);
         let engine = self.engine(raw.engine);
         let schedule = raw.schedule.and_then(|raw| self.schedule(raw, timezone));
         let notify = raw.notify.map(|raw| self.notify(raw)).unwrap_or_default();
@@ -678,6 +678,7 @@ impl<'a> Validator<'a> {
         raw: Vec<Spanned<RawOutput>>,
         sources: &BTreeSet<String>,
         steps: &BTreeSet<String>,
+        read: &[Source],
     ) -> Vec<Output> {
         let tables: Vec<&str> = sources
             .iter()
@@ -714,6 +715,20 @@ impl<'a> Validator<'a> {
                     format!(
                         "outputs '{other}' and '{}' are both published to {location}",
                         table.value
+                    ),
+                );
+            }
+            // A run writes and vacuum deletes under an output's folder: a source there
+            // would be overwritten, read back as itself, or deleted.
+            for source in read.iter().filter(|s| s.location.overlaps(&location)) {
+                self.problem(
+                    line_of(&url),
+                    format!(
+                        "output '{}' is published to {location}, and source '{}' is read from {}: \
+                         one may not be in the other, or runs would write into what they read \
+                         and vacuum would delete the source's files. Give the output a folder \
+                         of its own",
+                        table.value, source.name, source.location
                     ),
                 );
             }

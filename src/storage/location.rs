@@ -71,6 +71,18 @@ impl Location {
         self.url.path().ends_with('/')
     }
 
+    /// Whether one of the two is the other or lies inside it (taken as a folder): what is
+    /// written at one would be read, or deleted, at the other.
+    pub fn overlaps(&self, other: &Location) -> bool {
+        let inside = |inner: &Location, outer: &Location| {
+            inner
+                .as_folder()
+                .as_str()
+                .starts_with(outer.as_folder().as_str())
+        };
+        inside(self, other) || inside(other, self)
+    }
+
     /// A location inside this folder; `relative` may contain `/`.
     pub fn join(&self, relative: &str) -> Location {
         let base = self.as_folder();
@@ -139,6 +151,17 @@ fn percent_decode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn locations_overlap_when_one_holds_the_other() {
+        let at = |text: &str| Location::parse(text).unwrap();
+        assert!(at("s3://lake/orders/").overlaps(&at("s3://lake/orders")));
+        assert!(at("s3://lake/").overlaps(&at("s3://lake/orders/2026.parquet")));
+        assert!(at("s3://lake/orders/as_of=1/").overlaps(&at("s3://lake/orders/")));
+        assert!(!at("s3://lake/orders/").overlaps(&at("s3://lake/orders_2024/")));
+        assert!(!at("s3://lake/orders/").overlaps(&at("s3://other/orders/")));
+        assert!(!at("s3://lake/out/rfm/").overlaps(&at("s3://lake/data/orders/")));
+    }
 
     #[test]
     fn plain_paths_become_file_urls() {

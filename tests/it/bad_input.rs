@@ -37,6 +37,42 @@ const RFM: &str = "queries/rfm.sql";
 
 const CASES: &[Case] = &[
     Case {
+        // A later run would read its own rfm files as orders, and vacuum delete orders.
+        name: "an output is published into a source's folder",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "url: \"${SEGFLOW_OUT:-out}/rfm/\"",
+                "url: \"${SEGFLOW_DATA:-data}/orders/\"",
+            );
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "output 'rfm' is published to file://",
+            "and source 'orders' is read from file://",
+            "Give the output a folder of its own",
+        ],
+    },
+    Case {
+        name: "an output's folder holds the sources",
+        break_it: |p| {
+            replace(
+                p,
+                PIPELINE,
+                "url: \"${SEGFLOW_OUT:-out}/rfm/\"",
+                "url: \"${SEGFLOW_DATA:-data}/\"",
+            );
+            vec![]
+        },
+        expect: &[
+            "source 'customers' is read from",
+            "source 'orders' is read from",
+            "source 'checkouts' is read from",
+        ],
+    },
+    Case {
         // Found as soon as the check's table is planned, before the steps after it run.
         name: "a check names a column its table does not have",
         break_it: |p| {
