@@ -15,7 +15,7 @@ use crate::engine::VersionCounts;
 use crate::lease::Lease;
 use crate::pipeline::Pipeline;
 use crate::progress::Progress;
-use crate::publish;
+use crate::publish::{self, Journal, PublishError};
 use crate::run::{self, CheckResult, RunError, RunReport, RunRequest, Timing};
 use crate::segments::Unmatched;
 use crate::storage::{Location, Storage, StorageError, read_object};
@@ -139,6 +139,18 @@ pub enum RecordedRunError {
     History(#[from] HistoryError),
 }
 
+impl RecordedRunError {
+    /// Stopped from outside (a signal, a lost lease, a run that took over), not failed: how
+    /// the run is recorded, and what the daemon says of it.
+    pub fn is_interruption(&self) -> bool {
+        match self {
+            RecordedRunError::Run(RunError::Publish(e)) => e.is_overtaken(),
+            RecordedRunError::Run(RunError::Cancelled(reason)) => reason.is_interruption(),
+            _ => false,
+        }
+    }
+}
+
 /// Runs a pipeline and records the run: a `running` record before it starts (so a run that
 /// dies is visible), then its outcome. Cancelled with `cancel`, as [`run::run_until`] is;
 /// the reason is recorded, and an interruption recorded as such rather than as a failure.
@@ -179,19 +191,14 @@ pub async fn run_recorded_until(
             record.checks = report.checks.clone();
         }
         Err(error) => {
-            let overtaken =
-                matches!(error, RecordedRunError::Run(RunError::Publish(e)) if e.is_overtaken());
-            let interrupted = matches!(
-                error,
-                RecordedRunError::Run(RunError::Cancelled(reason)) if reason.is_interruption()
-            );
+            let interrupted = error.is_interruption();
             // Interrupted, and then failed on something else: a request in flight while the
             // process was frozen past its lease fails when it resumes. The interruption is
             // why the run did not finish, and what its record says first.
             let interrupted_first = cancel
                 .reason()
-                .filter(|reason| reason.is_interruption() && !interrupted && !overtaken);
-            record.status = if interrupted || overtaken || interrupted_first.is_some() {
+                .filter(|reason| reason.is_interruption() && !interrupted);
+            record.status = if interrupted || interrupted_first.is_some() {
                 RunStatus::Interrupted
             } else {
                 RunStatus::Failed
@@ -275,9 +282,10 @@ pub async fn run_leased(
 
 /// Settles the runs of `pipeline` still recorded as `running`, which the caller, holding the
 /// pipeline's lease, knows are not running (every run takes the lease): a run whose process
-/// died, or stalled past its lease. If every output's publication for its date is of its run,
-/// it published before it stopped (or could not record its outcome): it succeeded.
-/// Otherwise it is abandoned.
+/// died, or stalled past its lease. A run whose publication the date journal records as
+/// decided succeeded, once the commits it left are done here, and so did
+/// one whose every output's publication for its date is of its run (it published before the
+/// journal, or could not record its outcome). Otherwise it is abandoned.
 pub async fn settle_unfinished(
     history: &RunHistory,
     storage: &Storage,
@@ -285,40 +293,26 @@ pub async fn settle_unfinished(
     records: &mut [RunRecord],
 ) {
     let now = history.clock.now();
+    let journal = Journal::in_state(storage.clone(), &history.root, &pipeline.name);
     for record in records
         .iter_mut()
         .filter(|r| r.status == RunStatus::Running)
     {
-        let mut published = BTreeMap::new();
-        let mut committed_at = None;
-        let mut unreadable = false;
-        for output in &pipeline.outputs {
-            let committed = publish::sink(storage, output).committed(record.as_of).await;
-            match committed {
-                Ok(Some(m)) if m.run_id == record.run_id => {
-                    published.insert(output.table.clone(), m.rows);
-                    committed_at = committed_at.max(Some(m.committed_at));
-                }
-                Ok(_) => break,
-                Err(error) => {
-                    tracing::warn!(pipeline = %record.pipeline, %error, "Could not read what is published; the unfinished run is settled later.");
-                    unreadable = true;
-                    break;
-                }
+        let published = match published_by(&journal, storage, pipeline, record).await {
+            Ok(published) => published,
+            Err(error) => {
+                tracing::warn!(pipeline = %record.pipeline, %error, "Could not read what is published; the unfinished run is settled later.");
+                continue;
             }
-        }
-        if unreadable {
-            continue;
-        }
-        let settled = if published.len() == pipeline.outputs.len() {
-            RunRecord {
+        };
+        let settled = match published {
+            Some((rows, committed_at)) => RunRecord {
                 status: RunStatus::Succeeded,
-                rows: published,
-                ended_at: committed_at,
+                rows,
+                ended_at: Some(committed_at),
                 ..record.clone()
-            }
-        } else {
-            RunRecord {
+            },
+            None => RunRecord {
                 status: RunStatus::Abandoned,
                 ended_at: Some(now),
                 error: Some(
@@ -326,7 +320,7 @@ pub async fn settle_unfinished(
                         .to_string(),
                 ),
                 ..record.clone()
-            }
+            },
         };
         match history.save(&settled).await {
             Ok(()) => {
@@ -336,6 +330,49 @@ pub async fn settle_unfinished(
             Err(error) => tracing::warn!(%error, "Could not settle an unfinished run."),
         }
     }
+}
+
+/// The rows of each output and the time of the publication of `record`'s run, if it
+/// published its date: decided in the journal, or live in every output.
+async fn published_by(
+    journal: &Journal,
+    storage: &Storage,
+    pipeline: &Pipeline,
+    record: &RunRecord,
+) -> Result<Option<(BTreeMap<String, u64>, DateTime<Utc>)>, PublishError> {
+    if let Some(decision) = journal.decided(record.as_of).await?
+        && decision.run_id == record.run_id
+    {
+        let run = publish::PublishingRun {
+            pipeline: pipeline.name.clone(),
+            as_of: record.as_of,
+            run_id: record.run_id.clone(),
+            ended_runs: BTreeSet::new(),
+            single_writer: false,
+        };
+        publish::complete(storage, &pipeline.outputs, &run, &decision).await?;
+        let rows = decision
+            .outputs
+            .iter()
+            .map(|o| (o.table.clone(), o.rows()))
+            .collect();
+        return Ok(Some((rows, decision.decided_at)));
+    }
+    let mut published = BTreeMap::new();
+    let mut committed_at = DateTime::<Utc>::MIN_UTC;
+    for output in &pipeline.outputs {
+        match publish::sink(storage, output)
+            .committed(record.as_of)
+            .await?
+        {
+            Some(m) if m.run_id == record.run_id => {
+                published.insert(output.table.clone(), m.rows);
+                committed_at = committed_at.max(m.committed_at);
+            }
+            _ => return Ok(None),
+        }
+    }
+    Ok(Some((published, committed_at)))
 }
 
 /// The runs among `records` that have ended, whose leftovers a new run may remove.

@@ -246,6 +246,12 @@ impl Lease {
         Ok(won)
     }
 
+    /// The epoch the lease is held at: greater than every earlier holder's, and so the
+    /// fencing token of the run it covers (see [`crate::publish::journal`]).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
     /// Whether at least a third of the lease is left, when its first renewal is due: what a
     /// run needs to start under it.
     pub fn has_a_third_left(&self) -> bool {

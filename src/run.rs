@@ -1,6 +1,7 @@
-//! One run of a pipeline for one logical date: register the sources (checked), plan every
-//! step, stage every output, and only then commit them. A failure before the commits leaves
-//! every published output as it was; the scheduler calls this same function.
+//! One run of a pipeline for one logical date: claim the date, register the sources
+//! (checked), plan every step, stage every output, decide the date's publication, and only
+//! then commit the outputs. A failure before the decision leaves every published output as it
+//! was; the scheduler calls this same function.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::OnceLock;
@@ -20,7 +21,7 @@ use crate::pipeline::{
     Check, CheckRule, Pipeline, Published, SelectError, Selector, Severity, Step, StepKind,
 };
 use crate::progress::Progress;
-use crate::publish::{self, Committed, Publication, PublishError, PublishingRun};
+use crate::publish::{self, Committed, Decision, Fence, Publication, PublishError, PublishingRun};
 use crate::segments::Unmatched;
 use crate::storage::Storage;
 
@@ -135,6 +136,9 @@ pub struct RunRequest {
     /// Where incremental steps keep each file's result for later runs (in the state store);
     /// without it they compute every file.
     pub cache: Option<CacheSpec>,
+    /// The date journal and the run's token, for a run under a lease; without it the run
+    /// publishes unfenced, as the only writer (the demo, library callers).
+    pub fence: Option<Fence>,
 }
 
 /// The run request is the one context of a run; what the engine and the publications need
@@ -166,6 +170,7 @@ impl RunRequest {
             ended_runs: BTreeSet::new(),
             single_writer: false,
             cache: None,
+            fence: None,
         }
     }
 }
@@ -470,8 +475,9 @@ async fn run_on_engine(
     let publishing = request.publishing(pipeline);
     let (mut publications, engine) = tokio::select! {
         prepared = async {
+            claim(pipeline, request, &storage, &publishing).await?;
             let publications = begin_publications(pipeline, &storage, &publishing).await?;
-            tracing::info!(pipeline = %pipeline.name, outputs = publications.len(), "Publications begun: each commit is fenced on what is live now.");
+            tracing::info!(pipeline = %pipeline.name, outputs = publications.len(), "Publications begun: the date is claimed, and each commit is fenced.");
             progress.message("checking sources");
             let engine = prepare(pipeline, storage.clone()).await?;
             Ok::<_, RunError>((publications, engine))
@@ -509,14 +515,18 @@ async fn run_on_engine(
     };
 
     progress.message("publishing");
+    let decision = decide(request, &publishing, &mut publications).await?;
     let mut outputs = Vec::new();
-    let mut publications = publications.into_iter();
-    for (output, publication) in pipeline.outputs.iter().zip(publications.by_ref()) {
-        let committed = match publication.commit().await {
+    let mut failed = None;
+    // Every output is committed even after one fails: a run that took over may have
+    // completed this decision already, and the files of this run it made live must stay.
+    for (output, publication) in pipeline.outputs.iter().zip(publications) {
+        let committed = match publication.commit(&decision).await {
             Ok(committed) => committed,
             Err(error) => {
-                discard(publications).await;
-                return Err(error.into());
+                tracing::warn!(pipeline = %pipeline.name, table = %output.table, %error, "Output not published.");
+                failed.get_or_insert(error);
+                continue;
             }
         };
         tracing::info!(
@@ -530,6 +540,9 @@ async fn run_on_engine(
             url: output.location.to_string(),
             committed,
         });
+    }
+    if let Some(error) = failed {
+        return Err(error.into());
     }
     progress.finish();
     let report = RunReport {
@@ -620,7 +633,7 @@ async fn check_staged(
     pipeline: &Pipeline,
     request: &RunRequest,
     (engine, storage): (&Engine, &Storage),
-    publications: &[Box<dyn Publication>],
+    publications: &[Publication],
     on_sources: Vec<CheckResult>,
     progress: &Progress,
 ) -> Result<Vec<CheckResult>, RunError> {
@@ -706,22 +719,82 @@ async fn evaluate_checks(
     Ok(results)
 }
 
-/// Begins the publication of every output before any work, so that each commit is fenced
-/// on what was live when the run began.
+/// Claims the date for the run, fencing every run that claimed it before, and completes the
+/// date's last decided publication if its run stopped between its commits.
+async fn claim(
+    pipeline: &Pipeline,
+    request: &RunRequest,
+    storage: &Storage,
+    run: &PublishingRun,
+) -> Result<(), RunError> {
+    let Some(fence) = &request.fence else {
+        return Ok(());
+    };
+    if let Some(decision) = fence.journal.claim(run, fence.token).await? {
+        publish::complete(storage, &pipeline.outputs, run, &decision).await?;
+    }
+    Ok(())
+}
+
+/// Begins the publication of every output before any work.
 async fn begin_publications(
     pipeline: &Pipeline,
     storage: &Storage,
     run: &PublishingRun,
-) -> Result<Vec<Box<dyn Publication>>, RunError> {
+) -> Result<Vec<Publication>, RunError> {
     let mut publications = Vec::new();
     for output in &pipeline.outputs {
-        publications.push(publish::sink(storage, output).begin(run).await?);
+        publications.push(Publication::begin(storage, output, run).await?);
     }
     Ok(publications)
 }
 
-/// Removes what a failed run staged; nothing live changes.
-async fn discard(publications: impl IntoIterator<Item = Box<dyn Publication>>) {
+/// Prepares every output and decides the date's publication: from here on it is this run's,
+/// and a run that finds it unfinished completes it. A run that a newer one claimed the date
+/// from publishes nothing.
+async fn decide(
+    request: &RunRequest,
+    run: &PublishingRun,
+    publications: &mut Vec<Publication>,
+) -> Result<Decision, RunError> {
+    let mut outputs = Vec::new();
+    for publication in publications.iter_mut() {
+        match publication.prepare().await {
+            Ok(prepared) => outputs.push(prepared),
+            Err(error) => {
+                discard(std::mem::take(publications)).await;
+                return Err(error.into());
+            }
+        }
+    }
+    let decision = Decision {
+        run_id: request.run_id.clone(),
+        token: request.fence.as_ref().map_or(0, |f| f.token),
+        decided_at: chrono::Utc::now(),
+        outputs,
+    };
+    let Some(fence) = &request.fence else {
+        return Ok(decision);
+    };
+    match fence.journal.decide(run, &decision).await {
+        Ok(()) => Ok(decision),
+        Err(error @ PublishError::Claimed { .. }) => {
+            discard(std::mem::take(publications)).await;
+            Err(error.into())
+        }
+        // The decision may have landed: its files stay for the run that completes it, or
+        // for the next run to sweep.
+        Err(error) => {
+            for publication in std::mem::take(publications) {
+                publication.abandon().await;
+            }
+            Err(error.into())
+        }
+    }
+}
+
+/// Removes what a failed run staged and prepared; nothing live changes.
+async fn discard(publications: impl IntoIterator<Item = Publication>) {
     for publication in publications {
         publication.discard().await;
     }
@@ -797,7 +870,7 @@ struct Targets<'a> {
 impl<'a> Targets<'a> {
     fn new(
         pipeline: &'a Pipeline,
-        publications: &[Box<dyn Publication>],
+        publications: &[Publication],
         scratch: &'a Scratch,
     ) -> Targets<'a> {
         let mut outputs = HashMap::new();
@@ -1041,7 +1114,7 @@ const CONCURRENT_WRITES: usize = 2;
 async fn stage_outputs(
     pipeline: &Pipeline,
     engine: &Engine,
-    publications: &mut [Box<dyn Publication>],
+    publications: &mut [Publication],
     written_by_steps: &BTreeSet<usize>,
     progress: &Progress,
 ) -> Result<Vec<Timing>, RunError> {
@@ -1081,7 +1154,7 @@ async fn stage_output(
     pipeline: &Pipeline,
     engine: &Engine,
     table: &str,
-    publication: &mut Box<dyn Publication>,
+    publication: &mut Publication,
     written: bool,
     writing: &Writing<'_>,
 ) -> Result<Timing, RunError> {

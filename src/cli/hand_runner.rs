@@ -9,6 +9,7 @@ use segflow::history::{self, RunHistory};
 use segflow::lease::{Lease, Leases};
 use segflow::pipeline::Pipeline;
 use segflow::progress::Progress;
+use segflow::publish::{Fence, Journal};
 use segflow::run::{RunReport, RunRequest};
 use segflow::storage::{Location, Storage};
 
@@ -91,6 +92,10 @@ impl HandRunner {
             ended_runs: history::ended_runs(&records),
             single_writer: self.single_writer,
             cache: Some(CacheSpec::in_state(&self.state, &pipeline.name, self.full)),
+            fence: Some(Fence {
+                journal: Journal::in_state(self.storage.clone(), &self.state, &pipeline.name),
+                token: lease.epoch(),
+            }),
             ..RunRequest::new(as_of)
         };
         // Ctrl-C cancels cleanly: the run removes what it staged, is recorded `interrupted`,

@@ -52,6 +52,12 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
                 tally.failed + tally.published
             ));
         }
+        if tally.interrupted > 0 {
+            problems.push(format!(
+                "{} scheduled runs were interrupted before they finished",
+                tally.interrupted
+            ));
+        }
         if tally.unloadable > 0 {
             problems.push(format!(
                 "{} pipeline files do not load (the log above says where)",
@@ -68,11 +74,14 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
 /// What `schedule --once` did, in one line.
 fn once_report(tally: &segflow::daemon::Tally) -> String {
     let mut parts = Vec::new();
-    if tally.published + tally.failed == 0 {
+    if tally.published + tally.failed + tally.interrupted == 0 {
         parts.push("nothing was due".to_string());
     } else {
         parts.push(format!("{} scheduled runs published", tally.published));
         parts.push(format!("{} failed", tally.failed));
+        if tally.interrupted > 0 {
+            parts.push(format!("{} interrupted", tally.interrupted));
+        }
     }
     if tally.unloadable > 0 {
         parts.push(format!("{} pipeline files do not load", tally.unloadable));

@@ -53,6 +53,9 @@ pub struct DaemonConfig {
 pub struct Tally {
     pub published: usize,
     pub failed: usize,
+    /// Runs stopped from outside (a stop, a lost lease): their slots run again at the next
+    /// catch-up.
+    pub interrupted: usize,
     /// Pipeline files that did not load when the daemon stopped.
     pub unloadable: usize,
 }
@@ -61,6 +64,7 @@ impl std::ops::AddAssign for Tally {
     fn add_assign(&mut self, other: Tally) {
         self.published += other.published;
         self.failed += other.failed;
+        self.interrupted += other.interrupted;
         self.unloadable += other.unloadable;
     }
 }
@@ -348,6 +352,7 @@ impl Scheduler {
         tracing::info!(
             published = tally.published,
             failed = tally.failed,
+            interrupted = tally.interrupted,
             unloadable = tally.unloadable,
             "Scheduler stopped."
         );

@@ -12,6 +12,7 @@ use crate::history::{self, RecordedRunError, RunRecord, RunStatus};
 use crate::lease::Lease;
 use crate::pipeline::Pipeline;
 use crate::progress::Progress;
+use crate::publish::{Fence, Journal};
 use crate::run::{RunReport, RunRequest};
 use crate::schedule::Slot;
 
@@ -30,6 +31,7 @@ pub(super) async fn run_slots(
             SlotOutcome::Published => tally.published += 1,
             SlotOutcome::RanElsewhere => {}
             SlotOutcome::Failed => tally.failed += 1,
+            SlotOutcome::Interrupted => tally.interrupted += 1,
             SlotOutcome::Stopped => break,
         }
     }
@@ -40,6 +42,8 @@ enum SlotOutcome {
     Published,
     RanElsewhere,
     Failed,
+    /// Stopped from outside while it ran (a stop, a lost lease).
+    Interrupted,
     /// A stop was asked for before the slot could start.
     Stopped,
 }
@@ -139,8 +143,13 @@ async fn run_slot(pipeline: &Pipeline, slot: Slot, context: &mut Context) -> Slo
             }
             Err(error) => error,
         };
+        if lease_lost || error.is_interruption() {
+            let error = history::error_chain(&error);
+            tracing::warn!(pipeline = %name, due = %slot.due, attempt, %error, "Run interrupted; the slot runs again at the next catch-up unless another daemon took it over.");
+            return SlotOutcome::Interrupted;
+        }
         let stopping = context.signals.stopping.is_cancelled();
-        if lease_lost || stopping || attempt == schedule.attempts {
+        if stopping || attempt == schedule.attempts {
             let error = history::error_chain(&error);
             tracing::error!(pipeline = %name, due = %slot.due, attempt, %error, "Run failed; the slot stays missed until the next catch-up.");
             return SlotOutcome::Failed;
@@ -260,6 +269,14 @@ async fn try_slot(
             &pipeline.name,
             false,
         )),
+        fence: Some(Fence {
+            journal: Journal::in_state(
+                context.storage.clone(),
+                &context.config.state,
+                &pipeline.name,
+            ),
+            token: lease.epoch(),
+        }),
         slot: Some(slot.due),
         attempt,
         ..RunRequest::new(slot.as_of)

@@ -5,12 +5,14 @@
 //! and other dates are not touched.
 //!
 //! The commit is fenced by two application transactions (Delta's `txn` action): one per date
-//! (`segflow/as_of=<date>`), whose version counts the date's publications, and one per run
-//! (`segflow/<pipeline>/as_of=<date>/run=<run id>`). A run commits only if the date's count is still what
-//! it was when the run began, and two runs committing the same date at once conflict on it;
-//! after an error that leaves the commit's fate unknown, the run's own transaction tells
-//! whether it landed. Commits to object stores rely on conditional writes (create-only), which
-//! delta-rs uses for each log entry; a store that ignores them is refused before any work.
+//! (`segflow/token/as_of=<date>`), whose version is the fencing token of the decision last
+//! committed there (see [`super::journal`]), and one per run
+//! (`segflow/<pipeline>/as_of=<date>/run=<run id>`). A run commits only if the date's token is
+//! not greater than its own, and two runs committing the same date at once conflict on it;
+//! the run's own transaction tells whether its commit landed (by its own hand, or by a run
+//! that completed its decision). Commits to object stores rely on conditional writes
+//! (create-only), which delta-rs uses for each log entry; a store that ignores them is
+//! refused before any work.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Once};
@@ -26,13 +28,16 @@ use deltalake::logstore::{
 };
 use deltalake::protocol::{DeltaOperation, SaveMode};
 use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore};
+use object_store::ObjectStoreExt;
 use url::Url;
 
-use super::staging::{self, PublishedFile, Staged, Staging, run_of_file};
-use super::{Committed, OutputAt, Partition, Publication, PublishError, PublishingRun, Sink};
-use crate::engine::ParquetTarget;
+use super::staging::{self, PublishedFile, run_of_file};
+use super::{
+    Committed, Decision, OutputAt, Partition, Prepared, PublishError, PublishingRun, Sink,
+    WRITE_TRIES,
+};
 use crate::pipeline::Output;
-use crate::storage::{Location, Storage, SwapError};
+use crate::storage::{Location, Storage, SwapError, parquet_footer};
 
 /// The partition column.
 const AS_OF: &str = "as_of";
@@ -122,18 +127,39 @@ impl DeltaSink {
             .map_err(|e| self.error("open the table", e))
     }
 
-    /// The date transaction's app id: its version counts the date's publications, by any
-    /// pipeline that publishes to this table.
+    /// The date transaction's app id: its version is the token of the decision last
+    /// committed for the date, by any pipeline that publishes to this table.
     fn date_app(&self, run: &PublishingRun) -> String {
-        format!("segflow/{AS_OF}={}", run.as_of)
+        format!("segflow/token/{AS_OF}={}", run.as_of)
     }
 
     /// The run transaction's app id: its pipeline, date and run.
-    fn run_app(&self, run: &PublishingRun) -> String {
+    fn run_app(&self, run: &PublishingRun, run_id: &str) -> String {
         format!(
-            "segflow/{}/{AS_OF}={}/run={}",
-            run.pipeline, run.as_of, run.run_id
+            "segflow/{}/{AS_OF}={}/run={run_id}",
+            run.pipeline, run.as_of
         )
+    }
+
+    /// The columns of a prepared file, from its footer, to create the table with.
+    async fn schema_of(&self, file: &PublishedFile) -> Result<SchemaRef, PublishError> {
+        let store = self.at.store()?;
+        let path = self.at.location.join(&file.path).path();
+        let failed = |e: parquet::errors::ParquetError| PublishError::Write {
+            table: self.at.table.clone(),
+            file: path.to_string(),
+            source: e,
+        };
+        let meta = store
+            .head(&path)
+            .await
+            .map_err(|source| super::store_error(&self.at.table, "read", &path, source))?;
+        let footer = parquet_footer(store, &meta, false).await.map_err(failed)?;
+        let file = footer.file_metadata();
+        let schema =
+            parquet::arrow::parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())
+                .map_err(failed)?;
+        Ok(Arc::new(schema))
     }
 
     async fn transaction(
@@ -343,10 +369,9 @@ impl Sink for DeltaSink {
         Ok(removed)
     }
 
-    /// Refuses a store that does not honour conditional writes (delta-rs's commits would
-    /// silently overwrite each other there), and remembers how many times the date was
-    /// published, for the commit to fence on.
-    async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError> {
+    /// Refuses a store that does not honour conditional writes: delta-rs's commits would
+    /// silently overwrite each other there.
+    async fn ready(&self, _run: &PublishingRun) -> Result<(), PublishError> {
         let store = self.at.store()?;
         let fenced = self
             .at
@@ -363,205 +388,135 @@ impl Sink for DeltaSink {
                 table: self.at.table.clone(),
                 source,
             },
-        })?;
-        let seen = match self.open().await? {
-            Some(table) => self.transaction(&table, &self.date_app(run)).await?,
-            None => None,
-        };
-        let output = (self.at.table.as_str(), &self.at.location);
-        Ok(Box::new(DeltaPublication {
-            staging: Staging::begin(&self.at.storage, store, output, run).await,
-            sink: self.clone(),
-            run: run.clone(),
-            seen,
-            staged: None,
-        }))
-    }
-}
-
-struct DeltaPublication {
-    sink: DeltaSink,
-    staging: Staging,
-    run: PublishingRun,
-    /// The version of the date's transaction when the run began: how many times the date had
-    /// been published (None: never).
-    seen: Option<i64>,
-    staged: Option<Staged>,
-}
-
-#[async_trait]
-impl Publication for DeltaPublication {
-    fn staging(&self) -> &ParquetTarget {
-        self.staging.target()
-    }
-
-    async fn staged(
-        &mut self,
-        schema: datafusion::arrow::datatypes::SchemaRef,
-    ) -> Result<u64, PublishError> {
-        let staged = self.staging.take_stock(schema).await?;
-        let rows = staged.rows();
-        self.staged = Some(staged);
-        Ok(rows)
-    }
-
-    async fn commit(self: Box<Self>) -> Result<Committed, PublishError> {
-        let staged = self
-            .staged
-            .as_ref()
-            .expect("an output is staged before its commit");
-        let moved = self.staging.move_into_partition(staged).await?;
-        let outcome = self.publish(staged, &moved).await;
-        match &outcome {
-            Ok(_) => self.tidy().await,
-            Err(_) => {
-                self.staging.withdraw(&moved).await;
-                self.staging.remove().await;
-            }
-        }
-        outcome
-    }
-
-    async fn discard(self: Box<Self>) {
-        self.staging.remove().await;
-    }
-}
-
-impl DeltaPublication {
-    /// One Delta commit: the date's files out, the run's in, both transactions, and the
-    /// table itself when this is its first publication.
-    async fn publish(
-        &self,
-        staged: &Staged,
-        moved: &[PublishedFile],
-    ) -> Result<Committed, PublishError> {
-        let sink = &self.sink;
-        let committed_at = Utc::now();
-        let adds: Vec<Action> = moved
-            .iter()
-            .map(|file| self.add(file, committed_at))
-            .collect();
-        let date_app = sink.date_app(&self.run);
-        let properties = CommitProperties::default()
-            .with_application_transactions(vec![
-                Transaction::new(date_app.clone(), self.seen.map_or(1, |v| v + 1)),
-                Transaction::new(sink.run_app(&self.run), 1),
-            ])
-            .with_metadata([
-                (
-                    "segflow.pipeline".to_string(),
-                    self.run.pipeline.clone().into(),
-                ),
-                ("segflow.run_id".to_string(), self.run.run_id.clone().into()),
-                (
-                    "segflow.as_of".to_string(),
-                    self.run.as_of.to_string().into(),
-                ),
-            ]);
-        let table = match sink.open().await? {
-            Some(table) => table,
-            None if self.seen.is_none() => {
-                match sink
-                    .create(&staged.schema, adds.clone(), properties.clone())
-                    .await
-                {
-                    Ok(()) => return Ok(self.committed(moved, committed_at)),
-                    // Another run created the table first: commit into it as into any.
-                    Err(Created::ByAnother) => sink.open().await?.ok_or_else(|| {
-                        sink.error("read the table's log", DeltaTableError::NotInitialized)
-                    })?,
-                    Err(Created::Failed(error)) => return Err(error),
-                }
-            }
-            // The table this run saw at its start is gone.
-            None => return Err(self.overtaken(&[])),
-        };
-        self.check_columns(&table, &staged.schema)?;
-        let mut dates = sink.files_by_date(&table)?;
-        let replaced = dates.remove(&self.run.as_of).unwrap_or_default();
-        if sink.transaction(&table, &date_app).await? != self.seen {
-            return Err(self.overtaken(&replaced));
-        }
-        let mut actions: Vec<Action> = replaced.iter().map(|f| f.remove.clone()).collect();
-        actions.extend(adds);
-        let operation = DeltaOperation::Write {
-            mode: SaveMode::Overwrite,
-            partition_by: Some(vec![AS_OF.to_string()]),
-            predicate: Some(format!("{AS_OF} = '{}'", self.run.as_of)),
-        };
-        let state = table
-            .snapshot()
-            .map_err(|e| sink.error("read the table's log", e))?;
-        let landed = CommitBuilder::from(properties)
-            .with_actions(actions)
-            .build(Some(state), table.log_store(), operation)
-            .await;
-        match landed {
-            Ok(_) => Ok(self.committed(moved, committed_at)),
-            Err(DeltaTableError::Transaction {
-                source: TransactionError::CommitConflict(_),
-            }) => {
-                let winner = sink.open().await.ok().flatten();
-                let files = winner
-                    .and_then(|w| sink.files_by_date(&w).ok())
-                    .and_then(|mut d| d.remove(&self.run.as_of))
-                    .unwrap_or_default();
-                Err(self.overtaken(&files))
-            }
-            // The log entry may have landed before the error: this run's transaction says.
-            Err(error) => match sink.open().await.ok().flatten() {
-                Some(now)
-                    if matches!(
-                        sink.transaction(&now, &sink.run_app(&self.run)).await,
-                        Ok(Some(_))
-                    ) =>
-                {
-                    Ok(self.committed(moved, committed_at))
-                }
-                _ => Err(sink.error("commit", error)),
-            },
-        }
-    }
-
-    fn add(&self, file: &PublishedFile, committed_at: DateTime<Utc>) -> Action {
-        Action::Add(Add {
-            path: file.path.clone(),
-            partition_values: HashMap::from([(
-                AS_OF.to_string(),
-                Some(self.run.as_of.to_string()),
-            )]),
-            size: i64::try_from(file.bytes).unwrap_or(i64::MAX),
-            modification_time: committed_at.timestamp_millis(),
-            data_change: true,
-            stats: Some(format!("{{\"numRecords\":{}}}", file.rows)),
-            tags: None,
-            deletion_vector: None,
-            base_row_id: None,
-            default_row_commit_version: None,
-            clustering_provider: None,
         })
-    }
-
-    fn committed(&self, moved: &[PublishedFile], committed_at: DateTime<Utc>) -> Committed {
-        Committed {
-            table: self.sink.at.table.clone(),
-            as_of: self.run.as_of,
-            run_id: self.run.run_id.clone(),
-            committed_at,
-            rows: moved.iter().map(|f| f.rows).sum(),
-            files: moved
-                .iter()
-                .map(|f| self.sink.at.location.join(&f.path))
-                .collect(),
-        }
     }
 
     /// The run's rows must have the table's columns: Delta readers read every file with the
     /// table's schema.
+    async fn accepts(&self, schema: &SchemaRef) -> Result<(), PublishError> {
+        match self.open().await? {
+            Some(table) => self.check_columns(&table, schema),
+            None => Ok(()),
+        }
+    }
+
+    /// One Delta commit: the date's files out, the decision's in, both transactions, and the
+    /// table itself when this is its first publication. Retried when another commit lands
+    /// in between, after reading again whose it was.
+    async fn apply(
+        &self,
+        run: &PublishingRun,
+        decision: &Decision,
+        prepared: &Prepared,
+    ) -> Result<Committed, PublishError> {
+        let committed = || {
+            Committed::of(
+                (&self.at.location, &self.at.table),
+                run,
+                decision,
+                &prepared.files,
+            )
+        };
+        let token = i64::try_from(decision.token).unwrap_or(i64::MAX);
+        let date_app = self.date_app(run);
+        let run_app = self.run_app(run, &decision.run_id);
+        let adds: Vec<Action> = prepared
+            .files
+            .iter()
+            .map(|file| add(run, file, decision.decided_at))
+            .collect();
+        let properties = CommitProperties::default()
+            .with_application_transactions(vec![
+                Transaction::new(date_app.clone(), token),
+                Transaction::new(run_app.clone(), 1),
+            ])
+            .with_metadata([
+                ("segflow.pipeline".to_string(), run.pipeline.clone().into()),
+                ("segflow.run_id".to_string(), decision.run_id.clone().into()),
+                ("segflow.as_of".to_string(), run.as_of.to_string().into()),
+            ]);
+        for _ in 0..WRITE_TRIES {
+            let Some(table) = self.open().await? else {
+                let first = prepared.files.first().expect("an output has a file");
+                let schema = self.schema_of(first).await?;
+                match self.create(&schema, adds.clone(), properties.clone()).await {
+                    Ok(()) => return Ok(committed()),
+                    // Another run created the table first: commit into it as into any.
+                    Err(Created::ByAnother) => continue,
+                    Err(Created::Failed(error)) => return Err(error),
+                }
+            };
+            if self.transaction(&table, &run_app).await?.is_some() {
+                return Ok(committed());
+            }
+            let mut dates = self.files_by_date(&table)?;
+            let replaced = dates.remove(&run.as_of).unwrap_or_default();
+            if self.transaction(&table, &date_app).await?.unwrap_or(0) > token {
+                return Err(self.overtaken(run, &decision.run_id, &replaced));
+            }
+            let mut actions: Vec<Action> = replaced.iter().map(|f| f.remove.clone()).collect();
+            actions.extend(adds.iter().cloned());
+            let operation = DeltaOperation::Write {
+                mode: SaveMode::Overwrite,
+                partition_by: Some(vec![AS_OF.to_string()]),
+                predicate: Some(format!("{AS_OF} = '{}'", run.as_of)),
+            };
+            let state = table
+                .snapshot()
+                .map_err(|e| self.error("read the table's log", e))?;
+            let landed = CommitBuilder::from(properties.clone())
+                .with_actions(actions)
+                .build(Some(state), table.log_store(), operation)
+                .await;
+            match landed {
+                Ok(_) => return Ok(committed()),
+                Err(DeltaTableError::Transaction {
+                    source: TransactionError::CommitConflict(_),
+                }) => continue,
+                // The log entry may have landed before the error: the run's transaction says.
+                Err(error) => {
+                    let now = self.open().await.ok().flatten();
+                    let landed = match &now {
+                        Some(now) => matches!(self.transaction(now, &run_app).await, Ok(Some(_))),
+                        None => false,
+                    };
+                    if landed {
+                        return Ok(committed());
+                    }
+                    return Err(self.error("commit", error));
+                }
+            }
+        }
+        Err(PublishError::Commit {
+            table: self.at.table.clone(),
+            source: SwapError::Changed {
+                url: self.at.location.join("_delta_log/").to_string(),
+            },
+        })
+    }
+}
+
+fn add(run: &PublishingRun, file: &PublishedFile, committed_at: DateTime<Utc>) -> Action {
+    Action::Add(Add {
+        path: file.path.clone(),
+        partition_values: HashMap::from([(AS_OF.to_string(), Some(run.as_of.to_string()))]),
+        size: i64::try_from(file.bytes).unwrap_or(i64::MAX),
+        modification_time: committed_at.timestamp_millis(),
+        data_change: true,
+        stats: Some(format!("{{\"numRecords\":{}}}", file.rows)),
+        tags: None,
+        deletion_vector: None,
+        base_row_id: None,
+        default_row_commit_version: None,
+        clustering_provider: None,
+    })
+}
+
+impl DeltaSink {
     fn check_columns(&self, table: &DeltaTable, schema: &SchemaRef) -> Result<(), PublishError> {
         let state = table
             .snapshot()
-            .map_err(|e| self.sink.error("read the table's log", e))?;
+            .map_err(|e| self.error("read the table's log", e))?;
         let table: Vec<String> = state
             .schema()
             .fields()
@@ -576,41 +531,31 @@ impl DeltaPublication {
                 .map(|f| format!("{} {}", f.name(), f.data_type()))
                 .collect(),
             Err(e) => {
-                return Err(self
-                    .sink
-                    .error("describe the run's columns", DeltaTableError::from(e)));
+                return Err(self.error("describe the run's columns", DeltaTableError::from(e)));
             }
         };
         if table == ours {
             return Ok(());
         }
         Err(PublishError::DeltaColumns {
-            table: self.sink.at.table.clone(),
-            url: self.sink.at.location.to_string(),
+            table: self.at.table.clone(),
+            url: self.at.location.to_string(),
             theirs: table.join(", "),
             ours: ours.join(", "),
         })
     }
 
-    fn overtaken(&self, files: &[FileOfDate]) -> PublishError {
+    fn overtaken(&self, run: &PublishingRun, ours: &str, files: &[FileOfDate]) -> PublishError {
         let by = files
             .first()
             .map(|f| run_of_file(f.path.rsplit('/').next().unwrap_or_default()))
-            .filter(|run| !run.is_empty() && *run != self.run.run_id)
-            .map(|run| format!(" (run {run})"))
+            .filter(|other| !other.is_empty() && *other != ours)
+            .map(|other| format!(" (run {other})"))
             .unwrap_or_default();
         PublishError::Overtaken {
-            table: self.sink.at.table.clone(),
-            as_of: self.run.as_of,
+            table: self.at.table.clone(),
+            as_of: run.as_of,
             by,
         }
-    }
-
-    /// After the commit only the staging folder goes. The replaced files stay for time
-    /// travel, and so do files that a killed run moved into the partition but never
-    /// committed: no Delta reader sees them, and telling them from files that older versions
-    /// list takes the whole log, which is Delta's vacuum's job.
-    async fn tidy(&self) {
-        self.staging.remove().await;
     }
 }

@@ -1,15 +1,15 @@
 //! Parquet files listed by a JSON manifest. A run streams an output's rows into run-unique
-//! files in a staging folder, then, once every output of the run is staged, moves them into
-//! `as_of=YYYY-MM-DD/` and writes the manifest. The manifest write is the one commit point: a
-//! reader that follows the manifest sees the previous run's files until it lands, and only
-//! this run's files after.
+//! files in a staging folder, moves them into `as_of=YYYY-MM-DD/` when it prepares the
+//! date's publication, and, once the date is decided, writes the manifest. The manifest
+//! write is the output's commit point: a reader that follows the manifest sees the previous
+//! run's files until it lands, and only this run's files after.
 //!
-//! The manifest write is fenced: it succeeds only if the manifest is still the version the
-//! run saw when it began (create-only when there was none). A run overtaken by another, say
-//! one that stalled past its lease while a successor published, fails its commit instead of
-//! overwriting, and withdraws the files it moved. After a commit, the files that the replaced
-//! manifest listed are deleted, and those that ended runs moved but never listed; never a
-//! file that a manifest this commit did not replace may list.
+//! The manifest write is conditional: it replaces the manifest it read only if that is still
+//! there and holds no greater fencing token (see [`super::journal`]), so a run overtaken by
+//! a newer decision, say one that stalled past its lease while a successor published, fails
+//! its commit instead of overwriting, and withdraws the files it moved. After a commit, the
+//! files that the replaced manifest listed are deleted, and those that ended runs moved but
+//! never listed; never a file that a manifest this commit did not replace may list.
 
 use std::collections::BTreeSet;
 
@@ -20,11 +20,11 @@ use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
-use super::staging::{self, META_DIR, PublishedFile, Staged, Staging};
+use super::staging::{self, META_DIR, PublishedFile};
 use super::{
-    Committed, OutputAt, Partition, Publication, PublishError, PublishingRun, Sink, store_error,
+    Column, Committed, Decision, OutputAt, Partition, Prepared, PublishError, PublishingRun, Sink,
+    WRITE_TRIES, store_error,
 };
-use crate::engine::ParquetTarget;
 use crate::pipeline::Output;
 use crate::storage::{Location, Storage, SwapError, read_versioned};
 
@@ -43,7 +43,11 @@ struct Manifest {
     rows: u64,
     /// Paths relative to the output URL.
     files: Vec<PublishedFile>,
-    schema: Vec<ManifestColumn>,
+    schema: Vec<Column>,
+    /// The fencing token of the run's decision (see [`super::journal`]); absent from
+    /// manifests written before there were tokens, which any run replaces.
+    #[serde(default)]
+    token: u64,
 }
 
 impl Manifest {
@@ -60,15 +64,8 @@ impl Manifest {
     }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-struct ManifestColumn {
-    name: String,
-    data_type: String,
-    nullable: bool,
-}
-
-/// An output's manifest for a date as it was read, with its version, for a commit to fence
-/// on, and the files that commit supersedes.
+/// An output's manifest for a date as it was read, with its version, for a commit to be
+/// conditional on.
 #[derive(Debug, Default)]
 struct Current {
     version: Option<UpdateVersion>,
@@ -239,189 +236,145 @@ impl Sink for ManifestSink {
         staging::delete_all(store.as_ref(), output, doomed, dry_run).await
     }
 
-    /// Also makes sure the store can fence at all, unless the run writes as the single
-    /// writer. A manifest that does not parse (a hand edit, a store that lost half a write)
-    /// is replaced all the same: a re-run is how it gets repaired.
-    async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError> {
+    /// Makes sure the store can fence at all, unless the run writes as the single writer.
+    async fn ready(&self, run: &PublishingRun) -> Result<(), PublishError> {
+        if run.single_writer {
+            return Ok(());
+        }
         let store = self.at.store()?;
-        if !run.single_writer {
-            self.at
-                .storage
-                .check_swap(&self.at.location, store.as_ref())
-                .await
-                .map_err(|source| PublishError::Commit {
-                    table: self.at.table.clone(),
-                    source,
-                })?;
-        }
-        let (current, problem) = self.read_current(store.as_ref(), run.as_of).await?;
-        if let Some(error) = problem {
-            tracing::warn!(%error, "The run replaces a manifest that is not valid.");
-        }
-        let output = (self.at.table.as_str(), &self.at.location);
-        Ok(Box::new(ManifestPublication {
-            staging: Staging::begin(&self.at.storage, store, output, run).await,
-            sink: self.clone(),
-            run: run.clone(),
-            current,
-            staged: None,
-        }))
-    }
-}
-
-struct ManifestPublication {
-    sink: ManifestSink,
-    staging: Staging,
-    run: PublishingRun,
-    current: Current,
-    staged: Option<Staged>,
-}
-
-#[async_trait]
-impl Publication for ManifestPublication {
-    fn staging(&self) -> &ParquetTarget {
-        self.staging.target()
+        self.at
+            .storage
+            .check_swap(&self.at.location, store.as_ref())
+            .await
+            .map_err(|source| PublishError::Commit {
+                table: self.at.table.clone(),
+                source,
+            })
     }
 
-    async fn staged(&mut self, schema: SchemaRef) -> Result<u64, PublishError> {
-        let staged = self.staging.take_stock(schema).await?;
-        let rows = staged.rows();
-        self.staged = Some(staged);
-        Ok(rows)
+    async fn accepts(&self, _schema: &SchemaRef) -> Result<(), PublishError> {
+        Ok(())
     }
 
-    /// Moves the staged files into the `as_of` partition, writes the manifest if it is still
-    /// the one `begin` saw (the commit point), then deletes the files of the manifest it
-    /// replaced.
-    async fn commit(self: Box<Self>) -> Result<Committed, PublishError> {
-        let outcome = self.publish().await;
-        if outcome.is_err() {
-            self.staging.remove().await;
-        }
-        outcome
-    }
-
-    async fn discard(self: Box<Self>) {
-        self.staging.remove().await;
-    }
-}
-
-impl ManifestPublication {
-    async fn publish(&self) -> Result<Committed, PublishError> {
-        let table = self.sink.at.table.as_str();
-        let store = self.staging.store.as_ref();
-        let staged: &Staged = self
-            .staged
-            .as_ref()
-            .expect("an output is staged before its commit");
-        let files = self.staging.move_into_partition(staged).await?;
+    /// Writes the manifest if the one there holds no greater token, as one conditional
+    /// write on the version read (the commit point), then deletes the files of the manifest
+    /// it replaced. A manifest that does not parse (a hand edit, a store that lost half a
+    /// write) is replaced all the same: a re-run is how it gets repaired.
+    async fn apply(
+        &self,
+        run: &PublishingRun,
+        decision: &Decision,
+        prepared: &Prepared,
+    ) -> Result<Committed, PublishError> {
+        let table = self.at.table.as_str();
+        let store = self.at.store()?;
         let manifest = Manifest {
             format: MANIFEST_FORMAT,
-            pipeline: self.run.pipeline.clone(),
+            pipeline: run.pipeline.clone(),
             table: table.to_string(),
-            as_of: self.run.as_of,
-            run_id: self.run.run_id.clone(),
-            committed_at: Utc::now(),
-            rows: files.iter().map(|f| f.rows).sum(),
-            files,
-            schema: staged
-                .schema
-                .fields()
-                .iter()
-                .map(|f| ManifestColumn {
-                    name: f.name().clone(),
-                    data_type: f.data_type().to_string(),
-                    nullable: f.is_nullable(),
-                })
-                .collect(),
+            as_of: run.as_of,
+            run_id: decision.run_id.clone(),
+            committed_at: decision.decided_at,
+            rows: prepared.rows(),
+            files: prepared.files.clone(),
+            schema: prepared.columns.clone(),
+            token: decision.token,
         };
-        let manifest_location = self.sink.manifest_location(self.run.as_of);
+        let location = self.manifest_location(run.as_of);
         let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-        let written = if self.run.single_writer {
-            store
-                .put(&manifest_location.path(), PutPayload::from(body))
-                .await
-                .map(|_| ())
-                .map_err(|source| SwapError::Store {
-                    url: manifest_location.to_string(),
-                    source: Box::new(source),
-                })
-        } else {
-            self.sink
-                .at
-                .storage
-                .swap(
-                    &manifest_location,
-                    store,
-                    body,
-                    self.current.version.as_ref(),
-                )
-                .await
-        };
-        match written {
-            Ok(()) => {}
-            Err(SwapError::Changed { .. }) => {
-                let now = self.sink.read_current(store, self.run.as_of).await;
-                let winner = now.ok().and_then(|(current, _)| current.manifest);
-                // A retried write whose first attempt landed finds its own manifest.
-                let ours = winner
-                    .as_ref()
-                    .is_some_and(|m| m.run_id == self.run.run_id && m.files == manifest.files);
-                if !ours {
-                    self.staging.withdraw(&manifest.files).await;
-                    return Err(PublishError::Overtaken {
+        for _ in 0..WRITE_TRIES {
+            let (current, problem) = self.read_current(store.as_ref(), run.as_of).await?;
+            if let Some(error) = problem {
+                tracing::warn!(%error, "The run replaces a manifest that is not valid.");
+            }
+            let live = current.manifest.as_ref();
+            if live.is_some_and(|m| m.run_id == manifest.run_id && m.files == manifest.files) {
+                // Committed already: by this run's first try, or by a run completing it.
+                return Ok(manifest.committed(&self.at.location));
+            }
+            if let Some(newer) = live.filter(|m| m.token > decision.token) {
+                return Err(PublishError::Overtaken {
+                    table: table.to_string(),
+                    as_of: run.as_of,
+                    by: format!(" (run {})", newer.run_id),
+                });
+            }
+            let written = if run.single_writer {
+                store
+                    .put(&location.path(), PutPayload::from(body.clone()))
+                    .await
+                    .map(|_| ())
+                    .map_err(|source| SwapError::Store {
+                        url: location.to_string(),
+                        source: Box::new(source),
+                    })
+            } else {
+                let expected = current.version.as_ref();
+                let swap = self
+                    .at
+                    .storage
+                    .swap(&location, store.as_ref(), body.clone(), expected);
+                swap.await
+            };
+            match written {
+                Ok(()) => {
+                    self.tidy(store.as_ref(), run, &manifest, current.manifest.as_ref())
+                        .await;
+                    return Ok(manifest.committed(&self.at.location));
+                }
+                // Another commit landed in between: read again whose it was.
+                Err(SwapError::Changed { .. }) => continue,
+                Err(refused @ (SwapError::Unsupported { .. } | SwapError::Locked { .. })) => {
+                    return Err(PublishError::Commit {
                         table: table.to_string(),
-                        as_of: self.run.as_of,
-                        by: winner.map_or_else(String::new, |m| format!(" (run {})", m.run_id)),
+                        source: refused,
+                    });
+                }
+                Err(SwapError::Store { url, source }) => {
+                    return Err(PublishError::Store {
+                        table: table.to_string(),
+                        action: "write the manifest",
+                        file: url,
+                        source,
                     });
                 }
             }
-            Err(refused @ (SwapError::Unsupported { .. } | SwapError::Locked { .. })) => {
-                self.staging.withdraw(&manifest.files).await;
-                return Err(PublishError::Commit {
-                    table: table.to_string(),
-                    source: refused,
-                });
-            }
-            // The write may have landed or not: the moved files stay, since a manifest may
-            // list them; if it does not, the next run sweeps them.
-            Err(SwapError::Store { url, source }) => {
-                return Err(PublishError::Store {
-                    table: table.to_string(),
-                    action: "write the manifest",
-                    file: url,
-                    source,
-                });
-            }
         }
-        self.tidy(&manifest).await;
-        Ok(manifest.committed(&self.sink.at.location))
+        Err(PublishError::Commit {
+            table: table.to_string(),
+            source: SwapError::Changed {
+                url: location.to_string(),
+            },
+        })
     }
+}
 
+impl ManifestSink {
     /// After a commit: deletes the files of the manifest it replaced, the files of ended runs
-    /// in the partition that no manifest lists (a run killed between moving and committing),
-    /// and this run's staging folder. Safe only now: every run that began before this
-    /// commit fenced on an older version, so none of them can come to list these files. The
-    /// publication is live whatever happens here, so failures are only logged.
-    async fn tidy(&self, manifest: &Manifest) {
-        let store = self.staging.store.as_ref();
-        let location = &self.sink.at.location;
+    /// in the partition that no manifest lists (a run killed between moving and committing).
+    /// Safe only now: a run that could still come to list them would hold an older token,
+    /// and its commit is refused. The publication is live whatever happens here, so failures
+    /// are only logged.
+    async fn tidy(
+        &self,
+        store: &dyn ObjectStore,
+        run: &PublishingRun,
+        manifest: &Manifest,
+        replaced: Option<&Manifest>,
+    ) {
+        let location = &self.at.location;
         let live: BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
-        let replaced = self.current.manifest.iter().flat_map(|m| m.files.iter());
+        let replaced = replaced.iter().flat_map(|m| m.files.iter());
         let mut doomed: Vec<Path> = replaced
             .filter(|f| !live.contains(f.path.as_str()))
             .map(|f| location.join(&f.path).path())
             .collect();
-        let stranded = staging::stranded_in_partition(
-            &self.sink.at.storage,
-            store,
-            (location, &self.run),
-            &live,
-        );
+        let stranded =
+            staging::stranded_in_partition(&self.at.storage, store, (location, run), &live);
         match stranded.await {
             Ok(stranded) => doomed.extend(stranded),
             Err(error) => {
-                tracing::warn!(table = %self.sink.at.table, %error, "Could not list the partition to tidy it.")
+                tracing::warn!(table = %self.at.table, %error, "Could not list the partition to tidy it.")
             }
         }
         for path in doomed {
@@ -432,7 +385,6 @@ impl ManifestPublication {
                 }
             }
         }
-        self.staging.remove().await;
     }
 }
 
@@ -445,9 +397,11 @@ mod tests {
     use std::collections::BTreeMap;
     use std::sync::Arc;
 
+    use crate::engine::ParquetTarget;
     use crate::pipeline::OutputFormat;
+    use crate::publish::Publication;
 
-    fn sink_and_run(name: &str) -> (ManifestSink, PublishingRun, Location) {
+    fn sink_and_run(name: &str) -> (ManifestSink, PublishingRun, Location, Output) {
         let location = Location::parse(&format!("memory:///publish-test/{name}/")).unwrap();
         let output = Output {
             table: name.into(),
@@ -463,7 +417,34 @@ mod tests {
             ended_runs: BTreeSet::new(),
             single_writer: false,
         };
-        (ManifestSink::new(Storage::new(), &output), run, location)
+        let sink = ManifestSink::new(Storage::new(), &output);
+        (sink, run, location, output)
+    }
+
+    /// Publishes what `sql` returns as the run's only output.
+    async fn publish(
+        (sink, run, output): (&ManifestSink, &PublishingRun, &Output),
+        ctx: &SessionContext,
+        sql: &str,
+        file_rows: Option<usize>,
+    ) -> (u64, Committed, SchemaRef) {
+        let mut publication = Publication::begin(&sink.at.storage, output, run)
+            .await
+            .unwrap();
+        let target = ParquetTarget {
+            file_rows: file_rows.or(publication.staging().file_rows),
+            ..publication.staging().clone()
+        };
+        let schema = write(ctx, sql, &target).await;
+        let staged = publication.staged(Arc::clone(&schema)).await.unwrap();
+        let prepared = publication.prepare().await.unwrap();
+        let decision = Decision {
+            run_id: run.run_id.clone(),
+            token: 0,
+            decided_at: Utc::now(),
+            outputs: vec![prepared],
+        };
+        (staged, publication.commit(&decision).await.unwrap(), schema)
     }
 
     async fn write(ctx: &SessionContext, sql: &str, target: &ParquetTarget) -> SchemaRef {
@@ -475,22 +456,16 @@ mod tests {
 
     #[tokio::test]
     async fn large_outputs_are_split_into_files_in_row_order() {
-        let (sink, run, location) = sink_and_run("numbers");
+        let (sink, run, location, output) = sink_and_run("numbers");
         let ctx = SessionContext::new_with_config(SessionConfig::new().with_batch_size(300));
         let storage = sink.at.storage.clone();
         ctx.register_object_store(
             location.store_url().as_ref(),
             storage.store(&location, &BTreeMap::new()).unwrap(),
         );
-        let mut publication = sink.begin(&run).await.unwrap();
-        let target = ParquetTarget {
-            file_rows: Some(1000),
-            ..publication.staging().clone()
-        };
         let sql = "SELECT * FROM generate_series(1, 3500) AS t(n) ORDER BY n";
-        let schema = write(&ctx, sql, &target).await;
-        assert_eq!(publication.staged(schema).await.unwrap(), 3500);
-        let committed = publication.commit().await.unwrap();
+        let (staged, committed, _) = publish((&sink, &run, &output), &ctx, sql, Some(1000)).await;
+        assert_eq!(staged, 3500);
         assert_eq!(committed.rows, 3500);
         let manifest = sink.manifest(run.as_of).await.unwrap().unwrap();
         assert_eq!(manifest.committed(&location), committed);
@@ -527,19 +502,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_output_without_rows_is_one_file_with_its_columns() {
-        let (sink, run, location) = sink_and_run("nothing");
+        let (sink, run, location, output) = sink_and_run("nothing");
         let ctx = SessionContext::new();
         ctx.register_object_store(
             location.store_url().as_ref(),
             sink.at.storage.store(&location, &BTreeMap::new()).unwrap(),
         );
-        let mut publication = sink.begin(&run).await.unwrap();
-        let target = publication.staging().clone();
         let sql =
             "SELECT n, CAST(n AS VARCHAR) AS name FROM generate_series(1, 10) AS t(n) WHERE n > 10";
-        let schema = write(&ctx, sql, &target).await;
-        assert_eq!(publication.staged(Arc::clone(&schema)).await.unwrap(), 0);
-        let committed = publication.commit().await.unwrap();
+        let (staged, committed, schema) = publish((&sink, &run, &output), &ctx, sql, None).await;
+        assert_eq!(staged, 0);
         assert_eq!(committed.files.len(), 1);
         let frame = ctx
             .read_parquet(committed.files[0].as_str(), Default::default())

@@ -1,27 +1,35 @@
-//! Publishing an output: one interface, [`Sink`], between a run and a table format. A run
-//! begins a [`Publication`] of each output before it computes anything (so that its commit
-//! can be fenced on what was live then), has the engine write every output into its
-//! publication's staging folder, and only then commits them, one by one. Readers see an output's previous publication until its commit lands, and only
-//! the new one after. Today's format is Parquet files listed by a JSON manifest
-//! ([`manifest`]), or a Delta Lake table ([`delta`]).
+//! Publishing an output: one interface, [`Sink`], between a run and a table format, and one
+//! [`Publication`] per output and run. A run claims its date in the [`journal`] and begins a
+//! publication of each output before it computes anything, has the engine write every output
+//! into its publication's staging folder, prepares them all (moves the files into the
+//! date's partition, where readers do not see them yet), decides the date's publication in
+//! the journal, and only then commits them, one by one. Readers see an output's previous
+//! publication until its commit lands, and only the new one after. Today's format is Parquet
+//! files listed by a JSON manifest ([`manifest`]), or a Delta Lake table ([`delta`]).
 
 mod delta;
 mod files;
+pub mod journal;
 mod manifest;
 mod staging;
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use object_store::path::Path;
+use serde::{Deserialize, Serialize};
 
 use crate::engine::ParquetTarget;
 use crate::pipeline::{Output, OutputFormat};
 use crate::storage::{Location, Storage, StorageError, SwapError};
+pub use journal::{Fence, Journal};
+use staging::{PublishedFile, Staged, Staging};
 
-/// Where one output is published: what is live there, and how a run adds to it.
+/// Where one output is published: what is live there, and how a decided publication is
+/// made live.
 #[async_trait]
 pub trait Sink: Send + Sync {
     /// The publication live for `as_of`, if any.
@@ -38,9 +46,22 @@ pub trait Sink: Send + Sync {
     /// The latest partition committed before `as_of`: the previous publication.
     async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError>;
 
-    /// Starts `run`'s publication: remembers what is live for its date, for the commit to
-    /// fence on, and removes what ended runs left behind.
-    async fn begin(&self, run: &PublishingRun) -> Result<Box<dyn Publication>, PublishError>;
+    /// Refuses, before any work, a store where two runs' commits could overwrite each other.
+    async fn ready(&self, run: &PublishingRun) -> Result<(), PublishError>;
+
+    /// Refuses rows of `schema` that the output cannot take, before the date is decided.
+    async fn accepts(&self, schema: &SchemaRef) -> Result<(), PublishError>;
+
+    /// Makes `prepared`, this output's part of `decision`, live for `run`'s date, unless
+    /// what is live there holds a greater token (a newer decision): then
+    /// [`PublishError::Overtaken`]. Committing what is already live succeeds. `run` is the
+    /// run doing it, which may complete another run's decision.
+    async fn apply(
+        &self,
+        run: &PublishingRun,
+        decision: &Decision,
+        prepared: &Prepared,
+    ) -> Result<Committed, PublishError>;
 
     /// Deletes the files that no publication needs any more, or only lists them with
     /// `dry_run`: files that no commit lists and staged files, last written before `cutoff`,
@@ -52,30 +73,83 @@ pub trait Sink: Send + Sync {
     ) -> Result<Vec<Location>, PublishError>;
 }
 
-/// One run's publication of one output: staged, then committed or discarded.
-#[async_trait]
-pub trait Publication: Send + Sync {
-    /// Where, and in what form, the engine writes this output's rows before the commit;
-    /// readers do not see them there.
-    fn staging(&self) -> &ParquetTarget;
-
-    /// Takes what the engine wrote into [`Publication::staging`], rows of `schema`, as this
-    /// publication's rows; returns how many there are.
-    async fn staged(&mut self, schema: SchemaRef) -> Result<u64, PublishError>;
-
-    /// Makes the staged rows live, unless another run published the date since `begin`.
-    async fn commit(self: Box<Self>) -> Result<Committed, PublishError>;
-
-    /// Removes what was staged; nothing live changes. Failures are only logged.
-    async fn discard(self: Box<Self>);
-}
-
 /// The sink of `output`, in the format it is published in.
 pub fn sink(storage: &Storage, output: &Output) -> Box<dyn Sink> {
     match output.format {
         OutputFormat::Parquet => Box::new(manifest::ManifestSink::new(storage.clone(), output)),
         OutputFormat::Delta => Box::new(delta::DeltaSink::new(storage.clone(), output)),
     }
+}
+
+/// How many times a conditional write is tried again after another writer's landed in
+/// between, before the run gives up: each retry means a commit by another run, and more
+/// than a few means something keeps rewriting the object.
+const WRITE_TRIES: usize = 20;
+
+/// Commits what `decision`, the last decided publication of `run`'s date, has not committed
+/// yet: its run was killed or frozen between its commits. An output no longer in `outputs`,
+/// or whose files are gone, is left as it is, with a warning. Returns how many outputs it
+/// committed.
+pub async fn complete(
+    storage: &Storage,
+    outputs: &[Output],
+    run: &PublishingRun,
+    decision: &Decision,
+) -> Result<usize, PublishError> {
+    let mut completed = 0;
+    for prepared in &decision.outputs {
+        let output = outputs
+            .iter()
+            .find(|o| o.table == prepared.table && o.location.as_str() == prepared.url);
+        let Some(output) = output else {
+            tracing::warn!(pipeline = %run.pipeline, table = %prepared.table, url = %prepared.url, run_id = %decision.run_id, "An output of the date's last decided publication is no longer in the pipeline; it is left as it is.");
+            continue;
+        };
+        let sink = sink(storage, output);
+        match sink.committed(run.as_of).await {
+            Ok(Some(live)) if live.run_id == decision.run_id => continue,
+            // A manifest that does not parse is replaced, as by any commit.
+            Ok(_) | Err(PublishError::BadManifest { .. }) => {}
+            Err(error) => return Err(error),
+        }
+        if let Some(missing) = missing_file(storage, output, prepared).await? {
+            tracing::warn!(pipeline = %run.pipeline, table = %output.table, file = %missing, run_id = %decision.run_id, "The date's last decided publication cannot be completed: one of its files is gone. The output keeps what it has until the date is run again.");
+            continue;
+        }
+        tracing::warn!(pipeline = %run.pipeline, table = %output.table, run_id = %decision.run_id, "Completing the date's last decided publication: its run stopped before it committed this output.");
+        match sink.apply(run, decision, prepared).await {
+            Ok(_) => completed += 1,
+            Err(error) if error.is_overtaken() => {}
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(completed)
+}
+
+/// The first of `prepared`'s files that is not where the decision says.
+async fn missing_file(
+    storage: &Storage,
+    output: &Output,
+    prepared: &Prepared,
+) -> Result<Option<Location>, PublishError> {
+    use object_store::ObjectStoreExt;
+    let store = storage.store(&output.location, &output.options)?;
+    for file in &prepared.files {
+        let location = output.location.join(&file.path);
+        match store.head(&location.path()).await {
+            Ok(_) => {}
+            Err(object_store::Error::NotFound { .. }) => return Ok(Some(location)),
+            Err(source) => {
+                return Err(store_error(
+                    &output.table,
+                    "look for",
+                    &location.path(),
+                    source,
+                ));
+            }
+        }
+    }
+    Ok(None)
 }
 
 /// An output's place, as both formats' sinks keep it: its table, URL and store options.
@@ -97,7 +171,7 @@ impl OutputAt {
         }
     }
 
-    fn store(&self) -> Result<std::sync::Arc<dyn object_store::ObjectStore>, PublishError> {
+    fn store(&self) -> Result<Arc<dyn object_store::ObjectStore>, PublishError> {
         Ok(self.storage.store(&self.location, &self.options)?)
     }
 }
@@ -115,6 +189,145 @@ pub struct PublishingRun {
     pub single_writer: bool,
 }
 
+/// A run's publication of a date, decided: every output's files are in their partitions,
+/// and only the commits are left, which any later run completes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Decision {
+    pub run_id: String,
+    /// The run's fencing token (see [`journal`]); 0 for a run without a lease.
+    pub token: u64,
+    pub decided_at: DateTime<Utc>,
+    pub outputs: Vec<Prepared>,
+}
+
+/// One output's part of a decision: the files it publishes, in order.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Prepared {
+    pub table: String,
+    pub url: String,
+    files: Vec<PublishedFile>,
+    columns: Vec<Column>,
+}
+
+impl Prepared {
+    pub fn rows(&self) -> u64 {
+        self.files.iter().map(|f| f.rows).sum()
+    }
+}
+
+/// A column of a published output, as manifests and decisions describe it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Column {
+    name: String,
+    data_type: String,
+    nullable: bool,
+}
+
+fn columns_of(schema: &SchemaRef) -> Vec<Column> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| Column {
+            name: f.name().clone(),
+            data_type: f.data_type().to_string(),
+            nullable: f.is_nullable(),
+        })
+        .collect()
+}
+
+/// One run's publication of one output: staged, prepared, then committed or discarded.
+pub struct Publication {
+    sink: Box<dyn Sink>,
+    staging: Staging,
+    run: PublishingRun,
+    staged: Option<Staged>,
+    /// The files moved into the partition by [`Publication::prepare`].
+    moved: Vec<PublishedFile>,
+}
+
+impl Publication {
+    /// Starts `run`'s publication of `output`: refuses a store that cannot fence, and
+    /// removes what ended runs left in staging.
+    pub async fn begin(
+        storage: &Storage,
+        output: &Output,
+        run: &PublishingRun,
+    ) -> Result<Publication, PublishError> {
+        let sink = sink(storage, output);
+        sink.ready(run).await?;
+        let store = storage.store(&output.location, &output.options)?;
+        let staging = Staging::begin(storage, store, (&output.table, &output.location), run).await;
+        Ok(Publication {
+            sink,
+            staging,
+            run: run.clone(),
+            staged: None,
+            moved: Vec::new(),
+        })
+    }
+
+    /// Where, and in what form, the engine writes this output's rows before the commit;
+    /// readers do not see them there.
+    pub fn staging(&self) -> &ParquetTarget {
+        self.staging.target()
+    }
+
+    /// Takes what the engine wrote into [`Publication::staging`], rows of `schema`, as this
+    /// publication's rows; returns how many there are.
+    pub async fn staged(&mut self, schema: SchemaRef) -> Result<u64, PublishError> {
+        let staged = self.staging.take_stock(schema).await?;
+        let rows = staged.rows();
+        self.staged = Some(staged);
+        Ok(rows)
+    }
+
+    /// Moves the staged files into the date's partition, where no reader looks until a
+    /// commit lists them; returns this output's part of the decision.
+    pub async fn prepare(&mut self) -> Result<Prepared, PublishError> {
+        let staged = self
+            .staged
+            .as_ref()
+            .expect("an output is staged before it is prepared");
+        self.sink.accepts(&staged.schema).await?;
+        self.moved = self.staging.move_into_partition(staged).await?;
+        Ok(Prepared {
+            table: self.staging.table().to_string(),
+            url: self.staging.location().to_string(),
+            files: self.moved.clone(),
+            columns: columns_of(&staged.schema),
+        })
+    }
+
+    /// Makes this output's part of `decision` live. Overtaken by a newer decision, it
+    /// withdraws its files; after an error that leaves the commit's fate unknown, they stay
+    /// (a manifest may list them) for the next run to sweep if none does.
+    pub async fn commit(self, decision: &Decision) -> Result<Committed, PublishError> {
+        let prepared = decision
+            .outputs
+            .iter()
+            .find(|p| p.table == self.staging.table())
+            .expect("a decision lists every prepared output");
+        let outcome = self.sink.apply(&self.run, decision, prepared).await;
+        if outcome.as_ref().is_err_and(PublishError::is_overtaken) {
+            self.staging.withdraw(&self.moved).await;
+        }
+        self.staging.remove().await;
+        outcome
+    }
+
+    /// Removes what was staged and prepared; nothing live changes. Failures are only logged.
+    pub async fn discard(self) {
+        self.staging.withdraw(&self.moved).await;
+        self.staging.remove().await;
+    }
+
+    /// Removes what was staged, but leaves prepared files, which a decision whose write
+    /// may have landed lists.
+    pub async fn abandon(self) {
+        self.staging.remove().await;
+    }
+}
+
 /// A publication that is live.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Committed {
@@ -125,6 +338,24 @@ pub struct Committed {
     pub rows: u64,
     /// The files that hold the rows.
     pub files: Vec<Location>,
+}
+
+impl Committed {
+    fn of(
+        (location, table): (&Location, &str),
+        run: &PublishingRun,
+        decision: &Decision,
+        files: &[PublishedFile],
+    ) -> Committed {
+        Committed {
+            table: table.to_string(),
+            as_of: run.as_of,
+            run_id: decision.run_id.clone(),
+            committed_at: decision.decided_at,
+            rows: files.iter().map(|f| f.rows).sum(),
+            files: files.iter().map(|f| location.join(&f.path)).collect(),
+        }
+    }
 }
 
 /// One date's publication of an output, as earlier publications are read back.
@@ -169,6 +400,21 @@ pub enum PublishError {
          it after its lease expired, so it published nothing of this output"
     )]
     TakenOver { table: String },
+    #[error(
+        "{by} took over the pipeline's lease from this run and claimed {as_of}, so this run \
+         published nothing and left the date to it"
+    )]
+    Claimed { as_of: NaiveDate, by: String },
+    #[error("could not keep the date's record in the state store: {source}")]
+    Journal {
+        #[source]
+        source: SwapError,
+    },
+    #[error(
+        "the date record {file} is not valid ({reason}); it says which run's publication the \
+         date is. Restore it from a backup, or delete it if no run of this date is going on"
+    )]
+    BadJournal { file: String, reason: String },
     #[error("output '{table}': {source}")]
     Commit {
         table: String,
@@ -228,7 +474,9 @@ impl PublishError {
     pub fn is_overtaken(&self) -> bool {
         matches!(
             self,
-            PublishError::Overtaken { .. } | PublishError::TakenOver { .. }
+            PublishError::Overtaken { .. }
+                | PublishError::TakenOver { .. }
+                | PublishError::Claimed { .. }
         )
     }
 }

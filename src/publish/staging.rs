@@ -99,6 +99,15 @@ impl Staging {
         &self.target
     }
 
+    pub(super) fn table(&self) -> &str {
+        &self.table
+    }
+
+    /// The output's URL.
+    pub(super) fn location(&self) -> &Location {
+        &self.location
+    }
+
     /// Lists the staging folder: the engine's files, in the order it wrote them, each to be
     /// published as `part-<run id>-<index>.zstd.parquet`. An output without rows gets one
     /// empty file, so that readers still find its columns.

@@ -104,12 +104,23 @@ fn sigkill_during_a_run_loses_nothing() {
     assert_eq!(after.code, 0, "{after:?}");
     assert_publication_complete(&project, "the run after the kills");
     let history = project.segflow(&["runs"]);
+    let decided = moments
+        .iter()
+        .filter(|(event, _)| *event == "Output published.")
+        .count();
     assert_eq!(
         history.stdout.matches(" abandoned ").count(),
-        killed,
-        "every killed run had started (it did not wait for a lease) and is settled: {history:?}"
+        killed - decided,
+        "every run killed before it decided its publication is settled abandoned: {history:?}"
     );
-    // The killed runs are settled as abandoned by the next run, which removes their staging
-    // folders and any files they moved but never listed.
+    assert_eq!(
+        history.stdout.matches(" succeeded ").count(),
+        decided + 3,
+        "the runs killed between their commits are settled succeeded (their publications \
+         completed), beside the first, the timed run and the one after the kills: {history:?}"
+    );
+    // The next run settles the killed runs, completes the publication of those killed
+    // between their commits, and removes their staging folders and any files they moved but
+    // never listed.
     crate::fencing::assert_consistent(&project.out(), AS_OF, "the run after the kills");
 }

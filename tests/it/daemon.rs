@@ -396,6 +396,20 @@ fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
     let log = follow_log(&mut daemon);
     wait_for_log(&log, "Run started.");
     assert_eq!(terminate(&mut daemon), 0, "{}", log.lock().unwrap());
+    // The log says what the record says: interrupted, not failed.
+    {
+        let log = log.lock().unwrap();
+        assert!(log.contains("Run interrupted;"), "{log}");
+        assert!(!log.contains("Run failed"), "{log}");
+        let stopped = log
+            .lines()
+            .find(|l| l.contains("Scheduler stopped."))
+            .unwrap_or_else(|| panic!("{log}"));
+        assert!(
+            stopped.contains("published=0 failed=0 interrupted=1"),
+            "{stopped}"
+        );
+    }
     let cancelled = records(&project, "slow");
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
     assert_eq!(cancelled[0]["status"], "interrupted", "{cancelled:?}");
