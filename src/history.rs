@@ -79,6 +79,14 @@ pub struct RunRecord {
     pub error: Option<String>,
 }
 
+impl RunRecord {
+    /// How long the run took, once it has ended.
+    pub fn seconds(&self) -> Option<f64> {
+        self.ended_at
+            .map(|end| (end - self.started_at).as_seconds_f64())
+    }
+}
+
 impl RunStatus {
     /// As the history and `segflow runs --json` write it.
     pub fn as_str(self) -> &'static str {

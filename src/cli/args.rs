@@ -8,6 +8,8 @@ use clap::{Args, Parser, Subcommand};
 
 use segflow::pipeline::{Selector, parse_date};
 
+use super::Failure;
+
 /// segflow: customer segments from e-commerce Parquet, as a scheduled SQL pipeline.
 #[derive(Debug, Parser)]
 #[command(name = "segflow", version, about)]
@@ -201,6 +203,38 @@ pub(crate) struct LeaseArgs {
 }
 
 /// Runs started by hand share the pipeline's lease with the scheduler.
+/// Where a run computes, over the pipeline's `engine:` settings, so that one pipeline file
+/// runs in process or on a cluster unedited.
+#[derive(Debug, Args)]
+pub(crate) struct EngineArgs {
+    /// Run the queries on this Ballista cluster (df://HOST:PORT) instead of the pipeline's
+    /// `engine.cluster`, or in this process when neither is set (validate: check the
+    /// pipelines as runs there would be checked).
+    #[arg(long, env = "SEGFLOW_CLUSTER")]
+    pub(crate) cluster: Option<segflow::cluster::ClusterUrl>,
+    /// Keep the results of steps that several steps read at this URL instead of the
+    /// pipeline's `engine.scratch`: on a cluster, one every executor reaches (s3://...).
+    #[arg(long, env = "SEGFLOW_SCRATCH")]
+    pub(crate) scratch: Option<String>,
+}
+
+impl EngineArgs {
+    pub(crate) fn overrides(&self) -> Result<segflow::pipeline::EngineOverrides, Failure> {
+        let scratch = self
+            .scratch
+            .as_deref()
+            .map(|url| {
+                segflow::storage::Location::parse(url)
+                    .map_err(|e| Failure::User(anyhow::anyhow!("--scratch / SEGFLOW_SCRATCH: {e}")))
+            })
+            .transpose()?;
+        Ok(segflow::pipeline::EngineOverrides {
+            cluster: self.cluster.clone(),
+            scratch,
+        })
+    }
+}
+
 #[derive(Debug, Args)]
 pub(crate) struct HandRunArgs {
     /// Seconds to wait when another run of the pipeline holds its lease, before giving up.
@@ -210,10 +244,8 @@ pub(crate) struct HandRunArgs {
     /// results kept from earlier runs (which it does not read).
     #[arg(long)]
     pub(crate) full: bool,
-    /// Run the queries on this Ballista cluster (df://HOST:PORT) instead of the pipeline's
-    /// `engine.cluster`, or in this process when neither is set.
-    #[arg(long, env = "SEGFLOW_CLUSTER")]
-    pub(crate) cluster: Option<segflow::cluster::ClusterUrl>,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
     #[command(flatten)]
     pub(crate) lease: LeaseArgs,
     #[command(flatten)]
@@ -331,10 +363,8 @@ pub(crate) struct ValidateArgs {
     /// reachability of outputs and the state store.
     #[arg(long)]
     pub(crate) offline: bool,
-    /// Check the pipelines as runs on this Ballista cluster (df://HOST:PORT) would be
-    /// checked: every location one its executors reach, the scheduler answering.
-    #[arg(long, env = "SEGFLOW_CLUSTER")]
-    pub(crate) cluster: Option<segflow::cluster::ClusterUrl>,
+    #[command(flatten)]
+    pub(crate) engine: EngineArgs,
     #[command(flatten)]
     pub(crate) state: StateArgs,
 }

@@ -7,7 +7,7 @@ use segflow::cancel::{Cancel, CancelReason};
 use segflow::engine::CacheSpec;
 use segflow::history::{self, RunHistory};
 use segflow::lease::{Lease, Leases};
-use segflow::pipeline::Pipeline;
+use segflow::pipeline::{EngineOverrides, Pipeline};
 use segflow::progress::Progress;
 use segflow::publish::{Fence, Journal};
 use segflow::run::{RunReport, RunRequest};
@@ -29,8 +29,8 @@ pub(super) struct HandRunner {
     state: Location,
     /// Whether incremental steps compute every file again (`--full`).
     full: bool,
-    /// The cluster that `--cluster` names, over the pipeline's own.
-    cluster: Option<segflow::cluster::ClusterUrl>,
+    /// `--cluster` and `--scratch`, over the pipeline's own.
+    engine: EngineOverrides,
     /// Cancelled by the first SIGINT or SIGTERM.
     stop: Cancel,
 }
@@ -53,7 +53,7 @@ impl HandRunner {
             single_writer: args.lease.single_writer,
             state,
             full: args.full,
-            cluster: args.cluster.clone(),
+            engine: args.engine.overrides()?,
             stop: stop_signals(),
         })
     }
@@ -63,14 +63,7 @@ impl HandRunner {
         pipeline: &Pipeline,
         as_of: NaiveDate,
     ) -> Result<RunReport, Failure> {
-        let on_cluster;
-        let pipeline = match &self.cluster {
-            Some(url) => {
-                on_cluster = pipeline.on_cluster(url);
-                &on_cluster
-            }
-            None => pipeline,
-        };
+        let pipeline = &pipeline.with_engine(&self.engine);
         let progress = Progress::for_terminal();
         let (mut lease, records) = loop {
             let lease = self.take_lease(&pipeline.name, &progress).await?;

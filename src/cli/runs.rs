@@ -17,10 +17,10 @@ pub(super) async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
     }
     if args.json {
         for record in &records {
-            say!(
-                "{}",
-                serde_json::to_string(record).expect("a run record serialises")
-            );
+            // The record as stored, with the duration the table shows.
+            let mut line = serde_json::to_value(record).expect("a run record serialises");
+            line["seconds"] = record.seconds().into();
+            say!("{line}");
         }
         return Ok(());
     }
@@ -38,8 +38,8 @@ pub(super) async fn runs_command(args: RunsArgs) -> Result<(), Failure> {
     );
     for r in records {
         let seconds = r
-            .ended_at
-            .map(|end| format!("{:.1}", (end - r.started_at).as_seconds_f64()))
+            .seconds()
+            .map(|seconds| format!("{seconds:.1}"))
             .unwrap_or_default();
         let status = format!("{:?}", r.status).to_lowercase();
         let slot = r.slot.map_or_else(

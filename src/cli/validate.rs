@@ -13,15 +13,13 @@ use super::{Failure, yesterday};
 
 pub(super) async fn validate_command(args: ValidateArgs) -> Result<(), Failure> {
     let mut failures = Vec::new();
+    let engine = args.engine.overrides()?;
     let options = LoadOptions {
         var_overrides: args.values.vars.clone(),
         ..LoadOptions::default()
     };
     for path in &args.pipelines {
-        let loaded = Pipeline::load(path, &options).map(|pipeline| match &args.cluster {
-            Some(url) => pipeline.on_cluster(url),
-            None => pipeline,
-        });
+        let loaded = Pipeline::load(path, &options).map(|pipeline| pipeline.with_engine(&engine));
         let checked = match loaded {
             Ok(pipeline) if args.offline => Ok(format!(
                 "{} steps and {} segments read; storage not checked (--offline)",

@@ -22,9 +22,10 @@ use crate::storage::Location;
 
 pub use diagnostics::{Problem, SpecError, did_you_mean};
 pub use model::{
-    AS_OF, AS_OF_END, AS_OF_START, Change, Check, CheckRule, CheckValue, EngineSettings,
-    Incremental, Notify, Output, OutputFormat, Pipeline, Published, RUN_ID, RUN_PARAMETERS,
-    ReportSpec, ScheduleSpec, Severity, Source, SourceFormat, SourceKey, Step, StepKind, Versions,
+    AS_OF, AS_OF_END, AS_OF_START, Change, Check, CheckRule, CheckValue, EngineOverrides,
+    EngineSettings, Incremental, Notify, Output, OutputFormat, Pipeline, Published, RUN_ID,
+    RUN_PARAMETERS, ReportSpec, ScheduleSpec, Severity, Source, SourceFormat, SourceKey, Step,
+    StepKind, Versions,
 };
 pub use select::{SelectError, Selector};
 pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};

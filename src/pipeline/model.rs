@@ -467,13 +467,27 @@ pub struct Output {
     pub options: BTreeMap<String, String>,
 }
 
+/// Engine settings given to a command (`--cluster`/`SEGFLOW_CLUSTER`,
+/// `--scratch`/`SEGFLOW_SCRATCH`), over the pipeline's own: one pipeline file runs in process
+/// or on a cluster unedited.
+#[derive(Debug, Clone, Default)]
+pub struct EngineOverrides {
+    pub cluster: Option<crate::cluster::ClusterUrl>,
+    pub scratch: Option<Location>,
+}
+
 impl Pipeline {
-    /// This pipeline with its queries on the cluster at `url` instead of its own
-    /// `engine.cluster` (`--cluster`, `SEGFLOW_CLUSTER`).
-    pub fn on_cluster(&self, url: &crate::cluster::ClusterUrl) -> Pipeline {
-        let mut on_cluster = self.clone();
-        on_cluster.engine.cluster = Some(url.clone());
-        on_cluster
+    /// This pipeline with `overrides` in place of its own `engine.cluster` and
+    /// `engine.scratch`.
+    pub fn with_engine(&self, overrides: &EngineOverrides) -> Pipeline {
+        let mut pipeline = self.clone();
+        if let Some(url) = &overrides.cluster {
+            pipeline.engine.cluster = Some(url.clone());
+        }
+        if let Some(scratch) = &overrides.scratch {
+            pipeline.engine.scratch = Some(scratch.as_folder());
+        }
+        pipeline
     }
 
     /// The output named `table`, published by this run or left out by `--select`, as the

@@ -233,8 +233,9 @@ async fn segflow_in(dir: &Path, addr: SocketAddr, args: &[&str], env: &[(&str, &
 /// How long one `segflow` command of these tests may take on a loaded 2-core machine.
 const RUN_DEADLINE: Duration = Duration::from_secs(300);
 
-/// The shipped pipeline and a small shop on the S3 test server, its intermediate results
-/// there too, so that the executors reach everything.
+/// The shipped pipeline, unedited, and a small shop on the S3 test server. Cluster runs keep
+/// their intermediate results there too (`SEGFLOW_SCRATCH` in [`ON_CLUSTER`]), so that the
+/// executors reach everything.
 pub async fn shop_on_s3() -> (tempfile::TempDir, SocketAddr) {
     let (root, addr) = crate::s3::small_shop_on_s3().await;
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
@@ -242,18 +243,17 @@ pub async fn shop_on_s3() -> (tempfile::TempDir, SocketAddr) {
         copy_dir(&repo.join(folder), &root.path().join(folder));
     }
     let_orders_age(root.path());
-    let spec = root.path().join(PIPELINE);
-    let text = std::fs::read_to_string(&spec).unwrap();
-    std::fs::write(&spec, text + "\nengine:\n  scratch: s3://lake/scratch/\n").unwrap();
     (root, addr)
 }
 
 const PIPELINE: &str = "pipelines/nightly_segments.yaml";
 
-/// Where a cluster run publishes and keeps its history, beside the in-process one.
-const ON_CLUSTER: [(&str, &str); 2] = [
+/// Where a cluster run publishes, keeps its history and its intermediate results, beside
+/// the in-process one.
+const ON_CLUSTER: [(&str, &str); 3] = [
     ("SEGFLOW_OUT", "s3://lake/marts-cluster"),
     ("SEGFLOW_STATE", "s3://lake/state-cluster"),
+    ("SEGFLOW_SCRATCH", "s3://lake/scratch/"),
 ];
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -437,6 +437,7 @@ async fn a_stock_ballista_cluster_runs_an_s3_parquet_pipeline() {
     let elsewhere = [
         ("SEGFLOW_OUT", "s3://lake/marts-stock"),
         ("SEGFLOW_STATE", "s3://lake/state-stock"),
+        ("SEGFLOW_SCRATCH", "s3://lake/scratch/"),
     ];
     let shipped = segflow_in(root.path(), addr, &args, &elsewhere).await;
     assert_ne!(shipped.code, 0, "{shipped:?}");
@@ -535,6 +536,19 @@ fn a_cluster_run_refuses_paths_and_names_an_unreachable_scheduler() {
             );
         }
     }
+    // Scratch from the environment (or --scratch) stands in for the pipeline's.
+    let shared = project
+        .command(&["validate", pipeline, "--cluster", &nowhere])
+        .env("SEGFLOW_SCRATCH", "s3://lake/scratch/")
+        .output()
+        .unwrap();
+    let shared = outcome(shared);
+    assert_eq!(shared.code, 1, "{shared:?}");
+    assert!(
+        shared.stderr.contains("output 'rfm' at file://"),
+        "{shared:?}"
+    );
+    assert!(!shared.stderr.contains("engine.scratch"), "{shared:?}");
     assert!(project.snapshot().is_empty(), "nothing published");
 }
 

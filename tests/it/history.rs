@@ -90,6 +90,18 @@ fn backfill_skips_what_succeeded_and_history_shows_failures() {
     assert_eq!(records.len(), 4, "{json:?}");
     for record in &records {
         assert!(record["slot"].is_null(), "{record}");
+        // The duration the table shows, from the record's own times.
+        let started: chrono::DateTime<chrono::Utc> =
+            record["started_at"].as_str().unwrap().parse().unwrap();
+        let ended: chrono::DateTime<chrono::Utc> =
+            record["ended_at"].as_str().unwrap().parse().unwrap();
+        let seconds = record["seconds"]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{record}"));
+        assert!(
+            (seconds - (ended - started).as_seconds_f64()).abs() < 1e-6,
+            "{record}"
+        );
         if record["status"] == "succeeded" {
             let rfm = record["rows"]["rfm"].as_u64().unwrap();
             assert!(rfm > 0, "{record}");
