@@ -34,14 +34,14 @@ pub enum RunError {
     #[error("could not create a scratch folder for intermediate results")]
     Scratch(#[source] std::io::Error),
     #[error(
-        "a disk filled up (no space left on device). segflow keeps intermediate results and \
-         spill files in its scratch folder {scratch}: free space there, or point TMPDIR at a \
-         bigger disk (`TMPDIR=/mnt/big segflow run ...`; engine.scratch moves the \
-         intermediate results alone). An output on a local disk may be the one that is full \
-         instead"
+        "a disk filled up (no space left on device): {disks}. Free space there, or move what \
+         fills it: segflow keeps intermediate results and spill files in its scratch folder \
+         (point TMPDIR at a bigger disk, `TMPDIR=/mnt/big segflow run ...`; engine.scratch \
+         moves the intermediate results alone), and writes each output where its url says"
     )]
     DiskFull {
-        scratch: String,
+        /// The local places the run writes to, on the disks that are (nearly) full.
+        disks: String,
         #[source]
         source: Box<RunError>,
     },
@@ -496,6 +496,8 @@ async fn run_on_engine(
         } => worked,
         reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
     };
+    // Measured before the cleanup below frees what filled the disk.
+    let worked = worked.map_err(|error| name_full_disk(error, pipeline));
     remove_scratch(scratch, &storage).await;
     let (
         StepsDone {
@@ -509,8 +511,7 @@ async fn run_on_engine(
         Ok(done) => done,
         Err(error) => {
             discard(publications).await;
-            let error = name_damaged_file(&engine, error).await;
-            return Err(name_full_disk(error));
+            return Err(name_damaged_file(&engine, error).await);
         }
     };
 
@@ -810,7 +811,7 @@ async fn remove_scratch(scratch: Scratch, storage: &Storage) {
 
 /// Out of disk, DataFusion and the Parquet writer say only "No space left on device": say
 /// where segflow writes, and how to move it.
-fn name_full_disk(error: RunError) -> RunError {
+fn name_full_disk(error: RunError, pipeline: &Pipeline) -> RunError {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&error);
     let mut full = false;
     while let Some(current) = cause {
@@ -824,9 +825,102 @@ fn name_full_disk(error: RunError) -> RunError {
         return error;
     }
     RunError::DiskFull {
-        scratch: std::env::temp_dir().display().to_string(),
+        disks: full_disks(pipeline),
         source: Box::new(error),
     }
+}
+
+/// Where a run writes on local disks (the scratch folder, local outputs), grouped by disk:
+/// those nearly out of space, or all of them if none is (something freed space since).
+fn full_disks(pipeline: &Pipeline) -> String {
+    /// Less than this left counts as full: a write that failed for space left little.
+    const NEARLY_FULL: u64 = 64 << 20;
+    #[derive(Default)]
+    struct OnDisk {
+        folders: Vec<String>,
+        outputs: Vec<(String, std::path::PathBuf)>,
+    }
+    let temp = std::env::temp_dir();
+    let mut folders = Vec::new();
+    match pipeline
+        .engine
+        .scratch
+        .as_ref()
+        .and_then(|s| s.local_path())
+    {
+        Some(scratch) => {
+            folders.push((format!("the scratch folder {}", scratch.display()), scratch));
+            folders.push((
+                format!("the spill folder {} (TMPDIR)", temp.display()),
+                temp,
+            ));
+        }
+        None => folders.push((format!("the scratch folder {}", temp.display()), temp)),
+    }
+    let outputs = pipeline
+        .outputs
+        .iter()
+        .filter_map(|o| Some((o.table.clone(), o.location.local_path()?)));
+    let mut disks: Vec<(crate::storage::DiskSpace, OnDisk)> = Vec::new();
+    let places = folders
+        .into_iter()
+        .map(|f| (true, f))
+        .chain(outputs.map(|o| (false, o)));
+    for (is_folder, (name, path)) in places {
+        let Some(space) = crate::storage::space_of(&path) else {
+            continue;
+        };
+        let at = match disks.iter().position(|(known, _)| known.disk == space.disk) {
+            Some(at) => at,
+            None => {
+                disks.push((space, OnDisk::default()));
+                disks.len() - 1
+            }
+        };
+        let on_disk = &mut disks[at].1;
+        match is_folder {
+            true => on_disk.folders.push(name),
+            false => on_disk.outputs.push((name, path)),
+        }
+    }
+    let nearly_full = disks.iter().any(|(space, _)| space.available < NEARLY_FULL);
+    disks
+        .iter()
+        .filter(|(space, _)| !nearly_full || space.available < NEARLY_FULL)
+        .map(|(space, on_disk)| {
+            let mut names = on_disk.folders.clone();
+            match on_disk.outputs.as_slice() {
+                [] => {}
+                [(table, path)] => names.push(format!("output '{table}' at {}", path.display())),
+                several => {
+                    let tables: Vec<&str> = several.iter().map(|(t, _)| t.as_str()).collect();
+                    let under = several
+                        .iter()
+                        .map(|(_, path)| path.as_path())
+                        .reduce(common_folder)
+                        .unwrap_or(std::path::Path::new("/"));
+                    names.push(format!(
+                        "the outputs {} under {}",
+                        tables.join(", "),
+                        under.display()
+                    ));
+                }
+            }
+            format!(
+                "{} ({} KiB free on that disk)",
+                names.join(" and "),
+                space.available / 1024
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The deepest folder that holds both `a` and `b`.
+fn common_folder<'a>(a: &'a std::path::Path, b: &std::path::Path) -> &'a std::path::Path {
+    a.ancestors()
+        .find(|folder| b.starts_with(folder))
+        .unwrap_or(a)
 }
 
 /// A query that stopped at data that does not decode names no file: find it. When every file

@@ -231,11 +231,26 @@ pub(super) fn reconcile(
 
 /// A type that values of both `a` and `b` convert to exactly, if any. Integers meet at Int64
 /// (not UInt64, whose large values it cannot hold); integers and floats do not meet, since
-/// ids above 2^53 would change.
+/// ids above 2^53 would change. Nested types meet where their parts do, whatever names their
+/// writers gave the parts (a list's item is `item` to Arrow and polars, `element` to pyarrow,
+/// DuckDB and Spark; a map's entries `entries` or `key_value`); a struct has the fields of
+/// both, by name.
 fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
     use DataType::*;
     if a == b {
         return Some(a.clone());
+    }
+    let item = |t: &DataType| match t {
+        List(f) | LargeList(f) | ListView(f) | LargeListView(f) | FixedSizeList(f, _) => {
+            Some(f.data_type().clone())
+        }
+        _ => None,
+    };
+    if let (Some(x), Some(y)) = (item(a), item(b)) {
+        return Some(List(Arc::new(Field::new_list_field(
+            common_type(&x, &y)?,
+            true,
+        ))));
     }
     let signed_64 =
         |t: &DataType| matches!(t, Int8 | Int16 | Int32 | Int64 | UInt8 | UInt16 | UInt32);
@@ -249,6 +264,39 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
         (x, y) if signed_64(x) && signed_64(y) => Int64,
         (Float16 | Float32 | Float64, Float16 | Float32 | Float64) => Float64,
         (Date32 | Date64, Date32 | Date64) => Date32,
+        (Timestamp(unit, x), Timestamp(_, y)) if x.is_some() == y.is_some() => {
+            Timestamp(*unit, x.clone())
+        }
+        (Struct(xs), Struct(ys)) => {
+            let mut fields: Vec<Field> = Vec::new();
+            for field in xs.iter().chain(ys.iter()) {
+                match fields.iter_mut().find(|f| f.name() == field.name()) {
+                    Some(known) => {
+                        let merged = common_type(known.data_type(), field.data_type())?;
+                        *known = Field::new(field.name(), merged, true);
+                    }
+                    None => fields.push(Field::new(field.name(), field.data_type().clone(), true)),
+                }
+            }
+            Struct(fields.into())
+        }
+        (Map(x, _), Map(y, _)) => {
+            let key_value = |entries: &Field| match entries.data_type() {
+                Struct(parts) if parts.len() == 2 => {
+                    Some((parts[0].data_type().clone(), parts[1].data_type().clone()))
+                }
+                _ => None,
+            };
+            let ((xk, xv), (yk, yv)) = (key_value(x)?, key_value(y)?);
+            let entries = Struct(
+                vec![
+                    Field::new("key", common_type(&xk, &yk)?, false),
+                    Field::new("value", common_type(&xv, &yv)?, true),
+                ]
+                .into(),
+            );
+            Map(Arc::new(Field::new("entries", entries, false)), false)
+        }
         (Decimal128(p1, s1), Decimal128(p2, s2)) => {
             let scale = (*s1).max(*s2);
             let whole = (i16::from(*p1) - i16::from(*s1)).max(i16::from(*p2) - i16::from(*s2));
@@ -264,7 +312,9 @@ fn common_type(a: &DataType, b: &DataType) -> Option<DataType> {
 
 /// The Arrow schema of a Parquet file, from its footer and page index alone. The page index
 /// is read too, where there is one: DataFusion reads it to skip pages, and a corrupt one is
-/// better named here, with its file, than later in some step.
+/// better named here, with its file, than later in some step. INT96 columns (Spark's,
+/// Hive's and Impala's timestamps) are UTC instants in microseconds, as the session reads
+/// them.
 async fn read_footer_schema(
     store: Arc<dyn ObjectStore>,
     meta: &object_store::ObjectMeta,
@@ -272,7 +322,31 @@ async fn read_footer_schema(
     let metadata = parquet_footer(store, meta, true).await?;
     let file = metadata.file_metadata();
     let schema = parquet_to_arrow_schema(file.schema_descr(), file.key_value_metadata())?;
-    Ok(Arc::new(schema))
+    let int96: Vec<&str> = file
+        .schema_descr()
+        .columns()
+        .iter()
+        .filter(|c| c.physical_type() == parquet::basic::Type::INT96 && c.path().parts().len() == 1)
+        .map(|c| c.name())
+        .collect();
+    if int96.is_empty() {
+        return Ok(Arc::new(schema));
+    }
+    let fields: Vec<Field> = schema
+        .fields()
+        .iter()
+        .map(|f| match int96.contains(&f.name().as_str()) {
+            true => f.as_ref().clone().with_data_type(DataType::Timestamp(
+                TimeUnit::Microsecond,
+                Some("UTC".into()),
+            )),
+            false => f.as_ref().clone(),
+        })
+        .collect();
+    Ok(Arc::new(Schema::new_with_metadata(
+        fields,
+        schema.metadata().clone(),
+    )))
 }
 
 #[cfg(test)]
@@ -298,6 +372,49 @@ mod tests {
         assert_eq!(
             common_type(&Utf8, &Timestamp(TimeUnit::Microsecond, None)),
             None
+        );
+    }
+
+    #[test]
+    fn nested_types_meet_whatever_their_parts_are_called() {
+        use DataType::*;
+        let list = |name: &str, item: DataType| List(Arc::new(Field::new(name, item, true)));
+        let large = LargeList(Arc::new(Field::new("element", LargeUtf8, true)));
+        assert_eq!(
+            common_type(&list("element", Utf8), &large),
+            Some(list("item", Utf8))
+        );
+        assert_eq!(common_type(&list("item", Utf8), &list("item", Int64)), None);
+        let a = Struct(
+            vec![
+                Field::new("city", Utf8, true),
+                Field::new("n", Int32, false),
+            ]
+            .into(),
+        );
+        let b = Struct(vec![Field::new("n", Int64, true), Field::new("zip", Utf8, true)].into());
+        let both = Struct(
+            vec![
+                Field::new("city", Utf8, true),
+                Field::new("n", Int64, true),
+                Field::new("zip", Utf8, true),
+            ]
+            .into(),
+        );
+        assert_eq!(common_type(&a, &b), Some(both));
+        let map = |entries: &str, key: &str, value: &str| {
+            let parts = vec![
+                Field::new(key, Utf8, false),
+                Field::new(value, LargeUtf8, true),
+            ];
+            Map(
+                Arc::new(Field::new(entries, Struct(parts.into()), false)),
+                false,
+            )
+        };
+        assert_eq!(
+            common_type(&map("key_value", "key", "value"), &map("entries", "k", "v")),
+            Some(map("entries", "key", "value"))
         );
     }
 }

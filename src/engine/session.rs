@@ -23,6 +23,12 @@ pub(super) fn build(
     if let Some(partitions) = settings.target_partitions {
         config = config.with_target_partitions(partitions);
     }
+    // Spark, Hive and Impala write timestamps as INT96 by default: instants in UTC, whose
+    // dates reach past what nanoseconds hold. Read as every other timestamp is (see
+    // `schema::read_footer_schema`, which types the files' columns the same way).
+    let parquet = &mut config.options_mut().execution.parquet;
+    parquet.coerce_int96 = Some("us".to_string());
+    parquet.coerce_int96_tz = Some("UTC".to_string());
     // DataFusion reads strings as string views (the nightly run takes 0.96x the time of
     // plain strings, BENCHMARKS.md); published files get plain strings
     // (`ParquetTarget::plain_strings`), which every reader knows.

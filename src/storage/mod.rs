@@ -18,10 +18,12 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
+mod disk;
 mod footer;
 mod location;
 mod swap;
 
+pub use disk::{DiskSpace, space_of};
 pub use footer::parquet_footer;
 pub use location::Location;
 pub use swap::{SwapError, Versioned, read_versioned};

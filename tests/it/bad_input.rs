@@ -769,21 +769,7 @@ fn a_full_scratch_disk_names_the_folder_and_how_to_move_it() {
     assert_eq!(first.code, 0, "{first:?}");
     let published = project.snapshot();
     let tiny = project.path().join("tiny-tmp");
-    std::fs::create_dir(&tiny).unwrap();
-    let script = format!(
-        "mount -t tmpfs -o size=16k tmpfs {tiny} && TMPDIR={tiny} exec {segflow} run {pipeline} --as-of {AS_OF}",
-        tiny = tiny.display(),
-        segflow = env!("CARGO_BIN_EXE_segflow"),
-        pipeline = project.pipeline().display(),
-    );
-    let full = crate::common::run(
-        std::process::Command::new("unshare")
-            .args(["--map-root-user", "--mount", "sh", "-c", &script])
-            .current_dir(project.path())
-            .env("SEGFLOW_DATA", project.data())
-            .env("SEGFLOW_OUT", project.out())
-            .env("SEGFLOW_LOG", "warn"),
-    );
+    let full = run_on_a_tiny_disk(&project, &tiny, "16k", &[("TMPDIR", &tiny)]);
     assert_eq!(full.code, 2, "{full:?}");
     for token in [
         "no space left on device",
@@ -792,7 +778,52 @@ fn a_full_scratch_disk_names_the_folder_and_how_to_move_it() {
     ] {
         assert!(full.stderr.contains(token), "{token}: {full:?}");
     }
+    assert!(!full.stderr.contains("the outputs"), "{full:?}");
     assert_eq!(project.snapshot(), published, "published outputs changed");
+}
+
+/// The same with the outputs on the full disk: the error names them and their folder, not
+/// the scratch folder, which has room.
+#[test]
+fn a_full_output_disk_names_the_outputs_and_their_folder() {
+    let project = Project::new(300, 900);
+    let tiny = project.path().join("tiny-out");
+    let full = run_on_a_tiny_disk(&project, &tiny, "64k", &[("SEGFLOW_OUT", &tiny)]);
+    assert_eq!(full.code, 2, "{full:?}");
+    for token in [
+        "no space left on device",
+        "the outputs customer_features, rfm",
+        &format!("under {} (", tiny.display()),
+    ] {
+        assert!(full.stderr.contains(token), "{token}: {full:?}");
+    }
+    assert!(!full.stderr.contains("the scratch folder"), "{full:?}");
+}
+
+/// The shipped pipeline's run, with a tmpfs of `size` mounted at `tiny` in a private mount
+/// namespace (`unshare`), and `env`, in which `tiny` names where the run writes.
+fn run_on_a_tiny_disk(
+    project: &Project,
+    tiny: &Path,
+    size: &str,
+    env: &[(&str, &Path)],
+) -> crate::common::Outcome {
+    std::fs::create_dir(tiny).unwrap();
+    let script = format!(
+        "mount -t tmpfs -o size={size} tmpfs {tiny} && exec {segflow} run {pipeline} --as-of {AS_OF}",
+        tiny = tiny.display(),
+        segflow = env!("CARGO_BIN_EXE_segflow"),
+        pipeline = project.pipeline().display(),
+    );
+    crate::common::run(
+        std::process::Command::new("unshare")
+            .args(["--map-root-user", "--mount", "sh", "-c", &script])
+            .current_dir(project.path())
+            .env("SEGFLOW_DATA", project.data())
+            .env("SEGFLOW_OUT", project.out())
+            .env("SEGFLOW_LOG", "warn")
+            .envs(env.iter().copied()),
+    )
 }
 
 #[test]

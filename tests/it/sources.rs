@@ -1,7 +1,9 @@
 //! A source URL may name one Parquet file, a folder of files, or a Hive-partitioned folder
-//! whose partition keys become columns.
+//! whose partition keys become columns; the files may come from different writers.
 
-use crate::common::{AS_OF, Project, copy_dir, read_parquet};
+use crate::common::{
+    AS_OF, COMPARED_OUTPUTS, Project, assert_same_outputs, column_values, copy_dir, read_parquet,
+};
 
 #[test]
 fn single_files_and_hive_partitioned_folders_are_sources() {
@@ -52,4 +54,66 @@ fn single_files_and_hive_partitioned_folders_are_sources() {
         .to_string();
     assert!(text.contains("| amer   | 1200   |"), "{text}");
     assert!(text.contains("| emea   | 1200   |"), "{text}");
+}
+
+/// Customers and orders rewritten by other tools, the rows split into parts by pyarrow's
+/// defaults, pyarrow set to write as Spark does (INT96 timestamps, dictionary strings),
+/// large strings and lists, DuckDB and polars, side by side in one folder (`writers.py`): the
+/// shipped pipeline publishes what it published from the generated files. Lists, structs and
+/// maps whose parts each writer names its own way, with fields in another order or missing
+/// from some files, read as one column, each value as written.
+#[test]
+fn files_that_other_tools_wrote_read_as_one_source() {
+    let project = Project::new(300, 900);
+    let generated = project.run_nightly(AS_OF);
+    assert_eq!(generated.code, 0, "{generated:?}");
+    let from_generated = project.path().join("from_generated");
+    std::fs::rename(project.out(), &from_generated).unwrap();
+
+    let data = project.data().display().to_string();
+    let written = crate::common::python_script("writers.py", &[&data]);
+    assert_eq!(written.code, 0, "{written:?}");
+    let expected: serde_json::Value = serde_json::from_str(&written.stdout).unwrap();
+    let mixed = project.run_nightly(AS_OF);
+    assert_eq!(mixed.code, 0, "{mixed:?}");
+    assert_same_outputs(&from_generated, &project.out(), &COMPARED_OUTPUTS, AS_OF);
+
+    std::fs::write(
+        project.path().join("queries/nested.sql"),
+        "SELECT customer_id, address['country_code'] AS country_code, \
+                attributes['source'] AS source \
+         FROM customers ORDER BY customer_id",
+    )
+    .unwrap();
+    std::fs::write(
+        project.path().join("pipelines/nested.yaml"),
+        format!(
+            "name: nested\n\
+             sources:\n  customers: {{ url: {data}/customers/ }}\n\
+             steps:\n  - {{ name: nested, sql: ../queries/nested.sql }}\n\
+             outputs:\n  - {{ table: nested, url: {out}/nested/ }}\n",
+            out = project.out().display()
+        ),
+    )
+    .unwrap();
+    let pipeline = project.path().join("pipelines/nested.yaml");
+    let nested = project.segflow(&["run", pipeline.to_str().unwrap(), "--as-of", AS_OF]);
+    assert_eq!(nested.code, 0, "{nested:?}");
+    let column = |name| column_values(&project.out(), "nested", AS_OF, name);
+    let customers = column("customer_id");
+    let (countries, sources) = (column("country_code"), column("source"));
+    assert_eq!(customers.len(), expected.as_object().unwrap().len());
+    for (i, customer) in customers.iter().enumerate() {
+        let want = &expected[customer.as_str()];
+        assert_eq!(
+            countries[i],
+            want["country_code"].as_str().unwrap(),
+            "{customer}"
+        );
+        assert_eq!(
+            sources[i],
+            want["source"].as_str().unwrap_or(""),
+            "{customer}"
+        );
+    }
 }
