@@ -253,6 +253,22 @@ impl Validator<'_> {
             DraftSql::Generated(text) => (self.file.clone(), text),
             DraftSql::File(relative) => {
                 let sql_file: PathBuf = self.dir.join(&relative);
+                // Only .sql files are read as SQL, so that a spec naming some other file
+                // (a typo, or a probe) gets no line of it echoed back in a parse error.
+                let is_sql = sql_file
+                    .extension()
+                    .is_some_and(|e| e.eq_ignore_ascii_case("sql"));
+                if !is_sql {
+                    self.problem(
+                        draft.sql_line,
+                        format!(
+                            "{what} '{name}': `sql:` names {}, which is not a .sql file; \
+                             keep the query in a .sql file (queries/<name>.sql)",
+                            sql_file.display()
+                        ),
+                    );
+                    return None;
+                }
                 match std::fs::read_to_string(&sql_file) {
                     Ok(text) => (sql_file, text),
                     Err(e) => {

@@ -296,8 +296,22 @@ pub(super) async fn leftovers(
     Ok(found)
 }
 
-/// Deletes `doomed` (unless `dry_run`); their URLs under the output at `location`.
+/// Deletes `doomed` (unless `dry_run`); their URLs under the output at `location`. On a
+/// local disk the staging folders left empty go too.
 pub(super) async fn delete_all(
+    store: &dyn ObjectStore,
+    (table, location): (&str, &Location),
+    doomed: Vec<object_store::path::Path>,
+    dry_run: bool,
+) -> Result<Vec<Location>, PublishError> {
+    let deleted = delete_each(store, (table, location), doomed, dry_run).await?;
+    if !dry_run && let Some(staging) = location.join(&format!("{META_DIR}/staging/")).local_path() {
+        crate::storage::remove_empty_dirs(&staging);
+    }
+    Ok(deleted)
+}
+
+async fn delete_each(
     store: &dyn ObjectStore,
     (table, location): (&str, &Location),
     doomed: Vec<object_store::path::Path>,

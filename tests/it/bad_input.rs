@@ -268,6 +268,17 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        name: "sql: names a file that is not SQL",
+        break_it: |p| {
+            replace(p, PIPELINE, "../queries/rfm.sql", "/etc/passwd");
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "step 'rfm': `sql:` names /etc/passwd, which is not a .sql file",
+        ],
+    },
+    Case {
         name: "SQL syntax error",
         break_it: |p| {
             replace(

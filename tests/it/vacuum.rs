@@ -47,6 +47,10 @@ fn vacuum_removes_what_killed_runs_left_and_nothing_published() {
     let vacuumed = vacuum("0s", &[]);
     assert_eq!(vacuumed.code, 0, "{vacuumed:?}");
     assert!(!stray.exists() && !staged.exists(), "{vacuumed:?}");
+    assert!(
+        !rfm.join("_segflow/staging/0killed1").exists(),
+        "the killed run's staging folder is gone, not left empty"
+    );
     let mut expected = published;
     expected.retain(|path, _| !path.ends_with("part-0killed0-00000.zstd.parquet"));
     expected.retain(|path, _| !path.to_string_lossy().contains("0killed1"));
