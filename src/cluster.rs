@@ -119,21 +119,68 @@ fn cluster_runtime(config: &SessionConfig) -> datafusion::error::Result<Arc<Runt
         .build_arc()
 }
 
-/// Checks that the scheduler at `url` answers, within a bound. Ballista's client connects at
-/// the first query, and then only says that the transport failed.
-pub async fn reach(url: &ClusterUrl) -> Result<(), ClusterError> {
+/// Checks, within a bound, that the scheduler at `url` answers as a Ballista scheduler and
+/// has executors to run on; returns how many. Ballista's client connects at the first query,
+/// and then only says that the transport failed, or waits without a word for an executor.
+/// Ballista's scheduler answers `/readyz` on its gRPC port (stock images too): 200 with the
+/// executors registered, 503 while there are too few.
+pub async fn reach(url: &ClusterUrl) -> Result<usize, ClusterError> {
     let unreachable = |reason: String| ClusterError::Unreachable {
         url: url.to_string(),
         reason,
     };
-    let reached = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect((url.host.as_str(), url.port)),
-    )
-    .await
-    .map_err(|_| unreachable(format!("no answer within {} s", CONNECT_TIMEOUT.as_secs())))?;
-    reached.map_err(|error| unreachable(error.to_string()))?;
-    Ok(())
+    let client = reqwest::Client::builder()
+        .timeout(CONNECT_TIMEOUT)
+        .build()
+        .expect("an HTTP client builds");
+    let answered = client
+        .get(format!("http://{}:{}/readyz", url.host, url.port))
+        .send()
+        .await;
+    let response = match answered {
+        Ok(response) => response,
+        Err(error) if error.is_timeout() => {
+            return Err(unreachable(format!(
+                "it accepted the connection but did not answer within {} s (a scheduler \
+                 stopped, frozen or overloaded does that)",
+                CONNECT_TIMEOUT.as_secs()
+            )));
+        }
+        Err(error) if error.is_connect() => return Err(unreachable(error_chain(&error))),
+        Err(error) => {
+            return Err(ClusterError::NotAScheduler {
+                url: url.to_string(),
+                reason: error_chain(&error),
+            });
+        }
+    };
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    let executors = body
+        .split_whitespace()
+        .find_map(|word| word.split('/').next()?.parse::<usize>().ok());
+    match (status.as_u16(), executors) {
+        (200, Some(executors)) if executors > 0 => Ok(executors),
+        (200 | 503, Some(_)) => Err(ClusterError::NoExecutors {
+            url: url.to_string(),
+        }),
+        _ => Err(ClusterError::NotAScheduler {
+            url: url.to_string(),
+            reason: format!("/readyz answered HTTP {status}: {}", body.trim()),
+        }),
+    }
+}
+
+/// An error with its causes, on one line.
+fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut text = error.to_string();
+    let mut cause = error.source();
+    while let Some(current) = cause {
+        text.push_str(": ");
+        text.push_str(&current.to_string());
+        cause = current.source();
+    }
+    text
 }
 
 /// A client session on the cluster at `url`: `state`'s settings, with the stores of
@@ -143,7 +190,8 @@ pub async fn connect(
     state: SessionState,
     storage: &Storage,
 ) -> Result<SessionContext, ClusterError> {
-    reach(url).await?;
+    let executors = reach(url).await?;
+    tracing::info!(%url, executors, "The cluster's scheduler answers.");
     let settings = storage.settings();
     let stores = serde_json::to_string(&settings).expect("store settings serialise");
     // The state's catalog, with the tables registered so far, stays: a new default one
@@ -235,6 +283,17 @@ pub enum ClusterError {
          scheduler` running there, and is the port open from here?"
     )]
     Unreachable { url: String, reason: String },
+    #[error(
+        "{url} does not answer as a Ballista scheduler ({reason}). Is it the scheduler's port \
+         (50050 unless set), not an executor's?"
+    )]
+    NotAScheduler { url: String, reason: String },
+    #[error(
+        "the cluster's scheduler at {url} has no executor registered, so a run would wait \
+         for one without end. Start executors (`segflow cluster executor --scheduler {url}`), \
+         or see why they left in their logs"
+    )]
+    NoExecutors { url: String },
     #[error("cannot start a session on the cluster at {url}: {source}")]
     Connect {
         url: String,
@@ -255,7 +314,9 @@ impl ClusterError {
             ClusterError::BadUrl(_) => crate::fault::Fault::User,
             ClusterError::Service { .. }
             | ClusterError::Connect { .. }
-            | ClusterError::Unreachable { .. } => crate::fault::Fault::Environment,
+            | ClusterError::Unreachable { .. }
+            | ClusterError::NotAScheduler { .. }
+            | ClusterError::NoExecutors { .. } => crate::fault::Fault::Environment,
         }
     }
 }
@@ -293,7 +354,11 @@ impl std::fmt::Display for ClusterUrl {
 
 /// Runs a scheduler listening on `bind` until the process ends. `external_host` is the
 /// name executors and clients reach it by.
-pub async fn run_scheduler(bind: SocketAddr, external_host: &str) -> Result<(), ClusterError> {
+pub async fn run_scheduler(
+    bind: SocketAddr,
+    external_host: &str,
+    executor_timeout: std::time::Duration,
+) -> Result<(), ClusterError> {
     let failed = |source| ClusterError::Service {
         role: "scheduler",
         source,
@@ -302,6 +367,10 @@ pub async fn run_scheduler(bind: SocketAddr, external_host: &str) -> Result<(), 
         bind_host: bind.ip().to_string(),
         bind_port: bind.port(),
         external_host: external_host.to_string(),
+        executor_timeout_seconds: executor_timeout.as_secs(),
+        // Dead executors are looked for often enough that the timeout is what a run waits.
+        expire_dead_executor_interval_seconds: (executor_timeout.as_secs() / 4).clamp(1, 15),
+        no_executors_grace_period_seconds: executor_timeout.as_secs(),
         override_config_producer: Some(Arc::new(cluster_config)),
         override_logical_codec: Some(logical_codec()),
         override_physical_codec: Some(physical_codec()),
@@ -317,7 +386,7 @@ pub async fn run_scheduler(bind: SocketAddr, external_host: &str) -> Result<(), 
     let cluster = BallistaCluster::new_from_config(&config)
         .await
         .map_err(failed)?;
-    tracing::info!(%bind, "Cluster scheduler starting.");
+    tracing::info!(%bind, executor_timeout_seconds = executor_timeout.as_secs(), "Cluster scheduler starting.");
     start_server(cluster, bind, Arc::new(config))
         .await
         .map_err(failed)
@@ -338,6 +407,8 @@ pub struct ExecutorSettings {
     pub work_dir: Option<PathBuf>,
     /// Tasks it runs at once; the number of cores when unset.
     pub concurrent_tasks: Option<usize>,
+    /// How often it tells the scheduler it is alive.
+    pub heartbeat: std::time::Duration,
 }
 
 /// Runs an executor of the cluster at `settings.scheduler` until the process ends.
@@ -355,6 +426,7 @@ pub async fn run_executor(settings: ExecutorSettings) -> Result<(), ClusterError
             .as_ref()
             .map(|dir| dir.display().to_string()),
         vcores: settings.concurrent_tasks.unwrap_or(defaults.vcores),
+        executor_heartbeat_interval_seconds: settings.heartbeat.as_secs(),
         print_thread_info: false,
         override_config_producer: Some(Arc::new(cluster_config)),
         override_runtime_producer: Some(Arc::new(cluster_runtime)),

@@ -3,6 +3,7 @@
 //! CI logs and the daemon, where the structured logs tell the story instead.
 
 use std::io::IsTerminal;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -10,6 +11,8 @@ use indicatif::{ProgressBar, ProgressStyle};
 #[derive(Clone)]
 pub struct Progress {
     bar: Option<ProgressBar>,
+    /// The latest message, shown or not, for logs that say what a run waits on.
+    latest: Arc<Mutex<String>>,
 }
 
 impl Progress {
@@ -24,17 +27,30 @@ impl Progress {
                 .expect("a valid progress template"),
         );
         bar.enable_steady_tick(Duration::from_millis(120));
-        Progress { bar: Some(bar) }
+        Progress {
+            bar: Some(bar),
+            latest: Arc::default(),
+        }
     }
 
     pub fn hidden() -> Progress {
-        Progress { bar: None }
+        Progress {
+            bar: None,
+            latest: Arc::default(),
+        }
     }
 
     pub fn message(&self, message: impl Into<String>) {
+        let message = message.into();
         if let Some(bar) = &self.bar {
-            bar.set_message(message.into());
+            bar.set_message(message.clone());
         }
+        *self.latest.lock().expect("progress lock") = message;
+    }
+
+    /// What the work is at: the latest message.
+    pub fn latest(&self) -> String {
+        self.latest.lock().expect("progress lock").clone()
     }
 
     /// A line that stays above the spinner: one piece of work done.

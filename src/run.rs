@@ -495,6 +495,7 @@ async fn run_on_engine(
             Ok((planned, writes, checks))
         } => worked,
         reason = cancel.cancelled() => Err(RunError::Cancelled(reason)),
+        never = say_what_the_cluster_works_on(pipeline, progress) => match never {},
     };
     // Measured before the cleanup below frees what filled the disk.
     let worked = worked.map_err(|error| name_full_disk(error, pipeline));
@@ -735,6 +736,26 @@ async fn claim(
         publish::complete(storage, &pipeline.outputs, run, &decision).await?;
     }
     Ok(())
+}
+
+/// How often a run on a cluster says what it waits for: Ballista's client says nothing while
+/// a job runs.
+const CLUSTER_WAIT_LOG: Duration = Duration::from_secs(30);
+
+/// Logs, every [`CLUSTER_WAIT_LOG`] while the run's queries run on a cluster, what the run
+/// is at; never ends (in process, it logs nothing).
+async fn say_what_the_cluster_works_on(
+    pipeline: &Pipeline,
+    progress: &Progress,
+) -> std::convert::Infallible {
+    let Some(url) = &pipeline.engine.cluster else {
+        return std::future::pending().await;
+    };
+    let started = Instant::now();
+    loop {
+        tokio::time::sleep(CLUSTER_WAIT_LOG).await;
+        tracing::info!(pipeline = %pipeline.name, cluster = %url, seconds = started.elapsed().as_secs(), at = %progress.latest(), "Waiting on the cluster.");
+    }
 }
 
 /// Begins the publication of every output before any work.
@@ -1178,6 +1199,7 @@ async fn check_cluster(pipeline: &Pipeline, request: &RunRequest) -> Result<(), 
     }
     crate::cluster::reach(url)
         .await
+        .map(|_| ())
         .map_err(|error| RunError::Engine(error.into()))
 }
 

@@ -76,6 +76,11 @@ pub(crate) struct SchedulerArgs {
     /// The name executors and clients reach this scheduler by.
     #[arg(long, default_value = "localhost")]
     pub(crate) external_host: String,
+    /// Seconds without a heartbeat after which an executor counts as dead and its tasks
+    /// run elsewhere: how long a run waits on a killed executor. Longer than the executors'
+    /// --heartbeat-seconds.
+    #[arg(long, default_value_t = 180)]
+    pub(crate) executor_timeout_seconds: u64,
 }
 
 #[derive(Debug, Args)]
@@ -98,6 +103,10 @@ pub(crate) struct ExecutorArgs {
     /// Tasks run at once (default: the number of cores).
     #[arg(long)]
     pub(crate) concurrent_tasks: Option<usize>,
+    /// Seconds between heartbeats to the scheduler; shorter than its
+    /// --executor-timeout-seconds.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) heartbeat_seconds: u64,
 }
 
 #[derive(Debug, Args)]

@@ -60,45 +60,87 @@ fn until_listening(port: u16) {
 
 /// A scheduler and two executors; the scheduler's URL.
 fn start_cluster(work: &std::path::Path) -> (Services, String) {
-    let scheduler_port = free_port();
-    let mut services = Services(Vec::new());
-    let quiet = |command: &mut std::process::Command| {
-        command.stdout(Stdio::null()).stderr(Stdio::null());
-    };
-    let mut scheduler = segflow();
-    scheduler.args([
-        "cluster",
-        "scheduler",
-        "--bind",
-        &format!("127.0.0.1:{scheduler_port}"),
-    ]);
-    quiet(&mut scheduler);
-    services.0.push(scheduler.spawn().unwrap());
-    until_listening(scheduler_port);
-    let url = format!("df://127.0.0.1:{scheduler_port}");
+    let (mut services, url) = start_scheduler();
     for n in 0..2 {
-        let (flight, grpc) = (free_port(), free_port());
-        let mut executor = segflow();
-        executor.args([
+        let (executor, _) = start_executor(&url, &work.join(format!("executor-{n}")));
+        services.0.push(executor);
+    }
+    until_ready(&url, 2);
+    (services, url)
+}
+
+/// A scheduler that counts an executor dead after 20 s without a heartbeat (Ballista's
+/// default is 180 s), so that a killed executor costs the tests little; its URL.
+fn start_scheduler() -> (Services, String) {
+    let scheduler_port = free_port();
+    let mut scheduler = segflow();
+    scheduler
+        .args([
+            "cluster",
+            "scheduler",
+            "--bind",
+            &format!("127.0.0.1:{scheduler_port}"),
+            "--executor-timeout-seconds",
+            "20",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let services = Services(vec![scheduler.spawn().unwrap()]);
+    until_listening(scheduler_port);
+    (services, format!("df://127.0.0.1:{scheduler_port}"))
+}
+
+/// An executor of the scheduler at `url`, working in `work`; it and its gRPC port.
+fn start_executor(url: &str, work: &Path) -> (Child, u16) {
+    let (flight, grpc) = (free_port(), free_port());
+    std::fs::create_dir_all(work).unwrap();
+    let mut executor = segflow();
+    executor
+        .args([
             "cluster",
             "executor",
             "--scheduler",
-            &url,
+            url,
             "--flight-port",
             &flight.to_string(),
             "--grpc-port",
             &grpc.to_string(),
             "--concurrent-tasks",
             "2",
+            "--heartbeat-seconds",
+            "3",
             "--work-dir",
-            work.join(format!("executor-{n}")).to_str().unwrap(),
-        ]);
-        std::fs::create_dir_all(work.join(format!("executor-{n}"))).unwrap();
-        quiet(&mut executor);
-        services.0.push(executor.spawn().unwrap());
-        until_listening(grpc);
+            work.to_str().unwrap(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let child = executor.spawn().unwrap();
+    until_listening(grpc);
+    (child, grpc)
+}
+
+/// Waits until the scheduler at `url` has `executors` registered, as its `/readyz` says.
+fn until_ready(url: &str, executors: usize) {
+    use std::io::{Read, Write};
+    let address = url.trim_start_matches("df://");
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let mut last = String::new();
+    while std::time::Instant::now() < deadline {
+        if let Ok(mut stream) = std::net::TcpStream::connect(address) {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let request =
+                format!("GET /readyz HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n");
+            last.clear();
+            if stream.write_all(request.as_bytes()).is_ok()
+                && stream.read_to_string(&mut last).is_ok()
+                && last.contains(&format!("ready: {executors} executors"))
+            {
+                return;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
     }
-    (services, url)
+    panic!("the scheduler at {url} did not have {executors} executors within 60 s: {last}");
 }
 
 /// Ballista's stock scheduler and an executor (examples/stock_ballista.rs), with no S3
@@ -664,5 +706,55 @@ async fn the_daemon_runs_a_cluster_pipeline_at_its_slot() {
             "2030-03-05"
         ),
         900
+    );
+}
+
+/// `validate --cluster` and `run --cluster` against `target`: each exits 2 within 30 s,
+/// naming `target` and `expect`, and blames no line of the pipeline file.
+async fn refused_in_seconds(root: &Path, addr: SocketAddr, target: &str, expect: &str) {
+    for command in ["validate", "run"] {
+        let args = [command, PIPELINE, "--as-of", AS_OF, "--cluster", target];
+        let started = std::time::Instant::now();
+        let refused = segflow_in(root, addr, &args, &ON_CLUSTER).await;
+        let seconds = started.elapsed().as_secs();
+        assert_eq!(refused.code, 2, "{command} on {target}: {refused:?}");
+        assert!(seconds < 30, "{command} on {target} took {seconds} s");
+        for token in [target, expect] {
+            assert!(refused.stderr.contains(token), "{token}: {refused:?}");
+        }
+        assert!(!refused.stderr.contains(".yaml:"), "{refused:?}");
+    }
+}
+
+/// A scheduler without executors, a port that is not a scheduler's (an executor's), and a
+/// frozen scheduler (SIGSTOP) each end `validate` and `run` in a named error, exit 2, within
+/// seconds; nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_that_cannot_run_is_named_within_seconds() {
+    let (root, addr) = shop_on_s3().await;
+    let (mut services, url) = start_scheduler();
+    refused_in_seconds(root.path(), addr, &url, "has no executor registered").await;
+
+    let (executor, grpc) = start_executor(&url, &root.path().join("executor"));
+    services.0.push(executor);
+    until_ready(&url, 1);
+    let executors_port = format!("df://127.0.0.1:{grpc}");
+    let not_a_scheduler = "does not answer as a Ballista scheduler";
+    refused_in_seconds(root.path(), addr, &executors_port, not_a_scheduler).await;
+
+    let scheduler = services.0[0].id().to_string();
+    let signal = |signal: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([signal, &scheduler])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    };
+    signal("-STOP");
+    refused_in_seconds(root.path(), addr, &url, "did not answer within 10 s").await;
+    signal("-CONT");
+    assert!(
+        crate::common::snapshot_of(&root.path().join("lake/marts-cluster")).is_empty(),
+        "nothing published"
     );
 }
