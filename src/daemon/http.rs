@@ -105,6 +105,8 @@ impl Pages {
                 ),
             },
             "/metrics" => response(StatusCode::OK, PROMETHEUS, self.status.metrics_text(now)),
+            // The page names its icon inline; browsers that ask anyway get nothing, not 404.
+            "/favicon.ico" => response(StatusCode::NO_CONTENT, TEXT, String::new()),
             "/" => response(StatusCode::OK, HTML, self.status_page(now).await),
             path => match path.strip_prefix("/report/") {
                 Some(name) => self.report(name).await,
@@ -183,6 +185,7 @@ impl Pages {
             html,
             "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
              <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <link rel=\"icon\" href=\"{ICON}\">\
              <title>segflow schedule</title><style>{STYLE}</style></head><body>\
              <h1>segflow schedule</h1><p class=\"meta\">Daemon {} · up since {} UTC · \
              <span id=\"health\" data-healthy=\"{}\">{}</span> · \
@@ -195,24 +198,53 @@ impl Pages {
                 Err(why) => format!("unhealthy: {why}"),
             }),
         );
+        let unloadable = self.status.unloadable();
+        if !unloadable.is_empty() {
+            html.push_str(
+                "<h2>Pipeline files that do not load</h2><div class=\"scroll\">\
+                 <table id=\"unloadable\"><thead><tr><th>File</th><th>Why</th></tr></thead>\
+                 <tbody>",
+            );
+            for (file, error) in &unloadable {
+                let _ = write!(
+                    html,
+                    "<tr data-file=\"{file}\"><td><code>{file}</code></td>\
+                     <td class=\"failed\"><pre>{}</pre></td></tr>",
+                    escape(error),
+                    file = escape(&file.display().to_string()),
+                );
+            }
+            html.push_str("</tbody></table></div>");
+        }
         let pipelines = self.status.pipelines();
         if pipelines.is_empty() {
             html.push_str("<p>No pipeline loaded.</p></body></html>\n");
             return html;
         }
         html.push_str(
-            "<div class=\"scroll\"><table id=\"pipelines\"><thead><tr><th>Pipeline</th>\
-             <th>Schedule</th><th>Next slot (UTC)</th><th>Last run</th><th>Lease holder</th>\
-             <th>Report</th></tr></thead><tbody>",
+            "<h2>Pipelines</h2><div class=\"scroll\"><table id=\"pipelines\"><thead><tr>\
+             <th>Pipeline</th><th>Schedule</th><th>Next slot (UTC)</th><th>Last run</th>\
+             <th>Lease holder</th><th>Report</th></tr></thead><tbody>",
         );
-        for pipeline in pipelines {
-            self.pipeline_row(&mut html, &pipeline, now).await;
+        let mut runs: Vec<RunRecord> = Vec::new();
+        for pipeline in &pipelines {
+            runs.extend(self.pipeline_row(&mut html, pipeline, now).await);
         }
-        html.push_str("</tbody></table></div></body></html>\n");
+        html.push_str("</tbody></table></div>");
+        runs.sort_by_key(|run| std::cmp::Reverse(run.started_at));
+        runs.truncate(RECENT_RUNS);
+        recent_runs(&mut html, &runs);
+        html.push_str("</body></html>\n");
         html
     }
 
-    async fn pipeline_row(&self, html: &mut String, pipeline: &Pipeline, now: DateTime<Utc>) {
+    /// Writes `pipeline`'s row; returns its runs, for the recent runs below.
+    async fn pipeline_row(
+        &self,
+        html: &mut String,
+        pipeline: &Pipeline,
+        now: DateTime<Utc>,
+    ) -> Vec<RunRecord> {
         let name = &pipeline.name;
         let (schedule, next) = match &pipeline.schedule {
             Some(schedule) => (
@@ -225,21 +257,28 @@ impl Pages {
             ),
             None => ("not scheduled".to_string(), "–".to_string()),
         };
-        let last: Result<Option<RunRecord>, String> =
+        let runs: Result<Vec<RunRecord>, String> =
             match tokio::time::timeout(STORE_WAIT, self.history.list(Some(name))).await {
-                Ok(listed) => listed
-                    .map(|records| records.into_iter().max_by_key(|r| r.started_at))
-                    .map_err(|e| e.to_string()),
+                Ok(listed) => listed.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("no answer within {}s", STORE_WAIT.as_secs())),
             };
+        let last = runs
+            .as_ref()
+            .map(|runs| runs.iter().max_by_key(|r| r.started_at));
         let (last_status, last_text) = match &last {
             Ok(Some(run)) => {
                 let status = run.status.as_str().to_string();
-                let text = format!(
+                let mut text = format!(
                     "{status} · as_of {} · started {}",
                     run.as_of,
                     run.started_at.format("%Y-%m-%d %H:%M:%S")
                 );
+                if let Some(seconds) = run.seconds() {
+                    let _ = write!(text, " · {seconds:.1} s");
+                }
+                if let Some(error) = first_line(run.error.as_deref()) {
+                    let _ = write!(text, " · {error}");
+                }
                 (status, text)
             }
             Ok(None) => (String::new(), "no run yet".to_string()),
@@ -268,11 +307,55 @@ impl Pages {
             escape(&last_text),
             escape(&holder),
         );
+        runs.unwrap_or_default()
     }
 }
+
+/// How many runs the status page lists, newest first.
+const RECENT_RUNS: usize = 20;
+
+/// The recent runs of the loaded pipelines, as an on-call engineer first wants them: what
+/// ran for which date, how it ended, how long it took, what it published, and why it failed.
+fn recent_runs(html: &mut String, runs: &[RunRecord]) {
+    html.push_str(
+        "<h2>Recent runs</h2><div class=\"scroll\"><table id=\"runs\"><thead><tr>\
+         <th>Pipeline</th><th>as_of</th><th>Status</th><th>Started (UTC)</th>\
+         <th>Seconds</th><th>Rows</th><th>Error</th></tr></thead><tbody>",
+    );
+    for run in runs {
+        let status = run.status.as_str();
+        let seconds = run.seconds().map(|s| format!("{s:.1}")).unwrap_or_default();
+        let _ = write!(
+            html,
+            "<tr data-run-id=\"{}\" data-status=\"{status}\"><td>{}</td><td>{}</td>\
+             <td class=\"{status}\">{status}</td><td>{}</td><td class=\"number\">{seconds}</td>\
+             <td class=\"number\">{}</td><td>{}</td></tr>",
+            escape(&run.run_id),
+            escape(&run.pipeline),
+            run.as_of,
+            run.started_at.format("%Y-%m-%d %H:%M:%S"),
+            run.rows.values().sum::<u64>(),
+            escape(first_line(run.error.as_deref()).unwrap_or_default()),
+        );
+    }
+    if runs.is_empty() {
+        html.push_str("<tr><td colspan=\"7\">No run yet.</td></tr>");
+    }
+    html.push_str("</tbody></table></div>");
+}
+
+fn first_line(error: Option<&str>) -> Option<&str> {
+    error.and_then(|e| e.lines().next())
+}
+
+/// The page's icon, inline, so that no request for it can fail.
+const ICON: &str = "data:image/svg+xml,%3Csvg xmlns='http://www.w3.org/2000/svg' \
+viewBox='0 0 16 16'%3E%3Ccircle cx='8' cy='8' r='7' fill='%230072B2'/%3E%3C/svg%3E";
 
 const STYLE: &str = "body{margin:0 auto;max-width:1100px;padding:16px;font:15px/1.45 system-ui,\
 sans-serif;color:#1a1a1a}h1{font-size:1.5rem;margin:0 0 4px}.meta{color:#5f6368}\
 table{border-collapse:collapse;width:100%}th,td{padding:4px 8px;border-bottom:1px solid #dadce0;\
 text-align:left;vertical-align:top}.scroll{overflow-x:auto}td.failed{color:#D55E00;\
-font-weight:600}td.succeeded{color:#0072B2}code{overflow-wrap:anywhere}";
+font-weight:600}td.succeeded{color:#0072B2}code{overflow-wrap:anywhere}h2{font-size:1.1rem;\
+margin:20px 0 4px}td.number{text-align:right;font-variant-numeric:tabular-nums}\
+pre{margin:0;white-space:pre-wrap;overflow-wrap:anywhere;font:inherit}";

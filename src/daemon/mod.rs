@@ -225,7 +225,12 @@ impl Scheduler {
             .values()
             .map(|entry| Arc::clone(&entry.pipeline))
             .collect();
-        context.status.ticked(now, pipelines);
+        let unloadable = self
+            .unloadable
+            .iter()
+            .map(|(file, error)| (file.clone(), error.clone()))
+            .collect();
+        context.status.ticked(now, pipelines, unloadable);
         let Some(interval) = self.store_interval else {
             return;
         };

@@ -31,6 +31,8 @@ struct Inner {
     store_answered: Option<DateTime<Utc>>,
     store_error: Option<String>,
     pipelines: Vec<Arc<Pipeline>>,
+    /// Pipeline files whose last edit does not load, with why.
+    unloadable: Vec<(std::path::PathBuf, String)>,
     metrics: Metrics,
 }
 
@@ -64,11 +66,21 @@ impl DaemonStatus {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The loop went round at `now` with these pipelines loaded.
-    pub(super) fn ticked(&self, now: DateTime<Utc>, pipelines: Vec<Arc<Pipeline>>) {
+    /// The loop went round at `now` with these pipelines loaded, and these files not.
+    pub(super) fn ticked(
+        &self,
+        now: DateTime<Utc>,
+        pipelines: Vec<Arc<Pipeline>>,
+        unloadable: Vec<(std::path::PathBuf, String)>,
+    ) {
         let mut inner = self.inner();
         inner.last_tick = Some(now);
         inner.pipelines = pipelines;
+        inner.unloadable = unloadable;
+    }
+
+    pub(super) fn unloadable(&self) -> Vec<(std::path::PathBuf, String)> {
+        self.inner().unloadable.clone()
     }
 
     /// Whether to ask the state store for a sign of life at `now`: an interval after the last
@@ -282,6 +294,12 @@ impl DaemonStatus {
             vec![(String::new(), inner.pipelines.len().to_string())],
         );
         family(
+            "segflow_pipelines_unloadable",
+            "gauge",
+            "Pipeline files whose last edit does not load (the status page says why).",
+            vec![(String::new(), inner.unloadable.len().to_string())],
+        );
+        family(
             "segflow_healthy",
             "gauge",
             "1 when /healthz answers 200: the loop goes round and the state store answers.",
@@ -327,12 +345,12 @@ mod tests {
             .with_timezone(&Utc);
         let status = DaemonStatus::new(Duration::from_secs(30), "me".into(), start);
         assert!(status.health(start).is_err());
-        status.ticked(start, Vec::new());
+        status.ticked(start, Vec::new(), Vec::new());
         assert!(status.health(start).unwrap_err().contains("never"));
         status.store_answered(start, Ok(()));
         assert_eq!(status.health(start), Ok(()));
         let later = start + chrono::Duration::seconds(61);
-        status.ticked(later, Vec::new());
+        status.ticked(later, Vec::new(), Vec::new());
         status.store_answered(later, Err("connection refused".into()));
         let why = status.health(later).unwrap_err();
         assert!(why.contains("over 60s ago: connection refused"), "{why}");

@@ -21,4 +21,6 @@ def chromium(width, height):
         f"--window-size={width},{height}",
     ]:
         options.add_argument(flag)
+    # What the page logs (errors such as a failed request), for get_log("browser").
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     return webdriver.Chrome(options=options, service=Service("/usr/bin/chromedriver"))

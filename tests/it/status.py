@@ -102,6 +102,7 @@ check(
 )
 check(sample("segflow_healthy") == 1, "healthy")
 check(sample("segflow_pipelines_loaded") == 2, "two pipelines")
+check(sample("segflow_pipelines_unloadable") == 1, "one file does not load")
 
 # The status page, in a browser: each pipeline's last run, next slot, lease and report.
 driver = chromium(1200, 800)
@@ -123,6 +124,33 @@ try:
             f"{pipeline} next {next_slot}",
         )
         check("nobody" in row.text, f"{pipeline} lease: {row.text}")
+    # The file that does not load, with its line and why.
+    broken = driver.find_elements(By.CSS_SELECTOR, "#unloadable tbody tr")
+    check(len(broken) == 1, f"{len(broken)} unloadable files shown")
+    check(broken[0].get_attribute("data-file").endswith("broken.yaml"), "the broken file")
+    check(re.search(r"broken\.yaml:4\b.*colour", broken[0].text, re.S), broken[0].text)
+    # Recent runs, newest first: each one's status, duration, rows and first error line.
+    shown = driver.find_elements(By.CSS_SELECTOR, "#runs tbody tr")
+    newest_first = sorted(ended, key=lambda r: r["started_at"], reverse=True)[:20]
+    check(
+        [r.get_attribute("data-run-id") for r in shown] == [r["run_id"] for r in newest_first],
+        "the recent runs are the history's, newest first",
+    )
+    for row, run in zip(shown, newest_first):
+        cells = [c.text for c in row.find_elements(By.TAG_NAME, "td")]
+        took = instant(run["ended_at"]) - instant(run["started_at"])
+        error = (run.get("error") or "").splitlines()[:1]
+        check(cells[0] == run["pipeline"] and cells[1] == run["as_of"], f"{cells}")
+        check(cells[2] == run["status"] == row.get_attribute("data-status"), f"{cells}")
+        check(abs(float(cells[4]) - took) <= 0.051, f"{cells} vs {took}")
+        check(int(cells[5]) == sum(run["rows"].values()), f"{cells}")
+        check(cells[6] == (error[0] if error else ""), f"{cells} vs {error}")
+    bad_row = driver.find_element(By.CSS_SELECTOR, "#pipelines tr[data-pipeline='bad']")
+    bad_error = newest_first[[r["pipeline"] for r in newest_first].index("bad")]["error"]
+    check(bad_error.splitlines()[0] in bad_row.text, f"the last error: {bad_row.text}")
+    # Nothing the page asked for failed (the icon, say).
+    errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+    check(not errors, f"the browser logged errors: {errors}")
     # On a phone-width screen nothing but the table's own box scrolls sideways.
     driver.set_window_size(390, 844)
     check(driver.execute_script("return window.innerWidth") <= 400, "a phone-width window")

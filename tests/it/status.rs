@@ -96,6 +96,12 @@ fn the_status_page_and_metrics_match_the_run_history() {
         due,
         "checks:\n  - { name: enough, table: counts, row_count: { min: 2 } }\n",
     );
+    // A file that does not load: the page names it, with the line and why.
+    std::fs::write(
+        project.path().join("scheduled/broken.yaml"),
+        "name: broken\nschedule: { cron: '0 3 * * *' }\nsteps:\n  - { name: a, sql: a.sql, colour: blue }\n",
+    )
+    .unwrap();
     let mut daemon = start_daemon_with(
         &project,
         5,
