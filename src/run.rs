@@ -64,6 +64,12 @@ pub enum RunError {
         .0.iter().map(|l| format!("\n  {l}")).collect::<String>()
     )]
     LocalOnCluster(Vec<String>),
+    #[error(
+        "the run would write where it reads; one may not be in the other, or a run would \
+         overwrite or delete what it reads. Give each a folder of its own:{}",
+        .0.iter().map(|l| format!("\n  {l}")).collect::<String>()
+    )]
+    Collisions(Vec<String>),
     #[error("no output of the pipeline is published for {as_of}")]
     NothingPublished { as_of: NaiveDate },
     #[error("the run crashed: {0}")]
@@ -109,7 +115,8 @@ impl RunError {
             RunError::Select(_)
             | RunError::ChecksFailed(_)
             | RunError::NothingPublished { .. }
-            | RunError::LocalOnCluster(_) => crate::fault::Fault::User,
+            | RunError::LocalOnCluster(_)
+            | RunError::Collisions(_) => crate::fault::Fault::User,
             RunError::Scratch(_)
             | RunError::DiskFull { .. }
             | RunError::ReadFailed(_)
@@ -139,6 +146,9 @@ pub struct RunRequest {
     /// The date journal and the run's token, for a run under a lease; without it the run
     /// publishes unfenced, as the only writer (the demo, library callers).
     pub fence: Option<Fence>,
+    /// The state store the run keeps its history, leases and cache in, checked not to lie
+    /// in a source.
+    pub state: Option<crate::storage::Location>,
 }
 
 /// The run request is the one context of a run; what the engine and the publications need
@@ -171,6 +181,7 @@ impl RunRequest {
             single_writer: false,
             cache: None,
             fence: None,
+            state: None,
         }
     }
 }
@@ -327,7 +338,7 @@ pub async fn check_published(
 /// Plans every step against the sources' schemas without scanning data: what
 /// `segflow validate` checks beyond the spec itself.
 pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Planned, RunError> {
-    check_cluster(pipeline, request).await?;
+    check_locations(pipeline, request).await?;
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone()).await?;
     plan_views(pipeline, request, &engine, &storage).await?;
@@ -468,7 +479,7 @@ async fn run_on_engine(
     let (pipeline, request, progress) = (&pipeline, &request, &progress);
     let started = Instant::now();
     tracing::info!(pipeline = %pipeline.name, as_of = %request.as_of, run_id = %request.run_id, "Run started.");
-    check_cluster(pipeline, request).await?;
+    check_locations(pipeline, request).await?;
     let storage = Storage::new();
     let scratch = Scratch::create(pipeline.engine.scratch.as_ref(), &request.run_id)
         .map_err(RunError::Scratch)?;
@@ -1187,9 +1198,13 @@ fn local_on_cluster(pipeline: &Pipeline, cache: Option<&CacheSpec>) -> Vec<Strin
     local
 }
 
-/// Before any work, in cluster mode: every location is one the executors reach, and the
-/// scheduler answers.
-async fn check_cluster(pipeline: &Pipeline, request: &RunRequest) -> Result<(), RunError> {
+/// Before any work: nothing the run writes lies in what it reads, and in cluster mode every
+/// location is one the executors reach, and the scheduler answers.
+async fn check_locations(pipeline: &Pipeline, request: &RunRequest) -> Result<(), RunError> {
+    let collisions = pipeline.collisions(request.state.as_ref());
+    if !collisions.is_empty() {
+        return Err(RunError::Collisions(collisions));
+    }
     let Some(url) = &pipeline.engine.cluster else {
         return Ok(());
     };

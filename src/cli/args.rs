@@ -192,6 +192,15 @@ pub(crate) struct ScheduleArgs {
     /// fails when the last answer is older than two of these.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub(crate) health_seconds: u64,
+    /// Confine the pipelines to these folders and buckets (repeat, or comma-separate in
+    /// SEGFLOW_ROOTS): a pipeline that reads or writes anywhere else does not load.
+    #[arg(
+        long = "root",
+        value_name = "URL",
+        env = "SEGFLOW_ROOTS",
+        value_delimiter = ','
+    )]
+    pub(crate) roots: Vec<String>,
     #[command(flatten)]
     pub(crate) lease: LeaseArgs,
     #[command(flatten)]
@@ -211,7 +220,6 @@ pub(crate) struct LeaseArgs {
     pub(crate) single_writer: bool,
 }
 
-/// Runs started by hand share the pipeline's lease with the scheduler.
 /// Where a run computes, over the pipeline's `engine:` settings, so that one pipeline file
 /// runs in process or on a cluster unedited.
 #[derive(Debug, Args)]
@@ -244,6 +252,7 @@ impl EngineArgs {
     }
 }
 
+/// Runs started by hand share the pipeline's lease with the scheduler.
 #[derive(Debug, Args)]
 pub(crate) struct HandRunArgs {
     /// Seconds to wait when another run of the pipeline holds its lease, before giving up.

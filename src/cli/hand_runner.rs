@@ -10,7 +10,7 @@ use segflow::lease::{Lease, Leases};
 use segflow::pipeline::{EngineOverrides, Pipeline};
 use segflow::progress::Progress;
 use segflow::publish::{Fence, Journal};
-use segflow::run::{RunReport, RunRequest};
+use segflow::run::{RunError, RunReport, RunRequest};
 use segflow::storage::{Location, Storage};
 
 use super::Failure;
@@ -64,6 +64,11 @@ impl HandRunner {
         as_of: NaiveDate,
     ) -> Result<RunReport, Failure> {
         let pipeline = &pipeline.with_engine(&self.engine);
+        // Before the lease and the history, which are written in the state store.
+        let collisions = pipeline.collisions(Some(&self.state));
+        if !collisions.is_empty() {
+            return Err(RunError::Collisions(collisions).into());
+        }
         let progress = Progress::for_terminal();
         let (mut lease, records) = loop {
             let lease = self.take_lease(&pipeline.name, &progress).await?;
@@ -85,6 +90,7 @@ impl HandRunner {
             ended_runs: history::ended_runs(&records),
             single_writer: self.single_writer,
             cache: Some(CacheSpec::in_state(&self.state, &pipeline.name, self.full)),
+            state: Some(self.state.clone()),
             fence: Some(Fence {
                 journal: Journal::in_state(self.storage.clone(), &self.state, &pipeline.name),
                 token: lease.epoch(),

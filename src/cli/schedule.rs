@@ -22,6 +22,11 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
         single_writer: args.lease.single_writer,
         tick: std::time::Duration::from_millis(500),
         clock: segflow::clock::Clock::System,
+        roots: args
+            .roots
+            .iter()
+            .map(|root| Location::parse(root).map(|l| l.as_folder()))
+            .collect::<Result<_, _>>()?,
     };
     let server = match args.http {
         None => None,

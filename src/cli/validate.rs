@@ -66,11 +66,16 @@ async fn check_against_storage(
     pipeline: &Pipeline,
     args: &ValidateArgs,
 ) -> Result<String, Failure> {
+    let state = Location::parse(&args.state.url)?;
+    // Before the probes, which write where the run would.
+    let collisions = pipeline.collisions(Some(&state));
+    if !collisions.is_empty() {
+        return Err(run::RunError::Collisions(collisions).into());
+    }
     let storage = Storage::new();
     for output in &pipeline.outputs {
         storage.probe(&output.location, &output.options).await?;
     }
-    let state = Location::parse(&args.state.url)?;
     storage.probe(&state, &BTreeMap::new()).await?;
     let as_of = args
         .values
@@ -80,6 +85,7 @@ async fn check_against_storage(
         run_id: "validate".to_string(),
         // Where a run keeps incremental results: on a cluster, its executors write there.
         cache: Some(CacheSpec::in_state(&state, &pipeline.name, false)),
+        state: Some(state.clone()),
         ..RunRequest::new(as_of)
     };
     let planned = run::plan_only(pipeline, &request).await?;

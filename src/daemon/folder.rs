@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use crate::pipeline::{LoadOptions, Pipeline};
+use crate::storage::Location;
 
 pub(super) struct Loaded {
     pub(super) pipeline: Arc<Pipeline>,
@@ -18,9 +19,11 @@ type Fingerprint = Vec<(PathBuf, Option<SystemTime>)>;
 /// Loads every `*.yaml` in the folder that changed since the last look; a file that no longer
 /// loads keeps its last good version. `unloadable` holds the files whose last edit is broken,
 /// with the error: they are tried again every tick (the fix may be in a file they name, such
-/// as a missing SQL file), and reported again only when the error changes.
+/// as a missing SQL file), and reported again only when the error changes. A pipeline whose
+/// sources the state store `state` lies in does not load, nor one with a location outside
+/// `roots` (when there are roots).
 pub(super) fn reload(
-    folder: &Path,
+    (folder, state, roots): (&Path, &Location, &[Location]),
     loaded: &mut BTreeMap<PathBuf, Loaded>,
     unloadable: &mut BTreeMap<PathBuf, String>,
 ) {
@@ -48,7 +51,8 @@ pub(super) fn reload(
             .and_then(|pipeline| match clash(&pipeline, &file, loaded) {
                 Some(clash) => Err(clash),
                 None => Ok(pipeline),
-            });
+            })
+            .and_then(|pipeline| confined(pipeline, state, roots));
         match load {
             Ok(pipeline) => {
                 tracing::info!(file = %file.display(), pipeline = %pipeline.name, scheduled = pipeline.schedule.is_some(), "Pipeline loaded.");
@@ -77,6 +81,29 @@ pub(super) fn reload(
 /// files: the same name (they would share one lease, run history and set of slots), or the
 /// same report URL (each run would overwrite the other's page). The file loaded first keeps
 /// running; this one is reported until the clash is gone.
+/// `pipeline`, unless it would write into what it reads through the state store `state`, or
+/// reads or writes outside `roots`.
+fn confined(pipeline: Pipeline, state: &Location, roots: &[Location]) -> Result<Pipeline, String> {
+    let collisions = pipeline.collisions(Some(state));
+    if !collisions.is_empty() {
+        return Err(crate::run::RunError::Collisions(collisions).to_string());
+    }
+    let outside = pipeline.outside(roots);
+    if !outside.is_empty() {
+        let roots: Vec<&str> = roots.iter().map(Location::as_str).collect();
+        return Err(format!(
+            "it reads or writes outside the roots this daemon confines its pipelines to \
+             (--root {}):{}",
+            roots.join(", "),
+            outside
+                .iter()
+                .map(|o| format!("\n  {o}"))
+                .collect::<String>()
+        ));
+    }
+    Ok(pipeline)
+}
+
 fn clash(pipeline: &Pipeline, file: &Path, loaded: &BTreeMap<PathBuf, Loaded>) -> Option<String> {
     let others = loaded
         .iter()

@@ -45,6 +45,9 @@ pub struct DaemonConfig {
     /// Publish with plain writes where a store cannot write conditionally (see
     /// [`RunRequest::single_writer`]).
     pub single_writer: bool,
+    /// The folders and buckets the pipelines may read and write (`--root`); anywhere when
+    /// empty. A pipeline with a location elsewhere does not load.
+    pub roots: Vec<Location>,
 }
 
 /// What a daemon did: `--once` exits non-zero when a run failed, so that cron or a
@@ -199,7 +202,11 @@ impl Scheduler {
         let config = self.context.config.clone();
         tracing::info!(pipelines = %config.pipelines.display(), state = %config.state, holder = self.context.leases.holder(), "Scheduler started.");
         loop {
-            folder::reload(&config.pipelines, &mut self.loaded, &mut self.unloadable);
+            folder::reload(
+                (&config.pipelines, &config.state, &config.roots),
+                &mut self.loaded,
+                &mut self.unloadable,
+            );
             self.report_alive();
             self.collect_finished();
             self.start_due().await;

@@ -269,6 +269,7 @@ async fn try_slot(
             &pipeline.name,
             false,
         )),
+        state: Some(context.config.state.clone()),
         fence: Some(Fence {
             journal: Journal::in_state(
                 context.storage.clone(),

@@ -477,6 +477,77 @@ pub struct EngineOverrides {
 }
 
 impl Pipeline {
+    /// Where a run would write into what it reads: the scratch folder (which a run empties)
+    /// or the state store equal to, inside or holding a source, or the scratch folder and an
+    /// output in one another. Outputs and sources are checked when the spec is read; these
+    /// come from the command line and the environment too.
+    pub fn collisions(&self, state: Option<&Location>) -> Vec<String> {
+        let mut found = Vec::new();
+        let mut written: Vec<(String, &Location)> = Vec::new();
+        if let Some(scratch) = &self.engine.scratch {
+            written.push(("engine.scratch".to_string(), scratch));
+        }
+        if let Some(state) = state {
+            written.push(("the state store".to_string(), state));
+        }
+        for (what, location) in &written {
+            for source in self
+                .sources
+                .iter()
+                .filter(|s| s.location.overlaps(location))
+            {
+                found.push(format!(
+                    "{what} at {location} and source '{}' at {}",
+                    source.name, source.location
+                ));
+            }
+        }
+        if let Some(scratch) = &self.engine.scratch {
+            for output in self.outputs.iter().filter(|o| o.location.overlaps(scratch)) {
+                found.push(format!(
+                    "engine.scratch at {scratch} and output '{}' at {}",
+                    output.table, output.location
+                ));
+            }
+        }
+        found
+    }
+
+    /// Every place the pipeline reads or writes that lies in none of `roots` (a folder or
+    /// bucket each); none when there are no roots.
+    pub fn outside(&self, roots: &[Location]) -> Vec<String> {
+        if roots.is_empty() {
+            return Vec::new();
+        }
+        let mut places: Vec<(String, &Location)> = Vec::new();
+        places.extend(
+            self.sources
+                .iter()
+                .map(|s| (format!("source '{}'", s.name), &s.location)),
+        );
+        places.extend(
+            self.outputs
+                .iter()
+                .map(|o| (format!("output '{}'", o.table), &o.location)),
+        );
+        places.extend(
+            self.engine
+                .scratch
+                .iter()
+                .map(|s| ("engine.scratch".to_string(), s)),
+        );
+        places.extend(
+            self.report
+                .iter()
+                .map(|r| ("report.url".to_string(), &r.location)),
+        );
+        places
+            .into_iter()
+            .filter(|(_, location)| !roots.iter().any(|root| location.is_within(root)))
+            .map(|(what, location)| format!("{what} at {location}"))
+            .collect()
+    }
+
     /// This pipeline with `overrides` in place of its own `engine.cluster` and
     /// `engine.scratch`.
     pub fn with_engine(&self, overrides: &EngineOverrides) -> Pipeline {

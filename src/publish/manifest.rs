@@ -200,8 +200,8 @@ impl Sink for ManifestSink {
         }
     }
 
-    /// The Parquet format keeps no old versions: a file in a partition that the date's
-    /// manifest does not list is a killed run's, once old enough.
+    /// The Parquet format keeps no old versions: a file a run wrote in a partition that the
+    /// date's manifest does not list is a killed run's, once old enough.
     async fn vacuum(
         &self,
         cutoff: DateTime<Utc>,
@@ -222,7 +222,14 @@ impl Sink for ManifestSink {
             .await?
         {
             let relative = self.at.location.relative(&object.location);
+            // Only files a run wrote (part-<run id>-<n>.zstd.parquet): a file someone else
+            // put in a partition is not vacuum's to delete.
+            let ours = object
+                .location
+                .filename()
+                .is_some_and(staging::is_published_name);
             if relative.starts_with("as_of=")
+                && ours
                 && !live.contains(&relative)
                 && object.last_modified < cutoff
             {

@@ -32,6 +32,16 @@ pub(super) fn run_of_file(name: &str) -> &str {
         .unwrap_or_default()
 }
 
+/// Whether `name` is one a run publishes a file under: `part-<run id>-<n>.zstd.parquet`.
+pub(super) fn is_published_name(name: &str) -> bool {
+    name.strip_prefix("part-")
+        .and_then(|rest| rest.strip_suffix(".zstd.parquet"))
+        .and_then(|rest| rest.rsplit_once('-'))
+        .is_some_and(|(run, index)| {
+            !run.is_empty() && !index.is_empty() && index.bytes().all(|b| b.is_ascii_digit())
+        })
+}
+
 /// A file in its partition, by its path relative to the output URL.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(super) struct PublishedFile {

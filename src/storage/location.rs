@@ -74,13 +74,14 @@ impl Location {
     /// Whether one of the two is the other or lies inside it (taken as a folder): what is
     /// written at one would be read, or deleted, at the other.
     pub fn overlaps(&self, other: &Location) -> bool {
-        let inside = |inner: &Location, outer: &Location| {
-            inner
-                .as_folder()
-                .as_str()
-                .starts_with(outer.as_folder().as_str())
-        };
-        inside(self, other) || inside(other, self)
+        self.is_within(other) || other.is_within(self)
+    }
+
+    /// Whether this is `folder` or lies inside it.
+    pub fn is_within(&self, folder: &Location) -> bool {
+        self.as_folder()
+            .as_str()
+            .starts_with(folder.as_folder().as_str())
     }
 
     /// A location inside this folder; `relative` may contain `/`.

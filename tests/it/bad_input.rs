@@ -1045,3 +1045,123 @@ fn a_missing_source_built_from_the_environment_names_the_variable() {
         "{outcome:?}"
     );
 }
+
+/// A state store or scratch folder given on the command line (or by the environment) inside
+/// a source folder: run, validate and the daemon refuse it before writing anything there,
+/// naming both, and the source folder is left as it was.
+#[test]
+fn state_or_scratch_inside_a_source_is_refused_before_anything_is_written() {
+    let project = Project::new(50, 150);
+    let pipeline = project.pipeline();
+    let pipeline = pipeline.to_str().unwrap();
+    let data = crate::common::snapshot_of(&project.data());
+    let inside = |folder: &str| project.data().join(folder).display().to_string();
+    let (state, scratch) = (inside("customers/state"), inside("orders/scratch"));
+    let cases: [(&[&str], &str); 4] = [
+        (
+            &["run", pipeline, "--as-of", AS_OF, "--state", &state],
+            "the state store at file://",
+        ),
+        (
+            &["validate", pipeline, "--as-of", AS_OF, "--state", &state],
+            "the state store at file://",
+        ),
+        (
+            &["run", pipeline, "--as-of", AS_OF, "--scratch", &scratch],
+            "engine.scratch at file://",
+        ),
+        (
+            &["validate", pipeline, "--scratch", &scratch],
+            "engine.scratch at file://",
+        ),
+    ];
+    for (args, names) in cases {
+        let refused = project.segflow(args);
+        assert_eq!(refused.code, 1, "{args:?}: {refused:?}");
+        for token in [names, "the run would write where it reads", "and source '"] {
+            assert!(refused.stderr.contains(token), "{token}: {refused:?}");
+        }
+    }
+    // The daemon does not load such a pipeline, and says why.
+    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
+    std::fs::copy(
+        project.pipeline(),
+        project.path().join("scheduled/nightly_segments.yaml"),
+    )
+    .unwrap();
+    let daemon = project.segflow(&[
+        "schedule",
+        "--pipelines",
+        "scheduled",
+        "--once",
+        "--state",
+        &state,
+    ]);
+    assert_eq!(daemon.code, 1, "{daemon:?}");
+    assert!(
+        daemon.stderr.contains("the state store at file://"),
+        "{daemon:?}"
+    );
+    assert!(
+        daemon.stderr.contains("pipeline files do not load"),
+        "{daemon:?}"
+    );
+    assert_eq!(
+        crate::common::snapshot_of(&project.data()),
+        data,
+        "nothing was written into the sources"
+    );
+}
+
+/// A daemon confined to roots (`--root`) does not load a pipeline that reads or writes
+/// elsewhere, naming each place outside, and loads it once every place is inside.
+#[test]
+fn a_daemon_confined_to_roots_loads_no_pipeline_that_reaches_outside_them() {
+    let project = Project::new(50, 150);
+    std::fs::create_dir_all(project.path().join("scheduled")).unwrap();
+    std::fs::copy(
+        project.pipeline(),
+        project.path().join("scheduled/nightly_segments.yaml"),
+    )
+    .unwrap();
+    let data = project.data().display().to_string();
+    let out = project.out().display().to_string();
+    let report = project.out().join("report.html");
+    let daemon = |roots: &[&str]| {
+        let mut args = vec![
+            "schedule",
+            "--pipelines",
+            "scheduled",
+            "--once",
+            "--state",
+            "state",
+        ];
+        for root in roots {
+            args.extend(["--root", root]);
+        }
+        crate::common::run(
+            project
+                .command(&args)
+                .env("SEGFLOW_REPORT", &report)
+                .env("SEGFLOW_LOG", "error"),
+        )
+    };
+    let confined = daemon(&[&data]);
+    assert_eq!(confined.code, 1, "{confined:?}");
+    for token in [
+        "outside the roots this daemon confines its pipelines to",
+        &format!("output 'customer_features' at file://{out}/customer_features/"),
+        &format!("report.url at file://{}", report.display()),
+        "pipeline files do not load",
+    ] {
+        assert!(confined.stderr.contains(token), "{token}: {confined:?}");
+    }
+    assert!(!confined.stderr.contains("source 'orders'"), "{confined:?}");
+    assert!(crate::common::snapshot_of(&project.out()).is_empty());
+
+    let inside = daemon(&[&data, &out]);
+    assert!(
+        !inside.stderr.contains("outside the roots"),
+        "every place is inside a root: {inside:?}"
+    );
+}

@@ -696,6 +696,7 @@ async fn the_daemon_runs_a_cluster_pipeline_at_its_slot() {
         tick: Duration::from_secs(1),
         clock: segflow::clock::Clock::Manual(clock),
         single_writer: false,
+        roots: Vec::new(),
     };
     let tally = segflow::daemon::run(config, std::future::pending()).await;
     assert_eq!((tally.published, tally.failed), (1, 0), "{tally:?}");

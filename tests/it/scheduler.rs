@@ -43,6 +43,7 @@ fn config(project: &Project, clock: &ManualClock, once: bool) -> DaemonConfig {
         tick: seconds(1),
         clock: Clock::Manual(clock.clone()),
         single_writer: false,
+        roots: Vec::new(),
     }
 }
 

@@ -17,6 +17,9 @@ fn vacuum_removes_what_killed_runs_left_and_nothing_published() {
     for leftover in [&stray, &staged] {
         std::fs::copy(rfm.join(&live), leftover).unwrap();
     }
+    // A file no run wrote, put in a partition by hand: not vacuum's to delete.
+    let foreign = rfm.join(format!("as_of={AS_OF}/exported-by-hand.parquet"));
+    std::fs::copy(rfm.join(&live), &foreign).unwrap();
     let published = project.snapshot();
     let pipeline = project.pipeline();
     let vacuum = |retain: &str, extra: &[&str]| {
@@ -47,6 +50,7 @@ fn vacuum_removes_what_killed_runs_left_and_nothing_published() {
     let vacuumed = vacuum("0s", &[]);
     assert_eq!(vacuumed.code, 0, "{vacuumed:?}");
     assert!(!stray.exists() && !staged.exists(), "{vacuumed:?}");
+    assert!(foreign.exists(), "a file no run wrote stays: {vacuumed:?}");
     assert!(
         !rfm.join("_segflow/staging/0killed1").exists(),
         "the killed run's staging folder is gone, not left empty"
