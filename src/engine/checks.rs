@@ -531,12 +531,14 @@ impl Engine {
 
 impl Engine {
     /// A check that fails while it runs meets what a step meets: a damaged file (which the
-    /// run then names), memory, storage. Told with the check, unless it is a file's fault.
+    /// run then names), memory, storage, the cluster. Told with the check, unless it is a
+    /// file's or the cluster's fault: then the check's line is not where to look.
     fn run_error(&self, check: &Check, error: DataFusionError) -> EngineError {
         match self.query_error(&check.table, error, |error| check_error(check, error)) {
             named @ (EngineError::Check { .. }
             | EngineError::UnreadableData { .. }
-            | EngineError::UnparsedText { .. }) => named,
+            | EngineError::UnparsedText { .. }
+            | EngineError::Cluster(_)) => named,
             other => EngineError::CheckRun {
                 at: check.at.clone(),
                 check: check.name.clone(),

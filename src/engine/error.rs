@@ -114,8 +114,9 @@ pub enum EngineError {
         column: String,
         hint: String,
     },
+    // Boxed: a stalled job's report is large, and this enum travels up every call.
     #[error(transparent)]
-    Cluster(#[from] crate::cluster::ClusterError),
+    Cluster(Box<crate::cluster::ClusterError>),
     #[error("{at}: check '{check}' could not run: {source}")]
     CheckRun {
         at: String,
@@ -278,6 +279,12 @@ impl EngineError {
     }
 }
 
+impl From<crate::cluster::ClusterError> for EngineError {
+    fn from(error: crate::cluster::ClusterError) -> Self {
+        EngineError::Cluster(Box::new(error))
+    }
+}
+
 /// Whether a query failed for want of memory, disk or storage rather than because of
 /// its SQL or data.
 pub fn is_environment_failure(error: &DataFusionError) -> bool {
@@ -289,6 +296,27 @@ pub fn is_environment_failure(error: &DataFusionError) -> bool {
         DataFusionError::Execution(text) => is_cluster_transport_failure(text),
         _ => false,
     }
+}
+
+/// Whether a query on a cluster failed for the cluster's sake: a process that could not be
+/// reached, or a request to it that timed out or broke off (tonic's `Status`, which
+/// Ballista's client passes on as text), not the SQL or the data.
+pub(super) fn is_cluster_failure(error: &DataFusionError) -> bool {
+    let text = match error.find_root() {
+        DataFusionError::Execution(text) | DataFusionError::Internal(text) => text.clone(),
+        DataFusionError::External(error) => error.to_string(),
+        other => other.to_string(),
+    };
+    is_cluster_transport_failure(&text)
+        || [
+            "Status {",
+            "Timeout expired",
+            "h2 protocol error",
+            "transport error",
+            "Connection refused",
+        ]
+        .iter()
+        .any(|sign| text.contains(sign))
 }
 
 /// Whether a cluster's scheduler or executor could not be reached (one that died mid-run).
@@ -395,6 +423,24 @@ mod tests {
             refused.to_string()
         )));
         assert!(!is_environment_failure(&DataFusionError::Execution(
+            "Divide by zero error".to_string()
+        )));
+    }
+
+    #[test]
+    fn what_ballistas_client_says_of_a_cluster_that_broke_off_is_the_clusters_fault() {
+        // As ballista-core's distributed_query.rs hands on a failed status request.
+        let timed_out = DataFusionError::Execution(
+            "Status { code: Cancelled, message: \"Timeout expired\", source: None }".to_string(),
+        );
+        assert!(is_cluster_failure(&timed_out));
+        let refused = DataFusionError::Execution(
+            "GrpcConnectionError(\"transport error: Connection refused\")".to_string(),
+        );
+        assert!(is_cluster_failure(&refused));
+        let sql = DataFusionError::Plan("No field named custmer_id".to_string());
+        assert!(!is_cluster_failure(&sql));
+        assert!(!is_cluster_failure(&DataFusionError::Execution(
             "Divide by zero error".to_string()
         )));
     }

@@ -98,13 +98,18 @@ pub struct Engine {
     incremental_results: std::sync::Mutex<HashMap<String, Arc<incremental::FileResults>>>,
     /// The versioned sources' rows in force, by source, once resolved.
     in_force: std::sync::Mutex<HashMap<String, Arc<versions::InForce>>>,
+    /// The cluster the queries run on, if any, and the watchdog of its jobs: its failures
+    /// are its own, not the SQL's.
+    cluster: Option<(ClusterUrl, Arc<crate::cluster::Watchdog>)>,
 }
 
 impl Engine {
     /// Sends every query from here on to the cluster at `url`, with the stores built so far
     /// (the sources', the outputs', ...) for its processes to build too.
     pub async fn on_cluster(mut self, url: &ClusterUrl) -> Result<Engine, EngineError> {
-        self.ctx = crate::cluster::connect(url, self.ctx.state(), &self.storage).await?;
+        let (ctx, watchdog) = crate::cluster::connect(url, self.ctx.state(), &self.storage).await?;
+        self.ctx = ctx;
+        self.cluster = Some((url.clone(), watchdog));
         Ok(self)
     }
 
@@ -124,6 +129,7 @@ impl Engine {
             source_parts: Default::default(),
             incremental_results: Default::default(),
             in_force: Default::default(),
+            cluster: None,
         })
     }
 
@@ -503,7 +509,32 @@ impl Engine {
         error: DataFusionError,
         sql_error: impl FnOnce(DataFusionError) -> EngineError,
     ) -> EngineError {
-        if is_unreadable_data(&error) {
+        if let Some((url, watchdog)) = &self.cluster
+            && let Some(stall) = watchdog.stalled()
+        {
+            crate::cluster::ClusterError::Stalled {
+                url: url.to_string(),
+                table: table.to_string(),
+                job: stall.job,
+                seconds: stall.seconds,
+                stages: stall.stages,
+                executors: stall.executors.map_or_else(
+                    || "the scheduler did not say how many executors it has".to_string(),
+                    |n| format!("{n} executors registered"),
+                ),
+                limit: watchdog.limit().as_secs(),
+            }
+            .into()
+        } else if let Some((url, _)) = &self.cluster
+            && error::is_cluster_failure(&error)
+        {
+            crate::cluster::ClusterError::Failed {
+                url: url.to_string(),
+                table: table.to_string(),
+                reason: describe(&error),
+            }
+            .into()
+        } else if is_unreadable_data(&error) {
             EngineError::UnreadableData {
                 step: table.to_string(),
                 message: describe(&error),

@@ -60,7 +60,7 @@ fn until_listening(port: u16) {
 
 /// A scheduler and two executors; the scheduler's URL.
 fn start_cluster(work: &std::path::Path) -> (Services, String) {
-    let (mut services, url) = start_scheduler();
+    let (mut services, url) = start_scheduler(20);
     for n in 0..2 {
         let (executor, _) = start_executor(&url, &work.join(format!("executor-{n}")));
         services.0.push(executor);
@@ -69,9 +69,10 @@ fn start_cluster(work: &std::path::Path) -> (Services, String) {
     (services, url)
 }
 
-/// A scheduler that counts an executor dead after 20 s without a heartbeat (Ballista's
-/// default is 180 s), so that a killed executor costs the tests little; its URL.
-fn start_scheduler() -> (Services, String) {
+/// A scheduler that counts an executor dead after `executor_timeout` seconds without a
+/// heartbeat (Ballista's default is 180 s; the tests' clusters take 20, so that a killed
+/// executor costs them little); its URL.
+fn start_scheduler(executor_timeout: u64) -> (Services, String) {
     let scheduler_port = free_port();
     let mut scheduler = segflow();
     scheduler
@@ -81,7 +82,7 @@ fn start_scheduler() -> (Services, String) {
             "--bind",
             &format!("127.0.0.1:{scheduler_port}"),
             "--executor-timeout-seconds",
-            "20",
+            &executor_timeout.to_string(),
         ])
         .stdout(Stdio::null())
         .stderr(Stdio::null());
@@ -215,7 +216,7 @@ async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
         .with_runtime_env(runtime)
         .with_default_features()
         .build();
-    let ctx = connect(&url.parse().unwrap(), state, &storage)
+    let (ctx, _watchdog) = connect(&url.parse().unwrap(), state, &storage)
         .await
         .unwrap();
     for table in ["customers", "orders"] {
@@ -729,11 +730,13 @@ async fn refused_in_seconds(root: &Path, addr: SocketAddr, target: &str, expect:
 
 /// A scheduler without executors, a port that is not a scheduler's (an executor's), and a
 /// frozen scheduler (SIGSTOP) each end `validate` and `run` in a named error, exit 2, within
-/// seconds; nothing is published.
+/// seconds; a scheduler frozen in the middle of a run fails it naming the cluster. Nothing
+/// is published.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cluster_that_cannot_run_is_named_within_seconds() {
     let (root, addr) = shop_on_s3().await;
-    let (mut services, url) = start_scheduler();
+    // Executors outlive the scheduler's freezes below.
+    let (mut services, url) = start_scheduler(600);
     refused_in_seconds(root.path(), addr, &url, "has no executor registered").await;
 
     let (executor, grpc) = start_executor(&url, &root.path().join("executor"));
@@ -744,7 +747,7 @@ async fn a_cluster_that_cannot_run_is_named_within_seconds() {
     refused_in_seconds(root.path(), addr, &executors_port, not_a_scheduler).await;
 
     let scheduler = services.0[0].id().to_string();
-    let signal = |signal: &str| {
+    let signal = move |signal: &str| {
         let sent = std::process::Command::new("kill")
             .args([signal, &scheduler])
             .status()
@@ -754,6 +757,118 @@ async fn a_cluster_that_cannot_run_is_named_within_seconds() {
     signal("-STOP");
     refused_in_seconds(root.path(), addr, &url, "did not answer within 10 s").await;
     signal("-CONT");
+
+    // Frozen in the middle of a run: the run fails naming the cluster, not a line of the
+    // pipeline file, exit 2.
+    until_ready(&url, 1);
+    let dir = root.path().to_path_buf();
+    let cluster = url.clone();
+    let (code, log) = tokio::task::spawn_blocking(move || {
+        let mut run = crate::s3::segflow_on_s3(addr);
+        run.current_dir(&dir)
+            .args(["run", PIPELINE, "--as-of", AS_OF, "--cluster", &cluster])
+            .envs(ON_CLUSTER)
+            // Ballista's client waits on a frozen scheduler without a deadline: the run's
+            // watchdog gives up on it.
+            .env("SEGFLOW_CLUSTER_STALL_SECONDS", "10")
+            .env("SEGFLOW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut run = run.spawn().unwrap();
+        let log = crate::daemon::follow_log(&mut run);
+        crate::daemon::wait_for_log(&log, "Step ready.");
+        signal("-STOP");
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
+        let status = loop {
+            if let Some(status) = run.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = run.kill();
+                signal("-CONT");
+                panic!(
+                    "the run did not end within 180 s of its scheduler freezing:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        signal("-CONT");
+        let log = log.lock().unwrap().clone();
+        (status.code(), log)
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(2), "{log}");
+    let named = format!("the cluster at {url} made no progress on '");
+    assert!(log.contains(&named), "{log}");
+    assert!(!log.contains(".yaml:"), "{log}");
+    assert!(
+        crate::common::snapshot_of(&root.path().join("lake/marts-cluster")).is_empty(),
+        "nothing published"
+    );
+}
+
+/// A job that no task of can finish (its only executor killed, and the scheduler told to wait
+/// 10 minutes before it counts the executor dead; Ballista's scheduler then stops answering
+/// altogether) is cancelled by the run's watchdog once it has gone without progress for
+/// SEGFLOW_CLUSTER_STALL_SECONDS: exit 2, naming the cluster and the job, instead of a run
+/// that waits for ever (it did, before the watchdog). Nothing is published.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_job_without_progress_is_cancelled_by_the_watchdog() {
+    let (root, addr) = shop_on_s3().await;
+    let (mut services, url) = start_scheduler(600);
+    let (executor, _) = start_executor(&url, &root.path().join("executor"));
+    services.0.push(executor);
+    until_ready(&url, 1);
+    let dir = root.path().to_path_buf();
+    let cluster = url.clone();
+    let (code, log, seconds) = tokio::task::spawn_blocking(move || {
+        let mut run = crate::s3::segflow_on_s3(addr);
+        run.current_dir(&dir)
+            .args(["run", PIPELINE, "--as-of", AS_OF, "--cluster", &cluster])
+            .envs(ON_CLUSTER)
+            .env("SEGFLOW_CLUSTER_STALL_SECONDS", "10")
+            .env("SEGFLOW_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        let mut run = run.spawn().unwrap();
+        let log = crate::daemon::follow_log(&mut run);
+        crate::daemon::wait_for_log(&log, "Step ready.");
+        let executor = &mut services.0[1];
+        executor.kill().unwrap();
+        executor.wait().unwrap();
+        let killed = std::time::Instant::now();
+        let deadline = killed + Duration::from_secs(120);
+        let status = loop {
+            if let Some(status) = run.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() > deadline {
+                let _ = run.kill();
+                panic!(
+                    "the run waited 120 s on a job no task of can finish:\n{}",
+                    log.lock().unwrap()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        };
+        let log = log.lock().unwrap().clone();
+        (status.code(), log, killed.elapsed().as_secs())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, Some(2), "{log}");
+    for token in [
+        &format!("the cluster at {url} made no progress on '"),
+        "(job ",
+        "so the run cancelled it",
+        "SEGFLOW_CLUSTER_STALL_SECONDS",
+    ] {
+        assert!(log.contains(token), "{token}: {log}");
+    }
+    assert!(!log.contains(".yaml:"), "{log}");
+    assert!(seconds < 60, "the watchdog took {seconds} s");
     assert!(
         crate::common::snapshot_of(&root.path().join("lake/marts-cluster")).is_empty(),
         "nothing published"

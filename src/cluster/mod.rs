@@ -25,6 +25,10 @@ use datafusion::prelude::{SessionConfig, SessionContext};
 use datafusion_proto::logical_plan::LogicalExtensionCodec;
 use datafusion_proto::physical_plan::PhysicalExtensionCodec;
 
+mod watchdog;
+
+pub use watchdog::{Stall, Watchdog};
+
 use crate::functions::{LogicalCodec, PhysicalCodec};
 use crate::storage::{Storage, StoreSettings};
 
@@ -184,12 +188,12 @@ fn error_chain(error: &dyn std::error::Error) -> String {
 }
 
 /// A client session on the cluster at `url`: `state`'s settings, with the stores of
-/// `storage` for the cluster's processes to build.
+/// `storage` for the cluster's processes to build; and the watchdog of its jobs.
 pub async fn connect(
     url: &ClusterUrl,
     state: SessionState,
     storage: &Storage,
-) -> Result<SessionContext, ClusterError> {
+) -> Result<(SessionContext, Arc<Watchdog>), ClusterError> {
     let executors = reach(url).await?;
     tracing::info!(%url, executors, "The cluster's scheduler answers.");
     let settings = storage.settings();
@@ -222,9 +226,20 @@ pub async fn connect(
             url: url.to_string(),
             source,
         })?;
+    let watchdog = Watchdog::start(url);
+    let state = ctx.state();
+    let planner = watchdog::WatchedPlanner {
+        inner: Arc::clone(state.query_planner()),
+        watchdog: Arc::clone(&watchdog),
+    };
+    let ctx = SessionContext::new_with_state(
+        SessionStateBuilder::new_from_existing(state)
+            .with_query_planner(Arc::new(planner))
+            .build(),
+    );
     // Ballista replaces the state's functions with its own list: segflow's go back in.
     crate::functions::register(&ctx);
-    Ok(ctx)
+    Ok((ctx, watchdog))
 }
 
 /// The `s3.*` settings that Ballista's stock scheduler and executors build their one S3
@@ -294,6 +309,33 @@ pub enum ClusterError {
          or see why they left in their logs"
     )]
     NoExecutors { url: String },
+    #[error(
+        "the cluster at {url} made no progress on '{table}' for {seconds} s (job {job}; \
+         {stages}; {executors}), so the run cancelled it. Ballista can lose a stage after a \
+         failed shuffle fetch, wait on an executor that died, or have its executors stopped \
+         by a scheduler that froze past their timeout; the scheduler's and executors' logs \
+         say which. Nothing was published: run again. SEGFLOW_CLUSTER_STALL_SECONDS sets how \
+         long a job may go without a finished stage ({limit} s now)"
+    )]
+    Stalled {
+        url: String,
+        table: String,
+        job: String,
+        seconds: u64,
+        stages: String,
+        executors: String,
+        limit: u64,
+    },
+    #[error(
+        "the cluster at {url} failed while computing '{table}': {reason}. The scheduler or an \
+         executor stopped answering or broke off; their logs say why. Nothing was published: \
+         run again once the cluster is up"
+    )]
+    Failed {
+        url: String,
+        table: String,
+        reason: String,
+    },
     #[error("cannot start a session on the cluster at {url}: {source}")]
     Connect {
         url: String,
@@ -316,7 +358,9 @@ impl ClusterError {
             | ClusterError::Connect { .. }
             | ClusterError::Unreachable { .. }
             | ClusterError::NotAScheduler { .. }
-            | ClusterError::NoExecutors { .. } => crate::fault::Fault::Environment,
+            | ClusterError::NoExecutors { .. }
+            | ClusterError::Failed { .. }
+            | ClusterError::Stalled { .. } => crate::fault::Fault::Environment,
         }
     }
 }
