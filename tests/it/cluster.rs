@@ -366,13 +366,11 @@ for table in tables:
     assert rows[0] == rows[1] and differ == 0, (table, rows, differ)
     print(table, rows[0])
 "#;
-    let compared = outcome(
+    let compared = crate::common::run(
         std::process::Command::new("python3")
             .args(["-c", COMPARE])
             .args([left.to_str().unwrap(), right.to_str().unwrap(), as_of])
-            .args(SHIPPED_OUTPUTS)
-            .output()
-            .unwrap(),
+            .args(SHIPPED_OUTPUTS),
     );
     assert_eq!(compared.code, 0, "{compared:?}");
     assert_eq!(compared.stdout.lines().count(), SHIPPED_OUTPUTS.len());
@@ -391,13 +389,11 @@ async fn exports_that_segflows_functions_read_publish_the_same_on_a_cluster() {
         ("zones.py", ["raw", "variants", AS_OF]),
         ("text_sources.py", ["raw", "csv", "json"]),
     ] {
-        let written = outcome(
+        let written = crate::common::run(
             std::process::Command::new("python3")
                 .arg(scripts.join(script))
                 .args(args)
-                .current_dir(&lake)
-                .output()
-                .unwrap(),
+                .current_dir(&lake),
         );
         assert_eq!(written.code, 0, "{script}: {written:?}");
     }
@@ -461,12 +457,10 @@ async fn a_stock_ballista_cluster_runs_an_s3_parquet_pipeline() {
     let lake = root.path().join("lake");
     // The rule, counted from the raw files: orders of known customers placed before the end
     // of AS_OF in Oslo.
-    let counted = outcome(
+    let counted = crate::common::run(
         std::process::Command::new("python3")
             .args(["-c", KNOWN_ORDERS_BEFORE_THE_DAY_ENDS, AS_OF])
-            .current_dir(lake.join("raw"))
-            .output()
-            .unwrap(),
+            .current_dir(lake.join("raw")),
     );
     assert_eq!(counted.code, 0, "{counted:?}");
     let expected: usize = counted.stdout.trim().parse().unwrap();

@@ -116,18 +116,55 @@ pub fn python_script(script: &str, args: &[&str]) -> Outcome {
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/it")
         .join(script);
-    outcome(
-        Command::new("python3")
-            .arg(path)
-            .args(args)
-            .output()
-            .expect("python3 runs"),
-    )
+    run(Command::new("python3").arg(path).args(args))
 }
 
-pub fn run(command: &mut Command) -> Outcome {
-    outcome(command.output().expect("the segflow binary starts"))
+/// Runs `command` to its end, within [`COMMAND_DEADLINE`]: one that hangs is killed and
+/// fails the test, naming itself, instead of holding CI for its 90 minutes.
+pub fn run(mut command: impl std::borrow::BorrowMut<Command>) -> Outcome {
+    use std::io::Read;
+    let command: &mut Command = command.borrow_mut();
+    let mut child = command
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("{command:?} does not start: {e}"));
+    let read = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = pipe.read_to_end(&mut bytes);
+            bytes
+        })
+    };
+    let stdout = read(Box::new(child.stdout.take().expect("piped")));
+    let stderr = read(Box::new(child.stderr.take().expect("piped")));
+    let deadline = std::time::Instant::now() + COMMAND_DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the child can be waited on") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            let stderr = String::from_utf8_lossy(&stderr.join().unwrap_or_default()).into_owned();
+            panic!(
+                "{command:?} did not finish within {} s; its stderr:\n{stderr}",
+                COMMAND_DEADLINE.as_secs()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    };
+    outcome(std::process::Output {
+        status,
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    })
 }
+
+/// How long one command of the tests may take on a loaded 2-core machine: the slowest (a
+/// night of the shipped pipeline on 40,000 customers, a cluster run) take well under a
+/// minute.
+pub const COMMAND_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 
 /// The shipped pipeline wants an order in the last 36 hours of the as_of day. The tests'
 /// shops are tiny (a few orders a week), so their nights often come days after the last

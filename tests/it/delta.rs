@@ -32,12 +32,10 @@ fn delta_pipeline(shipped: &Path) -> PathBuf {
 }
 
 fn run_delta(project: &Project, pipeline: &Path, as_of: &str, out: &Path) -> Outcome {
-    outcome(
+    crate::common::run(
         project
             .command(&["run", pipeline.to_str().unwrap(), "--as-of", as_of])
-            .env("SEGFLOW_OUT", out)
-            .output()
-            .unwrap(),
+            .env("SEGFLOW_OUT", out),
     )
 }
 
@@ -46,13 +44,7 @@ fn run_delta(project: &Project, pipeline: &Path, as_of: &str, out: &Path) -> Out
 /// ("terminate called without an active exception") after the work is done.
 fn python(script: &str, args: &[&str]) -> String {
     let script = format!("{script}\nimport os, sys\nsys.stdout.flush()\nos._exit(0)\n");
-    let ran = outcome(
-        Command::new("python3")
-            .args(["-c", &script])
-            .args(args)
-            .output()
-            .unwrap(),
-    );
+    let ran = crate::common::run(Command::new("python3").args(["-c", &script]).args(args));
     assert_eq!(
         ran.code, 0,
         "the Delta readers failed (bash .ci/run installs deltalake and polars): {ran:?}"
@@ -139,12 +131,10 @@ fn delta_outputs_hold_what_parquet_outputs_hold_for_delta_readers() {
         args.extend(SHIPPED_OUTPUTS);
         let read = python(SAME_AS_PARQUET, &args);
         assert_eq!(read.lines().count(), SHIPPED_OUTPUTS.len(), "{read}");
-        let duckdb = outcome(
+        let duckdb = crate::common::run(
             Command::new(duckdb_delta_python())
                 .args(["-c", DUCKDB_DELTA])
-                .args(&args)
-                .output()
-                .unwrap(),
+                .args(&args),
         );
         assert_eq!(duckdb.code, 0, "{duckdb:?}");
         assert_eq!(
@@ -239,13 +229,7 @@ fn each_publication_is_one_delta_commit_that_replaces_only_its_date() {
     let vacuum = |extra: &[&str]| {
         let mut args = vec!["vacuum", pipeline.to_str().unwrap(), "--retain", "0s"];
         args.extend(extra);
-        outcome(
-            project
-                .command(&args)
-                .env("SEGFLOW_OUT", &out)
-                .output()
-                .unwrap(),
-        )
+        crate::common::run(project.command(&args).env("SEGFLOW_OUT", &out))
     };
     let listed = vacuum(&["--dry-run"]);
     assert_eq!(listed.code, 0, "{listed:?}");

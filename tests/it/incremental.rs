@@ -13,20 +13,18 @@ use std::process::Command;
 
 use crate::common::{
     ANOMALY_AS_WARNING, AS_OF, Project, SHIPPED_ANOMALY, SHIPPED_OUTPUTS, assert_same_outputs,
-    latest_record, outcome, run,
+    latest_record, run,
 };
 
 /// Changes the shop's orders with `incremental.py` (see its usage).
 fn change_orders(project: &Project, args: &[&str]) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/incremental.py");
-    let changed = outcome(
+    let changed = crate::common::run(
         Command::new("python3")
             .arg(&script)
             .arg(args[0])
             .arg(project.data())
-            .args(&args[1..])
-            .output()
-            .expect("python3 runs"),
+            .args(&args[1..]),
     );
     assert_eq!(changed.code, 0, "{args:?}: {changed:?}");
 }

@@ -460,14 +460,12 @@ fn graph_draws_the_pipeline_with_the_last_runs_rows() {
     });
     let graph = project.path().join("lineage.mmd");
     std::fs::write(&graph, text).unwrap();
-    let drawn = crate::common::outcome(
+    let drawn = crate::common::run(
         std::process::Command::new("python3")
             .arg(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/mermaid.py"))
             .arg(&graph)
             .arg(&mermaid_js)
-            .arg(project.path())
-            .output()
-            .expect("python3 runs"),
+            .arg(project.path()),
     );
     assert_eq!(
         drawn.code, 0,

@@ -10,9 +10,7 @@ use std::process::Command;
 use datafusion::arrow::array::{Array, AsArray, RecordBatch};
 use datafusion::arrow::datatypes::{Float64Type, Int32Type, Int64Type};
 
-use crate::common::{
-    AS_OF, Outcome, Project, latest_record, outcome, read_table, segflow, write_orders,
-};
+use crate::common::{AS_OF, Outcome, Project, latest_record, read_table, segflow, write_orders};
 
 /// Where .ci/run unpacks the `lifetimes` 0.11.3 wheel, whose datasets hold the CDNOW sample.
 fn cdnow_datasets() -> PathBuf {
@@ -174,13 +172,11 @@ fn cdnow_orders_through_the_shipped_pipeline_meet_the_papers_figures() {
     }
     crate::common::let_orders_age(dir.path());
     let script = root.join("tests/it/cdnow.py");
-    let wrote = outcome(
+    let wrote = crate::common::run(
         Command::new("python3")
             .arg(script)
             .arg(&datasets)
-            .arg(dir.path().join("data"))
-            .output()
-            .expect("python3 runs"),
+            .arg(dir.path().join("data")),
     );
     assert_eq!(wrote.code, 0, "{wrote:?}");
     std::fs::write(dir.path().join("queries/paper.sql"), CDNOW_PAPER_STEP).unwrap();
@@ -253,7 +249,7 @@ fn recompute(data: &Path, out: &Path, as_of: &str, holdout: Option<&str>) -> Out
     let mut command = Command::new("python3");
     command.arg(script).arg(data).arg(out).arg(as_of);
     command.args(holdout);
-    outcome(command.output().expect("python3 runs"))
+    crate::common::run(command)
 }
 
 /// The fixture shop's dirty keys, refunds, cancellations and orders after as_of (see

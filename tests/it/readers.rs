@@ -3,7 +3,7 @@
 
 use std::process::Command;
 
-use crate::common::{AS_OF, Project, outcome};
+use crate::common::{AS_OF, Project};
 
 const READER: &str = r#"
 import json, sys
@@ -68,12 +68,12 @@ fn duckdb_and_pyarrow_read_the_outputs() {
         let outcome = project.run_nightly(as_of);
         assert_eq!(outcome.code, 0, "{outcome:?}");
     }
-    let result = outcome(
-        Command::new("python3")
-            .args(["-c", READER, project.out().to_str().unwrap(), AS_OF])
-            .output()
-            .expect("python3 runs"),
-    );
+    let result = crate::common::run(Command::new("python3").args([
+        "-c",
+        READER,
+        project.out().to_str().unwrap(),
+        AS_OF,
+    ]));
     assert_eq!(
         result.code, 0,
         "the readers failed (bash .ci/run installs duckdb and pyarrow): {result:?}"

@@ -248,7 +248,7 @@ fn the_readme_recipes_for_reading_outputs_run_as_written_after_the_demo() {
     let python = dir.path().join("recipes.py");
     std::fs::write(&sql, readme_block(section, "sql")).unwrap();
     std::fs::write(&python, readme_block(section, "python")).unwrap();
-    let ran = crate::common::outcome(
+    let ran = crate::common::run(
         std::process::Command::new("python3")
             .current_dir(&demo)
             .args([
@@ -256,9 +256,7 @@ fn the_readme_recipes_for_reading_outputs_run_as_written_after_the_demo() {
                 RUN_RECIPES,
                 sql.to_str().unwrap(),
                 python.to_str().unwrap(),
-            ])
-            .output()
-            .expect("python3 runs"),
+            ]),
     );
     assert_eq!(
         ran.code, 0,

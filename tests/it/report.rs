@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{AS_OF, Project, outcome};
+use crate::common::{AS_OF, Project};
 
 // Over the win-back cooldown (30 days) before AS_OF, so that its list is not empty.
 const PREVIOUS: &str = "2026-02-28";
@@ -44,14 +44,12 @@ fn report_shows_the_publication_in_a_browser() {
     std::fs::write(&runs_file, &runs.stdout).unwrap();
     let shots = project.path().join("shots");
     std::fs::create_dir_all(&shots).unwrap();
-    let checked = outcome(
+    let checked = crate::common::run(
         Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/report.py"))
             .args([&page, &project.out(), &project.data()])
             .args([AS_OF, PREVIOUS])
-            .args([&runs_file, &shots])
-            .output()
-            .expect("python3 runs"),
+            .args([&runs_file, &shots]),
     );
     assert_eq!(checked.code, 0, "{checked:?}");
 }

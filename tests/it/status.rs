@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use crate::common::{Project, outcome, segflow};
+use crate::common::{Project, segflow};
 use crate::daemon::{follow_log, start_daemon_with, terminate, wait_for_log};
 use crate::s3::{GatedShop, KEY, SECRET};
 
@@ -140,14 +140,12 @@ fn the_status_page_and_metrics_match_the_run_history() {
     assert_eq!(runs.code, 0, "{runs:?}");
     let runs_file = project.path().join("runs.jsonl");
     std::fs::write(&runs_file, &runs.stdout).unwrap();
-    let checked = outcome(
+    let checked = crate::common::run(
         Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/status.py"))
             .arg(&page)
             .arg(&runs_file)
-            .arg(due.format("%H:%M:%S").to_string())
-            .output()
-            .expect("python3 runs"),
+            .arg(due.format("%H:%M:%S").to_string()),
     );
     assert_eq!(checked.code, 0, "{checked:?}");
     assert_eq!(terminate(&mut daemon), 0);

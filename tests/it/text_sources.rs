@@ -5,22 +5,18 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{
-    AS_OF, COMPARED_OUTPUTS, Project, assert_same_outputs, outcome, with_source_settings,
-};
+use crate::common::{AS_OF, COMPARED_OUTPUTS, Project, assert_same_outputs, with_source_settings};
 
 /// The project's Parquet data written again as CSV and JSON (tests/it/text_sources.py),
 /// in `csv/` and `json/` beside `data/`.
 fn write_text_copies(project: &Project) -> (PathBuf, PathBuf) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/text_sources.py");
     let (csv, json) = (project.path().join("csv"), project.path().join("json"));
-    let written = outcome(
-        Command::new("python3")
-            .arg(script)
-            .args([&project.data(), &csv, &json])
-            .output()
-            .expect("python3 runs"),
-    );
+    let written = crate::common::run(Command::new("python3").arg(script).args([
+        &project.data(),
+        &csv,
+        &json,
+    ]));
     assert_eq!(written.code, 0, "{written:?}");
     (csv, json)
 }
@@ -64,12 +60,10 @@ fn preview(project: &Project, pipeline: &Path, data: &Path, into: &Path) -> crat
 fn csv_and_json_exports_publish_what_parquet_publishes() {
     let project = Project::new(600, 2_400);
     // NULL refunds, unknown sign-up times, blank emails, orders of unknown customers.
-    let dirty = outcome(
+    let dirty = crate::common::run(
         Command::new("python3")
             .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/cross_check.py"))
-            .args(["dirty", project.data().to_str().unwrap(), AS_OF])
-            .output()
-            .unwrap(),
+            .args(["dirty", project.data().to_str().unwrap(), AS_OF]),
     );
     assert_eq!(dirty.code, 0, "{dirty:?}");
     let baseline = project.run_nightly(AS_OF);

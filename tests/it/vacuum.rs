@@ -1,7 +1,7 @@
 //! `segflow vacuum` on Parquet outputs: what killed runs left (files in a partition that no
 //! manifest lists, staged files) goes once older than the retention; nothing a manifest lists.
 
-use crate::common::{AS_OF, Project, outcome};
+use crate::common::{AS_OF, Project};
 
 #[test]
 fn vacuum_removes_what_killed_runs_left_and_nothing_published() {
@@ -25,7 +25,7 @@ fn vacuum_removes_what_killed_runs_left_and_nothing_published() {
     let vacuum = |retain: &str, extra: &[&str]| {
         let mut args = vec!["vacuum", pipeline.to_str().unwrap(), "--retain", retain];
         args.extend(extra);
-        outcome(project.command(&args).output().unwrap())
+        crate::common::run(project.command(&args))
     };
 
     // Younger than the retention: kept (a run may still be writing them).

@@ -8,7 +8,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::common::{assert_same_outputs, latest_record, outcome, run, segflow};
+use crate::common::{assert_same_outputs, latest_record, run, segflow};
 
 const TABLES: [&str; 3] = ["orders_in_force", "customers_in_force", "paid_orders"];
 
@@ -225,12 +225,7 @@ fn orders_file(path: &Path, updated_type: &str, rows: &[(i64, &str, i64)]) {
             .join(", "),
         path = path.display(),
     );
-    let wrote = outcome(
-        Command::new("python3")
-            .args(["-c", &code])
-            .output()
-            .unwrap(),
-    );
+    let wrote = crate::common::run(Command::new("python3").args(["-c", &code]));
     assert_eq!(wrote.code, 0, "{wrote:?}");
 }
 
@@ -246,12 +241,7 @@ fn versions_that_cannot_be_told_apart_fail_the_run_naming_the_key() {
             "CUSTOMERS",
             data.join("customers/a.parquet").to_str().unwrap(),
         );
-    let wrote = outcome(
-        Command::new("python3")
-            .args(["-c", &customers])
-            .output()
-            .unwrap(),
-    );
+    let wrote = crate::common::run(Command::new("python3").args(["-c", &customers]));
     assert_eq!(wrote.code, 0, "{wrote:?}");
     let pipeline = project(dir.path(), &data);
     let run_it = || {

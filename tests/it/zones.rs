@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
-use crate::common::{AS_OF, Project, outcome, table_text, with_source_settings};
+use crate::common::{AS_OF, Project, table_text, with_source_settings};
 
 /// How zones.py writes the shop, and whether the sources must declare Oslo as their zone.
 const VARIANTS: &[(&str, bool)] = &[
@@ -42,13 +42,11 @@ fn pipeline_variant(project: &Project, zone: &str, oslo_sources: bool) -> String
 type Outputs = BTreeMap<&'static str, Vec<String>>;
 
 fn run_variant(project: &Project, pipeline: &str, data: &Path, out: &Path) -> Outputs {
-    let run = outcome(
+    let run = crate::common::run(
         project
             .command(&["run", pipeline, "--as-of", AS_OF])
             .env("SEGFLOW_DATA", data)
-            .env("SEGFLOW_OUT", out)
-            .output()
-            .unwrap(),
+            .env("SEGFLOW_OUT", out),
     );
     assert_eq!(run.code, 0, "{pipeline} on {}: {run:?}", data.display());
     OUTPUTS
@@ -91,13 +89,11 @@ fn the_same_instants_stored_any_way_give_the_same_outputs() {
     let project = Project::new(2_000, 8_000);
     let variants = project.path().join("variants");
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/zones.py");
-    let written = outcome(
+    let written = crate::common::run(
         Command::new("python3")
             .arg(&script)
             .args([project.data(), variants.clone()])
-            .arg(AS_OF)
-            .output()
-            .expect("python3 runs"),
+            .arg(AS_OF),
     );
     assert_eq!(written.code, 0, "{written:?}");
 
