@@ -562,8 +562,8 @@ fn stop_between_commits(child: &Child) {
 /// must end as one run's whole publication, and that run must be recorded succeeded.
 fn stalled_at_their_first_commits(
     start: impl Fn() -> Child,
-    runs: &Path,
-    out: &Path,
+    (runs, out): (&Path, &Path),
+    consistent: fn(&Path, &str, &str) -> Vec<String>,
     resume: Resume,
 ) {
     let mut children = [start(), start()];
@@ -613,7 +613,7 @@ fn stalled_at_their_first_commits(
         }
     }
 
-    let run_ids = assert_consistent(out, AS_OF, &format!("{resume:?}"));
+    let run_ids = consistent(out, AS_OF, &format!("{resume:?}"));
     assert!(
         run_ids.windows(2).all(|w| w[0] == w[1]),
         "{resume:?}: the date is torn between runs: {run_ids:?}\n{}\n{}",
@@ -673,28 +673,45 @@ fn two_runs_stalled_at_their_first_commits_leave_one_runs_whole_publication() {
         Resume::OvertakenFirst,
         Resume::Together,
     ] {
-        stalled_at_their_first_commits(
-            start,
-            &project.path().join("state/runs/race"),
-            &project.out(),
-            resume,
-        );
+        let runs = project.path().join("state/runs/race");
+        let at = (runs.as_path(), project.out());
+        stalled_at_their_first_commits(start, (at.0, &at.1), assert_consistent, resume);
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_runs_stalled_at_their_first_commits_leave_one_runs_whole_publication_on_s3() {
+    stalled_pairs_on_s3("marts", Format::Parquet).await;
+}
+
+/// The same with every output a Delta table: each commit carries the decision's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_runs_stalled_at_their_first_commits_leave_one_runs_whole_delta_publication_on_s3() {
+    stalled_pairs_on_s3("delta", Format::Delta).await;
+}
+
+/// [`stalled_at_their_first_commits`] on the S3 test server, outputs under
+/// `s3://lake/<folder>` in `format`, resumed in either order.
+async fn stalled_pairs_on_s3(folder_name: &'static str, format: Format) {
     let (root, addr) = crate::s3::small_shop_on_s3().await;
     let folder = root.path().to_path_buf();
     let pipeline = folder.join("pipelines/race.yaml");
+    let out = format!("s3://lake/{folder_name}");
     many_outputs(
         &pipeline,
         "race",
         STALLED_OUTPUTS,
         "s3://lake/raw",
-        "s3://lake/marts",
+        &out,
         "",
     );
+    let consistent = match format {
+        Format::Parquet => assert_consistent,
+        Format::Delta => {
+            crate::delta::outputs_as_delta(&pipeline);
+            crate::delta::delta_runs
+        }
+    };
     // The scenario waits on processes; the server keeps this runtime's threads.
     tokio::task::spawn_blocking(move || {
         let pipeline = pipeline.display().to_string();
@@ -709,9 +726,9 @@ async fn two_runs_stalled_at_their_first_commits_leave_one_runs_whole_publicatio
                 .unwrap()
         };
         let runs = folder.join("lake/state/runs/race");
-        let out = folder.join("lake/marts");
+        let out = folder.join("lake").join(folder_name);
         for resume in [Resume::OvertakenFirst, Resume::Together] {
-            stalled_at_their_first_commits(start, &runs, &out, resume);
+            stalled_at_their_first_commits(start, (&runs, &out), consistent, resume);
         }
     })
     .await
