@@ -794,8 +794,11 @@ async fn a_cluster_that_cannot_run_is_named_within_seconds() {
     .await
     .unwrap();
     assert_eq!(code, Some(2), "{log}");
-    let named = format!("the cluster at {url} made no progress on '");
-    assert!(log.contains(&named), "{log}");
+    // Ballista's client gives up on a status request after 20 s, or waits on its query
+    // without a deadline: then the watchdog gives up first. Either way the cluster is named.
+    let named = ["failed while computing '", "made no progress on '"]
+        .map(|what| format!("the cluster at {url} {what}"));
+    assert!(named.iter().any(|n| log.contains(n)), "{log}");
     assert!(!log.contains(".yaml:"), "{log}");
     assert!(
         crate::common::snapshot_of(&root.path().join("lake/marts-cluster")).is_empty(),
