@@ -175,17 +175,23 @@ async fn watch(watchdog: Weak<Watchdog>) {
         };
         for (id, job) in watchdog.jobs() {
             if client.is_none() {
-                client = connect(&watchdog.url).await;
+                client = tokio::time::timeout(POLL, connect(&watchdog.url))
+                    .await
+                    .ok()
+                    .flatten();
             }
             // Stages finish as tasks do: a job's metrics (of its finished stages) change.
             let metrics = match (job.as_ref(), client.as_mut()) {
                 (Some(job), Some(scheduler)) => {
-                    let asked = scheduler
-                        .get_job_metrics(GetJobMetricsParams {
+                    // A scheduler that does not answer makes no progress either.
+                    let asked = tokio::time::timeout(
+                        POLL,
+                        scheduler.get_job_metrics(GetJobMetricsParams {
                             job_id: job.clone(),
-                        })
-                        .await;
-                    asked.ok().map(|answer| {
+                        }),
+                    )
+                    .await;
+                    asked.ok().and_then(Result::ok).map(|answer| {
                         let stages = answer.into_inner().stages;
                         let described = stages
                             .iter()
@@ -210,7 +216,12 @@ async fn watch(watchdog: Weak<Watchdog>) {
             let Some((stop, idle, stages)) = watchdog.observed(id, metrics) else {
                 continue;
             };
-            let executors = super::reach(&watchdog.url).await.ok();
+            // Asked briefly: a stalled scheduler may not answer, and the client's own
+            // timeout must not come first.
+            let executors = tokio::time::timeout(POLL, super::reach(&watchdog.url))
+                .await
+                .ok()
+                .and_then(Result::ok);
             let stall = Stall {
                 job: job
                     .clone()
@@ -221,20 +232,22 @@ async fn watch(watchdog: Weak<Watchdog>) {
             };
             tracing::error!(cluster = %watchdog.url, job = %stall.job, seconds = stall.seconds, stages = %stall.stages, executors = ?stall.executors, "A cluster job made no progress; cancelling it.");
             *watchdog.stalled.lock().expect("watchdog lock") = Some(stall);
+            stop.cancel();
+            watchdog.ended(id);
             if let (Some(job), Some(scheduler)) = (job, client.as_mut()) {
                 let cancelled = scheduler.cancel_job(CancelJobParams {
                     job_id: job.clone(),
                 });
-                if let Err(error) = tokio::time::timeout(POLL, cancelled)
-                    .await
-                    .map_err(|_| "no answer".to_string())
-                    .and_then(|r| r.map_err(|e| e.to_string()))
-                {
-                    tracing::warn!(%job, %error, "Could not cancel the stalled job on the cluster.");
+                match tokio::time::timeout(POLL, cancelled).await {
+                    Ok(Ok(_)) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(%job, %error, "Could not cancel the stalled job on the cluster.")
+                    }
+                    Err(_) => {
+                        tracing::warn!(%job, "The scheduler did not answer the stalled job's cancellation.")
+                    }
                 }
             }
-            stop.cancel();
-            watchdog.ended(id);
         }
     }
 }
