@@ -296,7 +296,7 @@ pub async fn run_leased(
 /// journal, or could not record its outcome). Otherwise it is abandoned.
 pub async fn settle_unfinished(
     history: &RunHistory,
-    storage: &Storage,
+    (storage, single_writer): (&Storage, bool),
     pipeline: &Pipeline,
     records: &mut [RunRecord],
 ) {
@@ -306,7 +306,8 @@ pub async fn settle_unfinished(
         .iter_mut()
         .filter(|r| r.status == RunStatus::Running)
     {
-        let published = match published_by(&journal, storage, pipeline, record).await {
+        let publishing = (storage, single_writer);
+        let published = match published_by(&journal, publishing, pipeline, record).await {
             Ok(published) => published,
             Err(error) => {
                 tracing::warn!(pipeline = %record.pipeline, %error, "Could not read what is published; the unfinished run is settled later.");
@@ -344,7 +345,7 @@ pub async fn settle_unfinished(
 /// published its date: decided in the journal, or live in every output.
 async fn published_by(
     journal: &Journal,
-    storage: &Storage,
+    (storage, single_writer): (&Storage, bool),
     pipeline: &Pipeline,
     record: &RunRecord,
 ) -> Result<Option<(BTreeMap<String, u64>, DateTime<Utc>)>, PublishError> {
@@ -356,7 +357,7 @@ async fn published_by(
             as_of: record.as_of,
             run_id: record.run_id.clone(),
             ended_runs: BTreeSet::new(),
-            single_writer: false,
+            single_writer,
         };
         publish::complete(storage, &pipeline.outputs, &run, &decision).await?;
         let rows = decision

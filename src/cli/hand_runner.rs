@@ -79,7 +79,8 @@ impl HandRunner {
                     return Err(error.into());
                 }
             };
-            history::settle_unfinished(&self.history, &self.storage, pipeline, &mut records).await;
+            let publishing = (&self.storage, self.single_writer);
+            history::settle_unfinished(&self.history, publishing, pipeline, &mut records).await;
             if lease.has_a_third_left() {
                 break (lease, records);
             }

@@ -195,7 +195,7 @@ async fn take_lease(
                     }
                     history::settle_unfinished(
                         &context.history,
-                        &context.storage,
+                        (&context.storage, context.config.single_writer),
                         pipeline,
                         &mut records,
                     )

@@ -451,9 +451,15 @@ impl Sink for DeltaSink {
             }
             let mut dates = self.files_by_date(&table)?;
             let replaced = dates.remove(&run.as_of).unwrap_or_default();
-            if self.transaction(&table, &date_app).await?.unwrap_or(0) > token {
+            let live_token = self.transaction(&table, &date_app).await?.unwrap_or(0);
+            if decision.fenced() && live_token > token {
                 return Err(self.overtaken(run, &decision.run_id, &replaced));
             }
+            // An unfenced run keeps the token it replaces (see the manifest sink).
+            let properties = properties.clone().with_application_transactions(vec![
+                Transaction::new(date_app.clone(), token.max(live_token)),
+                Transaction::new(run_app.clone(), 1),
+            ]);
             let mut actions: Vec<Action> = replaced.iter().map(|f| f.remove.clone()).collect();
             actions.extend(adds.iter().cloned());
             let operation = DeltaOperation::Write {

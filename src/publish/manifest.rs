@@ -288,7 +288,6 @@ impl Sink for ManifestSink {
             token: decision.token,
         };
         let location = self.manifest_location(run.as_of);
-        let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
         for _ in 0..WRITE_TRIES {
             let (current, problem) = self.read_current(store.as_ref(), run.as_of).await?;
             if let Some(error) = problem {
@@ -299,16 +298,23 @@ impl Sink for ManifestSink {
                 // Committed already: by this run's first try, or by a run completing it.
                 return Ok(manifest.committed(&self.at.location));
             }
-            if let Some(newer) = live.filter(|m| m.token > decision.token) {
+            if let Some(newer) = live.filter(|m| decision.fenced() && m.token > decision.token) {
                 return Err(PublishError::Overtaken {
                     table: table.to_string(),
                     as_of: run.as_of,
                     by: format!(" (run {})", newer.run_id),
                 });
             }
+            // An unfenced run keeps the token it replaces, so that the fencing of later
+            // runs goes on from there.
+            let manifest = Manifest {
+                token: decision.token.max(live.map_or(0, |m| m.token)),
+                ..manifest.clone()
+            };
+            let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
             let written = if run.single_writer {
                 store
-                    .put(&location.path(), PutPayload::from(body.clone()))
+                    .put(&location.path(), PutPayload::from(body))
                     .await
                     .map(|_| ())
                     .map_err(|source| SwapError::Store {
@@ -320,7 +326,7 @@ impl Sink for ManifestSink {
                 let swap = self
                     .at
                     .storage
-                    .swap(&location, store.as_ref(), body.clone(), expected);
+                    .swap(&location, store.as_ref(), body, expected);
                 swap.await
             };
             match written {
@@ -428,13 +434,25 @@ mod tests {
         (sink, run, location, output)
     }
 
-    /// Publishes what `sql` returns as the run's only output.
+    /// Publishes what `sql` returns as the run's only output, unfenced.
     async fn publish(
-        (sink, run, output): (&ManifestSink, &PublishingRun, &Output),
+        at: (&ManifestSink, &PublishingRun, &Output),
         ctx: &SessionContext,
         sql: &str,
         file_rows: Option<usize>,
     ) -> (u64, Committed, SchemaRef) {
+        let (staged, committed, schema) = publish_with_token(at, ctx, sql, file_rows, 0).await;
+        (staged, committed.unwrap(), schema)
+    }
+
+    /// [`publish`] by a run fenced with `token` (0: unfenced).
+    async fn publish_with_token(
+        (sink, run, output): (&ManifestSink, &PublishingRun, &Output),
+        ctx: &SessionContext,
+        sql: &str,
+        file_rows: Option<usize>,
+        token: u64,
+    ) -> (u64, Result<Committed, PublishError>, SchemaRef) {
         let mut publication = Publication::begin(&sink.at.storage, output, run)
             .await
             .unwrap();
@@ -447,11 +465,43 @@ mod tests {
         let prepared = publication.prepare().await.unwrap();
         let decision = Decision {
             run_id: run.run_id.clone(),
-            token: 0,
+            token,
             decided_at: Utc::now(),
             outputs: vec![prepared],
         };
-        (staged, publication.commit(&decision).await.unwrap(), schema)
+        (staged, publication.commit(&decision).await, schema)
+    }
+
+    #[tokio::test]
+    async fn commits_are_ordered_by_token_and_an_unfenced_run_keeps_the_token_it_replaces() {
+        let (sink, run, location, output) = sink_and_run("tokens");
+        let ctx = SessionContext::new();
+        ctx.register_object_store(
+            location.store_url().as_ref(),
+            sink.at.storage.store(&location, &BTreeMap::new()).unwrap(),
+        );
+        let sql = "SELECT 1 AS n";
+        let run_as = |id: &str| PublishingRun {
+            run_id: id.into(),
+            ..run.clone()
+        };
+        let (b, c) = (run_as("b"), run_as("c"));
+        let (_, fenced, _) = publish_with_token((&sink, &b, &output), &ctx, sql, None, 5).await;
+        assert_eq!(fenced.unwrap().run_id, "b");
+        // An older token is refused: the live publication is a newer run's.
+        let (_, older, _) = publish_with_token((&sink, &c, &output), &ctx, sql, None, 3).await;
+        assert!(
+            matches!(older, Err(PublishError::Overtaken { .. })),
+            "{older:?}"
+        );
+        assert_eq!(sink.manifest(run.as_of).await.unwrap().unwrap().token, 5);
+        // An unfenced run (the demo) replaces it, and keeps its token for later runs.
+        let (_, unfenced, _) = publish((&sink, &run, &output), &ctx, sql, None).await;
+        assert_eq!(unfenced.run_id, run.run_id);
+        assert_eq!(sink.manifest(run.as_of).await.unwrap().unwrap().token, 5);
+        let (_, still_older, _) =
+            publish_with_token((&sink, &c, &output), &ctx, sql, None, 4).await;
+        assert!(matches!(still_older, Err(PublishError::Overtaken { .. })));
     }
 
     async fn write(ctx: &SessionContext, sql: &str, target: &ParquetTarget) -> SchemaRef {

@@ -200,6 +200,14 @@ pub struct Decision {
     pub outputs: Vec<Prepared>,
 }
 
+impl Decision {
+    /// Whether the run holds a lease whose epoch fences it. An unfenced run (the demo, a
+    /// library caller: the only writer, token 0) replaces whatever is live.
+    pub fn fenced(&self) -> bool {
+        self.token > 0
+    }
+}
+
 /// One output's part of a decision: the files it publishes, in order.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prepared {
