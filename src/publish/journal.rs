@@ -19,7 +19,7 @@
 //!    is always completed, and a date is never left torn.
 
 use chrono::{DateTime, NaiveDate, Utc};
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, UpdateVersion};
+use object_store::{ObjectStore, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
 use super::{Decision, PublishError, PublishingRun, WRITE_TRIES, store_error};
@@ -210,18 +210,13 @@ impl Journal {
     ) -> Result<(), SwapError> {
         let location = self.location(record.as_of);
         let body = serde_json::to_vec_pretty(record).expect("a date record serialises");
-        if run.single_writer {
-            return store
-                .put(&location.path(), PutPayload::from(body))
-                .await
-                .map(|_| ())
-                .map_err(|source| SwapError::Store {
-                    url: location.to_string(),
-                    source: Box::new(source),
-                });
-        }
         self.storage
-            .swap(&location, store, body, expected.as_ref())
+            .write(
+                &location,
+                store,
+                body,
+                (expected.as_ref(), run.single_writer),
+            )
             .await
     }
 }

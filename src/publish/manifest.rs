@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
 use datafusion::arrow::datatypes::SchemaRef;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload, UpdateVersion};
+use object_store::{ObjectStore, ObjectStoreExt, UpdateVersion};
 use serde::{Deserialize, Serialize};
 
 use super::staging::{self, META_DIR, PublishedFile};
@@ -312,23 +312,17 @@ impl Sink for ManifestSink {
                 ..manifest.clone()
             };
             let body = serde_json::to_vec_pretty(&manifest).expect("a manifest serialises");
-            let written = if run.single_writer {
-                store
-                    .put(&location.path(), PutPayload::from(body))
-                    .await
-                    .map(|_| ())
-                    .map_err(|source| SwapError::Store {
-                        url: location.to_string(),
-                        source: Box::new(source),
-                    })
-            } else {
-                let expected = current.version.as_ref();
-                let swap = self
-                    .at
-                    .storage
-                    .swap(&location, store.as_ref(), body, expected);
-                swap.await
-            };
+            let expected = current.version.as_ref();
+            let written = self
+                .at
+                .storage
+                .write(
+                    &location,
+                    store.as_ref(),
+                    body,
+                    (expected, run.single_writer),
+                )
+                .await;
             match written {
                 Ok(()) => {
                     self.tidy(store.as_ref(), run, &manifest, current.manifest.as_ref())

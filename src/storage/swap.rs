@@ -105,6 +105,28 @@ impl Storage {
         swap_local(&file, &path, store, body, expected, &url).await
     }
 
+    /// [`Storage::swap`], or a plain put for a `single_writer` (a store that cannot write
+    /// conditionally, on the user's promise that nothing else writes there at once).
+    pub async fn write(
+        &self,
+        location: &Location,
+        store: &dyn ObjectStore,
+        body: Vec<u8>,
+        (expected, single_writer): (Option<&UpdateVersion>, bool),
+    ) -> Result<(), SwapError> {
+        if !single_writer {
+            return self.swap(location, store, body, expected).await;
+        }
+        store
+            .put(&location.path(), PutPayload::from(body))
+            .await
+            .map(|_| ())
+            .map_err(|source| SwapError::Store {
+                url: location.to_string(),
+                source: Box::new(source),
+            })
+    }
+
     /// Whether the store of `folder` honours conditional writes; some S3-compatible servers
     /// accept `If-Match` and ignore it, which only a write can reveal. Local disks and
     /// memory always do (see [`Storage::swap`]).

@@ -600,15 +600,7 @@ async fn an_executor_killed_mid_run_leaves_a_whole_publication_or_none() {
     let (mut services, url) = start_cluster(root.path());
     let dir = root.path().to_path_buf();
     let (code, log) = tokio::task::spawn_blocking(move || {
-        let mut run = crate::s3::segflow_on_s3(addr);
-        run.current_dir(&dir)
-            .args(["run", PIPELINE, "--as-of", AS_OF, "--cluster", &url])
-            .envs(ON_CLUSTER)
-            .env("SEGFLOW_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut run = run.spawn().unwrap();
-        let log = crate::daemon::follow_log(&mut run);
+        let (mut run, log) = cluster_run(addr, &dir, &url, &[]);
         crate::daemon::wait_for_log(&log, "step=customer_features");
         let executor = &mut services.0[1];
         executor.kill().unwrap();
@@ -705,6 +697,27 @@ async fn the_daemon_runs_a_cluster_pipeline_at_its_slot() {
     );
 }
 
+/// The shipped pipeline's run on the cluster at `url`, from `dir`, with `env`, started and
+/// not waited for; its log as it comes.
+fn cluster_run(
+    addr: SocketAddr,
+    dir: &Path,
+    url: &str,
+    env: &[(&str, &str)],
+) -> (Child, std::sync::Arc<std::sync::Mutex<String>>) {
+    let mut run = crate::s3::segflow_on_s3(addr);
+    run.current_dir(dir)
+        .args(["run", PIPELINE, "--as-of", AS_OF, "--cluster", url])
+        .envs(ON_CLUSTER)
+        .envs(env.iter().copied())
+        .env("SEGFLOW_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    let mut run = run.spawn().unwrap();
+    let log = crate::daemon::follow_log(&mut run);
+    (run, log)
+}
+
 /// `validate --cluster` and `run --cluster` against `target`: each exits 2 within 30 s,
 /// naming `target` and `expect`, and blames no line of the pipeline file.
 async fn refused_in_seconds(root: &Path, addr: SocketAddr, target: &str, expect: &str) {
@@ -758,18 +771,10 @@ async fn a_cluster_that_cannot_run_is_named_within_seconds() {
     let dir = root.path().to_path_buf();
     let cluster = url.clone();
     let (code, log) = tokio::task::spawn_blocking(move || {
-        let mut run = crate::s3::segflow_on_s3(addr);
-        run.current_dir(&dir)
-            .args(["run", PIPELINE, "--as-of", AS_OF, "--cluster", &cluster])
-            .envs(ON_CLUSTER)
-            // Ballista's client waits on a frozen scheduler without a deadline: the run's
-            // watchdog gives up on it.
-            .env("SEGFLOW_CLUSTER_STALL_SECONDS", "10")
-            .env("SEGFLOW_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut run = run.spawn().unwrap();
-        let log = crate::daemon::follow_log(&mut run);
+        // Ballista's client waits on a frozen scheduler without a deadline: the run's
+        // watchdog gives up on it.
+        let stall = [("SEGFLOW_CLUSTER_STALL_SECONDS", "10")];
+        let (mut run, log) = cluster_run(addr, &dir, &cluster, &stall);
         crate::daemon::wait_for_log(&log, "Step ready.");
         signal("-STOP");
         let deadline = std::time::Instant::now() + Duration::from_secs(180);
@@ -821,16 +826,8 @@ async fn a_cluster_job_without_progress_is_cancelled_by_the_watchdog() {
     let dir = root.path().to_path_buf();
     let cluster = url.clone();
     let (code, log, seconds) = tokio::task::spawn_blocking(move || {
-        let mut run = crate::s3::segflow_on_s3(addr);
-        run.current_dir(&dir)
-            .args(["run", PIPELINE, "--as-of", AS_OF, "--cluster", &cluster])
-            .envs(ON_CLUSTER)
-            .env("SEGFLOW_CLUSTER_STALL_SECONDS", "10")
-            .env("SEGFLOW_LOG", "info")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        let mut run = run.spawn().unwrap();
-        let log = crate::daemon::follow_log(&mut run);
+        let stall = [("SEGFLOW_CLUSTER_STALL_SECONDS", "10")];
+        let (mut run, log) = cluster_run(addr, &dir, &cluster, &stall);
         crate::daemon::wait_for_log(&log, "Step ready.");
         let executor = &mut services.0[1];
         executor.kill().unwrap();

@@ -352,6 +352,27 @@ async fn a_daemon_stopped_past_its_lease_cannot_commit_over_its_successor_in_del
     a_daemon_stopped_on_s3("delta", Format::Delta).await;
 }
 
+/// Writes at `pipeline` a pipeline of `outputs` outputs (with `extra` YAML) over the S3 test
+/// server's shop, published under `s3://lake/<folder_name>` in `format`; the check that
+/// every output under that folder is one run's whole publication.
+fn many_outputs_on_s3(
+    pipeline: &Path,
+    (outputs, extra): (usize, &str),
+    folder_name: &str,
+    format: Format,
+) -> fn(&Path, &str, &str) -> Vec<String> {
+    let name = pipeline.file_stem().unwrap().to_str().unwrap();
+    let out = format!("s3://lake/{folder_name}");
+    many_outputs(pipeline, name, outputs, "s3://lake/raw", &out, extra);
+    match format {
+        Format::Parquet => assert_consistent,
+        Format::Delta => {
+            crate::delta::outputs_as_delta(pipeline);
+            crate::delta::delta_runs
+        }
+    }
+}
+
 enum Format {
     Parquet,
     Delta,
@@ -363,22 +384,8 @@ async fn a_daemon_stopped_on_s3(folder_name: &'static str, format: Format) {
     let (root, addr) = crate::s3::small_shop_on_s3().await;
     let folder = root.path().to_path_buf();
     let pipeline = folder.join("scheduled/stall.yaml");
-    let out = format!("s3://lake/{folder_name}");
-    many_outputs(
-        &pipeline,
-        "stall",
-        STALL_OUTPUTS,
-        "s3://lake/raw",
-        &out,
-        STALL_SCHEDULE,
-    );
-    let consistent = match format {
-        Format::Parquet => assert_consistent,
-        Format::Delta => {
-            crate::delta::outputs_as_delta(&pipeline);
-            crate::delta::delta_runs
-        }
-    };
+    let outputs = (STALL_OUTPUTS, STALL_SCHEDULE);
+    let consistent = many_outputs_on_s3(&pipeline, outputs, folder_name, format);
     // The scenario waits on processes; the server keeps this runtime's threads.
     tokio::task::spawn_blocking(move || {
         let start = || {
@@ -696,22 +703,7 @@ async fn stalled_pairs_on_s3(folder_name: &'static str, format: Format) {
     let (root, addr) = crate::s3::small_shop_on_s3().await;
     let folder = root.path().to_path_buf();
     let pipeline = folder.join("pipelines/race.yaml");
-    let out = format!("s3://lake/{folder_name}");
-    many_outputs(
-        &pipeline,
-        "race",
-        STALLED_OUTPUTS,
-        "s3://lake/raw",
-        &out,
-        "",
-    );
-    let consistent = match format {
-        Format::Parquet => assert_consistent,
-        Format::Delta => {
-            crate::delta::outputs_as_delta(&pipeline);
-            crate::delta::delta_runs
-        }
-    };
+    let consistent = many_outputs_on_s3(&pipeline, (STALLED_OUTPUTS, ""), folder_name, format);
     // The scenario waits on processes; the server keeps this runtime's threads.
     tokio::task::spawn_blocking(move || {
         let pipeline = pipeline.display().to_string();
