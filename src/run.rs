@@ -1116,21 +1116,25 @@ async fn plan_steps(
     }
     let mut unmatched = BTreeMap::new();
     if !pipeline.segments.is_empty() {
-        for source in &pipeline.sources {
-            let Some(counts) = engine.unmatched(source, &pipeline.members).await? else {
+        let matched: Vec<&str> = match &pipeline.members.matched {
+            Some(tables) => tables.iter().map(String::as_str).collect(),
+            None => pipeline.sources.iter().map(|s| s.name.as_str()).collect(),
+        };
+        for table in matched {
+            let Some(counts) = engine.unmatched(table, &pipeline.members).await? else {
                 continue;
             };
             if counts != Unmatched::default() {
                 tracing::warn!(
                     pipeline = %pipeline.name,
-                    source = %source.name,
+                    table,
                     without_customer = counts.without_customer,
                     unknown_customer = counts.unknown_customer,
                     members = %pipeline.members.table,
                     "Rows without a known customer; they count for no one."
                 );
             }
-            unmatched.insert(source.name.clone(), counts);
+            unmatched.insert(table.to_string(), counts);
         }
     }
     Ok(StepsDone {

@@ -18,6 +18,11 @@ use crate::pipeline::did_you_mean;
 pub struct Members {
     pub table: String,
     pub created_at: String,
+    /// The tables whose rows without a known customer each run counts (the run record's
+    /// `unmatched`); `None`, every source with a customer_id column. A pipeline that maps a
+    /// landing's raw tables in steps names its mapped ones: the raw tables' own customer
+    /// columns may be empty by design (Airbyte's top-level `customer_id`).
+    pub matched: Option<Vec<String>>,
 }
 
 impl Default for Members {
@@ -25,6 +30,7 @@ impl Default for Members {
         Members {
             table: "customers".to_string(),
             created_at: "created_at".to_string(),
+            matched: None,
         }
     }
 }

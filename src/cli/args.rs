@@ -424,6 +424,11 @@ pub(crate) struct DemoArgs {
     /// Number of orders in the sample shop.
     #[arg(long, default_value_t = 80_000)]
     pub(crate) orders: u64,
+    /// Read a landing as it lands: the pipeline's sources are that landing's streams or
+    /// tables, mapped by steps of their own to what the segments read. No sample shop is
+    /// written: the landing's own files go into data/ (or SEGFLOW_DATA).
+    #[arg(long, value_name = "LANDING")]
+    pub(crate) from: Option<super::shipped::Layout>,
 }
 
 #[derive(Debug, Args)]
@@ -439,6 +444,11 @@ pub(crate) struct InitArgs {
     /// Number of orders in the sample shop.
     #[arg(long, default_value_t = 80_000)]
     pub(crate) orders: u64,
+    /// Read a landing as it lands: the pipeline's sources are that landing's streams or
+    /// tables, mapped by steps of their own to what the segments read. No sample shop is
+    /// written: the landing's own files go into data/ (or SEGFLOW_DATA).
+    #[arg(long, value_name = "LANDING")]
+    pub(crate) from: Option<super::shipped::Layout>,
 }
 
 /// The logical dates segflow runs for. SQL may turn `$as_of` into a TIMESTAMP, whose

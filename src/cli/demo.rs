@@ -16,7 +16,7 @@ use super::{Failure, yesterday};
 pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     let dir = std::path::absolute(&args.dir)
         .map_err(|e| Failure::User(anyhow::anyhow!("cannot use {}: {e}", args.dir.display())))?;
-    let kept = write_shipped(&dir)?;
+    let kept = write_shipped(&dir, None)?;
     for file in &kept {
         say!("Keeping your edited {}", file.display());
     }

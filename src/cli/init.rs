@@ -25,7 +25,7 @@ const SOURCES: [&str; 4] = ["customers", "orders", "order_items", "checkouts"];
 pub(super) async fn init_command(args: InitArgs) -> Result<(), Failure> {
     let dir = std::path::absolute(&args.dir)
         .map_err(|e| Failure::User(anyhow::anyhow!("cannot use {}: {e}", args.dir.display())))?;
-    for file in write_shipped(&dir)? {
+    for file in write_shipped(&dir, args.from)? {
         say!("Keeping your edited {}", file.display());
     }
     let gitignore = dir.join(".gitignore");
@@ -35,7 +35,19 @@ pub(super) async fn init_command(args: InitArgs) -> Result<(), Failure> {
         })?;
     }
     let data = dir.join("data");
-    if args.no_sample_data {
+    if let Some(layout) = args.from {
+        say!(
+            "The pipeline reads what {layout} lands: put it in {data}/{{{folders}}}/ (one \
+             folder per stream), or set SEGFLOW_DATA to where it is (a folder or an s3:// \
+             URL). {page} says what to land where and how each trap is handled.",
+            layout = clap::ValueEnum::to_possible_value(&layout)
+                .expect("every layout is a value")
+                .get_name(),
+            data = data.display(),
+            folders = layout.folders().join(","),
+            page = layout.page(),
+        );
+    } else if args.no_sample_data {
         say!(
             "No sample data: put your Parquet exports in {}/{{{}}}/, or set SEGFLOW_DATA to \
              where they are (a folder or an s3:// URL).",

@@ -261,18 +261,23 @@ impl Engine {
         })
     }
 
-    /// Counts the rows of `source` that no known customer placed (see
-    /// [`segments::unmatched`]); the members table itself is not counted.
+    /// Counts the rows of `table` (a source or a computed step) that no known customer
+    /// placed (see [`segments::unmatched`]); the members table itself is not counted.
     pub async fn unmatched(
         &self,
-        source: &Source,
+        table: &str,
         members: &Members,
     ) -> Result<Option<Unmatched>, EngineError> {
-        if source.name == members.table {
+        if table == members.table {
             return Ok(None);
         }
-        let failed = |error| scan_error(source, error);
-        let rows = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
+        let failed = |error| {
+            self.query_error(table, error, |source| EngineError::Execute {
+                step: table.to_string(),
+                source,
+            })
+        };
+        let rows = self.ctx.table(table).await.map_err(failed)?;
         let known = self
             .ctx
             .table(members.table.as_str())

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use chrono_tz::Tz;
 use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::arrow::json::reader::infer_json_schema_from_iterator;
 use datafusion::catalog::TableProvider;
 use datafusion::common::Column;
 use datafusion::datasource::file_format::FileFormat;
@@ -155,8 +156,17 @@ pub(super) async fn text_table(
                 .collect()
         }
         SourceFormat::Json => {
-            json_fields_present(source, location, files, store).await?;
-            declared_fields(source)
+            let found = json_fields(source, location, files, store).await?;
+            found
+                .fields()
+                .iter()
+                .map(
+                    |field| match source.columns.iter().find(|(c, _)| c == field.name()) {
+                        Some((name, ty)) => Field::new(name, read_type(ty, &source.format), true),
+                        None => field.as_ref().clone(),
+                    },
+                )
+                .collect()
         }
         _ => declared_fields(source),
     };
@@ -319,16 +329,20 @@ fn split_header(line: &str, delimiter: u8) -> Result<Vec<String>, String> {
     Ok(record.iter().map(|name| name.trim().to_string()).collect())
 }
 
-/// Fails when a declared column is in none of each file's first objects (a misspelt name
-/// would otherwise read as a column of NULLs), or a file starts with a byte-order mark, which
-/// the JSON reader refuses.
-async fn json_fields_present(
+/// The fields of each file's first objects, in the order they first appear, typed as the
+/// JSON reader infers them: nested objects as structs (their fields sorted by name, so that
+/// a table reads the same every night) and arrays as lists, so that SQL reaches into them as
+/// into Parquet's structs and lists. Fails when a declared column is in none of them (a
+/// misspelt name would otherwise read as a column of NULLs), or a file starts with a
+/// byte-order mark, which the JSON reader refuses.
+async fn json_fields(
     source: &Source,
     location: &Location,
     files: &[ObjectMeta],
     store: &Arc<dyn ObjectStore>,
-) -> Result<(), EngineError> {
+) -> Result<Schema, EngineError> {
     let mut seen: Vec<String> = Vec::new();
+    let mut objects: Vec<serde_json::Value> = Vec::new();
     for meta in files {
         let url = file_url(location, meta);
         let unreadable = |reason: String| EngineError::FirstLine {
@@ -352,6 +366,7 @@ async fn json_fields_present(
                     seen.push(key.clone());
                 }
             }
+            objects.push(serde_json::Value::Object(object));
         }
     }
     for (column, ty) in &source.columns {
@@ -366,7 +381,36 @@ async fn json_fields_present(
             });
         }
     }
-    Ok(())
+    let inferred = infer_json_schema_from_iterator(objects.iter().map(Ok)).map_err(|e| {
+        EngineError::FirstLine {
+            table: source.name.clone(),
+            file: location.to_string(),
+            reason: format!("its objects' fields do not make one table ({e})"),
+        }
+    })?;
+    let fields = seen
+        .iter()
+        .filter_map(|name| inferred.field_with_name(name).ok())
+        .map(|field| sorted_nested(field.clone()))
+        .collect::<Vec<_>>();
+    Ok(Schema::new(fields))
+}
+
+/// `field` with the fields of its structs, at any depth, in name order.
+fn sorted_nested(field: Field) -> Field {
+    let data_type = match field.data_type() {
+        DataType::Struct(fields) => {
+            let mut fields: Vec<Field> = fields
+                .iter()
+                .map(|f| sorted_nested(f.as_ref().clone()))
+                .collect();
+            fields.sort_by(|a, b| a.name().cmp(b.name()));
+            DataType::Struct(fields.into())
+        }
+        DataType::List(item) => DataType::List(Arc::new(sorted_nested(item.as_ref().clone()))),
+        other => other.clone(),
+    };
+    field.with_data_type(data_type)
 }
 
 #[cfg(test)]

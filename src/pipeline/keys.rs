@@ -87,7 +87,11 @@ pub(super) enum Shape {
     Any,
 }
 
-const MEMBERS: Shape = Shape::Fields(&[("table", Shape::Any), ("created_at", Shape::Any)]);
+const MEMBERS: Shape = Shape::Fields(&[
+    ("table", Shape::Any),
+    ("created_at", Shape::Any),
+    ("matched", Shape::Any),
+]);
 /// A var is a value, or `{ type, value }`.
 const VAR: Shape = Shape::Fields(&[("type", Shape::Any), ("value", Shape::Any)]);
 const SOURCE: Shape = Shape::Fields(&[

@@ -306,6 +306,8 @@ pub(super) struct RawMembers {
     pub(super) table: Option<Spanned<String>>,
     #[serde(default)]
     pub(super) created_at: Option<Spanned<String>>,
+    #[serde(default)]
+    pub(super) matched: Option<Spanned<Vec<String>>>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -447,7 +447,8 @@ impl Validator<'_> {
         }
     }
 
-    /// Segments need a table of known customers to take their members from.
+    /// Segments need a table of known customers to take their members from; the tables
+    /// whose unmatched rows are counted must exist too.
     pub(super) fn check_members(
         &mut self,
         members: &Members,
@@ -455,17 +456,20 @@ impl Validator<'_> {
         sources: &BTreeSet<String>,
         steps: &[Step],
     ) {
-        let table = members.table.as_str();
-        let known = sources.contains(table)
-            || steps
-                .iter()
-                .any(|s| s.name == table && s.kind == StepKind::Query);
-        if !known {
+        // The members table is a query's result; any table may be counted.
+        let missing = |table: &str, query_only: bool| {
+            let known = sources.contains(table)
+                || steps
+                    .iter()
+                    .any(|s| s.name == table && (!query_only || s.kind == StepKind::Query));
             let candidates = sources
                 .iter()
                 .map(String::as_str)
                 .chain(steps.iter().map(|s| s.name.as_str()));
-            let hint = did_you_mean(table, candidates);
+            (!known).then(|| did_you_mean(table, candidates))
+        };
+        let table = members.table.as_str();
+        if let Some(hint) = missing(table, true) {
             self.problem(
                 line,
                 format!(
@@ -473,6 +477,16 @@ impl Validator<'_> {
                      add that source, or name the customers table in members.table"
                 ),
             );
+        }
+        for table in members.matched.iter().flatten() {
+            if let Some(hint) = missing(table, false) {
+                self.problem(
+                    line,
+                    format!(
+                        "members.matched names '{table}', which is not a source or a step{hint}"
+                    ),
+                );
+            }
         }
     }
 }

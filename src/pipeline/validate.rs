@@ -465,6 +465,7 @@ impl<'a> Validator<'a> {
         Members {
             table: column("table", raw.table.as_ref(), defaults.table),
             created_at: column("created_at", raw.created_at.as_ref(), defaults.created_at),
+            matched: raw.matched.as_ref().map(|names| names.value.clone()),
         }
     }
 

@@ -217,6 +217,25 @@ pub const ANOMALY_AS_WARNING: &str =
 
 /// A scratch project: a copy of the shipped pipeline and queries, generated data in
 /// `data/`, outputs in `out/`.
+/// `segflow generate` of a shop ending at [`END`] into `out`, with `extra` flags (how a
+/// connector lands it: `--reexport-changes`, `--duplicates`).
+pub fn generate_shop(customers: u64, orders: u64, out: &Path, extra: &[&str]) {
+    let generated = run(segflow()
+        .args([
+            "generate",
+            "--customers",
+            &customers.to_string(),
+            "--orders",
+            &orders.to_string(),
+            "--end",
+            END,
+            "--out",
+            out.to_str().unwrap(),
+        ])
+        .args(extra));
+    assert_eq!(generated.code, 0, "{generated:?}");
+}
+
 pub struct Project {
     pub dir: tempfile::TempDir,
 }
@@ -233,18 +252,7 @@ impl Project {
             pin_models(dir.path());
         }
         let project = Project { dir };
-        let generated = run(segflow().args([
-            "generate",
-            "--customers",
-            &customers.to_string(),
-            "--orders",
-            &orders.to_string(),
-            "--end",
-            END,
-            "--out",
-            project.data().to_str().unwrap(),
-        ]));
-        assert_eq!(generated.code, 0, "{generated:?}");
+        generate_shop(customers, orders, &project.data(), &[]);
         project
     }
 

@@ -76,3 +76,66 @@ fn init_without_sample_data_says_where_the_exports_go() {
     assert!(made.stdout.contains("SEGFLOW_DATA"), "{made:?}");
     assert!(project.join("pipelines/nightly_segments.yaml").exists());
 }
+
+/// `init --from LANDING`: the shipped pipeline with the landing's members, sources, mapping
+/// steps and freshness check in place of the generic ones, and everything from
+/// customer_features on as shipped; the landing's mapping SQL and no other's; no sample shop
+/// (the landing's files go where it says). The spec checks offline.
+#[test]
+fn init_from_a_landing_keeps_the_shipped_pipeline_after_its_mapping() {
+    let dir = tempfile::tempdir().unwrap();
+    let project = dir.path().join("landing");
+    let made = run(segflow().args([
+        "init",
+        project.to_str().unwrap(),
+        "--from",
+        "airbyte-shopify",
+    ]));
+    assert_eq!(made.code, 0, "{made:?}");
+    assert!(!project.join("data").exists());
+    assert!(
+        made.stdout.contains(
+            "data/{orders,customers,abandoned_checkouts,collection_products}/ (one folder per stream)"
+        ),
+        "{made:?}"
+    );
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let shipped = std::fs::read_to_string(root.join("pipelines/nightly_segments.yaml")).unwrap();
+    let part = std::fs::read_to_string(root.join("layouts/airbyte_shopify.yaml")).unwrap();
+    let written = std::fs::read_to_string(project.join("pipelines/nightly_segments.yaml")).unwrap();
+    let head = &shipped[..shipped.find("\nmembers:").unwrap() + 1];
+    let tail = &shipped[shipped.find("\n  - { name: customer_features").unwrap() + 1..];
+    let (shipped_fresh, landing_fresh) = (
+        "{ table: orders, freshness: { column: ordered_at, max_age: 36h } }",
+        "{ table: airbyte_orders, freshness: { column: created_at, max_age: 36h } }",
+    );
+    assert_eq!(tail.matches(shipped_fresh).count(), 1);
+    let expected = format!(
+        "{head}{part}{}",
+        tail.replacen(shipped_fresh, landing_fresh, 1)
+    );
+    assert_eq!(written, expected);
+    for file in ["customers", "orders", "order_items", "checkouts"] {
+        let sql = project.join(format!("queries/layouts/airbyte_shopify/{file}.sql"));
+        assert!(sql.is_file(), "{}", sql.display());
+    }
+    assert_eq!(
+        std::fs::read_dir(project.join("queries/layouts"))
+            .unwrap()
+            .count(),
+        1,
+        "only the landing's own mapping"
+    );
+    let checked = run(segflow().current_dir(&project).args([
+        "validate",
+        "pipelines/nightly_segments.yaml",
+        "--offline",
+    ]));
+    assert_eq!(checked.code, 0, "{checked:?}");
+
+    // The generic project has no landing's mapping.
+    let generic = dir.path().join("generic");
+    let made = run(segflow().args(["init", generic.to_str().unwrap(), "--no-sample-data"]));
+    assert_eq!(made.code, 0, "{made:?}");
+    assert!(!generic.join("queries/layouts").exists());
+}

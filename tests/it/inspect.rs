@@ -24,8 +24,9 @@ fn sql_files(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut files = Vec::new();
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
-        // Check queries are not steps: the checks run them (checks.rs).
-        if path.is_dir() && !path.ends_with("checks") {
+        // Check queries are not steps: the checks run them (checks.rs). A landing's mapping
+        // is a step of its own pipeline (`init --from`, layouts.rs), not the shipped one.
+        if path.is_dir() && !path.ends_with("checks") && !path.ends_with("layouts") {
             files.extend(sql_files(&path));
         } else if path.is_file() && path.extension().is_some_and(|e| e == "sql") {
             files.push(path);

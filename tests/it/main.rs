@@ -24,6 +24,7 @@ mod incremental;
 mod init;
 mod inspect;
 mod labels;
+mod layouts;
 mod leases;
 mod notify;
 mod predictions;

@@ -317,21 +317,12 @@ fn a_generated_shop_landed_by_a_connector_publishes_what_its_final_rows_do() {
     use crate::common::{COMPARED_OUTPUTS, END, Project, read_parquet, rows};
     let project = Project::new(600, 2_400);
     let landed = project.path().join("landed");
-    let generated = project.segflow(&[
-        "generate",
-        "--customers",
-        "600",
-        "--orders",
-        "2400",
-        "--end",
-        END,
-        "--out",
-        landed.to_str().unwrap(),
-        "--reexport-changes",
-        "--duplicates",
-        "0.02",
-    ]);
-    assert_eq!(generated.code, 0, "{generated:?}");
+    crate::common::generate_shop(
+        600,
+        2_400,
+        &landed,
+        &["--reexport-changes", "--duplicates", "0.02"],
+    );
     let pipeline = project.pipeline();
     let night = |data: &Path, name: &str| {
         let (out, state) = (

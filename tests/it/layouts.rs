@@ -1,0 +1,138 @@
+//! Landings `segflow init --from` reads as they land: one shop, landed as each landing lands
+//! it, publishes what the same shop in the generic layout publishes, and the run record
+//! counts what the landing carries that counts for no one.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{
+    AS_OF, COMPARED_OUTPUTS, PINNED_BELOW, Project, assert_same_outputs, generate_shop,
+    latest_record, pin_models, python_script, run, segflow,
+};
+
+/// Where .ci/run unpacks the `airbyte-source-shopify` 4.3.0 wheel, whose JSON schemas type
+/// each stream (Elastic License 2.0: read from the wheel, never copied into this tree).
+fn airbyte_schemas() -> PathBuf {
+    let dir = std::env::var_os("SEGFLOW_AIRBYTE_SHOPIFY").map_or_else(
+        || {
+            let home = std::env::var_os("HOME").expect("HOME is set");
+            Path::new(&home).join(".cache/segflow/airbyte-shopify/source_shopify/schemas")
+        },
+        PathBuf::from,
+    );
+    assert!(
+        dir.join("orders.json").is_file(),
+        "{} lacks the Airbyte Shopify schemas: run .ci/run, which downloads them (the \
+         `airbyte-source-shopify` 4.3.0 wheel), or point SEGFLOW_AIRBYTE_SHOPIFY at its \
+         source_shopify/schemas folder",
+        dir.display()
+    );
+    dir
+}
+
+/// A project made by `segflow init DIR --from LANDING`, with the test suite's freshness
+/// (the generated shop ends before the night's date) and, for a small shop, pinned models.
+fn landing_project(dir: &Path, landing: &str, customers: u64, freshness: &str) {
+    let init = run(segflow().args(["init", dir.to_str().unwrap(), "--from", landing]));
+    assert_eq!(init.code, 0, "{init:?}");
+    let pipeline = dir.join("pipelines/nightly_segments.yaml");
+    let text = std::fs::read_to_string(&pipeline).unwrap();
+    assert_eq!(text.matches(freshness).count(), 1, "{text}");
+    let aged = freshness.replace("max_age: 36h", "max_age: 400d");
+    std::fs::write(&pipeline, text.replace(freshness, &aged)).unwrap();
+    if customers < PINNED_BELOW {
+        pin_models(dir);
+    }
+}
+
+/// Runs the project's pipeline for the night on `data`, publishing into `out`.
+fn night(project: &Path, data: &Path, out: &Path) -> serde_json::Value {
+    let state = out.with_extension("state");
+    let ran = run(segflow()
+        .current_dir(project)
+        .env("SEGFLOW_DATA", data)
+        .env("SEGFLOW_OUT", out)
+        .args([
+            "run",
+            "pipelines/nightly_segments.yaml",
+            "--as-of",
+            AS_OF,
+            "--state",
+            state.to_str().unwrap(),
+        ]));
+    assert_eq!(ran.code, 0, "{}: {ran:?}", data.display());
+    latest_record("nightly_segments", &state, AS_OF)
+}
+
+/// A shop whose orders were refunded and cancelled after they were placed (some after the
+/// night) and delivered twice, landed as Airbyte's Shopify source and S3 destination land it
+/// (`airbyte_shop.py`, typed by the connector's own schemas), in Parquet and in JSON lines.
+/// Both publish what the generic layout publishes; the guest orders and checkouts the
+/// landing adds are counted in the run record, and its test, pending, authorized and
+/// deleted orders count for no one.
+#[test]
+fn an_airbyte_landing_publishes_what_the_generic_layout_does() {
+    let (customers, orders) = (300, 900);
+    let project = Project::new(customers, orders);
+    let landed = project.path().join("landed");
+    generate_shop(
+        customers,
+        orders,
+        &landed,
+        &["--reexport-changes", "--duplicates", "0.05"],
+    );
+    let generic = project.path().join("out-generic");
+    night(project.path(), &landed, &generic);
+
+    let airbyte = project.path().join("airbyte");
+    landing_project(
+        &airbyte,
+        "airbyte-shopify",
+        customers,
+        "{ table: airbyte_orders, freshness: { column: created_at, max_age: 36h } }",
+    );
+    let schemas = airbyte_schemas();
+    for format in ["parquet", "jsonl"] {
+        let data = project.path().join(format!("airbyte-{format}"));
+        let written = python_script(
+            "airbyte_shop.py",
+            &[
+                landed.to_str().unwrap(),
+                schemas.to_str().unwrap(),
+                data.to_str().unwrap(),
+                format,
+                AS_OF,
+            ],
+        );
+        assert_eq!(written.code, 0, "{written:?}");
+        let added: serde_json::Value = serde_json::from_str(&written.stdout).unwrap();
+        if format == "jsonl" {
+            let pipeline = airbyte.join("pipelines/nightly_segments.yaml");
+            let text = std::fs::read_to_string(&pipeline).unwrap();
+            assert_eq!(text.matches("# format: json").count(), 4, "{text}");
+            std::fs::write(&pipeline, text.replace("# format: json", "format: json")).unwrap();
+        }
+        let out = project.path().join(format!("out-airbyte-{format}"));
+        let record = night(&airbyte, &data, &out);
+        assert_same_outputs(&generic, &out, &COMPARED_OUTPUTS, AS_OF);
+
+        let unmatched = &record["unmatched"];
+        assert_eq!(
+            unmatched["orders"]["without_customer"], added["orders"]["guest"],
+            "{format}: {record}"
+        );
+        assert_eq!(
+            unmatched["checkouts"]["without_customer"], added["guest_checkouts"],
+            "{format}: {record}"
+        );
+        assert_eq!(
+            unmatched["orders"]["unknown_customer"], 0,
+            "{format}: {record}"
+        );
+        assert!(
+            unmatched.get("airbyte_orders").is_none(),
+            "{format}: the raw stream's empty customer_id is not counted: {record}"
+        );
+        let deleted = &record["versions"]["airbyte_orders"]["deleted"];
+        assert_eq!(deleted, &added["orders"]["deleted"], "{format}: {record}");
+    }
+}
