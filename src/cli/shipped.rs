@@ -25,6 +25,8 @@ const SHIPPED_FRESHNESS: &str =
 pub(crate) enum Layout {
     /// Airbyte's Shopify source through its S3 destination, Parquet or JSON lines.
     AirbyteShopify,
+    /// Shopify admin's orders and customers CSV exports.
+    ShopifyCsv,
 }
 
 impl Layout {
@@ -38,6 +40,12 @@ impl Layout {
                     "/layouts/airbyte_shopify.yaml"
                 ))
             }
+            Layout::ShopifyCsv => {
+                include_str!(concat!(
+                    env!("CARGO_MANIFEST_DIR"),
+                    "/layouts/shopify_csv.yaml"
+                ))
+            }
         }
     }
 
@@ -47,6 +55,9 @@ impl Layout {
             Layout::AirbyteShopify => {
                 "{ table: airbyte_orders, freshness: { column: created_at, max_age: 36h } }"
             }
+            Layout::ShopifyCsv => {
+                "{ table: shopify_orders, freshness: { column: Created at, max_age: 36h } }"
+            }
         }
     }
 
@@ -54,6 +65,7 @@ impl Layout {
     fn queries(self) -> &'static str {
         match self {
             Layout::AirbyteShopify => "airbyte_shopify",
+            Layout::ShopifyCsv => "shopify_csv",
         }
     }
 
@@ -66,6 +78,7 @@ impl Layout {
                 "abandoned_checkouts",
                 "collection_products",
             ],
+            Layout::ShopifyCsv => &["orders_export", "customers_export", "product_collections"],
         }
     }
 
@@ -73,6 +86,7 @@ impl Layout {
     pub(crate) fn page(self) -> &'static str {
         match self {
             Layout::AirbyteShopify => "docs/layouts/airbyte-shopify.md",
+            Layout::ShopifyCsv => "docs/layouts/shopify-csv.md",
         }
     }
 }

@@ -266,69 +266,6 @@ fn the_readme_recipes_for_reading_outputs_run_as_written_after_the_demo() {
     assert!(ran.stdout.contains("pyarrow "), "{ran:?}");
 }
 
-/// The README's mapping of a Shopify customer export runs as written on a CSV with those
-/// column names, and maps each row as its comments say.
-#[test]
-fn the_readme_shopify_mapping_reads_an_export_as_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path();
-    let sql = readme_block("### CSV and JSON sources", "sql");
-    std::fs::create_dir_all(root.join("queries")).unwrap();
-    std::fs::write(root.join("queries/shopify_customers.sql"), &sql).unwrap();
-    std::fs::create_dir_all(root.join("export")).unwrap();
-    std::fs::write(
-        root.join("export/customers_export.csv"),
-        "Customer ID,First Name,Email,Accepts Email Marketing,Default Address Country Code,\
-         Phone,Accepts SMS Marketing,Total Spent\n\
-         7001,Ada,ada@example.com,yes,NO,'+4712345678,no,120.50\n\
-         7002,\"Bo, Jr.\",  ,no,SE,,yes,0.00\n",
-    )
-    .unwrap();
-    std::fs::write(
-        root.join("shopify.yaml"),
-        "name: shopify\n\
-         sources:\n  \
-           shopify_customers:\n    \
-             url: export/\n    \
-             format: csv\n\
-         steps:\n  \
-           - { name: customers, sql: queries/shopify_customers.sql }\n\
-         outputs:\n  \
-           - { table: customers, url: out/customers/ }\n",
-    )
-    .unwrap();
-    let shown = crate::common::run(crate::common::segflow().current_dir(root).args([
-        "show",
-        "shopify.yaml",
-        "customers",
-    ]));
-    assert_eq!(shown.code, 0, "{shown:?}");
-    let rows = crate::common::shown_cells(&shown.stdout);
-    assert_eq!(
-        rows,
-        [
-            vec![
-                "customer_id",
-                "email",
-                "phone",
-                "email_subscribed",
-                "sms_subscribed",
-                "country"
-            ],
-            vec![
-                "7001",
-                "ada@example.com",
-                "'+4712345678",
-                "true",
-                "false",
-                "NO"
-            ],
-            vec!["7002", "", "", "false", "true", "SE"],
-        ],
-        "{shown:?}"
-    );
-}
-
 /// The README's picture of the report (docs/report.png) was made from the report's code as
 /// it is: a change to the report without `bash docs/screenshot.sh` fails here.
 #[test]
