@@ -63,6 +63,38 @@ fn night(project: &Path, data: &Path, out: &Path) -> serde_json::Value {
     latest_record("nightly_segments", &state, AS_OF)
 }
 
+/// The generic shop every landing is compared with: generated with its orders changed after
+/// they were placed and delivered twice (`landed`), and its night published by the shipped
+/// pipeline (`generic`).
+struct Shop {
+    project: Project,
+    customers: u64,
+    landed: PathBuf,
+    generic: PathBuf,
+}
+
+impl Shop {
+    fn published() -> Shop {
+        let (customers, orders) = (300, 900);
+        let project = Project::new(customers, orders);
+        let landed = project.path().join("landed");
+        generate_shop(
+            customers,
+            orders,
+            &landed,
+            &["--reexport-changes", "--duplicates", "0.05"],
+        );
+        let generic = project.path().join("out-generic");
+        night(project.path(), &landed, &generic);
+        Shop {
+            project,
+            customers,
+            landed,
+            generic,
+        }
+    }
+}
+
 /// A shop whose orders were refunded and cancelled after they were placed (some after the
 /// night) and delivered twice, landed as Airbyte's Shopify source and S3 destination land it
 /// (`airbyte_shop.py`, typed by the connector's own schemas), in Parquet and in JSON lines.
@@ -71,17 +103,12 @@ fn night(project: &Path, data: &Path, out: &Path) -> serde_json::Value {
 /// deleted orders count for no one.
 #[test]
 fn an_airbyte_landing_publishes_what_the_generic_layout_does() {
-    let (customers, orders) = (300, 900);
-    let project = Project::new(customers, orders);
-    let landed = project.path().join("landed");
-    generate_shop(
+    let Shop {
+        project,
         customers,
-        orders,
-        &landed,
-        &["--reexport-changes", "--duplicates", "0.05"],
-    );
-    let generic = project.path().join("out-generic");
-    night(project.path(), &landed, &generic);
+        landed,
+        generic,
+    } = Shop::published();
 
     let airbyte = project.path().join("airbyte");
     landing_project(
@@ -145,17 +172,12 @@ fn an_airbyte_landing_publishes_what_the_generic_layout_does() {
 /// in the run record; orders placed after the night and unpaid ones count for no one.
 #[test]
 fn shopify_csv_exports_publish_what_the_generic_layout_does() {
-    let (customers, orders) = (300, 900);
-    let project = Project::new(customers, orders);
-    let landed = project.path().join("landed");
-    generate_shop(
+    let Shop {
+        project,
         customers,
-        orders,
-        &landed,
-        &["--reexport-changes", "--duplicates", "0.05"],
-    );
-    let generic = project.path().join("out-generic");
-    night(project.path(), &landed, &generic);
+        landed,
+        generic,
+    } = Shop::published();
 
     let exports = project.path().join("exports");
     let written = python_script(
