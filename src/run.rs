@@ -292,7 +292,7 @@ pub async fn check_published(
     progress: &Progress,
 ) -> Result<AuditReport, RunError> {
     let storage = Storage::new();
-    let engine = prepare(pipeline, storage.clone()).await?;
+    let engine = prepare(pipeline, storage.clone(), as_of).await?;
     let mut published = BTreeSet::new();
     for output in &pipeline.outputs {
         if let Some(committed) = publish::sink(&storage, output).committed(as_of).await? {
@@ -340,7 +340,7 @@ pub async fn check_published(
 pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Planned, RunError> {
     check_locations(pipeline, request).await?;
     let storage = Storage::new();
-    let engine = prepare(pipeline, storage.clone()).await?;
+    let engine = prepare(pipeline, storage.clone(), request.as_of).await?;
     plan_views(pipeline, request, &engine, &storage).await?;
     let mut pending: Vec<&Check> = pipeline.checks.iter().collect();
     let every_table: BTreeSet<&str> = pending.iter().flat_map(|c| c.reads()).collect();
@@ -372,7 +372,7 @@ pub async fn show_table(
     };
     let pipeline = pipeline.clone().select(std::slice::from_ref(&table))?;
     let storage = Storage::new();
-    let engine = prepare(&pipeline, storage.clone()).await?;
+    let engine = prepare(&pipeline, storage.clone(), request.as_of).await?;
     plan_views(&pipeline, request, &engine, &storage).await?;
     match engine.head(&table.name, limit).await {
         Ok(rows) => Ok(rows),
@@ -490,7 +490,7 @@ async fn run_on_engine(
             let publications = begin_publications(pipeline, &storage, &publishing).await?;
             tracing::info!(pipeline = %pipeline.name, outputs = publications.len(), "Publications begun: the date is claimed, and each commit is fenced.");
             progress.message("checking sources");
-            let engine = prepare(pipeline, storage.clone()).await?;
+            let engine = prepare(pipeline, storage.clone(), request.as_of).await?;
             Ok::<_, RunError>((publications, engine))
         } => prepared?,
         reason = cancel.cancelled() => return Err(RunError::Cancelled(reason)),
@@ -1222,7 +1222,13 @@ async fn check_locations(pipeline: &Pipeline, request: &RunRequest) -> Result<()
         .map_err(|error| RunError::Engine(error.into()))
 }
 
-async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunError> {
+/// The engine with every source registered, Delta tables at their version as of the end of
+/// `as_of`.
+async fn prepare(
+    pipeline: &Pipeline,
+    storage: Storage,
+    as_of: NaiveDate,
+) -> Result<Engine, RunError> {
     let engine = Engine::new(
         &pipeline.engine,
         pipeline.timezone,
@@ -1230,7 +1236,7 @@ async fn prepare(pipeline: &Pipeline, storage: Storage) -> Result<Engine, RunErr
         storage,
     )?;
     for source in &pipeline.sources {
-        engine.register_source(source).await?;
+        engine.register_source(source, as_of).await?;
     }
     match &pipeline.engine.cluster {
         Some(url) => Ok(engine.on_cluster(url).await?),

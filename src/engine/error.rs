@@ -14,6 +14,20 @@ pub enum EngineError {
     Setup(#[source] DataFusionError),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("source '{table}': cannot read the Delta table at {url}: {reason}")]
+    DeltaLog {
+        table: String,
+        url: String,
+        reason: String,
+        /// No table there (a user's URL), rather than a store that failed.
+        not_a_table: bool,
+    },
+    #[error("source '{table}': the Delta table at {url} {reason}")]
+    DeltaUnsupported {
+        table: String,
+        url: String,
+        reason: String,
+    },
     #[error("source '{table}': no {kind} files at {url}{hint}")]
     NoFiles {
         table: String,
@@ -272,6 +286,13 @@ impl EngineError {
             | EngineError::OutOfMemory { .. }
             | EngineError::Register { .. } => Fault::Environment,
             EngineError::Storage(e) => e.fault(),
+            EngineError::DeltaLog { not_a_table, .. } => {
+                if *not_a_table {
+                    Fault::User
+                } else {
+                    Fault::Environment
+                }
+            }
             EngineError::CheckRun { source, .. } => source.fault(),
             EngineError::Cluster(error) => error.fault(),
             _ => Fault::User,

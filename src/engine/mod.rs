@@ -36,6 +36,7 @@ use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::storage::{Location, Storage};
 
 mod checks;
+mod delta;
 mod error;
 mod incremental;
 mod params;
@@ -165,6 +166,33 @@ impl Engine {
         }
         let listing = ListingTable::try_new(config.with_schema(file_schema)).map_err(register)?;
         Ok(Arc::new(listing))
+    }
+
+    /// A table of exactly `files` under `location` (a Delta table's files at one version,
+    /// which a listing of the folder would not tell from the files other versions removed).
+    fn listing_of(
+        &self,
+        table: &str,
+        location: &Location,
+        files: &[object_store::ObjectMeta],
+        file_schema: SchemaRef,
+    ) -> Result<Arc<dyn TableProvider>, EngineError> {
+        let register = |source| EngineError::Register {
+            table: table.to_string(),
+            url: location.to_string(),
+            source,
+        };
+        let urls = files
+            .iter()
+            .map(|meta| ListingTableUrl::parse(text::file_url(location, meta)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(register)?;
+        let options =
+            ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension("");
+        let config = ListingTableConfig::new_with_multi_paths(urls)
+            .with_listing_options(options)
+            .with_schema(file_schema);
+        Ok(Arc::new(ListingTable::try_new(config).map_err(register)?))
     }
 
     /// Registers earlier publications of an output as `table` (`previous_t`, `history_t`):

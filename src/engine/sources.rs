@@ -80,13 +80,30 @@ pub(super) enum FileReader {
 
 impl Engine {
     /// Checks a source's files against its declared columns, then registers it as a table
-    /// with one type per column. Reads footers only, no data.
-    pub async fn register_source(&self, source: &Source) -> Result<(), EngineError> {
+    /// with one type per column. Reads footers only, no data. A Delta table is read at its
+    /// version as of the end of the `as_of` day.
+    pub async fn register_source(
+        &self,
+        source: &Source,
+        as_of: chrono::NaiveDate,
+    ) -> Result<(), EngineError> {
         let store = self.storage.store(&source.location, &source.options)?;
         let location = self
             .storage
             .source_location(&source.location, source.format.extensions());
-        let listed = self.files_of(source, &location, store.as_ref()).await?;
+        let listed = if source.format == SourceFormat::Delta {
+            let night_end = super::params::start_of_day(
+                as_of.succ_opt().expect("as_of is within segflow's dates"),
+                self.zone,
+            )
+            .with_timezone(&chrono::Utc);
+            super::delta::files_as_of(source, &location, Arc::clone(&store), night_end).await?
+        } else {
+            self.files_of(source, &location, store.as_ref()).await?
+        };
+        if listed.is_empty() {
+            return Err(no_files(source, &location));
+        }
         let register = |e| register_error(source, &location, e);
         let (frame, reader) = match text::file_format(&source.format) {
             None => {
@@ -96,9 +113,12 @@ impl Engine {
                     check_declared_columns(source, file)?;
                 }
                 let schema = reconcile(source, &files)?;
-                let listing = self
-                    .listing(&source.name, &location, Arc::clone(&schema.files), true)
-                    .await?;
+                let listing = if source.format == SourceFormat::Delta {
+                    self.listing_of(&source.name, &location, &listed, Arc::clone(&schema.files))?
+                } else {
+                    self.listing(&source.name, &location, Arc::clone(&schema.files), true)
+                        .await?
+                };
                 let reader = PartsReader::Parquet {
                     table_schema: listing.schema(),
                     file_schema: schema.files,
@@ -414,29 +434,31 @@ impl Engine {
         } else {
             listed
         };
-        if files.is_empty() {
-            // A URL built from the environment is most often wrong because a variable is not
-            // set where the run happens.
-            let written = &source.url_as_written;
-            return Err(EngineError::NoFiles {
-                table: source.name.clone(),
-                kind: match source.format {
-                    SourceFormat::Parquet => "Parquet",
-                    SourceFormat::Csv { .. } => "CSV",
-                    SourceFormat::Json => "JSON",
-                },
-                url: location.to_string(),
-                hint: if written.contains("${") {
-                    format!(
-                        " (the spec writes `{written}`: set the variables it names to where \
-                         the data is)"
-                    )
-                } else {
-                    String::new()
-                },
-            });
-        }
         Ok(files)
+    }
+}
+
+/// A source without files: most often a URL built from the environment, with a variable not
+/// set where the run happens.
+fn no_files(source: &Source, location: &Location) -> EngineError {
+    let written = &source.url_as_written;
+    EngineError::NoFiles {
+        table: source.name.clone(),
+        kind: match source.format {
+            SourceFormat::Parquet => "Parquet",
+            SourceFormat::Delta => "Delta table",
+            SourceFormat::Csv { .. } => "CSV",
+            SourceFormat::Json => "JSON",
+        },
+        url: location.to_string(),
+        hint: if written.contains("${") {
+            format!(
+                " (the spec writes `{written}`: set the variables it names to where the data \
+                 is)"
+            )
+        } else {
+            String::new()
+        },
     }
 }
 
@@ -446,7 +468,7 @@ pub(super) fn scan_error(
     source: &Source,
     error: datafusion::error::DataFusionError,
 ) -> EngineError {
-    let text = source.format != SourceFormat::Parquet;
+    let text = matches!(source.format, SourceFormat::Csv { .. } | SourceFormat::Json);
     if super::is_unreadable_data(&error) || (text && super::error::is_unreadable_text(&error)) {
         EngineError::UnreadableData {
             step: source.name.clone(),

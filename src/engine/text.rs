@@ -87,7 +87,7 @@ impl TextColumns {
 /// The reader of a text format, with the spec's settings.
 pub(super) fn file_format(format: &SourceFormat) -> Option<Arc<dyn FileFormat>> {
     match format {
-        SourceFormat::Parquet => None,
+        SourceFormat::Parquet | SourceFormat::Delta => None,
         SourceFormat::Csv { header, delimiter } => Some(Arc::new(
             CsvFormat::default()
                 .with_has_header(*header)

@@ -341,13 +341,15 @@ pub enum SourceFormat {
     },
     /// Newline-delimited JSON: one object per line, fields found by name.
     Json,
+    /// A Delta Lake table: the Parquet files its log lists at the night's version.
+    Delta,
 }
 
 impl SourceFormat {
     /// The file name endings of the format, as listings filter them.
     pub fn extensions(&self) -> &'static [&'static str] {
         match self {
-            SourceFormat::Parquet => &[".parquet"],
+            SourceFormat::Parquet | SourceFormat::Delta => &[".parquet"],
             SourceFormat::Csv { .. } => &[".csv", ".tsv", ".txt"],
             SourceFormat::Json => &[".json", ".jsonl", ".ndjson"],
         }

@@ -520,6 +520,7 @@ impl<'a> Validator<'a> {
         {
             None | Some("parquet") => SourceFormat::Parquet,
             Some("json" | "ndjson" | "jsonl") => SourceFormat::Json,
+            Some("delta") => SourceFormat::Delta,
             Some("csv") => {
                 let csv = source.csv.as_ref().map(|csv| &csv.value);
                 let header = csv.and_then(|csv| csv.header).unwrap_or(true);
@@ -543,12 +544,12 @@ impl<'a> Validator<'a> {
                 SourceFormat::Csv { header, delimiter }
             }
             Some(other) => {
-                let hint = format_hint(other, &["parquet", "csv", "json"]);
+                let hint = format_hint(other, &["parquet", "csv", "json", "delta"]);
                 self.problem(
                     format.and_then(line_of),
                     format!(
                         "source '{name}': format '{other}' is not one segflow reads (parquet, \
-                         csv or json){hint}"
+                         csv, json or delta){hint}"
                     ),
                 );
                 return SourceFormat::Parquet;

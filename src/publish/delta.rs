@@ -15,7 +15,7 @@
 //! refused before any work.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Once};
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
@@ -23,11 +23,9 @@ use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use deltalake::kernel::engine::arrow_conversion::TryIntoKernel;
 use deltalake::kernel::transaction::{CommitBuilder, CommitProperties, TransactionError};
 use deltalake::kernel::{Action, Add, StructType, Transaction};
-use deltalake::logstore::{
-    LogStore, LogStoreFactory, LogStoreRef, StorageConfig, default_logstore,
-};
+use deltalake::logstore::LogStoreRef;
 use deltalake::protocol::{DeltaOperation, SaveMode};
-use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError, ObjectStore};
+use deltalake::{DeltaTable, DeltaTableBuilder, DeltaTableError};
 use object_store::ObjectStoreExt;
 use url::Url;
 
@@ -37,44 +35,10 @@ use super::{
     WRITE_TRIES,
 };
 use crate::pipeline::Output;
-use crate::storage::{Location, Storage, SwapError, parquet_footer};
+use crate::storage::{Location, Storage, SwapError, parquet_footer, register_delta_log_stores};
 
 /// The partition column.
 const AS_OF: &str = "as_of";
-
-/// delta-rs keeps its log entries create-only through the object store's conditional put,
-/// which segflow's S3, GCS and Azure stores do; delta-rs knows only local and in-memory
-/// stores as such without its cloud crates (which would bring DynamoDB locking and a second
-/// AWS client).
-struct ConditionalPutLogStores;
-
-impl LogStoreFactory for ConditionalPutLogStores {
-    fn with_options(
-        &self,
-        prefixed_store: Arc<dyn ObjectStore>,
-        root_store: Arc<dyn ObjectStore>,
-        location: &Url,
-        options: &StorageConfig,
-    ) -> deltalake::DeltaResult<Arc<dyn LogStore>> {
-        Ok(default_logstore(
-            prefixed_store,
-            root_store,
-            location,
-            options,
-        ))
-    }
-}
-
-fn register_log_stores() {
-    static REGISTERED: Once = Once::new();
-    REGISTERED.call_once(|| {
-        let factories = deltalake::logstore::logstore_factories();
-        for scheme in ["s3://", "s3a://", "gs://", "az://", "abfs://", "abfss://"] {
-            let scheme = Url::parse(scheme).expect("a scheme URL");
-            factories.insert(scheme, Arc::new(ConditionalPutLogStores));
-        }
-    });
-}
 
 #[derive(Clone)]
 pub(super) struct DeltaSink {
@@ -83,7 +47,7 @@ pub(super) struct DeltaSink {
 
 impl DeltaSink {
     pub(super) fn new(storage: Storage, output: &Output) -> DeltaSink {
-        register_log_stores();
+        register_delta_log_stores();
         DeltaSink {
             at: OutputAt::new(storage, output),
         }

@@ -18,11 +18,13 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
+mod delta_log;
 mod disk;
 mod footer;
 mod location;
 mod swap;
 
+pub use delta_log::register_delta_log_stores;
 pub use disk::{DiskSpace, space_of};
 pub use footer::parquet_footer;
 pub use location::Location;

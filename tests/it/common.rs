@@ -215,8 +215,6 @@ pub const SHIPPED_ANOMALY: &str = "anomaly: { by: segment, max_change: 50%, min_
 pub const ANOMALY_AS_WARNING: &str =
     "anomaly: { by: segment, max_change: 50%, min_size: 100 }, severity: warn }";
 
-/// A scratch project: a copy of the shipped pipeline and queries, generated data in
-/// `data/`, outputs in `out/`.
 /// `segflow generate` of a shop ending at [`END`] into `out`, with `extra` flags (how a
 /// connector lands it: `--reexport-changes`, `--duplicates`).
 pub fn generate_shop(customers: u64, orders: u64, out: &Path, extra: &[&str]) {
@@ -236,6 +234,8 @@ pub fn generate_shop(customers: u64, orders: u64, out: &Path, extra: &[&str]) {
     assert_eq!(generated.code, 0, "{generated:?}");
 }
 
+/// A scratch project: a copy of the shipped pipeline and queries, generated data in
+/// `data/`, outputs in `out/`.
 pub struct Project {
     pub dir: tempfile::TempDir,
 }

@@ -546,3 +546,75 @@ for name in sorted(os.listdir(out)):
         .map(str::to_string)
         .collect()
 }
+
+/// A source read as a Delta table (`format: delta`): the files its log lists at the version
+/// committed by the end of the night, not every file in the folder. The shop's orders as a
+/// Delta table whose version 0 (before the night) holds them as generated and whose version
+/// 1 (after it) refunds every order in full (`delta_source.py`) publish what the Parquet
+/// files did; once version 1 is dated before the night, no order counts. A partitioned
+/// table and a folder without a log are refused, naming the source and why.
+#[test]
+fn a_delta_source_is_read_at_its_version_of_the_night() {
+    use crate::common::{assert_same_outputs, python_script, with_source_settings};
+    let project = Project::new(300, 900);
+    let parquet = project.path().join("out-parquet");
+    let ran = run_delta(&project, &project.pipeline(), AS_OF, &parquet);
+    assert_eq!(ran.code, 0, "{ran:?}");
+
+    let orders = project.data().join("orders");
+    let written = python_script("delta_source.py", &[orders.to_str().unwrap(), AS_OF]);
+    assert_eq!(written.code, 0, "{written:?}");
+    let text = std::fs::read_to_string(project.pipeline()).unwrap();
+    let edited = with_source_settings(&text, |table| {
+        if table == "orders" {
+            vec!["format: delta".to_string()]
+        } else {
+            Vec::new()
+        }
+    });
+    assert_ne!(edited, text);
+    std::fs::write(project.pipeline(), edited).unwrap();
+    let night = project.path().join("out-night");
+    let ran = run_delta(&project, &project.pipeline(), AS_OF, &night);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    assert_same_outputs(&parquet, &night, &crate::common::COMPARED_OUTPUTS, AS_OF);
+
+    let refund = orders.join("_delta_log/00000000000000000001.json");
+    let touched = crate::common::run(Command::new("touch").args([
+        "-d",
+        &format!("{AS_OF} 12:00:00 UTC"),
+        refund.to_str().unwrap(),
+    ]));
+    assert_eq!(touched.code, 0, "{touched:?}");
+    let refunded = project.path().join("out-refunded");
+    let ran = run_delta(&project, &project.pipeline(), AS_OF, &refunded);
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let buyers = crate::common::column_values(&refunded, "rfm", AS_OF, "customer_id");
+    assert_eq!(buyers.len(), 0, "every order refunded in full: no buyers");
+
+    let written = python_script(
+        "delta_source.py",
+        &[orders.to_str().unwrap(), AS_OF, "partitioned"],
+    );
+    assert_eq!(written.code, 0, "{written:?}");
+    let refused = run_delta(&project, &project.pipeline(), AS_OF, &refunded);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!(
+            "source 'orders': the Delta table at file://{}/ is partitioned (by currency)",
+            orders.display()
+        )),
+        "{refused:?}"
+    );
+
+    std::fs::remove_dir_all(orders.join("_delta_log")).unwrap();
+    let refused = run_delta(&project, &project.pipeline(), AS_OF, &refunded);
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!(
+            "source 'orders': cannot read the Delta table at file://{}/",
+            orders.display()
+        )),
+        "{refused:?}"
+    );
+}
