@@ -10,6 +10,8 @@ use super::Failure;
 static SHIPPED_PIPELINES: include_dir::Dir =
     include_dir::include_dir!("$CARGO_MANIFEST_DIR/pipelines");
 static SHIPPED_QUERIES: include_dir::Dir = include_dir::include_dir!("$CARGO_MANIFEST_DIR/queries");
+/// Each landing's part of the pipeline, named after its mapping SQL's folder.
+static LAYOUTS: include_dir::Dir = include_dir::include_dir!("$CARGO_MANIFEST_DIR/layouts");
 
 /// The shipped pipeline's file, which a landing's project gets in its own version.
 const NIGHTLY: &str = "nightly_segments.yaml";
@@ -27,26 +29,18 @@ pub(crate) enum Layout {
     AirbyteShopify,
     /// Shopify admin's orders and customers CSV exports.
     ShopifyCsv,
+    /// Fivetran's Shopify connector, landed as Delta Lake tables (its managed data lake).
+    FivetranShopify,
 }
 
 impl Layout {
     /// The landing's part of the pipeline: `members`, `sources` and the steps up to and
     /// including `paid_orders`, which replace the shipped pipeline's.
     fn pipeline_part(self) -> &'static str {
-        match self {
-            Layout::AirbyteShopify => {
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/layouts/airbyte_shopify.yaml"
-                ))
-            }
-            Layout::ShopifyCsv => {
-                include_str!(concat!(
-                    env!("CARGO_MANIFEST_DIR"),
-                    "/layouts/shopify_csv.yaml"
-                ))
-            }
-        }
+        LAYOUTS
+            .get_file(format!("{}.yaml", self.queries()))
+            .and_then(|file| file.contents_utf8())
+            .expect("every layout has its part in layouts/")
     }
 
     /// Its check that the night's orders have landed, in place of the shipped one.
@@ -58,6 +52,9 @@ impl Layout {
             Layout::ShopifyCsv => {
                 "{ table: shopify_orders, freshness: { column: Created at, max_age: 36h } }"
             }
+            Layout::FivetranShopify => {
+                "{ table: fivetran_order, freshness: { column: created_at, max_age: 36h } }"
+            }
         }
     }
 
@@ -66,6 +63,7 @@ impl Layout {
         match self {
             Layout::AirbyteShopify => "airbyte_shopify",
             Layout::ShopifyCsv => "shopify_csv",
+            Layout::FivetranShopify => "fivetran_shopify",
         }
     }
 
@@ -79,6 +77,17 @@ impl Layout {
                 "collection_products",
             ],
             Layout::ShopifyCsv => &["orders_export", "customers_export", "product_collections"],
+            Layout::FivetranShopify => &[
+                "order",
+                "order_line",
+                "refund",
+                "customer",
+                "customer_address",
+                "customer_tag",
+                "abandoned_checkout",
+                "collection_product",
+                "collection",
+            ],
         }
     }
 
@@ -87,6 +96,7 @@ impl Layout {
         match self {
             Layout::AirbyteShopify => "docs/layouts/airbyte-shopify.md",
             Layout::ShopifyCsv => "docs/layouts/shopify-csv.md",
+            Layout::FivetranShopify => "docs/layouts/fivetran-shopify.md",
         }
     }
 }

@@ -20,10 +20,11 @@ What the landing adds to the generic shop, each a trap the layout's mapping must
 - products in several collections (`collection_products`), and a customer's version landed
   after the night that must not count yet.
 Prints, as JSON, what it added, for the test to compare with the run record."""
-import datetime as dt, glob, json, os, sys, uuid
+import datetime as dt, json, os, sys, uuid
 from collections import defaultdict
 from decimal import Decimal
 import pyarrow as pa, pyarrow.parquet as pq
+import generic_shop
 
 generic, schemas, out, fmt, as_of = sys.argv[1:6]
 UTC = dt.timezone.utc
@@ -97,10 +98,7 @@ def check_fields(record, schema, path):
 
 
 def read(table):
-    rows = []
-    for path in sorted(glob.glob(os.path.join(generic, table, "*.parquet"))):
-        rows.extend(pq.read_table(path).to_pylist())
-    return rows
+    return generic_shop.read(generic, table)
 
 
 def money(value):
@@ -294,9 +292,7 @@ def as_json(value, epoch):
 
 
 customers = {row["customer_id"]: row for row in read("customers")}
-items = defaultdict(list)
-for item in read("order_items"):
-    items[item["order_id"]].append(item)
+items = generic_shop.by_order(read("order_items"))
 orders = read("orders")
 # Versions land in the sync after they were made; a row delivered twice lands again in the
 # sync after that (the generic shop's duplicates are its repeated rows).

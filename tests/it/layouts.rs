@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    AS_OF, COMPARED_OUTPUTS, PINNED_BELOW, Project, assert_same_outputs, generate_shop,
+    AS_OF, COMPARED_OUTPUTS, PINNED_BELOW, Project, assert_same_outputs, copy_dir, generate_shop,
     latest_record, pin_models, python_script, run, segflow, table_text,
 };
 
@@ -239,6 +239,65 @@ fn shopify_csv_exports_publish_what_the_generic_layout_does() {
     assert_eq!(abandoned, 0, "no checkouts, no one abandoned one");
     assert_eq!(
         record["unmatched"]["orders"]["without_customer"], added["guest_orders"],
+        "{record}"
+    );
+}
+
+/// The same shop landed as Fivetran's connector lands it in a data lake (`fivetran_shop.py`:
+/// Delta tables updated in place, whose version 0 is the shop at the night's end and version
+/// 1, committed after it, every later refund, cancellation, order and customer) publishes
+/// what the generic layout does, except the SMS consent the connector's customer table does
+/// not carry. Its test, deleted, pending and authorized orders and its deleted customer count
+/// for no one; guest orders and checkouts are counted in the run record.
+#[test]
+fn a_fivetran_lake_publishes_what_the_generic_layout_does() {
+    let Shop {
+        project,
+        customers,
+        landed,
+        generic: _,
+    } = Shop::published();
+    let lake = project.path().join("lake");
+    let written = python_script(
+        "fivetran_shop.py",
+        &[landed.to_str().unwrap(), lake.to_str().unwrap(), AS_OF],
+    );
+    assert_eq!(written.code, 0, "{written:?}");
+    let added: serde_json::Value = serde_json::from_str(&written.stdout).unwrap();
+    let fivetran = project.path().join("fivetran");
+    landing_project(
+        &fivetran,
+        "fivetran-shopify",
+        customers,
+        "{ table: fivetran_order, freshness: { column: created_at, max_age: 36h } }",
+    );
+    let out = project.path().join("out-fivetran");
+    let record = night(&fivetran, &lake, &out);
+
+    // The generic shop without SMS consent, which the lake does not carry.
+    let without_sms = project.path().join("landed-without-sms");
+    copy_dir(&landed, &without_sms);
+    let customers_file = without_sms.join("customers/part-00000.parquet");
+    let cleared = run(std::process::Command::new("python3").args([
+        "-c",
+        "import sys, pyarrow as pa, pyarrow.parquet as pq\n\
+         t = pq.read_table(sys.argv[1])\n\
+         i = t.schema.get_field_index('sms_subscribed')\n\
+         t = t.set_column(i, t.schema.field(i), pa.array([False] * t.num_rows))\n\
+         pq.write_table(t, sys.argv[1])",
+        customers_file.to_str().unwrap(),
+    ]));
+    assert_eq!(cleared.code, 0, "{cleared:?}");
+    let generic = project.path().join("out-generic-without-sms");
+    night(project.path(), &without_sms, &generic);
+    assert_same_outputs(&generic, &out, &COMPARED_OUTPUTS, AS_OF);
+    let unmatched = &record["unmatched"];
+    assert_eq!(
+        unmatched["orders"]["without_customer"], added["guest_orders"],
+        "{record}"
+    );
+    assert_eq!(
+        unmatched["checkouts"]["without_customer"], added["guest_checkouts"],
         "{record}"
     );
 }

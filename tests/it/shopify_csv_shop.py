@@ -11,10 +11,9 @@ none of which may count: orders placed after the night, guest orders (an email t
 customer's), pending and authorized orders. Emails are written in other cases and customer
 ids with Shopify's leading apostrophe. Prints, as JSON, the guest orders placed by the
 night's end."""
-import csv, datetime as dt, glob, json, os, sys
-from collections import defaultdict
+import csv, datetime as dt, json, os, sys
 from decimal import Decimal
-import pyarrow.parquet as pq
+import generic_shop
 
 generic, out, as_of = sys.argv[1:4]
 UTC = dt.timezone.utc
@@ -40,10 +39,7 @@ CUSTOMER_COLUMNS = [
 
 
 def read(table):
-    rows = []
-    for path in sorted(glob.glob(os.path.join(generic, table, "*.parquet"))):
-        rows.extend(pq.read_table(path).to_pylist())
-    return rows
+    return generic_shop.read(generic, table)
 
 
 def shop_time(value):
@@ -51,22 +47,16 @@ def shop_time(value):
 
 
 def in_force(versions):
-    """The version an export taken at the night's end shows: the latest made before it, or
-    (for an order placed later) its first."""
-    before = [v for v in versions if v["updated_at"] < NIGHT_END]
-    if before:
-        return max(before, key=lambda v: v["updated_at"])
-    return min(versions, key=lambda v: v["updated_at"])
+    """The version an export taken at the night's end shows: the one in force then, or (for
+    an order placed later) its first."""
+    return generic_shop.in_force(versions, NIGHT_END) or min(
+        versions, key=lambda v: v["updated_at"])
 
 
 customers = {row["customer_id"]: row for row in read("customers")
              if row["created_at"] < NIGHT_END}
-items = defaultdict(list)
-for item in read("order_items"):
-    items[item["order_id"]].append(item)
-versions = defaultdict(list)
-for row in read("orders"):
-    versions[row["order_id"]].append(row)
+items = generic_shop.by_order(read("order_items"))
+versions = generic_shop.by_order(read("orders"))
 orders = [in_force(rows) for rows in versions.values()]
 
 
