@@ -241,6 +241,32 @@ fn shopify_csv_exports_publish_what_the_generic_layout_does() {
         record["unmatched"]["orders"]["without_customer"], added["guest_orders"],
         "{record}"
     );
+
+    // Exports whose header spells a column otherwise (some write "Canceled at") fail before
+    // anything is read, naming the export file, the column and the spelling it has; nothing
+    // is published for the night.
+    for name in ["orders_export_1.csv", "orders_export_2.csv"] {
+        let file = exports.join("orders_export").join(name);
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(&file, text.replacen("Cancelled at", "Canceled at", 1)).unwrap();
+    }
+    let first = exports.join("orders_export/orders_export_1.csv");
+    let out = project.path().join("out-respelt");
+    let failed = run(segflow()
+        .current_dir(&csv)
+        .env("SEGFLOW_DATA", &exports)
+        .env("SEGFLOW_OUT", &out)
+        .args(["run", "pipelines/nightly_segments.yaml", "--as-of", AS_OF]));
+    assert_eq!(failed.code, 1, "{failed:?}");
+    assert!(
+        failed.stderr.contains(&format!(
+            "source 'shopify_orders': file://{} has no column 'Cancelled at' (declared as \
+             timestamp) (did you mean 'Canceled at'?)",
+            first.display()
+        )),
+        "{failed:?}"
+    );
+    assert!(!out.join("rfm").exists(), "nothing published");
 }
 
 /// The same shop landed as Fivetran's connector lands it in a data lake (`fivetran_shop.py`:
