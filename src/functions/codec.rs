@@ -106,6 +106,9 @@ fn decode(name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
     if let Some(function) = super::models::scalar_named(name) {
         return Ok(Arc::new(function));
     }
+    if let Some(function) = json_named(name) {
+        return Ok(function);
+    }
     let settings: Settings = serde_json::from_slice(buf).map_err(|e| {
         exec_datafusion_err!(
             "the function {name} arrived with settings this segflow cannot read ({e}): \
@@ -120,6 +123,29 @@ fn decode(name: &str, buf: &[u8]) -> Result<Arc<ScalarUDF>> {
         ));
     }
     Ok(Arc::new(function))
+}
+
+/// datafusion-functions-json's function `name`: they carry no settings, and a cluster's
+/// processes know them only through segflow.
+fn json_named(name: &str) -> Option<Arc<ScalarUDF>> {
+    use datafusion_functions_json::udfs;
+    [
+        udfs::json_get_udf(),
+        udfs::json_get_bool_udf(),
+        udfs::json_get_float_udf(),
+        udfs::json_get_int_udf(),
+        udfs::json_get_json_udf(),
+        udfs::json_get_array_udf(),
+        udfs::json_get_str_udf(),
+        udfs::json_as_text_udf(),
+        udfs::json_contains_udf(),
+        udfs::json_length_udf(),
+        udfs::json_object_keys_udf(),
+        udfs::json_from_scalar_udf(),
+        udfs::json_union_to_text_udf(),
+    ]
+    .into_iter()
+    .find(|function| function.name() == name)
 }
 
 /// The aggregate `name` when it is one of segflow's (built by name: they have no settings),

@@ -17,7 +17,9 @@ pub use codec::{LogicalCodec, PhysicalCodec};
 pub(crate) use decimals::text_to_decimal;
 pub(crate) use instants::{in_zone, instant_type, text_to_instant};
 
-/// Makes the functions that SQL calls by name (the models') known to `ctx`.
+/// Makes the functions that SQL calls by name known to `ctx`: the models', and
+/// datafusion-functions-json's for JSON held as text (`json_get_str(col, 'a', 'b')`,
+/// `col->>'a'`), with the rewrites that make `json_get(...)::int` one typed call.
 pub fn register(ctx: &datafusion::prelude::SessionContext) {
     for function in models::scalar_functions() {
         ctx.register_udf(function);
@@ -25,6 +27,8 @@ pub fn register(ctx: &datafusion::prelude::SessionContext) {
     for function in models::aggregate_functions() {
         ctx.register_udaf(function);
     }
+    datafusion_functions_json::register_all(&mut *ctx.state_ref().write())
+        .expect("the JSON functions register in a new session");
 }
 
 use std::sync::Arc;

@@ -117,3 +117,58 @@ fn files_that_other_tools_wrote_read_as_one_source() {
         );
     }
 }
+
+/// JSON held as text, as lakes and connectors write objects they have no schema for (a
+/// REST-era Fivetran `total_price_set`, an Airbyte schemaless field): datafusion-functions-json
+/// reads into it in a step, by function and by operator, and a value that is not JSON, or
+/// lacks the path, is NULL rather than a failed night.
+#[test]
+fn json_text_columns_are_read_with_the_json_functions() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("orders")).unwrap();
+    let written = crate::common::run(std::process::Command::new("python3").args([
+        "-c",
+        r#"import sys, json, pyarrow as pa, pyarrow.parquet as pq
+money = lambda shop, pres: json.dumps({"shop_money": {"amount": shop, "currency_code": "USD"},
+                                       "presentment_money": {"amount": pres, "currency_code": "EUR"}})
+pq.write_table(pa.table({
+    "id": pa.array([1, 2, 3, 4], pa.int64()),
+    "total_price_set": [money("12.30", "11.32"), money("7.05", "6.49"), "not json", None],
+    "note_attributes": ['[{"name": "gift", "value": "yes"}]', '[]', '[{"name": "a"}, {"name": "b"}]', None],
+}), sys.argv[1])"#,
+        root.join("orders/part-0.parquet").to_str().unwrap(),
+    ]));
+    assert_eq!(written.code, 0, "{written:?}");
+    std::fs::write(
+        root.join("json.sql"),
+        "SELECT id,\n\
+         CAST(json_get_str(total_price_set, 'shop_money', 'amount') AS DECIMAL(12, 2)) AS amount,\n\
+         total_price_set->'presentment_money'->>'currency_code' AS buyer_currency,\n\
+         json_length(note_attributes) AS notes\n\
+         FROM orders ORDER BY id",
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("json.yaml"),
+        "name: json\n\
+         sources:\n  orders: { url: orders/ }\n\
+         steps:\n  - { name: amounts, sql: json.sql }\n\
+         outputs:\n  - { table: amounts, url: out/amounts/ }\n",
+    )
+    .unwrap();
+    let ran = crate::common::run(crate::common::segflow().current_dir(root).args([
+        "run",
+        "json.yaml",
+        "--as-of",
+        AS_OF,
+        "--state",
+        "state",
+    ]));
+    assert_eq!(ran.code, 0, "{ran:?}");
+    let out = root.join("out");
+    let column = |name| column_values(&out, "amounts", AS_OF, name);
+    assert_eq!(column("amount"), ["12.30", "7.05", "", ""]);
+    assert_eq!(column("buyer_currency"), ["EUR", "EUR", "", ""]);
+    assert_eq!(column("notes"), ["1", "0", "2", ""]);
+}
