@@ -35,6 +35,8 @@ const FIRST_LINES_LIMIT: u64 = 16 * 1024 * 1024;
 /// JSON writers leave out fields that are null, so a declared field is looked for in this many
 /// first objects of each file.
 const JSON_SAMPLE: usize = 100;
+/// Where Airbyte's destinations put each record in JSON lines unless told to flatten it.
+const AIRBYTE_RECORD: &str = "_airbyte_data";
 /// JSON decimals are read with this many places (and 38 digits), then checked against their
 /// column's scale: the reader would silently drop places past the scale it is given.
 const JSON_DECIMAL_SCALE: i8 = 18;
@@ -377,7 +379,15 @@ async fn json_fields(
                 file: first.unwrap_or_else(|| location.to_string()),
                 column: column.clone(),
                 expected: ty.to_string(),
-                hint: did_you_mean(column, seen.iter().map(String::as_str)),
+                hint: if seen.iter().any(|key| key == AIRBYTE_RECORD) {
+                    format!(
+                        " (its records sit in `{AIRBYTE_RECORD}`, as Airbyte's destinations \
+                         write JSON lines without flattening: choose \"Root level flattening\" \
+                         in the destination's settings)"
+                    )
+                } else {
+                    did_you_mean(column, seen.iter().map(String::as_str))
+                },
             });
         }
     }

@@ -162,6 +162,41 @@ fn an_airbyte_landing_publishes_what_the_generic_layout_does() {
         let deleted = &record["versions"]["airbyte_orders"]["deleted"];
         assert_eq!(deleted, &added["orders"]["deleted"], "{format}: {record}");
     }
+
+    // JSON lines written without flattening hold each record in `_airbyte_data`: refused
+    // before anything is read, saying which setting lands them as the layout reads them.
+    let jsonl = project.path().join("airbyte-jsonl");
+    let wrapped = run(std::process::Command::new("python3").args([
+        "-c",
+        "import glob, json, sys\n\
+         for path in glob.glob(sys.argv[1] + '/*/*.jsonl'):\n    \
+             rows = [json.loads(line) for line in open(path)]\n    \
+             with open(path, 'w') as f:\n        \
+                 for r in rows:\n            \
+                     meta = {k: r.pop(k) for k in list(r) if k.startswith('_airbyte_')}\n            \
+                     f.write(json.dumps(dict(meta, _airbyte_data=r)) + '\\n')",
+        jsonl.to_str().unwrap(),
+    ]));
+    assert_eq!(wrapped.code, 0, "{wrapped:?}");
+    let out = project.path().join("out-unflattened");
+    let state = out.with_extension("state");
+    let refused = run(segflow()
+        .current_dir(&airbyte)
+        .env("SEGFLOW_DATA", &jsonl)
+        .env("SEGFLOW_OUT", &out)
+        .args(["run", "pipelines/nightly_segments.yaml", "--as-of", AS_OF])
+        .args(["--state", state.to_str().unwrap()]));
+    assert_eq!(refused.code, 1, "{refused:?}");
+    assert!(
+        refused.stderr.contains(&format!(
+            "source 'airbyte_abandoned_checkouts': file://{}/abandoned_checkouts/",
+            jsonl.display()
+        )) && refused.stderr.contains(
+            "(its records sit in `_airbyte_data`, as Airbyte's destinations write JSON lines \
+             without flattening: choose \"Root level flattening\" in the destination's settings)"
+        ),
+        "{refused:?}"
+    );
 }
 
 /// The same shop exported as Shopify admin's CSV exports (`shopify_csv_shop.py`: a row per
