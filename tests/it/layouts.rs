@@ -5,8 +5,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{
-    AS_OF, COMPARED_OUTPUTS, PINNED_BELOW, Project, assert_same_outputs, copy_dir, generate_shop,
-    latest_record, pin_models, python_script, run, segflow, table_text,
+    AS_OF, COMPARED_OUTPUTS, Outcome, PINNED_BELOW, Project, assert_same_outputs, copy_dir,
+    generate_shop, latest_record, pin_models, python_script, run, segflow, table_text,
 };
 
 /// Where .ci/run unpacks the `airbyte-source-shopify` 4.3.0 wheel, whose JSON schemas type
@@ -44,10 +44,11 @@ fn landing_project(dir: &Path, landing: &str, customers: u64, freshness: &str) {
     }
 }
 
-/// Runs the project's pipeline for the night on `data`, publishing into `out`.
-fn night(project: &Path, data: &Path, out: &Path) -> serde_json::Value {
+/// Runs the project's pipeline for the night on `data`, publishing into `out` and recording
+/// in the state folder beside it.
+fn run_night(project: &Path, data: &Path, out: &Path) -> Outcome {
     let state = out.with_extension("state");
-    let ran = run(segflow()
+    run(segflow()
         .current_dir(project)
         .env("SEGFLOW_DATA", data)
         .env("SEGFLOW_OUT", out)
@@ -58,7 +59,13 @@ fn night(project: &Path, data: &Path, out: &Path) -> serde_json::Value {
             AS_OF,
             "--state",
             state.to_str().unwrap(),
-        ]));
+        ]))
+}
+
+/// [`run_night`], which must succeed; its run record.
+fn night(project: &Path, data: &Path, out: &Path) -> serde_json::Value {
+    let state = out.with_extension("state");
+    let ran = run_night(project, data, out);
     assert_eq!(ran.code, 0, "{}: {ran:?}", data.display());
     latest_record("nightly_segments", &state, AS_OF)
 }
@@ -179,13 +186,7 @@ fn an_airbyte_landing_publishes_what_the_generic_layout_does() {
     ]));
     assert_eq!(wrapped.code, 0, "{wrapped:?}");
     let out = project.path().join("out-unflattened");
-    let state = out.with_extension("state");
-    let refused = run(segflow()
-        .current_dir(&airbyte)
-        .env("SEGFLOW_DATA", &jsonl)
-        .env("SEGFLOW_OUT", &out)
-        .args(["run", "pipelines/nightly_segments.yaml", "--as-of", AS_OF])
-        .args(["--state", state.to_str().unwrap()]));
+    let refused = run_night(&airbyte, &jsonl, &out);
     assert_eq!(refused.code, 1, "{refused:?}");
     assert!(
         refused.stderr.contains(&format!(
@@ -287,11 +288,7 @@ fn shopify_csv_exports_publish_what_the_generic_layout_does() {
     }
     let first = exports.join("orders_export/orders_export_1.csv");
     let out = project.path().join("out-respelt");
-    let failed = run(segflow()
-        .current_dir(&csv)
-        .env("SEGFLOW_DATA", &exports)
-        .env("SEGFLOW_OUT", &out)
-        .args(["run", "pipelines/nightly_segments.yaml", "--as-of", AS_OF]));
+    let failed = run_night(&csv, &exports, &out);
     assert_eq!(failed.code, 1, "{failed:?}");
     assert!(
         failed.stderr.contains(&format!(
