@@ -31,14 +31,20 @@ fn airbyte_schemas() -> PathBuf {
 
 /// A project made by `segflow init DIR --from LANDING`, with the test suite's freshness
 /// (the generated shop ends before the night's date) and, for a small shop, pinned models.
-fn landing_project(dir: &Path, landing: &str, customers: u64, freshness: &str) {
+fn landing_project(dir: &Path, landing: &str, customers: u64) {
     let init = run(segflow().args(["init", dir.to_str().unwrap(), "--from", landing]));
     assert_eq!(init.code, 0, "{init:?}");
     let pipeline = dir.join("pipelines/nightly_segments.yaml");
     let text = std::fs::read_to_string(&pipeline).unwrap();
-    assert_eq!(text.matches(freshness).count(), 1, "{text}");
-    let aged = freshness.replace("max_age: 36h", "max_age: 400d");
-    std::fs::write(&pipeline, text.replace(freshness, &aged)).unwrap();
+    let fresh: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("max_age: 36h"))
+        .collect();
+    assert!(
+        fresh.len() == 1 && fresh[0].contains("freshness:"),
+        "one freshness check: {fresh:?}"
+    );
+    std::fs::write(&pipeline, text.replace("max_age: 36h", "max_age: 400d")).unwrap();
     if customers < PINNED_BELOW {
         pin_models(dir);
     }
@@ -102,6 +108,49 @@ impl Shop {
     }
 }
 
+/// A landing's project, run for the night on the shop as `script` lands it.
+struct Landed {
+    /// The landed files.
+    data: PathBuf,
+    /// The project `segflow init --from` made.
+    project: PathBuf,
+    /// What the script says it added to the shop.
+    added: serde_json::Value,
+    out: PathBuf,
+    record: serde_json::Value,
+}
+
+impl Landed {
+    /// Lands the generic shop `landed` with `script` (`script LANDED DATA AS_OF`), makes a
+    /// project `--from landing` and publishes its night.
+    fn night(
+        project: &Project,
+        landed: &Path,
+        customers: u64,
+        landing: &str,
+        script: &str,
+    ) -> Landed {
+        let data = project.path().join(format!("{landing}-data"));
+        let written = python_script(
+            script,
+            &[landed.to_str().unwrap(), data.to_str().unwrap(), AS_OF],
+        );
+        assert_eq!(written.code, 0, "{written:?}");
+        let added = serde_json::from_str(&written.stdout).unwrap();
+        let dir = project.path().join(landing);
+        landing_project(&dir, landing, customers);
+        let out = project.path().join(format!("out-{landing}"));
+        let record = night(&dir, &data, &out);
+        Landed {
+            data,
+            project: dir,
+            added,
+            out,
+            record,
+        }
+    }
+}
+
 /// A shop whose orders were refunded and cancelled after they were placed (some after the
 /// night) and delivered twice, landed as Airbyte's Shopify source and S3 destination land it
 /// (`airbyte_shop.py`, typed by the connector's own schemas), in Parquet and in JSON lines.
@@ -118,12 +167,7 @@ fn an_airbyte_landing_publishes_what_the_generic_layout_does() {
     } = Shop::published();
 
     let airbyte = project.path().join("airbyte");
-    landing_project(
-        &airbyte,
-        "airbyte-shopify",
-        customers,
-        "{ table: airbyte_orders, freshness: { column: created_at, max_age: 36h } }",
-    );
+    landing_project(&airbyte, "airbyte-shopify", customers);
     let schemas = airbyte_schemas();
     for format in ["parquet", "jsonl"] {
         let data = project.path().join(format!("airbyte-{format}"));
@@ -215,22 +259,19 @@ fn shopify_csv_exports_publish_what_the_generic_layout_does() {
         generic,
     } = Shop::published();
 
-    let exports = project.path().join("exports");
-    let written = python_script(
-        "shopify_csv_shop.py",
-        &[landed.to_str().unwrap(), exports.to_str().unwrap(), AS_OF],
-    );
-    assert_eq!(written.code, 0, "{written:?}");
-    let added: serde_json::Value = serde_json::from_str(&written.stdout).unwrap();
-    let csv = project.path().join("shopify-csv");
-    landing_project(
-        &csv,
-        "shopify-csv",
+    let Landed {
+        data: exports,
+        project: csv,
+        added,
+        out,
+        record,
+    } = Landed::night(
+        &project,
+        &landed,
         customers,
-        "{ table: shopify_orders, freshness: { column: Created at, max_age: 36h } }",
+        "shopify-csv",
+        "shopify_csv_shop.py",
     );
-    let out = project.path().join("out-csv");
-    let record = night(&csv, &exports, &out);
 
     // The exports write times to the second; everything else compares as it is.
     let to_seconds = |row: String| -> String {
@@ -315,22 +356,15 @@ fn a_fivetran_lake_publishes_what_the_generic_layout_does() {
         landed,
         generic: _,
     } = Shop::published();
-    let lake = project.path().join("lake");
-    let written = python_script(
-        "fivetran_shop.py",
-        &[landed.to_str().unwrap(), lake.to_str().unwrap(), AS_OF],
-    );
-    assert_eq!(written.code, 0, "{written:?}");
-    let added: serde_json::Value = serde_json::from_str(&written.stdout).unwrap();
-    let fivetran = project.path().join("fivetran");
-    landing_project(
-        &fivetran,
-        "fivetran-shopify",
+    let Landed {
+        added, out, record, ..
+    } = Landed::night(
+        &project,
+        &landed,
         customers,
-        "{ table: fivetran_order, freshness: { column: created_at, max_age: 36h } }",
+        "fivetran-shopify",
+        "fivetran_shop.py",
     );
-    let out = project.path().join("out-fivetran");
-    let record = night(&fivetran, &lake, &out);
 
     // The generic shop without SMS consent, which the lake does not carry.
     let without_sms = project.path().join("landed-without-sms");
