@@ -40,6 +40,11 @@ pub fn causes(error: &dyn std::error::Error) -> Vec<String> {
     told
 }
 
+/// An error and its causes on one line, as the history stores it and logs tell it.
+pub fn one_line(error: &dyn std::error::Error) -> String {
+    causes(error).join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::causes;

@@ -9,7 +9,7 @@ use datafusion::error::DataFusionError;
 use datafusion::logical_expr::{col, lit};
 use datafusion::prelude::{DataFrame, JoinType};
 
-use crate::pipeline::did_you_mean;
+use crate::hint::did_you_mean;
 
 /// Who may be a segment member: the customers of `table` (key `customer_id`) whose
 /// `created_at` is before the end of the as_of day, or unknown. `segment_membership` keeps

@@ -31,7 +31,12 @@ pub(super) async fn backfill_command(args: BackfillArgs) -> Result<(), Failure> 
         )));
     }
     let hand = HandRunner::new(&args.hand)?;
-    let done = hand.history.succeeded(&pipeline.name).await?;
+    let done: std::collections::BTreeSet<_> = (hand.runner.history())
+        .succeeded(&pipeline.name)
+        .await?
+        .into_iter()
+        .map(|r| r.as_of)
+        .collect();
     let mut changed_history = false;
     let mut as_of = args.from;
     while as_of <= args.to {

@@ -2,10 +2,10 @@
 
 use segflow::cancel::Cancel;
 use segflow::generate::{self, ShopSize};
-use segflow::history::{self, RunHistory};
+use segflow::lease::Leases;
 use segflow::pipeline::{LoadOptions, Pipeline};
 use segflow::progress::Progress;
-use segflow::run::RunRequest;
+use segflow::runner::{Order, Runner};
 use segflow::storage::{Location, Storage};
 
 use super::args::DemoArgs;
@@ -56,20 +56,29 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     let pipeline_file = dir.join("pipelines/nightly_segments.yaml");
     let pipeline = Pipeline::load(&pipeline_file, &options)?;
     say!("Running {} for as_of {as_of} ...", pipeline_file.display());
-    // Recorded like any run, in the demo folder's own state.
+    // Recorded like any run, under the pipeline's lease, in the demo folder's own state.
+    let storage = Storage::new();
     let state = dir.join("state");
-    let history = RunHistory::new(
-        Storage::new(),
-        Location::parse(&format!("{}/", state.display()))?,
+    let state_location = Location::parse(&format!("{}/", state.display()))?;
+    let leases = Leases::new(
+        storage.clone(),
+        &state_location,
+        segflow::lease::unique_holder(),
+        std::time::Duration::from_secs(30),
+        segflow::clock::Clock::System,
     );
-    let report = history::run_recorded_until(
-        &history,
-        &pipeline,
-        &RunRequest::new(as_of),
-        &Progress::for_terminal(),
-        &Cancel::new(),
-    )
-    .await?;
+    let runner = Runner::new(storage, &state_location, leases, false);
+    let Some(leased) = runner.lease(&pipeline).await? else {
+        return Err(Failure::Environment(anyhow::anyhow!(
+            "another process is running the demo in {}; wait for it to finish",
+            dir.display()
+        )));
+    };
+    let order = Order::by_hand(as_of, false);
+    let report = leased
+        .run(order, &Progress::for_terminal(), &Cancel::new())
+        .await
+        .result?;
     print_report(&report);
     if let Some(summary) = report
         .outputs

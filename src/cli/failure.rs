@@ -7,6 +7,7 @@ use segflow::generate;
 use segflow::history;
 use segflow::pipeline::SpecError;
 use segflow::run;
+use segflow::runner;
 
 /// A failed command: the error to print, and whose fault it was.
 pub(crate) enum Failure {
@@ -99,12 +100,18 @@ impl From<segflow::lease::LeaseError> for Failure {
     }
 }
 
-impl From<history::RecordedRunError> for Failure {
-    fn from(error: history::RecordedRunError) -> Self {
+impl From<runner::RecordedRunError> for Failure {
+    fn from(error: runner::RecordedRunError) -> Self {
         match error {
-            history::RecordedRunError::Run(error) => error.into(),
-            history::RecordedRunError::History(error) => error.into(),
+            runner::RecordedRunError::Run(error) => error.into(),
+            runner::RecordedRunError::History(error) => error.into(),
         }
+    }
+}
+
+impl From<runner::RunnerError> for Failure {
+    fn from(error: runner::RunnerError) -> Self {
+        Failure::of(error.fault(), error)
     }
 }
 

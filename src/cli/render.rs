@@ -1,6 +1,6 @@
 //! `segflow render`: a step's SQL as the engine runs it, parameters bound (`dbt compile`).
 
-use segflow::pipeline::did_you_mean;
+use segflow::hint::did_you_mean;
 use segflow::run::RunRequest;
 
 use super::args::RenderArgs;

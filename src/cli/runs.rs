@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use segflow::hint::did_you_mean;
 use segflow::history::RunHistory;
-use segflow::pipeline::did_you_mean;
 
 use super::Failure;
 use super::args::RunsArgs;

@@ -150,11 +150,13 @@ pub async fn reach(url: &ClusterUrl) -> Result<usize, ClusterError> {
                 CONNECT_TIMEOUT.as_secs()
             )));
         }
-        Err(error) if error.is_connect() => return Err(unreachable(error_chain(&error))),
+        Err(error) if error.is_connect() => {
+            return Err(unreachable(crate::fault::one_line(&error)));
+        }
         Err(error) => {
             return Err(ClusterError::NotAScheduler {
                 url: url.to_string(),
-                reason: error_chain(&error),
+                reason: crate::fault::one_line(&error),
             });
         }
     };
@@ -173,18 +175,6 @@ pub async fn reach(url: &ClusterUrl) -> Result<usize, ClusterError> {
             reason: format!("/readyz answered HTTP {status}: {}", body.trim()),
         }),
     }
-}
-
-/// An error with its causes, on one line.
-fn error_chain(error: &dyn std::error::Error) -> String {
-    let mut text = error.to_string();
-    let mut cause = error.source();
-    while let Some(current) = cause {
-        text.push_str(": ");
-        text.push_str(&current.to_string());
-        cause = current.source();
-    }
-    text
 }
 
 /// A client session on the cluster at `url`: `state`'s settings, with the stores of

@@ -19,18 +19,18 @@ use tokio_util::sync::CancellationToken;
 
 use super::status::DaemonStatus;
 use crate::clock::Clock;
-use crate::history::{RunHistory, RunRecord};
-use crate::lease::{Holder, Leases};
+use crate::history::RunRecord;
+use crate::lease::Holder;
 use crate::pipeline::Pipeline;
 use crate::report::escape;
+use crate::runner::Runner;
 use crate::storage::Storage;
 
 /// What the pages read: the daemon's own status, and the state store it shares with others.
 #[derive(Clone)]
 pub(super) struct Pages {
     pub(super) status: Arc<DaemonStatus>,
-    pub(super) history: Arc<RunHistory>,
-    pub(super) leases: Leases,
+    pub(super) runner: Arc<Runner>,
     pub(super) storage: Storage,
     pub(super) clock: Clock,
 }
@@ -145,7 +145,7 @@ impl Pages {
             };
             bytes.map_err(|error| match error {
                 object_store::Error::NotFound { .. } => String::new(),
-                other => crate::history::error_chain(&other),
+                other => crate::fault::one_line(&other),
             })
         };
         match tokio::time::timeout(STORE_WAIT, read).await {
@@ -258,7 +258,7 @@ impl Pages {
             None => ("not scheduled".to_string(), "–".to_string()),
         };
         let runs: Result<Vec<RunRecord>, String> =
-            match tokio::time::timeout(STORE_WAIT, self.history.list(Some(name))).await {
+            match tokio::time::timeout(STORE_WAIT, self.runner.history().list(Some(name))).await {
                 Ok(listed) => listed.map_err(|e| e.to_string()),
                 Err(_) => Err(format!("no answer within {}s", STORE_WAIT.as_secs())),
             };
@@ -284,7 +284,7 @@ impl Pages {
             Ok(None) => (String::new(), "no run yet".to_string()),
             Err(error) => (String::new(), format!("cannot read the history: {error}")),
         };
-        let holder = match tokio::time::timeout(STORE_WAIT, self.leases.holder_of(name)).await {
+        let holder = match tokio::time::timeout(STORE_WAIT, self.runner.holder_of(name)).await {
             Ok(Ok(Some(Holder { host, pid, .. }))) => format!("process {pid} on {host}"),
             Ok(Ok(None)) => "nobody".to_string(),
             Ok(Err(error)) => format!("cannot read the lease: {error}"),

@@ -23,9 +23,10 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cancel::{Cancel, CancelReason};
 use crate::clock::Clock;
-use crate::history::{HistoryError, RunHistory, RunStatus};
+use crate::history::{HistoryError, RunHistory};
 use crate::lease::Leases;
 use crate::pipeline::Pipeline;
+use crate::runner::Runner;
 use crate::schedule::{Slot, due_slots};
 use crate::storage::{Location, Storage};
 use folder::Loaded;
@@ -85,8 +86,7 @@ struct Signals {
 struct Context {
     config: DaemonConfig,
     storage: Storage,
-    history: Arc<RunHistory>,
-    leases: Leases,
+    runner: Arc<Runner>,
     signals: Signals,
     status: Arc<DaemonStatus>,
 }
@@ -124,8 +124,7 @@ pub async fn run_serving(
         let context = &scheduler.context;
         let pages = http::Pages {
             status: Arc::clone(&context.status),
-            history: Arc::clone(&context.history),
-            leases: context.leases.clone(),
+            runner: Arc::clone(&context.runner),
             storage: context.storage.clone(),
             clock: context.config.clock.clone(),
         };
@@ -165,22 +164,21 @@ impl Scheduler {
             clock.now(),
         ));
         let ended = Arc::clone(&status);
-        let history = RunHistory::new(storage.clone(), config.state.clone())
-            .with_clock(clock.clone())
-            .telling(Arc::new(move |record| ended.run_ended(record)));
         let leases = Leases::new(
             storage.clone(),
             &config.state,
             holder,
             config.lease_ttl,
-            clock,
+            clock.clone(),
         );
+        let runner = Runner::new(storage.clone(), &config.state, leases, config.single_writer)
+            .with_clock(clock)
+            .telling(Arc::new(move |record| ended.run_ended(record)));
         Scheduler {
             context: Context {
                 config,
                 storage,
-                history: Arc::new(history),
-                leases,
+                runner: Arc::new(runner),
                 signals: Signals {
                     stopping: CancellationToken::new(),
                     cancel: Cancel::new(),
@@ -200,7 +198,7 @@ impl Scheduler {
     /// Ticks until `stop` resolves (true) or, with `--once`, after the first tick (false).
     async fn watch(&mut self, mut stop: Pin<&mut impl Future<Output = ()>>) -> bool {
         let config = self.context.config.clone();
-        tracing::info!(pipelines = %config.pipelines.display(), state = %config.state, holder = self.context.leases.holder(), "Scheduler started.");
+        tracing::info!(pipelines = %config.pipelines.display(), state = %config.state, holder = self.context.runner.leases().holder(), "Scheduler started.");
         loop {
             folder::reload(
                 (&config.pipelines, &config.state, &config.roots),
@@ -251,7 +249,7 @@ impl Scheduler {
             let probe = storage.probe(&state, &no_options);
             let outcome = match tokio::time::timeout(interval, probe).await {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(crate::history::error_chain(&error)),
+                Ok(Err(error)) => Err(crate::fault::one_line(&error)),
                 Err(_) => Err(format!("no answer within {}s", interval.as_secs())),
             };
             if let Err(error) = &outcome {
@@ -294,7 +292,14 @@ impl Scheduler {
             self.context.status.alive(self.context.config.clock.now());
             let last = self.considered.get(&pipeline.name);
             let context = &self.context;
-            let Some(due) = due_now(&pipeline, &context.history, &context.status, last, now).await
+            let Some(due) = due_now(
+                &pipeline,
+                context.runner.history(),
+                &context.status,
+                last,
+                now,
+            )
+            .await
             else {
                 // Looked at again next tick; --once has no next tick.
                 if self.context.config.once {
@@ -420,12 +425,7 @@ async fn succeeded_slots(
     status: &DaemonStatus,
     pipeline: &str,
 ) -> Result<BTreeSet<DateTime<Utc>>, HistoryError> {
-    let succeeded: Vec<_> = history
-        .list(Some(pipeline))
-        .await?
-        .into_iter()
-        .filter(|r| r.status == RunStatus::Succeeded)
-        .collect();
+    let succeeded = history.succeeded(pipeline).await?;
     if let Some(ended) = succeeded.iter().filter_map(|r| r.ended_at).max() {
         status.success_seen(pipeline, ended);
     }

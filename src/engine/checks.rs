@@ -21,8 +21,9 @@ use datafusion::prelude::{DataFrame, Expr, ParquetReadOptions, col, lit};
 
 use super::params::start_of_day;
 use super::{Engine, EngineError, Params, describe};
+use crate::hint::did_you_mean;
 use crate::pipeline::{
-    AS_OF, AS_OF_END, Change, Check, CheckRule, CheckValue, VarValue, did_you_mean, hours, percent,
+    AS_OF, AS_OF_END, Change, Check, CheckRule, CheckValue, VarValue, hours, percent,
 };
 use crate::storage::Location;
 

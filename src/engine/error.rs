@@ -131,6 +131,12 @@ pub enum EngineError {
     // Boxed: a stalled job's report is large, and this enum travels up every call.
     #[error(transparent)]
     Cluster(Box<crate::cluster::ClusterError>),
+    #[error(
+        "the pipeline runs on a cluster, whose executors cannot reach what is on this \
+         machine; make each of these a URL every executor reaches (s3://...):{}",
+        .0.iter().map(|l| format!("\n  {l}")).collect::<String>()
+    )]
+    LocalOnCluster(Vec<String>),
     #[error("{at}: check '{check}' could not run: {source}")]
     CheckRun {
         at: String,

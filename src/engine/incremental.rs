@@ -343,7 +343,7 @@ impl Engine {
             )),
             Err(_) => {
                 let names = source.schema.fields().iter().map(|f| f.name().as_str());
-                let hint = crate::pipeline::did_you_mean(&incremental.time, names);
+                let hint = crate::hint::did_you_mean(&incremental.time, names);
                 Err(self.plan_message(
                     step,
                     format!(

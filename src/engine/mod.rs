@@ -35,6 +35,7 @@ use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, RUN_PARAMETERS, Step, St
 use crate::segments::{self, CUSTOMER_ID, Members};
 use crate::storage::{Location, Storage};
 
+mod backend;
 mod checks;
 mod delta;
 mod error;
@@ -47,6 +48,7 @@ mod sources;
 mod text;
 mod versions;
 
+pub use backend::Backend;
 pub use checks::{CheckInputs, CheckOutcome};
 pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_unreadable_data};
 pub use incremental::{CacheSpec, FilesDone, IncrementalMode};
@@ -107,7 +109,7 @@ pub struct Engine {
 impl Engine {
     /// Sends every query from here on to the cluster at `url`, with the stores built so far
     /// (the sources', the outputs', ...) for its processes to build too.
-    pub async fn on_cluster(mut self, url: &ClusterUrl) -> Result<Engine, EngineError> {
+    async fn on_cluster(mut self, url: &ClusterUrl) -> Result<Engine, EngineError> {
         let (ctx, watchdog) = crate::cluster::connect(url, self.ctx.state(), &self.storage).await?;
         self.ctx = ctx;
         self.cluster = Some((url.clone(), watchdog));

@@ -8,7 +8,8 @@ use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
 
 use super::EngineError;
-use crate::pipeline::{AS_OF, AS_OF_END, AS_OF_START, RUN_ID, Step, VarValue, did_you_mean};
+use crate::hint::did_you_mean;
+use crate::pipeline::{AS_OF, AS_OF_END, AS_OF_START, RUN_ID, Step, VarValue};
 
 /// The values a step's SQL sees as `$name`: the run's parameters and the pipeline vars.
 #[derive(Debug, Clone)]

@@ -12,7 +12,8 @@ use parquet::errors::ParquetError;
 
 use super::{EngineError, TypeConflict};
 use crate::functions::instant_type;
-use crate::pipeline::{Source, did_you_mean};
+use crate::hint::did_you_mean;
+use crate::pipeline::Source;
 use crate::storage::{Location, parquet_footer};
 
 const FOOTER_READS_IN_FLIGHT: usize = 16;

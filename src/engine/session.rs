@@ -1,6 +1,7 @@
 //! The one place a DataFusion session is built, the datafusion-cli way: all cores, a spilling
 //! memory pool with a limit, a disk manager, and the [`Storage`] registry as the object store
-//! registry. A second backend (a Ballista cluster) branches here.
+//! registry. On a cluster (`backend.rs`), this session's settings and stores are what
+//! the cluster's session is built from.
 
 use std::num::NonZeroUsize;
 use std::sync::Arc;

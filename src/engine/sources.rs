@@ -23,7 +23,8 @@ use super::text;
 use super::versions::VersionCounts;
 use super::{Engine, EngineError};
 use crate::functions::in_zone;
-use crate::pipeline::{Source, SourceFormat, SourceKey, did_you_mean};
+use crate::hint::did_you_mean;
+use crate::pipeline::{Source, SourceFormat, SourceKey};
 use crate::segments::{self, Members, Unmatched};
 use crate::storage::Location;
 

@@ -25,7 +25,8 @@ use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::EngineError;
 use crate::functions::{text_to_decimal, text_to_instant};
-use crate::pipeline::{ColumnType, Source, SourceFormat, did_you_mean};
+use crate::hint::did_you_mean;
+use crate::pipeline::{ColumnType, Source, SourceFormat};
 use crate::storage::{Location, StorageError};
 
 /// Most header lines and first objects fit in one read of this size ...

@@ -2,11 +2,61 @@
 //! its line and a guess at what was meant. The typed parse (`raw`) stops at the first
 //! unknown key; this pass runs first so that three typos are three problems.
 
+use std::cmp::Ordering;
+
 use serde::Deserialize;
 use serde::de::{self, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
 
-use super::diagnostics::did_you_mean;
-use super::raw::Key;
+use crate::hint::did_you_mean;
+
+/// The line of a value, when the parser knows it (1-based).
+pub(super) fn line_of<T>(value: &Spanned<T>) -> Option<usize> {
+    usize::try_from(value.referenced.line())
+        .ok()
+        .filter(|&line| line > 0)
+}
+
+/// A mapping key with its line, ordered and compared by its text alone.
+#[derive(Debug, Deserialize)]
+#[serde(transparent)]
+pub(super) struct Key(Spanned<String>);
+
+impl Key {
+    pub(super) fn name(&self) -> &str {
+        &self.0.value
+    }
+
+    pub(super) fn line(&self) -> Option<usize> {
+        line_of(&self.0)
+    }
+
+    /// Where the key is written (line, then column), to restore the YAML's order of keys
+    /// that a map sorted by name lost.
+    pub(super) fn position(&self) -> (u64, u64) {
+        (self.0.referenced.line(), self.0.referenced.column())
+    }
+}
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.name() == other.name()
+    }
+}
+
+impl Eq for Key {}
+
+impl PartialOrd for Key {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Key {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.name().cmp(other.name())
+    }
+}
 
 /// A YAML node, kept only as far as its keys and their lines.
 pub(super) enum Node {

@@ -20,7 +20,7 @@ use std::path::Path;
 
 use crate::storage::Location;
 
-pub use diagnostics::{Problem, SpecError, did_you_mean};
+pub use diagnostics::{Problem, SpecError};
 pub use model::{
     AS_OF, AS_OF_END, AS_OF_START, Change, Check, CheckRule, CheckValue, EngineOverrides,
     EngineSettings, Incremental, Notify, Output, OutputFormat, Pipeline, Published, RUN_ID,

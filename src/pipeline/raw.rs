@@ -1,61 +1,12 @@
 //! Wire types: exactly the YAML, parsed strictly in one pass, each value that a later check
 //! may complain about carrying the line it was written on.
 
-use std::cmp::Ordering;
 use std::collections::BTreeMap;
 
 use serde::Deserialize;
 use serde_saphyr::{MessageFormatter, Spanned};
 
-use super::keys::{Node, PIPELINE, unknown_keys};
-
-/// The line of a value, when the parser knows it (1-based).
-pub(super) fn line_of<T>(value: &Spanned<T>) -> Option<usize> {
-    usize::try_from(value.referenced.line())
-        .ok()
-        .filter(|&line| line > 0)
-}
-
-/// A mapping key with its line, ordered and compared by its text alone.
-#[derive(Debug, Deserialize)]
-#[serde(transparent)]
-pub(super) struct Key(Spanned<String>);
-
-impl Key {
-    pub(super) fn name(&self) -> &str {
-        &self.0.value
-    }
-
-    pub(super) fn line(&self) -> Option<usize> {
-        line_of(&self.0)
-    }
-
-    /// Where the key is written (line, then column), to restore the YAML's order of keys
-    /// that a map sorted by name lost.
-    pub(super) fn position(&self) -> (u64, u64) {
-        (self.0.referenced.line(), self.0.referenced.column())
-    }
-}
-
-impl PartialEq for Key {
-    fn eq(&self, other: &Self) -> bool {
-        self.name() == other.name()
-    }
-}
-
-impl Eq for Key {}
-
-impl PartialOrd for Key {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Key {
-    fn cmp(&self, other: &Self) -> Ordering {
-        self.name().cmp(other.name())
-    }
-}
+use super::keys::{Key, Node, PIPELINE, unknown_keys};
 
 /// Why the text is not a pipeline: the parser's message, and where.
 pub(super) struct YamlError {
@@ -427,6 +378,7 @@ pub(super) struct RawEngine {
 
 #[cfg(test)]
 mod tests {
+    use super::super::keys::line_of;
     use super::*;
 
     #[test]
@@ -557,6 +509,134 @@ mod tests {
                 expected(&serde_message),
                 "{section}: ours: {ours}; serde: {serde_message}"
             );
+        }
+    }
+}
+
+#[cfg(test)]
+mod shape_tests {
+    use serde::de::{self, Visitor};
+
+    use serde::Deserialize;
+
+    use super::super::keys::{PIPELINE, Shape};
+    use super::*;
+
+    /// The field names a derived `Deserialize` asks for, caught as it starts on a struct.
+    #[derive(Debug)]
+    enum Probe {
+        Fields(&'static [&'static str]),
+        NotAStruct(String),
+    }
+
+    impl std::fmt::Display for Probe {
+        fn fmt(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            match self {
+                Probe::Fields(fields) => write!(f, "a struct of {fields:?}"),
+                Probe::NotAStruct(message) => f.write_str(message),
+            }
+        }
+    }
+
+    impl std::error::Error for Probe {}
+
+    impl de::Error for Probe {
+        fn custom<T: std::fmt::Display>(message: T) -> Probe {
+            Probe::NotAStruct(message.to_string())
+        }
+    }
+
+    struct FieldsOf;
+
+    impl<'de> de::Deserializer<'de> for FieldsOf {
+        type Error = Probe;
+
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Probe> {
+            Err(Probe::NotAStruct("not a struct".to_string()))
+        }
+
+        fn deserialize_struct<V: Visitor<'de>>(
+            self,
+            _: &'static str,
+            fields: &'static [&'static str],
+            _: V,
+        ) -> Result<V::Value, Probe> {
+            Err(Probe::Fields(fields))
+        }
+
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple tuple_struct map enum
+            identifier ignored_any
+        }
+    }
+
+    fn fields_of<'de, T: Deserialize<'de>>() -> Vec<&'static str> {
+        match T::deserialize(FieldsOf) {
+            Err(Probe::Fields(fields)) => {
+                let mut fields = fields.to_vec();
+                fields.sort_unstable();
+                fields
+            }
+            Err(other) => panic!("{} is not a struct: {other}", std::any::type_name::<T>()),
+            Ok(_) => panic!("{} read from nothing", std::any::type_name::<T>()),
+        }
+    }
+
+    /// The keys `shape` has at `path` (lists and maps of entries walked through).
+    fn keys_at(shape: &Shape, path: &[&str]) -> Vec<&'static str> {
+        match (shape, path) {
+            (Shape::EachItem(inner) | Shape::EachValue(inner), _) => keys_at(inner, path),
+            (Shape::Fields(fields), []) => {
+                let mut keys: Vec<&str> = fields.iter().map(|(name, _)| *name).collect();
+                keys.sort_unstable();
+                keys
+            }
+            (Shape::Fields(fields), [first, rest @ ..]) => {
+                let (_, inner) = fields
+                    .iter()
+                    .find(|(name, _)| name == first)
+                    .unwrap_or_else(|| panic!("no key '{first}'"));
+                keys_at(inner, rest)
+            }
+            (Shape::Any, _) => panic!("no keys at {path:?}"),
+        }
+    }
+
+    /// The one-pass key check must know every key the typed parse accepts, and no other:
+    /// a key added to a `Raw*` struct and not here would be refused as unknown.
+    #[test]
+    fn the_shape_of_a_pipeline_has_the_keys_of_the_typed_parse() {
+        let pairs: Vec<(&[&str], Vec<&str>)> = vec![
+            (&[], fields_of::<RawPipeline>()),
+            (&["members"], fields_of::<RawMembers>()),
+            (&["sources"], fields_of::<RawSource>()),
+            (&["sources", "csv"], fields_of::<RawCsv>()),
+            (&["steps"], fields_of::<RawStep>()),
+            (&["steps", "incremental"], fields_of::<RawIncremental>()),
+            (&["segments"], fields_of::<RawSegment>()),
+            (&["outputs"], fields_of::<RawOutput>()),
+            (&["engine"], fields_of::<RawEngine>()),
+            (&["schedule"], fields_of::<RawSchedule>()),
+            (&["notify"], fields_of::<RawNotify>()),
+            (&["report"], fields_of::<RawReport>()),
+            (&["checks"], fields_of::<RawCheck>()),
+            (&["checks", "accepted_range"], fields_of::<RawRange>()),
+            (&["checks", "row_count"], fields_of::<RawRowCount>()),
+            (&["checks", "accepted_values"], fields_of::<RawValues>()),
+            (
+                &["checks", "relationships"],
+                fields_of::<RawRelationships>(),
+            ),
+            (
+                &["checks", "not_null_proportion"],
+                fields_of::<RawProportion>(),
+            ),
+            (&["checks", "freshness"], fields_of::<RawFreshness>()),
+            (&["checks", "anomaly"], fields_of::<RawAnomaly>()),
+        ];
+        for (path, typed) in pairs {
+            assert_eq!(keys_at(&PIPELINE, path), typed, "keys at {path:?}");
         }
     }
 }

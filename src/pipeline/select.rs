@@ -5,8 +5,8 @@
 use std::collections::BTreeSet;
 use std::str::FromStr;
 
-use super::diagnostics::did_you_mean;
 use super::model::{Pipeline, Published, StepKind};
+use crate::hint::did_you_mean;
 
 /// One `--select` value.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -7,12 +7,13 @@ use std::path::PathBuf;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::diagnostics::did_you_mean;
+use super::keys::line_of;
 use super::model::{Incremental, Source};
 use super::model::{Published, Step, StepKind};
-use super::raw::{RawIncremental, RawSegment, RawStep, line_of};
+use super::raw::{RawIncremental, RawSegment, RawStep};
 use super::types::ColumnType;
 use super::validate::Validator;
+use crate::hint::did_you_mean;
 use crate::segments::{
     Members, SEGMENT_CATALOG, SEGMENT_MEMBERSHIP, catalog_sql, combination_sql, membership_sql,
 };

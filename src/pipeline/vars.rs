@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::diagnostics::{Problem, did_you_mean};
+use super::diagnostics::Problem;
+use super::keys::Key;
 use super::model::RUN_PARAMETERS;
-use super::raw::Key;
 use super::types::{VarType, VarValue};
 use super::validate::{Validator, is_identifier};
+use crate::hint::did_you_mean;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

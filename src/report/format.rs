@@ -3,7 +3,7 @@
 
 /// `1234567` → `1,234,567`.
 pub(super) fn count(n: u64) -> String {
-    crate::run::thousands(n)
+    crate::progress::thousands(n)
 }
 
 /// A signed whole number, grouped: `-1234` → `-1,234`.
@@ -85,7 +85,7 @@ pub(super) fn decimal(value: f64, decimals: usize) -> String {
 fn group_thousands(digits: &str) -> String {
     digits
         .parse::<u64>()
-        .map_or_else(|_| digits.to_string(), crate::run::thousands)
+        .map_or_else(|_| digits.to_string(), crate::progress::thousands)
 }
 
 /// The symbols of the currencies people recognise by symbol alone; others keep their code.

@@ -13,7 +13,7 @@ use segflow::history::{RunHistory, RunRecord, RunStatus};
 use segflow::lease::Leases;
 use segflow::pipeline::{LoadOptions, Pipeline};
 use segflow::progress::Progress;
-use segflow::run::RunRequest;
+use segflow::runner::{Order, Runner};
 use segflow::storage::{Location, Storage};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
@@ -574,14 +574,22 @@ async fn a_run_that_published_before_its_daemon_died_is_settled_as_succeeded() {
         &LoadOptions::default(),
     )
     .unwrap();
-    let request = RunRequest {
+    let dead_daemon_leases = leases_of(&project, &ManualClock::starting_at(slot), "dead-daemon");
+    let runner = Runner::new(Storage::new(), &state(&project), dead_daemon_leases, false);
+    let order = Order {
         slot: Some(slot),
-        ..RunRequest::new(day("2030-03-05"))
+        ..Order::by_hand(day("2030-03-05"), false)
     };
-    let progress = Progress::hidden();
-    let never = segflow::cancel::Cancel::new();
-    segflow::history::run_recorded_until(&history, &pipeline, &request, &progress, &never)
+    let leased = runner
+        .lease(&pipeline)
         .await
+        .unwrap()
+        .expect("nobody holds the lease");
+    let never = segflow::cancel::Cancel::new();
+    leased
+        .run(order, &Progress::hidden(), &never)
+        .await
+        .result
         .unwrap();
     let mut record = scheduled_runs(&history, "settled").await.pop().unwrap();
     record.status = RunStatus::Running;
