@@ -20,7 +20,6 @@ use datafusion::datasource::listing::{
 
 use super::schema::{check_declared_columns, read_footers, reconcile};
 use super::text;
-use super::versions::VersionCounts;
 use super::{Engine, EngineError};
 use crate::functions::in_zone;
 use crate::hint::did_you_mean;
@@ -175,39 +174,17 @@ impl Engine {
         Ok(())
     }
 
-    /// Settles a keyed source before any step reads it: fails on rows with a missing key,
-    /// reduces a versioned source to its rows in force at `as_of_end` (microseconds), then
-    /// fails on keys that are on more than one row. Reads the source's data.
-    pub async fn settle_key(
-        &self,
-        source: &Source,
-        as_of_end: i64,
-    ) -> Result<Option<VersionCounts>, EngineError> {
-        let Some(key) = &source.key else {
-            return Ok(None);
-        };
-        self.check_missing_key(source, key).await?;
-        let Some(versions) = &key.versions else {
-            self.check_repeated_key(source, key).await?;
-            return Ok(None);
-        };
-        let counts = self
-            .resolve_versions(source, key, versions, as_of_end)
-            .await?;
-        // Once resolved, only rows that share a key's time in one file can repeat it.
-        if self.has_ties(&source.name) {
-            self.check_repeated_key(source, key).await?;
-        }
-        Ok(Some(counts))
-    }
-
     /// The parts of a registered source.
     pub(super) fn parts_of(&self, source: &str) -> Arc<SourceParts> {
         let parts = self.source_parts.lock().expect("source parts lock");
         Arc::clone(&parts[source])
     }
 
-    async fn check_missing_key(&self, source: &Source, key: &SourceKey) -> Result<(), EngineError> {
+    pub(super) async fn check_missing_key(
+        &self,
+        source: &Source,
+        key: &SourceKey,
+    ) -> Result<(), EngineError> {
         let failed = |error| scan_error(source, error);
         let frame = self.ctx.table(source.name.as_str()).await.map_err(failed)?;
         let missing = key
@@ -232,7 +209,7 @@ impl Engine {
         Ok(())
     }
 
-    async fn check_repeated_key(
+    pub(super) async fn check_repeated_key(
         &self,
         source: &Source,
         key: &SourceKey,

@@ -79,6 +79,32 @@ impl InForce {
 }
 
 impl Engine {
+    /// Settles a keyed source before any step reads it: fails on rows with a missing key,
+    /// reduces a versioned source to its rows in force at `as_of_end` (microseconds), then
+    /// fails on keys that are on more than one row. Reads the source's data.
+    pub async fn settle_key(
+        &self,
+        source: &Source,
+        as_of_end: i64,
+    ) -> Result<Option<VersionCounts>, EngineError> {
+        let Some(key) = &source.key else {
+            return Ok(None);
+        };
+        self.check_missing_key(source, key).await?;
+        let Some(versions) = &key.versions else {
+            self.check_repeated_key(source, key).await?;
+            return Ok(None);
+        };
+        let counts = self
+            .resolve_versions(source, key, versions, as_of_end)
+            .await?;
+        // Once resolved, only rows that share a key's time in one file can repeat it.
+        if self.has_ties(&source.name) {
+            self.check_repeated_key(source, key).await?;
+        }
+        Ok(Some(counts))
+    }
+
     /// Finds each key's version in force at `as_of_end` (microseconds) and registers the
     /// source's table as those rows only.
     pub(super) async fn resolve_versions(

@@ -10,11 +10,9 @@ mod keys;
 mod model;
 mod raw;
 mod select;
-mod steps;
 mod types;
 mod units;
 mod validate;
-mod vars;
 
 use std::path::Path;
 

@@ -40,10 +40,8 @@ impl Tables<'_> {
 impl Validator<'_> {
     /// Each check names a source or step (outputs are steps or sources) and has one rule.
     pub(super) fn checks(&mut self, raw: Vec<Spanned<RawCheck>>, tables: &Tables) -> Vec<Check> {
-        let readable = crate::pipeline::steps::readable_with_history(
-            tables.names().map(String::from),
-            tables.published,
-        );
+        let readable =
+            super::steps::readable_with_history(tables.names().map(String::from), tables.published);
         let mut checks: Vec<Check> = Vec::new();
         for raw in raw {
             let line = line_of(&raw);

@@ -1,12 +1,14 @@
 //! From wire types to the model: one check per function, every problem collected with its
 //! line so that the user sees them all in one pass. By part of the spec: sources, checks,
-//! outputs (with the report and webhooks) and settings (schedule, engine) here; steps and
-//! segments in `../steps.rs`, vars in `../vars.rs`.
+//! steps and segments, vars, outputs (with the report and webhooks) and settings
+//! (schedule, engine).
 
 mod checks;
 mod outputs;
 mod settings;
 mod sources;
+mod steps;
+mod vars;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -94,7 +96,7 @@ impl<'a> Validator<'a> {
             );
         }
         let mut steps = steps;
-        super::steps::membership_reads_members(&mut steps, &members);
+        steps::membership_reads_members(&mut steps, &members);
         let steps = self.order(steps);
         let outputs = self.outputs(raw.outputs, &source_names, &declared, &sources);
         let engine = self.engine(raw.engine);

@@ -6,12 +6,12 @@ use std::collections::BTreeMap;
 use serde::Deserialize;
 use serde_json::Value;
 
-use super::diagnostics::Problem;
-use super::keys::Key;
-use super::model::RUN_PARAMETERS;
-use super::types::{VarType, VarValue};
-use super::validate::{Validator, is_identifier};
+use super::{Validator, is_identifier};
 use crate::hint::did_you_mean;
+use crate::pipeline::diagnostics::Problem;
+use crate::pipeline::keys::Key;
+use crate::pipeline::model::RUN_PARAMETERS;
+use crate::pipeline::types::{VarType, VarValue};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -7,13 +7,13 @@ use std::path::PathBuf;
 
 use serde_saphyr::{Location, Spanned};
 
-use super::keys::line_of;
-use super::model::{Incremental, Source};
-use super::model::{Published, Step, StepKind};
-use super::raw::{RawIncremental, RawSegment, RawStep};
-use super::types::ColumnType;
-use super::validate::Validator;
+use super::Validator;
 use crate::hint::did_you_mean;
+use crate::pipeline::keys::line_of;
+use crate::pipeline::model::{Incremental, Source};
+use crate::pipeline::model::{Published, Step, StepKind};
+use crate::pipeline::raw::{RawIncremental, RawSegment, RawStep};
+use crate::pipeline::types::ColumnType;
 use crate::segments::{
     Members, SEGMENT_CATALOG, SEGMENT_MEMBERSHIP, catalog_sql, combination_sql, membership_sql,
 };
