@@ -3,8 +3,10 @@
 //! computing anything again: the RFM grids, the segments and how they moved, their
 //! portraits, the win-back list, the predictions, the last runs and the lineage.
 
+mod columns;
 mod format;
 mod gather;
+mod model;
 mod page;
 mod svg;
 
@@ -14,9 +16,10 @@ use chrono::NaiveDate;
 use object_store::{ObjectStoreExt, PutPayload};
 
 pub(crate) use format::escape;
-pub use gather::{
+pub use gather::gather;
+pub use model::{
     Bin, Cell, Column, Grid, Group, Predictions, RECENT_RUNS, Report, SIZE_HISTORY, Section,
-    SegmentLine, Segments, Table, Value, ValueKind, Winback, gather,
+    SegmentLine, Segments, Table, Value, ValueKind, Winback,
 };
 
 use crate::history::{HistoryError, RunHistory};

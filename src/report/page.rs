@@ -6,7 +6,7 @@ use std::fmt::Write;
 use super::format::{
     NO_VALUE, count, decimal, duration, escape, integer, money, money_rounded, percent,
 };
-use super::gather::{Predictions, Report, Section, Segments, Table, Value, ValueKind, Winback};
+use super::model::{Predictions, Report, Section, Segments, Table, Value, ValueKind, Winback};
 use super::svg;
 use crate::history::{RunRecord, RunStatus};
 use crate::run::CheckStatus;

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 
 use super::format::{count, escape, money_rounded, percent};
-use super::gather::{Bin, Grid};
+use super::model::{Bin, Grid};
 use crate::lineage::{Lineage, NodeKind};
 
 /// ColorBrewer Blues, light to dark.
@@ -40,7 +40,7 @@ pub(super) fn heatmap(grid: &Grid, currency: Option<&str>) -> String {
         .max()
         .unwrap_or(0)
         .max(1);
-    let at: BTreeMap<(i64, i64), &super::gather::Cell> =
+    let at: BTreeMap<(i64, i64), &super::model::Cell> =
         grid.cells.iter().map(|c| ((c.down, c.across), c)).collect();
     // A cell's area: its label, or the cell alone when it has none.
     let area = |down: i64, across: i64| -> Option<String> {
@@ -391,7 +391,7 @@ pub(super) fn lineage(graph: &Lineage) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::gather::Cell;
+    use crate::report::model::Cell;
 
     #[test]
     fn areas_are_outlined_where_labels_change_and_named_once() {
