@@ -65,7 +65,7 @@ pub(super) fn build(
 /// when that is less), so that large sorts and joins spill instead of being killed; None
 /// where it is unknown (no limit, as DataFusion's own default).
 fn default_memory_limit() -> Option<usize> {
-    let mut system = sysinfo::System::new().ok()?;
+    let mut system = sysinfo::System::new();
     system.refresh_memory();
     let machine = system.total_memory();
     let container = system.cgroup_limits().map(|limits| limits.total_memory);
