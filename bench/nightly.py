@@ -67,7 +67,7 @@ def shop(binary, work, customers, orders, end):
 
 
 def monthly(folder):
-    """The shop with its orders one file per month (tests/it/incremental.py lays them out as
+    """The shop with its orders one file per month (tests/it/oracles/incremental.py lays them out as
     the tests do, every month with one timestamp type so that the peers read them too)."""
     monthly = folder.with_name(folder.name + "-monthly")
     if not (monthly / "orders").exists():
@@ -78,7 +78,7 @@ def monthly(folder):
                 (monthly / table).symlink_to(folder / table)
         shutil.copytree(folder / "orders", monthly / "orders.partial")
         (monthly / "orders.partial").rename(monthly / "orders")
-        subprocess.run([sys.executable, REPO / "tests/it/incremental.py", "split",
+        subprocess.run([sys.executable, REPO / "tests/it/oracles/incremental.py", "split",
                         str(monthly), "--one-type"], check=True)
     return monthly
 

@@ -23,7 +23,7 @@ chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
   --disable-background-networking --disable-component-update --disable-sync \
   --user-data-dir="$work/chromium" --hide-scrollbars --window-size=1280,2300 \
   --screenshot="$PWD/docs/report.png" "file://$work/demo/report.html" 2>/dev/null
-# What the picture was made from: tests/it/docs.rs fails when the report's code changes
+# What the picture was made from: tests/it/docs/pages.rs fails when the report's code changes
 # and the picture is not made again.
 cat $(printf '%s\n' src/report/*.rs src/report/page.css src/report/page.js src/report/sql/*.sql | LC_ALL=C sort) \
   | sha256sum | cut -d' ' -f1 > docs/report.png.sha256
