@@ -1,5 +1,5 @@
 -- customer_predictions: one row per buyer (purchase_histories) with what the models expect
--- of them after the end of $as_of (README, "Predictions"):
+-- of them after the end of $as_of (docs/shipped-pipeline.md, "Predictions"):
 --   p_alive                       the probability they are still a customer (BG/NBD). A
 --                                 one-time buyer is 1: the model lets customers leave only
 --                                 right after a purchase.

@@ -12,7 +12,7 @@
 -- placed in the pipeline's time zone (timestamps reach SQL in that zone, so CAST(... AS DATE)
 -- gives that calendar day). currency is the order's; a NULL currency is the shop's
 -- ($currency). Amounts stay in it: the check orders_currency fails a night with orders in
--- another, unless the pipeline converts them (README, "Currencies").
+-- another, unless the pipeline converts them (docs/shipped-pipeline.md, "Currencies").
 SELECT order_id,
        customer_id,
        ordered_at,

@@ -1,5 +1,5 @@
 -- paid_orders, converted into the shop's currency ($currency), for a shop that sells in
--- several (README, "Currencies"). Point the paid_orders step here, and rename the shipped
+-- several (docs/shipped-pipeline.md, "Currencies"). Point the paid_orders step here, and rename the shipped
 -- incremental step to paid_orders_as_placed: its rows (paid_orders.sql) stay in each
 -- order's own currency, and this step, computed every night, converts them.
 --

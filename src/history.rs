@@ -59,7 +59,7 @@ pub struct RunRecord {
     /// Per source, rows that belong to no known customer (in no segment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unmatched: BTreeMap<String, Unmatched>,
-    /// Per versioned source, the rows that were not in force (README, "Rows that change").
+    /// Per versioned source, the rows that were not in force (docs/sources.md, "Rows that change").
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub versions: BTreeMap<String, VersionCounts>,
     /// How long each step took, with the rows of those computed on their own.

@@ -109,7 +109,7 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
     say!(
         "\nQuery the result from {dir}, with the DuckDB CLI:\n  duckdb -c \"{query}\"\n\
          or from Python (pip install duckdb):\n  python3 -c \"import duckdb; duckdb.sql(\\\"{query}\\\").show()\"\n\
-         More recipes: README, 'Outputs and how to read them'.",
+         More recipes: docs/outputs.md.",
         dir = dir.display()
     );
     Ok(())

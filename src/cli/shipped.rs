@@ -22,7 +22,7 @@ const LAYOUT_QUERIES: &str = "layouts";
 const SHIPPED_FRESHNESS: &str =
     "{ table: orders, freshness: { column: ordered_at, max_age: 36h } }";
 
-/// A landing a project reads as it lands (README, "Landings").
+/// A landing a project reads as it lands (docs/sources.md, "Landings").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub(crate) enum Layout {
     /// Airbyte's Shopify source through its S3 destination, Parquet or JSON lines.

@@ -1,5 +1,5 @@
 //! `segflow cluster`: an Apache DataFusion Ballista scheduler or executor in this process
-//! (README, "Running on a cluster"). Both are Ballista's own services, started from its
+//! (docs/cluster.md). Both are Ballista's own services, started from its
 //! crates; segflow starts them so that one binary is the client and the cluster both.
 
 use std::collections::{BTreeMap, BTreeSet};

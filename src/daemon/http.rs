@@ -2,17 +2,16 @@
 //! its metrics in the Prometheus text format (`/metrics`), and each pipeline's latest report
 //! (`/report/NAME`, read from its `report.url`). Read-only; it binds only where it is told.
 
-use std::convert::Infallible;
-use std::fmt::Write;
 use std::sync::Arc;
 
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::header::{CONTENT_TYPE, X_CONTENT_TYPE_OPTIONS};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
 use chrono::{DateTime, Utc};
-use hyper::body::Incoming;
-use hyper::header::{CONTENT_TYPE, HeaderValue};
-use hyper::service::service_fn;
-use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 use object_store::ObjectStoreExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -22,7 +21,6 @@ use crate::clock::Clock;
 use crate::history::RunRecord;
 use crate::lease::Holder;
 use crate::pipeline::Pipeline;
-use crate::report::escape;
 use crate::runner::Runner;
 use crate::storage::Storage;
 
@@ -35,47 +33,37 @@ pub(super) struct Pages {
     pub(super) clock: Clock,
 }
 
-/// Answers on `listener` until `stop` is cancelled.
+/// Answers on `listener` until `stop` is cancelled. `get` routes answer GET and HEAD;
+/// any other method is refused (405).
 pub(super) async fn serve(listener: TcpListener, pages: Pages, stop: CancellationToken) {
-    loop {
-        let socket = tokio::select! {
-            () = stop.cancelled() => return,
-            accepted = listener.accept() => match accepted {
-                Ok((socket, _)) => socket,
-                Err(error) => {
-                    // Out of file descriptors, say: wait rather than spin.
-                    tracing::warn!(%error, "Could not accept a connection to the status page.");
-                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-        };
-        let pages = pages.clone();
-        tokio::spawn(async move {
-            let handler = service_fn(move |request: Request<Incoming>| {
-                let pages = pages.clone();
-                async move { Ok::<_, Infallible>(pages.answer(&request).await) }
-            });
-            if let Err(error) = Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(socket), handler)
-                .await
-            {
-                tracing::debug!(%error, "A status page connection ended with an error.");
-            }
-        });
+    let app = Router::new()
+        .route("/", get(status_page))
+        .route("/healthz", get(health))
+        .route("/metrics", get(metrics))
+        // The page names its icon inline; browsers that ask anyway get nothing, not 404.
+        .route("/favicon.ico", get(|| async { StatusCode::NO_CONTENT }))
+        .route("/report/{name}", get(report))
+        .fallback(not_found)
+        .layer(axum::middleware::map_response(no_sniffing))
+        .with_state(pages);
+    let served = axum::serve(listener, app)
+        .with_graceful_shutdown(async move { stop.cancelled().await })
+        .await;
+    if let Err(error) = served {
+        tracing::warn!(%error, "The status page stopped answering.");
     }
 }
 
-fn response(status: StatusCode, content_type: &'static str, body: String) -> Response<String> {
-    let mut response = Response::new(body);
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    headers.insert(
-        hyper::header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
+/// Every answer is what its content type says, for browsers too.
+async fn no_sniffing(mut response: Response) -> Response {
     response
+        .headers_mut()
+        .insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    response
+}
+
+fn text(status: StatusCode, body: String) -> Response {
+    (status, [(CONTENT_TYPE, TEXT)], body).into_response()
 }
 
 /// How long a page waits for the state store or a report's store before saying so.
@@ -85,51 +73,50 @@ const TEXT: &str = "text/plain; charset=utf-8";
 const HTML: &str = "text/html; charset=utf-8";
 const PROMETHEUS: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-impl Pages {
-    async fn answer(&self, request: &Request<Incoming>) -> Response<String> {
-        if request.method() != Method::GET && request.method() != Method::HEAD {
-            return response(
-                StatusCode::METHOD_NOT_ALLOWED,
-                TEXT,
-                "The status page only answers GET.\n".to_string(),
-            );
-        }
-        let now = self.clock.now();
-        match request.uri().path() {
-            "/healthz" => match self.status.health(now) {
-                Ok(()) => response(StatusCode::OK, TEXT, "ok\n".to_string()),
-                Err(why) => response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    TEXT,
-                    format!("unhealthy: {why}\n"),
-                ),
-            },
-            "/metrics" => response(StatusCode::OK, PROMETHEUS, self.status.metrics_text(now)),
-            // The page names its icon inline; browsers that ask anyway get nothing, not 404.
-            "/favicon.ico" => response(StatusCode::NO_CONTENT, TEXT, String::new()),
-            "/" => response(StatusCode::OK, HTML, self.status_page(now).await),
-            path => match path.strip_prefix("/report/") {
-                Some(name) => self.report(name).await,
-                None => response(
-                    StatusCode::NOT_FOUND,
-                    TEXT,
-                    format!("Nothing at {path}: try /, /healthz, /metrics or /report/NAME.\n"),
-                ),
-            },
-        }
+async fn health(State(pages): State<Pages>) -> Response {
+    match pages.status.health(pages.clock.now()) {
+        Ok(()) => text(StatusCode::OK, "ok\n".to_string()),
+        Err(why) => text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("unhealthy: {why}\n"),
+        ),
     }
+}
 
+async fn metrics(State(pages): State<Pages>) -> Response {
+    let body = pages.status.metrics_text(pages.clock.now());
+    ([(CONTENT_TYPE, PROMETHEUS)], body).into_response()
+}
+
+async fn not_found(uri: axum::http::Uri) -> Response {
+    text(
+        StatusCode::NOT_FOUND,
+        format!(
+            "Nothing at {}: try /, /healthz, /metrics or /report/NAME.\n",
+            uri.path()
+        ),
+    )
+}
+
+async fn status_page(State(pages): State<Pages>) -> Markup {
+    pages.status_page(pages.clock.now()).await
+}
+
+async fn report(State(pages): State<Pages>, Path(name): Path<String>) -> Response {
+    pages.report(&name).await
+}
+
+impl Pages {
     /// The latest report of pipeline `name`, as its last run wrote it.
-    async fn report(&self, name: &str) -> Response<String> {
+    async fn report(&self, name: &str) -> Response {
         let pipelines = self.status.pipelines();
         let Some(spec) = pipelines
             .iter()
             .find(|p| p.name == name)
             .and_then(|p| p.report.as_ref())
         else {
-            return response(
+            return text(
                 StatusCode::NOT_FOUND,
-                TEXT,
                 format!("No loaded pipeline named {name} has a report: url.\n"),
             );
         };
@@ -149,26 +136,23 @@ impl Pages {
             })
         };
         match tokio::time::timeout(STORE_WAIT, read).await {
-            Ok(Ok(page)) => response(StatusCode::OK, HTML, String::from_utf8_lossy(&page).into()),
-            Ok(Err(missing)) if missing.is_empty() => response(
+            Ok(Ok(page)) => ([(CONTENT_TYPE, HTML)], page).into_response(),
+            Ok(Err(missing)) if missing.is_empty() => text(
                 StatusCode::NOT_FOUND,
-                TEXT,
                 format!(
                     "No report of {name} at {} yet: a successful run writes it.\n",
                     spec.location
                 ),
             ),
-            Ok(Err(error)) => response(
+            Ok(Err(error)) => text(
                 StatusCode::BAD_GATEWAY,
-                TEXT,
                 format!(
                     "Cannot read the report of {name} at {}: {error}\n",
                     spec.location
                 ),
             ),
-            Err(_) => response(
+            Err(_) => text(
                 StatusCode::GATEWAY_TIMEOUT,
-                TEXT,
                 format!(
                     "The store of {} did not answer within {}s.\n",
                     spec.location,
@@ -178,73 +162,81 @@ impl Pages {
         }
     }
 
-    async fn status_page(&self, now: DateTime<Utc>) -> String {
+    async fn status_page(&self, now: DateTime<Utc>) -> Markup {
         let health = self.status.health(now);
-        let mut html = String::new();
-        let _ = write!(
-            html,
-            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-             <link rel=\"icon\" href=\"{ICON}\">\
-             <title>segflow schedule</title><style>{STYLE}</style></head><body>\
-             <h1>segflow schedule</h1><p class=\"meta\">Daemon {} · up since {} UTC · \
-             <span id=\"health\" data-healthy=\"{}\">{}</span> · \
-             <a href=\"/metrics\">metrics</a></p>",
-            escape(&self.status.holder),
-            self.status.started_at.format("%Y-%m-%d %H:%M:%S"),
-            health.is_ok(),
-            escape(&match &health {
-                Ok(()) => "healthy".to_string(),
-                Err(why) => format!("unhealthy: {why}"),
-            }),
-        );
         let unloadable = self.status.unloadable();
-        if !unloadable.is_empty() {
-            html.push_str(
-                "<h2>Pipeline files that do not load</h2><div class=\"scroll\">\
-                 <table id=\"unloadable\"><thead><tr><th>File</th><th>Why</th></tr></thead>\
-                 <tbody>",
-            );
-            for (file, error) in &unloadable {
-                let _ = write!(
-                    html,
-                    "<tr data-file=\"{file}\"><td><code>{file}</code></td>\
-                     <td class=\"failed\"><pre>{}</pre></td></tr>",
-                    escape(error),
-                    file = escape(&file.display().to_string()),
-                );
-            }
-            html.push_str("</tbody></table></div>");
-        }
         let pipelines = self.status.pipelines();
-        if pipelines.is_empty() {
-            html.push_str("<p>No pipeline loaded.</p></body></html>\n");
-            return html;
-        }
-        html.push_str(
-            "<h2>Pipelines</h2><div class=\"scroll\"><table id=\"pipelines\"><thead><tr>\
-             <th>Pipeline</th><th>Schedule</th><th>Next slot (UTC)</th><th>Last run</th>\
-             <th>Lease holder</th><th>Report</th></tr></thead><tbody>",
-        );
+        let mut rows = Vec::with_capacity(pipelines.len());
         let mut runs: Vec<RunRecord> = Vec::new();
         for pipeline in &pipelines {
-            runs.extend(self.pipeline_row(&mut html, pipeline, now).await);
+            let (row, pipeline_runs) = self.pipeline_row(pipeline, now).await;
+            rows.push(row);
+            runs.extend(pipeline_runs);
         }
-        html.push_str("</tbody></table></div>");
         runs.sort_by_key(|run| std::cmp::Reverse(run.started_at));
         runs.truncate(RECENT_RUNS);
-        recent_runs(&mut html, &runs);
-        html.push_str("</body></html>\n");
-        html
+        html! {
+            (DOCTYPE)
+            html lang="en" {
+                head {
+                    meta charset="utf-8";
+                    meta name="viewport" content="width=device-width, initial-scale=1";
+                    link rel="icon" href=(ICON);
+                    title { "segflow schedule" }
+                    style { (PreEscaped(STYLE)) }
+                }
+                body {
+                    h1 { "segflow schedule" }
+                    p.meta {
+                        "Daemon " (self.status.holder) " · up since "
+                        (self.status.started_at.format("%Y-%m-%d %H:%M:%S")) " UTC · "
+                        span #health data-healthy=(health.is_ok()) {
+                            @match &health {
+                                Ok(()) => "healthy",
+                                Err(why) => { "unhealthy: " (why) },
+                            }
+                        }
+                        " · " a href="/metrics" { "metrics" }
+                    }
+                    @if !unloadable.is_empty() {
+                        h2 { "Pipeline files that do not load" }
+                        div.scroll { table #unloadable {
+                            thead { tr { th { "File" } th { "Why" } } }
+                            tbody {
+                                @for (file, error) in &unloadable {
+                                    @let file = file.display().to_string();
+                                    tr data-file=(file) {
+                                        td { code { (file) } }
+                                        td.failed { pre { (error) } }
+                                    }
+                                }
+                            }
+                        } }
+                    }
+                    @if pipelines.is_empty() {
+                        p { "No pipeline loaded." }
+                    } @else {
+                        h2 { "Pipelines" }
+                        div.scroll { table #pipelines {
+                            thead { tr {
+                                th { "Pipeline" } th { "Schedule" } th { "Next slot (UTC)" }
+                                th { "Last run" } th { "Lease holder" } th { "Report" }
+                            } }
+                            tbody { @for row in &rows { (row) } }
+                        } }
+                        (recent_runs(&runs))
+                    }
+                }
+            }
+        }
     }
 
-    /// Writes `pipeline`'s row; returns its runs, for the recent runs below.
+    /// `pipeline`'s row, and its runs for the recent runs below.
     async fn pipeline_row(
         &self,
-        html: &mut String,
         pipeline: &Pipeline,
         now: DateTime<Utc>,
-    ) -> Vec<RunRecord> {
+    ) -> (Markup, Vec<RunRecord>) {
         let name = &pipeline.name;
         let (schedule, next) = match &pipeline.schedule {
             Some(schedule) => (
@@ -267,22 +259,22 @@ impl Pages {
             .map(|runs| runs.iter().max_by_key(|r| r.started_at));
         let (last_status, last_text) = match &last {
             Ok(Some(run)) => {
-                let status = run.status.as_str().to_string();
+                let status = run.status.as_str();
                 let mut text = format!(
                     "{status} · as_of {} · started {}",
                     run.as_of,
                     run.started_at.format("%Y-%m-%d %H:%M:%S")
                 );
                 if let Some(seconds) = run.seconds() {
-                    let _ = write!(text, " · {seconds:.1} s");
+                    text.push_str(&format!(" · {seconds:.1} s"));
                 }
                 if let Some(error) = first_line(run.error.as_deref()) {
-                    let _ = write!(text, " · {error}");
+                    text.push_str(&format!(" · {error}"));
                 }
                 (status, text)
             }
-            Ok(None) => (String::new(), "no run yet".to_string()),
-            Err(error) => (String::new(), format!("cannot read the history: {error}")),
+            Ok(None) => ("", "no run yet".to_string()),
+            Err(error) => ("", format!("cannot read the history: {error}")),
         };
         let holder = match tokio::time::timeout(STORE_WAIT, self.runner.holder_of(name)).await {
             Ok(Ok(Some(Holder { host, pid, .. }))) => format!("process {pid} on {host}"),
@@ -290,24 +282,21 @@ impl Pages {
             Ok(Err(error)) => format!("cannot read the lease: {error}"),
             Err(_) => format!("no answer within {}s", STORE_WAIT.as_secs()),
         };
-        let report = match &pipeline.report {
-            Some(_) => format!("<a href=\"/report/{}\">latest</a>", escape(name)),
-            None => "–".to_string(),
+        let row = html! {
+            tr data-pipeline=(name) data-last-status=(last_status) data-next-slot=(next) {
+                td { (name) }
+                td { code { (schedule) } }
+                td { (next) }
+                td class={ "last " (last_status) } { (last_text) }
+                td { (holder) }
+                td {
+                    @if pipeline.report.is_some() {
+                        a href={ "/report/" (name) } { "latest" }
+                    } @else { "–" }
+                }
+            }
         };
-        let _ = write!(
-            html,
-            "<tr data-pipeline=\"{}\" data-last-status=\"{last_status}\" data-next-slot=\"{}\">\
-             <td>{}</td><td><code>{}</code></td><td>{}</td><td class=\"last {last_status}\">{}</td>\
-             <td>{}</td><td>{report}</td></tr>",
-            escape(name),
-            escape(&next),
-            escape(name),
-            escape(&schedule),
-            escape(&next),
-            escape(&last_text),
-            escape(&holder),
-        );
-        runs.unwrap_or_default()
+        (row, runs.unwrap_or_default())
     }
 }
 
@@ -316,32 +305,33 @@ const RECENT_RUNS: usize = 20;
 
 /// The recent runs of the loaded pipelines, as an on-call engineer first wants them: what
 /// ran for which date, how it ended, how long it took, what it published, and why it failed.
-fn recent_runs(html: &mut String, runs: &[RunRecord]) {
-    html.push_str(
-        "<h2>Recent runs</h2><div class=\"scroll\"><table id=\"runs\"><thead><tr>\
-         <th>Pipeline</th><th>as_of</th><th>Status</th><th>Started (UTC)</th>\
-         <th>Seconds</th><th>Rows</th><th>Error</th></tr></thead><tbody>",
-    );
-    for run in runs {
-        let status = run.status.as_str();
-        let seconds = run.seconds().map(|s| format!("{s:.1}")).unwrap_or_default();
-        let _ = write!(
-            html,
-            "<tr data-run-id=\"{}\" data-status=\"{status}\"><td>{}</td><td>{}</td>\
-             <td class=\"{status}\">{status}</td><td>{}</td><td class=\"number\">{seconds}</td>\
-             <td class=\"number\">{}</td><td>{}</td></tr>",
-            escape(&run.run_id),
-            escape(&run.pipeline),
-            run.as_of,
-            run.started_at.format("%Y-%m-%d %H:%M:%S"),
-            run.rows.values().sum::<u64>(),
-            escape(first_line(run.error.as_deref()).unwrap_or_default()),
-        );
+fn recent_runs(runs: &[RunRecord]) -> Markup {
+    html! {
+        h2 { "Recent runs" }
+        div.scroll { table #runs {
+            thead { tr {
+                th { "Pipeline" } th { "as_of" } th { "Status" } th { "Started (UTC)" }
+                th { "Seconds" } th { "Rows" } th { "Error" }
+            } }
+            tbody {
+                @for run in runs {
+                    @let status = run.status.as_str();
+                    tr data-run-id=(run.run_id) data-status=(status) {
+                        td { (run.pipeline) }
+                        td { (run.as_of) }
+                        td class=(status) { (status) }
+                        td { (run.started_at.format("%Y-%m-%d %H:%M:%S")) }
+                        td.number { @if let Some(s) = run.seconds() { (format!("{s:.1}")) } }
+                        td.number { (run.rows.values().sum::<u64>()) }
+                        td { (first_line(run.error.as_deref()).unwrap_or_default()) }
+                    }
+                }
+                @if runs.is_empty() {
+                    tr { td colspan="7" { "No run yet." } }
+                }
+            }
+        } }
     }
-    if runs.is_empty() {
-        html.push_str("<tr><td colspan=\"7\">No run yet.</td></tr>");
-    }
-    html.push_str("</tbody></table></div>");
 }
 
 fn first_line(error: Option<&str>) -> Option<&str> {

@@ -1,4 +1,4 @@
-//! Checks (README, "Checks"): each rule becomes a query over a table as it is about to be
+//! Checks (docs/checks.md): each rule becomes a query over a table as it is about to be
 //! published, which counts the rows that break the rule and keeps a few as examples. The
 //! queries are DataFusion plans like any step's, so they run wherever the steps run.
 

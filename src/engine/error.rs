@@ -263,7 +263,7 @@ fn repeated_key_message(
              rows are versions of what the key names (an order exported again when refunded, \
              a row delivered twice), declare `version:` (a column such as updated_at) on the \
              source so that each run counts the version in force at the end of its as_of day \
-             (README, \"Rows that change\"); else fix the data"
+             (docs/sources.md, \"Rows that change\"); else fix the data"
         ),
         Some(version) => format!(
             "{values} on different rows of one file with the same {version} (for example \
@@ -435,8 +435,8 @@ const MISSING_ON_CLUSTER: [&str; 3] = [
 ];
 const LACKS_FUNCTIONS: &str = "Most often the cluster lacks a function the query calls: Ballista's \
     stock images know none of segflow's (CSV and JSON sources, wall-clock timestamps, the \
-    predictions' models) and no array function; run `segflow cluster scheduler` and `segflow cluster executor` (README, \
-    \"Running on a cluster\")";
+    predictions' models) and no array function; run `segflow cluster scheduler` and `segflow cluster executor` \
+    (docs/cluster.md)";
 
 #[cfg(test)]
 mod tests {

@@ -12,11 +12,8 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::TableProvider;
-use datafusion::common::Column;
 use datafusion::common::ParamValues;
-use datafusion::common::config::TableParquetOptions;
 use datafusion::common::tree_node::Transformed;
-use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
@@ -26,7 +23,7 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
 use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
 use datafusion::prelude::{
-    DataFrame, Expr, ParquetReadOptions, SQLOptions, SessionContext, cast, col, lit,
+    DataFrame, Expr, ParquetReadOptions, SQLOptions, SessionContext, cast, lit,
 };
 use datafusion::scalar::ScalarValue;
 
@@ -47,6 +44,7 @@ mod session;
 mod sources;
 mod text;
 mod versions;
+mod write;
 
 pub use backend::Backend;
 pub use checks::{CheckInputs, CheckOutcome};
@@ -55,6 +53,7 @@ pub use incremental::{CacheSpec, FilesDone, IncrementalMode};
 pub use params::Params;
 pub use scratch::Scratch;
 pub use versions::VersionCounts;
+pub use write::{ParquetTarget, write_parquet};
 
 /// Where a planned step's result goes: a view (planning only, or read once), or Parquet
 /// files that later steps read (a step read several times: in the run's scratch folder, or
@@ -69,19 +68,6 @@ pub enum StepResult {
         fallback: Box<ParquetTarget>,
     },
     Materialize(Box<ParquetTarget>),
-}
-
-/// A folder the engine writes a table into as Parquet files, and how.
-#[derive(Debug, Clone)]
-pub struct ParquetTarget {
-    pub folder: Location,
-    pub options: TableParquetOptions,
-    /// Write the files one after another, in the rows' order, starting a new one every so
-    /// many rows; without it DataFusion writes several files at once, in no order.
-    pub file_rows: Option<usize>,
-    /// Write strings as plain UTF-8 columns, the type every Parquet reader knows, rather
-    /// than as the string views the engine computes with (files that others read).
-    pub plain_strings: bool,
 }
 
 pub struct Engine {
@@ -487,33 +473,6 @@ impl Engine {
             .map_err(failed)
     }
 
-    /// Writes the rows of a registered table (an output) into `target`; returns their
-    /// schema as written, and how many there were.
-    pub async fn write(
-        &self,
-        table: &str,
-        target: &ParquetTarget,
-    ) -> Result<(SchemaRef, u64), EngineError> {
-        let failed = |error| {
-            self.query_error(table, error, |error| EngineError::Output {
-                table: table.to_string(),
-                message: describe(&error),
-            })
-        };
-        let frame = self.ctx.table(table).await.map_err(failed)?;
-        write_parquet(frame, target).await.map_err(failed)
-    }
-
-    /// The schema of a registered table as it is published (see [`ParquetTarget`]).
-    pub async fn published_schema(&self, table: &str) -> Result<SchemaRef, EngineError> {
-        let frame = self.ctx.table(table).await.and_then(plain_strings);
-        let frame = frame.map_err(|e| EngineError::Output {
-            table: table.to_string(),
-            message: describe(&e),
-        })?;
-        Ok(Arc::new(frame.schema().as_arrow().clone()))
-    }
-
     fn plan_message(&self, step: &Step, message: String) -> EngineError {
         EngineError::Plan {
             what: step.kind.noun(),
@@ -600,74 +559,6 @@ impl Engine {
 /// with the default settings (`segflow report`).
 pub fn reading_session(storage: &Storage) -> Result<SessionContext, DataFusionError> {
     session::build(&EngineSettings::default(), storage)
-}
-
-/// Writes `frame` into `target` with DataFusion's Parquet writer (which encodes the columns
-/// of a row group in parallel); returns the schema written and the rows.
-pub async fn write_parquet(
-    frame: DataFrame,
-    target: &ParquetTarget,
-) -> Result<(SchemaRef, u64), DataFusionError> {
-    let frame = if target.plain_strings {
-        plain_strings(frame)?
-    } else {
-        frame
-    };
-    let schema = Arc::new(frame.schema().as_arrow().clone());
-    let (mut state, plan) = frame.into_parts();
-    if let Some(rows) = target.file_rows {
-        let options = state.config_mut().options_mut();
-        options.set("datafusion.execution.minimum_parallel_output_files", "1")?;
-        options.set(
-            "datafusion.execution.soft_max_rows_per_output_file",
-            &rows.to_string(),
-        )?;
-    }
-    let written = DataFrame::new(state, plan)
-        .write_parquet(
-            target.folder.as_str(),
-            DataFrameWriteOptions::new(),
-            Some(target.options.clone()),
-        )
-        .await?;
-    Ok((schema, rows_written(&written)))
-}
-
-/// `frame` with its string-view columns (and lists of them) cast to plain strings.
-fn plain_strings(frame: DataFrame) -> Result<DataFrame, DataFusionError> {
-    fn plain(data_type: &DataType) -> DataType {
-        match data_type {
-            DataType::Utf8View => DataType::Utf8,
-            DataType::List(item) => DataType::List(Arc::new(
-                item.as_ref()
-                    .clone()
-                    .with_data_type(plain(item.data_type())),
-            )),
-            other => other.clone(),
-        }
-    }
-    let columns = frame.schema().fields().iter().map(|field| {
-        let column = col(Column::new_unqualified(field.name()));
-        let wanted = plain(field.data_type());
-        if wanted == *field.data_type() {
-            column
-        } else {
-            cast(column, wanted).alias(field.name())
-        }
-    });
-    let columns: Vec<Expr> = columns.collect();
-    frame.select(columns)
-}
-
-/// The row count that DataFusion's writers return, one `count` column.
-fn rows_written(batches: &[RecordBatch]) -> u64 {
-    use datafusion::arrow::array::AsArray;
-    use datafusion::arrow::datatypes::UInt64Type;
-    batches
-        .iter()
-        .filter_map(|batch| batch.columns().first()?.as_primitive_opt::<UInt64Type>())
-        .flat_map(|counts| counts.iter().flatten())
-        .sum()
 }
 
 /// The parameters a plan uses, with the type each place expects where DataFusion can tell

@@ -1,4 +1,4 @@
-//! Sources whose rows are versions (README, "Rows that change"): connectors export an order
+//! Sources whose rows are versions (docs/sources.md, "Rows that change"): connectors export an order
 //! again when it is refunded or cancelled, deliver rows twice, and mark deletions. Each run
 //! sees, per key, the version in force at the end of its as_of day, whatever was exported
 //! later, so a night, its backfill and an incremental run agree.

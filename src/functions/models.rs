@@ -1,5 +1,5 @@
 //! The models of [`crate::models`] as SQL functions, so that a fit and its predictions are
-//! steps like any other (README, "Predictions"):
+//! steps like any other (docs/shipped-pipeline.md, "Predictions"):
 //!
 //! - `bgnbd_fit(x, t_x, T)` and `gamma_gamma_fit(x, mean_value)` are aggregates: over the
 //!   customers' rows they return one struct, the fitted parameters with `log_likelihood`,

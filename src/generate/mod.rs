@@ -65,7 +65,7 @@ pub struct ShopSize {
     pub exports: Exports,
 }
 
-/// How the orders export repeats rows (README, "Sample data"). The orders themselves do not
+/// How the orders export repeats rows (docs/development.md, "Sample data"). The orders themselves do not
 /// change: the same seed and sizes give the same orders with any of these.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Exports {

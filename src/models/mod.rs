@@ -43,7 +43,7 @@ pub enum FitError {
         "the {model} model needs at least {} repeat buyers (customers with a purchase after \
          their first) to learn how customers come back, and its input has {found} among \
          {customers} customers: fit it on a longer history, or pin its parameters until \
-         then (README, \"Predictions\")",
+         then (docs/shipped-pipeline.md, \"Predictions\")",
         MIN_REPEAT_BUYERS as u64
     )]
     TooFewRepeatBuyers {
@@ -57,7 +57,7 @@ pub enum FitError {
         problem: String,
     },
     #[error(
-        "the {model} fit failed: {why}; nothing was predicted from it (README, \"Predictions\": \
+        "the {model} fit failed: {why}; nothing was predicted from it (docs/shipped-pipeline.md, \"Predictions\": \
          what a fit needs, and how to pin the parameters instead)"
     )]
     NotConverged { model: &'static str, why: String },

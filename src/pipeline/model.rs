@@ -55,7 +55,7 @@ pub struct Pipeline {
 }
 
 /// An expectation on a table, checked after the outputs are staged and before they are
-/// published (README, "Checks").
+/// published (docs/checks.md).
 #[derive(Debug, Clone)]
 pub struct Check {
     pub name: String,
@@ -364,7 +364,7 @@ pub struct SourceKey {
     pub versions: Option<Versions>,
 }
 
-/// How the rows of a key change (README, "Rows that change"): each row is a version stamped
+/// How the rows of a key change (docs/sources.md, "Rows that change"): each row is a version stamped
 /// by the time in `by`, and each run sees, per key, the version in force at the end of its
 /// as_of day; a version marked by `deleted` takes the key away.
 #[derive(Debug, Clone, PartialEq)]
@@ -392,7 +392,7 @@ pub struct Step {
 /// How an incremental step is computed: its SQL runs on each file of `source` alone (on the
 /// rows whose `time` is before the end of the as_of day), and its table is the union of the
 /// files' results. The result of a file wholly before the as_of day's end is kept in the
-/// state store and reused until the file, the SQL or a var it uses changes (README,
+/// state store and reused until the file, the SQL or a var it uses changes (docs/incremental.md,
 /// "Incremental steps").
 #[derive(Debug, Clone, PartialEq)]
 pub struct Incremental {

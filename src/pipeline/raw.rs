@@ -94,7 +94,7 @@ pub(super) struct RawPipeline {
     pub(super) checks: Vec<Spanned<RawCheck>>,
 }
 
-/// A check on a table: exactly one rule (README, "Checks").
+/// A check on a table: exactly one rule (docs/checks.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawCheck {

@@ -440,7 +440,7 @@ pub enum PublishError {
     #[error(
         "output '{table}': the Delta table at {url} has the columns {theirs}, but this run's \
          rows have {ours}; Delta readers read every date with the table's columns, so publish \
-         the new columns to a new URL (README, \"Delta Lake outputs\")"
+         the new columns to a new URL (docs/outputs.md, \"Delta Lake outputs\")"
     )]
     DeltaColumns {
         table: String,

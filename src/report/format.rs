@@ -101,22 +101,6 @@ fn symbol(code: &str) -> Option<&'static str> {
     }
 }
 
-/// Text safe inside HTML and SVG elements and attributes.
-pub(crate) fn escape(text: &str) -> String {
-    let mut escaped = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => escaped.push_str("&amp;"),
-            '<' => escaped.push_str("&lt;"),
-            '>' => escaped.push_str("&gt;"),
-            '"' => escaped.push_str("&quot;"),
-            '\'' => escaped.push_str("&#39;"),
-            other => escaped.push(other),
-        }
-    }
-    escaped
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -145,9 +129,5 @@ mod tests {
             assert_eq!(decimal(odd, 2), NO_VALUE);
             assert_eq!(percent(odd), NO_VALUE);
         }
-        assert_eq!(
-            escape("<a href=\"x\">&'"),
-            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
-        );
     }
 }

@@ -15,7 +15,6 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use object_store::{ObjectStoreExt, PutPayload};
 
-pub(crate) use format::escape;
 pub use gather::gather;
 pub use model::{
     Bin, Cell, Column, Grid, Group, Predictions, RECENT_RUNS, Report, SIZE_HISTORY, Section,

@@ -1,11 +1,10 @@
 //! The report as one HTML file: inline CSS, SVG and a few lines of script (sorting, and a
 //! flag the browser tests read), so that it opens from a bucket or a mail with no network.
+//! Built with maud, which escapes every value it writes.
 
-use std::fmt::Write;
+use maud::{DOCTYPE, Markup, PreEscaped, html};
 
-use super::format::{
-    NO_VALUE, count, decimal, duration, escape, integer, money, money_rounded, percent,
-};
+use super::format::{NO_VALUE, count, decimal, duration, integer, money, money_rounded, percent};
 use super::model::{Predictions, Report, Section, Segments, Table, Value, ValueKind, Winback};
 use super::svg;
 use crate::history::{RunRecord, RunStatus};
@@ -13,74 +12,69 @@ use crate::run::CheckStatus;
 
 const STYLE: &str = include_str!("page.css");
 const SCRIPT: &str = include_str!("page.js");
+const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub(super) fn render(report: &Report) -> String {
     let currency = report.currency.as_deref();
-    let mut html = String::with_capacity(256 * 1024);
     let title = match report.as_of {
         Some(date) => format!("{} · segments as of {date}", report.pipeline),
         None => format!("{} · no publications yet", report.pipeline),
     };
-    let _ = write!(
-        html,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <meta name=\"generator\" content=\"segflow {}\">\
-         <title>{}</title><style>{STYLE}</style></head><body>",
-        env!("CARGO_PKG_VERSION"),
-        escape(&title)
-    );
-    header(&mut html, report);
-    match report.as_of {
-        None => {
-            let _ = write!(
-                html,
-                "<section id=\"nothing\"><h2>Nothing published yet</h2><p>{} has not \
-                 published any of the tables this report reads. Run it \
-                 (<code>segflow run {}</code>) or wait for its schedule; the run health \
-                 below shows what its runs did.</p></section>",
-                escape(&report.pipeline),
-                escape(&report.pipeline),
-            );
+    let page = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                meta name="generator" content={ "segflow " (VERSION) };
+                title { (title) }
+                style { (PreEscaped(STYLE)) }
+            }
+            body {
+                (header(report))
+                @match report.as_of {
+                    None => section #nothing {
+                        h2 { "Nothing published yet" }
+                        p {
+                            (report.pipeline) " has not published any of the tables this \
+                            report reads. Run it (" code { "segflow run " (report.pipeline) }
+                            ") or wait for its schedule; the run health below shows what its \
+                            runs did."
+                        }
+                    },
+                    Some(_) => {
+                        (grids(report, currency))
+                        (segments(&report.segments))
+                        (portrait(&report.portrait, currency))
+                        (winback(&report.winback))
+                        (predictions(&report.predictions, currency))
+                    },
+                }
+                (runs(&report.runs))
+                section #lineage {
+                    h2 { "Lineage" }
+                    p.note {
+                        "Sources, steps, segments and outputs, each step where it can read \
+                        what it reads; rows from the run that published this date. Also as \
+                        text: " code { "segflow graph" } "."
+                    }
+                    div.scroll { (svg::lineage(&report.lineage)) }
+                }
+                footer {
+                    "Made by segflow " (VERSION) " on "
+                    (report.generated_at.format("%Y-%m-%d %H:%M"))
+                    " UTC from the published tables and the run history."
+                }
+                script { (PreEscaped(SCRIPT)) }
+            }
         }
-        Some(_) => {
-            grids(&mut html, report, currency);
-            segments(&mut html, &report.segments);
-            portrait(&mut html, &report.portrait, currency);
-            winback(&mut html, &report.winback);
-            predictions(&mut html, &report.predictions, currency);
-        }
-    }
-    runs(&mut html, &report.runs);
-    let _ = write!(
-        html,
-        "<section id=\"lineage\"><h2>Lineage</h2><p class=\"note\">Sources, steps, segments \
-         and outputs, each step where it can read what it reads; rows from the run that \
-         published this date. Also as text: <code>segflow graph</code>.</p>\
-         <div class=\"scroll\">{}</div></section>",
-        svg::lineage(&report.lineage)
-    );
-    let _ = writeln!(
-        html,
-        "<footer>Made by segflow {} on {} UTC from the published tables and the run \
-         history.</footer><script>{SCRIPT}</script></body></html>",
-        env!("CARGO_PKG_VERSION"),
-        report.generated_at.format("%Y-%m-%d %H:%M"),
-    );
-    html
+    };
+    let mut text = page.into_string();
+    text.push('\n');
+    text
 }
 
-fn header(html: &mut String, report: &Report) {
-    let _ = write!(html, "<header><h1>{}</h1>", escape(&report.pipeline));
-    if let Some(description) = &report.description {
-        let _ = write!(html, "<p class=\"description\">{}</p>", escape(description));
-    }
-    if let Some(date) = report.as_of {
-        let _ = write!(
-            html,
-            "<p class=\"meta\">Segments as of <b id=\"as-of\">{date}</b></p>"
-        );
-    }
+fn header(report: &Report) -> Markup {
     let mut tiles: Vec<(String, String, &str)> = Vec::new();
     if let Section::Shown(grids) = &report.grids
         && let Some(grid) = grids.first()
@@ -117,78 +111,89 @@ fn header(html: &mut String, report: &Report) {
             "last-run",
         ));
     }
-    html.push_str("<div class=\"tiles\">");
-    for (label, value, id) in tiles {
-        let _ = write!(
-            html,
-            "<div class=\"tile\" id=\"tile-{id}\"><span class=\"label\">{}</span>\
-             <span class=\"value\">{}</span></div>",
-            escape(&label),
-            escape(&value)
-        );
+    html! {
+        header {
+            h1 { (report.pipeline) }
+            @if let Some(description) = &report.description {
+                p.description { (description) }
+            }
+            @if let Some(date) = report.as_of {
+                p.meta { "Segments as of " b #as-of { (date) } }
+            }
+            div.tiles {
+                @for (label, value, id) in &tiles {
+                    div.tile id={ "tile-" (id) } {
+                        span.label { (label) }
+                        span.value { (value) }
+                    }
+                }
+            }
+        }
     }
-    html.push_str("</div></header>");
 }
 
-fn unavailable(html: &mut String, id: &str, title: &str, why: &str) {
-    let _ = write!(
-        html,
-        "<section id=\"{id}\"><h2>{}</h2><p class=\"unavailable\">Not shown: {}.</p></section>",
-        escape(title),
-        escape(why)
-    );
+fn unavailable(id: &str, title: &str, why: &str) -> Markup {
+    html! {
+        section id=(id) {
+            h2 { (title) }
+            p.unavailable { "Not shown: " (why) "." }
+        }
+    }
 }
 
-fn grids(html: &mut String, report: &Report, currency: Option<&str>) {
+fn grids(report: &Report, currency: Option<&str>) -> Markup {
     let grids = match &report.grids {
         Section::Shown(grids) => grids,
         Section::Unavailable(why) => {
-            return unavailable(html, "rfm", "Where buyers sit on the RFM grids", why);
+            return unavailable("rfm", "Where buyers sit on the RFM grids", why);
         }
     };
-    html.push_str(
-        "<section id=\"rfm\"><h2>Where buyers sit on the RFM grids</h2><p class=\"note\">\
-         Each cell counts buyers (customers with a paid order) by their scores, 5 best, \
-         with their net revenue; darker is more buyers. Outlines mark the areas whose \
-         customers share a label.</p><div class=\"pair\">",
-    );
-    for grid in grids {
-        let _ = write!(
-            html,
-            "<figure class=\"grid\" data-label-column=\"{}\"><figcaption>{} \
-             <span class=\"note\">(labels: {})</span></figcaption>{}",
-            escape(&grid.label_column),
-            escape(&grid.title),
-            escape(&grid.label_column),
-            svg::heatmap(grid, currency)
-        );
-        let total: u64 = grid.groups.iter().map(|g| g.customers).sum();
-        html.push_str(
-            "<table class=\"groups\"><thead><tr><th>Label</th><th>Customers</th><th>Share</th>\
-             <th>Net revenue</th></tr></thead><tbody>",
-        );
-        for group in &grid.groups {
-            let _ = write!(
-                html,
-                "<tr data-label=\"{}\" data-customers=\"{}\"><td>{}</td><td class=\"num\">{}</td>\
-                 <td class=\"num\">{}</td><td class=\"num\">{}</td></tr>",
-                escape(&group.label),
-                group.customers,
-                escape(&group.label),
-                count(group.customers),
-                percent(group.customers as f64 / total.max(1) as f64),
-                money(group.revenue, currency)
-            );
+    html! {
+        section #rfm {
+            h2 { "Where buyers sit on the RFM grids" }
+            p.note {
+                "Each cell counts buyers (customers with a paid order) by their scores, 5 \
+                best, with their net revenue; darker is more buyers. Outlines mark the areas \
+                whose customers share a label."
+            }
+            div.pair {
+                @for grid in grids {
+                    @let total: u64 = grid.groups.iter().map(|g| g.customers).sum();
+                    figure.grid data-label-column=(grid.label_column) {
+                        figcaption {
+                            (grid.title) " "
+                            span.note { "(labels: " (grid.label_column) ")" }
+                        }
+                        (svg::heatmap(grid, currency))
+                        table.groups {
+                            thead { tr {
+                                th { "Label" } th { "Customers" } th { "Share" }
+                                th { "Net revenue" }
+                            } }
+                            tbody {
+                                @for group in &grid.groups {
+                                    tr data-label=(group.label) data-customers=(group.customers) {
+                                        td { (group.label) }
+                                        td.num { (count(group.customers)) }
+                                        td.num {
+                                            (percent(group.customers as f64 / total.max(1) as f64))
+                                        }
+                                        td.num { (money(group.revenue, currency)) }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        html.push_str("</tbody></table></figure>");
     }
-    html.push_str("</div></section>");
 }
 
-fn segments(html: &mut String, section: &Section<Segments>) {
+fn segments(section: &Section<Segments>) -> Markup {
     let segments = match section {
         Section::Shown(segments) => segments,
-        Section::Unavailable(why) => return unavailable(html, "segments", "Segments", why),
+        Section::Unavailable(why) => return unavailable("segments", "Segments", why),
     };
     let largest = segments
         .lines
@@ -205,166 +210,162 @@ fn segments(html: &mut String, section: &Section<Segments>) {
             segments.dates[n - 1]
         ),
     };
-    let changes = if segments.changes {
-        "<span class=\"in\">+ entered</span> and <span class=\"out\">− left</span> since the \
-         previous publication (segment_changes)"
-    } else {
-        "no segment_changes published, so no entered and left"
-    };
-    let _ = write!(
-        html,
-        "<section id=\"segments\"><h2>Segments</h2><p class=\"note\">Members of each \
-         segment, largest first; {changes}; {since}.</p><ol class=\"bars\">"
-    );
-    for line in &segments.lines {
-        let width = line.customers as f64 / largest as f64 * 100.0;
-        let moves = if segments.changes {
-            format!(
-                "<span class=\"in\" title=\"entered\">+{}</span> \
-                 <span class=\"out\" title=\"left\">−{}</span>",
-                count(line.entered),
-                count(line.exited)
-            )
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            html,
-            "<li class=\"segment\" data-segment=\"{}\" data-customers=\"{}\" \
-             data-entered=\"{}\" data-exited=\"{}\"><span class=\"name\">{}</span>\
-             <span class=\"bar\"><span style=\"width:{width:.1}%\"></span></span>\
-             <span class=\"n\">{}</span><span class=\"moves\">{moves}</span>{}</li>",
-            escape(&line.segment),
-            line.customers,
-            line.entered,
-            line.exited,
-            escape(&line.segment),
-            count(line.customers),
-            svg::sparkline(&line.sizes, &segments.dates),
-        );
+    html! {
+        section #segments {
+            h2 { "Segments" }
+            p.note {
+                "Members of each segment, largest first; "
+                @if segments.changes {
+                    span.in { "+ entered" } " and " span.out { "− left" }
+                    " since the previous publication (segment_changes)"
+                } @else {
+                    "no segment_changes published, so no entered and left"
+                }
+                "; " (since) "."
+            }
+            ol.bars {
+                @for line in &segments.lines {
+                    @let width = line.customers as f64 / largest as f64 * 100.0;
+                    li.segment data-segment=(line.segment) data-customers=(line.customers)
+                        data-entered=(line.entered) data-exited=(line.exited) {
+                        span.name { (line.segment) }
+                        span.bar { span style={ "width:" (format!("{width:.1}")) "%" } {} }
+                        span.n { (count(line.customers)) }
+                        span.moves {
+                            @if segments.changes {
+                                span.in title="entered" { "+" (count(line.entered)) }
+                                " "
+                                span.out title="left" { "−" (count(line.exited)) }
+                            }
+                        }
+                        (svg::sparkline(&line.sizes, &segments.dates))
+                    }
+                }
+            }
+        }
     }
-    html.push_str("</ol></section>");
 }
 
-fn portrait(html: &mut String, section: &Section<Table>, currency: Option<&str>) {
+fn portrait(section: &Section<Table>, currency: Option<&str>) -> Markup {
     let table = match section {
         Section::Shown(table) => table,
         Section::Unavailable(why) => {
-            return unavailable(html, "portrait", "Segment portraits", why);
+            return unavailable("portrait", "Segment portraits", why);
         }
     };
-    html.push_str(
-        "<section id=\"portrait\"><h2>Segment portraits</h2><p class=\"note\">\
-         segment_summary as published; click a heading to sort.</p><div class=\"scroll\">\
-         <table class=\"sortable\" id=\"portrait-table\"><thead><tr>",
-    );
-    for column in &table.columns {
-        let numeric = column.kind != ValueKind::Text;
-        let _ = write!(
-            html,
-            "<th data-column=\"{}\" data-type=\"{}\" aria-sort=\"none\" tabindex=\"0\">{}</th>",
-            escape(&column.name),
-            if numeric { "number" } else { "text" },
-            escape(&column.name.replace('_', " "))
-        );
-    }
-    html.push_str("</tr></thead><tbody>");
-    for row in &table.rows {
-        html.push_str("<tr>");
-        for (column, value) in table.columns.iter().zip(row) {
-            let (sort, shown) = match value {
-                Value::Null => (String::new(), NO_VALUE.to_string()),
-                Value::Text(text) => (text.clone(), text.clone()),
-                Value::Number(n) => (
-                    n.to_string(),
-                    match column.kind {
-                        ValueKind::Count => integer(n.round() as i64),
-                        ValueKind::Money => money(*n, currency),
-                        ValueKind::Share => percent(*n),
-                        ValueKind::Number | ValueKind::Text => decimal(*n, 2),
-                    },
-                ),
-            };
-            let class = if column.kind == ValueKind::Text {
-                ""
-            } else {
-                " class=\"num\""
-            };
-            let _ = write!(
-                html,
-                "<td{class} data-column=\"{}\" data-sort=\"{}\">{}</td>",
-                escape(&column.name),
-                escape(&sort),
-                escape(&shown)
-            );
+    html! {
+        section #portrait {
+            h2 { "Segment portraits" }
+            p.note { "segment_summary as published; click a heading to sort." }
+            div.scroll { table.sortable #portrait-table {
+                thead { tr {
+                    @for column in &table.columns {
+                        @let kind = if column.kind == ValueKind::Text { "text" } else { "number" };
+                        th data-column=(column.name) data-type=(kind) aria-sort="none"
+                            tabindex="0" { (column.name.replace('_', " ")) }
+                    }
+                } }
+                tbody {
+                    @for row in &table.rows {
+                        tr {
+                            @for (column, value) in table.columns.iter().zip(row) {
+                                @let (sort, shown) = cell(column.kind, value, currency);
+                                td class=[(column.kind != ValueKind::Text).then_some("num")]
+                                    data-column=(column.name) data-sort=(sort) { (shown) }
+                            }
+                        }
+                    }
+                }
+            } }
         }
-        html.push_str("</tr>");
     }
-    html.push_str("</tbody></table></div></section>");
+}
+
+/// A portrait cell's sort key and its text.
+fn cell(kind: ValueKind, value: &Value, currency: Option<&str>) -> (String, String) {
+    match value {
+        Value::Null => (String::new(), NO_VALUE.to_string()),
+        Value::Text(text) => (text.clone(), text.clone()),
+        Value::Number(n) => (
+            n.to_string(),
+            match kind {
+                ValueKind::Count => integer(n.round() as i64),
+                ValueKind::Money => money(*n, currency),
+                ValueKind::Share => percent(*n),
+                ValueKind::Number | ValueKind::Text => decimal(*n, 2),
+            },
+        ),
+    }
 }
 
 /// Horizontal bars of counts with their share of `total`.
-fn count_bars(html: &mut String, class: &str, rows: &[(String, u64, &str)], total: u64) {
+fn count_bars(class: &str, rows: &[(String, u64, &str)], total: u64) -> Markup {
     let largest = rows.iter().map(|r| r.1).max().unwrap_or(0).max(1);
-    let _ = write!(html, "<ol class=\"bars {class}\">");
-    for (label, n, colour) in rows {
-        let _ = write!(
-            html,
-            "<li data-value=\"{}\" data-customers=\"{n}\"><span class=\"name\">{}</span>\
-             <span class=\"bar\"><span style=\"width:{:.1}%;background:{colour}\"></span></span>\
-             <span class=\"n\">{}</span><span class=\"moves\">{}</span></li>",
-            escape(label),
-            escape(label),
-            *n as f64 / largest as f64 * 100.0,
-            count(*n),
-            percent(*n as f64 / total.max(1) as f64)
-        );
+    html! {
+        ol class={ "bars " (class) } {
+            @for (label, n, colour) in rows {
+                @let width = *n as f64 / largest as f64 * 100.0;
+                li data-value=(label) data-customers=(n) {
+                    span.name { (label) }
+                    span.bar {
+                        span style={ "width:" (format!("{width:.1}")) "%;background:" (colour) } {}
+                    }
+                    span.n { (count(*n)) }
+                    span.moves { (percent(*n as f64 / total.max(1) as f64)) }
+                }
+            }
+        }
     }
-    html.push_str("</ol>");
 }
 
-fn winback(html: &mut String, section: &Section<Winback>) {
+fn winback(section: &Section<Winback>) -> Markup {
     let winback = match section {
         Section::Shown(winback) => winback,
-        Section::Unavailable(why) => return unavailable(html, "winback", "Win-back", why),
+        Section::Unavailable(why) => return unavailable("winback", "Win-back", why),
     };
     let suppressed: u64 = winback.suppressed.iter().map(|(_, n)| n).sum();
     let qualified = winback.listed + suppressed;
-    let _ = write!(
-        html,
-        "<section id=\"winback\"><h2>Win-back</h2><p class=\"note\"><b>{}</b> customers \
-         on tonight's list, by the R-F group that puts them there; <b>{}</b> more qualified \
-         and were left out. Shares are of all {} who qualified.</p><div class=\"pair\">\
-         <div><h3>On the list</h3>",
-        count(winback.listed),
-        count(suppressed),
-        count(qualified)
-    );
     let listed: Vec<(String, u64, &str)> = winback
         .by_group
         .iter()
         .map(|(label, n)| (label.clone(), *n, svg::BLUE))
         .collect();
-    count_bars(html, "listed", &listed, qualified);
-    html.push_str("</div><div><h3>Left out, and why</h3>");
-    if winback.suppressed.is_empty() {
-        html.push_str("<p class=\"note\">Nobody was left out.</p>");
-    } else {
-        let left_out: Vec<(String, u64, &str)> = winback
-            .suppressed
-            .iter()
-            .map(|(label, n)| (label.clone(), *n, svg::ORANGE))
-            .collect();
-        count_bars(html, "suppressed", &left_out, qualified);
+    let left_out: Vec<(String, u64, &str)> = winback
+        .suppressed
+        .iter()
+        .map(|(label, n)| (label.clone(), *n, svg::ORANGE))
+        .collect();
+    html! {
+        section #winback {
+            h2 { "Win-back" }
+            p.note {
+                b { (count(winback.listed)) } " customers on tonight's list, by the R-F group \
+                that puts them there; " b { (count(suppressed)) } " more qualified and were \
+                left out. Shares are of all " (count(qualified)) " who qualified."
+            }
+            div.pair {
+                div {
+                    h3 { "On the list" }
+                    (count_bars("listed", &listed, qualified))
+                }
+                div {
+                    h3 { "Left out, and why" }
+                    @if left_out.is_empty() {
+                        p.note { "Nobody was left out." }
+                    } @else {
+                        (count_bars("suppressed", &left_out, qualified))
+                    }
+                }
+            }
+        }
     }
-    html.push_str("</div></div></section>");
 }
 
-fn predictions(html: &mut String, section: &Section<Predictions>, currency: Option<&str>) {
+fn predictions(section: &Section<Predictions>, currency: Option<&str>) -> Markup {
     let predictions = match section {
         Section::Shown(predictions) => predictions,
         Section::Unavailable(why) => {
-            return unavailable(html, "predictions", "Predictions", why);
+            return unavailable("predictions", "Predictions", why);
         }
     };
     let buyers: u64 = predictions.churn.iter().map(|(_, n)| n).sum();
@@ -387,32 +388,37 @@ fn predictions(html: &mut String, section: &Section<Predictions>, currency: Opti
             None => ("not rated (one order)".to_string(), *n, svg::GREY),
         })
         .collect();
-    let _ = write!(
-        html,
-        "<section id=\"predictions\"><h2>Predictions</h2><p class=\"note\">From \
-         customer_predictions (BG/NBD and Gamma-Gamma, README \"Predictions\"): {} buyers; \
-         predicted 12-month CLV {} in all, median {}{}.</p><div class=\"pair\">\
-         <div><h3>Churn risk</h3>",
-        count(buyers),
-        money_rounded(predictions.clv_total, currency),
-        predictions
-            .clv_median
-            .map_or(NO_VALUE.to_string(), |m| money(m, currency)),
-        match predictions.clv_not_finite {
-            0 => String::new(),
-            n => format!(
-                "; {} buyers' CLV is no number (NaN or infinite) and left out",
-                count(n)
-            ),
-        },
-    );
-    count_bars(html, "churn", &churn, buyers);
-    html.push_str(
-        "</div><div><h3>Predicted 12-month CLV</h3><p class=\"note\">Buyers per bin, on a \
-         log scale: each bin spans the same ratio of values.</p>",
-    );
-    html.push_str(&svg::histogram(&predictions.clv, currency));
-    html.push_str("</div></div></section>");
+    let median = predictions
+        .clv_median
+        .map_or(NO_VALUE.to_string(), |m| money(m, currency));
+    html! {
+        section #predictions {
+            h2 { "Predictions" }
+            p.note {
+                "From customer_predictions (BG/NBD and Gamma-Gamma, docs/shipped-pipeline.md \
+                \"Predictions\"): " (count(buyers)) " buyers; predicted 12-month CLV "
+                (money_rounded(predictions.clv_total, currency)) " in all, median " (median)
+                @if predictions.clv_not_finite > 0 {
+                    "; " (count(predictions.clv_not_finite)) " buyers' CLV is no number (NaN or \
+                    infinite) and left out"
+                }
+                "."
+            }
+            div.pair {
+                div {
+                    h3 { "Churn risk" }
+                    (count_bars("churn", &churn, buyers))
+                }
+                div {
+                    h3 { "Predicted 12-month CLV" }
+                    p.note {
+                        "Buyers per bin, on a log scale: each bin spans the same ratio of values."
+                    }
+                    (svg::histogram(&predictions.clv, currency))
+                }
+            }
+        }
+    }
 }
 
 fn status_text(status: RunStatus) -> &'static str {
@@ -425,71 +431,70 @@ fn status_text(status: RunStatus) -> &'static str {
     }
 }
 
-fn runs(html: &mut String, runs: &[RunRecord]) {
-    html.push_str("<section id=\"runs\"><h2>Run health</h2>");
-    if runs.is_empty() {
-        html.push_str("<p class=\"note\">No runs recorded in this state store.</p></section>");
-        return;
-    }
-    let _ = write!(
-        html,
-        "<p class=\"note\">{}, newest first (times in UTC).</p>\
-         <div class=\"scroll\"><table id=\"runs-table\"><thead><tr><th>as_of</th>\
-         <th>Status</th><th>Started</th><th>Took</th><th>Rows published</th><th>Checks</th>\
-         <th>Note</th></tr></thead><tbody>",
-        match runs.len() {
-            1 => "The last run".to_string(),
-            n => format!("The last {n} runs"),
+fn runs(runs: &[RunRecord]) -> Markup {
+    let newest = match runs.len() {
+        1 => "The last run".to_string(),
+        n => format!("The last {n} runs"),
+    };
+    html! {
+        section #runs {
+            h2 { "Run health" }
+            @if runs.is_empty() {
+                p.note { "No runs recorded in this state store." }
+            } @else {
+                p.note { (newest) ", newest first (times in UTC)." }
+                div.scroll { table #runs-table {
+                    thead { tr {
+                        th { "as_of" } th { "Status" } th { "Started" } th { "Took" }
+                        th { "Rows published" } th { "Checks" } th { "Note" }
+                    } }
+                    tbody { @for run in runs { (run_row(run)) } }
+                } }
+            }
         }
-    );
-    for run in runs {
-        let took = run
-            .ended_at
-            .map(|end| duration((end - run.started_at).num_milliseconds() as f64 / 1000.0))
-            .unwrap_or_else(|| NO_VALUE.to_string());
-        let rows: u64 = run.rows.values().sum();
-        let failed = run
-            .checks
-            .iter()
-            .filter(|c| c.status == CheckStatus::Failed)
-            .count();
-        let warned = run
-            .checks
-            .iter()
-            .filter(|c| c.status == CheckStatus::Warned)
-            .count();
-        let passed = run.checks.len() - failed - warned;
-        let checks = match (run.checks.len(), failed, warned) {
-            (0, _, _) => NO_VALUE.to_string(),
-            (_, 0, 0) => format!("{passed} passed"),
-            _ => format!("{passed} passed, {warned} warned, {failed} failed"),
-        };
-        let note = run
-            .error
-            .as_deref()
-            .map(|e| e.lines().next().unwrap_or_default().to_string())
-            .unwrap_or_default();
-        let status = run.status.as_str();
-        let _ = write!(
-            html,
-            "<tr data-run=\"{}\" data-status=\"{status}\" data-as-of=\"{}\"><td>{}</td>\
-             <td class=\"status {status}\">{}</td><td>{}</td><td class=\"num\">{took}</td>\
-             <td class=\"num\">{}</td><td>{checks}</td><td class=\"error\" title=\"{}\">{}</td></tr>",
-            escape(&run.run_id),
-            run.as_of,
-            run.as_of,
-            status_text(run.status),
-            run.started_at.format("%Y-%m-%d %H:%M:%S"),
-            if run.rows.is_empty() {
-                NO_VALUE.to_string()
-            } else {
-                count(rows)
-            },
-            escape(run.error.as_deref().unwrap_or_default()),
-            escape(&truncate(&note, 160)),
-        );
     }
-    html.push_str("</tbody></table></div></section>");
+}
+
+fn run_row(run: &RunRecord) -> Markup {
+    let took = run
+        .ended_at
+        .map(|end| duration((end - run.started_at).num_milliseconds() as f64 / 1000.0))
+        .unwrap_or_else(|| NO_VALUE.to_string());
+    let rows = if run.rows.is_empty() {
+        NO_VALUE.to_string()
+    } else {
+        count(run.rows.values().sum())
+    };
+    let failed = run
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Failed)
+        .count();
+    let warned = run
+        .checks
+        .iter()
+        .filter(|c| c.status == CheckStatus::Warned)
+        .count();
+    let passed = run.checks.len() - failed - warned;
+    let checks = match (run.checks.len(), failed, warned) {
+        (0, _, _) => NO_VALUE.to_string(),
+        (_, 0, 0) => format!("{passed} passed"),
+        _ => format!("{passed} passed, {warned} warned, {failed} failed"),
+    };
+    let error = run.error.as_deref().unwrap_or_default();
+    let note = error.lines().next().unwrap_or_default();
+    let status = run.status.as_str();
+    html! {
+        tr data-run=(run.run_id) data-status=(status) data-as-of=(run.as_of) {
+            td { (run.as_of) }
+            td class={ "status " (status) } { (status_text(run.status)) }
+            td { (run.started_at.format("%Y-%m-%d %H:%M:%S")) }
+            td.num { (took) }
+            td.num { (rows) }
+            td { (checks) }
+            td.error title=(error) { (truncate(note, 160)) }
+        }
+    }
 }
 
 fn truncate(text: &str, chars: usize) -> String {
@@ -499,4 +504,48 @@ fn truncate(text: &str, chars: usize) -> String {
     let mut cut: String = text.chars().take(chars).collect();
     cut.push('…');
     cut
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lineage::{Lineage, Node, NodeKind};
+
+    /// Whatever a pipeline, a run or a file is called, it reaches the page as text: a name
+    /// that is markup shows as written and runs nothing.
+    #[test]
+    fn names_that_are_markup_are_shown_as_text() {
+        let markup = "<script>alert(\"x\")</script>&";
+        let as_of = chrono::NaiveDate::from_ymd_opt(2026, 1, 2).unwrap();
+        let mut run = RunRecord::started(markup, as_of, markup, chrono::Utc::now());
+        run.error = Some(markup.to_string());
+        let report = Report {
+            pipeline: markup.to_string(),
+            description: Some(markup.to_string()),
+            as_of: None,
+            generated_at: chrono::Utc::now(),
+            currency: None,
+            grids: Section::Unavailable(markup.to_string()),
+            segments: Section::Unavailable(markup.to_string()),
+            portrait: Section::Unavailable(markup.to_string()),
+            winback: Section::Unavailable(markup.to_string()),
+            predictions: Section::Unavailable(markup.to_string()),
+            runs: vec![run],
+            lineage: Lineage {
+                nodes: vec![Node {
+                    id: markup.to_string(),
+                    kind: NodeKind::Step,
+                    name: markup.to_string(),
+                    detail: markup.to_string(),
+                    rows: None,
+                }],
+                edges: vec![(markup.to_string(), markup.to_string())],
+            },
+        };
+        let page = render(&report);
+        assert!(!page.contains("<script>alert"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;"));
+        // The page's own script is still there, once.
+        assert_eq!(page.matches("<script>").count(), 1);
+    }
 }

@@ -1,11 +1,14 @@
 //! The report's pictures as inline SVG, so that the page needs nothing from the network.
 //! Colours come from palettes readable with the common colour-vision deficiencies:
 //! ColorBrewer's sequential Blues for amounts, Okabe and Ito's eight colours for kinds.
+//! Built with maud, as the page is; empty SVG elements are closed with an end tag, which
+//! HTML's parser reads as it reads `<rect/>`.
 
 use std::collections::BTreeMap;
-use std::fmt::Write;
 
-use super::format::{count, escape, money_rounded, percent};
+use maud::{Markup, html};
+
+use super::format::{count, money_rounded, percent};
 use super::model::{Bin, Grid};
 use crate::lineage::{Lineage, NodeKind};
 
@@ -25,7 +28,7 @@ pub(super) const GREY: &str = "#999999";
 /// A 5×5 score grid as a heatmap: R from 5 (top) to 1, the other score from 1 (left) to
 /// 5; each cell with its buyers, their share and revenue, shaded by buyers; the areas
 /// whose customers share a label outlined, each named once.
-pub(super) fn heatmap(grid: &Grid, currency: Option<&str>) -> String {
+pub(super) fn heatmap(grid: &Grid, currency: Option<&str>) -> Markup {
     const LEFT: f64 = 40.0;
     const TOP: f64 = 6.0;
     const CELL_W: f64 = 104.0;
@@ -56,12 +59,8 @@ pub(super) fn heatmap(grid: &Grid, currency: Option<&str>) -> String {
     };
     let x_of = |across: i64| LEFT + (across - 1) as f64 * CELL_W;
     let y_of = |down: i64| TOP + (5 - down) as f64 * CELL_H;
-    let mut svg = format!(
-        "<svg class=\"heatmap\" viewBox=\"0 0 {width} {height}\" role=\"img\" \
-         aria-label=\"{} grid of buyers\" data-buyers=\"{buyers}\">",
-        escape(&grid.title)
-    );
     let mut named = std::collections::BTreeSet::new();
+    let mut cells = Vec::with_capacity(25);
     for down in (1..=5).rev() {
         for across in 1..=5 {
             let (x, y) = (x_of(across), y_of(down));
@@ -80,89 +79,64 @@ pub(super) fn heatmap(grid: &Grid, currency: Option<&str>) -> String {
             } else {
                 0.0
             };
-            let _ = write!(
-                svg,
-                "<g class=\"cell\" data-down=\"{down}\" data-across=\"{across}\" \
-                 data-customers=\"{customers}\" data-revenue=\"{revenue:.2}\" data-label=\"{}\">\
-                 <title>{} {down}, {} {across}: {} buyers ({}), {} net revenue{}</title>\
-                 <rect x=\"{x}\" y=\"{y}\" width=\"{CELL_W}\" height=\"{CELL_H}\" fill=\"{}\" \
-                 stroke=\"#ffffff\" stroke-width=\"1\"/>",
-                escape(&label),
-                grid.down,
-                grid.across,
-                count(customers),
-                percent(share),
-                money_rounded(revenue, currency),
-                if label.is_empty() {
-                    String::new()
-                } else {
-                    format!("; {}", escape(&label))
-                },
-                BLUES[shade.min(BLUES.len() - 1)],
-            );
             let key = area(down, across);
-            if !label.is_empty() && named.insert(label.clone()) {
-                let _ = write!(
-                    svg,
-                    "<text x=\"{}\" y=\"{}\" class=\"area\" fill=\"{ink}\">{}</text>",
-                    x + 6.0,
-                    y + 16.0,
-                    escape(&label)
-                );
-            }
-            let _ = write!(
-                svg,
-                "<text x=\"{}\" y=\"{}\" class=\"n\" fill=\"{ink}\" text-anchor=\"middle\">{}</text>\
-                 <text x=\"{}\" y=\"{}\" class=\"money\" fill=\"{ink}\" text-anchor=\"middle\">{}</text></g>",
-                x + CELL_W / 2.0,
-                y + CELL_H / 2.0 + 8.0,
-                count(customers),
-                x + CELL_W / 2.0,
-                y + CELL_H - 10.0,
-                money_rounded(revenue, currency),
-            );
+            let first_of_its_label = !label.is_empty() && named.insert(label.clone());
             // Outline the side where the next cell is another area.
-            for (d_down, d_across, x1, y1, x2, y2) in [
+            let edges: Vec<(f64, f64, f64, f64)> = [
                 (1, 0, x, y, x + CELL_W, y),
                 (-1, 0, x, y + CELL_H, x + CELL_W, y + CELL_H),
                 (0, -1, x, y, x, y + CELL_H),
                 (0, 1, x + CELL_W, y, x + CELL_W, y + CELL_H),
-            ] {
-                if area(down + d_down, across + d_across) != key {
-                    let _ = write!(
-                        svg,
-                        "<line class=\"edge\" x1=\"{x1}\" y1=\"{y1}\" x2=\"{x2}\" y2=\"{y2}\"/>"
-                    );
+            ]
+            .into_iter()
+            .filter(|&(d_down, d_across, ..)| area(down + d_down, across + d_across) != key)
+            .map(|(_, _, x1, y1, x2, y2)| (x1, y1, x2, y2))
+            .collect();
+            cells.push(html! {
+                g.cell data-down=(down) data-across=(across) data-customers=(customers)
+                    data-revenue=(format_args!("{revenue:.2}")) data-label=(label) {
+                    title {
+                        (grid.down) " " (down) ", " (grid.across) " " (across) ": "
+                        (count(customers)) " buyers (" (percent(share)) "), "
+                        (money_rounded(revenue, currency)) " net revenue"
+                        @if !label.is_empty() { "; " (label) }
+                    }
+                    rect x=(x) y=(y) width=(CELL_W) height=(CELL_H)
+                        fill=(BLUES[shade.min(BLUES.len() - 1)]) stroke="#ffffff"
+                        stroke-width="1" {}
+                    @if first_of_its_label {
+                        text x=(x + 6.0) y=(y + 16.0) class="area" fill=(ink) { (label) }
+                    }
+                    text x=(x + CELL_W / 2.0) y=(y + CELL_H / 2.0 + 8.0) class="n" fill=(ink)
+                        text-anchor="middle" { (count(customers)) }
+                    text x=(x + CELL_W / 2.0) y=(y + CELL_H - 10.0) class="money" fill=(ink)
+                        text-anchor="middle" { (money_rounded(revenue, currency)) }
                 }
+                @for (x1, y1, x2, y2) in edges {
+                    line.edge x1=(x1) y1=(y1) x2=(x2) y2=(y2) {}
+                }
+            });
+        }
+    }
+    html! {
+        svg.heatmap viewBox={ "0 0 " (width) " " (height) } role="img"
+            aria-label={ (grid.title) " grid of buyers" } data-buyers=(buyers) {
+            @for cell in &cells { (cell) }
+            @for i in 1..=5 {
+                text x=(x_of(i) + CELL_W / 2.0) y=(TOP + 5.0 * CELL_H + 20.0) class="axis"
+                    text-anchor="middle" { (grid.across) " " (i) }
+                text x=(LEFT - 6.0) y=(y_of(i) + CELL_H / 2.0 + 4.0) class="axis"
+                    text-anchor="end" { (grid.down) " " (i) }
+            }
+            text x=(LEFT + 2.5 * CELL_W) y=(height - 4.0) class="axis" text-anchor="middle" {
+                (grid.across) " score → (5 best); " (grid.down) " score ↑"
             }
         }
     }
-    for i in 1..=5 {
-        let _ = write!(
-            svg,
-            "<text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{} {i}</text>\
-             <text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"end\">{} {i}</text>",
-            x_of(i) + CELL_W / 2.0,
-            TOP + 5.0 * CELL_H + 20.0,
-            grid.across,
-            LEFT - 6.0,
-            y_of(i) + CELL_H / 2.0 + 4.0,
-            grid.down,
-        );
-    }
-    let _ = write!(
-        svg,
-        "<text x=\"{}\" y=\"{}\" class=\"axis\" text-anchor=\"middle\">{} score → (5 best); {} score ↑</text></svg>",
-        LEFT + 2.5 * CELL_W,
-        height - 4.0,
-        grid.across,
-        grid.down
-    );
-    svg
 }
 
 /// A segment's size over its last publications: a line, and a dot on the newest.
-pub(super) fn sparkline(sizes: &[Option<u64>], dates: &[chrono::NaiveDate]) -> String {
+pub(super) fn sparkline(sizes: &[Option<u64>], dates: &[chrono::NaiveDate]) -> Markup {
     const W: f64 = 120.0;
     const H: f64 = 26.0;
     let known: Vec<(usize, u64)> = sizes
@@ -200,67 +174,56 @@ pub(super) fn sparkline(sizes: &[Option<u64>], dates: &[chrono::NaiveDate]) -> S
         .iter()
         .map(|s| s.map_or(String::new(), |s| s.to_string()))
         .collect();
-    let mut svg = format!(
-        "<svg class=\"spark\" viewBox=\"0 0 {W} {H}\" data-sizes=\"{}\"><title>{}</title>\
-         <polyline fill=\"none\" stroke=\"{BLUE}\" stroke-width=\"1.5\" points=\"{}\"/>",
-        data.join(","),
-        escape(&title.join("\n")),
-        points.join(" ")
-    );
-    if let Some(&(i, s)) = known.last() {
-        let (x, y) = point(i, s);
-        let _ = write!(
-            svg,
-            "<circle cx=\"{x:.1}\" cy=\"{y:.1}\" r=\"2.2\" fill=\"{BLUE}\"/>"
-        );
+    let newest = known.last().map(|&(i, s)| point(i, s));
+    html! {
+        svg.spark viewBox={ "0 0 " (W) " " (H) } data-sizes=(data.join(",")) {
+            title { (title.join("\n")) }
+            polyline fill="none" stroke=(BLUE) stroke-width="1.5" points=(points.join(" ")) {}
+            @if let Some((x, y)) = newest {
+                circle cx=(format_args!("{x:.1}")) cy=(format_args!("{y:.1}")) r="2.2"
+                    fill=(BLUE) {}
+            }
+        }
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// A histogram of money amounts: one bar per bin, the axis in whole currency units.
-pub(super) fn histogram(bins: &[Bin], currency: Option<&str>) -> String {
+pub(super) fn histogram(bins: &[Bin], currency: Option<&str>) -> Markup {
     const W: f64 = 600.0;
     const H: f64 = 180.0;
     const BOTTOM: f64 = 28.0;
     let most = bins.iter().map(|b| b.customers).max().unwrap_or(0).max(1);
     let bar = W / bins.len().max(1) as f64;
-    let mut svg = format!("<svg class=\"histogram\" viewBox=\"0 0 {W} {H}\" role=\"img\">");
-    for (i, bin) in bins.iter().enumerate() {
-        let height = bin.customers as f64 / most as f64 * (H - BOTTOM - 16.0);
-        let _ = write!(
-            svg,
-            "<rect class=\"bin\" x=\"{:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{height:.1}\" \
-             fill=\"{BLUE}\" data-from=\"{:.2}\" data-to=\"{:.2}\" data-customers=\"{}\">\
-             <title>{} to {}: {} buyers</title></rect>",
-            i as f64 * bar + 1.0,
-            H - BOTTOM - height,
-            bar - 2.0,
-            bin.from,
-            bin.to,
-            bin.customers,
-            money_rounded(bin.from, currency),
-            money_rounded(bin.to, currency),
-            count(bin.customers),
-        );
-    }
-    if let (Some(first), Some(last)) = (bins.first(), bins.last()) {
-        let middle = &bins[bins.len() / 2];
-        for (x, anchor, value) in [
+    let axis = match (bins.first(), bins.last()) {
+        (Some(first), Some(last)) => vec![
             (0.0, "start", first.from),
-            (W / 2.0, "middle", middle.from),
+            (W / 2.0, "middle", bins[bins.len() / 2].from),
             (W, "end", last.to),
-        ] {
-            let _ = write!(
-                svg,
-                "<text x=\"{x}\" y=\"{}\" class=\"axis\" text-anchor=\"{anchor}\">{}</text>",
-                H - 8.0,
-                money_rounded(value, currency)
-            );
+        ],
+        _ => Vec::new(),
+    };
+    html! {
+        svg.histogram viewBox={ "0 0 " (W) " " (H) } role="img" {
+            @for (i, bin) in bins.iter().enumerate() {
+                @let height = bin.customers as f64 / most as f64 * (H - BOTTOM - 16.0);
+                rect.bin x=(format_args!("{:.1}", i as f64 * bar + 1.0))
+                    y=(format_args!("{:.1}", H - BOTTOM - height))
+                    width=(format_args!("{:.1}", bar - 2.0)) height=(format_args!("{height:.1}"))
+                    fill=(BLUE) data-from=(format_args!("{:.2}", bin.from))
+                    data-to=(format_args!("{:.2}", bin.to)) data-customers=(bin.customers) {
+                    title {
+                        (money_rounded(bin.from, currency)) " to " (money_rounded(bin.to, currency))
+                        ": " (count(bin.customers)) " buyers"
+                    }
+                }
+            }
+            @for (x, anchor, value) in axis {
+                text x=(x) y=(H - 8.0) class="axis" text-anchor=(anchor) {
+                    (money_rounded(value, currency))
+                }
+            }
         }
     }
-    svg.push_str("</svg>");
-    svg
 }
 
 /// The end of a path or URL, as much as a node has room for: `rfm.sql`, `customers/`.
@@ -282,7 +245,7 @@ fn last_part(detail: &str) -> String {
 
 /// The lineage graph laid out in columns, as `dbt docs` draws it: each node one column
 /// right of the furthest node it reads, outputs in the last column.
-pub(super) fn lineage(graph: &Lineage) -> String {
+pub(super) fn lineage(graph: &Lineage) -> Markup {
     const NODE_W: f64 = 200.0;
     const NODE_H: f64 = 54.0;
     const COLUMN: f64 = 250.0;
@@ -321,71 +284,55 @@ pub(super) fn lineage(graph: &Lineage) -> String {
     let tallest = rows_in.values().copied().max().unwrap_or(0);
     let width = MARGIN * 2.0 + last as f64 * COLUMN + NODE_W;
     let height = MARGIN * 2.0 + tallest as f64 * ROW;
-    let mut svg = format!(
-        "<svg class=\"lineage\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" \
-         height=\"{height}\" role=\"img\" aria-label=\"lineage\">"
-    );
-    for (from, to) in &graph.edges {
-        let (Some(&(x1, y1)), Some(&(x2, y2))) =
-            (position.get(from.as_str()), position.get(to.as_str()))
-        else {
-            continue;
-        };
-        let (x1, y1, x2, y2) = (x1 + NODE_W, y1 + NODE_H / 2.0, x2, y2 + NODE_H / 2.0);
-        let bend = (x2 - x1).abs() / 2.0;
-        let _ = write!(
-            svg,
-            "<path class=\"link\" data-from=\"{}\" data-to=\"{}\" \
-             d=\"M{x1},{y1} C{},{y1} {},{y2} {x2},{y2}\"/>",
-            escape(from),
-            escape(to),
-            x1 + bend,
-            x2 - bend
-        );
+    let links: Vec<_> = graph
+        .edges
+        .iter()
+        .filter_map(|(from, to)| {
+            let &(x1, y1) = position.get(from.as_str())?;
+            let &(x2, y2) = position.get(to.as_str())?;
+            Some((
+                from,
+                to,
+                (x1 + NODE_W, y1 + NODE_H / 2.0, x2, y2 + NODE_H / 2.0),
+            ))
+        })
+        .collect();
+    html! {
+        svg.lineage viewBox={ "0 0 " (width) " " (height) } width=(width) height=(height)
+            role="img" aria-label="lineage" {
+            @for (from, to, (x1, y1, x2, y2)) in links {
+                @let bend = (x2 - x1).abs() / 2.0;
+                path.link data-from=(from) data-to=(to)
+                    d={ "M" (x1) "," (y1) " C" (x1 + bend) "," (y1) " " (x2 - bend) "," (y2) " "
+                        (x2) "," (y2) } {}
+            }
+            @for node in &graph.nodes {
+                @let (x, y) = position[node.id.as_str()];
+                @let (colour, kind) = match node.kind {
+                    NodeKind::Source => (SKY, "source"),
+                    NodeKind::Step => (ORANGE, "step"),
+                    NodeKind::Segment => (GREEN, "segment"),
+                    NodeKind::Built => (PURPLE, "built"),
+                    NodeKind::Output => (BLUE, "output"),
+                };
+                g.node data-id=(node.id) data-kind=(kind)
+                    data-rows=(node.rows.map_or(String::new(), |n| n.to_string())) {
+                    title { (node.name) " (" (kind) "): " (node.detail) }
+                    rect x=(x) y=(y) width=(NODE_W) height=(NODE_H) rx="6" fill="#ffffff"
+                        stroke=(colour) stroke-width="2" {}
+                    rect x=(x) y=(y) width="6" height=(NODE_H) fill=(colour) {}
+                    text x=(x + 12.0) y=(y + 17.0) class="name" { (node.name) }
+                    text x=(x + 12.0) y=(y + 32.0) class="file" { (last_part(&node.detail)) }
+                    text x=(x + 12.0) y=(y + 47.0) class="rows" {
+                        (kind)
+                        @if let Some(n) = node.rows {
+                            " · " (count(n)) " row" @if n != 1 { "s" }
+                        }
+                    }
+                }
+            }
+        }
     }
-    for node in &graph.nodes {
-        let (x, y) = position[node.id.as_str()];
-        let (colour, kind) = match node.kind {
-            NodeKind::Source => (SKY, "source"),
-            NodeKind::Step => (ORANGE, "step"),
-            NodeKind::Segment => (GREEN, "segment"),
-            NodeKind::Built => (PURPLE, "built"),
-            NodeKind::Output => (BLUE, "output"),
-        };
-        let rows = node.rows.map_or(String::new(), |n| {
-            format!("{} row{}", count(n), if n == 1 { "" } else { "s" })
-        });
-        let _ = write!(
-            svg,
-            "<g class=\"node\" data-id=\"{}\" data-kind=\"{kind}\" data-rows=\"{}\">\
-             <title>{} ({kind}): {}</title>\
-             <rect x=\"{x}\" y=\"{y}\" width=\"{NODE_W}\" height=\"{NODE_H}\" rx=\"6\" \
-             fill=\"#ffffff\" stroke=\"{colour}\" stroke-width=\"2\"/>\
-             <rect x=\"{x}\" y=\"{y}\" width=\"6\" height=\"{NODE_H}\" fill=\"{colour}\"/>\
-             <text x=\"{}\" y=\"{}\" class=\"name\">{}</text>\
-             <text x=\"{}\" y=\"{}\" class=\"file\">{}</text>\
-             <text x=\"{}\" y=\"{}\" class=\"rows\">{}</text></g>",
-            escape(&node.id),
-            node.rows.map_or(String::new(), |n| n.to_string()),
-            escape(&node.name),
-            escape(&node.detail),
-            x + 12.0,
-            y + 17.0,
-            escape(&node.name),
-            x + 12.0,
-            y + 32.0,
-            escape(&last_part(&node.detail)),
-            x + 12.0,
-            y + 47.0,
-            if rows.is_empty() {
-                escape(kind)
-            } else {
-                format!("{kind} · {rows}")
-            },
-        );
-    }
-    svg.push_str("</svg>");
-    svg
 }
 
 #[cfg(test)]
@@ -413,7 +360,7 @@ mod tests {
             cells,
             groups: Vec::new(),
         };
-        let svg = heatmap(&grid, None);
+        let svg = heatmap(&grid, None).into_string();
         // The 20 sides of the grid's edge, and the boundary between columns 2 and 3, drawn
         // by the cells on both of its sides.
         assert_eq!(svg.matches("class=\"edge\"").count(), 20 + 2 * 5);

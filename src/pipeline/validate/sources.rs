@@ -150,7 +150,7 @@ impl Validator<'_> {
                 line_of(by),
                 format!(
                     "source '{name}': keep_latest_by is now `version: {}`, which keeps the \
-                     version in force at the end of the as_of day (README, \"Rows that change\")",
+                     version in force at the end of the as_of day (docs/sources.md, \"Rows that change\")",
                     by.value
                 ),
             );

@@ -1,4 +1,4 @@
-//! The predictive models (README, "Predictions"): the fits against the figures the papers
+//! The predictive models (docs/shipped-pipeline.md, "Predictions"): the fits against the figures the papers
 //! publish for the CDNOW sample; every published prediction recomputed from the raw shop by
 //! the README's rules (predictions.py, mpmath's ₂F₁), on the dirty fixture shop with pinned
 //! parameters and on a generated shop with fitted ones; and that fit against the 90 days

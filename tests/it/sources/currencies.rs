@@ -1,4 +1,4 @@
-//! Currencies (README, "Currencies"): the shipped pipeline refuses orders in a currency
+//! Currencies (docs/shipped-pipeline.md, "Currencies"): the shipped pipeline refuses orders in a currency
 //! other than the shop's, naming each with its orders; converted as the README says
 //! (a `rates` source, `paid_orders_converted.sql`), every customer's revenue is what
 //! `currencies.py` derives from the raw orders and rates by the README's rules.

@@ -1,4 +1,4 @@
-//! Rows that change (README, "Rows that change"): a landing written as an append-only
+//! Rows that change (docs/sources.md, "Rows that change"): a landing written as an append-only
 //! connector writes it (`versions.py land`), with refunds and cancellations exported later,
 //! re-deliveries, deletion stubs, versions at exactly midnight or without a time. Nights
 //! run as the files arrive, each checked against the rows in force that `versions.py`
