@@ -13,6 +13,7 @@ pub mod cluster;
 pub mod daemon;
 pub mod engine;
 pub mod fault;
+pub mod features;
 pub mod functions;
 pub mod generate;
 pub mod hint;

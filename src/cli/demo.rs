@@ -50,8 +50,8 @@ pub(super) async fn demo_command(args: DemoArgs) -> Result<(), Failure> {
         _ => std::env::var(name).ok(),
     };
     let options = LoadOptions {
-        var_overrides: Vec::new(),
         env: &env,
+        ..LoadOptions::default()
     };
     let pipeline_file = dir.join("pipelines/nightly_segments.yaml");
     let pipeline = Pipeline::load(&pipeline_file, &options)?;

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use crate::cluster::ClusterUrl;
+use crate::features::{Feature, Features};
 use crate::pipeline::{EngineSettings, Pipeline};
 use crate::progress::Progress;
 
@@ -40,10 +41,13 @@ impl Backend {
         let Backend::Cluster(url) = self else {
             return Ok(());
         };
+        // `--cluster` and SEGFLOW_CLUSTER reach here without the pipeline's validation.
+        Features::BUILT.require(Feature::Cluster, format!("the cluster {url}"))?;
         let local = local_paths(pipeline, cache);
         if !local.is_empty() {
             return Err(EngineError::LocalOnCluster(local));
         }
+        #[cfg(feature = "cluster")]
         crate::cluster::reach(url).await?;
         Ok(())
     }
@@ -52,7 +56,14 @@ impl Backend {
     pub async fn connect(&self, engine: Engine) -> Result<Engine, EngineError> {
         match self {
             Backend::Local => Ok(engine),
+            #[cfg(feature = "cluster")]
             Backend::Cluster(url) => engine.on_cluster(url).await,
+            #[cfg(not(feature = "cluster"))]
+            Backend::Cluster(url) => Err(crate::features::NotBuilt {
+                needs: format!("the cluster {url}"),
+                feature: Feature::Cluster,
+            }
+            .into()),
         }
     }
 

@@ -11,14 +11,33 @@ use deltalake::{DeltaTableBuilder, DeltaTableError};
 use object_store::{ObjectMeta, ObjectStore};
 use url::Url;
 
-use super::EngineError;
+use super::{Engine, EngineError};
 use crate::pipeline::Source;
 use crate::storage::{Location, register_delta_log_stores};
+
+impl Engine {
+    /// The files of the Delta source at `location` that make its version in force at the end
+    /// of the `as_of` day.
+    pub(super) async fn delta_files(
+        &self,
+        source: &Source,
+        location: &Location,
+        store: Arc<dyn ObjectStore>,
+        as_of: chrono::NaiveDate,
+    ) -> Result<Vec<ObjectMeta>, EngineError> {
+        let night_end = super::params::start_of_day(
+            as_of.succ_opt().expect("as_of is within segflow's dates"),
+            self.zone,
+        )
+        .with_timezone(&Utc);
+        files_as_of(source, location, store, night_end).await
+    }
+}
 
 /// The files of the table at `location` in its version as of `night_end`: the latest version
 /// committed by then, or, where the log does not reach back that far (a table created later,
 /// or whose older log entries were cleaned up), the oldest version it keeps, with a warning.
-pub(super) async fn files_as_of(
+async fn files_as_of(
     source: &Source,
     location: &Location,
     store: Arc<dyn ObjectStore>,

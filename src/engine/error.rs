@@ -131,6 +131,8 @@ pub enum EngineError {
     // Boxed: a stalled job's report is large, and this enum travels up every call.
     #[error(transparent)]
     Cluster(Box<crate::cluster::ClusterError>),
+    #[error(transparent)]
+    NotBuilt(#[from] crate::features::NotBuilt),
     #[error(
         "the pipeline runs on a cluster, whose executors cannot reach what is on this \
          machine; make each of these a URL every executor reaches (s3://...):{}",
@@ -328,6 +330,7 @@ pub fn is_environment_failure(error: &DataFusionError) -> bool {
 /// Whether a query on a cluster failed for the cluster's sake: a process that could not be
 /// reached, or a request to it that timed out or broke off (tonic's `Status`, which
 /// Ballista's client passes on as text), not the SQL or the data.
+#[cfg(feature = "cluster")]
 pub(super) fn is_cluster_failure(error: &DataFusionError) -> bool {
     let text = match error.find_root() {
         DataFusionError::Execution(text) | DataFusionError::Internal(text) => text.clone(),
@@ -454,6 +457,7 @@ mod tests {
         )));
     }
 
+    #[cfg(feature = "cluster")]
     #[test]
     fn what_ballistas_client_says_of_a_cluster_that_broke_off_is_the_clusters_fault() {
         // As ballista-core's distributed_query.rs hands on a failed status request.

@@ -27,6 +27,7 @@ use datafusion::prelude::{
 };
 use datafusion::scalar::ScalarValue;
 
+#[cfg(feature = "cluster")]
 use crate::cluster::ClusterUrl;
 use crate::pipeline::{AS_OF, AS_OF_END, EngineSettings, RUN_PARAMETERS, Step, StepKind, VarValue};
 use crate::segments::{self, CUSTOMER_ID, Members};
@@ -34,7 +35,37 @@ use crate::storage::{Location, Storage};
 
 mod backend;
 mod checks;
+#[cfg(feature = "delta")]
 mod delta;
+/// Validation refuses Delta sources to a build without the `delta` feature; should one
+/// come here anyway, it is refused in the same words.
+#[cfg(not(feature = "delta"))]
+mod delta {
+    use std::sync::Arc;
+
+    use object_store::{ObjectMeta, ObjectStore};
+
+    use super::{Engine, EngineError};
+    use crate::features::{Feature, NotBuilt};
+    use crate::pipeline::Source;
+    use crate::storage::Location;
+
+    impl Engine {
+        pub(super) async fn delta_files(
+            &self,
+            source: &Source,
+            _location: &Location,
+            _store: Arc<dyn ObjectStore>,
+            _as_of: chrono::NaiveDate,
+        ) -> Result<Vec<ObjectMeta>, EngineError> {
+            Err(NotBuilt {
+                needs: format!("source '{}' (format: delta)", source.name),
+                feature: Feature::Delta,
+            }
+            .into())
+        }
+    }
+}
 mod error;
 mod incremental;
 mod params;
@@ -89,12 +120,14 @@ pub struct Engine {
     in_force: std::sync::Mutex<HashMap<String, Arc<versions::InForce>>>,
     /// The cluster the queries run on, if any, and the watchdog of its jobs: its failures
     /// are its own, not the SQL's.
+    #[cfg(feature = "cluster")]
     cluster: Option<(ClusterUrl, Arc<crate::cluster::Watchdog>)>,
 }
 
 impl Engine {
     /// Sends every query from here on to the cluster at `url`, with the stores built so far
     /// (the sources', the outputs', ...) for its processes to build too.
+    #[cfg(feature = "cluster")]
     async fn on_cluster(mut self, url: &ClusterUrl) -> Result<Engine, EngineError> {
         let (ctx, watchdog) = crate::cluster::connect(url, self.ctx.state(), &self.storage).await?;
         self.ctx = ctx;
@@ -118,6 +151,7 @@ impl Engine {
             source_parts: Default::default(),
             incremental_results: Default::default(),
             in_force: Default::default(),
+            #[cfg(feature = "cluster")]
             cluster: None,
         })
     }
@@ -498,31 +532,8 @@ impl Engine {
         error: DataFusionError,
         sql_error: impl FnOnce(DataFusionError) -> EngineError,
     ) -> EngineError {
-        if let Some((url, watchdog)) = &self.cluster
-            && let Some(stall) = watchdog.stalled()
-        {
-            crate::cluster::ClusterError::Stalled {
-                url: url.to_string(),
-                table: table.to_string(),
-                job: stall.job,
-                seconds: stall.seconds,
-                stages: stall.stages,
-                executors: stall.executors.map_or_else(
-                    || "the scheduler did not say how many executors it has".to_string(),
-                    |n| format!("{n} executors registered"),
-                ),
-                limit: watchdog.limit().as_secs(),
-            }
-            .into()
-        } else if let Some((url, _)) = &self.cluster
-            && error::is_cluster_failure(&error)
-        {
-            crate::cluster::ClusterError::Failed {
-                url: url.to_string(),
-                table: table.to_string(),
-                reason: describe(&error),
-            }
-            .into()
+        if let Some(fault) = self.cluster_fault(table, &error) {
+            fault.into()
         } else if is_unreadable_data(&error) {
             EngineError::UnreadableData {
                 step: table.to_string(),
@@ -552,6 +563,46 @@ impl Engine {
         } else {
             sql_error(error)
         }
+    }
+
+    /// The cluster's failure behind a failed query over `table`, if it ran on one that
+    /// stalled or broke off.
+    #[cfg(feature = "cluster")]
+    fn cluster_fault(
+        &self,
+        table: &str,
+        error: &DataFusionError,
+    ) -> Option<crate::cluster::ClusterError> {
+        let (url, watchdog) = self.cluster.as_ref()?;
+        if let Some(stall) = watchdog.stalled() {
+            return Some(crate::cluster::ClusterError::Stalled {
+                url: url.to_string(),
+                table: table.to_string(),
+                job: stall.job,
+                seconds: stall.seconds,
+                stages: stall.stages,
+                executors: stall.executors.map_or_else(
+                    || "the scheduler did not say how many executors it has".to_string(),
+                    |n| format!("{n} executors registered"),
+                ),
+                limit: watchdog.limit().as_secs(),
+            });
+        }
+        error::is_cluster_failure(error).then(|| crate::cluster::ClusterError::Failed {
+            url: url.to_string(),
+            table: table.to_string(),
+            reason: describe(error),
+        })
+    }
+
+    /// A build without the `cluster` feature runs every query here.
+    #[cfg(not(feature = "cluster"))]
+    fn cluster_fault(
+        &self,
+        _table: &str,
+        _error: &DataFusionError,
+    ) -> Option<crate::cluster::ClusterError> {
+        None
     }
 }
 

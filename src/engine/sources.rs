@@ -92,12 +92,8 @@ impl Engine {
             .storage
             .source_location(&source.location, source.format.extensions());
         let listed = if source.format == SourceFormat::Delta {
-            let night_end = super::params::start_of_day(
-                as_of.succ_opt().expect("as_of is within segflow's dates"),
-                self.zone,
-            )
-            .with_timezone(&chrono::Utc);
-            super::delta::files_as_of(source, &location, Arc::clone(&store), night_end).await?
+            self.delta_files(source, &location, Arc::clone(&store), as_of)
+                .await?
         } else {
             self.files_of(source, &location, store.as_ref()).await?
         };

@@ -8,11 +8,13 @@
 //! value that does not parse reported as the file readers report theirs, so that a run goes
 //! on to name the file that holds it.
 
+#[cfg(feature = "cluster")]
 mod codec;
 mod decimals;
 mod instants;
 mod models;
 
+#[cfg(feature = "cluster")]
 pub use codec::{LogicalCodec, PhysicalCodec};
 pub(crate) use decimals::text_to_decimal;
 pub(crate) use instants::{in_zone, instant_type, text_to_instant};

@@ -47,7 +47,9 @@ pub(super) fn aggregate_functions() -> Vec<AggregateUDF> {
     ]
 }
 
-/// The scalar function called `name`, if it is one of these.
+/// The scalar function called `name`, if it is one of these: how a cluster's processes build
+/// them from a plan.
+#[cfg(feature = "cluster")]
 pub(super) fn scalar_named(name: &str) -> Option<ScalarUDF> {
     Prediction::ALL
         .into_iter()
@@ -56,6 +58,7 @@ pub(super) fn scalar_named(name: &str) -> Option<ScalarUDF> {
 }
 
 /// The aggregate function called `name`, if it is one of these.
+#[cfg(feature = "cluster")]
 pub(super) fn aggregate_named(name: &str) -> Option<AggregateUDF> {
     [Model::BgNbd, Model::GammaGamma]
         .into_iter()

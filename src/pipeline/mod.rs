@@ -16,8 +16,8 @@ mod validate;
 
 use std::path::Path;
 
+use crate::features::Features;
 use crate::storage::Location;
-
 pub use diagnostics::{Problem, SpecError};
 pub use model::{
     AS_OF, AS_OF_END, AS_OF_START, Change, Check, CheckRule, CheckValue, EngineOverrides,
@@ -29,11 +29,13 @@ pub use select::{SelectError, Selector};
 pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};
 pub use units::{hours, percent};
 
-/// What the caller brings to loading a spec besides the file: `--var` overrides, and how
-/// `${NAME}` in URLs is resolved (the process environment, or a fixed map for the demo).
+/// What the caller brings to loading a spec besides the file: `--var` overrides, how
+/// `${NAME}` in URLs is resolved (the process environment, or a fixed map for the demo), and
+/// what the build that runs it can do.
 pub struct LoadOptions<'a> {
     pub var_overrides: Vec<(String, String)>,
     pub env: &'a dyn Fn(&str) -> Option<String>,
+    pub features: Features,
 }
 
 impl Default for LoadOptions<'_> {
@@ -41,6 +43,7 @@ impl Default for LoadOptions<'_> {
         LoadOptions {
             var_overrides: Vec::new(),
             env: &|name| std::env::var(name).ok(),
+            features: Features::BUILT,
         }
     }
 }
@@ -66,7 +69,7 @@ impl Pipeline {
                 })
                 .collect(),
         })?;
-        let mut validator = validate::Validator::new(path, options.env);
+        let mut validator = validate::Validator::new(path, options.env, options.features);
         let pipeline = validator.pipeline(raw, &options.var_overrides);
         if validator.problems.is_empty() {
             Ok(pipeline)

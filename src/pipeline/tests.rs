@@ -5,13 +5,29 @@ use std::path::Path;
 use chrono_tz::Tz;
 
 use super::*;
+use crate::features::Features;
 use crate::schedule::Catchup;
 use crate::segments::SEGMENT_CATALOG;
 
+/// Every feature, so that what validation says does not depend on the build testing it.
+const ALL: Features = Features {
+    cluster: true,
+    delta: true,
+};
+
 fn parse_in(dir: &Path, yaml: &str) -> Result<Pipeline, Vec<String>> {
+    parse_for(ALL, dir, yaml)
+}
+
+/// `yaml` as a build with `features` validates it.
+fn parse_for(features: Features, dir: &Path, yaml: &str) -> Result<Pipeline, Vec<String>> {
     let file = dir.join("p.yaml");
     std::fs::write(&file, yaml).unwrap();
-    Pipeline::load(&file, &LoadOptions::default()).map_err(|e| match e {
+    let options = LoadOptions {
+        features,
+        ..LoadOptions::default()
+    };
+    Pipeline::load(&file, &options).map_err(|e| match e {
         SpecError::Invalid { problems } => problems
             .iter()
             .map(|p| format!("{}: {}", p.line.unwrap_or(0), p.message))
@@ -191,6 +207,7 @@ fn var_overrides_are_typed() {
     let load = |k: &str, v: &str| {
         let options = LoadOptions {
             var_overrides: vec![(k.into(), v.into())],
+            features: ALL,
             ..LoadOptions::default()
         };
         Pipeline::load(&file, &options)
@@ -492,6 +509,56 @@ fn a_check_names_a_table_and_one_rule() {
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");
     }
+}
+
+#[test]
+fn a_build_without_a_feature_refuses_what_needs_it_on_its_line() {
+    let dir = with_sql(&[("a.sql", "SELECT * FROM orders")]);
+    let yaml = "name: t\nsources:\n  orders: { url: data/orders/, format: delta }\nsteps:\n  - { name: a, sql: a.sql }\noutputs:\n  - { table: a, url: out/a/, format: delta }\nengine:\n  cluster: df://scheduler:50050\n";
+    let needs = |feature: &str| {
+        format!(
+            "which this build of segflow leaves out: build it with `cargo build --release \
+             --features {feature}`"
+        )
+    };
+    let problems = parse_for(
+        Features {
+            cluster: false,
+            delta: false,
+        },
+        dir.path(),
+        yaml,
+    )
+    .unwrap_err();
+    assert_eq!(problems.len(), 3, "{problems:#?}");
+    for (problem, (line_and_what, feature)) in problems.iter().zip([
+        (
+            "3: source 'orders' (format: delta) needs Delta Lake tables",
+            "delta",
+        ),
+        (
+            "7: output 'a' (format: delta) needs Delta Lake tables",
+            "delta",
+        ),
+        (
+            "9: engine.cluster needs running on a Ballista cluster",
+            "cluster",
+        ),
+    ]) {
+        assert!(problem.starts_with(line_and_what), "{problem}");
+        assert!(problem.contains(&needs(feature)), "{problem}");
+    }
+    let only_delta = Features {
+        cluster: false,
+        delta: true,
+    };
+    let problems = parse_for(only_delta, dir.path(), yaml).unwrap_err();
+    assert_eq!(problems.len(), 1, "{problems:#?}");
+    assert!(
+        problems[0].starts_with("9: engine.cluster"),
+        "{problems:#?}"
+    );
+    assert!(parse_in(dir.path(), yaml).is_ok());
 }
 
 #[test]

@@ -529,3 +529,22 @@ impl DeltaSink {
         }
     }
 }
+
+/// A Delta commit of a publication, as the run reports it.
+impl Committed {
+    fn of(
+        (location, table): (&Location, &str),
+        run: &PublishingRun,
+        decision: &Decision,
+        files: &[PublishedFile],
+    ) -> Committed {
+        Committed {
+            table: table.to_string(),
+            as_of: run.as_of,
+            run_id: decision.run_id.clone(),
+            committed_at: decision.decided_at,
+            rows: files.iter().map(|f| f.rows).sum(),
+            files: files.iter().map(|f| location.join(&f.path)).collect(),
+        }
+    }
+}

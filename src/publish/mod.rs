@@ -7,6 +7,7 @@
 //! publication until its commit lands, and only the new one after. Today's format is Parquet
 //! files listed by a JSON manifest ([`manifest`]), or a Delta Lake table ([`delta`]).
 
+#[cfg(feature = "delta")]
 mod delta;
 mod files;
 pub mod journal;
@@ -77,7 +78,12 @@ pub trait Sink: Send + Sync {
 pub fn sink(storage: &Storage, output: &Output) -> Box<dyn Sink> {
     match output.format {
         OutputFormat::Parquet => Box::new(manifest::ManifestSink::new(storage.clone(), output)),
+        #[cfg(feature = "delta")]
         OutputFormat::Delta => Box::new(delta::DeltaSink::new(storage.clone(), output)),
+        #[cfg(not(feature = "delta"))]
+        OutputFormat::Delta => {
+            unreachable!("validation refuses Delta outputs to a build without the delta feature")
+        }
     }
 }
 
@@ -348,24 +354,6 @@ pub struct Committed {
     pub files: Vec<Location>,
 }
 
-impl Committed {
-    fn of(
-        (location, table): (&Location, &str),
-        run: &PublishingRun,
-        decision: &Decision,
-        files: &[PublishedFile],
-    ) -> Committed {
-        Committed {
-            table: table.to_string(),
-            as_of: run.as_of,
-            run_id: decision.run_id.clone(),
-            committed_at: decision.decided_at,
-            rows: files.iter().map(|f| f.rows).sum(),
-            files: files.iter().map(|f| location.join(&f.path)).collect(),
-        }
-    }
-}
-
 /// One date's publication of an output, as earlier publications are read back.
 #[derive(Debug, Clone)]
 pub struct Partition {
@@ -429,6 +417,7 @@ pub enum PublishError {
         #[source]
         source: SwapError,
     },
+    #[cfg(feature = "delta")]
     #[error("output '{table}' (the Delta table at {url}): could not {action}: {source}")]
     Delta {
         table: String,

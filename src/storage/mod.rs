@@ -18,12 +18,14 @@ use object_store::path::Path;
 use object_store::{ObjectMeta, ObjectStore, ObjectStoreExt};
 use url::Url;
 
+#[cfg(feature = "delta")]
 mod delta_log;
 mod disk;
 mod footer;
 mod location;
 mod swap;
 
+#[cfg(feature = "delta")]
 pub use delta_log::register_delta_log_stores;
 pub use disk::{DiskSpace, space_of};
 pub use footer::parquet_footer;
@@ -421,7 +423,7 @@ fn build_store(
             }
             Ok(Arc::new(builder.build().map_err(connect)?))
         }
-        scheme @ ("gs" | "az" | "abfs" | "abfss") => cloud_store(location, options, scheme),
+        "gs" | "az" | "abfs" | "abfss" => cloud_store(location, options),
         scheme => Err(StorageError::UnsupportedScheme {
             url,
             scheme: scheme.to_string(),
@@ -430,25 +432,11 @@ fn build_store(
     }
 }
 
-/// Google Cloud Storage and Azure through object_store's own URL parsing; compiled in only
-/// with the `gcp` / `azure` features so that the default build carries no unused SDK code.
+/// Google Cloud Storage and Azure through object_store's own URL parsing.
 fn cloud_store(
     location: &Location,
     options: &BTreeMap<String, String>,
-    scheme: &str,
 ) -> Result<Arc<dyn ObjectStore>, StorageError> {
-    let enabled = match scheme {
-        "gs" => cfg!(feature = "gcp"),
-        _ => cfg!(feature = "azure"),
-    };
-    if !enabled {
-        let feature = if scheme == "gs" { "gcp" } else { "azure" };
-        return Err(StorageError::UnsupportedScheme {
-            url: location.to_string(),
-            scheme: scheme.to_string(),
-            hint: format!(" in this build (rebuild with `--features {feature}`)"),
-        });
-    }
     let (store, _) =
         object_store::parse_url_opts(&location.url, options.iter()).map_err(|source| {
             StorageError::Connect {

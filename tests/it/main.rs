@@ -20,6 +20,13 @@
 // One test binary: its modules share helpers with `pub`, and nothing here is an API.
 #![allow(unreachable_pub)]
 
+// The tests cover every feature, and none is skipped quietly in a build that lacks one.
+#[cfg(not(all(feature = "cluster", feature = "delta")))]
+compile_error!(
+    "the integration tests cover the cluster and Delta Lake too: run them with `cargo test \
+     --features full`, as .ci/run does (docs/development.md, \"Features\")"
+);
+
 mod support;
 
 mod commands {

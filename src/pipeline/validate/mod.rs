@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 use chrono_tz::Tz;
 use serde_saphyr::Spanned;
 
+use crate::features::{Feature, Features};
 use crate::hint::did_you_mean;
 use crate::pipeline::diagnostics::Problem;
 use crate::pipeline::env::interpolate;
@@ -32,15 +33,22 @@ pub(super) struct Validator<'a> {
     pub(super) dir: PathBuf,
     pub(super) problems: Vec<Problem>,
     env: &'a dyn Fn(&str) -> Option<String>,
+    /// What the build that will run the pipeline can do.
+    features: Features,
 }
 
 impl<'a> Validator<'a> {
-    pub(super) fn new(file: &Path, env: &'a dyn Fn(&str) -> Option<String>) -> Self {
+    pub(super) fn new(
+        file: &Path,
+        env: &'a dyn Fn(&str) -> Option<String>,
+        features: Features,
+    ) -> Self {
         Validator {
             file: file.to_path_buf(),
             dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
             problems: Vec::new(),
             env,
+            features,
         }
     }
 
@@ -50,6 +58,18 @@ impl<'a> Validator<'a> {
             line,
             message: message.into(),
         });
+    }
+
+    /// A problem at `at` when this build lacks `feature`, which what `needs` names needs.
+    pub(super) fn needs<T>(
+        &mut self,
+        feature: Feature,
+        at: Option<&Spanned<T>>,
+        needs: impl FnOnce() -> String,
+    ) {
+        if let Err(missing) = self.features.require(feature, needs()) {
+            self.problem(at.and_then(line_of), missing.to_string());
+        }
     }
 
     pub(super) fn pipeline(

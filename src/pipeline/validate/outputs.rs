@@ -5,6 +5,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use serde_saphyr::Spanned;
 
+use crate::features::Feature;
 use crate::hint::did_you_mean;
 use crate::pipeline::env::interpolate;
 use crate::pipeline::keys::line_of;
@@ -97,7 +98,12 @@ impl Validator<'_> {
             .as_deref()
         {
             None | Some("parquet") => OutputFormat::Parquet,
-            Some("delta") => OutputFormat::Delta,
+            Some("delta") => {
+                self.needs(Feature::Delta, format, || {
+                    format!("output '{table}' (format: delta)")
+                });
+                OutputFormat::Delta
+            }
             Some(other) => {
                 let hint = format_hint(other, &["parquet", "delta"]);
                 self.problem(

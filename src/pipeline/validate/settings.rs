@@ -5,6 +5,7 @@ use chrono_tz::Tz;
 use serde_saphyr::Spanned;
 
 use crate::cluster::ClusterUrl;
+use crate::features::Feature;
 use crate::pipeline::env::interpolate;
 use crate::pipeline::keys::line_of;
 use crate::pipeline::model::{EngineSettings, ScheduleSpec};
@@ -89,6 +90,9 @@ impl Validator<'_> {
         }
         let scratch = raw.scratch.and_then(|url| self.location(&url));
         let cluster = raw.cluster.and_then(|text| {
+            self.needs(Feature::Cluster, Some(&text), || {
+                "engine.cluster".to_string()
+            });
             let parsed = interpolate(&text.value, self.env)
                 .and_then(|url| url.parse::<ClusterUrl>().map_err(|e| e.to_string()));
             parsed

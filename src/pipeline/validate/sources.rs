@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::features::Feature;
 use crate::pipeline::keys::{Key, line_of};
 use crate::pipeline::model::{Source, SourceFormat, SourceKey, Versions};
 use crate::pipeline::raw::{RawKey, RawSource};
@@ -62,7 +63,12 @@ impl Validator<'_> {
         {
             None | Some("parquet") => SourceFormat::Parquet,
             Some("json" | "ndjson" | "jsonl") => SourceFormat::Json,
-            Some("delta") => SourceFormat::Delta,
+            Some("delta") => {
+                self.needs(Feature::Delta, format, || {
+                    format!("source '{name}' (format: delta)")
+                });
+                SourceFormat::Delta
+            }
             Some("csv") => {
                 let csv = source.csv.as_ref().map(|csv| &csv.value);
                 let header = csv.and_then(|csv| csv.header).unwrap_or(true);

@@ -1,5 +1,6 @@
-//! The README's two commands (`cargo run -- demo`, then the tests) share one build: a dependency
-//! compiled for `cargo run` must be reused by `cargo test`, or DataFusion is compiled twice.
+//! The README's two commands (`cargo run -- demo`, the quick build without the `cluster` and
+//! `delta` features, then `.ci/run`'s `cargo test --features full`) share one build: a dependency
+//! compiled for `cargo run` must be reused by the tests, or DataFusion is compiled twice.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -43,7 +44,7 @@ fn library_units(args: &[&str]) -> BTreeMap<String, BTreeSet<String>> {
 #[test]
 fn cargo_run_and_cargo_test_share_every_dependency_build() {
     let run = library_units(&["build", "--bin", "segflow"]);
-    let test = library_units(&["test", "--no-run"]);
+    let test = library_units(&["test", "--no-run", "--features", "full"]);
     let split: Vec<String> = run
         .iter()
         .filter(|(package, builds)| test.get(*package).is_none_or(|t| !builds.is_subset(t)))
@@ -51,12 +52,27 @@ fn cargo_run_and_cargo_test_share_every_dependency_build() {
         .collect();
     assert!(
         split.is_empty(),
-        "these dependencies build differently for `cargo run` and `cargo test`; turn on the \
-         test build's features in Cargo.toml's unification block:\n{}",
+        "these dependencies build differently for `cargo run` and `cargo test --features full`; \
+         turn on the test build's features in Cargo.toml's unification block:\n{}",
         split.join("\n")
     );
     assert!(
         run.keys().any(|p| p.contains("datafusion@55")),
         "the graph lists DataFusion"
+    );
+    // What the features are for: the quick build compiles neither Ballista nor delta-rs.
+    let optional: Vec<&String> = run
+        .keys()
+        .filter(|p| p.contains("#ballista") || p.contains("#deltalake"))
+        .collect();
+    assert!(
+        optional.is_empty(),
+        "the quick build (`cargo run`) compiles {optional:?}; they belong behind the cluster \
+         and delta features"
+    );
+    assert!(
+        test.keys().any(|p| p.contains("#ballista-scheduler@"))
+            && test.keys().any(|p| p.contains("#deltalake-core@")),
+        "the full build lists Ballista and delta-rs"
     );
 }
