@@ -53,7 +53,8 @@ fn cargo_run_and_cargo_test_share_every_dependency_build() {
     assert!(
         split.is_empty(),
         "these dependencies build differently for `cargo run` and `cargo test --features full`; \
-         turn on the test build's features in Cargo.toml's unification block:\n{}",
+         turn on the test build's features in Cargo.toml's unification block ([build-dependencies] \
+         for a crate that build scripts or proc macros use):\n{}",
         split.join("\n")
     );
     assert!(
