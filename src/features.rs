@@ -1,5 +1,5 @@
 //! What this build of segflow carries beyond its core. Running on a Ballista cluster
-//! (`cluster`) and Delta Lake tables (`delta`) are cargo features: together they are a fifth of
+//! (`cluster`) and Delta Lake tables (`delta`) are cargo features: together they are a sixth of
 //! a cold build, so the quick build of `cargo run -- demo` leaves them out, while CI, and
 //! `cargo install --features full`, carry both (docs/development.md, "Features"). A pipeline
 //! that needs one a build lacks is refused before anything runs, saying which.

@@ -22,7 +22,9 @@ impl Scratch {
                 temporary: None,
             });
         }
-        let temporary = tempfile::Builder::new().prefix("segflow-run-").tempdir()?;
+        let temporary = tempfile::Builder::new()
+            .prefix(&local_prefix(run_id))
+            .tempdir()?;
         let folder = Location::parse(&format!("{}/", temporary.path().display()))
             .map_err(std::io::Error::other)?;
         Ok(Scratch {
@@ -46,6 +48,38 @@ impl Scratch {
         }
     }
 
+    /// Removes what the run `run_id`, which died, left in its scratch: `<base>/<run id>/`, or
+    /// else its local temporary folder where it ran on this machine (a run killed elsewhere
+    /// left its own there). A killed run removes nothing itself, and its intermediate results
+    /// can be as large as its sources.
+    pub async fn remove_left_by(
+        base: Option<&Location>,
+        run_id: &str,
+        storage: &Storage,
+    ) -> Result<(), StorageError> {
+        if let Some(base) = base {
+            let folder = base.as_folder().join(&format!("{run_id}/"));
+            let store = storage.store(&folder, &Default::default())?;
+            return storage.remove_folder(&folder, store.as_ref()).await;
+        }
+        let temp = std::env::temp_dir();
+        let prefix = local_prefix(run_id);
+        let failed = |error: std::io::Error| StorageError::Delete {
+            url: format!("{}/{prefix}*", temp.display()),
+            source: object_store::Error::Generic {
+                store: "LocalFileSystem",
+                source: Box::new(error),
+            },
+        };
+        for entry in std::fs::read_dir(&temp).map_err(failed)? {
+            let entry = entry.map_err(failed)?;
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                std::fs::remove_dir_all(entry.path()).map_err(failed)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Removes the run's folder; a local temporary one goes when it is dropped as well.
     pub async fn remove(self, storage: &Storage) -> Result<(), StorageError> {
         if self.temporary.is_some() {
@@ -54,6 +88,12 @@ impl Scratch {
         let store = storage.store(&self.folder, &Default::default())?;
         storage.remove_folder(&self.folder, store.as_ref()).await
     }
+}
+
+/// The start of the name of a run's local temporary folder: its run id, so that the run that
+/// settles it after it died finds it.
+fn local_prefix(run_id: &str) -> String {
+    format!("segflow-run-{run_id}-")
 }
 
 impl std::fmt::Display for Scratch {

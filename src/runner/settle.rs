@@ -5,6 +5,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{DateTime, Utc};
 
+use crate::engine::Scratch;
 use crate::history::{RunRecord, RunStatus};
 use crate::pipeline::Pipeline;
 use crate::publish::{self, Journal, PublishError};
@@ -53,6 +54,12 @@ pub(super) async fn settle_unfinished(
         match runner.history.save(&settled).await {
             Ok(()) => {
                 tracing::warn!(pipeline = %record.pipeline, run_id = %record.run_id, status = ?settled.status, "A run left unfinished by another process is settled.");
+                let scratch = pipeline.engine.scratch.as_ref();
+                if let Err(error) =
+                    Scratch::remove_left_by(scratch, &record.run_id, &runner.storage).await
+                {
+                    tracing::warn!(run_id = %record.run_id, %error, "Could not remove the scratch folder an unfinished run left.");
+                }
                 *record = settled;
             }
             Err(error) => tracing::warn!(%error, "Could not settle an unfinished run."),

@@ -64,10 +64,13 @@ fn sigkill_during_a_run_loses_nothing() {
         ("Output published.", 1),
         ("Output published.", outputs / 2),
     ];
+    // The killed runs' temporary folders land here, where the test can see what is left.
+    let temp = tempfile::tempdir().unwrap();
     let mut killed = 0;
     for (event, nth) in moments {
         let mut command = project.command(&args);
         command
+            .env("TMPDIR", temp.path())
             .env("SEGFLOW_LOG", "info")
             .stdout(Stdio::null())
             .stderr(Stdio::piped());
@@ -85,7 +88,7 @@ fn sigkill_during_a_run_loses_nothing() {
         "every run was killed before it ended"
     );
 
-    let after = project.run_nightly(AS_OF);
+    let after = project.run_with_env(AS_OF, &[("TMPDIR", temp.path().to_str().unwrap())]);
     assert_eq!(after.code, 0, "{after:?}");
     assert_publication_complete(&project, "the run after the kills");
     let history = project.segflow(&["runs"]);
@@ -108,4 +111,14 @@ fn sigkill_during_a_run_loses_nothing() {
     // between their commits, and removes their staging folders and any files they moved but
     // never listed.
     crate::support::assert_consistent(&project.out(), AS_OF, "the run after the kills");
+    // ... and the intermediate results each killed run left in its scratch folder.
+    let left: Vec<String> = std::fs::read_dir(temp.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("segflow-run-"))
+        .collect();
+    assert!(
+        left.is_empty(),
+        "the killed runs' scratch folders are removed when they are settled: {left:?}"
+    );
 }
