@@ -6,6 +6,8 @@
 
 mod error;
 #[cfg(feature = "cluster")]
+mod reach;
+#[cfg(feature = "cluster")]
 mod services;
 #[cfg(feature = "cluster")]
 mod session;
@@ -18,7 +20,9 @@ use std::path::PathBuf;
 
 pub use error::ClusterError;
 #[cfg(feature = "cluster")]
-pub use session::{connect, reach};
+pub use reach::reach;
+#[cfg(feature = "cluster")]
+pub use session::connect;
 pub use url::ClusterUrl;
 #[cfg(feature = "cluster")]
 pub use watchdog::{Stall, Watchdog};

@@ -218,7 +218,7 @@ async fn watch(watchdog: Weak<Watchdog>) {
             };
             // Asked briefly: a stalled scheduler may not answer, and the client's own
             // timeout must not come first.
-            let executors = tokio::time::timeout(POLL, super::session::reach(&watchdog.url))
+            let executors = tokio::time::timeout(POLL, super::reach::reach(&watchdog.url))
                 .await
                 .ok()
                 .and_then(Result::ok);
