@@ -15,6 +15,7 @@ use datafusion::catalog::TableProvider;
 use datafusion::common::ParamValues;
 use datafusion::common::tree_node::Transformed;
 use datafusion::datasource::MemTable;
+use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
@@ -92,6 +93,10 @@ pub use write::{ParquetTarget, write_parquet};
 /// once).
 pub enum StepResult {
     View,
+    /// Only the step's columns, as a table without rows: all that planning the steps that
+    /// read it needs (`segflow validate`), without its plan inlined into each of theirs, which
+    /// made planning the last steps of the shipped pipeline take seconds.
+    Columns,
     /// Kept in memory and counted against the memory pool: a small result, such as a
     /// segment's ids (at most 8 bytes per customer). Written to `fallback` instead when
     /// the pool cannot hold it.
@@ -309,6 +314,13 @@ impl Engine {
             StepResult::View => {
                 self.ctx
                     .register_table(step.name.as_str(), frame.into_view())
+                    .map_err(|e| self.plan_error(step, e))?;
+                Ok(None)
+            }
+            StepResult::Columns => {
+                let schema = Arc::new(frame.schema().as_arrow().clone());
+                self.ctx
+                    .register_table(step.name.as_str(), Arc::new(EmptyTable::new(schema)))
                     .map_err(|e| self.plan_error(step, e))?;
                 Ok(None)
             }

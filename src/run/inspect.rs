@@ -75,7 +75,7 @@ pub async fn plan_only(pipeline: &Pipeline, request: &RunRequest) -> Result<Plan
     check_locations(pipeline, request).await?;
     let storage = Storage::new();
     let engine = prepare(pipeline, storage.clone(), request.as_of).await?;
-    plan_views(pipeline, request, &engine, &storage).await?;
+    plan_steps(pipeline, request, &engine, &storage, StepsAs::Columns).await?;
     let mut pending: Vec<&Check> = pipeline.checks.iter().collect();
     let every_table: BTreeSet<&str> = pending.iter().flat_map(|c| c.reads()).collect();
     plan_ready_checks(
@@ -107,20 +107,30 @@ pub async fn show_table(
     let pipeline = pipeline.clone().select(std::slice::from_ref(&table))?;
     let storage = Storage::new();
     let engine = prepare(&pipeline, storage.clone(), request.as_of).await?;
-    plan_views(&pipeline, request, &engine, &storage).await?;
+    plan_steps(&pipeline, request, &engine, &storage, StepsAs::Views).await?;
     match engine.head(&table.name, limit).await {
         Ok(rows) => Ok(rows),
         Err(error) => Err(name_damaged_file(&engine, error.into()).await),
     }
 }
 
-/// Registers every step as a view. Every step that fails is reported; a step that reads a
-/// failed one is not planned (its errors would only repeat the cause).
-async fn plan_views(
+/// What [`plan_steps`] registers each step as.
+#[derive(Clone, Copy)]
+enum StepsAs {
+    /// Views, to be computed: what `segflow show` reads.
+    Views,
+    /// Their columns alone: what checking that every step plans needs.
+    Columns,
+}
+
+/// Plans every step and registers it as `steps_as` says. Every step that fails is reported;
+/// a step that reads a failed one is not planned (its errors would only repeat the cause).
+async fn plan_steps(
     pipeline: &Pipeline,
     request: &RunRequest,
     engine: &Engine,
     storage: &Storage,
+    steps_as: StepsAs,
 ) -> Result<(), RunError> {
     let params = request.params(pipeline);
     let mut failed = Vec::new();
@@ -138,7 +148,11 @@ async fn plan_views(
                     .add_incremental(step, &pipeline.steps, &params, mode)
                     .await?;
             } else {
-                engine.add_step(step, &params, StepResult::View).await?;
+                let result = match steps_as {
+                    StepsAs::Views => StepResult::View,
+                    StepsAs::Columns => StepResult::Columns,
+                };
+                engine.add_step(step, &params, result).await?;
             }
             Ok::<_, RunError>(())
         };
