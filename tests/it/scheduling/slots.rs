@@ -332,22 +332,49 @@ async fn failed_runs_retry_with_backoff_and_again_at_the_next_catchup() {
     );
 }
 
+/// A daemon on a manual clock at 02:00 UTC whose one pipeline, `slow`, runs on `schedule` a
+/// query that waits at a closed gate: a run under way for as long as the test needs.
+struct GatedNight {
+    project: Project,
+    /// The S3 server whose gate holds the run; it serves as long as this lives.
+    _shop: GatedShop,
+    history: RunHistory,
+    start: DateTime<Utc>,
+    clock: ManualClock,
+    daemon: Daemon,
+}
+
+impl GatedNight {
+    async fn start(schedule: &str) -> GatedNight {
+        let project = Project::new(Size::Tiny);
+        let shop = GatedShop::start().await;
+        gated_query(&project, "slow", schedule, &shop);
+        shop.close();
+        let history = history(&project);
+        let start = at("2030-03-06T02:00:00Z");
+        let clock = ManualClock::starting_at(start);
+        let daemon = Daemon::start(config(&project, &clock, false));
+        GatedNight {
+            project,
+            _shop: shop,
+            history,
+            start,
+            clock,
+            daemon,
+        }
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
-    let project = Project::new(Size::Tiny);
-    // The run waits at the gate, under way for as long as the test needs.
-    let shop = GatedShop::start().await;
-    gated_query(
-        &project,
-        "slow",
-        "{ cron: '0 2 * * *', attempts: 1, timeout: 30s }",
-        &shop,
-    );
-    shop.close();
-    let history = history(&project);
-    let start = at("2030-03-06T02:00:00Z");
-    let clock = ManualClock::starting_at(start);
-    let daemon = Daemon::start(config(&project, &clock, false));
+    let GatedNight {
+        project,
+        _shop,
+        history,
+        start,
+        clock,
+        daemon,
+    } = GatedNight::start("{ cron: '0 2 * * *', attempts: 1, timeout: 30s }").await;
 
     let limit = start + chrono::Duration::seconds(30);
     until_running_and_waiting_for(&history, &clock, "slow", limit).await;
@@ -382,20 +409,14 @@ async fn a_run_over_its_time_limit_is_cancelled_and_publishes_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_run_that_loses_its_lease_stops_and_leaves_the_slot_to_the_new_holder() {
-    let project = Project::new(Size::Tiny);
-    // The run waits at the gate, under way for as long as the test needs.
-    let shop = GatedShop::start().await;
-    gated_query(
-        &project,
-        "slow",
-        "{ cron: '0 2 * * *', attempts: 3, retry_delay: 60s }",
-        &shop,
-    );
-    shop.close();
-    let history = history(&project);
-    let start = at("2030-03-06T02:00:00Z");
-    let clock = ManualClock::starting_at(start);
-    let daemon = Daemon::start(config(&project, &clock, false));
+    let GatedNight {
+        project,
+        _shop,
+        history,
+        start,
+        clock,
+        daemon,
+    } = GatedNight::start("{ cron: '0 2 * * *', attempts: 3, retry_delay: 60s }").await;
     let first_renewal = start + chrono::Duration::seconds(10);
     until_running_and_waiting_for(&history, &clock, "slow", first_renewal).await;
 
