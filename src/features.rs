@@ -1,7 +1,8 @@
 //! What this build of segflow carries beyond its core. Running on a Ballista cluster
-//! (`cluster`) and Delta Lake tables (`delta`) are cargo features: together they are a sixth of
-//! a cold build, so the quick build of `cargo run -- demo` leaves them out, while CI, and
-//! `cargo install --features full`, carry both (docs/development.md, "Features"). A pipeline
+//! (`cluster`), Delta Lake tables (`delta`) and the PostgreSQL protocol server (`serve`) are
+//! cargo features: together they are a sixth of a cold build, so the quick build of
+//! `cargo run -- demo` leaves them out, while CI, and `cargo install --features full`, carry
+//! them all (docs/development.md, "Features"). A pipeline
 //! that needs one a build lacks is refused before anything runs, saying which.
 
 /// One optional part of segflow.
@@ -9,6 +10,7 @@
 pub enum Feature {
     Cluster,
     Delta,
+    Serve,
 }
 
 impl Feature {
@@ -17,6 +19,7 @@ impl Feature {
         match self {
             Feature::Cluster => "cluster",
             Feature::Delta => "delta",
+            Feature::Serve => "serve",
         }
     }
 
@@ -24,6 +27,7 @@ impl Feature {
         match self {
             Feature::Cluster => "running on a Ballista cluster",
             Feature::Delta => "Delta Lake tables",
+            Feature::Serve => "the PostgreSQL protocol server",
         }
     }
 }
@@ -33,18 +37,21 @@ impl Feature {
 pub struct Features {
     pub cluster: bool,
     pub delta: bool,
+    pub serve: bool,
 }
 
 impl Features {
     pub const BUILT: Features = Features {
         cluster: cfg!(feature = "cluster"),
         delta: cfg!(feature = "delta"),
+        serve: cfg!(feature = "serve"),
     };
 
     pub fn has(self, feature: Feature) -> bool {
         match feature {
             Feature::Cluster => self.cluster,
             Feature::Delta => self.delta,
+            Feature::Serve => self.serve,
         }
     }
 
@@ -83,6 +90,7 @@ mod tests {
         let none = Features {
             cluster: false,
             delta: false,
+            serve: false,
         };
         let refused = none
             .require(Feature::Delta, "output 'rfm_scores' (format: delta)")
@@ -96,6 +104,7 @@ mod tests {
         let all = Features {
             cluster: true,
             delta: true,
+            serve: true,
         };
         assert_eq!(all.require(Feature::Cluster, "engine.cluster"), Ok(()));
     }

@@ -55,9 +55,75 @@ pub(crate) enum Command {
     /// Write one HTML page of a publication: the RFM grids, segment sizes and moves, their
     /// portraits, the win-back list, predictions, the last runs and the lineage.
     Report(ReportArgs),
+    /// Serve the published outputs of pipelines over the PostgreSQL protocol, read-only and
+    /// with passwords, to BI and reverse-ETL tools (docs/serve.md).
+    Serve(ServeArgs),
     /// Run a service of an Apache DataFusion Ballista cluster: a scheduler, or an executor.
     #[command(subcommand)]
     Cluster(ClusterCommand),
+}
+
+#[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+pub(crate) struct ServeArgs {
+    #[command(subcommand)]
+    pub(crate) command: Option<ServeCommand>,
+    /// The pipeline YAML files whose outputs to serve; each pipeline is a schema of its own
+    /// name, the first the one unqualified table names are looked up in.
+    #[arg(required = true)]
+    pub(crate) pipelines: Vec<PathBuf>,
+    /// The address to listen on; loopback unless told otherwise. Port 0 takes a free port
+    /// (the log says which).
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    pub(crate) listen: std::net::SocketAddr,
+    /// The users file, written by `segflow serve passwd`; no one logs in without one.
+    #[arg(long, env = "SEGFLOW_SERVE_USERS", required = true)]
+    pub(crate) users: Option<PathBuf>,
+    /// A PEM certificate chain for TLS (with --tls-key).
+    #[arg(long, requires = "tls_key")]
+    pub(crate) tls_cert: Option<PathBuf>,
+    /// The certificate's PEM private key.
+    #[arg(long, requires = "tls_cert")]
+    pub(crate) tls_key: Option<PathBuf>,
+    /// Refuse connections that do not use TLS.
+    #[arg(long)]
+    pub(crate) require_tls: bool,
+    /// The longest a statement may take, planning, running and sending its rows (`30s`,
+    /// `10m`); a session's statement_timeout may only shorten it.
+    #[arg(long, default_value = "5m", value_parser = humantime::parse_duration)]
+    pub(crate) statement_timeout: std::time::Duration,
+    /// The memory each query may use (`512MiB`, `2GiB`); a query that needs more fails.
+    #[arg(long, default_value = "1GiB", value_parser = parse_size)]
+    pub(crate) query_memory: usize,
+    /// Connections served at a time; one more is refused with PostgreSQL's "too many
+    /// clients".
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=10000))]
+    pub(crate) max_connections: u32,
+    /// A connection that sends nothing for this long is closed.
+    #[arg(long, default_value = "30m", value_parser = humantime::parse_duration)]
+    pub(crate) idle_timeout: std::time::Duration,
+    /// How often the outputs' manifests are read for new publications: a night's
+    /// publication is served at most this long after it is committed.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub(crate) refresh: std::time::Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum ServeCommand {
+    /// Add a user to the users file, or give one a new password, read from standard input
+    /// (one line). The file is created readable by its owner only.
+    Passwd {
+        /// The users file.
+        users: PathBuf,
+        /// The user's name.
+        user: String,
+    },
+}
+
+fn parse_size(text: &str) -> Result<usize, String> {
+    segflow::pipeline::parse_bytes(text)
+        .filter(|&bytes| bytes > 0)
+        .ok_or_else(|| format!("'{text}' is not a size; write it like 512MiB or 2GiB"))
 }
 
 #[derive(Debug, Subcommand)]

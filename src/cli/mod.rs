@@ -27,6 +27,7 @@ mod report;
 mod run;
 mod runs;
 mod schedule;
+mod serve;
 mod shipped;
 mod show;
 mod vacuum;
@@ -56,6 +57,7 @@ pub(crate) async fn execute(cli: Cli) -> Result<(), Failure> {
         Command::Graph(args) => graph::graph_command(args).await,
         Command::Report(args) => report::report_command(args).await,
         Command::Cluster(command) => cluster::cluster_command(command).await,
+        Command::Serve(args) => serve::serve_command(args).await,
     }
 }
 

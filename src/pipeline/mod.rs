@@ -27,7 +27,7 @@ pub use model::{
 };
 pub use select::{SelectError, Selector};
 pub use types::{ColumnType, VarType, VarValue, days_since_epoch, parse_date};
-pub use units::{hours, percent};
+pub use units::{hours, parse_bytes, percent};
 
 /// What the caller brings to loading a spec besides the file: `--var` overrides, how
 /// `${NAME}` in URLs is resolved (the process environment, or a fixed map for the demo), and

@@ -13,6 +13,7 @@ use crate::segments::SEGMENT_CATALOG;
 const ALL: Features = Features {
     cluster: true,
     delta: true,
+    serve: true,
 };
 
 fn parse_in(dir: &Path, yaml: &str) -> Result<Pipeline, Vec<String>> {
@@ -525,6 +526,7 @@ fn a_build_without_a_feature_refuses_what_needs_it_on_its_line() {
         Features {
             cluster: false,
             delta: false,
+            serve: false,
         },
         dir.path(),
         yaml,
@@ -551,6 +553,7 @@ fn a_build_without_a_feature_refuses_what_needs_it_on_its_line() {
     let only_delta = Features {
         cluster: false,
         delta: true,
+        serve: false,
     };
     let problems = parse_for(only_delta, dir.path(), yaml).unwrap_err();
     assert_eq!(problems.len(), 1, "{problems:#?}");

@@ -191,6 +191,19 @@ impl Sink for ManifestSink {
         Ok(partitions)
     }
 
+    /// One read of each date's manifest, where the trait's way reads each twice.
+    async fn publications(&self) -> Result<Vec<Committed>, PublishError> {
+        let mut all = Vec::new();
+        for date in self.dates_before(NaiveDate::MAX).await? {
+            all.extend(
+                self.manifest(date)
+                    .await?
+                    .map(|m| m.committed(&self.at.location)),
+            );
+        }
+        Ok(all)
+    }
+
     async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError> {
         // A manifest that lists a date but no longer parses was a date's publication all
         // the same: the one before it is not the previous publication.

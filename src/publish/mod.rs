@@ -47,6 +47,15 @@ pub trait Sink: Send + Sync {
     /// The latest partition committed before `as_of`: the previous publication.
     async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError>;
 
+    /// Every committed publication, oldest first: what `segflow serve` serves.
+    async fn publications(&self) -> Result<Vec<Committed>, PublishError> {
+        let mut all = Vec::new();
+        for partition in self.partitions_before(NaiveDate::MAX, None).await? {
+            all.extend(self.committed(partition.as_of).await?);
+        }
+        Ok(all)
+    }
+
     /// Refuses, before any work, a store where two runs' commits could overwrite each other.
     async fn ready(&self, run: &PublishingRun) -> Result<(), PublishError>;
 

@@ -75,6 +75,7 @@ mod outputs {
     mod delta;
     mod readers;
     mod s3;
+    mod serve;
 }
 
 mod docs {
