@@ -238,6 +238,7 @@ impl Queries {
         started: Instant,
     ) -> SendableRowStream {
         let stats = Arc::clone(&self.stats);
+        let query_memory = self.limits.query_memory;
         let state = (rows, stats, false);
         futures::stream::unfold(state, move |(mut rows, stats, done)| async move {
             if done {
@@ -251,7 +252,10 @@ impl Queries {
                 Some(Ok(row)) => Some((Ok(row), (rows, stats, false))),
                 Some(Err(error)) => {
                     stats.finished(started.elapsed(), true);
-                    Some((Err(error), (rows, stats, true)))
+                    Some((
+                        Err(streamed_error(error, query_memory)),
+                        (rows, stats, true),
+                    ))
                 }
                 None => {
                     stats.finished(started.elapsed(), false);
@@ -262,34 +266,8 @@ impl Queries {
         .boxed()
     }
 
-    /// A DataFusion error as the PostgreSQL error a client understands.
     fn sql_error(&self, error: DataFusionError) -> PgWireError {
-        let root = error.find_root();
-        match root {
-            DataFusionError::ResourcesExhausted(detail) => user_error(
-                "53200",
-                &format!(
-                    "out of memory: the query needs more than the {} each query may use \
-                     (segflow serve --query-memory); select fewer rows or columns ({detail})",
-                    human_bytes(self.limits.query_memory)
-                ),
-            ),
-            DataFusionError::SQL(e, _) => user_error("42601", &format!("syntax error: {e}")),
-            DataFusionError::SchemaError(e, _) => user_error("42703", &e.to_string()),
-            DataFusionError::ObjectStore(e)
-                if matches!(**e, object_store::Error::NotFound { .. }) =>
-            {
-                user_error(
-                    "40001",
-                    "the publication this query read was replaced while it ran (the date was \
-                     run again); run the query again to read the new one",
-                )
-            }
-            DataFusionError::Plan(message) if message.contains("not found") => {
-                user_error("42P01", message)
-            }
-            other => user_error("XX000", &other.to_string()),
-        }
+        sql_error(error, self.limits.query_memory)
     }
 
     async fn hook_simple<C>(&self, client: &mut C, statement: &Statement) -> PgWireResult<Response>
@@ -331,6 +309,45 @@ impl Queries {
             }
         }
         Ok(Response::Execution(Tag::new("SET")))
+    }
+}
+
+/// A DataFusion error as the PostgreSQL error a client understands.
+fn sql_error(error: DataFusionError, query_memory: usize) -> PgWireError {
+    let root = error.find_root();
+    match root {
+        DataFusionError::ResourcesExhausted(detail) => user_error(
+            "53200",
+            &format!(
+                "out of memory: the query needs more than the {} each query may use \
+                 (segflow serve --query-memory); select fewer rows or columns ({detail})",
+                human_bytes(query_memory)
+            ),
+        ),
+        DataFusionError::SQL(e, _) => user_error("42601", &format!("syntax error: {e}")),
+        DataFusionError::SchemaError(e, _) => user_error("42703", &e.to_string()),
+        DataFusionError::ObjectStore(e) if matches!(**e, object_store::Error::NotFound { .. }) => {
+            user_error(
+                "40001",
+                "the publication this query read was replaced while it ran (the date was \
+                 run again); run the query again to read the new one",
+            )
+        }
+        DataFusionError::Plan(message) if message.contains("not found") => {
+            user_error("42P01", message)
+        }
+        other => user_error("XX000", &other.to_string()),
+    }
+}
+
+/// An error met while the rows were sent: arrow-pg passes DataFusion's on as they are.
+fn streamed_error(error: PgWireError, query_memory: usize) -> PgWireError {
+    match error {
+        PgWireError::ApiError(inner) => match inner.downcast::<DataFusionError>() {
+            Ok(error) => sql_error(*error, query_memory),
+            Err(inner) => PgWireError::ApiError(inner),
+        },
+        other => other,
     }
 }
 

@@ -21,10 +21,10 @@
 #![allow(unreachable_pub)]
 
 // The tests cover every feature, and none is skipped quietly in a build that lacks one.
-#[cfg(not(all(feature = "cluster", feature = "delta")))]
+#[cfg(not(all(feature = "cluster", feature = "delta", feature = "serve")))]
 compile_error!(
-    "the integration tests cover the cluster and Delta Lake too: run them with `cargo test \
-     --features full`, as .ci/run does (docs/development.md, \"Features\")"
+    "the integration tests cover the cluster, Delta Lake and serve too: run them with `cargo \
+     test --features full`, as .ci/run does (docs/development.md, \"Features\")"
 );
 
 mod support;

@@ -40,7 +40,8 @@ fn users_file(project: &Project) -> PathBuf {
 
 /// A running `segflow serve` of the project's pipeline, and the port it listens on.
 struct Server {
-    process: Spawned,
+    /// Killed when the test ends, however it ends.
+    _process: Spawned,
     port: String,
     log: Arc<Mutex<String>>,
 }
@@ -70,7 +71,11 @@ fn serve(project: &Project, users: &Path, more: &[&str]) -> Server {
         .chars()
         .take_while(char::is_ascii_digit)
         .collect();
-    Server { process, port, log }
+    Server {
+        _process: process,
+        port,
+        log,
+    }
 }
 
 /// psql, as a user would run it, with `sql` (a query or a backslash command); SQLSTATEs in
@@ -129,7 +134,8 @@ fn stock_clients_read_the_published_outputs() {
     assert_eq!(described.code, 0, "{described:?}");
     for (column, pg_type) in [
         ("customer_id", "bigint"),
-        ("net_revenue", "numeric(14,2)"),
+        // Without its precision and scale: pg_catalog's atttypmod is not filled in.
+        ("net_revenue", "numeric"),
         ("last_order_at", "timestamp with time zone"),
         ("segments", "text[]"),
         ("as_of", "date"),
@@ -143,21 +149,31 @@ fn stock_clients_read_the_published_outputs() {
     }
 
     let out = project.out();
+    let args = [
+        &server.port,
+        USER,
+        PASSWORD,
+        out.to_str().unwrap(),
+        "nightly_segments",
+    ];
     let clients = python_script(
         "serve_clients.py",
-        &[
-            &server.port,
-            USER,
-            PASSWORD,
-            out.to_str().unwrap(),
-            "nightly_segments",
-        ],
+        &[&args[..], &["psycopg", "asyncpg", "odbc"]].concat(),
     );
+    let log = || server.log.lock().unwrap().clone();
+    assert_eq!(clients.code, 0, "{clients:?}\n--- server log\n{}", log());
+    // Apache Superset's versions (SQLAlchemy 1.4, psycopg2, pandas 2.1), which .ci/run installs
+    // in a virtualenv of their own.
+    let superset = std::env::var("HOME").unwrap() + "/.cache/segflow/superset-clients/bin/python";
+    let reflected = run(Command::new(superset)
+        .arg(oracle("serve_clients.py"))
+        .args(args)
+        .arg("sqlalchemy"));
     assert_eq!(
-        clients.code,
+        reflected.code,
         0,
-        "{clients:?}\n--- server log\n{}",
-        server.log.lock().unwrap()
+        "{reflected:?}\n--- server log\n{}",
+        log()
     );
 
     let jdbc = jdbc(&server);
@@ -171,6 +187,31 @@ fn stock_clients_read_the_published_outputs() {
         "{jdbc}"
     );
     assert!(jdbc.contains("columns customer_id:int8,"), "{jdbc}");
+    let (spenders, revenue) = big_spenders(&project);
+    assert!(
+        jdbc.contains(&format!("big_spenders {spenders} {revenue}")),
+        "{jdbc}"
+    );
+}
+
+/// How many customers have a net revenue of 100.00 or more, and their revenue's sum, from
+/// the published files.
+fn big_spenders(project: &Project) -> (usize, String) {
+    use datafusion::arrow::array::{AsArray, RecordBatch};
+    use datafusion::arrow::datatypes::Decimal128Type;
+    let batches: Vec<RecordBatch> = project.published("customer_profile", END);
+    let (mut count, mut cents) = (0, 0i128);
+    for batch in &batches {
+        let revenue = batch
+            .column_by_name("net_revenue")
+            .unwrap()
+            .as_primitive::<Decimal128Type>();
+        for value in revenue.iter().flatten().filter(|v| *v >= 10_000) {
+            count += 1;
+            cents += value;
+        }
+    }
+    (count, format!("{}.{:02}", cents / 100, cents % 100))
 }
 
 /// Compiles and runs `oracles/JdbcClient.java` against the server with Debian's pgjdbc; its
@@ -196,4 +237,266 @@ fn jdbc(server: &Server) -> String {
         server.log.lock().unwrap()
     );
     ran.stdout
+}
+
+/// psql's error for `sql`: fails the test if it succeeded.
+fn psql_error(server: &Server, sql: &str) -> String {
+    let outcome = psql(server, sql, &[]);
+    assert_ne!(outcome.code, 0, "{sql} succeeded:\n{outcome:?}");
+    outcome.stderr
+}
+
+#[test]
+fn what_is_not_a_query_is_refused_and_the_limits_hold() {
+    let project = published_project();
+    let users = users_file(&project);
+    let server = serve(
+        &project,
+        &users,
+        &[
+            "--statement-timeout",
+            "3s",
+            "--query-memory",
+            "16MiB",
+            "--max-connections",
+            "3",
+            "--idle-timeout",
+            "2s",
+        ],
+    );
+    let written = project.path().join("copied.csv");
+    let refusals = [
+        (
+            format!("COPY rfm TO '{}'", written.display()),
+            "25006: COPY is refused",
+        ),
+        (
+            "CREATE EXTERNAL TABLE p STORED AS CSV LOCATION '/etc/passwd'".to_string(),
+            "25006: CREATE is refused",
+        ),
+        (
+            "CREATE EXTERNAL TABLE p STORED AS PARQUET LOCATION '/etc/passwd'".to_string(),
+            "25006: CREATE EXTERNAL TABLE is refused",
+        ),
+        (
+            "INSERT INTO rfm SELECT * FROM rfm".to_string(),
+            "25006: INSERT INTO is refused",
+        ),
+        ("DROP TABLE rfm".to_string(), "25006: DROP TABLE is refused"),
+        (
+            "SET datafusion.execution.target_partitions = 1".to_string(),
+            "25006: SET datafusion.execution.target_partitions is refused",
+        ),
+        (
+            "SELECT * FROM read_csv('/etc/passwd')".to_string(),
+            "42P01: table function 'read_csv' not found",
+        ),
+        ("SELECT * FROM '/etc/passwd'".to_string(), "42P01: table"),
+    ];
+    for (sql, expected) in &refusals {
+        let error = psql_error(&server, sql);
+        assert!(error.contains(expected), "{sql}: {error}");
+    }
+    assert!(!written.exists(), "COPY wrote {}", written.display());
+    // What was refused changed nothing: the engine settings and the tables are as before.
+    let partitions = psql(&server, "SELECT count(*) FROM rfm", &[]);
+    assert_eq!(partitions.code, 0, "{partitions:?}");
+
+    let started = Instant::now();
+    let error = psql_error(
+        &server,
+        "SELECT count(*) FROM generate_series(1, 30000000000)",
+    );
+    assert!(
+        error.contains("57014: canceling statement due to statement timeout"),
+        "{error}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    let error = psql_error(
+        &server,
+        "SELECT value FROM generate_series(1, 20000000) AS t(value) ORDER BY value DESC",
+    );
+    assert!(
+        error.contains("53200: out of memory") && error.contains("16 MiB"),
+        "{error}"
+    );
+
+    // Three connections are taken by clients that connected and said nothing yet; a fourth
+    // is told why it is refused.
+    let held: Vec<std::net::TcpStream> = (0..3)
+        .map(|_| std::net::TcpStream::connect(format!("127.0.0.1:{}", server.port)).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let error = psql_error(&server, "SELECT 1");
+    assert!(
+        error.contains("53300") || error.contains("too many clients"),
+        "{error}"
+    );
+    drop(held);
+
+    let idle = python_inline(&format!(
+        "import time, psycopg\n\
+         c = psycopg.connect('host=127.0.0.1 port={} user={USER} password={PASSWORD} dbname=segflow connect_timeout=30', autocommit=True)\n\
+         c.execute('SELECT 1')\n\
+         time.sleep(4)\n\
+         try:\n    c.execute('SELECT 1')\n    print('answered')\n\
+         except psycopg.Error as e:\n    print('closed', e)\n",
+        server.port
+    ));
+    assert!(
+        idle.contains("closed") && idle.contains("idle-session timeout"),
+        "{idle}"
+    );
+
+    let wrong = psql(&server, "SELECT 1", &[("PGPASSWORD", "not-the-password")]);
+    assert_ne!(wrong.code, 0);
+    assert!(
+        wrong.stderr.contains(&format!(
+            "password authentication failed for user \"{USER}\""
+        )),
+        "{wrong:?}"
+    );
+}
+
+/// `python3 -c code`, to its end within the commands' deadline; its stdout and stderr.
+fn python_inline(code: &str) -> String {
+    let outcome = run(Command::new("python3").args(["-c", code]));
+    format!("{}{}", outcome.stdout, outcome.stderr)
+}
+
+#[test]
+fn tls_is_required_when_asked_and_a_bad_setup_stops_the_server() {
+    let project = published_project();
+    let users = users_file(&project);
+    let (cert, key) = (
+        project.path().join("cert.pem"),
+        project.path().join("key.pem"),
+    );
+    let made = run(Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=localhost", "-keyout", key.to_str().unwrap()])
+        .args(["-out", cert.to_str().unwrap()]));
+    assert_eq!(made.code, 0, "{made:?}");
+    let tls = [
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+        "--require-tls",
+    ];
+    let server = serve(&project, &users, &tls);
+    let plain = psql(&server, "SELECT 1", &[("PGSSLMODE", "disable")]);
+    assert_ne!(plain.code, 0);
+    assert!(plain.stderr.contains("requires TLS"), "{plain:?}");
+    let encrypted = psql(
+        &server,
+        "SELECT count(*) FROM customer_profile",
+        &[("PGSSLMODE", "require")],
+    );
+    assert_eq!(encrypted.code, 0, "{encrypted:?}");
+
+    let pipeline = project.pipeline();
+    let refuse = |args: &[&str], expected: &str| {
+        let mut all = vec![
+            "serve",
+            pipeline.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+        ];
+        all.extend_from_slice(args);
+        let outcome = project.segflow(&all);
+        assert_eq!(outcome.code, 1, "{args:?}: {outcome:?}");
+        assert!(outcome.stderr.contains(expected), "{args:?}: {outcome:?}");
+    };
+    let users_arg = users.to_str().unwrap();
+    refuse(
+        &[
+            "--users",
+            users_arg,
+            "--tls-cert",
+            users_arg,
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+        "holds no certificate in PEM form",
+    );
+    refuse(
+        &["--users", users_arg, "--require-tls"],
+        "--require-tls needs a certificate",
+    );
+    let exposed = project.path().join("exposed-users");
+    std::fs::copy(&users, &exposed).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exposed, std::fs::Permissions::from_mode(0o644)).unwrap();
+    refuse(&["--users", exposed.to_str().unwrap()], "chmod 600");
+    let empty = project.path().join("no-users");
+    std::fs::write(&empty, "# nobody\n").unwrap();
+    std::fs::set_permissions(&empty, std::fs::Permissions::from_mode(0o600)).unwrap();
+    refuse(&["--users", empty.to_str().unwrap()], "has no users");
+}
+
+#[test]
+fn a_reader_sees_whole_publications_while_nights_publish_and_vacuum_runs() {
+    let project = published_project();
+    let users = users_file(&project);
+    let server = serve(&project, &users, &["--refresh", "200ms"]);
+    let stop = project.path().join("stop-reading");
+    let mut reader_command = Command::new("python3");
+    reader_command
+        .arg(oracle("serve_load.py"))
+        .args([&server.port, USER, PASSWORD, stop.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let reader = Spawned::start(&mut reader_command, "the looping reader");
+    let nights = ["2026-07-01", "2026-07-02", "2026-07-03"];
+    let pipeline = project.pipeline();
+    for night in nights {
+        let outcome = project.run_nightly(night);
+        assert_eq!(outcome.code, 0, "{night}: {outcome:?}");
+        let vacuumed = project.segflow(&["vacuum", pipeline.to_str().unwrap(), "--retain", "0s"]);
+        assert_eq!(vacuumed.code, 0, "{vacuumed:?}");
+    }
+    // The last night's publication is served within a few refreshes.
+    std::thread::sleep(Duration::from_secs(2));
+    std::fs::write(&stop, "").unwrap();
+    let read = reader.output_within(Duration::from_secs(120));
+    assert_eq!(read.code, 0, "{read:?}");
+
+    let mut seen: Vec<(String, u64)> = Vec::new();
+    for line in read.stdout.lines() {
+        let answer: serde_json::Value = serde_json::from_str(line).unwrap();
+        assert!(
+            answer.get("error").is_none(),
+            "the reader saw an error: {line}"
+        );
+        let groups = answer["groups"].as_array().unwrap();
+        assert_eq!(groups.len(), 1, "one query saw two publications: {line}");
+        let as_of = groups[0][0].as_str().unwrap().to_string();
+        let rows = groups[0][1].as_u64().unwrap();
+        if seen.last().is_none_or(|(date, _)| *date != as_of) {
+            seen.push((as_of.clone(), rows));
+        }
+        let published = project.manifest("segment_membership", &as_of).rows;
+        assert_eq!(
+            rows, published,
+            "{as_of}: the reader counted {rows}, the manifest lists {published}"
+        );
+    }
+    let dates: Vec<&str> = seen.iter().map(|(d, _)| d.as_str()).collect();
+    assert!(
+        dates.len() >= 2,
+        "the reader saw no night publish: {dates:?}"
+    );
+    assert_eq!(dates.last(), nights.last(), "{dates:?}");
+    assert!(
+        dates.windows(2).all(|w| w[0] < w[1]),
+        "publications went back: {dates:?}"
+    );
+    drop(server);
 }
