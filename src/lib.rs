@@ -30,7 +30,6 @@ pub mod run;
 pub mod runner;
 pub mod schedule;
 pub mod segments;
-#[cfg(feature = "serve")]
 pub mod serve;
 mod sql;
 pub mod storage;

@@ -76,8 +76,15 @@ pub(crate) struct ServeArgs {
     /// (the log says which).
     #[arg(long, default_value = "127.0.0.1:5433")]
     pub(crate) listen: std::net::SocketAddr,
+    #[command(flatten)]
+    pub(crate) options: ServeOptions,
+}
+
+/// How `segflow serve`, or the daemon's `--serve`, serves.
+#[derive(Debug, Args)]
+pub(crate) struct ServeOptions {
     /// The users file, written by `segflow serve passwd`; no one logs in without one.
-    #[arg(long, env = "SEGFLOW_SERVE_USERS", required = true)]
+    #[arg(long, env = "SEGFLOW_SERVE_USERS")]
     pub(crate) users: Option<PathBuf>,
     /// A PEM certificate chain for TLS (with --tls-key).
     #[arg(long, requires = "tls_key")]
@@ -258,6 +265,13 @@ pub(crate) struct ScheduleArgs {
     /// fails when the last answer is older than two of these.
     #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=86400))]
     pub(crate) health_seconds: u64,
+    /// Also serve the folder's pipelines' published outputs over the PostgreSQL protocol on
+    /// this address, as `segflow serve` does (its options below); the status page and
+    /// /metrics show its connections and queries. Pipelines are read when the daemon starts.
+    #[arg(long, value_name = "ADDR", conflicts_with = "once")]
+    pub(crate) serve: Option<std::net::SocketAddr>,
+    #[command(flatten)]
+    pub(crate) serve_options: ServeOptions,
     /// Confine the pipelines to these folders and buckets (repeat, or comma-separate in
     /// SEGFLOW_ROOTS): a pipeline that reads or writes anywhere else does not load.
     #[arg(

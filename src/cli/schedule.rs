@@ -28,6 +28,14 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
             .map(|root| Location::parse(root).map(|l| l.as_folder()))
             .collect::<Result<_, _>>()?,
     };
+    let served = match args.serve {
+        None => None,
+        Some(address) => {
+            let pipelines = pipelines_in(&config.pipelines);
+            Some(super::serve::start(&pipelines, address, args.serve_options).await?)
+        }
+    };
+    let serving = served.as_ref().map(super::serve::Started::serving);
     let server = match args.http {
         None => None,
         Some(address) => {
@@ -41,10 +49,17 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
             Some(segflow::daemon::StatusServer {
                 listener,
                 interval: std::time::Duration::from_secs(args.health_seconds),
+                serving,
             })
         }
     };
+    let stop_serving = tokio_util::sync::CancellationToken::new();
+    let protocol = served.map(|server| tokio::spawn(server.run(stop_serving.clone())));
     let tally = segflow::daemon::run_serving(config, server, stop_requested()).await;
+    stop_serving.cancel();
+    if let Some(protocol) = protocol {
+        let _ = protocol.await;
+    }
     // For cron and Kubernetes CronJobs, which see only the exit code, and for a person at
     // a terminal, who sees nothing else.
     if args.once {
@@ -74,6 +89,25 @@ pub(super) async fn schedule_command(args: ScheduleArgs) -> Result<(), Failure> 
         }
     }
     Ok(())
+}
+
+/// The folder's pipelines that load, for `--serve`: one that does not is left out, and the
+/// daemon says why as it loads the folder.
+fn pipelines_in(folder: &std::path::Path) -> Vec<segflow::pipeline::Pipeline> {
+    let mut files: Vec<_> = std::fs::read_dir(folder)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| path.extension().is_some_and(|e| e == "yaml" || e == "yml"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .filter_map(|file| {
+            segflow::pipeline::Pipeline::load(file, &segflow::pipeline::LoadOptions::default()).ok()
+        })
+        .collect()
 }
 
 /// What `schedule --once` did, in one line.

@@ -1,22 +1,104 @@
 //! `segflow serve`: the published outputs over the PostgreSQL protocol, until stopped
-//! (SIGTERM/SIGINT); `segflow serve passwd`: a user of it.
+//! (SIGTERM/SIGINT); `segflow serve passwd`: a user of it. The daemon's `--serve` starts the
+//! same server ([`start`]).
+
+use std::net::SocketAddr;
+
+use segflow::pipeline::Pipeline;
 
 use super::Failure;
-use super::args::ServeArgs;
+use super::args::{ServeArgs, ServeOptions};
 
 #[cfg(not(feature = "serve"))]
 pub(super) async fn serve_command(_args: ServeArgs) -> Result<(), Failure> {
+    Err(not_built("segflow serve"))
+}
+
+#[cfg(not(feature = "serve"))]
+fn not_built(needs: &str) -> Failure {
     use segflow::features::{Feature, Features};
-    Features::BUILT
-        .require(Feature::Serve, "segflow serve")
-        .map_err(|e| Failure::User(e.into()))
+    match Features::BUILT.require(Feature::Serve, needs) {
+        Ok(()) => unreachable!("this build leaves the serve feature out"),
+        Err(error) => Failure::User(error.into()),
+    }
+}
+
+/// A server of `pipelines` on `listen`, bound and ready, or why not; without the `serve`
+/// feature, the refusal that names it.
+#[cfg(not(feature = "serve"))]
+pub(super) async fn start(
+    _pipelines: &[Pipeline],
+    _listen: SocketAddr,
+    _options: ServeOptions,
+) -> Result<Started, Failure> {
+    Err(not_built("--serve"))
+}
+
+#[cfg(not(feature = "serve"))]
+pub(super) enum Started {}
+
+#[cfg(not(feature = "serve"))]
+impl Started {
+    pub(super) fn serving(&self) -> segflow::serve::Serving {
+        match *self {}
+    }
+
+    pub(super) async fn run(self, _stop: tokio_util::sync::CancellationToken) {
+        match self {}
+    }
+}
+
+#[cfg(feature = "serve")]
+pub(super) type Started = segflow::serve::Server;
+
+#[cfg(feature = "serve")]
+pub(super) async fn start(
+    pipelines: &[Pipeline],
+    listen: SocketAddr,
+    options: ServeOptions,
+) -> Result<Started, Failure> {
+    use segflow::serve::{Limits, ServeError, ServeSettings, Server, TlsFiles};
+    use segflow::storage::Storage;
+
+    let Some(users) = options.users else {
+        return Err(Failure::User(anyhow::anyhow!(
+            "serving needs --users FILE (or SEGFLOW_SERVE_USERS): no one logs in without one; \
+             `segflow serve passwd FILE NAME` writes it"
+        )));
+    };
+    let settings = ServeSettings {
+        listen,
+        users,
+        tls: options
+            .tls_cert
+            .zip(options.tls_key)
+            .map(|(cert, key)| TlsFiles { cert, key }),
+        require_tls: options.require_tls,
+        limits: Limits {
+            statement_timeout: options.statement_timeout,
+            query_memory: options.query_memory,
+            max_connections: usize::try_from(options.max_connections).unwrap_or(usize::MAX),
+            idle_timeout: options.idle_timeout,
+        },
+        refresh: options.refresh,
+    };
+    let server = Server::bind(pipelines, settings, Storage::new())
+        .await
+        .map_err(|error| match error {
+            ServeError::Listen { .. }
+            | ServeError::Publications { .. }
+            | ServeError::Footer { .. } => Failure::Environment(error.into()),
+            _ => Failure::User(error.into()),
+        })?;
+    let names: Vec<&str> = pipelines.iter().map(|p| p.name.as_str()).collect();
+    tracing::info!(address = %server.local_addr(), pipelines = ?names, "Serving the published outputs over the PostgreSQL protocol.");
+    Ok(server)
 }
 
 #[cfg(feature = "serve")]
 pub(super) async fn serve_command(args: ServeArgs) -> Result<(), Failure> {
-    use segflow::pipeline::{LoadOptions, Pipeline};
-    use segflow::serve::{Limits, ServeError, ServeSettings, Server, TlsFiles, UsersFile};
-    use segflow::storage::Storage;
+    use segflow::pipeline::LoadOptions;
+    use segflow::serve::UsersFile;
 
     use super::args::ServeCommand;
 
@@ -34,32 +116,8 @@ pub(super) async fn serve_command(args: ServeArgs) -> Result<(), Failure> {
         .iter()
         .map(|path| Pipeline::load(path, &LoadOptions::default()))
         .collect::<Result<Vec<_>, _>>()?;
-    let settings = ServeSettings {
-        listen: args.listen,
-        users: args.users.expect("clap requires --users to serve"),
-        tls: args
-            .tls_cert
-            .zip(args.tls_key)
-            .map(|(cert, key)| TlsFiles { cert, key }),
-        require_tls: args.require_tls,
-        limits: Limits {
-            statement_timeout: args.statement_timeout,
-            query_memory: args.query_memory,
-            max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
-            idle_timeout: args.idle_timeout,
-        },
-        refresh: args.refresh,
-    };
-    let server = Server::bind(&pipelines, settings, Storage::new())
-        .await
-        .map_err(|error| match error {
-            ServeError::Listen { .. }
-            | ServeError::Publications { .. }
-            | ServeError::Footer { .. } => Failure::Environment(error.into()),
-            _ => Failure::User(error.into()),
-        })?;
+    let server = start(&pipelines, args.listen, args.options).await?;
     let names: Vec<&str> = pipelines.iter().map(|p| p.name.as_str()).collect();
-    tracing::info!(address = %server.local_addr(), pipelines = ?names, "Serving the published outputs over the PostgreSQL protocol.");
     say!(
         "segflow serve: listening on {} (schemas: {})",
         server.local_addr(),

@@ -98,6 +98,28 @@ async fn not_found(uri: axum::http::Uri) -> Response {
     )
 }
 
+/// The PostgreSQL protocol server's line: where it listens and what it has done.
+fn serving_line(serving: &crate::serve::Serving) -> Markup {
+    use std::sync::atomic::Ordering::Relaxed;
+    let stats = &serving.stats;
+    let queries = stats.queries_total.load(Relaxed);
+    let mean = match queries {
+        0 => "–".to_string(),
+        n => format!(
+            "{:.1} ms",
+            stats.query_micros_total.load(Relaxed) as f64 / n as f64 / 1000.0
+        ),
+    };
+    html! {
+        p.meta #serving {
+            "PostgreSQL protocol on " code { (serving.address) } " · "
+            (stats.connections_open.load(Relaxed)) " connections open, "
+            (stats.connections_total.load(Relaxed)) " in all · "
+            (queries) " queries (" (stats.queries_failed.load(Relaxed)) " failed), mean " (mean)
+        }
+    }
+}
+
 async fn status_page(State(pages): State<Pages>) -> Markup {
     pages.status_page(pages.clock.now()).await
 }
@@ -197,6 +219,9 @@ impl Pages {
                             }
                         }
                         " · " a href="/metrics" { "metrics" }
+                    }
+                    @if let Some(serving) = &self.status.serving {
+                        (serving_line(serving))
                     }
                     @if !unloadable.is_empty() {
                         h2 { "Pipeline files that do not load" }

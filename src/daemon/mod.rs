@@ -109,6 +109,9 @@ pub struct StatusServer {
     /// How often the state store is asked for a sign of life; `/healthz` fails when its
     /// last answer is older than two of these.
     pub interval: Duration,
+    /// The PostgreSQL protocol server beside the daemon (`--serve`), whose counts the page
+    /// and `/metrics` show.
+    pub serving: Option<crate::serve::Serving>,
 }
 
 /// [`run`], answering on `server` meanwhile.
@@ -118,7 +121,8 @@ pub async fn run_serving(
     stop: impl std::future::Future<Output = ()>,
 ) -> Tally {
     let interval = server.as_ref().map(|s| s.interval);
-    let mut scheduler = Scheduler::new(config, interval);
+    let serving = server.as_ref().and_then(|s| s.serving.clone());
+    let mut scheduler = Scheduler::new(config, interval, serving);
     let serving = CancellationToken::new();
     if let Some(server) = server {
         let context = &scheduler.context;
@@ -154,7 +158,11 @@ struct Scheduler {
 }
 
 impl Scheduler {
-    fn new(config: DaemonConfig, store_interval: Option<Duration>) -> Scheduler {
+    fn new(
+        config: DaemonConfig,
+        store_interval: Option<Duration>,
+        serving: Option<crate::serve::Serving>,
+    ) -> Scheduler {
         let clock = config.clock.clone();
         let storage = Storage::new();
         let holder = crate::lease::unique_holder();
@@ -162,6 +170,7 @@ impl Scheduler {
             store_interval.unwrap_or(Duration::from_secs(30)),
             holder.clone(),
             clock.now(),
+            serving,
         ));
         let ended = Arc::clone(&status);
         let leases = Leases::new(

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -13,6 +14,7 @@ use chrono::{DateTime, Utc};
 use crate::history::{RunRecord, RunStatus};
 use crate::pipeline::Pipeline;
 use crate::run::CheckStatus;
+use crate::serve::{LATENCY_BUCKETS, ServeStats, Serving};
 
 /// Shared by the scheduler's loop, its run tasks and the HTTP server.
 pub(super) struct DaemonStatus {
@@ -21,6 +23,8 @@ pub(super) struct DaemonStatus {
     pub(super) interval: Duration,
     pub(super) holder: String,
     pub(super) started_at: DateTime<Utc>,
+    /// The PostgreSQL protocol server beside the daemon (`--serve`), if any.
+    pub(super) serving: Option<Serving>,
     inner: Mutex<Inner>,
 }
 
@@ -51,11 +55,13 @@ impl DaemonStatus {
         interval: Duration,
         holder: String,
         started_at: DateTime<Utc>,
+        serving: Option<Serving>,
     ) -> DaemonStatus {
         DaemonStatus {
             interval,
             holder,
             started_at,
+            serving,
             inner: Mutex::default(),
         }
     }
@@ -311,8 +317,63 @@ impl DaemonStatus {
             "When this daemon started, in Unix time.",
             vec![(String::new(), seconds(self.started_at))],
         );
+        if let Some(serving) = &self.serving {
+            serving_counts(&serving.stats, &mut family);
+            latency_histogram(&serving.stats, &mut text);
+        }
         text
     }
+}
+
+/// The PostgreSQL protocol server's connections and queries.
+fn serving_counts(
+    stats: &ServeStats,
+    family: &mut impl FnMut(&str, &str, &str, Vec<(String, String)>),
+) {
+    let count = |n: &AtomicU64| vec![(String::new(), n.load(Ordering::Relaxed).to_string())];
+    family(
+        "segflow_serve_connections_open",
+        "gauge",
+        "Connections to the PostgreSQL protocol server now.",
+        count(&stats.connections_open),
+    );
+    family(
+        "segflow_serve_connections_total",
+        "counter",
+        "Connections the PostgreSQL protocol server accepted, refused ones included.",
+        count(&stats.connections_total),
+    );
+    family(
+        "segflow_serve_connections_refused_total",
+        "counter",
+        "Connections refused: over --max-connections, or without TLS when it is required.",
+        count(&stats.connections_refused),
+    );
+    family(
+        "segflow_serve_queries_failed_total",
+        "counter",
+        "Queries that ended with an error (timeouts and memory limits included).",
+        count(&stats.queries_failed),
+    );
+}
+
+/// The queries' latency as a Prometheus histogram, whose samples carry suffixes of its name.
+fn latency_histogram(stats: &ServeStats, text: &mut String) {
+    let name = "segflow_serve_query_seconds";
+    let _ = writeln!(
+        text,
+        "# HELP {name} Queries from their start until their last row was sent."
+    );
+    let _ = writeln!(text, "# TYPE {name} histogram");
+    for (bound, n) in LATENCY_BUCKETS.iter().zip(&stats.query_latency_buckets) {
+        let le = labels(&[("le", &bound.to_string())]);
+        let _ = writeln!(text, "{name}_bucket{le} {}", n.load(Ordering::Relaxed));
+    }
+    let total = stats.queries_total.load(Ordering::Relaxed);
+    let _ = writeln!(text, "{name}_bucket{} {total}", labels(&[("le", "+Inf")]));
+    let micros = stats.query_micros_total.load(Ordering::Relaxed);
+    let _ = writeln!(text, "{name}_sum {:.6}", micros as f64 / 1e6);
+    let _ = writeln!(text, "{name}_count {total}");
 }
 
 fn seconds(at: DateTime<Utc>) -> String {
@@ -343,7 +404,7 @@ mod tests {
         let start = DateTime::parse_from_rfc3339("2026-01-01T00:00:00Z")
             .unwrap()
             .with_timezone(&Utc);
-        let status = DaemonStatus::new(Duration::from_secs(30), "me".into(), start);
+        let status = DaemonStatus::new(Duration::from_secs(30), "me".into(), start, None);
         assert!(status.health(start).is_err());
         status.ticked(start, Vec::new(), Vec::new());
         assert!(status.health(start).unwrap_err().contains("never"));

@@ -80,20 +80,11 @@ fn serve(project: &Project, users: &Path, more: &[&str]) -> Server {
 
 /// psql, as a user would run it, with `sql` (a query or a backslash command); SQLSTATEs in
 /// its errors.
-fn psql(server: &Server, sql: &str, env: &[(&str, &str)]) -> Outcome {
+fn psql(port: &str, sql: &str, env: &[(&str, &str)]) -> Outcome {
     let mut command = Command::new("psql");
     command
         .args(["-X", "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose"])
-        .args([
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &server.port,
-            "-U",
-            USER,
-            "-d",
-            "segflow",
-        ])
+        .args(["-h", "127.0.0.1", "-p", port, "-U", USER, "-d", "segflow"])
         .args(["-c", sql])
         .env("PGPASSWORD", PASSWORD)
         .env("PGCONNECT_TIMEOUT", "30")
@@ -114,10 +105,10 @@ fn stock_clients_read_the_published_outputs() {
     let users = users_file(&project);
     let server = serve(&project, &users, &[]);
 
-    let schemas = psql(&server, "\\dn", &[]);
+    let schemas = psql(&server.port, "\\dn", &[]);
     assert_eq!(schemas.code, 0, "{schemas:?}");
     assert!(schemas.stdout.contains("nightly_segments"), "{schemas:?}");
-    let tables = psql(&server, "\\dt", &[]);
+    let tables = psql(&server.port, "\\dt", &[]);
     assert_eq!(tables.code, 0, "{tables:?}");
     for table in [
         "customer_profile",
@@ -130,7 +121,7 @@ fn stock_clients_read_the_published_outputs() {
             "{table}:\n{tables:?}"
         );
     }
-    let described = psql(&server, "\\d customer_profile", &[]);
+    let described = psql(&server.port, "\\d customer_profile", &[]);
     assert_eq!(described.code, 0, "{described:?}");
     for (column, pg_type) in [
         ("customer_id", "bigint"),
@@ -240,8 +231,8 @@ fn jdbc(server: &Server) -> String {
 }
 
 /// psql's error for `sql`: fails the test if it succeeded.
-fn psql_error(server: &Server, sql: &str) -> String {
-    let outcome = psql(server, sql, &[]);
+fn psql_error(port: &str, sql: &str) -> String {
+    let outcome = psql(port, sql, &[]);
     assert_ne!(outcome.code, 0, "{sql} succeeded:\n{outcome:?}");
     outcome.stderr
 }
@@ -294,17 +285,17 @@ fn what_is_not_a_query_is_refused_and_the_limits_hold() {
         ("SELECT * FROM '/etc/passwd'".to_string(), "42P01: table"),
     ];
     for (sql, expected) in &refusals {
-        let error = psql_error(&server, sql);
+        let error = psql_error(&server.port, sql);
         assert!(error.contains(expected), "{sql}: {error}");
     }
     assert!(!written.exists(), "COPY wrote {}", written.display());
     // What was refused changed nothing: the engine settings and the tables are as before.
-    let partitions = psql(&server, "SELECT count(*) FROM rfm", &[]);
+    let partitions = psql(&server.port, "SELECT count(*) FROM rfm", &[]);
     assert_eq!(partitions.code, 0, "{partitions:?}");
 
     let started = Instant::now();
     let error = psql_error(
-        &server,
+        &server.port,
         "SELECT count(*) FROM generate_series(1, 30000000000)",
     );
     assert!(
@@ -317,7 +308,7 @@ fn what_is_not_a_query_is_refused_and_the_limits_hold() {
         started.elapsed()
     );
     let error = psql_error(
-        &server,
+        &server.port,
         "SELECT value FROM generate_series(1, 20000000) AS t(value) ORDER BY value DESC",
     );
     assert!(
@@ -331,7 +322,7 @@ fn what_is_not_a_query_is_refused_and_the_limits_hold() {
         .map(|_| std::net::TcpStream::connect(format!("127.0.0.1:{}", server.port)).unwrap())
         .collect();
     std::thread::sleep(Duration::from_millis(300));
-    let error = psql_error(&server, "SELECT 1");
+    let error = psql_error(&server.port, "SELECT 1");
     assert!(
         error.contains("53300") || error.contains("too many clients"),
         "{error}"
@@ -352,7 +343,11 @@ fn what_is_not_a_query_is_refused_and_the_limits_hold() {
         "{idle}"
     );
 
-    let wrong = psql(&server, "SELECT 1", &[("PGPASSWORD", "not-the-password")]);
+    let wrong = psql(
+        &server.port,
+        "SELECT 1",
+        &[("PGPASSWORD", "not-the-password")],
+    );
     assert_ne!(wrong.code, 0);
     assert!(
         wrong.stderr.contains(&format!(
@@ -391,11 +386,11 @@ fn tls_is_required_when_asked_and_a_bad_setup_stops_the_server() {
         "--require-tls",
     ];
     let server = serve(&project, &users, &tls);
-    let plain = psql(&server, "SELECT 1", &[("PGSSLMODE", "disable")]);
+    let plain = psql(&server.port, "SELECT 1", &[("PGSSLMODE", "disable")]);
     assert_ne!(plain.code, 0);
     assert!(plain.stderr.contains("requires TLS"), "{plain:?}");
     let encrypted = psql(
-        &server,
+        &server.port,
         "SELECT count(*) FROM customer_profile",
         &[("PGSSLMODE", "require")],
     );
@@ -499,4 +494,73 @@ fn a_reader_sees_whole_publications_while_nights_publish_and_vacuum_runs() {
         "publications went back: {dates:?}"
     );
     drop(server);
+}
+
+#[test]
+fn the_daemon_serves_beside_its_runs_and_counts_the_queries() {
+    let project = published_project();
+    let users = users_file(&project);
+    let scheduled = project.path().join("scheduled");
+    std::fs::create_dir_all(&scheduled).unwrap();
+    std::fs::copy(project.pipeline(), scheduled.join("nightly_segments.yaml")).unwrap();
+    let mut daemon = crate::support::daemon::start_daemon_with(
+        &project,
+        5,
+        &[
+            "--http",
+            "127.0.0.1:0",
+            "--serve",
+            "127.0.0.1:0",
+            "--users",
+            users.to_str().unwrap(),
+        ],
+    );
+    let log = daemon.follow_log();
+    let base = crate::support::daemon::served_at(&log);
+    wait_for_log(&log, "Serving the published outputs");
+    let text = log.lock().unwrap().clone();
+    let line = text
+        .lines()
+        .find(|l| l.contains("Serving the published outputs"))
+        .unwrap();
+    let at = line.find("127.0.0.1:").expect("the log names the address") + "127.0.0.1:".len();
+    let port: String = line[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect();
+    for _ in 0..3 {
+        let counted = psql(&port, "SELECT count(*) FROM segment_membership", &[]);
+        assert_eq!(counted.code, 0, "{counted:?}");
+    }
+    let failed = psql(&port, "SELECT no_such_column FROM rfm", &[]);
+    assert_ne!(failed.code, 0);
+
+    let (status, metrics) = crate::support::daemon::get(&base, "/metrics");
+    assert_eq!(status, 200);
+    let parsed = python_inline(&format!(
+        "from prometheus_client.parser import text_string_to_metric_families\n\
+         text = {metrics:?}\n\
+         for family in text_string_to_metric_families(text):\n\
+         \x20   if family.name.startswith('segflow_serve'):\n\
+         \x20       for s in family.samples:\n\
+         \x20           print(family.type, s.name, dict(s.labels), float(s.value))\n"
+    ));
+    for expected in [
+        "counter segflow_serve_connections_total {} 4.0",
+        "histogram segflow_serve_query_seconds_count {} 4.0",
+        "histogram segflow_serve_query_seconds_bucket {'le': '+Inf'} 4.0",
+        "counter segflow_serve_queries_failed_total {} 1.0",
+        "gauge segflow_serve_connections_open {} 0.0",
+    ] {
+        assert!(
+            parsed.contains(expected),
+            "no `{expected}` in:\n{parsed}\n{metrics}"
+        );
+    }
+    let (_, page) = crate::support::daemon::get(&base, "/");
+    assert!(
+        page.contains("PostgreSQL protocol on") && page.contains("4 queries (1 failed)"),
+        "{page}"
+    );
+    assert_eq!(crate::support::daemon::terminate(&mut daemon), 0);
 }
