@@ -564,3 +564,175 @@ fn the_daemon_serves_beside_its_runs_and_counts_the_queries() {
     );
     assert_eq!(crate::support::daemon::terminate(&mut daemon), 0);
 }
+
+/// A real PostgreSQL server (Debian's, run as its `postgres` user) on a Unix socket in a
+/// folder of the test's: the oracle of what psql lists for a table. Stopped when dropped.
+struct Postgres {
+    folder: tempfile::TempDir,
+    bin: PathBuf,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .expect("Debian's postgresql is installed (.ci/run installs it)")
+            .flatten()
+            .map(|e| e.path().join("bin"))
+            .find(|bin| bin.join("initdb").is_file())
+            .expect("initdb in /usr/lib/postgresql/*/bin");
+        let folder = tempfile::tempdir().unwrap();
+        let path = folder.path().to_str().unwrap().to_string();
+        let owned = run(Command::new("chown").args(["-R", "postgres:postgres", &path]));
+        assert_eq!(owned.code, 0, "{owned:?}");
+        let as_postgres = |program: &str, args: &[&str]| {
+            let outcome = run(Command::new("runuser")
+                .args(["-u", "postgres", "--"])
+                .arg(bin.join(program))
+                .args(args));
+            assert_eq!(outcome.code, 0, "{program}: {outcome:?}");
+        };
+        let data = format!("{path}/data");
+        as_postgres(
+            "initdb",
+            &["-D", &data, "-A", "trust", "-U", "postgres", "--no-sync"],
+        );
+        let options = format!("-c listen_addresses='' -k {path} -F");
+        let log = format!("{path}/log");
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D", &data, "-o", &options, "-l", &log, "-w", "-t", "60", "start",
+            ],
+        );
+        Postgres { folder, bin }
+    }
+
+    fn psql(&self, sql: &str) -> Outcome {
+        let socket = self.folder.path().to_str().unwrap();
+        let outcome = run(Command::new("psql")
+            .args([
+                "-X",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                socket,
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args(["-c", sql]));
+        assert_eq!(outcome.code, 0, "{sql}: {outcome:?}");
+        outcome
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.folder.path().join("data");
+        let _ = run(Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(self.bin.join("pg_ctl"))
+            .arg("-D")
+            .arg(data)
+            .args(["-m", "immediate", "stop"]));
+    }
+}
+
+/// The PostgreSQL type of a published column, from the manifest's Arrow type: what a team
+/// would declare for the same data in PostgreSQL.
+fn postgres_type(arrow: &str) -> String {
+    match arrow {
+        "Int64" => "bigint".to_string(),
+        "Int32" => "integer".to_string(),
+        "Utf8" => "text".to_string(),
+        "Boolean" => "boolean".to_string(),
+        "Float64" => "double precision".to_string(),
+        "Date32" => "date".to_string(),
+        "List(Utf8)" => "text[]".to_string(),
+        timestamp if timestamp.starts_with("Timestamp(µs, \"UTC\")") => {
+            "timestamp with time zone".to_string()
+        }
+        decimal if decimal.starts_with("Decimal128(") => {
+            format!("numeric{}", &decimal["Decimal128".len()..].replace(' ', ""))
+        }
+        other => panic!("no PostgreSQL type for {other}"),
+    }
+}
+
+/// The (column, type, nullable) rows of psql's `\d` of a table.
+fn described_columns(stdout: &str) -> Vec<(String, String, String)> {
+    stdout
+        .lines()
+        .filter(|line| line.matches('|').count() == 4)
+        .skip(1)
+        .map(|line| {
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            (
+                cells[0].to_string(),
+                cells[1].to_string(),
+                cells[3].to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn psql_describes_a_served_table_as_postgresql_describes_the_same_columns() {
+    let project = published_project();
+    let users = users_file(&project);
+    let server = serve(&project, &users, &[]);
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(project.out().join(format!(
+            "customer_profile/_segflow/manifests/as_of={END}.json"
+        )))
+        .unwrap(),
+    )
+    .unwrap();
+    let mut columns: Vec<String> = manifest["schema"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            let null = if c["nullable"].as_bool().unwrap() {
+                ""
+            } else {
+                " NOT NULL"
+            };
+            format!(
+                "{} {}{null}",
+                c["name"].as_str().unwrap(),
+                postgres_type(c["data_type"].as_str().unwrap())
+            )
+        })
+        .collect();
+    columns.push("as_of date NOT NULL".to_string());
+    let postgres = Postgres::start();
+    postgres.psql(&format!(
+        "CREATE SCHEMA nightly_segments; CREATE TABLE nightly_segments.customer_profile ({})",
+        columns.join(", ")
+    ));
+    let expected = described_columns(
+        &postgres
+            .psql("\\d nightly_segments.customer_profile")
+            .stdout,
+    );
+    let served = psql(&server.port, "\\d nightly_segments.customer_profile", &[]);
+    assert_eq!(served.code, 0, "{served:?}");
+    let served = described_columns(&served.stdout);
+    assert_eq!(served.len(), expected.len(), "{served:#?}\n{expected:#?}");
+    for (ours, theirs) in served.iter().zip(&expected) {
+        // The one difference: pg_attribute's atttypmod is not filled in, so a decimal's
+        // precision and scale are not listed (its values are exact all the same).
+        let theirs_type = if theirs.1.starts_with("numeric(") {
+            "numeric"
+        } else {
+            &theirs.1
+        };
+        assert_eq!(
+            (&ours.0, ours.1.as_str(), &ours.2),
+            (&theirs.0, theirs_type, &theirs.2),
+            "served {ours:?}, PostgreSQL {theirs:?}"
+        );
+    }
+}
