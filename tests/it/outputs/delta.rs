@@ -5,32 +5,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use crate::support::delta::{CONSISTENT, outputs_as_delta, python};
+use crate::support::delta::{CONSISTENT, delta_pipeline, outputs_as_delta, python};
 use crate::support::{AS_OF, COMMAND_DEADLINE, Outcome, Project, SHIPPED_OUTPUTS, Size, Spawned};
-
-/// A copy of the shipped pipeline `shipped` with every output published as Delta, beside it.
-fn delta_pipeline(shipped: &Path) -> PathBuf {
-    let path = shipped.with_file_name("delta.yaml");
-    let shipped = std::fs::read_to_string(shipped).unwrap();
-    let mut outputs = 0;
-    let text: String = shipped
-        .lines()
-        .map(|line| match line.strip_suffix("/\" }") {
-            Some(start) if line.trim_start().starts_with("- { table:") => {
-                outputs += 1;
-                format!("{start}/\", format: delta }}\n")
-            }
-            _ => format!("{line}\n"),
-        })
-        .collect();
-    assert_eq!(
-        outputs,
-        SHIPPED_OUTPUTS.len(),
-        "every shipped output edited"
-    );
-    std::fs::write(&path, text).unwrap();
-    path
-}
 
 fn run_delta(project: &Project, pipeline: &Path, as_of: &str, out: &Path) -> Outcome {
     crate::support::run(

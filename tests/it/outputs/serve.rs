@@ -47,7 +47,11 @@ struct Server {
 }
 
 fn serve(project: &Project, users: &Path, more: &[&str]) -> Server {
-    let pipeline = project.pipeline();
+    serve_pipeline(project, &project.pipeline(), users, more)
+}
+
+/// [`serve`] of another pipeline file of the project's.
+fn serve_pipeline(project: &Project, pipeline: &Path, users: &Path, more: &[&str]) -> Server {
     let mut args = vec![
         "serve",
         pipeline.to_str().unwrap(),
@@ -735,4 +739,34 @@ fn psql_describes_a_served_table_as_postgresql_describes_the_same_columns() {
             "served {ours:?}, PostgreSQL {theirs:?}"
         );
     }
+}
+
+#[test]
+fn delta_outputs_are_served_from_their_logs() {
+    let project = Project::new(Size::Small);
+    let pipeline = crate::support::delta::delta_pipeline(&project.pipeline());
+    let outcome = run(project.command(&["run", pipeline.to_str().unwrap(), "--as-of", END]));
+    assert_eq!(outcome.code, 0, "{outcome:?}");
+    let users = users_file(&project);
+    let server = serve_pipeline(&project, &pipeline, &users, &[]);
+    let served = psql(
+        &server.port,
+        "SELECT CAST(as_of AS VARCHAR) || ' ' || CAST(count(*) AS VARCHAR) FROM segment_membership GROUP BY as_of",
+        &[],
+    );
+    assert_eq!(served.code, 0, "{served:?}");
+    let read = crate::support::delta::python(
+        "import sys, datetime, deltalake\n\
+         day = datetime.date.fromisoformat(sys.argv[2])\n\
+         t = deltalake.DeltaTable(sys.argv[1]).to_pyarrow_table(filters=[('as_of', '=', day)])\n\
+         print(sys.argv[2], t.num_rows)",
+        &[
+            project.out().join("segment_membership").to_str().unwrap(),
+            END,
+        ],
+    );
+    assert!(
+        served.stdout.contains(read.trim()),
+        "served {served:?}, deltalake read {read}"
+    );
 }

@@ -1,7 +1,7 @@
 //! Delta tables read by Delta readers that know nothing of segflow (the `deltalake` Python
 //! package and polars, which `.ci/run` installs), and pipelines edited to publish Delta.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use super::process::run;
@@ -77,4 +77,28 @@ for name in sorted(os.listdir(out)):
         .lines()
         .map(str::to_string)
         .collect()
+}
+
+/// A copy of the shipped pipeline `shipped` with every output published as Delta, beside it.
+pub fn delta_pipeline(shipped: &Path) -> PathBuf {
+    let path = shipped.with_file_name("delta.yaml");
+    let shipped = std::fs::read_to_string(shipped).unwrap();
+    let mut outputs = 0;
+    let text: String = shipped
+        .lines()
+        .map(|line| match line.strip_suffix("/\" }") {
+            Some(start) if line.trim_start().starts_with("- { table:") => {
+                outputs += 1;
+                format!("{start}/\", format: delta }}\n")
+            }
+            _ => format!("{line}\n"),
+        })
+        .collect();
+    assert_eq!(
+        outputs,
+        super::SHIPPED_OUTPUTS.len(),
+        "every shipped output edited"
+    );
+    std::fs::write(&path, text).unwrap();
+    path
 }
