@@ -42,6 +42,8 @@ pub(super) fn judge(statement: &Statement) -> Verdict {
         Statement::Explain { statement, .. } if matches!(**statement, Statement::Query(_)) => {
             Verdict::Query
         }
+        // DataFusion plans these as queries of information_schema.
+        Statement::ShowTables { .. } | Statement::ShowColumns { .. } => Verdict::Query,
         Statement::Set(set) => judge_set(set),
         Statement::ShowVariable { .. }
         | Statement::ShowStatus { .. }
@@ -160,6 +162,7 @@ mod tests {
             Verdict::Query
         );
         assert_eq!(verdict("EXPLAIN SELECT 1"), Verdict::Query);
+        assert_eq!(verdict("SHOW TABLES"), Verdict::Query);
         assert_eq!(verdict("SET statement_timeout = 1000"), Verdict::Hook);
         assert_eq!(verdict("SET TIME ZONE 'Europe/Berlin'"), Verdict::Hook);
         assert_eq!(verdict("SET extra_float_digits = 3"), Verdict::Hook);

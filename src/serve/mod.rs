@@ -1,7 +1,7 @@
 //! `segflow serve`: the published outputs over the PostgreSQL protocol, read-only and
 //! authenticated, for BI and reverse-ETL tools that speak to databases, not to Parquet on
-//! object storage (docs/serve.md). The protocol is the `serve` feature; what the daemon shows
-//! of a server ([`stats`]) is in every build.
+//! object storage (docs/serve.md). The protocol is the `serve` feature; a server's settings
+//! ([`settings`]) and what the daemon shows of it ([`stats`]) are in every build.
 //!
 //! The parts, in the order a connection meets them: [`server`] accepts connections (TLS, the
 //! connection limit, idle and startup timeouts); [`users`] logs them in (SCRAM-SHA-256 from a
@@ -19,6 +19,7 @@ mod guard;
 mod server;
 #[cfg(feature = "serve")]
 mod session;
+mod settings;
 mod stats;
 #[cfg(feature = "serve")]
 mod stores;
@@ -26,7 +27,8 @@ mod stores;
 mod users;
 
 #[cfg(feature = "serve")]
-pub use server::{Limits, ServeError, ServeSettings, Server, TlsFiles};
+pub use server::{ServeError, Server};
+pub use settings::{Limits, ServeSettings, TlsFiles};
 pub use stats::{LATENCY_BUCKETS, ServeStats, Serving};
 #[cfg(feature = "serve")]
 pub use users::{UsersError, UsersFile};

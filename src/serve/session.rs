@@ -34,20 +34,27 @@ use datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::pgwire::api::portal::PortalExecutionState;
 use datafusion_postgres::pgwire::api::portal::{Format, Portal};
+use datafusion_postgres::pgwire::api::query::send_query_response;
 use datafusion_postgres::pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use datafusion_postgres::pgwire::api::results::{FieldInfo, Response, SendableRowStream, Tag};
+use datafusion_postgres::pgwire::api::results::{
+    FieldInfo, QueryResponse, Response, SendableRowStream, Tag,
+};
 use datafusion_postgres::pgwire::api::stmt::QueryParser;
-use datafusion_postgres::pgwire::api::store::PortalStore;
-use datafusion_postgres::pgwire::api::{ClientInfo, ClientPortalStore, Type};
+use datafusion_postgres::pgwire::api::store::{Entry, PortalStore};
+use datafusion_postgres::pgwire::api::{
+    ClientInfo, ClientPortalStore, DEFAULT_NAME, PgWireConnectionState, Type,
+};
 use datafusion_postgres::pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
 use datafusion_postgres::pgwire::messages::PgWireBackendMessage;
+use datafusion_postgres::pgwire::messages::extendedquery::Execute;
 use datafusion_postgres::pgwire::types::format::FormatOptions;
 use futures::{Sink, StreamExt};
 
 use super::catalog::Served;
 use super::guard::{self, Verdict};
-use super::server::Limits;
+use super::settings::Limits;
 use super::stats::ServeStats;
 
 /// A parsed statement with its plan, as datafusion-postgres's cursor hook keeps them.
@@ -555,6 +562,49 @@ impl ExtendedQueryHandler for Extended {
 
     fn query_parser(&self) -> Arc<Parser> {
         Arc::clone(&self.parser)
+    }
+
+    /// pgwire collects every row of a portal executed without a row limit before it sends
+    /// the first (`Portal::fetch`): an export of segment_membership's 6 million rows held a
+    /// gigabyte in the server, outside the query's memory pool. A query executed without a
+    /// limit streams its rows instead, as the simple protocol does; a limited Execute (JDBC's
+    /// fetch size) pages through pgwire's portal, holding one page, and every other statement
+    /// takes pgwire's way.
+    async fn on_execute<C>(&self, client: &mut C, message: Execute) -> PgWireResult<()>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Parsed>,
+        C::Error: std::fmt::Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let name = message.name.as_deref().unwrap_or(DEFAULT_NAME);
+        let portal = match client.portal_store().get_portal(name) {
+            Some(Entry::Value(portal)) if message.max_rows == 0 => portal,
+            _ => return self._on_execute(client, message).await,
+        };
+        let unstarted = matches!(*portal.state().lock().await, PortalExecutionState::Initial);
+        let query = matches!(
+            &portal.statement.statement,
+            (_, Some((statement, _))) if guard::judge(statement) == Verdict::Query
+        );
+        if !unstarted || !query {
+            return self._on_execute(client, message).await;
+        }
+        if !matches!(client.state(), PgWireConnectionState::ReadyForQuery) {
+            return Err(PgWireError::NotReadyForQuery);
+        }
+        client.set_state(PgWireConnectionState::QueryInProgress);
+        let Response::Query(rows) = self.do_query(client, portal.as_ref(), 0).await? else {
+            unreachable!("a query answers with rows or an error")
+        };
+        // The portal is spent: an Execute of it again gets no rows, as from PostgreSQL.
+        let columns = Arc::clone(&rows.row_schema);
+        portal
+            .start(QueryResponse::new(columns, futures::stream::empty()))
+            .await;
+        send_query_response(client, rows, false).await?;
+        client.set_state(PgWireConnectionState::ReadyForQuery);
+        Ok(())
     }
 
     async fn do_query<C>(
