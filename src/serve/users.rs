@@ -100,17 +100,18 @@ impl User {
             .ok_or("expected `name:segflow-scram-sha-256$...`, as `segflow serve passwd` writes")?;
         check_name(name).map_err(|e| e.to_string())?;
         let parts: Vec<&str> = secret.split('$').collect();
-        let [scheme, iterations, salt, salted] = parts[..] else {
+        if parts[0] != SCHEME {
+            return Err(format!(
+                "user '{name}': '{}' is not {SCHEME}; a PostgreSQL SCRAM verifier cannot be \
+                 used here, write the user again with `segflow serve passwd`",
+                parts[0]
+            ));
+        }
+        let [_, iterations, salt, salted] = parts[..] else {
             return Err(format!(
                 "user '{name}': expected {SCHEME}$<iterations>$<salt>$<salted password>"
             ));
         };
-        if scheme != SCHEME {
-            return Err(format!(
-                "user '{name}': '{scheme}' is not {SCHEME}; a PostgreSQL SCRAM verifier cannot be \
-                 used here, write the user again with `segflow serve passwd`"
-            ));
-        }
         if iterations != SCRAM_ITERATIONS.to_string() {
             return Err(format!(
                 "user '{name}': {iterations} iterations; segflow serve uses {SCRAM_ITERATIONS}"
