@@ -330,31 +330,36 @@ fn serving_counts(
     stats: &ServeStats,
     family: &mut impl FnMut(&str, &str, &str, Vec<(String, String)>),
 ) {
-    let count = |n: &AtomicU64| vec![(String::new(), n.load(Ordering::Relaxed).to_string())];
-    family(
-        "segflow_serve_connections_open",
-        "gauge",
-        "Connections to the PostgreSQL protocol server now.",
-        count(&stats.connections_open),
-    );
-    family(
-        "segflow_serve_connections_total",
-        "counter",
-        "Connections the PostgreSQL protocol server accepted, refused ones included.",
-        count(&stats.connections_total),
-    );
-    family(
-        "segflow_serve_connections_refused_total",
-        "counter",
-        "Connections refused: over --max-connections, or without TLS when it is required.",
-        count(&stats.connections_refused),
-    );
-    family(
-        "segflow_serve_queries_failed_total",
-        "counter",
-        "Queries that ended with an error (timeouts and memory limits included).",
-        count(&stats.queries_failed),
-    );
+    let families: [(&str, &str, &str, &AtomicU64); 4] = [
+        (
+            "segflow_serve_connections_open",
+            "gauge",
+            "Connections to the PostgreSQL protocol server now.",
+            &stats.connections_open,
+        ),
+        (
+            "segflow_serve_connections_total",
+            "counter",
+            "Connections the PostgreSQL protocol server accepted, refused ones included.",
+            &stats.connections_total,
+        ),
+        (
+            "segflow_serve_connections_refused_total",
+            "counter",
+            "Connections refused: over --max-connections, or without TLS when it is required.",
+            &stats.connections_refused,
+        ),
+        (
+            "segflow_serve_queries_failed_total",
+            "counter",
+            "Queries that ended with an error (timeouts and memory limits included).",
+            &stats.queries_failed,
+        ),
+    ];
+    for (name, kind, help, count) in families {
+        let value = count.load(Ordering::Relaxed).to_string();
+        family(name, kind, help, vec![(String::new(), value)]);
+    }
 }
 
 /// The queries' latency as a Prometheus histogram, whose samples carry suffixes of its name.

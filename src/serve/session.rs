@@ -257,9 +257,7 @@ impl Queries {
         }
         Ok(Response::Execution(Tag::new("SET")))
     }
-}
 
-impl Queries {
     async fn hook_extended<C>(
         &self,
         client: &mut C,
