@@ -1,7 +1,7 @@
 //! What this build of segflow carries beyond its core. Running on a Ballista cluster
 //! (`cluster`), Delta Lake tables (`delta`) and the PostgreSQL protocol server (`serve`) are
-//! cargo features: together they are a sixth of a cold build, so the quick build of
-//! `cargo run -- demo` leaves them out, while CI, and `cargo install --features full`, carry
+//! cargo features: the first two alone are a sixth of a cold build, so the quick build of
+//! `cargo run -- demo` leaves them all out, while CI, and `cargo install --features full`, carry
 //! them all (docs/development.md, "Features"). A pipeline
 //! that needs one a build lacks is refused before anything runs, saying which.
 
