@@ -191,6 +191,31 @@ impl Sink for ManifestSink {
         Ok(partitions)
     }
 
+    /// The manifests folder's listing: every commit writes a manifest, which changes its
+    /// name, size, or modification time and tag.
+    async fn publications_fingerprint(&self) -> Result<Option<String>, PublishError> {
+        let store = self.at.store()?;
+        let folder = self.at.location.join(&format!("{META_DIR}/manifests/"));
+        let mut listed: Vec<String> = self
+            .at
+            .storage
+            .list(&folder, store.as_ref())
+            .await?
+            .iter()
+            .map(|meta| {
+                format!(
+                    "{} {} {} {}",
+                    meta.location,
+                    meta.size,
+                    meta.last_modified.timestamp_nanos_opt().unwrap_or_default(),
+                    meta.e_tag.as_deref().unwrap_or_default()
+                )
+            })
+            .collect();
+        listed.sort();
+        Ok(Some(listed.join("\n")))
+    }
+
     /// One read of each date's manifest, where the trait's way reads each twice.
     async fn publications(&self) -> Result<Vec<Committed>, PublishError> {
         let mut all = Vec::new();

@@ -47,6 +47,13 @@ pub trait Sink: Send + Sync {
     /// The latest partition committed before `as_of`: the previous publication.
     async fn latest_before(&self, as_of: NaiveDate) -> Result<Option<Partition>, PublishError>;
 
+    /// Something that changes whenever a publication is committed, cheaper to get than
+    /// [`Sink::publications`] (one listing); None where there is no such thing, and the
+    /// publications must be read again to know.
+    async fn publications_fingerprint(&self) -> Result<Option<String>, PublishError> {
+        Ok(None)
+    }
+
     /// Every committed publication, oldest first: what `segflow serve` serves.
     async fn publications(&self) -> Result<Vec<Committed>, PublishError> {
         let mut all = Vec::new();

@@ -39,7 +39,7 @@ use datafusion::prelude::SessionContext;
 use datafusion::scalar::ScalarValue;
 
 use crate::pipeline::{AS_OF, Output, Pipeline, days_since_epoch};
-use crate::publish::{self, Committed};
+use crate::publish::{self, Committed, PublishError};
 use crate::storage::Storage;
 
 use super::ServeError;
@@ -57,6 +57,10 @@ pub(super) struct Served {
     /// Each published file's columns, read from its footer once: a file's name is unique to
     /// the run that wrote it, and a published file never changes.
     file_schemas: Mutex<HashMap<String, SchemaRef>>,
+    /// Each output's publications as last read, by its URL, with the fingerprint they were
+    /// read at: an output whose fingerprint has not changed is not read again, so that a
+    /// refresh of unchanged outputs costs one listing each, not a read of every manifest.
+    read: Mutex<HashMap<String, (String, Vec<Committed>)>>,
 }
 
 /// The tables of every served pipeline as one set of manifests lists them.
@@ -86,6 +90,7 @@ impl Served {
                 catalogs: Arc::new(datafusion::catalog::MemoryCatalogProviderList::new()),
             })),
             file_schemas: Mutex::new(HashMap::new()),
+            read: Mutex::new(HashMap::new()),
         }
     }
 
@@ -110,14 +115,14 @@ impl Served {
             let schema = Arc::new(MemorySchemaProvider::new());
             let mut listed: Vec<Committed> = Vec::new();
             for output in outputs {
-                let publications = publish::sink(&self.storage, output)
-                    .publications()
-                    .await
-                    .map_err(|source| ServeError::Publications {
-                        pipeline: pipeline.clone(),
-                        table: output.table.clone(),
-                        source: Box::new(source),
-                    })?;
+                let publications =
+                    self.publications(output)
+                        .await
+                        .map_err(|source| ServeError::Publications {
+                            pipeline: pipeline.clone(),
+                            table: output.table.clone(),
+                            source: Box::new(source),
+                        })?;
                 let Some(latest) = publications.last() else {
                     continue;
                 };
@@ -160,6 +165,27 @@ impl Served {
         });
         *self.current.write().expect("snapshot lock") = Arc::clone(&snapshot);
         Ok(snapshot)
+    }
+
+    /// `output`'s committed publications: as read before when its fingerprint is the same.
+    async fn publications(&self, output: &Output) -> Result<Vec<Committed>, PublishError> {
+        let sink = publish::sink(&self.storage, output);
+        let fingerprint = sink.publications_fingerprint().await?;
+        let key = output.location.to_string();
+        if let Some(fingerprint) = &fingerprint
+            && let Some((known, publications)) = self.read.lock().expect("read cache").get(&key)
+            && known == fingerprint
+        {
+            return Ok(publications.clone());
+        }
+        let publications = sink.publications().await?;
+        if let Some(fingerprint) = fingerprint {
+            self.read
+                .lock()
+                .expect("read cache")
+                .insert(key, (fingerprint, publications.clone()));
+        }
+        Ok(publications)
     }
 
     /// The columns of `latest`'s files (its first file's footer); None for a publication

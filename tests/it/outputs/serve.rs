@@ -497,7 +497,29 @@ fn a_reader_sees_whole_publications_while_nights_publish_and_vacuum_runs() {
         dates.windows(2).all(|w| w[0] < w[1]),
         "publications went back: {dates:?}"
     );
-    drop(server);
+
+    // The last date run again rewrites its manifest: served too, though no date is new.
+    let last = nights[nights.len() - 1];
+    let before = project.manifest("segment_membership", last).run_id;
+    let again = project.run_nightly(last);
+    assert_eq!(again.code, 0, "{again:?}");
+    let after = project.manifest("segment_membership", last).run_id;
+    assert_ne!(before, after);
+    let sql = format!(
+        "SELECT run_id FROM publications WHERE output = 'segment_membership' AND as_of = DATE '{last}'"
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let listed = psql(&server.port, &sql, &[]);
+        if listed.stdout.contains(&after) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run again of {last} ({after}) not served within 30 s: {listed:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
 }
 
 #[test]
