@@ -137,14 +137,17 @@ impl ManifestSink {
         }
     }
 
-    /// The dates with a manifest before `as_of`, oldest first.
-    async fn dates_before(&self, as_of: NaiveDate) -> Result<Vec<NaiveDate>, PublishError> {
+    /// What the manifests folder holds: one manifest per committed date.
+    async fn manifest_files(&self) -> Result<Vec<object_store::ObjectMeta>, PublishError> {
         let store = self.at.store()?;
         let folder = self.at.location.join(&format!("{META_DIR}/manifests/"));
+        Ok(self.at.storage.list(&folder, store.as_ref()).await?)
+    }
+
+    /// The dates with a manifest before `as_of`, oldest first.
+    async fn dates_before(&self, as_of: NaiveDate) -> Result<Vec<NaiveDate>, PublishError> {
         let mut dates: Vec<NaiveDate> = self
-            .at
-            .storage
-            .list(&folder, store.as_ref())
+            .manifest_files()
             .await?
             .iter()
             .filter_map(|meta| {
@@ -194,12 +197,8 @@ impl Sink for ManifestSink {
     /// The manifests folder's listing: every commit writes a manifest, which changes its
     /// name, size, or modification time and tag.
     async fn publications_fingerprint(&self) -> Result<Option<String>, PublishError> {
-        let store = self.at.store()?;
-        let folder = self.at.location.join(&format!("{META_DIR}/manifests/"));
         let mut listed: Vec<String> = self
-            .at
-            .storage
-            .list(&folder, store.as_ref())
+            .manifest_files()
             .await?
             .iter()
             .map(|meta| {
