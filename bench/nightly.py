@@ -21,10 +21,14 @@ a normal night, which computes only the files changed since, or with rows after 
 A variant named by --full-run passes `--full`, and so computes every file again: the same
 night without what earlier nights kept. Without --next-night every run starts empty.
 
-With --peers, DuckDB and raw DataFusion (datafusion-python) run the same SQL in each round
-too (bench/peers.py), on plans rendered by the first binary. Shops are generated once per
-size (by the first binary) under --work and reused. Standard library only, but for the
-peers.
+With --peers, every variant runs the pipeline's benchmark variant (bench/peers.py: no model
+steps, checks or report), and DuckDB and raw DataFusion (datafusion-python) run the same
+SQL in each round too, on a plan rendered by the first binary after its first warm-up run;
+each peer's outputs of the warm-up round are compared with segflow's row for row, and a
+difference stops the benchmark. Every round runs every variant and peer, in the opposite
+order of the round before, after --warmup untimed rounds; each run records its wall time,
+peak memory, CPU time and the load average before it. Shops are generated once per size
+(by the first binary) under --work and reused. Standard library only, but for the peers.
 """
 
 import argparse
@@ -43,7 +47,9 @@ PIPELINE = REPO / "pipelines" / "nightly_segments.yaml"
 
 
 def timed(command, env):
-    """Runs `command`; returns (seconds, peak RSS in MiB). Fails loudly on a failed run."""
+    """Runs `command`; returns (seconds, peak RSS in MiB, CPU seconds, 1-minute load
+    average before it). Fails loudly on a failed run."""
+    load = os.getloadavg()[0]
     started = time.monotonic()
     with open(os.devnull, "wb") as quiet:
         child = subprocess.Popen(command, env=env, stdout=quiet, stderr=subprocess.PIPE)
@@ -52,7 +58,7 @@ def timed(command, env):
         errors = child.stderr.read().decode(errors="replace")
     if os.waitstatus_to_exitcode(status) != 0:
         sys.exit(f"{' '.join(map(str, command))} failed:\n{errors[-4000:]}")
-    return seconds, usage.ru_maxrss / 1024
+    return seconds, usage.ru_maxrss / 1024, usage.ru_utime + usage.ru_stime, load
 
 
 def shop(binary, work, customers, orders, end):
@@ -107,7 +113,8 @@ def main():
     parser.add_argument("--full-run", action="append", default=[], metavar="NAME",
                         help="this variant runs with --full")
     parser.add_argument("--peers", action="store_true",
-                        help="also run the SQL in DuckDB and datafusion-python")
+                        help="run the benchmark variant, also in DuckDB and datafusion-python")
+    parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
     args = parser.parse_args()
 
     variants = []
@@ -117,6 +124,11 @@ def main():
         binary, _, limits[name] = binary.partition("@")
         variants.append((name, binary))
     peers = ["duckdb", "datafusion"] if args.peers else []
+    if args.peers:
+        if args.next_night or args.warmup < 1:
+            sys.exit("--peers runs first nights, after at least one warm-up round")
+        import peers as peer_plans
+        args.pipeline = peer_plans.variant(args.pipeline, args.work / "variant")
     args.work.mkdir(parents=True, exist_ok=True)
     data = shop(variants[0][1], args.work, args.customers, args.orders, args.as_of)
     if args.layout == "monthly":
@@ -145,79 +157,103 @@ def main():
                          "--state", str(state)], env)
         print(f"{name}: the night before ({day_before}) took {wall:.2f} s", flush=True)
 
-    plan_file = args.work / f"plan-{args.customers}.json"
-    seconds = {name: [] for name, _ in variants + [(p, None) for p in peers]}
-    memory = {name: [] for name in seconds}
-    parts = {name: {} for name, _ in variants}
-    for run in range(args.runs):
-        for name, binary in variants:
-            out, state = args.work / f"out-{name}", args.work / f"state-{name}"
-            shutil.rmtree(out, ignore_errors=True)
-            shutil.rmtree(state, ignore_errors=True)
-            if args.next_night:
-                shutil.copytree(args.work / f"out-{name}-before", out, symlinks=True)
-                shutil.copytree(args.work / f"state-{name}-before", state)
-            env = dict(os.environ, SEGFLOW_DATA=str(data), SEGFLOW_OUT=str(out), SEGFLOW_LOG="warn")
-            full = ["--full"] if name in args.full_run else []
-            wall, rss = timed([binary, "run", str(pipeline_of(name)), "--as-of", args.as_of,
-                               "--state", str(state)] + full, env)
-            seconds[name].append(wall)
-            memory[name].append(rss)
-            record = last_record(binary, state)
-            for kind in ("steps", "writes"):
-                for timing in record.get(kind, []):
-                    key = ("write " if kind == "writes" else "") + timing["name"]
+    def run_segflow(name, binary, round_):
+        out, state = args.work / f"out-{name}", args.work / f"state-{name}"
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.rmtree(state, ignore_errors=True)
+        if args.next_night:
+            shutil.copytree(args.work / f"out-{name}-before", out, symlinks=True)
+            shutil.copytree(args.work / f"state-{name}-before", state)
+        env = dict(os.environ, SEGFLOW_DATA=str(data), SEGFLOW_OUT=str(out), SEGFLOW_LOG="warn")
+        full = ["--full"] if name in args.full_run else []
+        measured = timed([binary, "run", str(pipeline_of(name)), "--as-of", args.as_of,
+                          "--state", str(state)] + full, env)
+        record = last_record(binary, state)
+        for kind in ("steps", "writes"):
+            for timing in record.get(kind, []):
+                key = ("write " if kind == "writes" else "") + timing["name"]
+                if round_ >= 0:
                     parts[name].setdefault(key, []).append(timing["seconds"])
-                    if run == 0 and timing.get("files"):
-                        files = timing["files"]
-                        print(f"  {name} {timing['name']}: {files['computed']} files computed, "
-                              f"{files['reused']} reused", flush=True)
-            print(f"run {run + 1} {name}: {wall:.2f} s, {rss:,.0f} MiB", flush=True)
-        if peers and run == 0:
-            import peers as peer_plans
-            first_name, first_binary = variants[0]
-            record = last_record(first_binary, args.work / f"state-{first_name}")
-            plan_file.write_text(json.dumps(peer_plans.plan(
-                first_binary, pipeline_of(first_name), args.as_of, record, args.work / f"out-{first_name}",
-                args.work)))
-        for name in peers:
-            out = args.work / f"out-{name}"
-            shutil.rmtree(out, ignore_errors=True)
-            wall, rss = timed([sys.executable, Path(__file__).parent / "peers.py", name,
-                               str(plan_file), str(data), str(out)], dict(os.environ))
-            seconds[name].append(wall)
-            memory[name].append(rss)
-            print(f"run {run + 1} {name}: {wall:.2f} s, {rss:,.0f} MiB", flush=True)
-            if run == 0:
-                differ = peer_plans.differing_counts(args.work / f"out-{variants[0][0]}", out,
-                                                    args.as_of)
-                for table, (ours, theirs) in differ.items():
-                    print(f"  {name} wrote {theirs:,} rows of {table}, segflow {ours:,}")
+                if round_ == -args.warmup and timing.get("files"):
+                    files = timing["files"]
+                    print(f"  {name} {timing['name']}: {files['computed']} files computed, "
+                          f"{files['reused']} reused", flush=True)
+        return measured
+
+    def run_peer(name, _, round_):
+        out = args.work / f"out-{name}"
+        shutil.rmtree(out, ignore_errors=True)
+        measured = timed([sys.executable, Path(__file__).parent / "peers.py", name,
+                          str(plan_file), str(data), str(out)], dict(os.environ))
+        if round_ >= 0:
+            for key, spent in json.loads((out / "seconds.json").read_text()).items():
+                parts[name].setdefault(key, []).append(spent)
+        return measured
+
+    runners = [(name, binary, run_segflow) for name, binary in variants]
+    runners += [(name, None, run_peer) for name in peers]
+    plan_file = args.work / f"plan-{args.customers}.json"
+    measures = {name: [] for name, _, _ in runners}
+    parts = {name: {} for name, _, _ in runners}
+    first_name, first_binary = variants[0]
+    for round_ in range(-args.warmup, args.runs):
+        order = runners if round_ < 0 or round_ % 2 == 0 else runners[::-1]
+        for name, binary, runner in order:
+            measured = runner(name, binary, round_)
+            wall, rss, cpu, load = measured
+            kind = "warm-up" if round_ < 0 else f"run {round_ + 1}"
+            print(f"{kind} {name}: {wall:.2f} s, {rss:,.0f} MiB, CPU {cpu:.2f} s, "
+                  f"load {load:.2f} before", flush=True)
+            if round_ >= 0:
+                measures[name].append(measured)
+            if peers and round_ == -args.warmup and name == first_name:
+                record = last_record(first_binary, args.work / f"state-{first_name}")
+                plan_file.write_text(json.dumps(peer_plans.plan(
+                    first_binary, pipeline_of(first_name), args.as_of, record,
+                    args.work / f"out-{first_name}", args.work)))
+                unmatched = record.get("unmatched", {})
+            if peers and round_ == -args.warmup and name in peers:
+                problems, notes = peer_plans.compare(args.work / f"out-{first_name}",
+                                                     args.work / f"out-{name}", args.as_of,
+                                                     unmatched)
+                for line in notes:
+                    print(f"  {name}: {line}", flush=True)
+                if problems:
+                    sys.exit(f"{name} computed other outputs than {first_name}:\n  "
+                             + "\n  ".join(problems))
+                print(f"  {name}: every output equal to {first_name}'s, row for row", flush=True)
 
     first = variants[0][0]
     print(f"\n{args.customers:,} customers / {args.orders:,} orders ({args.layout} layout), "
-          f"{args.runs} runs each")
-    print(f"| variant | median wall | runs | median peak RSS | paired ratio to {first} |")
+          f"{args.runs} runs each after {args.warmup} warm-up round(s)")
+    print(f"| variant | median wall | runs | median peak RSS | median CPU | load before "
+          f"| paired ratio to {first} |")
     # Ratios are taken run by run (a / b of the same round), then their median.
-    print("|---|---|---|---|---|")
-    for name in seconds:
+    print("|---|---|---|---|---|---|---|")
+    seconds = {name: [m[0] for m in runs] for name, runs in measures.items()}
+    for name, runs in measures.items():
         ratios = [a / b for a, b in zip(seconds[name], seconds[first])]
-        runs = ", ".join(f"{s:.2f}" for s in seconds[name])
+        walls = ", ".join(f"{s:.2f}" for s in seconds[name])
+        loads = [m[3] for m in runs]
         limit = f" (memory_limit {limits[name]})" if limits.get(name) else ""
-        print(f"| {name}{limit} | {statistics.median(seconds[name]):.2f} s | {runs} | "
-              f"{statistics.median(memory[name]):,.0f} MiB | {statistics.median(ratios):.2f} |")
+        print(f"| {name}{limit} | {statistics.median(seconds[name]):.2f} s | {walls} | "
+              f"{statistics.median(m[1] for m in runs):,.0f} MiB | "
+              f"{statistics.median(m[2] for m in runs):.2f} s | "
+              f"{min(loads):.2f}–{max(loads):.2f} | {statistics.median(ratios):.2f} |")
     for name, _ in variants:
         for peer in peers:
             ratios = [a / b for a, b in zip(seconds[name], seconds[peer])]
-            print(f"{name} / {peer}: median paired ratio {statistics.median(ratios):.2f}")
-    print("\nmedian seconds per step and output write (over 0.1 s in some variant):")
+            memory = [a[1] / b[1] for a, b in zip(measures[name], measures[peer])]
+            print(f"{name} / {peer}: median paired ratio {statistics.median(ratios):.2f} "
+                  f"(range {min(ratios):.2f}–{max(ratios):.2f}), peak memory "
+                  f"{statistics.median(memory):.2f}")
+    print("\nmedian seconds per step, source and output write (over 0.1 s in some run):")
     names = sorted({key for p in parts.values() for key in p},
-                   key=lambda k: (k.startswith("write "), k))
-    print("| part | " + " | ".join(name for name, _ in variants) + " |")
-    print("|---" * (len(variants) + 1) + "|")
+                   key=lambda k: (k.split(" ")[0] in ("write", "source", "check", "unmatched"), k))
+    print("| part | " + " | ".join(parts) + " |")
+    print("|---" * (len(parts) + 1) + "|")
     for key in names:
-        values = [statistics.median(parts[n][key]) if key in parts[n] else None
-                  for n, _ in variants]
+        values = [statistics.median(p[key]) if key in p else None for p in parts.values()]
         if max((v or 0) for v in values) < 0.1:
             continue
         cells = " | ".join("" if v is None else f"{v:.2f}" for v in values)
