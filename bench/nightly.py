@@ -11,7 +11,9 @@ performance is measured, never asserted.
         base=/tmp/segflow-base new=target/release/segflow
 
 A binary given as NAME=PATH@LIMIT runs with engine.memory_limit set to LIMIT (512MiB), so
-that a spilling run and a free one are paired in one session.
+that a spilling run and a free one are paired in one session; --peer-memory-limit gives the
+peers the same bound (DuckDB's memory_limit, DataFusion's fair spill pool), spilling into
+--work.
 
 Incremental nights: with --layout monthly the shop's orders are one file per month (as a
 nightly export writes them). With --next-night every variant first runs the day before
@@ -112,9 +114,13 @@ def main():
                         help="run each variant as the night after a run of the day before")
     parser.add_argument("--full-run", action="append", default=[], metavar="NAME",
                         help="this variant runs with --full")
-    parser.add_argument("--peers", action="store_true",
-                        help="run the benchmark variant, also in DuckDB and datafusion-python")
+    parser.add_argument("--peers", nargs="?", const="duckdb,datafusion", default="",
+                        metavar="duckdb,datafusion",
+                        help="run the benchmark variant, also in DuckDB and datafusion-python "
+                             "(or the peers named)")
     parser.add_argument("--warmup", type=int, default=1, help="untimed rounds first")
+    parser.add_argument("--peer-memory-limit", metavar="LIMIT",
+                        help="the peers' memory pool (8GiB), spilling beyond it")
     args = parser.parse_args()
 
     variants = []
@@ -123,7 +129,7 @@ def main():
         name, binary = given.split("=", 1)
         binary, _, limits[name] = binary.partition("@")
         variants.append((name, binary))
-    peers = ["duckdb", "datafusion"] if args.peers else []
+    peers = [peer for peer in args.peers.split(",") if peer]
     if args.peers:
         if args.next_night or args.warmup < 1:
             sys.exit("--peers runs first nights, after at least one warm-up round")
@@ -183,8 +189,9 @@ def main():
     def run_peer(name, _, round_):
         out = args.work / f"out-{name}"
         shutil.rmtree(out, ignore_errors=True)
+        limit = [args.peer_memory_limit] if args.peer_memory_limit else []
         measured = timed([sys.executable, Path(__file__).parent / "peers.py", name,
-                          str(plan_file), str(data), str(out)], dict(os.environ))
+                          str(plan_file), str(data), str(out)] + limit, dict(os.environ))
         if round_ >= 0:
             for key, spent in json.loads((out / "seconds.json").read_text()).items():
                 parts[name].setdefault(key, []).append(spent)
@@ -235,7 +242,8 @@ def main():
         ratios = [a / b for a, b in zip(seconds[name], seconds[first])]
         walls = ", ".join(f"{s:.2f}" for s in seconds[name])
         loads = [m[3] for m in runs]
-        limit = f" (memory_limit {limits[name]})" if limits.get(name) else ""
+        limit = limits.get(name) or (name in peers and args.peer_memory_limit)
+        limit = f" (memory_limit {limit})" if limit else ""
         print(f"| {name}{limit} | {statistics.median(seconds[name]):.2f} s | {walls} | "
               f"{statistics.median(m[1] for m in runs):,.0f} MiB | "
               f"{statistics.median(m[2] for m in runs):.2f} s | "

@@ -175,9 +175,12 @@ class DuckDb:
     # ran 1.06x faster and in 0.7x the memory than with a table of them.
     settles_once = False
 
-    def __init__(self):
+    def __init__(self, memory_limit, scratch):
         import duckdb
         self.db = duckdb.connect()
+        if memory_limit:
+            self.db.execute(f"SET memory_limit = '{memory_limit}B'")
+            self.db.execute(f"SET temp_directory = '{scratch}'")
         self.db.execute("SET TimeZone = 'UTC'")
         # DataFusion divides integers as integers; DuckDB only when told to.
         self.db.execute("SET integer_division = true")
@@ -210,9 +213,12 @@ class DataFusion:
     # window over the orders took 23 s, more than segflow's whole night, per reader.
     settles_once = True
 
-    def __init__(self):
-        from datafusion import SessionContext
-        self.ctx = SessionContext()
+    def __init__(self, memory_limit, scratch):
+        from datafusion import RuntimeEnvBuilder, SessionContext
+        runtime = RuntimeEnvBuilder()
+        if memory_limit:
+            runtime = runtime.with_fair_spill_pool(memory_limit).with_temp_file_path(scratch)
+        self.ctx = SessionContext(runtime=runtime)
 
     def source(self, name, folder):
         self.ctx.register_parquet(f"raw_{name}", f"{folder}/")
@@ -335,10 +341,24 @@ def compare(segflow_out, peer_out, as_of, segflow_unmatched):
     return problems, notes
 
 
+def bytes_of(size):
+    """`8GiB`, `512MiB` as bytes (segflow's engine.memory_limit notation)."""
+    number, unit = re.fullmatch(r"([0-9.]+)\s*([KMGT]i?B)?", size).groups()
+    return int(float(number) * 1024 ** ("BKMGT".index((unit or "B")[0])))
+
+
 def main():
-    _, engine, plan_file, data, out = sys.argv
+    """peers.py ENGINE PLAN DATA OUT [MEMORY_LIMIT]: a limit (8GiB) bounds the peer's memory
+    pool and lets it spill into OUT/../spill-ENGINE."""
+    engine, plan_file, data, out, *limit = sys.argv[1:]
+    memory_limit = bytes_of(limit[0]) if limit else None
+    scratch = Path(out).parent / f"spill-{engine}"
+    shutil.rmtree(scratch, ignore_errors=True)
+    scratch.mkdir(parents=True)
     steps = json.loads(Path(plan_file).read_text())
-    run({"duckdb": DuckDb, "datafusion": DataFusion}[engine](), steps, data, Path(out))
+    peer = {"duckdb": DuckDb, "datafusion": DataFusion}[engine](memory_limit, scratch)
+    run(peer, steps, data, Path(out))
+    shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

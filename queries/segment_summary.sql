@@ -14,12 +14,19 @@
 WITH everyone AS (
     SELECT COUNT(*) AS customers FROM customer_features
 ),
+-- Reachability is decided before the join, so that the join carries two booleans per member
+-- rather than their email and phone.
+reachable AS (
+    SELECT customer_id, paid_orders, net_revenue, days_since_last_order,
+           email_subscribed AND email IS NOT NULL AS by_email,
+           sms_subscribed AND phone IS NOT NULL AS by_sms
+    FROM customer_features
+),
 members AS (
     SELECT m.segment, f.customer_id, f.paid_orders, f.net_revenue, f.days_since_last_order,
-           f.email_subscribed AND f.email IS NOT NULL AS by_email,
-           f.sms_subscribed AND f.phone IS NOT NULL AS by_sms
+           f.by_email, f.by_sms
     FROM segment_membership m
-    JOIN customer_features f USING (customer_id)
+    JOIN reachable f USING (customer_id)
 )
 SELECT s.segment,
        COUNT(m.customer_id) AS customers,
