@@ -70,6 +70,7 @@ mod delta {
 mod error;
 mod incremental;
 mod params;
+mod pool;
 mod schema;
 mod scratch;
 mod session;

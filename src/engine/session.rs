@@ -13,6 +13,7 @@ use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
+use super::pool::RepartitionsUnrefused;
 use crate::pipeline::EngineSettings;
 use crate::storage::Storage;
 
@@ -47,7 +48,7 @@ pub(super) fn build(
         .with_disk_manager_builder(DiskManagerBuilder::default())
         .with_object_store_registry(Arc::new(storage.clone()));
     if let Some(limit) = memory_limit {
-        let pool = FairSpillPool::new(limit);
+        let pool = RepartitionsUnrefused::new(FairSpillPool::new(limit));
         let top_consumers = NonZeroUsize::new(5).expect("5 is not zero");
         runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(pool, top_consumers)));
     }
