@@ -220,9 +220,14 @@ def main():
                     args.work / f"out-{first_name}", args.work)))
                 unmatched = record.get("unmatched", {})
             if peers and round_ == -args.warmup and name in peers:
-                problems, notes = peer_plans.compare(args.work / f"out-{first_name}",
-                                                     args.work / f"out-{name}", args.as_of,
-                                                     unmatched)
+                # In a process of its own: DuckDB's comparison of 58M rows would grow this
+                # one, and every later run, forked from it, would start at that peak RSS.
+                compared = subprocess.run(
+                    [sys.executable, Path(__file__).parent / "peers.py", "compare",
+                     str(args.work / f"out-{first_name}"), str(args.work / f"out-{name}"),
+                     args.as_of, json.dumps(unmatched)],
+                    check=True, capture_output=True, text=True).stdout
+                problems, notes = json.loads(compared)
                 for line in notes:
                     print(f"  {name}: {line}", flush=True)
                 if problems:

@@ -349,7 +349,12 @@ def bytes_of(size):
 
 def main():
     """peers.py ENGINE PLAN DATA OUT [MEMORY_LIMIT]: a limit (8GiB) bounds the peer's memory
-    pool and lets it spill into OUT/../spill-ENGINE."""
+    pool and lets it spill into OUT/../spill-ENGINE. peers.py compare SEGFLOW_OUT PEER_OUT
+    AS_OF UNMATCHED_JSON prints compare's problems and notes as JSON."""
+    if sys.argv[1] == "compare":
+        segflow_out, peer_out, as_of, unmatched = sys.argv[2:]
+        print(json.dumps(compare(segflow_out, peer_out, as_of, json.loads(unmatched))))
+        return
     engine, plan_file, data, out, *limit = sys.argv[1:]
     memory_limit = bytes_of(limit[0]) if limit else None
     scratch = Path(out).parent / f"spill-{engine}"
