@@ -180,6 +180,10 @@ pub(crate) struct ExecutorArgs {
     /// --executor-timeout-seconds.
     #[arg(long, default_value_t = 60)]
     pub(crate) heartbeat_seconds: u64,
+    /// Memory its tasks may hold together before they spill, such as 4GiB (default: three
+    /// quarters of the machine's).
+    #[arg(long, value_parser = parse_size)]
+    pub(crate) memory_limit: Option<usize>,
 }
 
 #[derive(Debug, Args)]

@@ -27,6 +27,7 @@ pub(super) async fn cluster_command(command: ClusterCommand) -> Result<(), Failu
             work_dir: args.work_dir,
             concurrent_tasks: args.concurrent_tasks,
             heartbeat: std::time::Duration::from_secs(args.heartbeat_seconds.max(1)),
+            memory_limit: args.memory_limit,
         }),
     };
     Ok(cluster::serve(service).await?)

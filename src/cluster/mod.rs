@@ -62,6 +62,9 @@ pub struct ExecutorSettings {
     pub concurrent_tasks: Option<usize>,
     /// How often it tells the scheduler it is alive.
     pub heartbeat: std::time::Duration,
+    /// Bytes its tasks may hold together before they spill; three quarters of the
+    /// machine's (or container's) memory when unset, as for a run in process.
+    pub memory_limit: Option<usize>,
 }
 
 /// Runs `service` until the process ends.

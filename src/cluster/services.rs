@@ -13,6 +13,7 @@ use datafusion::prelude::SessionConfig;
 
 use super::session::{cluster_config, cluster_runtime, logical_codec, physical_codec};
 use super::{ClusterError, ExecutorSettings, SchedulerSettings};
+use crate::engine::{default_memory_limit, memory_pool};
 
 /// Runs a scheduler until the process ends.
 pub(super) async fn run_scheduler(settings: SchedulerSettings) -> Result<(), ClusterError> {
@@ -38,7 +39,7 @@ pub(super) async fn run_scheduler(settings: SchedulerSettings) -> Result<(), Clu
         override_physical_codec: Some(physical_codec()),
         override_session_builder: Some(Arc::new(|config: SessionConfig| {
             Ok(SessionStateBuilder::new()
-                .with_runtime_env(cluster_runtime(&config)?)
+                .with_runtime_env(cluster_runtime(&config, None)?)
                 .with_config(config)
                 .with_default_features()
                 .build())
@@ -57,6 +58,11 @@ pub(super) async fn run_scheduler(settings: SchedulerSettings) -> Result<(), Clu
 /// Runs an executor of the cluster at `settings.scheduler` until the process ends.
 pub(super) async fn run_executor(settings: ExecutorSettings) -> Result<(), ClusterError> {
     let defaults = ExecutorProcessConfig::default();
+    // One pool for all its tasks, as a run in process has, rather than Ballista's: a pool
+    // per task of the limit's share per core, which refuses a repartition its memory and can
+    // hang it (engine/pool.rs).
+    let memory_limit = settings.memory_limit.or_else(default_memory_limit);
+    let pool = memory_limit.map(memory_pool);
     let config = ExecutorProcessConfig {
         bind_host: settings.host.clone(),
         external_host: Some(settings.host.clone()),
@@ -72,7 +78,10 @@ pub(super) async fn run_executor(settings: ExecutorSettings) -> Result<(), Clust
         executor_heartbeat_interval_seconds: settings.heartbeat.as_secs(),
         print_thread_info: false,
         override_config_producer: Some(Arc::new(cluster_config)),
-        override_runtime_producer: Some(Arc::new(cluster_runtime)),
+        memory_pool_size: Some(0),
+        override_runtime_producer: Some(Arc::new(move |config: &SessionConfig| {
+            cluster_runtime(config, pool.clone())
+        })),
         override_logical_codec: Some(logical_codec()),
         override_physical_codec: Some(physical_codec()),
         // Every function a session of this build has (Ballista's default registry leaves
@@ -82,7 +91,7 @@ pub(super) async fn run_executor(settings: ExecutorSettings) -> Result<(), Clust
         ))),
         ..defaults
     };
-    tracing::info!(scheduler = %settings.scheduler, host = %settings.host, flight_port = settings.flight_port, grpc_port = settings.grpc_port, "Cluster executor starting.");
+    tracing::info!(scheduler = %settings.scheduler, host = %settings.host, flight_port = settings.flight_port, grpc_port = settings.grpc_port, memory_limit, "Cluster executor starting.");
     start_executor_process(Arc::new(config))
         .await
         .map_err(|source| ClusterError::Service {

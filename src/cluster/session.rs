@@ -11,6 +11,7 @@ use ballista_core::serde::{BallistaLogicalExtensionCodec, BallistaPhysicalExtens
 use datafusion::common::config::{ConfigEntry, ConfigExtension, ExtensionOptions};
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
+use datafusion::execution::memory_pool::MemoryPool;
 use datafusion::execution::runtime_env::{RuntimeEnv, RuntimeEnvBuilder};
 use datafusion::execution::session_state::SessionState;
 use datafusion::prelude::{SessionConfig, SessionContext};
@@ -97,9 +98,10 @@ pub(super) fn physical_codec() -> Arc<dyn PhysicalExtensionCodec> {
 }
 
 /// The runtime of one session in a scheduler or executor: its stores are those the
-/// client's settings name.
+/// client's settings name; an executor's tasks share its memory `pool`.
 pub(super) fn cluster_runtime(
     config: &SessionConfig,
+    pool: Option<Arc<dyn MemoryPool>>,
 ) -> datafusion::error::Result<Arc<RuntimeEnv>> {
     let settings = match config.options().extensions.get::<ClusterStores>() {
         Some(given) if !given.stores.is_empty() => serde_json::from_str(&given.stores)
@@ -108,9 +110,11 @@ pub(super) fn cluster_runtime(
     };
     let storage =
         Storage::with_settings(&settings).map_err(|e| DataFusionError::External(Box::new(e)))?;
-    RuntimeEnvBuilder::new()
-        .with_object_store_registry(Arc::new(storage))
-        .build_arc()
+    let mut runtime = RuntimeEnvBuilder::new().with_object_store_registry(Arc::new(storage));
+    if let Some(pool) = pool {
+        runtime = runtime.with_memory_pool(pool);
+    }
+    runtime.build_arc()
 }
 
 /// A client session on the cluster at `url`: `state`'s settings, with the stores of

@@ -69,6 +69,7 @@ mod delta {
 }
 mod error;
 mod incremental;
+mod joins;
 mod params;
 mod pool;
 mod schema;
@@ -76,6 +77,7 @@ mod scratch;
 mod session;
 mod sources;
 mod text;
+mod unspillable;
 mod versions;
 mod write;
 
@@ -85,6 +87,8 @@ pub use error::{EngineError, TypeConflict, describe, is_environment_failure, is_
 pub use incremental::{CacheSpec, FilesDone, IncrementalMode};
 pub use params::Params;
 pub use scratch::Scratch;
+#[cfg(feature = "cluster")]
+pub(crate) use session::{default_memory_limit, memory_pool};
 pub use versions::VersionCounts;
 pub use write::{ParquetTarget, write_parquet};
 
@@ -311,6 +315,12 @@ impl Engine {
         if step.kind == StepKind::Membership {
             frame = self.known_customers_only(frame, params).await?;
         }
+        if matches!(
+            result,
+            StepResult::Memory { .. } | StepResult::Materialize(_)
+        ) {
+            self.log_unspillable(&step.name, &frame).await;
+        }
         match result {
             StepResult::View => {
                 self.ctx
@@ -368,6 +378,21 @@ impl Engine {
             }
             StepResult::Materialize(target) => {
                 Ok(Some(self.materialize(step, frame, &target).await?))
+            }
+        }
+    }
+
+    /// At debug level, the operators of `frame`'s plan that cannot spill (see
+    /// [`unspillable`]), as the table `name` is computed.
+    async fn log_unspillable(&self, name: &str, frame: &DataFrame) {
+        if !tracing::enabled!(tracing::Level::DEBUG) {
+            return;
+        }
+        // A plan that fails here fails again when it runs, which reports it.
+        if let Ok(plan) = frame.clone().create_physical_plan().await {
+            let operators = unspillable::unspillable_operators(&plan);
+            if !operators.is_empty() {
+                tracing::debug!(table = name, operators = %operators.join(", "), "Operators that hold what they read in memory and cannot spill.");
             }
         }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use datafusion::error::DataFusionError;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::disk_manager::DiskManagerBuilder;
-use datafusion::execution::memory_pool::{FairSpillPool, TrackConsumersPool};
+use datafusion::execution::memory_pool::{FairSpillPool, MemoryPool, TrackConsumersPool};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext};
 
@@ -48,24 +48,32 @@ pub(super) fn build(
         .with_disk_manager_builder(DiskManagerBuilder::default())
         .with_object_store_registry(Arc::new(storage.clone()));
     if let Some(limit) = memory_limit {
-        let pool = RepartitionsUnrefused::new(FairSpillPool::new(limit));
-        let top_consumers = NonZeroUsize::new(5).expect("5 is not zero");
-        runtime = runtime.with_memory_pool(Arc::new(TrackConsumersPool::new(pool, top_consumers)));
+        runtime = runtime.with_memory_pool(memory_pool(limit));
     }
     let state = SessionStateBuilder::new()
         .with_config(config)
         .with_runtime_env(runtime.build_arc()?)
         .with_default_features()
+        .with_physical_optimizer_rules(super::joins::optimizer_rules())
         .build();
     let ctx = SessionContext::new_with_state(state);
     crate::functions::register(&ctx);
     Ok(ctx)
 }
 
+/// The spilling pool of `limit` bytes a run's queries share (a cluster executor's tasks
+/// too): fair between the operators that spill, never refusing a repartition (see
+/// `pool.rs`), and naming the five largest consumers when it refuses.
+pub(crate) fn memory_pool(limit: usize) -> Arc<dyn MemoryPool> {
+    let pool = RepartitionsUnrefused::new(FairSpillPool::new(limit));
+    let top_consumers = NonZeroUsize::new(5).expect("5 is not zero");
+    Arc::new(TrackConsumersPool::new(pool, top_consumers))
+}
+
 /// Three quarters of the memory this process may use (the machine's, or its container's
 /// when that is less), so that large sorts and joins spill instead of being killed; None
 /// where it is unknown (no limit, as DataFusion's own default).
-fn default_memory_limit() -> Option<usize> {
+pub(crate) fn default_memory_limit() -> Option<usize> {
     let mut system = sysinfo::System::new();
     system.refresh_memory();
     let machine = system.total_memory();

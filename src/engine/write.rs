@@ -42,6 +42,7 @@ impl Engine {
             })
         };
         let frame = self.ctx.table(table).await.map_err(failed)?;
+        self.log_unspillable(table, &frame).await;
         write_parquet(frame, target).await.map_err(failed)
     }
 

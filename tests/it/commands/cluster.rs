@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::array::AsArray;
 use datafusion::arrow::datatypes::Int64Type;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::execution::SessionStateBuilder;
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::ParquetReadOptions;
@@ -56,9 +57,15 @@ fn until_listening(what: &str, port: u16) {
 
 /// A scheduler and two executors; the scheduler's URL.
 fn start_cluster(work: &std::path::Path) -> (Services, String) {
+    start_cluster_with(work, &[])
+}
+
+/// A scheduler and two executors started with `executor_args` too; the scheduler's URL.
+fn start_cluster_with(work: &std::path::Path, executor_args: &[&str]) -> (Services, String) {
     let (mut services, url) = start_scheduler(20);
     for n in 0..2 {
-        let (executor, _) = start_executor(&url, &work.join(format!("executor-{n}")));
+        let work = work.join(format!("executor-{n}"));
+        let (executor, _) = start_executor_with(&url, &work, executor_args);
         services.0.push(executor);
     }
     until_ready(&url, 2);
@@ -89,6 +96,11 @@ fn start_scheduler(executor_timeout: u64) -> (Services, String) {
 
 /// An executor of the scheduler at `url`, working in `work`; it and its gRPC port.
 fn start_executor(url: &str, work: &Path) -> (Spawned, u16) {
+    start_executor_with(url, work, &[])
+}
+
+/// An executor started with `args` too.
+fn start_executor_with(url: &str, work: &Path, args: &[&str]) -> (Spawned, u16) {
     let (flight, grpc) = (free_port(), free_port());
     std::fs::create_dir_all(work).unwrap();
     let mut executor = segflow();
@@ -109,6 +121,7 @@ fn start_executor(url: &str, work: &Path) -> (Spawned, u16) {
             "--work-dir",
             work.to_str().unwrap(),
         ])
+        .args(args)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let child = Spawned::start(&mut executor, "an executor");
@@ -198,12 +211,12 @@ fn bucket_options(addr: std::net::SocketAddr) -> BTreeMap<String, String> {
     .collect()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
-    let (root, addr) = shop_on_s3().await;
-    // The cluster's processes have no S3 settings of their own (no AWS_* variables): the
-    // bucket's endpoint and keys reach them from the client's session.
-    let (_services, url) = start_cluster(root.path());
+/// Orders and their buyers counted on the cluster at `url`, over the shop at `addr`: a
+/// join the scheduler plans into stages whose tasks the executors run. Within two minutes.
+async fn orders_and_buyers(
+    url: &str,
+    addr: SocketAddr,
+) -> datafusion::error::Result<Vec<RecordBatch>> {
     let storage = Storage::new();
     let raw = Location::parse("s3://lake/raw/").unwrap();
     storage.store(&raw, &bucket_options(addr)).unwrap();
@@ -215,8 +228,6 @@ async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
         .with_runtime_env(runtime)
         .with_default_features()
         .build();
-    // Connected, the tables' files listed, and the query planned by the scheduler into
-    // stages whose tasks the executors run: all within two minutes.
     let query = async {
         let (ctx, _watchdog) = connect(&url.parse().unwrap(), state, &storage)
             .await
@@ -234,15 +245,22 @@ async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
             "SELECT COUNT(*) AS orders, COUNT(DISTINCT c.customer_id) AS buyers \
              FROM orders o JOIN customers c ON o.customer_id = c.customer_id",
         )
-        .await
-        .unwrap()
+        .await?
         .collect()
         .await
-        .unwrap()
     };
-    let counted = tokio::time::timeout(Duration::from_secs(120), query)
+    tokio::time::timeout(Duration::from_secs(120), query)
         .await
-        .unwrap_or_else(|_| panic!("the cluster at {url} did not answer the query within 120 s"));
+        .unwrap_or_else(|_| panic!("the cluster at {url} did not answer the query within 120 s"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
+    let (root, addr) = shop_on_s3().await;
+    // The cluster's processes have no S3 settings of their own (no AWS_* variables): the
+    // bucket's endpoint and keys reach them from the client's session.
+    let (_services, url) = start_cluster(root.path());
+    let counted = orders_and_buyers(&url, addr).await.unwrap();
     let shop = Size::Small;
     assert_eq!(
         counted[0].column(0).as_primitive::<Int64Type>().value(0),
@@ -250,6 +268,23 @@ async fn a_cluster_of_segflow_processes_reads_the_clients_stores() {
     );
     let buyers = counted[0].column(1).as_primitive::<Int64Type>().value(0);
     assert!(buyers > 0 && buyers <= shop.customers() as i64, "{buyers}");
+}
+
+/// `--memory-limit` bounds what an executor's tasks hold: a join whose built side cannot
+/// spill is refused beyond it, naming the limit, where Ballista's own pool (a share of the
+/// machine's memory) would have let it run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_executors_memory_limit_bounds_its_tasks() {
+    let (root, addr) = shop_on_s3().await;
+    let (_services, url) = start_cluster_with(root.path(), &["--memory-limit", "4KiB"]);
+    let refused = orders_and_buyers(&url, addr)
+        .await
+        .expect_err("a join's table cannot fit in 4 KiB");
+    let message = refused.to_string();
+    assert!(
+        message.contains("HashJoinInput") && message.contains("pool_size: 4.0 KB"),
+        "{message}"
+    );
 }
 
 /// `segflow` on the S3 test server, from `dir`, async (the server runs on this runtime). A
