@@ -6,7 +6,7 @@
 //! otherwise hashes both sides into partitions first. The joins that decide a night join a
 //! table per customer with one per membership or order: `segment_summary` joins 17M
 //! memberships with 3M customers at 3M customers, and moving the 17M rows between
-//! partitions costs more than building the 3M on one core (the step took 0.34x the time;
+//! partitions costs more than building the 3M on one core (the step took 0.38x the time;
 //! BENCHMARKS.md, "Issue 35"). Between sides of like size, repartitioning both still wins,
 //! and DataFusion's own choice stands: raising its thresholds for every join made the 3M
 //! night no faster, with `paid_orders` and `segment_changes` slower.
