@@ -11,6 +11,10 @@ is run by the tests.
 
     python3 bench/cluster.py --customers 1000000 --orders 10000000 --runs 3 \\
         --s3s-fs ~/.cargo/bin/s3s-fs target/release/segflow
+
+With --memory-limit, the run in process has that `engine.memory_limit` and each executor
+`--executor-memory-limit` (half of it, say, for two); --pipeline runs another pipeline (the
+benchmark variant of bench/peers.py, for one).
 """
 
 import argparse
@@ -118,6 +122,11 @@ def main():
     parser.add_argument("--as-of", default="2026-06-30")
     parser.add_argument("--work", type=Path, default=Path("/tmp/segflow-bench"))
     parser.add_argument("--s3s-fs", type=Path, required=True)
+    parser.add_argument("--pipeline", type=Path, default=PIPELINE)
+    parser.add_argument("--memory-limit", metavar="LIMIT",
+                        help="engine.memory_limit of the run in process (8GiB)")
+    parser.add_argument("--executor-memory-limit", metavar="LIMIT",
+                        help="each executor's --memory-limit (4GiB)")
     parser.add_argument("binary", type=Path)
     args = parser.parse_args()
     binary = str(args.binary.resolve())
@@ -127,14 +136,18 @@ def main():
     if not (lake / raw / "orders").exists():
         data = shop(binary, args.work, args.customers, args.orders, args.as_of)
         lake.mkdir(parents=True, exist_ok=True)
-        shutil.copytree(data, lake / raw)
+        # Hard links: a 10M-customer shop is 5 GB.
+        shutil.copytree(data, lake / raw, copy_function=os.link)
     project = args.work / "cluster-project"
     shutil.rmtree(project, ignore_errors=True)
     shutil.copytree(REPO / "queries", project / "queries")
     (project / "pipelines").mkdir(parents=True)
-    spec = PIPELINE.read_text() + "\nengine:\n  scratch: s3://lake/t/\n"
-    (project / "pipelines" / PIPELINE.name).write_text(spec)
-    pipeline = str(project / "pipelines" / PIPELINE.name)
+    spec = args.pipeline.read_text() + "\nengine:\n  scratch: s3://lake/t/\n"
+    pipelines = {"cluster": spec, "in-process": spec}
+    if args.memory_limit:
+        pipelines["in-process"] += f"  memory_limit: {args.memory_limit}\n"
+    for name, text in pipelines.items():
+        (project / "pipelines" / f"{name}.yaml").write_text(text)
 
     services = []
     try:
@@ -163,7 +176,9 @@ def main():
             grpc = free_port()
             services.append(subprocess.Popen(
                 [binary, "cluster", "executor", "--scheduler", url, "--flight-port",
-                 str(free_port()), "--grpc-port", str(grpc), "--work-dir", str(work_dir)],
+                 str(free_port()), "--grpc-port", str(grpc), "--work-dir", str(work_dir)]
+                + (["--memory-limit", args.executor_memory_limit]
+                   if args.executor_memory_limit else []),
                 **logged(f"executor-{n}")))
             until_listening(grpc)
 
@@ -180,6 +195,7 @@ def main():
                 short = name[0]
                 for folder in (f"m-{short}", f"s-{short}", "t"):
                     shutil.rmtree(lake / folder, ignore_errors=True)
+                pipeline = str(project / "pipelines" / f"{name}.yaml")
                 command = [binary, "run", pipeline, "--as-of", args.as_of,
                            "--state", f"s3://lake/s-{short}/"]
                 if name == "cluster":

@@ -159,7 +159,7 @@ def main():
         shutil.rmtree(state, ignore_errors=True)
         day_before = str(date.fromisoformat(args.as_of) - timedelta(days=1))
         env = dict(os.environ, SEGFLOW_DATA=str(data), SEGFLOW_OUT=str(out), SEGFLOW_LOG="warn")
-        wall, _ = timed([binary, "run", str(pipeline_of(name)), "--as-of", day_before,
+        wall, *_ = timed([binary, "run", str(pipeline_of(name)), "--as-of", day_before,
                          "--state", str(state)], env)
         print(f"{name}: the night before ({day_before}) took {wall:.2f} s", flush=True)
 
