@@ -45,6 +45,7 @@ impl Scratch {
             options,
             file_rows: None,
             plain_strings: false,
+            dictionary_strings_only: false,
         }
     }
 

@@ -25,6 +25,13 @@ pub struct ParquetTarget {
     /// Write strings as plain UTF-8 columns, the type every Parquet reader knows, rather
     /// than as the string views the engine computes with (files that others read).
     pub plain_strings: bool,
+    /// Dictionary-encode the string columns only. Ids, amounts, counts and times compress
+    /// smaller with zstd, and sooner, written plain: the 1M shop's segment_membership took
+    /// 13.0 MB in 0.27 s instead of 24.6 MB in 0.39 s, customer_profile 36.7 MB in 0.67 s
+    /// instead of 45.3 MB in 0.81 s (BENCHMARKS.md, "Issue 35"). A dictionary of strings
+    /// (segment names, countries) is what readers group and filter by without reading each
+    /// value.
+    pub dictionary_strings_only: bool,
 }
 
 impl Engine {
@@ -69,6 +76,18 @@ pub async fn write_parquet(
         frame
     };
     let schema = Arc::new(frame.schema().as_arrow().clone());
+    let mut options = target.options.clone();
+    if target.dictionary_strings_only {
+        for field in schema.fields() {
+            if !is_text(field.data_type()) {
+                let column = options
+                    .column_specific_options
+                    .entry(field.name().clone())
+                    .or_default();
+                column.dictionary_enabled = Some(false);
+            }
+        }
+    }
     let (mut state, plan) = frame.into_parts();
     if let Some(rows) = target.file_rows {
         let options = state.config_mut().options_mut();
@@ -82,10 +101,21 @@ pub async fn write_parquet(
         .write_parquet(
             target.folder.as_str(),
             DataFrameWriteOptions::new(),
-            Some(target.options.clone()),
+            Some(options),
         )
         .await?;
     Ok((schema, rows_written(&written)))
+}
+
+/// Strings, and lists of them (a list's values are a column of their own in the file).
+fn is_text(data_type: &DataType) -> bool {
+    match data_type {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View | DataType::Dictionary(..) => {
+            true
+        }
+        DataType::List(item) | DataType::LargeList(item) => is_text(item.data_type()),
+        _ => false,
+    }
 }
 
 /// `frame` with its string-view columns (and lists of them) cast to plain strings.
@@ -123,4 +153,66 @@ fn rows_written(batches: &[RecordBatch]) -> u64 {
         .filter_map(|batch| batch.columns().first()?.as_primitive_opt::<UInt64Type>())
         .flat_map(|counts| counts.iter().flatten())
         .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::prelude::SessionContext;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    use super::*;
+
+    /// Each column of the one file written into `folder`, and whether it has a dictionary.
+    fn dictionaries(folder: &std::path::Path) -> Vec<(String, bool)> {
+        let file = std::fs::read_dir(folder)
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .find(|path| path.extension().is_some_and(|e| e == "parquet"))
+            .expect("a Parquet file");
+        let reader = SerializedFileReader::new(std::fs::File::open(file).unwrap()).unwrap();
+        let group = reader.metadata().row_group(0);
+        group
+            .columns()
+            .iter()
+            .map(|c| {
+                (
+                    c.column_path().string(),
+                    c.dictionary_page_offset().is_some(),
+                )
+            })
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn published_files_keep_dictionaries_for_strings_only() {
+        let ctx = SessionContext::new();
+        let sql = "SELECT CAST(v % 7 AS BIGINT) AS customer_id, \
+                   CASE WHEN v % 2 = 0 THEN 'a' ELSE 'b' END AS segment, \
+                   [CASE WHEN v % 2 = 0 THEN 'x' ELSE 'y' END] AS tags \
+                   FROM unnest(range(1000)) AS t(v)";
+        for strings_only in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let folder = Location::parse(&format!("{}/", dir.path().display())).unwrap();
+            let target = ParquetTarget {
+                folder,
+                options: TableParquetOptions::default(),
+                file_rows: Some(10_000),
+                plain_strings: true,
+                dictionary_strings_only: strings_only,
+            };
+            let frame = ctx.sql(sql).await.unwrap();
+            let (_, rows) = write_parquet(frame, &target).await.unwrap();
+            assert_eq!(rows, 1000);
+            let expected = [
+                ("customer_id".to_string(), !strings_only),
+                ("segment".to_string(), true),
+                ("tags.list.item".to_string(), true),
+            ];
+            assert_eq!(
+                dictionaries(dir.path()),
+                expected,
+                "strings only: {strings_only}"
+            );
+        }
+    }
 }

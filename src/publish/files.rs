@@ -36,6 +36,7 @@ pub(super) fn target(folder: Location) -> ParquetTarget {
         options,
         file_rows: Some(FILE_ROWS),
         plain_strings: true,
+        dictionary_strings_only: true,
     }
 }
 
