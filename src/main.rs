@@ -50,9 +50,9 @@ fn main() -> ExitCode {
 /// machine-read logs.
 fn init_logging() {
     let default = if std::io::stderr().is_terminal() {
-        "warn".to_string()
+        format!("warn,{SAID_BY_SEGFLOW}")
     } else {
-        format!("info,{CHATTY_AT_INFO}")
+        format!("info,{CHATTY_AT_INFO},{SAID_BY_SEGFLOW}")
     };
     let filter = std::env::var("SEGFLOW_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
@@ -71,11 +71,13 @@ fn init_logging() {
 
 /// A bare `debug` would show the query engine's internals too (tens of thousands of lines
 /// per run): a bare level below `info` applies to segflow's own events, and the rest stays
-/// at `info`. `trace`, or any explicit filter (`datafusion=debug`), is taken as written.
+/// at `info`. A bare level leaves out what segflow says itself (`SAID_BY_SEGFLOW`).
+/// `trace`, or any explicit filter (`datafusion=debug`), is taken as written.
 fn segflow_only(asked: &str) -> String {
     match asked.trim() {
-        "info" => format!("info,{CHATTY_AT_INFO}"),
-        "debug" => format!("info,{CHATTY_AT_INFO},segflow=debug"),
+        level @ ("error" | "warn") => format!("{level},{SAID_BY_SEGFLOW}"),
+        "info" => format!("info,{CHATTY_AT_INFO},{SAID_BY_SEGFLOW}"),
+        "debug" => format!("info,{CHATTY_AT_INFO},{SAID_BY_SEGFLOW},segflow=debug"),
         other => other.to_string(),
     }
 }
@@ -83,3 +85,8 @@ fn segflow_only(asked: &str) -> String {
 /// delta-rs and its kernel log every snapshot they load and every scan at info, a dozen
 /// lines per Delta output and commit: at info, segflow's log keeps their warnings only.
 const CHATTY_AT_INFO: &str = "buoyant_kernel=warn,deltalake_core=warn";
+
+/// Ballista's client logs a failed job as an error line of nested Debug text, which the run
+/// then says as a sentence (`ClusterError`); its other lines, a job's state at info, repeat
+/// what `Waiting on the cluster.` says.
+const SAID_BY_SEGFLOW: &str = "ballista_core::execution_plans::distributed_query=off";

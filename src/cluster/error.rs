@@ -48,6 +48,20 @@ pub enum ClusterError {
         table: String,
         reason: String,
     },
+    #[error(
+        "the cluster at {url} ran out of memory computing '{table}': a task needed more than \
+         its executor's memory limit allows, after spilling what it could (a hash join's \
+         table and a window's rows cannot spill). {message}. Give the executors more memory \
+         (`segflow cluster executor --memory-limit`), or raise engine.target_partitions \
+         ({partitions} now) so that each task holds a smaller piece. Nothing was published"
+    )]
+    OutOfMemory {
+        url: String,
+        table: String,
+        partitions: usize,
+        /// The executor's memory pool's refusal: who asked, and the pool's largest holders.
+        message: String,
+    },
     #[error("cannot start a session on the cluster at {url}: {source}")]
     Connect {
         url: String,
@@ -76,7 +90,55 @@ impl ClusterError {
             | ClusterError::NotAScheduler { .. }
             | ClusterError::NoExecutors { .. }
             | ClusterError::Failed { .. }
+            | ClusterError::OutOfMemory { .. }
             | ClusterError::Stalled { .. } => crate::fault::Fault::Environment,
         }
+    }
+}
+
+/// The memory pool's refusal inside the text of a failed Ballista job: the executor sends
+/// its error as the Debug text of `ResourcesExhausted("...")`, which the scheduler and the
+/// client nest in their own words.
+#[cfg(feature = "cluster")]
+pub(crate) fn memory_refusal(job_error: &str) -> Option<String> {
+    const SIGN: &str = "ResourcesExhausted(\"";
+    let quoted = &job_error[job_error.find(SIGN)? + SIGN.len()..];
+    let mut message = String::new();
+    let mut chars = quoted.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' => return Some(message.trim().to_string()),
+            '\\' => match chars.next()? {
+                'n' => message.push('\n'),
+                't' => message.push('\t'),
+                other => message.push(other),
+            },
+            c => message.push(c),
+        }
+    }
+    None
+}
+
+#[cfg(all(test, feature = "cluster"))]
+mod tests {
+    use super::memory_refusal;
+
+    #[test]
+    fn a_refusal_is_read_out_of_a_failed_jobs_text() {
+        let job = r#"Job aB3 failed: Job failed due to stage 4 failed: Task failed due to runtime execution error: DataFusionError(ResourcesExhausted("Additional allocation failed for HashJoinInput[1] with top memory consumers (across reservations) as:\n  HashJoinInput[1]#12(can spill: false) consumed 3.0 KB\nError: Failed to allocate additional 1024.0 B for \"HashJoinInput[1]\" with 3.0 KB already allocated - 1024.0 B remain available for the total pool"))"#;
+        assert_eq!(
+            memory_refusal(job).as_deref(),
+            Some(
+                "Additional allocation failed for HashJoinInput[1] with top memory consumers \
+                 (across reservations) as:\n  HashJoinInput[1]#12(can spill: false) consumed \
+                 3.0 KB\nError: Failed to allocate additional 1024.0 B for \"HashJoinInput[1]\" \
+                 with 3.0 KB already allocated - 1024.0 B remain available for the total pool"
+            )
+        );
+        assert_eq!(
+            memory_refusal("Job aB3 failed: Task failed: IoError(...)"),
+            None
+        );
+        assert_eq!(memory_refusal("ResourcesExhausted(\"cut off"), None);
     }
 }

@@ -20,6 +20,8 @@ use std::path::PathBuf;
 
 pub use error::ClusterError;
 #[cfg(feature = "cluster")]
+pub(crate) use error::memory_refusal;
+#[cfg(feature = "cluster")]
 pub use reach::reach;
 #[cfg(feature = "cluster")]
 pub use session::connect;

@@ -118,11 +118,13 @@ pub(super) fn cluster_runtime(
 }
 
 /// A client session on the cluster at `url`: `state`'s settings, with the stores of
-/// `storage` for the cluster's processes to build; and the watchdog of its jobs.
+/// `storage` for the cluster's processes to build, and stages cut in `partitions` pieces
+/// (Ballista's default when None); and the watchdog of its jobs.
 pub async fn connect(
     url: &ClusterUrl,
     state: SessionState,
     storage: &Storage,
+    partitions: Option<usize>,
 ) -> Result<(SessionContext, Arc<Watchdog>), ClusterError> {
     let executors = reach(url).await?;
     tracing::info!(%url, executors, "The cluster's scheduler answers.");
@@ -130,23 +132,27 @@ pub async fn connect(
     let stores = serde_json::to_string(&settings).expect("store settings serialise");
     // The state's catalog, with the tables registered so far, stays: a new default one
     // would replace it.
-    let mut config = state
+    let config = state
         .config()
         .clone()
         .with_create_default_catalog_and_schema(false)
         .with_option_extension(ClusterStores { stores })
         .with_option_extension(stock_s3_settings(&settings))
         .with_ballista_logical_extension_codec(logical_codec())
-        .with_ballista_physical_extension_codec(physical_codec());
-    // Ballista's own settings, for a state that was not built for the cluster.
-    if config
-        .options()
-        .extensions
-        .get::<ballista_core::config::BallistaConfig>()
-        .is_none()
-    {
-        config = config.with_option_extension(ballista_core::config::BallistaConfig::default());
-    }
+        .with_ballista_physical_extension_codec(physical_codec())
+        // The client's cores say nothing of the cluster's: a hash join's table is built
+        // per partition and cannot spill, so two partitions of a 10M-customer join (1.9 and
+        // 1.6 GB) went to one executor and exceeded its 4 GiB (BENCHMARKS.md, issue 35).
+        // Ballista's own default cuts each stage in 16, pieces that executors' slots share.
+        .with_target_partitions(
+            partitions.unwrap_or_else(|| SessionConfig::new_with_ballista().target_partitions()),
+        );
+    // Ballista's own settings and its DataFusion defaults, for a state that was not built
+    // for the cluster: sort-merge joins, which spill, where a hash join's table cannot; no
+    // dynamic filters, which cannot cross a stage (a 10M-customer night stalled when the
+    // scheduler's adaptive planner swapped a join that had one: "Cannot swap HashJoinExec
+    // inputs after dynamic filters have been constructed").
+    let config = config.upgrade_for_ballista();
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build();

@@ -15,8 +15,12 @@ use super::{CacheSpec, Engine, EngineError};
 pub enum Backend {
     /// DataFusion in this process, on every core.
     Local,
-    /// A Ballista cluster's scheduler, whose executors run the queries.
-    Cluster(ClusterUrl),
+    /// A Ballista cluster's scheduler, whose executors run the queries, in `partitions`
+    /// pieces per stage where the pipeline sets `engine.target_partitions`.
+    Cluster {
+        url: ClusterUrl,
+        partitions: Option<usize>,
+    },
 }
 
 /// How often a run on a cluster says what it waits for: Ballista's client says nothing while
@@ -26,7 +30,10 @@ const CLUSTER_WAIT_LOG: Duration = Duration::from_secs(30);
 impl Backend {
     pub fn of(settings: &EngineSettings) -> Backend {
         match &settings.cluster {
-            Some(url) => Backend::Cluster(url.clone()),
+            Some(url) => Backend::Cluster {
+                url: url.clone(),
+                partitions: settings.target_partitions,
+            },
             None => Backend::Local,
         }
     }
@@ -38,7 +45,7 @@ impl Backend {
         pipeline: &Pipeline,
         cache: Option<&CacheSpec>,
     ) -> Result<(), EngineError> {
-        let Backend::Cluster(url) = self else {
+        let Backend::Cluster { url, .. } = self else {
             return Ok(());
         };
         // `--cluster` and SEGFLOW_CLUSTER reach here without the pipeline's validation.
@@ -57,9 +64,9 @@ impl Backend {
         match self {
             Backend::Local => Ok(engine),
             #[cfg(feature = "cluster")]
-            Backend::Cluster(url) => engine.on_cluster(url).await,
+            Backend::Cluster { url, partitions } => engine.on_cluster(url, *partitions).await,
             #[cfg(not(feature = "cluster"))]
-            Backend::Cluster(url) => Err(crate::features::NotBuilt {
+            Backend::Cluster { url, .. } => Err(crate::features::NotBuilt {
                 needs: format!("the cluster {url}"),
                 feature: Feature::Cluster,
             }
@@ -80,7 +87,7 @@ impl Backend {
         pipeline: &str,
         progress: &Progress,
     ) -> std::convert::Infallible {
-        let Backend::Cluster(url) = self else {
+        let Backend::Cluster { url, .. } = self else {
             return std::future::pending().await;
         };
         let started = Instant::now();

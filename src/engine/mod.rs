@@ -136,10 +136,16 @@ pub struct Engine {
 
 impl Engine {
     /// Sends every query from here on to the cluster at `url`, with the stores built so far
-    /// (the sources', the outputs', ...) for its processes to build too.
+    /// (the sources', the outputs', ...) for its processes to build too, cut in `partitions`
+    /// pieces per stage (the cluster's default when None).
     #[cfg(feature = "cluster")]
-    async fn on_cluster(mut self, url: &ClusterUrl) -> Result<Engine, EngineError> {
-        let (ctx, watchdog) = crate::cluster::connect(url, self.ctx.state(), &self.storage).await?;
+    async fn on_cluster(
+        mut self,
+        url: &ClusterUrl,
+        partitions: Option<usize>,
+    ) -> Result<Engine, EngineError> {
+        let (ctx, watchdog) =
+            crate::cluster::connect(url, self.ctx.state(), &self.storage, partitions).await?;
         self.ctx = ctx;
         self.cluster = Some((url.clone(), watchdog));
         Ok(self)
@@ -624,6 +630,16 @@ impl Engine {
                     |n| format!("{n} executors registered"),
                 ),
                 limit: watchdog.limit().as_secs(),
+            });
+        }
+        if let DataFusionError::Execution(job) = error.find_root()
+            && let Some(message) = crate::cluster::memory_refusal(job)
+        {
+            return Some(crate::cluster::ClusterError::OutOfMemory {
+                url: url.to_string(),
+                table: table.to_string(),
+                partitions: self.ctx.state().config().target_partitions(),
+                message,
             });
         }
         error::is_cluster_failure(error).then(|| crate::cluster::ClusterError::Failed {
