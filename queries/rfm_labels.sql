@@ -29,23 +29,27 @@
 --      general_development 一般发展客户 (R high, F low, M low)
 --      general_retain 一般保持客户 (R low, F high, M low)
 --      general_winback 一般挽留客户 (R low, F low, M low)
-WITH thresholds AS (
-    SELECT customer_id, r_score, f_score, m_score, recency_days, frequency, monetary,
-           CAST((f_score + m_score + 1) / 2 AS INT) AS fm_score,
-           CASE WHEN $value_r_days >= 0.0 THEN $value_r_days
-                ELSE AVG(CAST(recency_days AS DOUBLE)) OVER () END AS r_threshold,
-           CASE WHEN $value_f_orders >= 0.0 THEN $value_f_orders
-                ELSE AVG(CAST(frequency AS DOUBLE)) OVER () END AS f_threshold,
-           CASE WHEN $value_m_spend >= 0.0 THEN $value_m_spend
-                ELSE AVG(CAST(monetary AS DOUBLE)) OVER () END AS m_threshold
+--    A buyer is above or below the mean when its value times the number of buyers is
+--    above or below the sum: exact, whatever order the sum is added in. The sums are one
+--    row joined to every buyer (a window over all buyers would run on one core).
+WITH totals AS (
+    SELECT COUNT(*) AS buyers,
+           SUM(recency_days) AS recency_sum,
+           SUM(frequency) AS frequency_sum,
+           SUM(monetary) AS monetary_sum
     FROM rfm
 ),
 sides AS (
-    SELECT *,
-           CAST(recency_days AS DOUBLE) < r_threshold AS r_high,
-           CAST(frequency AS DOUBLE) > f_threshold AS f_high,
-           CAST(monetary AS DOUBLE) > m_threshold AS m_high
-    FROM thresholds
+    SELECT r.customer_id, r.r_score, r.f_score, r.m_score,
+           CAST((r.f_score + r.m_score + 1) / 2 AS INT) AS fm_score,
+           CASE WHEN $value_r_days >= 0.0 THEN CAST(r.recency_days AS DOUBLE) < $value_r_days
+                ELSE r.recency_days * t.buyers < t.recency_sum END AS r_high,
+           CASE WHEN $value_f_orders >= 0.0 THEN CAST(r.frequency AS DOUBLE) > $value_f_orders
+                ELSE r.frequency * t.buyers > t.frequency_sum END AS f_high,
+           CASE WHEN $value_m_spend >= 0.0 THEN CAST(r.monetary AS DOUBLE) > $value_m_spend
+                ELSE r.monetary * t.buyers > t.monetary_sum END AS m_high
+    FROM totals t
+    CROSS JOIN rfm r
 )
 SELECT customer_id,
        CASE WHEN r_score = 5 AND f_score >= 4 THEN 'Champions'

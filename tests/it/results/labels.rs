@@ -25,61 +25,16 @@ async fn every_score_combination_has_exactly_one_label_per_scheme() {
     }
     let n = ids.len();
     // Raw values that follow the scores, so the value classes vary too.
-    let recency: Vec<i64> = r.iter().map(|s| (6 - *s as i64) * 60).collect();
-    let frequency: Vec<i64> = f.iter().map(|s| *s as i64).collect();
-    let monetary: Vec<i128> = m.iter().map(|s| *s as i128 * 10_000).collect();
-    let schema = Arc::new(Schema::new(vec![
-        Field::new("customer_id", DataType::Int64, false),
-        Field::new("r_score", DataType::Int32, false),
-        Field::new("f_score", DataType::Int32, false),
-        Field::new("m_score", DataType::Int32, false),
-        Field::new("recency_days", DataType::Int64, false),
-        Field::new("frequency", DataType::Int64, false),
-        Field::new("monetary", DataType::Decimal128(14, 2), false),
-    ]));
-    let batch = RecordBatch::try_new(
-        schema,
-        vec![
-            Arc::new(Int64Array::from(ids)),
-            Arc::new(Int32Array::from(r.clone())),
-            Arc::new(Int32Array::from(f.clone())),
-            Arc::new(Int32Array::from(m.clone())),
-            Arc::new(Int64Array::from(recency)),
-            Arc::new(Int64Array::from(frequency)),
-            Arc::new(
-                Decimal128Array::from(monetary)
-                    .with_precision_and_scale(14, 2)
-                    .unwrap(),
-            ),
-        ],
-    )
-    .unwrap();
-    let ctx = SessionContext::new();
-    ctx.register_batch("rfm", batch).unwrap();
-    let sql = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/queries/rfm_labels.sql"
-    ))
-    .unwrap();
-    let mean = ScalarValue::Float64(Some(-1.0));
-    let params = ParamValues::from(vec![
-        ("value_r_days", mean.clone()),
-        ("value_f_orders", mean.clone()),
-        ("value_m_spend", mean),
-    ]);
-    let labelled = ctx
-        .sql(&sql)
-        .await
-        .unwrap()
-        .with_param_values(params)
-        .unwrap()
-        .sort(vec![
-            datafusion::prelude::col("customer_id").sort(true, true),
-        ])
-        .unwrap()
-        .collect()
-        .await
-        .unwrap();
+    let rfm: Vec<RfmRow> = (0..n)
+        .map(|i| RfmRow {
+            customer_id: ids[i],
+            scores: (r[i], f[i], m[i]),
+            recency_days: (6 - r[i] as i64) * 60,
+            frequency: f[i] as i64,
+            monetary_cents: m[i] as i128 * 10_000,
+        })
+        .collect();
+    let labelled = labels_of(&rfm).await;
     let mut rows = 0;
     let mut seen: [BTreeSet<String>; 3] = Default::default();
     for batch in &labelled {
@@ -150,6 +105,111 @@ async fn every_score_combination_has_exactly_one_label_per_scheme() {
     assert_eq!(label_of("shopify_group", 1, 5, 5), "Previously Loyal");
     assert_eq!(label_of("value_class", 5, 5, 5), "important_value");
     assert_eq!(label_of("value_class", 1, 1, 1), "general_winback");
+}
+
+/// A row of the `rfm` table that rfm_labels.sql reads.
+struct RfmRow {
+    customer_id: i64,
+    scores: (i32, i32, i32),
+    recency_days: i64,
+    frequency: i64,
+    monetary_cents: i128,
+}
+
+/// queries/rfm_labels.sql over `rows`, with the buyers' means as the value thresholds (the
+/// shipped vars, -1), sorted by customer.
+async fn labels_of(rows: &[RfmRow]) -> Vec<RecordBatch> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("customer_id", DataType::Int64, false),
+        Field::new("r_score", DataType::Int32, false),
+        Field::new("f_score", DataType::Int32, false),
+        Field::new("m_score", DataType::Int32, false),
+        Field::new("recency_days", DataType::Int64, false),
+        Field::new("frequency", DataType::Int64, false),
+        Field::new("monetary", DataType::Decimal128(14, 2), false),
+    ]));
+    let ints = |f: fn(&RfmRow) -> i64| Arc::new(Int64Array::from_iter_values(rows.iter().map(f)));
+    let scores = |f: fn(&RfmRow) -> i32| Arc::new(Int32Array::from_iter_values(rows.iter().map(f)));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            ints(|row| row.customer_id),
+            scores(|row| row.scores.0),
+            scores(|row| row.scores.1),
+            scores(|row| row.scores.2),
+            ints(|row| row.recency_days),
+            ints(|row| row.frequency),
+            Arc::new(
+                Decimal128Array::from_iter_values(rows.iter().map(|row| row.monetary_cents))
+                    .with_precision_and_scale(14, 2)
+                    .unwrap(),
+            ),
+        ],
+    )
+    .unwrap();
+    let ctx = SessionContext::new();
+    ctx.register_batch("rfm", batch).unwrap();
+    let sql = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/queries/rfm_labels.sql"
+    ))
+    .unwrap();
+    let mean = ScalarValue::Float64(Some(-1.0));
+    let params = ParamValues::from(vec![
+        ("value_r_days", mean.clone()),
+        ("value_f_orders", mean.clone()),
+        ("value_m_spend", mean),
+    ]);
+    ctx.sql(&sql)
+        .await
+        .unwrap()
+        .with_param_values(params)
+        .unwrap()
+        .sort(vec![
+            datafusion::prelude::col("customer_id").sort(true, true),
+        ])
+        .unwrap()
+        .collect()
+        .await
+        .unwrap()
+}
+
+/// "High" is above the buyers' mean, strictly: a buyer one unit below the mean, at it and
+/// one above, for each of R, F and M. At 0.69, 0.70 and 0.71 the mean is 0.70 exactly, which
+/// a mean in floating point misses (2.0999999999999996 / 3 < 0.70), and called the buyer at
+/// 0.70 high.
+#[tokio::test]
+async fn a_value_is_high_only_beyond_the_buyers_mean() {
+    let rows: Vec<RfmRow> = [(9, 1, 69), (10, 2, 70), (11, 3, 71)]
+        .into_iter()
+        .enumerate()
+        .map(|(i, (recency_days, frequency, monetary_cents))| RfmRow {
+            customer_id: i as i64,
+            scores: (3, 3, 3),
+            recency_days,
+            frequency,
+            monetary_cents,
+        })
+        .collect();
+    let labelled = labels_of(&rows).await;
+    let classes: Vec<String> = labelled
+        .iter()
+        .flat_map(|batch| {
+            let classes = batch
+                .column_by_name("value_class")
+                .unwrap()
+                .as_string::<i32>();
+            classes
+                .iter()
+                .map(|c| c.unwrap().to_string())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    // Below the mean: R high (recent), F and M low; at it: nothing high; above: F and M.
+    assert_eq!(
+        classes,
+        ["general_development", "general_winback", "important_retain"]
+    );
 }
 
 /// Runs a shipped RFM method (`queries/<file>`) over customer features given as
