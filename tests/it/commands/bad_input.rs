@@ -284,8 +284,8 @@ const CASES: &[Case] = &[
             replace(
                 p,
                 RFM,
-                "SELECT customer_id,\n       'rm_quintiles_f_orders'",
-                "SELEKT customer_id,\n       'rm_quintiles_f_orders'",
+                "SELECT b.customer_id,\n       'rm_quintiles_f_orders'",
+                "SELEKT b.customer_id,\n       'rm_quintiles_f_orders'",
             );
             vec![]
         },
