@@ -152,7 +152,13 @@ pub async fn connect(
     // dynamic filters, which cannot cross a stage (a 10M-customer night stalled when the
     // scheduler's adaptive planner swapped a join that had one: "Cannot swap HashJoinExec
     // inputs after dynamic filters have been constructed").
-    let config = config.upgrade_for_ballista();
+    let config = config
+        .upgrade_for_ballista()
+        // The job's id, by which the watchdog asks how a job is doing, reaches the client
+        // when the scheduler queues it if the client pulls the job's status; pushed (the
+        // default), it arrived only with the job's end, and the watchdog cancelled a 1M
+        // night's first job of over 15 s (SEGFLOW_CLUSTER_STALL_SECONDS=15) that was running.
+        .set_bool("ballista.client.pull", true);
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build();
