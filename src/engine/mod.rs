@@ -12,8 +12,9 @@ use datafusion::arrow::array::RecordBatch;
 use datafusion::arrow::compute::concat_batches;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::TableProvider;
+use datafusion::common::DFSchema;
 use datafusion::common::ParamValues;
-use datafusion::common::tree_node::Transformed;
+use datafusion::common::tree_node::{Transformed, TransformedResult, TreeNode};
 use datafusion::datasource::MemTable;
 use datafusion::datasource::empty::EmptyTable;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
@@ -22,7 +23,9 @@ use datafusion::datasource::listing::{
 };
 use datafusion::error::DataFusionError;
 use datafusion::execution::memory_pool::{MemoryConsumer, MemoryLimit, MemoryReservation};
-use datafusion::logical_expr::{LogicalPlan, LogicalPlanBuilder};
+use datafusion::logical_expr::{
+    BinaryExpr, ExprSchemable, LogicalPlan, LogicalPlanBuilder, Operator,
+};
 use datafusion::prelude::{
     DataFrame, Expr, ParquetReadOptions, SQLOptions, SessionContext, cast, lit,
 };
@@ -478,7 +481,14 @@ impl Engine {
         {
             return Err(self.plan_message(step, incremental::uses_unfixed_function(&function)));
         }
-        let used = parameter_types(frame.logical_plan()).map_err(|e| self.plan_error(step, e))?;
+        let own_type = |id: &str| {
+            params
+                .get(id)
+                .ok()
+                .map(|value| value.to_scalar().data_type())
+        };
+        let used = parameter_types(frame.logical_plan(), own_type)
+            .map_err(|e| self.plan_error(step, e))?;
         let mut bound: HashMap<String, ScalarValue> = HashMap::new();
         for (id, wanted) in used {
             let name = id.trim_start_matches('$');
@@ -668,12 +678,16 @@ pub fn reading_session(storage: &Storage) -> Result<SessionContext, DataFusionEr
 
 /// The parameters a plan uses, with the type each place expects where DataFusion can tell
 /// (from the column it is compared with or assigned to), sorted by name.
-fn parameter_types(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>, DataFusionError> {
+fn parameter_types(
+    plan: &LogicalPlan,
+    own_type: impl Fn(&str) -> Option<DataType>,
+) -> Result<Vec<(String, Option<DataType>)>, DataFusionError> {
     let inferred = plan
         .clone()
         .transform_up_with_subqueries(|node| {
             let schema = Arc::clone(node.schema());
             node.map_expressions(|expr| {
+                let expr = moved_by_intervals_keep_their_type(expr, &schema, &own_type)?;
                 let (expr, _) = expr.infer_placeholder_types(&schema)?;
                 Ok(Transformed::yes(expr))
             })
@@ -682,6 +696,42 @@ fn parameter_types(plan: &LogicalPlan) -> Result<Vec<(String, Option<DataType>)>
     let mut types: Vec<_> = inferred.get_parameter_types()?.into_iter().collect();
     types.sort_by(|a, b| a.0.cmp(&b.0));
     Ok(types)
+}
+
+/// DataFusion's SQL planner gives a parameter the type of the other side of any operator, so
+/// in `$as_of_end - INTERVAL '8 days'` the instant is taken for an interval, and clashes
+/// with its other uses. A parameter moved by an interval has its own type instead (no var
+/// is an interval).
+fn moved_by_intervals_keep_their_type(
+    expr: Expr,
+    schema: &DFSchema,
+    own_type: &impl Fn(&str) -> Option<DataType>,
+) -> Result<Expr, DataFusionError> {
+    let is_interval = |expr: &Expr| {
+        expr.get_type(schema)
+            .is_ok_and(|data_type| matches!(data_type, DataType::Interval(_)))
+    };
+    let keep_own_type = |side: &mut Expr, other: &Expr| {
+        if let Expr::Placeholder(placeholder) = side
+            && is_interval(other)
+        {
+            placeholder.field = own_type(&placeholder.id)
+                .map(|data_type| Arc::new(Field::new(&placeholder.id, data_type, true)));
+        }
+    };
+    expr.transform(|mut expr| {
+        if let Expr::BinaryExpr(BinaryExpr {
+            left,
+            op: Operator::Plus | Operator::Minus,
+            right,
+        }) = &mut expr
+        {
+            keep_own_type(left, right);
+            keep_own_type(right, left);
+        }
+        Ok(Transformed::yes(expr))
+    })
+    .data()
 }
 
 #[cfg(test)]
@@ -704,6 +754,54 @@ mod tests {
             line: None,
             incremental: None,
         }
+    }
+
+    #[tokio::test]
+    async fn an_instant_moved_by_an_interval_stays_an_instant() {
+        // Oslo: the as_of day ends at 22:00 UTC, and two days before that is 22:00 UTC too.
+        let sql = "WITH points AS (
+                SELECT column1 AS customer_id,
+                       arrow_cast(arrow_cast(column2, 'Timestamp(µs, \"UTC\")'),
+                                  'Timestamp(µs, \"Europe/Oslo\")') AS at
+                FROM (VALUES (1, '2026-06-28T21:59:59Z'), (2, '2026-06-28T22:00:00Z'),
+                             (3, '2026-06-30T21:59:59Z'), (4, '2026-06-30T22:00:00Z')))
+            SELECT customer_id FROM points
+            WHERE at >= $as_of_end - INTERVAL '2 days' AND at < $as_of_end
+            ORDER BY customer_id";
+        let step = Step {
+            name: "recent".to_string(),
+            sql_file: "recent.sql".into(),
+            sql: crate::sql::analyze(sql).unwrap(),
+            ..evens()
+        };
+        let zone = chrono_tz::Europe::Oslo;
+        let engine = Engine::new(
+            &EngineSettings::default(),
+            zone,
+            Members::default(),
+            Storage::new(),
+        )
+        .unwrap();
+        let as_of = NaiveDate::from_ymd_opt(2026, 6, 30).unwrap();
+        let params = Params::new(as_of, zone, "run", &BTreeMap::new());
+        let batches = engine
+            .plan(&step, &params)
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+        let ids: Vec<i64> = batches
+            .iter()
+            .flat_map(|batch| {
+                let column = batch
+                    .column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::Int64Array>();
+                column.unwrap().values().to_vec()
+            })
+            .collect();
+        assert_eq!(ids, vec![2, 3]);
     }
 
     #[tokio::test]
