@@ -117,6 +117,9 @@ pub(super) fn cluster_runtime(
     runtime.build_arc()
 }
 
+/// The smallest file whose scan a cluster session cuts into pieces, one per partition.
+const SMALLEST_FILE_CUT: usize = 256 << 20;
+
 /// A client session on the cluster at `url`: `state`'s settings, with the stores of
 /// `storage` for the cluster's processes to build, and stages cut in `partitions` pieces
 /// (Ballista's default when None); and the watchdog of its jobs.
@@ -158,7 +161,16 @@ pub async fn connect(
         // when the scheduler queues it if the client pulls the job's status; pushed (the
         // default), it arrived only with the job's end, and the watchdog cancelled a 1M
         // night's first job of over 15 s (SEGFLOW_CLUSTER_STALL_SECONDS=15) that was running.
-        .set_bool("ballista.client.pull", true);
+        .set_bool("ballista.client.pull", true)
+        // A versioned source is a union of its files' scans (`engine/versions.rs`), and
+        // DataFusion cuts each file of over 1 MiB into a piece per partition: the 10M
+        // shop's 200 files of customers (1.3 MB each) made a stage of 3,200 tasks of 85 KB,
+        // each one the scheduler hands out and a read of the file's footer. A file is cut
+        // only when it is larger than this.
+        .set_usize(
+            "datafusion.optimizer.repartition_file_min_size",
+            SMALLEST_FILE_CUT,
+        );
     let state = SessionStateBuilder::new_from_existing(state)
         .with_config(config)
         .build();
