@@ -17,6 +17,10 @@ use super::pool::RepartitionsUnrefused;
 use crate::pipeline::EngineSettings;
 use crate::storage::Storage;
 
+/// The least share of a join's key range its built side must fill for an array to replace
+/// the hash table, unless the run's memory is limited.
+const SPARSEST_KEY_ARRAY: f64 = 0.05;
+
 pub(super) fn build(
     settings: &EngineSettings,
     storage: &Storage,
@@ -40,6 +44,19 @@ pub(super) fn build(
         .options_mut()
         .optimizer
         .enable_leaf_expression_pushdown = false;
+    // A join on integer keys finds its matches by the key's place in an array of the built
+    // side's key range (4 bytes a slot) instead of a hash table when the keys are dense.
+    // DataFusion 55 wants 15% of the slots used, where the array is no larger than the
+    // table; the product segments' joins (1.2M order items' order ids out of 10M, halved
+    // per partition) are at 6%, and at 5% they took 0.2 of the time and the night 0.93
+    // (BENCHMARKS.md, issue 35). The array then takes up to three times the table's
+    // memory and cannot spill, so a run with `engine.memory_limit` set keeps the default.
+    if settings.memory_limit.is_none() {
+        config
+            .options_mut()
+            .execution
+            .perfect_hash_join_min_key_density = SPARSEST_KEY_ARRAY;
+    }
     // DataFusion reads strings as string views (the nightly run takes 0.96x the time of
     // plain strings, BENCHMARKS.md); published files get plain strings
     // (`ParquetTarget::plain_strings`), which every reader knows.
@@ -88,6 +105,54 @@ pub(crate) fn default_memory_limit() -> Option<usize> {
 
 #[cfg(test)]
 mod tests {
+    use datafusion::physical_plan::collect;
+
+    use super::*;
+
+    /// How many of a join's built sides became key arrays, joining every `step`th of 100,000
+    /// ids (the side built: the left one, as neither side's size is known) with all of them.
+    async fn key_arrays(memory_limit: Option<usize>, step: usize) -> usize {
+        let settings = EngineSettings {
+            memory_limit,
+            target_partitions: Some(1),
+            ..EngineSettings::default()
+        };
+        let ctx = build(&settings, &Storage::default()).unwrap();
+        let sql = format!(
+            "SELECT COUNT(*) FROM (SELECT value AS id FROM generate_series(1, 100000, {step})) \
+             AS small JOIN (SELECT value AS id FROM generate_series(1, 100000)) AS large \
+             ON large.id = small.id"
+        );
+        let plan = ctx
+            .sql(&sql)
+            .await
+            .unwrap()
+            .create_physical_plan()
+            .await
+            .unwrap();
+        collect(Arc::clone(&plan), ctx.task_ctx()).await.unwrap();
+        let mut arrays = 0;
+        datafusion::common::tree_node::TreeNode::apply(&plan, |node| {
+            if let Some(metrics) = node.metrics() {
+                arrays += metrics
+                    .sum_by_name("array_map_created_count")
+                    .map_or(0, |count| count.as_usize());
+            }
+            Ok(datafusion::common::tree_node::TreeNodeRecursion::Continue)
+        })
+        .unwrap();
+        arrays
+    }
+
+    #[tokio::test]
+    async fn joins_look_keys_up_in_an_array_unless_memory_is_limited() {
+        // One key in ten: under DataFusion's 15%, over segflow's 5%.
+        assert_eq!(key_arrays(None, 10).await, 1);
+        assert_eq!(key_arrays(Some(1 << 30), 10).await, 0);
+        // One in 25 (4%): a hash table either way.
+        assert_eq!(key_arrays(None, 25).await, 0);
+    }
+
     #[test]
     fn the_memory_default_is_known_here() {
         let limit = super::default_memory_limit().expect("this machine reports its memory");
