@@ -8,7 +8,38 @@ mod cli;
 
 use cli::Cli;
 
+/// Unless `GLIBC_TUNABLES` is set (even empty: the operator's choice stands), segflow runs with
+/// glibc's malloc asking for transparent huge pages for what it maps. DataFusion's joins and
+/// aggregations allocate buffers of tens of MiB per batch and operator, which glibc maps anew
+/// in 4 KiB pages; a join's key array, read before it is written, faulted each page in twice,
+/// the second time with a TLB flush on the other core: an eighth of the 1M night's CPU went
+/// to page faults. With huge pages the night's time in the kernel fell by about a third, at
+/// the same peak memory (BENCHMARKS.md, "Issue 35, fifth session").
+///
+/// glibc reads its tunables once, when a process starts, so segflow starts itself again with
+/// them: the same program, arguments and process id. If it cannot, this process goes on.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn run_again_with_huge_pages() {
+    use std::os::unix::process::CommandExt;
+    const HUGE_PAGES: &str = "glibc.malloc.hugetlb=1";
+    if std::env::var_os("GLIBC_TUNABLES").is_some() {
+        return;
+    }
+    let Ok(program) = std::env::current_exe() else {
+        return;
+    };
+    let mut args = std::env::args_os();
+    let mut command = std::process::Command::new(program);
+    if let Some(name) = args.next() {
+        command.arg0(name);
+    }
+    // exec() returns only when it failed.
+    let _ = command.args(args).env("GLIBC_TUNABLES", HUGE_PAGES).exec();
+}
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    run_again_with_huge_pages();
     // A command line that does not parse is the user's mistake: exit 1, as for a bad spec;
     // 2 is kept for failures of the environment. --help and --version print and exit 0.
     let cli = match Cli::try_parse() {

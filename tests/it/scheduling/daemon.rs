@@ -5,9 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use crate::support::daemon::{records, served_at, start_daemon, start_daemon_with, terminate};
+use crate::support::daemon::{
+    daemon_command, records, served_at, start_daemon, start_daemon_with, terminate,
+};
 use crate::support::s3::GatedShop;
-use crate::support::{Project, Size, gated_query, scheduled_pipeline, wait_for_log};
+use crate::support::{Project, Size, Spawned, gated_query, scheduled_pipeline, wait_for_log};
 
 #[test]
 fn two_daemons_run_every_slot_exactly_once() {
@@ -351,4 +353,38 @@ fn sigterm_lets_a_run_finish_within_the_grace_period_or_cancels_it_cleanly() {
     let manifest = project.manifest("slow", &as_of);
     assert_ne!(manifest.run_id, seed_run, "the scheduled run replaced it");
     assert_eq!(manifest.rows, 1);
+}
+
+/// segflow starts itself again with glibc's malloc asking for huge pages (src/main.rs), as the
+/// same process: the daemon's own environment says so once it logs, and an operator's
+/// `GLIBC_TUNABLES` is kept as given.
+#[test]
+fn the_daemon_runs_with_huge_pages_for_malloc_unless_the_operator_set_glibc_tunables() {
+    let project = Project::new(Size::Tiny);
+    scheduled_pipeline(&project, "nightly", "{ cron: '0 0 3 * * *' }");
+    for (given, expected) in [
+        (None, "GLIBC_TUNABLES=glibc.malloc.hugetlb=1"),
+        (
+            Some("glibc.malloc.arena_max=2"),
+            "GLIBC_TUNABLES=glibc.malloc.arena_max=2",
+        ),
+    ] {
+        let mut command = daemon_command(&project, 1, &[]);
+        match given {
+            None => command.env_remove("GLIBC_TUNABLES"),
+            Some(value) => command.env("GLIBC_TUNABLES", value),
+        };
+        let mut daemon = Spawned::start(&mut command, "the daemon");
+        let log = daemon.follow_log();
+        wait_for_log(&log, "Scheduler started.");
+        let environment = std::fs::read(format!("/proc/{}/environ", daemon.id()))
+            .expect("the daemon's environment is readable while it runs");
+        let tunables: Vec<String> = environment
+            .split(|byte| *byte == 0)
+            .map(|entry| String::from_utf8_lossy(entry).into_owned())
+            .filter(|entry| entry.starts_with("GLIBC_TUNABLES="))
+            .collect();
+        assert_eq!(tunables, [expected], "given {given:?}");
+        assert_eq!(terminate(&mut daemon), 0, "{}", log.lock().unwrap());
+    }
 }

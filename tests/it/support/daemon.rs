@@ -4,7 +4,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -19,6 +19,14 @@ pub fn start_daemon(project: &Project, grace_seconds: u64) -> Spawned {
 
 /// [`start_daemon`] with more arguments (`--http ...`).
 pub fn start_daemon_with(project: &Project, grace_seconds: u64, more: &[&str]) -> Spawned {
+    Spawned::start(
+        &mut daemon_command(project, grace_seconds, more),
+        "the daemon",
+    )
+}
+
+/// The command [`start_daemon_with`] starts, for a test that changes its environment.
+pub fn daemon_command(project: &Project, grace_seconds: u64, more: &[&str]) -> Command {
     let mut daemon = segflow();
     daemon
         .current_dir(project.path())
@@ -37,7 +45,7 @@ pub fn start_daemon_with(project: &Project, grace_seconds: u64, more: &[&str]) -
         .args(more)
         .stdout(Stdio::null())
         .stderr(Stdio::piped());
-    Spawned::start(&mut daemon, "the daemon")
+    daemon
 }
 
 /// Stops `daemon` with SIGTERM; its exit code. Gives up after two minutes, long enough for a
