@@ -235,6 +235,16 @@ def main():
     parts = {name: split_run(record) for name, record in records.items()}
     for part in next(iter(parts.values())):
         print(f"| {part} | " + " | ".join(f"{parts[n][part]:.2f}" for n in variants) + " |")
+    print("\nper step and output write, last run of each (seconds, over 1 s in some variant):")
+    print("| part | " + " | ".join(variants) + " |")
+    print("|---|" + "---|" * len(variants))
+    timings = {name: {("write " if kind == "writes" else "") + t["name"]: t["seconds"]
+                      for kind in ("steps", "writes") for t in record.get(kind, [])}
+               for name, record in records.items()}
+    for part in next(iter(timings.values())):
+        if any(timings[n].get(part, 0) > 1 for n in variants):
+            print(f"| {part} | " + " | ".join(f"{timings[n].get(part, 0):.2f}" for n in variants)
+                  + " |")
     jobs = ballista_jobs(logs, cluster_window)
     print(f"\nthe last cluster run on Ballista: {jobs['jobs']} jobs, {jobs['stages']} stages "
           f"({jobs['stages'] - jobs['jobs']} shuffles), {jobs['tasks']} tasks; "
