@@ -1,20 +1,19 @@
 -- customer_features: one row per customer who had signed up by the end of the $as_of day
 -- (or whose sign-up time is unknown), with their buying history up to that moment (see
--- paid_orders). Later orders and sign-ups are ignored, so re-running an as_of gives the same
--- answer. Days count in the pipeline's time zone; the as_of day itself is day 0.
+-- customer_orders and paid_orders). Later orders and sign-ups are ignored, so re-running an
+-- as_of gives the same answer. Days count in the pipeline's time zone; the as_of day itself is day 0.
 --
 -- A blank email or phone (empty or only spaces) is published as NULL: it is no contact point.
 -- Money is in the shop's currency, $currency, named in the column currency.
 WITH per_customer AS (
     SELECT customer_id,
-           MIN(ordered_at) AS first_order_at,
-           MAX(ordered_at) AS last_order_at,
-           CAST(CAST($as_of AS DATE) - MIN(order_date) AS BIGINT) AS days_since_first_order,
-           CAST(CAST($as_of AS DATE) - MAX(order_date) AS BIGINT) AS days_since_last_order,
-           COUNT(*) AS paid_orders,
-           SUM(net_amount) AS net_revenue
-    FROM paid_orders
-    GROUP BY customer_id
+           first_order_at,
+           last_order_at,
+           CAST(CAST($as_of AS DATE) - first_order_date AS BIGINT) AS days_since_first_order,
+           CAST(CAST($as_of AS DATE) - last_order_date AS BIGINT) AS days_since_last_order,
+           paid_orders,
+           net_revenue
+    FROM customer_orders
 )
 SELECT c.customer_id,
        NULLIF(TRIM(c.email), '') AS email,

@@ -24,7 +24,7 @@ pub(crate) enum SqlError {
 }
 
 /// One step's SQL, checked to be a single query.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepSql {
     pub text: String,
     /// The tables the query reads (CTE names excluded), lower-cased as DataFusion resolves

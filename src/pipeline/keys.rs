@@ -162,7 +162,11 @@ const STEP: Shape = Shape::Fields(&[
     ("sql", Shape::Any),
     ("incremental", INCREMENTAL),
 ]);
-const INCREMENTAL: Shape = Shape::Fields(&[("source", Shape::Any), ("time", Shape::Any)]);
+const INCREMENTAL: Shape = Shape::Fields(&[
+    ("source", Shape::Any),
+    ("time", Shape::Any),
+    ("fold", Shape::Any),
+]);
 const SEGMENT: Shape = Shape::Fields(&[
     ("name", Shape::Any),
     ("sql", Shape::Any),

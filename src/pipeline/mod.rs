@@ -21,7 +21,7 @@ use crate::storage::Location;
 pub use diagnostics::{Problem, SpecError};
 pub use model::{
     AS_OF, AS_OF_END, AS_OF_START, Change, Check, CheckRule, CheckValue, EngineOverrides,
-    EngineSettings, Incremental, Notify, Output, OutputFormat, Pipeline, Published, RUN_ID,
+    EngineSettings, Fold, Incremental, Notify, Output, OutputFormat, Pipeline, Published, RUN_ID,
     RUN_PARAMETERS, ReportSpec, ScheduleSpec, Severity, Source, SourceFormat, SourceKey, Step,
     StepKind, Versions,
 };

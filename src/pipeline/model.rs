@@ -399,6 +399,40 @@ pub struct Incremental {
     pub source: String,
     /// A timestamp column of the source: when each row happened.
     pub time: String,
+    /// Computed over many files at once instead of file by file: see [`Fold`].
+    pub fold: Option<Fold>,
+}
+
+/// An incremental step whose results fold: its SQL runs over the files wholly before the
+/// as_of day's end together, that one result is kept and carried to later nights, and a
+/// night runs the SQL only over the files that are new or changed since, then merges the two
+/// results with the fold's SQL, which reads the step's own name (a union of its results)
+/// and returns the same columns (docs/incremental.md, "Results carried across nights").
+#[derive(Debug, Clone, PartialEq)]
+pub struct Fold {
+    pub sql_file: PathBuf,
+    pub sql: StepSql,
+}
+
+impl Step {
+    /// The fold of an incremental step as a step of its own: the same name, which its SQL
+    /// reads, and the same rules as the step's SQL (no run parameters, nothing that changes
+    /// from run to run), since what it makes is kept too.
+    pub fn fold_step(&self) -> Option<Step> {
+        let incremental = self.incremental.as_ref()?;
+        let fold = incremental.fold.as_ref()?;
+        Some(Step {
+            name: self.name.clone(),
+            kind: StepKind::Query,
+            sql_file: fold.sql_file.clone(),
+            sql: fold.sql.clone(),
+            line: self.line,
+            incremental: Some(Incremental {
+                fold: None,
+                ..incremental.clone()
+            }),
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

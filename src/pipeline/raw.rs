@@ -270,12 +270,15 @@ pub(super) struct RawStep {
     pub(super) incremental: Option<Spanned<RawIncremental>>,
 }
 
-/// `incremental: { source: orders, time: ordered_at }` on a step.
+/// `incremental: { source: orders, time: ordered_at }` on a step, with `fold:` the SQL file
+/// that folds two of its results into one.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RawIncremental {
     pub(super) source: Spanned<String>,
     pub(super) time: Spanned<String>,
+    #[serde(default)]
+    pub(super) fold: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Deserialize)]

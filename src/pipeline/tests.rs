@@ -374,7 +374,8 @@ fn incremental_steps_read_one_source_and_cut_it_by_one_timestamp() {
         facts.incremental,
         Some(Incremental {
             source: "orders".into(),
-            time: "ordered_at".into()
+            time: "ordered_at".into(),
+            fold: None,
         })
     );
 
@@ -391,6 +392,67 @@ fn incremental_steps_read_one_source_and_cut_it_by_one_timestamp() {
         "20: step 'by_customer' is incremental over 'customers', so",
         "but it reads 'paid'",
         "23: step 'nowhere': incremental.source 'ordrs' is not a source (did you mean 'orders'?)",
+    ] {
+        assert!(text.contains(expected), "{expected}\n{text}");
+    }
+}
+
+#[test]
+fn a_fold_reads_only_its_steps_results_and_no_incremental_step_reads_a_folded_one() {
+    let dir = with_sql(&[
+        ("paid.sql", "SELECT * FROM orders WHERE status = 'paid'"),
+        (
+            "totals.sql",
+            "SELECT customer_id, COUNT(*) AS n FROM paid GROUP BY customer_id",
+        ),
+        (
+            "totals_fold.sql",
+            "SELECT customer_id, SUM(n) AS n FROM totals GROUP BY customer_id",
+        ),
+        (
+            "peeks.sql",
+            "SELECT t.customer_id, SUM(t.n) AS n FROM totals t JOIN paid p USING (customer_id) GROUP BY 1",
+        ),
+        ("constant.sql", "SELECT 1 AS n"),
+        ("per_file.sql", "SELECT * FROM totals"),
+    ]);
+    let sources = "sources:\n  orders:\n    url: data/orders/\n    columns: { ordered_at: timestamp, customer_id: bigint }\n";
+    let paid = "  - name: paid\n    sql: paid.sql\n    incremental: { source: orders, time: ordered_at }\n";
+    let good = format!(
+        "name: t\n{sources}steps:\n{paid}  - name: totals\n    sql: totals.sql\n    incremental: {{ source: orders, time: ordered_at, fold: totals_fold.sql }}\n  - name: later\n    sql: per_file.sql\n"
+    );
+    let pipeline = parse_in(dir.path(), &good).unwrap();
+    let totals = pipeline.steps.iter().find(|s| s.name == "totals").unwrap();
+    let fold = totals.fold_step().expect("a fold");
+    assert_eq!(fold.name, "totals");
+    assert_eq!(fold.sql_file, dir.path().join("totals_fold.sql"));
+    assert!(fold.sql.text.contains("SUM(n)"), "{}", fold.sql.text);
+    assert_eq!(fold.incremental.as_ref().unwrap().fold, None);
+    let paid_step = pipeline.steps.iter().find(|s| s.name == "paid").unwrap();
+    assert!(paid_step.fold_step().is_none());
+
+    let folded = |name: &str, fold: &str| {
+        format!(
+            "  - name: {name}\n    sql: totals.sql\n    incremental: {{ source: orders, time: ordered_at, fold: {fold} }}\n"
+        )
+    };
+    let bad = format!(
+        "name: t\n{sources}steps:\n{paid}{}{}{}{}  - name: per_file\n    sql: per_file.sql\n    incremental: {{ source: orders, time: ordered_at }}\n",
+        folded("totals", "totals_fold.sql"),
+        folded("peeking", "peeks.sql"),
+        folded("constant", "constant.sql"),
+        folded("notsql", "totals_fold.txt"),
+    );
+    let problems = parse_in(dir.path(), &bad).unwrap_err();
+    let text = problems.join("\n");
+    for expected in [
+        "15: step 'peeking': the fold",
+        "peeks.sql must read only 'peeking' (the step's results to merge, under its own name), but it reads 'paid', 'totals'",
+        "18: step 'constant': the fold",
+        "constant.sql must read only 'constant' (the step's results to merge, under its own name), but it reads no table",
+        "21: step 'notsql': `incremental.fold:` names",
+        "totals_fold.txt, which is not a .sql file",
+        "step 'per_file' is incremental, so it runs on each file of 'orders', but it reads 'totals', whose results fold across files and are not kept per file",
     ] {
         assert!(text.contains(expected), "{expected}\n{text}");
     }

@@ -9,6 +9,7 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 
 use super::super::sources::SourceParts;
 use super::super::{Engine, EngineError, Params};
+use super::fold::{FOLDS, KeptFold};
 use crate::pipeline::Step;
 use crate::storage::Location;
 
@@ -36,6 +37,10 @@ impl CacheSpec {
 /// what the nightly runs reuse.
 const KEEP_OTHER_VERSIONS: Duration = Duration::from_secs(7 * 24 * 3600);
 
+/// A settled fold replaced by a newer one is kept this long, for a run of another date that
+/// may still be reading it.
+const KEEP_REPLACED_FOLDS: Duration = Duration::from_secs(3600);
+
 /// The object in a version's folder whose time says when a run last used that version.
 const USED: &str = "_used";
 
@@ -53,6 +58,8 @@ pub(super) struct Kept {
 #[derive(Default)]
 pub(super) struct StepFolder {
     pub(super) kept: Vec<Kept>,
+    /// The settled folds of a folded step (see [`super::fold`]).
+    pub(super) folds: Vec<KeptFold>,
     pub(super) used: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
@@ -73,6 +80,12 @@ impl Engine {
             };
             if name == USED {
                 folder.used.insert(version.to_string(), meta.last_modified);
+                continue;
+            }
+            if name.starts_with(FOLDS) {
+                if let Some(fold) = KeptFold::parse(root, &relative, &meta) {
+                    fold.add_to(&mut folder.folds);
+                }
                 continue;
             }
             let Some((file, latest)) = name
@@ -139,12 +152,51 @@ impl Engine {
             .map(|kept| kept.location.clone())
             .chain(stale_marks)
             .collect();
+        self.delete_stale(root, stale).await;
+    }
+
+    /// Deletes the settled folds that no run will use again: in `version`, all but
+    /// `current` (the one this run used or made) once they are an hour old, since a run of
+    /// another date may be reading one; in other versions, those no run used for a week.
+    /// Best effort, as [`Self::forget_stale`].
+    pub(super) async fn forget_stale_folds(
+        &self,
+        root: &Location,
+        folder: &StepFolder,
+        version: &str,
+        current: Option<&str>,
+    ) {
+        let old = chrono::Duration::from_std(KEEP_OTHER_VERSIONS).expect("a week fits");
+        let replaced = chrono::Duration::from_std(KEEP_REPLACED_FOLDS).expect("an hour fits");
+        let stale: Vec<Location> = folder
+            .folds
+            .iter()
+            .filter(|fold| {
+                if fold.version == version {
+                    current != Some(fold.digest.as_str())
+                        && chrono::Utc::now() - fold.written > replaced
+                } else {
+                    folder
+                        .used
+                        .get(&fold.version)
+                        .is_none_or(|used| chrono::Utc::now() - *used > old)
+                }
+            })
+            // The list first: a fold whose list is gone is not used, whatever of it is left.
+            .flat_map(|fold| [fold.list.clone(), fold.data.clone()])
+            .collect();
+        self.delete_stale(root, stale).await;
+    }
+
+    async fn delete_stale(&self, root: &Location, stale: Vec<Location>) {
         for location in stale {
             let deleted = match self.storage.store(&location, &Default::default()) {
+                // Gone already: a fold whose run died before its list was written.
                 Ok(store) => store
                     .delete(&location.path())
                     .await
                     .err()
+                    .filter(|e| !matches!(e, object_store::Error::NotFound { .. }))
                     .map(|e| e.to_string()),
                 Err(error) => Some(error.to_string()),
             };
@@ -184,6 +236,9 @@ pub(super) fn version_of(
         add(&incremental.source);
         add(&incremental.time);
         add(&params.render(step)?);
+        if let Some(fold) = step.fold_step() {
+            add(&params.render(&fold)?);
+        }
     }
     Ok(short_hex(hasher.finalize()))
 }

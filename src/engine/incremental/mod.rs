@@ -7,6 +7,7 @@
 //! after the as_of day is cut off at its end and computed again by every run.
 
 mod cache;
+mod fold;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -139,7 +140,16 @@ impl Engine {
                         }
                     });
                 }
-                let view = union.expect("a source has files").into_view();
+                let union = union.expect("a source has files");
+                let view = match step.fold_step() {
+                    None => union.into_view(),
+                    Some(fold) => {
+                        let schema = Arc::new(union.schema().as_arrow().clone());
+                        self.folded(&fold, &schema, Ok(union), params)
+                            .await?
+                            .into_view()
+                    }
+                };
                 self.ctx
                     .register_table(step.name.as_str(), view)
                     .map_err(|e| self.plan_error(step, e))?;
@@ -148,6 +158,13 @@ impl Engine {
             IncrementalMode::Compute { cache, scratch } => (cache, scratch),
         };
         let version = version_of(&source, &chain, params, self.zone)?;
+        if incremental.fold.is_some() {
+            let files = self
+                .add_folded(step, &source, &chain, params, &version, (cache, scratch))
+                .await?;
+            tracing::info!(step = %step.name, computed = files.computed, reused = files.reused, "Incremental step ready: its settled files folded.");
+            return Ok(Some(files));
+        }
         let step_root = cache.map(|c| c.root.join(&format!("{}/", step.name)));
         let folder = match &step_root {
             Some(root) => self.step_folder(root, &version).await?,
@@ -374,9 +391,7 @@ impl Engine {
             .find_map(|steps| steps.files.get(key).map(|(_, latest)| *latest))
     }
 
-    /// The last step of `chain` planned on one file (`key` names it): the file's rows before
-    /// the end of the as_of day stand for the source, each earlier step of the chain for
-    /// itself: its result for the file when this run has it, else its plan.
+    /// The last step of `chain` planned on one file (`key` names it): see [`Self::files_plan`].
     async fn file_plan(
         &self,
         source: &SourceParts,
@@ -385,21 +400,44 @@ impl Engine {
         chain: &[&Step],
         params: &Params,
     ) -> Result<DataFrame, EngineError> {
+        self.files_plan(source, &[(file, key)], chain, params).await
+    }
+
+    /// The last step of `chain` planned on some files of the source together (each named by
+    /// its key): their rows before the end of the as_of day stand for the source, each
+    /// earlier step of the chain for itself: its results for the files when this run has
+    /// them all, else its plan.
+    pub(super) async fn files_plan(
+        &self,
+        source: &SourceParts,
+        files: &[(&ObjectMeta, &str)],
+        chain: &[&Step],
+        params: &Params,
+    ) -> Result<DataFrame, EngineError> {
         let last = chain.last().expect("a chain ends with its step");
         let incremental = last.incremental.as_ref().expect("an incremental step");
         let as_of_end = params.values[AS_OF_END].to_scalar();
         let time = col(Column::new_unqualified(&incremental.time));
-        let rows = self
-            .file_in_force(source, file)
-            .and_then(|frame| frame.filter(time.lt(lit(as_of_end))))
-            .map_err(|e| self.plan_error(last, e))?;
+        let mut rows: Option<DataFrame> = None;
+        for (file, _) in files {
+            let cut = self
+                .file_in_force(source, file)
+                .and_then(|frame| frame.filter(time.clone().lt(lit(as_of_end.clone()))));
+            let both = match rows {
+                None => cut,
+                Some(earlier) => cut.and_then(|cut| earlier.union(cut)),
+            };
+            rows = Some(both.map_err(|e| self.plan_error(last, e))?);
+        }
+        let rows = rows.expect("files to plan on");
         let ctx = self.file_context();
         ctx.register_table(incremental.source.as_str(), rows.into_view())
             .map_err(|e| self.plan_error(last, e))?;
+        let keys: Vec<&str> = files.iter().map(|(_, key)| *key).collect();
         let mut planned = None;
         for (position, step) in chain.iter().enumerate() {
             let had = (position + 1 < chain.len())
-                .then(|| self.file_result(step, key))
+                .then(|| self.files_result(step, &keys))
                 .flatten();
             let frame = match had {
                 Some(provider) => ctx.read_table(provider),
@@ -413,16 +451,20 @@ impl Engine {
         Ok(planned.expect("a chain has a step"))
     }
 
-    /// The result this run has of `step` for one file, as a table.
-    fn file_result(&self, step: &Step, key: &str) -> Option<Arc<ListingTable>> {
+    /// The results this run has of `step` for some files, as one table; None unless it has
+    /// every one of them.
+    fn files_result(&self, step: &Step, keys: &[&str]) -> Option<Arc<ListingTable>> {
         let results = self
             .incremental_results
             .lock()
             .expect("incremental results lock");
         let had = results.get(&step.name)?;
-        let (location, _) = had.files.get(key)?;
+        let locations: Option<Vec<&str>> = keys
+            .iter()
+            .map(|key| had.files.get(*key).map(|(location, _)| location.as_str()))
+            .collect();
         let format = Arc::new(ParquetFormat::default());
-        files_table(&[location.as_str()], format, &had.schema).ok()
+        files_table(&locations?, format, &had.schema).ok()
     }
 
     /// A session with the run's settings, memory pool, stores and planner (on a cluster, its

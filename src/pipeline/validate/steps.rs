@@ -10,7 +10,7 @@ use serde_saphyr::{Location, Spanned};
 use super::Validator;
 use crate::hint::did_you_mean;
 use crate::pipeline::keys::line_of;
-use crate::pipeline::model::{Incremental, Source};
+use crate::pipeline::model::{Fold, Incremental, Source};
 use crate::pipeline::model::{Published, Step, StepKind};
 use crate::pipeline::raw::{RawIncremental, RawSegment, RawStep};
 use crate::pipeline::types::ColumnType;
@@ -253,54 +253,114 @@ impl Validator<'_> {
         let (sql_file, text) = match draft.sql {
             DraftSql::Generated(text) => (self.file.clone(), text),
             DraftSql::File(relative) => {
-                let sql_file: PathBuf = self.dir.join(&relative);
-                // Only .sql files are read as SQL, so that a spec naming some other file
-                // (a typo, or a probe) gets no line of it echoed back in a parse error.
-                let is_sql = sql_file
-                    .extension()
-                    .is_some_and(|e| e.eq_ignore_ascii_case("sql"));
-                if !is_sql {
+                let owner = format!("{what} '{name}'");
+                self.read_sql(&owner, "sql", &relative, draft.sql_line)?
+            }
+        };
+        let sql = match sql::analyze(&text) {
+            Ok(sql) => sql,
+            Err(e) => {
+                self.problem(
+                    draft.sql_line,
+                    format!("{what} '{name}': {}: {e}", sql_file.display()),
+                );
+                return None;
+            }
+        };
+        let incremental = match draft.incremental {
+            None => None,
+            Some(raw) => Some(self.incremental(&name, raw.value)?),
+        };
+        Some(Step {
+            name,
+            kind: draft.kind,
+            sql_file,
+            sql,
+            line: draft.line,
+            incremental,
+        })
+    }
+
+    /// A step's `incremental:`, with its fold's SQL read and checked to be one query that
+    /// reads only the step's own results.
+    fn incremental(&mut self, name: &str, raw: RawIncremental) -> Option<Incremental> {
+        let fold = match raw.fold {
+            None => None,
+            Some(relative) => {
+                let line = line_of(&relative);
+                let owner = format!("step '{name}'");
+                let (sql_file, text) =
+                    self.read_sql(&owner, "incremental.fold", &relative.value, line)?;
+                let sql = match sql::analyze(&text) {
+                    Ok(sql) => sql,
+                    Err(e) => {
+                        self.problem(line, format!("step '{name}': {}: {e}", sql_file.display()));
+                        return None;
+                    }
+                };
+                let others: Vec<String> = sql
+                    .tables
+                    .iter()
+                    .filter(|t| *t != name)
+                    .map(|t| format!("'{t}'"))
+                    .collect();
+                if !others.is_empty() || !sql.tables.contains(name) {
+                    let reads = if others.is_empty() {
+                        "no table".to_string()
+                    } else {
+                        others.join(", ")
+                    };
                     self.problem(
-                        draft.sql_line,
+                        line,
                         format!(
-                            "{what} '{name}': `sql:` names {}, which is not a .sql file; \
-                             keep the query in a .sql file (queries/<name>.sql)",
+                            "step '{name}': the fold {} must read only '{name}' (the step's \
+                             results to merge, under its own name), but it reads {reads}",
                             sql_file.display()
                         ),
                     );
                     return None;
                 }
-                match std::fs::read_to_string(&sql_file) {
-                    Ok(text) => (sql_file, text),
-                    Err(e) => {
-                        self.problem(
-                            draft.sql_line,
-                            format!(
-                                "{what} '{name}': cannot read SQL file {}: {e}",
-                                sql_file.display()
-                            ),
-                        );
-                        return None;
-                    }
-                }
+                Some(Fold { sql_file, sql })
             }
         };
-        match sql::analyze(&text) {
-            Ok(sql) => Some(Step {
-                name,
-                kind: draft.kind,
-                sql_file,
-                sql,
-                line: draft.line,
-                incremental: draft.incremental.map(|raw| Incremental {
-                    source: raw.value.source.value,
-                    time: raw.value.time.value,
-                }),
-            }),
+        Some(Incremental {
+            source: raw.source.value,
+            time: raw.time.value,
+            fold,
+        })
+    }
+
+    /// The text of a `.sql` file named relative to the pipeline file by `owner`'s `key`.
+    fn read_sql(
+        &mut self,
+        owner: &str,
+        key: &str,
+        relative: &str,
+        line: Option<usize>,
+    ) -> Option<(PathBuf, String)> {
+        let sql_file: PathBuf = self.dir.join(relative);
+        // Only .sql files are read as SQL, so that a spec naming some other file (a typo, or
+        // a probe) gets no line of it echoed back in a parse error.
+        let is_sql = sql_file
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("sql"));
+        if !is_sql {
+            self.problem(
+                line,
+                format!(
+                    "{owner}: `{key}:` names {}, which is not a .sql file; keep the query in \
+                     a .sql file (queries/<name>.sql)",
+                    sql_file.display()
+                ),
+            );
+            return None;
+        }
+        match std::fs::read_to_string(&sql_file) {
+            Ok(text) => Some((sql_file, text)),
             Err(e) => {
                 self.problem(
-                    draft.sql_line,
-                    format!("{what} '{name}': {}: {e}", sql_file.display()),
+                    line,
+                    format!("{owner}: cannot read SQL file {}: {e}", sql_file.display()),
                 );
                 None
             }
@@ -398,6 +458,30 @@ impl Validator<'_> {
                          those do. Read them in a later step that folds this one's rows",
                         source.name,
                         step.sql_file.display()
+                    ),
+                );
+            }
+            let folded: Vec<String> = step
+                .sql
+                .tables
+                .iter()
+                .filter(|t| {
+                    steps.iter().any(|other| {
+                        other.name == **t
+                            && other.incremental.as_ref().is_some_and(|i| i.fold.is_some())
+                    })
+                })
+                .map(|t| format!("'{t}'"))
+                .collect();
+            if !folded.is_empty() {
+                self.problem(
+                    step.line,
+                    format!(
+                        "step '{name}' is incremental, so it runs on each file of '{}', but it \
+                         reads {}, whose results fold across files and are not kept per file. \
+                         Read it in a step that is not incremental",
+                        source.name,
+                        folded.join(", ")
                     ),
                 );
             }

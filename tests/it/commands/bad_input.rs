@@ -188,6 +188,63 @@ const CASES: &[Case] = &[
         ],
     },
     Case {
+        // Folds are read as the step's table: a column renamed would break every reader.
+        name: "a fold returns other columns than its step",
+        break_it: |p| {
+            replace(
+                p,
+                "queries/customer_orders_fold.sql",
+                "SUM(net_revenue) AS net_revenue",
+                "SUM(net_revenue) AS revenue",
+            );
+            vec![]
+        },
+        expect: &[
+            "step 'customer_orders'",
+            "customer_orders_fold.sql",
+            "the fold must return the step's columns in the step's order (customer_id, first_order_at, last_order_at, \
+             first_order_date, last_order_date, paid_orders, net_revenue), but it returns \
+             (customer_id, first_order_at, last_order_at, first_order_date, last_order_date, \
+             paid_orders, revenue)",
+        ],
+    },
+    Case {
+        // What a fold makes is kept for later nights too.
+        name: "a fold uses $as_of",
+        break_it: |p| {
+            replace(
+                p,
+                "queries/customer_orders_fold.sql",
+                "FROM customer_orders\n",
+                "FROM customer_orders\nWHERE last_order_date <= CAST($as_of AS DATE)\n",
+            );
+            vec![]
+        },
+        expect: &[
+            "step 'customer_orders'",
+            "customer_orders_fold.sql",
+            "cannot use $as_of",
+        ],
+    },
+    Case {
+        name: "a fold reads another table",
+        break_it: |p| {
+            replace(
+                p,
+                "queries/customer_orders_fold.sql",
+                "FROM customer_orders\n",
+                "FROM customer_orders JOIN customers USING (customer_id)\n",
+            );
+            vec![]
+        },
+        expect: &[
+            "nightly_segments.yaml:",
+            "step 'customer_orders': the fold",
+            "must read only 'customer_orders'",
+            "but it reads 'customers'",
+        ],
+    },
+    Case {
         name: "an incremental step's time column is not a timestamp",
         break_it: |p| {
             replace(p, PIPELINE, "time: ordered_at }", "time: order_id }");

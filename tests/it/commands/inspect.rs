@@ -53,10 +53,12 @@ fn rendered_sql_computes_what_the_step_computes() {
         let rendered = project.segflow(&["render", pipeline, step, "--as-of", AS_OF]);
         if rendered.stderr.contains("no step or segment named") {
             // The other RFM methods, the models' pinned parameters and the conversion of
-            // currencies, which the shipped pipeline does not use.
+            // currencies, which the shipped pipeline does not use; a step's fold, which
+            // binds no parameter.
             let alternative = step.starts_with("rfm_")
                 || step.ends_with("_pinned")
-                || step == "paid_orders_converted";
+                || step == "paid_orders_converted"
+                || step == "customer_orders_fold";
             assert!(alternative, "{rendered:?}");
             continue;
         }
@@ -375,12 +377,14 @@ fn graph_draws_the_pipeline_with_the_last_runs_rows() {
     assert_eq!(mermaid.code, 0, "{mermaid:?}");
     let text = &mermaid.stdout;
     assert!(text.starts_with("flowchart LR\n"), "{text}");
-    // Reads taken from the SQL files: paid_orders reads orders; the predictions read the
+    // Reads taken from the SQL files: paid_orders reads orders, customer_orders reads it;
+    // the predictions read the
     // histories; a segment reads customer_predictions; membership reads every segment; an
     // output is its step's.
     for edge in [
         "source_orders --> step_paid_orders",
-        "step_paid_orders --> step_customer_features",
+        "step_paid_orders --> step_customer_orders",
+        "step_customer_orders --> step_customer_features",
         "step_purchase_histories --> step_customer_predictions",
         "step_customer_predictions --> step_likely_to_churn",
         "step_likely_to_churn --> step_segment_membership",

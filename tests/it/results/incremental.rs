@@ -85,8 +85,9 @@ struct Files {
 }
 
 /// One night, run both ways; the outputs must agree. Returns how the incremental run had
-/// the files of paid_orders and of customer_file_facts.
-fn night(project: &Project, as_of: &str, extra: &[&str]) -> [Files; 2] {
+/// the files of paid_orders, of customer_file_facts, and of the shipped customer_orders,
+/// whose settled files fold into one kept result.
+fn night(project: &Project, as_of: &str, extra: &[&str]) -> [Files; 3] {
     let pipeline = project.pipeline();
     let mut files = Vec::new();
     for (flavour, full) in [("incremental", false), ("full", true)] {
@@ -119,11 +120,12 @@ fn night(project: &Project, as_of: &str, extra: &[&str]) -> [Files; 2] {
                 reused: timing["files"]["reused"].as_u64().unwrap(),
             }
         };
-        let [paid, facts] = ["paid_orders", "customer_file_facts"].map(of);
+        let [paid, facts, folded] =
+            ["paid_orders", "customer_file_facts", "customer_orders"].map(of);
         let all = order_files(project) as u64;
         if full {
             // --full reads nothing kept.
-            for had in [&paid, &facts] {
+            for had in [&paid, &facts, &folded] {
                 assert_eq!(
                     had,
                     &Files {
@@ -134,7 +136,7 @@ fn night(project: &Project, as_of: &str, extra: &[&str]) -> [Files; 2] {
                 );
             }
         } else {
-            files = vec![paid, facts];
+            files = vec![paid, facts, folded];
         }
     }
     assert_same_outputs(
@@ -146,11 +148,26 @@ fn night(project: &Project, as_of: &str, extra: &[&str]) -> [Files; 2] {
     files.try_into().unwrap()
 }
 
-fn both(computed: usize, reused: usize) -> [Files; 2] {
-    [0, 1].map(|_| Files {
+/// Every incremental step computed and reused these files.
+fn all_three(computed: usize, reused: usize) -> [Files; 3] {
+    [0, 1, 2].map(|_| Files {
         computed: computed as u64,
         reused: reused as u64,
     })
+}
+
+/// The steps kept per file computed and reused these; the folded one computed every file,
+/// since a file its kept fold covers changed or went.
+fn folded_again(computed: usize, reused: usize) -> [Files; 3] {
+    let [paid, facts, _] = all_three(computed, reused);
+    [
+        paid,
+        facts,
+        Files {
+            computed: (computed + reused) as u64,
+            reused: 0,
+        },
+    ]
 }
 
 #[test]
@@ -174,27 +191,29 @@ fn incremental_nights_publish_what_full_runs_publish() {
     );
 
     // The first night computes every file and keeps those wholly before its end.
-    assert_eq!(night(&project, AS_OF, &[]), both(all, 0));
+    assert_eq!(night(&project, AS_OF, &[]), all_three(all, 0));
     // April's files have rows after each night of early April: computed every night. The
     // day file of April 1st is kept from that night on.
     assert_eq!(
         night(&project, "2026-04-01", &[]),
-        both(all - before_april, before_april)
+        all_three(all - before_april, before_april)
     );
     let april_and_later = all - before_april - 1;
 
-    // A refund rewrites February's file: it alone is computed again.
+    // A refund rewrites February's file: it alone is computed again, and the settled files
+    // fold again.
     change_orders(&project, &["refund", "2026-02"]);
     assert_eq!(
         night(&project, "2026-04-02", &[]),
-        both(april_and_later + 1, before_april)
+        folded_again(april_and_later + 1, before_april)
     );
 
-    // A month's file is deleted: nothing is computed for it, and its kept result goes.
+    // A month's file is deleted: nothing is computed for it, and its kept result goes; the
+    // kept fold that covered it is not used.
     change_orders(&project, &["delete", "2026-01"]);
     assert_eq!(
         night(&project, "2026-04-03", &[]),
-        both(april_and_later, before_april)
+        folded_again(april_and_later, before_april)
     );
     let kept: Vec<PathBuf> = walk(
         &project
@@ -218,14 +237,14 @@ fn incremental_nights_publish_what_full_runs_publish() {
         spec.replace("vars:\n", "vars:\n  min_order_total: 20.0\n")
     });
     let files = order_files(&project);
-    assert_eq!(night(&project, "2026-04-04", &[]), both(files, 0));
+    assert_eq!(night(&project, "2026-04-04", &[]), all_three(files, 0));
     // Another value of the var for one night: every file again ...
     let other = ["--var", "min_order_total=80.0"];
-    assert_eq!(night(&project, "2026-04-05", &other), both(files, 0));
+    assert_eq!(night(&project, "2026-04-05", &other), all_three(files, 0));
     // ... and back to the pipeline's value, whose results were kept.
     assert_eq!(
         night(&project, "2026-04-06", &[]),
-        both(april_and_later, before_april)
+        all_three(april_and_later, before_april)
     );
 
     // Versions of the SQL and vars that no run used for a week go: the marks of the two
@@ -234,32 +253,59 @@ fn incremental_nights_publish_what_full_runs_publish() {
     let paid_orders = project
         .path()
         .join("state-incremental/cache/nightly_segments/paid_orders");
-    let versions = || -> Vec<PathBuf> {
-        std::fs::read_dir(&paid_orders)
+    let folded = project
+        .path()
+        .join("state-incremental/cache/nightly_segments/customer_orders");
+    let versions = |step: &Path| -> Vec<PathBuf> {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(step)
             .unwrap()
             .map(|entry| entry.unwrap().path())
-            .collect()
+            .collect();
+        found.sort();
+        found
     };
     let used = |version: &Path| {
         std::fs::metadata(version.join("_used"))
             .and_then(|m| m.modified())
             .unwrap()
     };
-    let mut by_use = versions();
-    assert_eq!(by_use.len(), 3, "{by_use:?}");
-    by_use.sort_by_key(|version| used(version));
     let week_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(8 * 24 * 3600);
-    for older in &by_use[..2] {
-        std::fs::File::options()
-            .write(true)
-            .open(older.join("_used"))
-            .unwrap()
-            .set_modified(week_ago)
-            .unwrap();
+    let mut latest = Vec::new();
+    for step in [&paid_orders, &folded] {
+        let mut by_use = versions(step);
+        assert_eq!(by_use.len(), 3, "{by_use:?}");
+        by_use.sort_by_key(|version| used(version));
+        for older in &by_use[..2] {
+            std::fs::File::options()
+                .write(true)
+                .open(older.join("_used"))
+                .unwrap()
+                .set_modified(week_ago)
+                .unwrap();
+        }
+        // Folds replaced in the version in use are kept an hour, for runs of other dates;
+        // so is the data of a fold whose run died before writing its list.
+        if step == &folded {
+            let orphan = by_use[2].join("fold/00000000000000000000000000000000.parquet");
+            std::fs::write(orphan, b"a run died here").unwrap();
+        }
+        for fold in walk(&by_use[2].join("fold")) {
+            let file = std::fs::File::options().write(true).open(&fold).unwrap();
+            file.set_modified(week_ago).unwrap();
+        }
+        latest.push(by_use[2].clone());
     }
     assert_eq!(
         night(&project, "2026-04-07", &[]),
-        both(april_and_later, before_april)
+        all_three(april_and_later, before_april)
     );
-    assert_eq!(versions(), vec![by_use[2].clone()]);
+    assert_eq!(versions(&paid_orders), vec![latest[0].clone()]);
+    assert_eq!(versions(&folded), vec![latest[1].clone()]);
+    // One settled fold is kept: its data and the list of the files it covers.
+    let mut kept: Vec<String> = walk(&latest[1])
+        .iter()
+        .filter_map(|path| path.extension()?.to_str().map(str::to_string))
+        .collect();
+    kept.sort();
+    assert_eq!(kept, ["files", "parquet"], "{:?}", walk(&latest[1]));
 }

@@ -58,6 +58,11 @@ fn convert_currencies(project: &Project) {
              incremental: { source: orders, time: ordered_at }\n  \
              - { name: paid_orders, sql: ../queries/paid_orders_converted.sql }\n",
         );
+        let spec = replace(
+            spec,
+            "    incremental: { source: orders, time: ordered_at, fold: ../queries/customer_orders_fold.sql }\n",
+            "",
+        );
         replace(
             spec,
             "  - { name: orders_currency, table: orders, sql: ../queries/checks/orders_currency.sql }\n",
