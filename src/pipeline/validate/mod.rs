@@ -4,6 +4,7 @@
 //! (schedule, engine).
 
 mod checks;
+mod incremental;
 mod outputs;
 mod settings;
 mod sources;
