@@ -1,16 +1,24 @@
 -- customer_features: one row per customer who had signed up by the end of the $as_of day
 -- (or whose sign-up time is unknown), with their buying history up to that moment (see
 -- customer_orders and paid_orders). Later orders and sign-ups are ignored, so re-running an
--- as_of gives the same answer. Days count in the pipeline's time zone; the as_of day itself is day 0.
+-- as_of gives the same answer. Days count in the pipeline's time zone; the as_of day itself
+-- is day 0.
 --
 -- A blank email or phone (empty or only spaces) is published as NULL: it is no contact point.
 -- Money is in the shop's currency, $currency, named in the column currency.
+--
+-- Days are counted as day numbers (a date cast to BIGINT counts days since 1970-01-01), not by
+-- subtracting dates: customer_orders is read from files, and DataFusion 55 fails to plan a
+-- filter on a difference of dates read from Parquet (docs/pipelines.md, "Two DataFusion
+-- bugs"), which a segment over these day counts would be when planned into its reader.
 WITH per_customer AS (
     SELECT customer_id,
            first_order_at,
            last_order_at,
-           CAST(CAST($as_of AS DATE) - first_order_date AS BIGINT) AS days_since_first_order,
-           CAST(CAST($as_of AS DATE) - last_order_date AS BIGINT) AS days_since_last_order,
+           CAST(CAST($as_of AS DATE) AS BIGINT) - CAST(first_order_date AS BIGINT)
+               AS days_since_first_order,
+           CAST(CAST($as_of AS DATE) AS BIGINT) - CAST(last_order_date AS BIGINT)
+               AS days_since_last_order,
            paid_orders,
            net_revenue
     FROM customer_orders
