@@ -67,6 +67,10 @@ def variant(pipeline, folder):
         entry = dict(entry)
         if "sql" in entry:
             entry["sql"] = str((base / entry["sql"]).resolve())
+        if "fold" in entry.get("incremental", {}):
+            incremental = dict(entry["incremental"])
+            incremental["fold"] = str((base / incremental["fold"]).resolve())
+            entry["incremental"] = incremental
         return entry
 
     steps = []

@@ -6,18 +6,13 @@
 --
 -- A blank email or phone (empty or only spaces) is published as NULL: it is no contact point.
 -- Money is in the shop's currency, $currency, named in the column currency.
---
--- Days are counted as day numbers (a date cast to BIGINT counts days since 1970-01-01), not by
--- subtracting dates: customer_orders is read from files, and DataFusion 55 fails to plan a
--- filter on a difference of dates read from Parquet (docs/pipelines.md, "Two DataFusion
--- bugs"), which a segment over these day counts would be when planned into its reader.
 WITH per_customer AS (
     SELECT customer_id,
            first_order_at,
            last_order_at,
-           CAST(CAST($as_of AS DATE) AS BIGINT) - CAST(first_order_date AS BIGINT)
+           CAST(CAST($as_of AS DATE) - DATE '1970-01-01' AS BIGINT) - first_order_day
                AS days_since_first_order,
-           CAST(CAST($as_of AS DATE) AS BIGINT) - CAST(last_order_date AS BIGINT)
+           CAST(CAST($as_of AS DATE) - DATE '1970-01-01' AS BIGINT) - last_order_day
                AS days_since_last_order,
            paid_orders,
            net_revenue

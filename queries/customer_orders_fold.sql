@@ -5,8 +5,8 @@
 SELECT customer_id,
        MIN(first_order_at) AS first_order_at,
        MAX(last_order_at) AS last_order_at,
-       MIN(first_order_date) AS first_order_date,
-       MAX(last_order_date) AS last_order_date,
+       MIN(first_order_day) AS first_order_day,
+       MAX(last_order_day) AS last_order_day,
        SUM(paid_orders) AS paid_orders,
        SUM(net_revenue) AS net_revenue
 FROM customer_orders

@@ -203,8 +203,8 @@ const CASES: &[Case] = &[
             "step 'customer_orders'",
             "customer_orders_fold.sql",
             "the fold must return the step's columns in the step's order (customer_id, first_order_at, last_order_at, \
-             first_order_date, last_order_date, paid_orders, net_revenue), but it returns \
-             (customer_id, first_order_at, last_order_at, first_order_date, last_order_date, \
+             first_order_day, last_order_day, paid_orders, net_revenue), but it returns \
+             (customer_id, first_order_at, last_order_at, first_order_day, last_order_day, \
              paid_orders, revenue)",
         ],
     },
@@ -216,7 +216,7 @@ const CASES: &[Case] = &[
                 p,
                 "queries/customer_orders_fold.sql",
                 "FROM customer_orders\n",
-                "FROM customer_orders\nWHERE last_order_date <= CAST($as_of AS DATE)\n",
+                "FROM customer_orders\nWHERE first_order_at <= $as_of_end\n",
             );
             vec![]
         },
