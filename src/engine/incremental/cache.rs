@@ -9,7 +9,6 @@ use object_store::{ObjectMeta, ObjectStoreExt};
 
 use super::super::sources::SourceParts;
 use super::super::{Engine, EngineError, Params};
-use super::fold::{FOLDS, KeptFold};
 use crate::pipeline::Step;
 use crate::storage::Location;
 
@@ -51,6 +50,51 @@ pub(super) struct Kept {
     pub(super) file: String,
     pub(super) latest: Option<i64>,
     pub(super) location: Location,
+}
+
+/// The folder of a version's settled folds, in the step's folder of the cache.
+pub(super) const FOLDS: &str = "fold";
+
+/// A kept fold of one version of the step: its data, and the list of the files it covers.
+pub(super) struct KeptFold {
+    pub(super) version: String,
+    pub(super) digest: String,
+    pub(super) data: Location,
+    pub(super) list: Location,
+    /// When its list was written.
+    pub(super) written: chrono::DateTime<chrono::Utc>,
+}
+
+impl KeptFold {
+    /// A fold's object, from its path relative to the step's folder:
+    /// `<version>/fold/<digest>.parquet` (its data) or `<version>/fold/<digest>.files` (its
+    /// list, written after the data).
+    pub(super) fn parse(root: &Location, relative: &str, meta: &ObjectMeta) -> Option<KeptFold> {
+        let (version, rest) = relative.split_once('/')?;
+        let name = rest.strip_prefix(FOLDS)?.strip_prefix('/')?;
+        let digest = name
+            .strip_suffix(".files")
+            .or_else(|| name.strip_suffix(".parquet"))?;
+        Some(KeptFold {
+            version: version.to_string(),
+            digest: digest.to_string(),
+            data: root.join(&format!("{version}/{FOLDS}/{digest}.parquet")),
+            list: root.join(&format!("{version}/{FOLDS}/{digest}.files")),
+            written: meta.last_modified,
+        })
+    }
+
+    /// Adds a fold's object to those listed: the data and the list of one fold are one
+    /// entry, as new as the newer of them.
+    pub(super) fn add_to(self, folds: &mut Vec<KeptFold>) {
+        match folds
+            .iter_mut()
+            .find(|f| f.version == self.version && f.digest == self.digest)
+        {
+            Some(listed) => listed.written = listed.written.max(self.written),
+            None => folds.push(self),
+        }
+    }
 }
 
 /// What a step's folder in the cache holds: its results, and when each version was last used

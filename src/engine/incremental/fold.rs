@@ -19,13 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use super::super::sources::SourceParts;
 use super::super::{Engine, EngineError, Params, Scratch};
-use super::cache::{CacheSpec, StepFolder, short_hex};
+use super::cache::{CacheSpec, FOLDS, KeptFold, StepFolder, short_hex};
 use super::{FilesDone, files_table, latest_time, write_one_file};
 use crate::pipeline::Step;
 use crate::storage::{Location, StorageError};
-
-/// The folder of a version's settled folds, in the step's folder of the cache.
-pub(super) const FOLDS: &str = "fold";
 
 /// The files a kept fold covers, written beside it (`<digest>.files`) once its data is whole:
 /// a fold without its list is not used.
@@ -33,48 +30,6 @@ pub(super) const FOLDS: &str = "fold";
 struct Covered {
     /// Each file's key and the latest time among its rows.
     files: Vec<(String, Option<i64>)>,
-}
-
-/// A kept fold of one version of the step: its data, and the list of the files it covers.
-pub(super) struct KeptFold {
-    pub(super) version: String,
-    pub(super) digest: String,
-    pub(super) data: Location,
-    pub(super) list: Location,
-    /// When its list was written.
-    pub(super) written: chrono::DateTime<chrono::Utc>,
-}
-
-impl KeptFold {
-    /// A fold's object, from its path relative to the step's folder:
-    /// `<version>/fold/<digest>.parquet` (its data) or `<version>/fold/<digest>.files` (its
-    /// list, written after the data).
-    pub(super) fn parse(root: &Location, relative: &str, meta: &ObjectMeta) -> Option<KeptFold> {
-        let (version, rest) = relative.split_once('/')?;
-        let name = rest.strip_prefix(FOLDS)?.strip_prefix('/')?;
-        let digest = name
-            .strip_suffix(".files")
-            .or_else(|| name.strip_suffix(".parquet"))?;
-        Some(KeptFold {
-            version: version.to_string(),
-            digest: digest.to_string(),
-            data: root.join(&format!("{version}/{FOLDS}/{digest}.parquet")),
-            list: root.join(&format!("{version}/{FOLDS}/{digest}.files")),
-            written: meta.last_modified,
-        })
-    }
-
-    /// Adds a fold's object to those listed: the data and the list of one fold are one
-    /// entry, as new as the newer of them.
-    pub(super) fn add_to(self, folds: &mut Vec<KeptFold>) {
-        match folds
-            .iter_mut()
-            .find(|f| f.version == self.version && f.digest == self.digest)
-        {
-            Some(listed) => listed.written = listed.written.max(self.written),
-            None => folds.push(self),
-        }
-    }
 }
 
 /// One file of the source in this run: its listing, key and latest time.
